@@ -122,6 +122,7 @@ class TrainConfig:
     eval_every: int = 200
     ckpt_every: int = 200
     n_train_eval: int = 500      # training images re-evaluated like val/test (same weights, same noise protocol)
+    n_test_eval: int = 0         # test images in the periodic evaluations (0: all); a final full pass is separate
     eval_batch: int = 500
     nonfinite_policy: str = "reload"  # skip: drop the batch; reload: after `max_skips` in a row, reload and halve lr
     max_skips: int = 3
@@ -134,7 +135,7 @@ class TrainConfig:
         check_range("lr", self.lr, 0.0, kind=float)
         check_range("grad_clip", self.grad_clip, 0.0, kind=float)
         check_range("ema_decay", self.ema_decay, 0.0, 1.0, kind=float)
-        for name in ("warmup_steps", "n_train_eval", "seed"):
+        for name in ("warmup_steps", "n_train_eval", "n_test_eval", "seed"):
             check_range(name, getattr(self, name), 0)
         for name in ("batch_size", "steps", "init_batch", "eval_every", "ckpt_every", "eval_batch", "max_skips"):
             check_range(name, getattr(self, name), 1)

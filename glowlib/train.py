@@ -238,8 +238,9 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
 
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=conditional)                   # the classifier head is unused without its loss
 
     def snapshot():
         return {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
@@ -254,7 +255,9 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         ev = dict(n_bits=run.data.n_bits, batch_size=tc.eval_batch, seed=tc.seed)
         val, val_sem = evaluate(ema, splits.val_x, labels=splits.val_y if conditional else None, **ev) \
             if len(splits.val_x) else (math.nan, math.nan)
-        test, test_sem = evaluate(ema, splits.test_x, labels=splits.test_y if conditional else None, **ev)
+        n_test = tc.n_test_eval or len(splits.test_x)
+        test, test_sem = evaluate(ema, splits.test_x[:n_test], labels=splits.test_y[:n_test] if conditional else None,
+                                  **ev)
         n_te = tc.n_train_eval
         train_eval = evaluate(ema, splits.train_x[:n_te], labels=splits.train_y[:n_te] if conditional else None,
                               **ev)[0] if n_te else math.nan
@@ -293,12 +296,15 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
-        finite = (torch.isfinite(loss) & torch.isfinite(grad_norm)).float()
-        if world > 1:                                              # every rank must take the same decision
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if not bool(finite):
+        stats = torch.stack([loss.detach(), grad_norm.detach()])
+        if world > 1:                       # the global batch's mean loss; every rank takes the same decision
+            dist.all_reduce(stats)
+            stats[0] /= world
+        stats = stats.cpu()
+        batch_loss = stats[0].item()
+        if not torch.isfinite(stats).all():
             skips += 1
-            events.append({"step": step, "loss": float(loss), "grad_norm": float(grad_norm), "action": "skip"})
+            events.append({"step": step, "loss": batch_loss, "grad_norm": stats[1].item(), "action": "skip"})
             if tc.nonfinite_policy == "reload" and skips >= tc.max_skips:
                 if last_path.exists():
                     state = load_checkpoint(last_path, map_location=device)
@@ -316,7 +322,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         optimizer.step()
         step += 1
         update_ema(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
-        window.append(loss.item())
+        window.append(batch_loss)
         window_images += tc.batch_size
         bar.update(1)
         if step % tc.eval_every == 0 or step == tc.steps:
@@ -328,7 +334,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
             model.train()
             window_t = time.perf_counter()
         else:
-            bar.set_postfix(bpd=f"{loss.item():.3f}", refresh=False)
+            bar.set_postfix(bpd=f"{batch_loss:.3f}", refresh=False)
         if rank == 0 and (step % tc.ckpt_every == 0 or step == tc.steps):
             save_checkpoint(last_path, snapshot())
             saved_step = step

@@ -1,0 +1,77 @@
+"""Trained-model cache: one trained model per full config, trained the first time and reused after that.
+
+The folder of a run is ``<cache root>/<model_type>-<dataset>-<hash of the full RunConfig>/``. An unfinished run
+(``last.pt`` but no ``done.json``) is resumed, so a killed ``make reproduce`` loses at most ``ckpt_every`` steps.
+The root is ``$GLOWLIB_CACHE``, else ``checkpoints/`` beside the package (kept out of git).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig
+from .model import Glow
+from .profiles import profile_config
+from .train import atomic_write_bytes, load_trained, train
+
+
+def cache_root() -> Path:
+    env = os.environ.get("GLOWLIB_CACHE")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def run_dir(run: RunConfig) -> Path:
+    return cache_root() / f"{run.model_type}-{run.data.dataset}-{run.key()}"
+
+
+@dataclass
+class TrainedModel:
+    """A trained model (Polyak weights, eval mode) with its config, training curves and summary."""
+
+    model: Glow
+    run: RunConfig
+    path: Path                   # run folder
+    metrics: pd.DataFrame        # one row per evaluation: train/val/test bits/dim, lr, images/s, wall seconds
+    summary: dict                # best val bits/dim, test bits/dim at that checkpoint, wall seconds, steps, ...
+
+
+@contextmanager
+def _locked(path: Path):
+    """Exclusive lock so that two processes (make -j) never train the same run at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def trained(run: RunConfig, device: str = "cpu", progress: bool = True) -> TrainedModel:
+    """The trained model of ``run``: from the cache if finished, else trained (or resumed) now."""
+    folder = run_dir(run)
+    done = folder / "done.json"
+    with _locked(folder.with_name(folder.name + ".lock")):
+        if not done.exists():
+            result = train(run, folder, resume=(folder / "last.pt").exists(), progress=progress)
+            from . import __version__
+            summary = {"key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
+                       "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
+                       "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,
+                       "config": run.to_dict()}
+            atomic_write_bytes(done, json.dumps(summary, indent=1).encode())
+    summary = json.loads(done.read_text())
+    model = load_trained(folder / "best.pt", device=device)
+    return TrainedModel(model, run, folder, pd.read_csv(folder / "metrics.csv"), summary)
+
+
+def get_model(profile: str, dataset: str = "mnist5k", model_type: str = "glow", seed: int = 0, overrides=(),
+              device: str = "cpu", progress: bool = True) -> TrainedModel:
+    """Shorthand: the trained model of a profile's preset for ``dataset`` (see ``glowlib.profiles``)."""
+    return trained(profile_config(profile, dataset, model_type, seed, overrides), device, progress)
