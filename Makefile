@@ -5,15 +5,51 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# paper on a CUDA machine, cpu otherwise; PROFILE=smoke|cpu|paper overrides
-PROFILE ?= $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+# paper on a CUDA machine, cpu otherwise; PROFILE=smoke|cpu|paper overrides (computed once: importing torch is slow)
+ifeq ($(origin PROFILE),undefined)
+PROFILE := $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+endif
+PROFILES := smoke cpu paper
+# one per paper figure or table (notebooks/<name>.py); claims reads the others' results, so it comes last
+NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours claims
+RESULTS := results/$(PROFILE)
+EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
+# a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun
+# only retrains a model whose config changed (a plot-only edit never retrains)
+LIB := $(wildcard glowlib/*.py) glowlib/published_bpd.csv
+# trained models are shared by every notebook and every rerun
+export GLOWLIB_CACHE ?= $(CURDIR)/checkpoints
+ifeq ($(PROFILE),smoke)
+# smoke models are too small for a second thread to pay; on a busy 2-core machine it costs 10x
+export OMP_NUM_THREADS ?= 1
+endif
 
-.PHONY: help env test system-packages
+# stop early, naming the bad value, for a PROFILE or NB that does not exist
+ifneq ($(filter reproduce models results notebook book,$(MAKECMDGOALS)),)
+ifeq ($(filter $(PROFILE),$(PROFILES)),)
+$(error PROFILE=$(PROFILE) is not a profile; choose one of: $(PROFILES))
+endif
+endif
+ifneq ($(filter notebook,$(MAKECMDGOALS)),)
+ifeq ($(words $(NB)),0)
+$(error NB is not set; choose one of: $(NOTEBOOKS) (e.g. make notebook NB=temperature PARAMS="-p temperature 0.5"))
+endif
+ifeq ($(filter $(NB),$(NOTEBOOKS)),)
+$(error NB=$(NB) is not a notebook; choose one of: $(NOTEBOOKS))
+endif
+endif
+
+.PHONY: help env test system-packages reproduce models results notebook book
 
 help:
-	@echo "make reproduce [PROFILE=smoke|cpu|paper]   regenerate results/ and build the book"
-	@echo "make test                                  run the tests (what CI runs)"
+	@echo "make reproduce [PROFILE=smoke|cpu|paper]   train (cached), run every notebook into results/PROFILE/, build the book"
+	@echo "make notebook NB=name [PARAMS=\"-p k v\"]    rerun one notebook into its results folder, e.g."
+	@echo "                                           make notebook NB=temperature PARAMS=\"-p temperature 0.5\""
+	@echo "make results                               rerun only the notebooks whose source (or glowlib) changed"
+	@echo "make book                                  build the book from results/PROFILE/ (no training, no execution)"
+	@echo "make test                                  make reproduce PROFILE=smoke, then the tests (what CI runs)"
 	@echo "make env                                   create .venv with everything installed"
+	@echo "notebooks: $(NOTEBOOKS); PROFILE now: $(PROFILE)"
 
 env: $(STAMP)
 
@@ -35,5 +71,57 @@ system-packages:
 	  echo "      or put Fashion-MNIST's four idx files in \$$GLOWLIB_DATA/fashion_mnist/"; \
 	fi
 
+# the whole pipeline at smoke scale (book included), then every test, the book's page checks among them
 test: $(STAMP)
+	@$(MAKE) --no-print-directory reproduce PROFILE=smoke
 	$(PY) -m pytest -q
+
+# A sub-make after $(STAMP), so that the default PROFILE is computed with the environment in place.
+reproduce: $(STAMP)
+	@start=$$(date +%s) && \
+	$(MAKE) --no-print-directory models && \
+	$(MAKE) --no-print-directory results && \
+	$(MAKE) --no-print-directory book && \
+	echo "reproduce (PROFILE=$(PROFILE)) took $$(( $$(date +%s) - start )) s; the book: book/_build/html/index.html"
+
+# every model the notebooks use, trained once into $(GLOWLIB_CACHE) (a finished one is only looked up)
+models: $(STAMP)
+	$(PY) -m glowlib.experiments train --profile $(PROFILE) --no-progress
+
+results: $(EXECUTED)
+
+# Run notebook $(1) with papermill and extra arguments $(2) into $(RESULTS)/$(1)/. The executed notebook replaces
+# the previous one only on success; a failure keeps the previous results and says where the failed run is.
+define execute
+	@mkdir -p $(RESULTS)/$(1)
+	@$(if $(strip $(2)),$(PY) -m glowlib.experiments check-params $(1) $(2))
+	@tmp=$$(mktemp -d) && \
+	$(PY) -m jupytext --quiet --to ipynb --set-kernel python3 -o $$tmp/$(1).ipynb notebooks/$(1).py && \
+	echo "running notebooks/$(1).py (PROFILE=$(PROFILE) $(strip $(2))) -> $(RESULTS)/$(1)/" && \
+	if $(PY) -m papermill --no-progress-bar --log-level WARNING --cwd . -p profile $(PROFILE) \
+	     -p out_dir $(RESULTS)/$(1) $(2) $$tmp/$(1).ipynb $$tmp/$(1).out.ipynb; then \
+	  cp $$tmp/$(1).out.ipynb $(RESULTS)/$(1)/.$(1).ipynb.tmp && mv $(RESULTS)/$(1)/.$(1).ipynb.tmp $(RESULTS)/$(1)/$(1).ipynb && \
+	  rm -rf $$tmp; \
+	else \
+	  echo "error: notebook $(1) failed (the exception is above); the partly executed notebook is $$tmp/$(1).out.ipynb" >&2; \
+	  exit 1; \
+	fi
+endef
+
+define notebook_rule
+$(RESULTS)/$(1)/$(1).ipynb: notebooks/$(1).py $(LIB) | $(STAMP)
+	$$(call execute,$(1),)
+endef
+$(foreach nb,$(NOTEBOOKS),$(eval $(call notebook_rule,$(nb))))
+# the claims page computes its verdicts from the other notebooks' results
+$(RESULTS)/claims/claims.ipynb: $(filter-out $(RESULTS)/claims/claims.ipynb,$(EXECUTED))
+
+notebook: $(STAMP)
+	$(call execute,$(NB),$(PARAMS))
+
+# The book only reads results/$(PROFILE): it copies the executed notebooks into book/generated/ and writes the
+# intro page from their provenance; Jupyter Book executes nothing (execute_notebooks: off).
+book: $(STAMP)
+	$(PY) -m glowlib.results book --profile $(PROFILE)
+	$(VENV)/bin/jupyter-book build book --all --quiet
+	@echo "book of results/$(PROFILE): book/_build/html/index.html"

@@ -141,7 +141,9 @@ class Splits:
 
 def prepare_splits(run: RunConfig) -> Splits:
     """Load the dataset, check it fits the model, and hold a validation part out of the training images."""
-    data = load_dataset(run.data.dataset, run.data.data_root)
+    # CelebA is centre-cropped and resized to the model's size as it loads; other datasets are never resized
+    size = run.model.image_size if run.data.dataset == "celeba" else None
+    data = load_dataset(run.data.dataset, run.data.data_root, image_size=size)
     expected = (run.model.in_channels, run.model.image_size, run.model.image_size)
     if data.image_shape != expected:
         raise ValueError(f"dataset {run.data.dataset!r} has images of shape {data.image_shape}, but the model "

@@ -1,0 +1,200 @@
+"""The built book and the results it shows: every page opens in headless Chromium with its title, every image it
+shows is a real file, each notebook page has a figure and no error output; every results folder has its executed
+notebook, a complete provenance record and tidy CSVs.
+
+`make test` builds the book first (`make reproduce PROFILE=smoke`); plain `pytest` skips what is not built.
+"""
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pytest
+
+from glowlib.results import NOTEBOOKS, PROVENANCE, REQUIRED_PROVENANCE, check_tidy
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "book" / "_build" / "html"
+GENERATED = ROOT / "book" / "generated"
+RESULTS = ROOT / "results"
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def _built_profile():
+    marker = GENERATED / "profile.json"
+    if not (HTML / "index.html").is_file() or not marker.is_file():
+        pytest.skip("the book is not built: run `make book` (or `make test`, which builds it first)")
+    return json.loads(marker.read_text())["profile"]
+
+
+class _Page(HTMLParser):
+    """What the checks need from a page's DOM: title, headings, image sources, error output blocks (an error
+    cell, a traceback, or stderr output that reports an error; a warning on stderr is not one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.title, self.h1, self.images, self.errors = "", [], [], []
+        self._in, self._stderr, self._depth = None, None, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = set((attrs.get("class") or "").split())
+        if tag == "img":
+            self.images.append(attrs.get("src") or "")
+        if tag in ("title", "h1"):
+            self._in = tag
+            if tag == "h1":
+                self.h1.append("")
+        if tag == "div":
+            self._depth += 1
+            if {"output_error", "traceback"} & classes:
+                self.errors.append(" ".join(sorted(classes)))
+            if self._stderr is None and {"output", "stderr"} <= classes:
+                self._stderr = [self._depth, ""]
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            self._in = None
+        if tag == "div":
+            if self._stderr and self._stderr[0] == self._depth:
+                if any(word in self._stderr[1] for word in ("Error", "Traceback", "Exception")):
+                    self.errors.append("stderr: " + self._stderr[1][:300])
+                self._stderr = None
+            self._depth -= 1
+
+    def handle_data(self, data):
+        if self._in == "title":
+            self.title += data
+        elif self._in == "h1":
+            self.h1[-1] += data
+        if self._stderr:
+            self._stderr[1] += data
+        if "Traceback (most recent call last)" in data:
+            self.errors.append("Traceback")
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    """Every built page, loaded in headless Chromium, its DOM after load parsed."""
+    _built_profile()
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    profile_dir = tmp_path_factory.mktemp("chromium-profile")
+    parsed = {}
+    for path in sorted(HTML.rglob("*.html")):
+        if path.name in ("genindex.html", "search.html") or path.relative_to(HTML).parts[0].startswith("_"):
+            continue                                   # the theme's own templates and Sphinx's index pages
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
+            capture_output=True, text=True, timeout=120).stdout
+        page = _Page()
+        page.feed(dom)
+        parsed[path] = page
+    return parsed
+
+
+def test_every_page_has_a_title_and_only_real_images(pages):
+    assert pages, "no pages"
+    for path, page in pages.items():
+        if path.name == "index.html":                 # the redirect to the intro page
+            continue
+        assert page.title.strip() and page.h1 and page.h1[0].strip(), f"{path}: no title"
+        for src in page.images:
+            url = urlparse(src)
+            if url.scheme == "data":
+                assert len(src) > 100, f"{path}: empty inline image"
+                continue
+            assert url.scheme in ("", "file"), f"{path}: image from the network: {src}"
+            target = Path(unquote(url.path)) if url.scheme == "file" else (path.parent / unquote(url.path))
+            assert target.is_file() and target.stat().st_size > 0, f"{path}: image {src} is missing or empty"
+
+
+def test_every_notebook_page_was_run_shows_a_figure_and_no_errors(pages):
+    from PIL import Image
+    profile = _built_profile()
+    for nb in NOTEBOOKS:
+        path = HTML / "generated" / f"{nb}.html"
+        assert path in pages, f"no page for notebook {nb}"
+        page = pages[path]
+        assert "(not run)" not in page.title, f"{nb} has no results for profile {profile}"
+        assert page.images, f"{nb}: the page shows no figure"
+        assert not page.errors, f"{nb}: error output on the page: {page.errors}"
+        for src in page.images:
+            if not src.startswith("data:"):
+                with Image.open(path.parent / unquote(urlparse(src).path)) as image:
+                    assert min(image.size) > 10, f"{nb}: image {src} is {image.size}"
+
+
+def test_intro_names_the_profile_it_shows(pages):
+    profile = _built_profile()
+    intro = (GENERATED / "intro.md").read_text()
+    assert f"**Profile:** `{profile}`" in intro and "**Hardware:**" in intro
+    assert pages[HTML / "generated" / "intro.html"].title.strip()
+
+
+# ---------------------------------------------------------------------------------------------------- results
+def _result_folders():
+    return sorted(p.parent for p in RESULTS.glob(f"*/*/{PROVENANCE}")) if RESULTS.is_dir() else []
+
+
+@pytest.mark.parametrize("folder", _result_folders() or [None], ids=lambda p: "none" if p is None else
+                         f"{p.parent.name}/{p.name}")
+def test_results_folder_is_complete_and_tidy(folder):
+    if folder is None:
+        pytest.skip("no results yet: run `make reproduce PROFILE=smoke`")
+    record = json.loads((folder / PROVENANCE).read_text())
+    missing = set(REQUIRED_PROVENANCE) - set(record)
+    assert not missing, f"{folder}: provenance lacks {missing}"
+    assert record["notebook"] == folder.name and record["profile"] == folder.parent.name
+    assert len(record["git_sha"]) == 40 or record["git_sha"] == "unknown"
+    assert record["wall_s"] >= 0 and record["torch_version"] and record["hardware"]["cpu_count"]
+    if folder.name != "claims":
+        assert record["configs"], f"{folder}: no model config recorded"
+        for config in record["configs"].values():
+            assert {"model", "data", "train", "model_type"} <= set(config), "a full RunConfig is recorded"
+    assert (folder / f"{folder.name}.ipynb").is_file(), f"{folder}: no executed notebook"
+    assert record["tables"] and record["figures"]
+    for name, meta in record["tables"].items():
+        path = folder / name
+        assert path.is_file() and path.stat().st_size > 0, f"{path} is missing or empty"
+        df = pd.read_csv(path)
+        assert len(df) == meta["rows"] and list(df.columns) == meta["columns"]
+        check_tidy(df, meta["keys"], str(path))
+    for name in record["figures"]:
+        assert (folder / name).stat().st_size > 0
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], f"{folder}: temporary files left"
+
+
+def test_every_csv_under_results_is_listed_in_a_provenance():
+    listed = {f / name for f in _result_folders() for name in json.loads((f / PROVENANCE).read_text())["tables"]}
+    stray = [p for p in RESULTS.glob("*/*/*.csv") if p not in listed] if RESULTS.is_dir() else []
+    assert not stray, f"CSV files no recorded run wrote: {stray}"
+
+
+def test_book_is_built_offline():
+    """No page pulls scripts, styles or images from the network (MathJax would; no page needs it)."""
+    _built_profile()
+    for path in HTML.rglob("*.html"):
+        text = path.read_text()
+        for attr in ('src="http', "src='http", 'href="http'):
+            for chunk in text.split(attr)[1:]:
+                url = "http" + chunk.split('"')[0].split("'")[0]
+                is_link = attr.startswith("href") and not url.endswith((".css", ".js"))
+                assert is_link, f"{path.relative_to(HTML)} loads {url}"
+
+
+
+def test_page_parser_finds_errors_and_images():
+    """The checks above see what myst-nb writes for an error cell, a traceback and stderr (no book needed)."""
+    page = _Page()
+    page.feed('<html><head><title>T</title></head><body><h1>Head</h1><img src="_images/a.png">'
+              '<div class="cell_output"><div class="output stderr highlight-myst-ansi"><pre>UserWarning: x</pre>'
+              '</div></div><div class="output traceback highlight-ipythontb"><pre>ValueError</pre></div>'
+              '<div class="output stderr"><div><pre>KeyError: 3</pre></div></div></body></html>')
+    assert page.title == "T" and page.h1 == ["Head"] and page.images == ["_images/a.png"]
+    assert len(page.errors) == 2 and page.errors[1].startswith("stderr: KeyError")

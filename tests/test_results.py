@@ -1,0 +1,257 @@
+"""Results I/O, notebook parameter validation, the published numbers, and the claims page's computed verdicts.
+
+No training here: the claims are computed from small hand-made results tables whose verdicts are known.
+"""
+import json
+
+import pandas as pd
+import pytest
+
+from glowlib import experiments as ex
+from glowlib.results import (NOTEBOOKS, PROVENANCE, REQUIRED_PROVENANCE, Recorder, check_tidy, prepare_book,
+                             results_dir)
+
+
+# ---------------------------------------------------------------------------------------------------- Recorder
+def _record(out_dir, notebook="samples", tables=("a",), figures=("f",)):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rec = Recorder(notebook, out_dir, "smoke", 0, {"profile": "smoke", "seed": 0}, "cpu")
+    rec.config("model", {"model": {"depth": 2}})
+    for name in tables:
+        rec.table(pd.DataFrame({"k": [1, 2], "v": [0.5, 0.25]}), name, keys=["k"])
+    for name in figures:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1])
+        rec.figure(fig, name)
+        plt.close(fig)
+    return rec.finish()
+
+
+def test_recorder_writes_tables_figures_and_provenance(tmp_path):
+    record = _record(tmp_path / "out")
+    out = tmp_path / "out"
+    saved = json.loads((out / PROVENANCE).read_text())
+    assert set(REQUIRED_PROVENANCE) <= set(saved)
+    assert saved["profile"] == "smoke" and saved["seed"] == 0 and saved["configs"]["model"]["model"]["depth"] == 2
+    assert saved["tables"]["a.csv"]["keys"] == ["k"] and saved["figures"] == {"f.png": {"what": "f"}}
+    assert isinstance(saved["git_dirty"], (bool, str)) and saved["wall_s"] >= 0
+    assert pd.read_csv(out / "a.csv").shape == (2, 2)
+    assert (out / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*tmp")), "temporary files were left behind"
+    assert record["notebook"] == "samples"
+
+
+def test_recorder_removes_only_its_own_stale_outputs(tmp_path):
+    out = tmp_path / "out"
+    _record(out, tables=("a", "b"))
+    (out / "samples.ipynb").write_text("{}")                      # the executed notebook: not the Recorder's
+    _record(out, tables=("a",))
+    assert (out / "a.csv").exists() and not (out / "b.csv").exists()
+    assert (out / "samples.ipynb").exists()
+
+
+def test_recorder_refuses_a_folder_of_another_notebook(tmp_path):
+    out = tmp_path / "out"
+    _record(out, notebook="samples")
+    with pytest.raises(FileExistsError, match="'samples', not 'temperature'"):
+        Recorder("temperature", out, "smoke", 0, {})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.csv").write_text("x\n1\n")
+    with pytest.raises(FileExistsError, match="no glowlib run wrote"):
+        Recorder("samples", other, "smoke", 0, {})
+    assert (other / "data.csv").read_text() == "x\n1\n"
+
+
+@pytest.mark.parametrize("df, keys, message", [
+    (pd.DataFrame({"k": []}), ["k"], "empty"),
+    (pd.DataFrame({"k": [1, 1], "v": [1, 2]}), ["k"], "same"),
+    (pd.DataFrame({"k": [1]}), ["missing"], "key columns"),
+    (pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples([("a", "b"), ("a", "c")])), [], "nested"),
+])
+def test_check_tidy_rejects_untidy_tables(df, keys, message):
+    with pytest.raises(ValueError, match=message):
+        check_tidy(df, keys, "t")
+
+
+def test_results_dir_names_bad_profile_and_notebook():
+    assert results_dir("smoke", "samples", "/r").as_posix() == "/r/smoke/samples"
+    with pytest.raises(ValueError, match="profile='huge'.*smoke"):
+        results_dir("huge", "samples")
+    with pytest.raises(ValueError, match="notebook='plots'.*ablation"):
+        results_dir("smoke", "plots")
+
+
+# ---------------------------------------------------------------------------------------------------- parameters
+COMMON = dict(profile="smoke", seed=0, out_dir="")
+
+
+def _temperature(**changes):
+    params = dict(COMMON, dataset="mnist5k", temperatures=[0.0, 0.7, 1.0], temperature=0.5, n_samples=10,
+                  n_grid=4)
+    return ex.check_parameters("temperature", **{**params, **changes})
+
+
+def test_check_parameters_normalises():
+    p = _temperature()
+    assert p.temperatures == [0.0, 0.5, 0.7, 1.0]                  # the highlighted T joins the table
+    assert p.out_dir.endswith("results/smoke/temperature")
+    p = ex.check_parameters("bpd_table", **COMMON, datasets="auto", model_types="glow")
+    assert p.datasets[:3] == ["mnist5k", "fashion_mnist", "digits"] and p.model_types == ["glow"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(profile="huge"), r"profile='huge' is not allowed; choose one of \('smoke', 'cpu', 'paper'\)"),
+    (dict(temperature=-0.5), r"temperature=-0.5 is out of range; allowed: \[0.0, inf\]"),
+    (dict(temperatures=[0.7, -1]), r"temperatures\[1\]=-1.0 is out of range"),
+    (dict(dataset="imagenet"), r"dataset='imagenet' is not allowed; choose one of \('mnist5k'"),
+    (dict(n_samples=0), r"n_samples=0 is out of range"),
+    (dict(temperature="hot"), r"temperature='hot' must be a number"),
+])
+def test_check_parameters_names_the_bad_value(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _temperature(**changes)
+
+
+def test_check_parameters_rejects_unknown_and_missing_names():
+    with pytest.raises(ValueError, match=r"no parameter \['temprature'\]; its parameters are"):
+        _temperature(temprature=0.5)
+    with pytest.raises(ValueError, match=r"\['n_pairs'\] were not given"):
+        ex.check_parameters("interpolation", **COMMON, dataset="mnist5k", n_points=3)
+    with pytest.raises(ValueError, match="notebook='plots'"):
+        ex.check_parameters("plots", **COMMON)
+    with pytest.raises(ValueError, match="has no parameter 'temprature'"):
+        ex.check_parameter_names("temperature", ["-p", "temperature", "0.5", "-p", "temprature", "1"])
+    ex.check_parameter_names("temperature", ["-p", "temperature", "-0.5"])
+
+
+def test_absent_dataset_is_named_with_the_available_ones(monkeypatch):
+    monkeypatch.setattr(ex, "is_available", lambda name: name != "cifar10")
+    with pytest.raises(ValueError, match=r"dataset='cifar10': its files are not on this machine; available here"):
+        ex.check_parameters("interpolation", **COMMON, dataset="cifar10", n_pairs=2, n_points=3)
+
+
+def test_manipulation_attributes_follow_the_dataset():
+    p = ex.check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes="auto", alphas=[-1, 1],
+                            n_images=2, n_direction=10)
+    assert p.attributes == ["thickness", "slant"] and p.alphas == [-1.0, 1.0]
+    with pytest.raises(ValueError, match="Smiling"):
+        ex.check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes=["Smiling"], alphas=[1],
+                            n_images=2, n_direction=10)
+
+
+def test_every_notebook_source_passes_its_parameters_cell_to_the_check():
+    """The parameters cell of each notebook holds exactly the names check_parameters expects."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "notebooks"
+    for nb in NOTEBOOKS:
+        text = (root / f"{nb}.py").read_text()
+        cells = text.split("# %%")
+        params = [c for c in cells if c.startswith(' tags=["parameters"]')]
+        assert len(params) == 1, f"{nb}: one parameters cell"
+        names = {t.id for node in ast.parse(params[0].split("\n", 1)[1]).body for t in node.targets}
+        assert names == set(ex._COMMON) | set(ex._SCHEMA[nb]), nb
+
+
+# ---------------------------------------------------------------------------------------------------- published
+def test_published_numbers_hold_table_2_and_the_mnist_caveat():
+    pub = ex.published_bpd()
+    assert {"model", "dataset", "bpd", "source", "note"} <= set(pub.columns)
+    original = pub[pub.kind == "original"].set_index(["model", "dataset"]).bpd
+    assert original[("Glow", "cifar10")] == 3.35 and original[("RealNVP", "cifar10")] == 3.49
+    assert len(original) == 12                                   # 2 models x 6 datasets of Table 2
+    mnist = pub[(pub.dataset == "mnist") & (pub.model == "Glow")]
+    assert mnist.bpd.iloc[0] == 1.05 and "32x32x3" in mnist.note.iloc[0]
+    assert not pub.duplicated(["model", "dataset", "source"]).any()
+
+
+def test_differences_are_explained_from_the_numbers():
+    comparison = pd.DataFrame([
+        dict(dataset="mnist5k", model_type="glow", ours=1.30, ours_sem=0.01, published=1.05,
+             published_dataset="mnist", source="S", parameters_ratio=0.01, images_seen_ratio=0.001,
+             train_images_ratio=0.06, gap=0.25),
+        dict(dataset="digits", model_type="glow", ours=4.0, ours_sem=0.01, published=float("nan"),
+             published_dataset="", source="", parameters_ratio=1, images_seen_ratio=1, train_images_ratio=1,
+             gap=float("nan"))])
+    text = ex.explain_differences(comparison)
+    assert "0.250 bits/dim above the published 1.05" in text[0] and "1.0% of the paper-scale" in text[0]
+    assert "6.0% the size" in text[0] and "no published number" in text[1]
+
+
+# ---------------------------------------------------------------------------------------------------- claims
+def _write(root, notebook, tables, configs=None):
+    out = root / "smoke" / notebook
+    out.mkdir(parents=True)
+    for name, df in tables.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+    (out / PROVENANCE).write_text(json.dumps({"notebook": notebook, "configs": configs or {}}))
+
+
+def _ablation_summary(order):
+    rows = []
+    for coupling, offset in (("additive", 0.1), ("affine", 0.0)):
+        for p, bpd in zip(order, (3.0, 3.2, 3.4, 3.1)):
+            rows.append(dict(permutation=p, coupling=coupling, n_seeds=3, test_bpd_mean=bpd + offset,
+                             test_bpd_std=0.01, curve_mean_bpd=bpd + offset + 0.5, n_parameters=1000 if p != "conv1x1"
+                             else 1002, wall_s_mean=10, wall_s_median=10 if p != "conv1x1" else 10.5))
+    return pd.DataFrame(rows)
+
+
+def test_claims_are_computed_from_results(tmp_path):
+    _write(tmp_path, "ablation", {"summary": _ablation_summary(["conv1x1", "shuffle", "reverse", "rotation"])})
+    _write(tmp_path, "interpolation", {"reconstruction": pd.DataFrame(dict(
+        pair=[0, 1], pixels_differing_a=0, pixels_differing_b=0, max_abs_error_all_pairs=1e-6, half_bin=0.002))})
+    table = ex.claims("smoke", tmp_path).set_index("claim")
+    verdict = table.verdict
+    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == ex.CONFIRMED
+    assert verdict["Affine coupling reaches lower NLL than additive coupling (Fig. 3)"] == ex.CONFIRMED
+    cost = table.loc["The 1x1 convolution costs little: ~0.2% more parameters and ~7% more wall time (Sec. 5.1)"]
+    assert cost.verdict == ex.CONFIRMED and "+0.20% parameters and +5.0% training wall time" in cost.evidence
+    assert verdict[next(c for c in table.index if c.startswith("Encoding and decoding are exact"))] == ex.CONFIRMED
+    # notebooks without results: not testable here, saying how to get them
+    bpd = table.loc["Glow reaches lower bits/dim than RealNVP (Table 2)"]
+    assert bpd.verdict == ex.NOT_TESTABLE and "make notebook NB=bpd_table" in bpd.evidence
+    assert set(table.verdict) <= {ex.CONFIRMED, ex.NOT_CONFIRMED, ex.NOT_TESTABLE}
+    assert table["where"].fillna("").isin(set(NOTEBOOKS) | {""}).all()
+
+
+def test_claims_say_not_confirmed_when_the_order_differs(tmp_path):
+    _write(tmp_path, "ablation", {"summary": _ablation_summary(["reverse", "shuffle", "conv1x1", "rotation"])})
+    verdict = ex.claims("smoke", tmp_path).set_index("claim").verdict
+    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == ex.NOT_CONFIRMED
+    assert verdict["A learned 1x1 convolution beats a fixed random rotation (reviewers: ablate what makes Glow "
+                   "work)"] == ex.NOT_CONFIRMED
+
+
+def test_bpd_claims(tmp_path):
+    rows = [dict(dataset=d, model_type=m, test_bpd=b, test_sem=0.01, steps=10, images_seen=640, wall_s=5.0,
+                 n_parameters=100) for d, m, b in [("mnist5k", "glow", 1.2), ("mnist5k", "realnvp", 1.3),
+                                                   ("digits", "glow", 4.0), ("digits", "realnvp", 3.9)]]
+    _write(tmp_path, "bpd_table", {"bpd": pd.DataFrame(rows)})
+    table = ex.claims("smoke", tmp_path).set_index("claim")
+    glow = table.loc["Glow reaches lower bits/dim than RealNVP (Table 2)"]
+    assert glow.verdict == ex.NOT_CONFIRMED and "Glow is lower on 1 of 2 datasets" in glow.evidence
+    assert table.loc["Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"].verdict == ex.NOT_TESTABLE
+
+
+# ---------------------------------------------------------------------------------------------------- the book
+def test_prepare_book_writes_intro_and_placeholders(tmp_path):
+    root, book = tmp_path / "results", tmp_path / "book"
+    out = prepare_book("smoke", book, root)
+    assert "No results for profile `smoke`" in (out / "intro.md").read_text()
+    assert all((out / f"{nb}.md").exists() for nb in NOTEBOOKS)
+    run = root / "smoke" / "samples"
+    run.mkdir(parents=True)
+    (run / "samples.ipynb").write_text("{}")
+    (run / PROVENANCE).write_text(json.dumps({"notebook": "samples", "start_time": "2025-01-01T00:00:00",
+                                              "git_sha": "abc", "git_dirty": False, "device": "cpu",
+                                              "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2",
+                                              "wall_s": 60}))
+    prepare_book("smoke", book, root)
+    assert (out / "samples.ipynb").exists() and not (out / "samples.md").exists()
+    intro = (out / "intro.md").read_text()
+    assert "**Profile:** `smoke`" in intro and "X (2 CPU cores)" in intro and "Not yet run" in intro
+    assert json.loads((out / "profile.json").read_text())["profile"] == "smoke"
