@@ -20,8 +20,11 @@ PAPER_TRAIN = TrainConfig(batch_size=64, steps=400_000, warmup_steps=5_000, eval
 
 # cpu: a model that trains in about 30 minutes on 2 cores; K=8 at width 128 is the brief's measured plain-port
 # configuration, so our numbers sit beside it. L=2 is the most that 28x28 allows without padding.
+# lr 3e-3, not the official 1e-3: at 1e-3 the ActNorm scales that must grow by ~log(256) to resolve MNIST's
+# saturated background take thousands of steps (val 3.76 vs 2.97 bits/dim at step 500, same seed); the Polyak
+# weights and validation-chosen checkpoints absorb the extra noise.
 CPU_MODEL = GlowConfig(n_levels=2, depth=8, width=128)
-CPU_TRAIN = TrainConfig(batch_size=64, steps=6_000, warmup_steps=300, eval_every=250, ckpt_every=250, lr=1e-3)
+CPU_TRAIN = TrainConfig(batch_size=64, steps=6_000, warmup_steps=500, eval_every=250, ckpt_every=250, lr=3e-3)
 
 # smoke: every code path in about a minute, for CI; the numbers mean nothing.
 SMOKE_MODEL = GlowConfig(n_levels=2, depth=2, width=32)
@@ -48,6 +51,9 @@ def profile_config(profile: str, dataset: str = "mnist5k", model_type: str = "gl
     model = replace(model, **{"in_channels": channels, "image_size": size, **dataset_model})
     if dataset == "digits":
         n_val = min(n_val, 200)          # 1,497 training images in all
+    if profile == "cpu" and dataset != "mnist5k":
+        # the shared mnist5k model gets the full budget; the other table rows share the rest of the ~90 minutes
+        train = replace(train, steps=3_000 if dataset == "fashion_mnist" else 2_000)
     run = RunConfig(model=model, data=DataConfig(dataset=dataset, n_bits=model.n_bits, n_val=n_val),
                     train=replace(train, seed=seed), model_type=model_type)
     return run.override(list(overrides))
