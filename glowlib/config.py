@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 PERMUTATIONS = ("conv1x1", "shuffle", "reverse", "rotation")
 COUPLINGS = ("affine", "additive")
+# GlowConfig fields that change how the model is computed, not what it computes: left out of RunConfig.key(), so
+# that a trained model is found in the cache whichever way it was (or will be) run
+EXECUTION_FIELDS = ("inv_backprop", "fused", "channels_last")
 
 
 def check_choice(field: str, value, allowed) -> None:
@@ -44,6 +47,10 @@ class GlowConfig:
     actnorm: bool = True         # False: the "no normalisation" ablation the reviewers asked for
     learned_prior: bool = True   # False: split-off latents get a standard normal instead of the learned prior
     n_classes: int = 0           # > 0: class-conditional prior (official code: --ycond)
+    # execution only: the same function, computed differently (see EXECUTION_FIELDS and bench/README.md)
+    inv_backprop: bool = True    # training memory constant in K: recompute activations through the inverse
+    fused: bool = True           # fold ActNorms into the convs next to them, one node for the affine coupling
+    channels_last: bool = True   # coupling networks' convs in NHWC layout (mkldnn's fast path on CPU)
 
     def __post_init__(self):
         check_range("in_channels", self.in_channels, 1)
@@ -55,7 +62,7 @@ class GlowConfig:
         check_range("n_classes", self.n_classes, 0)
         check_choice("permutation", self.permutation, PERMUTATIONS)
         check_choice("coupling", self.coupling, COUPLINGS)
-        for flag in ("lu", "learn_top", "actnorm", "learned_prior"):
+        for flag in ("lu", "learn_top", "actnorm", "learned_prior", *EXECUTION_FIELDS):
             check_range(flag, getattr(self, flag), kind=bool)
         if self.image_size % 2 ** self.n_levels:
             raise ValueError(
@@ -170,7 +177,10 @@ class RunConfig:
         """Stable short hash of the full config: the trained-model cache's key."""
         import hashlib
         import json
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        d = self.to_dict()
+        for name in EXECUTION_FIELDS:
+            del d["model"][name]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def override(self, assignments) -> "RunConfig":
         """Apply ``["model.depth=16", "train.lr=5e-4", "model_type=realnvp"]``; values are parsed as Python

@@ -41,6 +41,11 @@ class FlowSequence(Flow):
             y = flow.reverse(y)
         return y
 
+    def inverse_backward(self, y, g_y, g_logdet, need_x: bool = True):
+        """Invertible backprop (``glowlib.revgrad``), layer by layer from the last."""
+        from .revgrad import sequence_inverse_backward
+        return sequence_inverse_backward(self, y, g_y, g_logdet, need_x)
+
 
 class ActNorm(Flow):
     """Per-channel affine y = (x + b)·exp(logs), data-dependent init (Sec. 3.1); logdet = H·W·Σ log|s|.
@@ -55,6 +60,7 @@ class ActNorm(Flow):
         self.logs = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.register_buffer("initialized", torch.tensor(False))
         self.eps = eps
+        self._known_initialized = False
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
@@ -63,9 +69,25 @@ class ActNorm(Flow):
         self.bias.copy_(-mean)
         self.logs.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(True)
+        self._known_initialized = True
+
+    def is_initialized(self) -> bool:
+        """The ``initialized`` buffer as a bool; once True it is remembered, so training on a GPU does not wait
+        for the device at every layer (``load_state_dict`` forgets it)."""
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
+
+    def needs_init(self) -> bool:
+        """True when the next forward pass initialises the layer from its batch (training mode, not yet done)."""
+        return self.training and not self.is_initialized()
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._known_initialized = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x):
-        if self.training and not self.initialized:
+        if self.needs_init():
             self.initialize(x)
         y = (x + self.bias) * torch.exp(self.logs)
         logdet = x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * self.logs.sum())
@@ -96,10 +118,23 @@ class _Cached:
             return compute()  # gradients must flow through a fresh computation
         key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
         if key != self.key:
-            with torch.no_grad():
+            # ordinary tensors even when filled under inference_mode (sampling), so later uses may autograd
+            with torch.inference_mode(False), torch.no_grad():
                 self.value = compute()
             self.key = key
         return self.value
+
+
+def channel_mix(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """y[:, o] = Σ_c W[o, c]·x[:, c] + b[o] at every pixel: a 1x1 convolution computed as one batched matmul on
+    the (B, C, H·W) view (on CPU several times faster than ``conv2d`` for the few channels of a flow step)."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h * w)
+    if bias is None:
+        y = torch.matmul(weight, x)
+    else:
+        y = torch.baddbmm(bias.view(1, -1, 1).expand(b, -1, h * w), weight.expand(b, -1, -1), x)
+    return y.view(b, -1, h, w)
 
 
 class InvConv1x1(Flow):
@@ -117,15 +152,21 @@ class InvConv1x1(Flow):
             self.register_buffer("weight", w)
         self._forward_cache, self._inverse_cache = _Cached(), _Cached()
 
-    def forward(self, x):
+    def weight_logdet(self):
+        """(W, log|det W|), the log-det per pixel cached in eval mode."""
         w = self.weight
-        logabsdet = self._forward_cache.get(self, [w], lambda: torch.linalg.slogdet(w)[1])
+        return w, self._forward_cache.get(self, [w], lambda: torch.linalg.slogdet(w)[1])
+
+    def inverse_weight(self):
+        return self._inverse_cache.get(self, [self.weight], lambda: torch.linalg.inv(self.weight))
+
+    def forward(self, x):
+        w, logabsdet = self.weight_logdet()
         y = F.conv2d(x, w[:, :, None, None])
         return y, x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * logabsdet)
 
     def reverse(self, y):
-        w_inv = self._inverse_cache.get(self, [self.weight], lambda: torch.linalg.inv(self.weight))
-        return F.conv2d(y, w_inv[:, :, None, None])
+        return F.conv2d(y, self.inverse_weight()[:, :, None, None])
 
 
 class InvConv1x1LU(Flow):
@@ -156,14 +197,20 @@ class InvConv1x1LU(Flow):
     def _params(self):
         return [self.lower, self.upper, self.log_s]
 
+    def weight_logdet(self):
+        """(W, log|det W| = Σ log|s|), W recomposed only when a parameter changed in eval mode."""
+        return self._forward_cache.get(self, self._params(), self._compose), self.log_s.sum()
+
+    def inverse_weight(self):
+        return self._inverse_cache.get(self, self._params(), lambda: torch.linalg.inv(self._compose()))
+
     def forward(self, x):
-        w = self._forward_cache.get(self, self._params(), self._compose)
+        w, logabsdet = self.weight_logdet()
         y = F.conv2d(x, w[:, :, None, None])
-        return y, x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * self.log_s.sum())
+        return y, x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * logabsdet)
 
     def reverse(self, y):
-        w_inv = self._inverse_cache.get(self, self._params(), lambda: torch.linalg.inv(self._compose()))
-        return F.conv2d(y, w_inv[:, :, None, None])
+        return F.conv2d(y, self.inverse_weight()[:, :, None, None])
 
 
 class Permute(Flow):
@@ -212,27 +259,112 @@ class ZeroConv2d(nn.Module):
     def forward(self, x):
         return self.conv(x) * torch.exp(3 * self.logs)
 
+    def folded(self, order: torch.Tensor | None = None):
+        """Weight and bias of one conv equal to this layer, (W∗x + b)·e = (e·W)∗x + e·b with e = exp(3·logs),
+        output channels optionally reordered by ``order``."""
+        e = torch.exp(3 * self.logs).view(-1, 1, 1, 1)                 # (C_out, 1, 1, 1)
+        w, b = self.conv.weight * e, self.conv.bias * e.view(-1)
+        return (w, b) if order is None else (w[order], b[order])
+
+    def conv_folded(self, x, weight_bias):
+        return F.conv2d(x, *weight_bias, padding=self.conv.padding)
+
 
 class ConvActNorm(nn.Module):
-    """Conv without bias followed by ActNorm, as the official code's ``conv2d`` (its log-det is not used)."""
+    """Conv without bias followed by ActNorm, as the official code's ``conv2d`` (its log-det is not used).
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, actnorm: bool = True):
+    ``fused``: once ActNorm is initialised it is folded into the conv, (W∗x + b)·s = (s·W)∗x + s·b, which saves
+    two passes over the widest activations of the model and the memory autograd would keep for them.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, actnorm: bool = True,
+                 fused: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not actnorm)
         self.norm = ActNorm(out_channels) if actnorm else None
+        self.fused = fused
+        self._cache = _Cached()
+
+    def _folded(self):
+        s = torch.exp(self.norm.logs)                                   # (1, C_out, 1, 1)
+        return self.conv.weight * s.view(-1, 1, 1, 1), (self.norm.bias * s).view(-1)
 
     def forward(self, x):
-        x = self.conv(x)
-        return x if self.norm is None else self.norm(x)[0]
+        if self.norm is None:
+            return self.conv(x)
+        if not self.fused or self.norm.needs_init():
+            return self.norm(self.conv(x))[0]
+        w, b = self._cache.get(self, [self.conv.weight, self.norm.bias, self.norm.logs], self._folded)
+        return F.conv2d(x, w, b, padding=self.conv.padding)
 
 
-def coupling_network(in_channels: int, out_channels: int, width: int, actnorm: bool = True) -> nn.Module:
+def coupling_network(in_channels: int, out_channels: int, width: int, actnorm: bool = True,
+                     fused: bool = True) -> nn.Module:
     """NN() of the coupling layer (official ``f``): 3x3 conv → ReLU → 1x1 conv → ReLU → zero-init 3x3 conv."""
     return nn.Sequential(
-        ConvActNorm(in_channels, width, 3, actnorm), nn.ReLU(),
-        ConvActNorm(width, width, 1, actnorm), nn.ReLU(),
+        ConvActNorm(in_channels, width, 3, actnorm, fused), nn.ReLU(inplace=fused),
+        ConvActNorm(width, width, 1, actnorm, fused), nn.ReLU(inplace=fused),
         ZeroConv2d(width, out_channels),
     )
+
+
+class _FromChannelsLast(torch.autograd.Function):
+    """An NHWC tensor made NCHW-contiguous, whose gradient goes back NHWC. Plain ``contiguous`` hands the NCHW
+    gradient back as it is, and the convolution and ReLU backward that receive it then run on mixed layouts, tens
+    of times slower than on one. (NHWC is made by permuting, which also works under vmap, unlike memory_format.)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.contiguous()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
+def _to_nchw(x):
+    """x as an NCHW-contiguous tensor; from channels-last, with the gradient returned channels-last."""
+    if x.is_contiguous():
+        return x
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return _FromChannelsLast.apply(x)
+    return x.contiguous()
+
+
+class _AffineCouplingFn(torch.autograd.Function):
+    """ya = (xa + t)·s with s = sigmoid(h_s + 2) and logdet = Σ log s, as one autograd node.
+
+    Saves s and ya only, and needs three passes backward: ∂/∂xa = ∂/∂t = g·s, ∂/∂h_s = (1 − s)·(g·ya + g_logdet)
+    (since ∂ya/∂h_s = ya·(1 − s) and ∂log s/∂h_s = 1 − s).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(xa, t, h_s):
+        z = h_s + 2.0
+        s = torch.sigmoid(z)
+        ya = (xa + t).mul_(s)
+        return ya, F.logsigmoid(z).flatten(1).sum(1), s
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ya, _, s = output
+        ctx.mark_non_differentiable(s)
+        ctx.save_for_backward(s, ya)
+
+    @staticmethod
+    def backward(ctx, g_y, g_logdet, _):
+        s, ya = ctx.saved_tensors
+        g_u = g_y * s
+        g_h = torch.addcmul(g_logdet.view(-1, *[1] * (ya.dim() - 1)), g_y, ya).mul_(1.0 - s)
+        return g_u, g_u, g_h
+
+
+def affine_coupling(xa, t, h_s):
+    """(ya, logdet) of the affine coupling (Table 1, official sigmoid(h + 2) scale), fused; see ``Coupling``."""
+    ya, logdet, _ = _AffineCouplingFn.apply(xa, t, h_s)
+    return ya, logdet
 
 
 class Coupling(Flow):
@@ -240,26 +372,53 @@ class Coupling(Flow):
 
     xa, xb = split(x); h = NN(xb); affine: ya = (xa + t)·s with s = sigmoid(h_s + 2) (official code; the paper
     writes exp(log s) and the scale before the shift); additive: ya = xa + t. y = concat(ya, xb).
+
+    ``fused``: NN's ActNorms and zero conv folded into its convs, the affine map as one autograd node
+    (``affine_coupling``). ``channels_last``: NN's convs run NHWC, oneDNN's fast layout on CPU.
     """
 
-    def __init__(self, channels: int, width: int, kind: str = "affine", actnorm: bool = True):
+    def __init__(self, channels: int, width: int, kind: str = "affine", actnorm: bool = True, fused: bool = True,
+                 channels_last: bool = False):
         super().__init__()
         if channels < 2:
             raise ValueError(f"channels={channels}: a coupling layer needs at least 2 channels to split")
         self.kind = kind
         self.n_a = channels // 2                    # transformed half
         n_b = channels - self.n_a                   # conditioning half
-        self.net = coupling_network(n_b, self.n_a * (2 if kind == "affine" else 1), width, actnorm)
+        n_out = self.n_a * (2 if kind == "affine" else 1)
+        self.net = coupling_network(n_b, n_out, width, actnorm, fused)
+        self.fused = fused
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # official code interleaves NN's output channels: shift = h[:, 0::2], scale = h[:, 1::2]. The fused path
+        # reorders the zero conv's filters once so that they come out as [shift | scale], two dense halves.
+        order = torch.cat([torch.arange(0, n_out, 2), torch.arange(1, n_out, 2)]) if kind == "affine" else None
+        self.register_buffer("order", order, persistent=False)
+        self._zero_cache = _Cached()
 
     def _shift_scale(self, xb):
         h = self.net(xb)
         if self.kind == "additive":
             return h, None
-        # official code interleaves the channels: shift = h[:, 0::2], scale = h[:, 1::2]
         return h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0)
+
+    def _h(self, xb):
+        """NN(xb), fused path: ActNorms folded into the convs, output [shift | scale] (B, n_out, H, W)."""
+        h = xb.contiguous(memory_format=self.memory_format)
+        for layer in self.net[:-1]:
+            h = layer(h)
+        zero = self.net[-1]
+        folded = self._zero_cache.get(self, [zero.conv.weight, zero.conv.bias, zero.logs],
+                                      lambda: zero.folded(self.order))
+        return _to_nchw(zero.conv_folded(h, folded))
 
     def forward(self, x):
         xa, xb = x[:, : self.n_a], x[:, self.n_a:]
+        if self.fused:
+            h = self._h(xb)
+            if self.kind == "additive":
+                return torch.cat([xa + h, xb], 1), x.new_zeros(x.shape[0])
+            ya, logdet = affine_coupling(xa, h[:, : self.n_a], h[:, self.n_a:])
+            return torch.cat([ya, xb], 1), logdet
         t, s = self._shift_scale(xb)
         if s is None:
             return torch.cat([xa + t, xb], 1), x.new_zeros(x.shape[0])
@@ -267,9 +426,41 @@ class Coupling(Flow):
 
     def reverse(self, y):
         ya, xb = y[:, : self.n_a], y[:, self.n_a:]
-        t, s = self._shift_scale(xb)
+        if self.fused:
+            h = self._h(xb)
+            t, s = (h, None) if self.kind == "additive" else (h[:, : self.n_a], torch.sigmoid(h[:, self.n_a:] + 2.0))
+        else:
+            t, s = self._shift_scale(xb)
         xa = ya - t if s is None else ya / s - t
         return torch.cat([xa, xb], 1)
+
+    def inverse_backward(self, y, g_y, g_logdet, need_x: bool = True):
+        """Invertible backprop (``glowlib.revgrad``) with NN run once: xb = y_b exactly, so NN(xb) computed with
+        autograd gives both the inverse xa = ya/s − t and the gradient. Returns (x, ∂L/∂x, {param: grad})."""
+        n = self.n_a
+        ya, xb = y[:, :n], y[:, n:].detach().requires_grad_()
+        params = [p for p in self.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            if self.fused:
+                h = self._h(xb)
+                t, h_s = (h, None) if self.kind == "additive" else (h[:, :n], h[:, n:])
+            else:
+                t, s = self._shift_scale(xb)
+            with torch.no_grad():
+                if self.fused:
+                    s = None if h_s is None else torch.sigmoid(h_s + 2.0)
+                xa = ya - t if s is None else ya / s - t
+            xa.requires_grad_()
+            if s is None:
+                outputs, grads_out = [xa + t], [g_y[:, :n]]
+            elif self.fused:
+                ya, logdet = affine_coupling(xa, t, h_s)
+                outputs, grads_out = [ya, logdet], [g_y[:, :n], g_logdet]
+            else:
+                outputs, grads_out = [(xa + t) * s, torch.log(s).flatten(1).sum(1)], [g_y[:, :n], g_logdet]
+            g_xa, g_xb, *grads = torch.autograd.grad(outputs, [xa, xb] + params, grads_out, allow_unused=True)
+        g_xb = g_y[:, n:] if g_xb is None else g_xb + g_y[:, n:]
+        return torch.cat([xa.detach(), xb.detach()], 1), torch.cat([g_xa, g_xb], 1), dict(zip(params, grads))
 
 
 def checkerboard(height: int, width: int, parity: int) -> torch.Tensor:
@@ -285,7 +476,8 @@ class MaskedCoupling(Flow):
     (``mask="checkerboard"``) or one half of the channels (``mask="channel"``); ``parity`` alternates it.
     """
 
-    def __init__(self, channels: int, size: int, width: int, mask: str, parity: int, actnorm: bool = True):
+    def __init__(self, channels: int, size: int, width: int, mask: str, parity: int, actnorm: bool = True,
+                 fused: bool = True, channels_last: bool = False):
         super().__init__()
         if mask == "checkerboard":
             b = checkerboard(size, size, parity).expand(1, channels, size, size).clone()
@@ -298,11 +490,12 @@ class MaskedCoupling(Flow):
         else:
             raise ValueError(f"mask={mask!r} is not allowed; choose 'checkerboard' or 'channel'")
         self.register_buffer("mask", b)
-        self.net = coupling_network(channels, 2 * channels, width, actnorm)
+        self.net = coupling_network(channels, 2 * channels, width, actnorm, fused)
         self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def _log_s_t(self, x):
-        h = self.net(x * self.mask)
+        h = _to_nchw(self.net((x * self.mask).contiguous(memory_format=self.memory_format)))
         free = 1 - self.mask
         return self.scale * torch.tanh(h[:, 0::2]) * free, h[:, 1::2] * free
 
@@ -313,6 +506,20 @@ class MaskedCoupling(Flow):
     def reverse(self, y):
         log_s, t = self._log_s_t(y)  # y equals x where the mask is 1, so NN sees the same input
         return (y - t) * torch.exp(-log_s)
+
+    def inverse_backward(self, y, g_y, g_logdet, need_x: bool = True):
+        """Invertible backprop with NN run once, as ``Coupling.inverse_backward``: NN's input b⊙x = b⊙y is exact.
+        ``x_nn`` stands for x in NN's input (only its masked part matters), ``x`` in the affine map."""
+        x_nn = y.detach().requires_grad_()
+        params = [p for p in self.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            log_s, t = self._log_s_t(x_nn)
+            with torch.no_grad():
+                x = (y - t) * torch.exp(-log_s)
+            x.requires_grad_()
+            outputs = [x * torch.exp(log_s) + t, log_s.flatten(1).sum(1)]
+            g_x, g_nn, *grads = torch.autograd.grad(outputs, [x, x_nn] + params, [g_y, g_logdet], allow_unused=True)
+        return x.detach(), g_x if g_nn is None else g_x + g_nn, dict(zip(params, grads))
 
 
 class Squeeze(Flow):

@@ -11,26 +11,98 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GlowConfig
-from .flows import (ActNorm, Coupling, Flow, FlowSequence, MaskedCoupling, Squeeze, ZeroConv2d,
-                    gaussian_log_prob, gaussian_sample, make_permutation)
+from .flows import (ActNorm, Coupling, Flow, FlowSequence, InvConv1x1, InvConv1x1LU, MaskedCoupling, Squeeze,
+                    ZeroConv2d, _Cached, channel_mix, gaussian_log_prob, gaussian_sample, make_permutation)
+from .revgrad import grad_of, invertible_forward
 
 
 class FlowStep(FlowSequence):
-    """One step of flow (Table 1): ActNorm → invertible 1x1 conv (or a permutation) → coupling."""
+    """One step of flow (Table 1): ActNorm → invertible 1x1 conv (or a permutation) → coupling.
+
+    ``cfg.fused``: once ActNorm is initialised, ActNorm and the 1x1 conv run as one affine map per pixel,
+    y = W·diag(s)·x + W·(s⊙b), computed as a batched matmul; its inverse x = diag(1/s)·W⁻¹·y − b likewise, with
+    both cached in eval mode until a parameter changes. Same function, one pass over the data instead of three.
+    """
 
     def __init__(self, channels: int, cfg: GlowConfig):
         layers = [ActNorm(channels)] if cfg.actnorm else []
         layers += [make_permutation(cfg.permutation, channels, cfg.lu),
-                   Coupling(channels, cfg.width, cfg.coupling, cfg.actnorm)]
+                   Coupling(channels, cfg.width, cfg.coupling, cfg.actnorm, cfg.fused, cfg.channels_last)]
         super().__init__(layers)
+        self.fused = cfg.fused and isinstance(layers[-2], (InvConv1x1, InvConv1x1LU))
+        self._mix_cache, self._inverse_cache = _Cached(), _Cached()
+
+    def _parts(self):
+        """(ActNorm or None, 1x1 conv, coupling); not attributes, which would register the layers twice."""
+        return (self.flows[0] if len(self.flows) == 3 else None), self.flows[-2], self.flows[-1]
+
+    def _mix_params(self):
+        actnorm, conv, _ = self._parts()
+        return list(conv.parameters()) + list(conv.buffers()) + ([] if actnorm is None else
+                                                               [actnorm.bias, actnorm.logs])
+
+    def _mix(self):
+        """(W·diag(s), W·(s⊙b), log-det per pixel): ActNorm followed by the 1x1 conv."""
+        actnorm, conv, _ = self._parts()
+        w, logdet = conv.weight_logdet()
+        if actnorm is None:
+            return w, None, logdet
+        s = torch.exp(actnorm.logs).view(-1)
+        return w * s, w @ (s * actnorm.bias.view(-1)), logdet + actnorm.logs.sum()
+
+    def _mix_inverse(self):
+        actnorm, conv, _ = self._parts()
+        w_inv = conv.inverse_weight()
+        if actnorm is None:
+            return w_inv, None
+        return w_inv * torch.exp(-actnorm.logs).view(-1, 1), -actnorm.bias.view(-1)
+
+    def _use_fused(self) -> bool:
+        actnorm = self._parts()[0]
+        return self.fused and (actnorm is None or not actnorm.needs_init())
+
+    def forward(self, x):
+        if not self._use_fused():
+            return super().forward(x)
+        w, b, logdet = self._mix_cache.get(self, self._mix_params(), self._mix)
+        y, logdet_coupling = self._parts()[2](channel_mix(x, w, b))
+        return y, logdet_coupling + x.shape[2] * x.shape[3] * logdet
+
+    def reverse(self, y):
+        if not self.fused:
+            return super().reverse(y)
+        w_inv, b_inv = self._inverse_cache.get(self, self._mix_params(), self._mix_inverse)
+        return channel_mix(self._parts()[2].reverse(y), w_inv, b_inv)
+
+    def _mix_forward(self, x):
+        w, b, logdet = self._mix()
+        return channel_mix(x, w, b), (x.shape[2] * x.shape[3] * logdet).expand(x.shape[0])
+
+    def inverse_backward(self, y, g_y, g_logdet, need_x: bool = True):
+        """Invertible backprop (``glowlib.revgrad``): the coupling's own (NN run once), then the fused
+        ActNorm + 1x1 conv map, rebuilt through its inverse and recomputed."""
+        if not self._use_fused():
+            return super().inverse_backward(y, g_y, g_logdet, need_x)
+        u, g_u, grads = self._parts()[2].inverse_backward(y, g_y, g_logdet)
+        with torch.no_grad():
+            x = channel_mix(u, *self._mix_inverse())
+        mix_params = [p for p in self._mix_params() if p.requires_grad]
+        g_x, mix_grads = grad_of(self._mix_forward, x, g_u, g_logdet, need_x, mix_params)
+        grads.update(mix_grads)
+        return x, g_x, grads
 
 
 class Level(nn.Module):
     """Squeeze → K steps → (split). The split-off half's prior N(mean, exp(log_std)²) comes from a
     zero-initialised conv on the kept half (official ``split2d_prior``), or is N(0, 1) without
-    ``learned_prior``."""
+    ``learned_prior``.
 
-    def __init__(self, steps: list[Flow], channels: int, split: bool, learned_prior: bool):
+    ``inv_backprop``: in training, the K steps run through ``revgrad.invertible_forward``, which stores only
+    their output and recomputes the rest in the backward pass, so the level's memory does not grow with K.
+    """
+
+    def __init__(self, steps: list[Flow], channels: int, split: bool, learned_prior: bool,
+                 inv_backprop: bool = False, fused: bool = False):
         super().__init__()
         self.squeeze = Squeeze()
         self.steps = FlowSequence(steps)
@@ -38,11 +110,25 @@ class Level(nn.Module):
         self.n_keep = channels // 2 if split else 0
         self.n_z = channels - self.n_keep                       # channels of this level's latent
         self.prior = ZeroConv2d(self.n_keep, 2 * self.n_z) if split and learned_prior else None
+        self.inv_backprop, self.fused = inv_backprop, fused
+        # official code interleaves mean / log-std; the fused prior reorders its filters to [mean | log-std]
+        self.register_buffer("order", torch.cat([torch.arange(0, 2 * self.n_z, 2),
+                                                 torch.arange(1, 2 * self.n_z, 2)]), persistent=False)
+        self._prior_cache, self._mean_cache = _Cached(), _Cached()
+        self._actnorms = None
+
+    def _needs_init(self) -> bool:
+        if self._actnorms is None:
+            self._actnorms = [m for m in self.steps.modules() if isinstance(m, ActNorm)]
+        return any(m.needs_init() for m in self._actnorms)
 
     def encode(self, x):
         """x (B, C, H, W) → h (B, 4C - n_z, H/2, W/2) or None at the top, z, logdet."""
         x, _ = self.squeeze(x)                                  # (B, 4C, H/2, W/2)
-        x, logdet = self.steps(x)
+        if self.inv_backprop and self.training and not self._needs_init():
+            x, logdet = invertible_forward(self.steps, x)
+        else:
+            x, logdet = self.steps(x)
         if not self.split:
             return None, x, logdet
         return x[:, : self.n_keep], x[:, self.n_keep:], logdet
@@ -51,12 +137,34 @@ class Level(nn.Module):
         x = z if h is None else torch.cat([h, z], 1)
         return self.squeeze.reverse(self.steps.reverse(x))
 
+    def _prior_weights(self, mean_only: bool):
+        p = self.prior
+        params = [p.conv.weight, p.conv.bias, p.logs]
+        if mean_only:
+            return self._mean_cache.get(self, params, lambda: p.folded(self.order[: self.n_z]))
+        return self._prior_cache.get(self, params, lambda: p.folded(self.order))
+
     def prior_params(self, h):
         if self.prior is None:
             zeros = h.new_zeros(h.shape[0], self.n_z, *h.shape[2:])
             return zeros, zeros
+        if self.fused:
+            out = self.prior.conv_folded(h, self._prior_weights(mean_only=False))
+            return out[:, : self.n_z], out[:, self.n_z:]
         out = self.prior(h)
         return out[:, 0::2], out[:, 1::2]                       # official code interleaves mean / log-std
+
+    def sample_latent(self, h, temperature: float, generator=None):
+        """z ~ N(mean(h), (T·std(h))²) with no work that cannot change z: at T = 0 only the mean's filters run,
+        and without a learned prior no conv runs at all."""
+        if self.prior is None:
+            shape = (h.shape[0], self.n_z, *h.shape[2:])
+            if temperature == 0:
+                return h.new_zeros(shape)
+            return temperature * torch.randn(shape, generator=generator, dtype=h.dtype, device=h.device)
+        if self.fused and temperature == 0:
+            return self.prior.conv_folded(h, self._prior_weights(mean_only=True))
+        return gaussian_sample(*self.prior_params(h), temperature, generator)
 
 
 class Glow(nn.Module):
@@ -74,7 +182,7 @@ class Glow(nn.Module):
             c, size = 4 * c, size // 2
             split = i < cfg.n_levels - 1
             steps = [self.make_step(c, size, k) for k in range(cfg.depth)]
-            levels.append(Level(steps, c, split, cfg.learned_prior))
+            levels.append(Level(steps, c, split, cfg.learned_prior, cfg.inv_backprop, cfg.fused))
             c = c // 2 if split else c
         self.levels = nn.ModuleList(levels)
         top = torch.zeros(1, 2 * c, size, size)                 # mean and log-std of the top latent, interleaved
@@ -170,16 +278,20 @@ class Glow(nn.Module):
         """n images in [-0.5, 0.5] from z ~ N(μ, (T·σ)²) at every level (Sec. 5, temperature T)."""
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
-        return self._decode([None] * len(self.levels), n, y, temperature, generator)
+        with torch.inference_mode():
+            x = self._decode([None] * len(self.levels), n, y, temperature, generator)
+        return x.clone()                   # an ordinary tensor, which later autograd code may use
 
     def _decode(self, zs, batch, y, temperature, generator):
         if temperature < 0:
             raise ValueError(f"temperature={temperature} must be >= 0")
         h = None
         for level, z in zip(reversed(self.levels), reversed(zs)):
-            if z is None:
-                mean, log_std = level.prior_params(h) if level.split else self.top_prior(batch, y)
-                z = gaussian_sample(mean, log_std, temperature, generator)
+            if z is None and level.split:
+                z = level.sample_latent(h, temperature, generator)
+            elif z is None:
+                mean, log_std = self.top_prior(batch, y)
+                z = mean if temperature == 0 else gaussian_sample(mean, log_std, temperature, generator)
             h = level.decode(h, z)
         return h
 
@@ -210,5 +322,6 @@ class RealNVP(Glow):
     def make_step(self, channels: int, size: int, index: int) -> Flow:
         cfg = self.config
         mask = "checkerboard" if index < (cfg.depth + 1) // 2 else "channel"
-        coupling = MaskedCoupling(channels, size, cfg.width, mask, index % 2, cfg.actnorm)
+        coupling = MaskedCoupling(channels, size, cfg.width, mask, index % 2, cfg.actnorm, cfg.fused,
+                                  cfg.channels_last)
         return FlowSequence(([ActNorm(channels)] if cfg.actnorm else []) + [coupling])

@@ -214,7 +214,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
 
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=device)
-        if state["config"] != run.to_dict():
+        if RunConfig.from_dict(state["config"]).key() != run.key():     # execution-only fields may differ
             raise CheckpointError(f"{last_path} was written by a different config; use another --out or drop "
                                   f"--resume (the file was left as it is)")
         model.load_state_dict(state["model"])

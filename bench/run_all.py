@@ -1,0 +1,118 @@
+"""The standard benchmark set: writes ``results/bench/<name>.json`` (each with its device, thread count, machine
+load and command) and ``results/bench/summary.json`` with the headline figures.
+
+    python bench/run_all.py                      # about 15 minutes on 2 CPU cores
+    python bench/run_all.py --quick              # fewer repeats and depths, for a look
+    python bench/run_all.py --only sample_64 memory_small
+
+Configurations: ``small`` = 1x32x32, L=3, K=8, width 128, batch 32 (an MNIST-sized Glow); ``cifar`` = 3x32x32,
+L=3, K=8, width 512, batch 16 (CIFAR-10's network at K=8); ``64`` = 3x64x64, L=4, K=8, width 512 (sampling only).
+Every script compares against ``bench/reference.py`` in one process, in alternating repeats; every job runs in a
+fresh process (as a user would run it), because the state of the C allocator carries over and changes the figures.
+``--env NAME=VALUE`` sets environment variables of the jobs (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, atomic_write_bytes
+
+SMALL = ["--channels", "1", "--size", "32", "--levels", "3", "--depth", "8", "--width", "128", "--batch", "32"]
+CIFAR = ["--channels", "3", "--size", "32", "--levels", "3", "--depth", "8", "--width", "512", "--batch", "16"]
+SIXTY_FOUR = ["--channels", "3", "--size", "64", "--levels", "4", "--depth", "8", "--width", "512", "--batch", "8"]
+
+
+def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
+    r = (lambda n: ["--repeats", str(max(3, n // 3) if quick else n)])
+    depths = ["--depths", "8", "32"] if quick else ["--depths", "8", "16", "24", "32"]
+    return {
+        "train_small": ("train_speed", SMALL + r(20)),
+        "train_cifar": ("train_speed", CIFAR + r(8)),
+        "options_small": ("options", SMALL + r(12) + ["--what", "both"]),
+        "options_cifar": ("options", CIFAR + r(6) + ["--variants", "defaults=", "defaults_without_inv_backprop="
+                                                     "inv_backprop=False", "none=inv_backprop=False fused=False "
+                                                     "channels_last=False"]),
+        "sample_small": ("sample_speed", SMALL + r(20)),
+        "sample_cifar": ("sample_speed", CIFAR + r(10)),
+        "sample_64": ("sample_speed", SIXTY_FOUR + r(6)),
+        "encode_small": ("encode_speed", SMALL + r(20)),
+        "encode_cifar": ("encode_speed", CIFAR + r(10)),
+        "memory_small": ("memory", SMALL + depths),
+        "memory_cifar": ("memory", CIFAR + ["--depths", "8", "32"]),
+        "grad_accuracy_small": ("grad_accuracy", SMALL + ["--depths", "8", "16", "32"]),
+    }
+
+
+def headline(name: str, record: dict) -> dict:
+    """The few numbers of a record that the summary (and the book) quote."""
+    res = record.get("results", {})
+    if record["benchmark"] == "train_speed":
+        return {"ours_images_per_s": res["ours"]["images_per_s"],
+                "reference_images_per_s": res["reference"]["images_per_s"], "ratio": res["ratio"],
+                "paired_ratio": res["paired_ratio"]}
+    if record["benchmark"] == "sample_speed":
+        return {"ours_ms_per_image": res["ours"]["ms_per_image"],
+                "ours_T0_ms_per_image": res["ours_T0"]["ms_per_image"],
+                "reference_ms_per_image": res["reference"]["ms_per_image"], "speedup": res["speedup"],
+                "paired_speedup": res["paired_speedup"]}
+    if record["benchmark"] == "encode_speed":
+        return {k: res[k] if not isinstance(res[k], dict) else res[k]["ms_per_image"] for k in res}
+    if record["benchmark"] == "memory":
+        return {"growth": record["growth"],
+                "peak_mb": {f"{r['variant']}_K{r['depth']}": r["peak_mb"] for r in record["rows"]}}
+    if record["benchmark"] == "grad_accuracy":
+        return {f"K{r['depth']}": {k: r[k] for k in ("relative_gradient_error", "model_round_trip_error")}
+                for r in record["rows"]}
+    if record["benchmark"] == "options":
+        out = {}
+        for what, rows in res.items():
+            key = "paired_ratio_to_reference" if what == "train" else "paired_speedup_over_reference"
+            out[what] = {variant: row.get(key) for variant, row in rows.items()}
+        return out
+    return {}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out-dir", default=str(ROOT / "results" / "bench"))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", nargs="*", help="names of the jobs to run (default: all)")
+    p.add_argument("--threads", default="2")
+    p.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="environment of the jobs")
+    args = p.parse_args(argv)
+    env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
+    out_dir = Path(args.out_dir)
+    todo = jobs(args.quick)
+    names = args.only or list(todo)
+    unknown = set(names) - set(todo)
+    if unknown:
+        raise SystemExit(f"unknown job(s) {sorted(unknown)}; choose from {list(todo)}")
+    summary_path = out_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for name in names:
+        script, script_args = todo[name]
+        t = time.perf_counter()
+        out = out_dir / f"{name}.json"
+        cmd = [sys.executable, str(Path(__file__).with_name(f"{script}.py")), *script_args, "--threads", args.threads,
+               "--out", str(out)]
+        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        record = json.loads(out.read_text())
+        record["env"]["job_env"] = dict(item.split("=", 1) for item in args.env)
+        atomic_write_bytes(out, (json.dumps(record, indent=1) + "\n").encode())
+        summary[name] = {"script": f"bench/{script}.py", "args": script_args, "wall_s": time.perf_counter() - t,
+                         "env": record["env"], **headline(name, record)}
+        atomic_write_bytes(summary_path, (json.dumps(summary, indent=1) + "\n").encode())
+        print(f"{name}: {json.dumps(headline(name, record))}", file=sys.stderr)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
