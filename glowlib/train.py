@@ -116,10 +116,10 @@ def evaluate(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 5
     cfg = model.config
     per_image = []
     for start in range(0, len(images), batch_size):
-        x = to_float(images[start:start + batch_size], n_bits).to(device)
+        x = to_float(images[start:start + batch_size], n_bits)   # noise drawn on the CPU: same on every device
         y = None if labels is None else labels[start:start + batch_size].to(device)
         g = seeded(seed, _EVAL_STREAM, start)
-        log_px = torch.stack([model.log_prob(dequantize(x.cpu(), n_bits, g).to(device), y)
+        log_px = torch.stack([model.log_prob(dequantize(x, n_bits, g).to(device), y)
                               for _ in range(n_samples)])
         log_px = torch.logsumexp(log_px, 0) - math.log(n_samples)
         per_image.append(bits_per_dim(log_px, cfg.n_dims, n_bits).double().cpu())
