@@ -11,12 +11,12 @@ PROFILE := $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_availa
 endif
 PROFILES := smoke cpu paper
 # one per paper figure or table (notebooks/<name>.py); claims reads the others' results, so it comes last
-NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours claims
+NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours cost claims
 RESULTS := results/$(PROFILE)
 EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun
 # only retrains a model whose config changed (a plot-only edit never retrains)
-LIB := $(wildcard glowlib/*.py) glowlib/published_bpd.csv
+LIB := $(wildcard glowlib/*.py) glowlib/published_bpd.csv glowlib/published_speed.csv
 # trained models are shared by every notebook and every rerun
 export GLOWLIB_CACHE ?= $(CURDIR)/checkpoints
 ifeq ($(PROFILE),smoke)
@@ -113,6 +113,8 @@ $(RESULTS)/$(1)/$(1).ipynb: notebooks/$(1).py $(LIB) | $(STAMP)
 	$$(call execute,$(1),)
 endef
 $(foreach nb,$(NOTEBOOKS),$(eval $(call notebook_rule,$(nb))))
+# the Cost page reads the benchmark records
+$(RESULTS)/cost/cost.ipynb: $(wildcard results/bench/*.json)
 # the claims page computes its verdicts from the other notebooks' results
 $(RESULTS)/claims/claims.ipynb: $(filter-out $(RESULTS)/claims/claims.ipynb,$(EXECUTED))
 

@@ -1,7 +1,7 @@
 """The standard benchmark set: writes ``results/bench/<name>.json`` (each with its device, thread count, machine
 load and command) and ``results/bench/summary.json`` with the headline figures.
 
-    python bench/run_all.py                      # about 15 minutes on 2 CPU cores
+    python bench/run_all.py                      # about 20 minutes on 2 CPU cores
     python bench/run_all.py --quick              # fewer repeats and depths, for a look
     python bench/run_all.py --only sample_64 memory_small
 
@@ -9,6 +9,9 @@ Configurations: ``small`` = 1x32x32, L=3, K=8, width 128, batch 32 (an MNIST-siz
 L=3, K=8, width 512, batch 16 (CIFAR-10's network at K=8); ``64`` = 3x64x64, L=4, K=8, width 512 (sampling only).
 Every script compares against ``bench/reference.py`` in one process, in alternating repeats; every job runs in a
 fresh process (as a user would run it), because the state of the C allocator carries over and changes the figures.
+``peak`` is this machine's matmul/conv GFLOP/s (``bench/peak.py``); each ``train_*`` job measures the peak again
+in its own process, just before its timing, for its ``fraction_of_peak``; ``profile_*`` splits a training step's
+time into coupling convs, 1x1 convs, ActNorm, elementwise, optimizer and other (``bench/profile_ops.py``).
 ``--env NAME=VALUE`` sets environment variables of the jobs (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``).
 """
 from __future__ import annotations
@@ -32,8 +35,11 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
     r = (lambda n: ["--repeats", str(max(3, n // 3) if quick else n)])
     depths = ["--depths", "8", "32"] if quick else ["--depths", "8", "16", "24", "32"]
     return {
-        "train_small": ("train_speed", SMALL + r(20)),
-        "train_cifar": ("train_speed", CIFAR + r(8)),
+        "peak": ("peak", r(5)),
+        "train_small": ("train_throughput", SMALL + r(20)),
+        "train_cifar": ("train_throughput", CIFAR + r(8)),
+        "profile_small": ("profile_ops", SMALL + ["--steps", "3" if quick else "5"]),
+        "profile_cifar": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"]),
         "options_small": ("options", SMALL + r(12) + ["--what", "both"]),
         "options_cifar": ("options", CIFAR + r(6) + ["--variants", "defaults=", "defaults_without_inv_backprop="
                                                      "inv_backprop=False", "none=inv_backprop=False fused=False "
@@ -52,10 +58,19 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
 def headline(name: str, record: dict) -> dict:
     """The few numbers of a record that the summary (and the book) quote."""
     res = record.get("results", {})
-    if record["benchmark"] == "train_speed":
-        return {"ours_images_per_s": res["ours"]["images_per_s"],
-                "reference_images_per_s": res["reference"]["images_per_s"], "ratio": res["ratio"],
-                "paired_ratio": res["paired_ratio"]}
+    if record["benchmark"] in ("train_throughput", "train_speed"):     # train_speed: records made before the rename
+        out = {"ours_images_per_s": res["ours"]["images_per_s"],
+               "reference_images_per_s": res["reference"]["images_per_s"], "ratio": res["ratio"],
+               "paired_ratio": res["paired_ratio"]}
+        if "flops_per_image" in res["ours"]:
+            out.update({f"{who}_{key}": res[who][key] for who in ("ours", "reference")
+                        for key in ("flops_per_image", "gflops_per_s", "fraction_of_peak")})
+            out["peak_gflops"] = res["peak_gflops"]
+        return out
+    if record["benchmark"] == "peak":
+        return {"peak_gflops": res["peak_gflops"], "peak_entry": res["peak_entry"]}
+    if record["benchmark"] == "profile_ops":
+        return {"step_ms": res["step_ms"], "share": {g: v["share"] for g, v in res["groups"].items()}}
     if record["benchmark"] == "sample_speed":
         return {"ours_ms_per_image": res["ours"]["ms_per_image"],
                 "ours_T0_ms_per_image": res["ours_T0"]["ms_per_image"],
@@ -84,6 +99,7 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", nargs="*", help="names of the jobs to run (default: all)")
     p.add_argument("--threads", default="2")
+    p.add_argument("--device", default="cpu", help="e.g. cuda: every job runs there")
     p.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="environment of the jobs")
     args = p.parse_args(argv)
     env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
@@ -100,7 +116,7 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         out = out_dir / f"{name}.json"
         cmd = [sys.executable, str(Path(__file__).with_name(f"{script}.py")), *script_args, "--threads", args.threads,
-               "--out", str(out)]
+               "--device", args.device, "--out", str(out)]
         done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")

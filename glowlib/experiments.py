@@ -114,6 +114,12 @@ def _out_dir(name, value):
     return value
 
 
+def _folder(name, value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}={value!r} must be a folder path (e.g. results/bench)")
+    return value
+
+
 def _attributes(name, value):
     if value == "auto":
         return value
@@ -135,6 +141,7 @@ _SCHEMA = {
                     "temperature": _number(0.0), "n_samples": _int(2), "n_grid": _int(1, 400)},
     "nearest_neighbours": {**_SEED, "dataset": _dataset, "temperature": _number(0.0), "n_samples": _int(2),
                            "n_show": _int(1, 64)},
+    "cost": {**_SEED, "bench_dir": _folder},
     "claims": {},
 }
 

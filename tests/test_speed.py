@@ -6,7 +6,9 @@
   grows; ActNorm's data-dependent init still works with it;
 - the fused layers, channels-last and the eval-mode caches compute the same function, and the caches follow
   weight changes;
-- the benchmark scripts run and print their JSON (their figures are not checked: timings belong in bench/).
+- the benchmark scripts run and print their JSON (their figures are not checked: timings belong in bench/); the
+  FLOPs they count are FlopCounterMode's, the profile's groups add up, and the Cost page's tables (glowlib.cost)
+  come out tidy from such records, or say what is missing.
 """
 import json
 import math
@@ -27,6 +29,7 @@ from glowlib import Glow, GlowConfig, RealNVP, revgrad  # noqa: E402
 from glowlib.config import RunConfig  # noqa: E402
 from glowlib.flows import affine_coupling  # noqa: E402
 from glowlib.objective import dequantize  # noqa: E402
+from glowlib.results import check_tidy  # noqa: E402
 
 PLAIN = dict(inv_backprop=False, fused=False, channels_last=False)
 
@@ -260,14 +263,15 @@ TINY = ["--channels", "1", "--size", "8", "--levels", "2", "--depth", "1", "--wi
 
 
 @pytest.mark.parametrize("script, keys", [
-    ("train_speed", {"ours", "reference", "ratio", "paired_ratio"}),
+    ("train_throughput", {"ours", "reference", "ratio", "paired_ratio", "model_flops_per_image", "peak_gflops"}),
     ("sample_speed", {"ours", "ours_T0", "reference", "speedup"}),
     ("encode_speed", {"ours_encode", "reference_encode", "encode_speedup", "log_prob_speedup"}),
 ])
 def test_benchmark_scripts_print_their_figures(script, keys, tmp_path, capsys):
     module = __import__(script)
     out = tmp_path / f"{script}.json"
-    record = module.main(TINY + ["--out", str(out)])
+    extra = ["--no-peak"] if script == "train_throughput" else []
+    record = module.main(TINY + extra + ["--out", str(out)])
     assert keys <= set(record["results"])
     assert json.loads(out.read_text()) == json.loads(capsys.readouterr().out)
     assert record["env"]["threads"] >= 1 and record["env"]["device"] == "cpu"
@@ -286,3 +290,170 @@ def test_options_and_memory_benchmarks_run(tmp_path):
     record = accuracy.main(TINY + ["--depths", "1", "2", "--steps", "1"])
     assert [r["depth"] for r in record["rows"]] == [1, 2]
     assert all(r["relative_gradient_error"] < 1e-3 for r in record["rows"])
+
+
+PEAK_TINY = ["--matmul-size", "32", "--conv-shape", "1", "4", "4", "4", "--repeats", "1", "--warmup", "0",
+             "--threads", "1"]
+
+
+def test_peak_prints_positive_gflops_for_each_entry(tmp_path):
+    peak = __import__("peak")
+    record = peak.main(PEAK_TINY + ["--out", str(tmp_path / "peak.json")])
+    entries = record["results"]["entries"]
+    assert {(e["op"], e["precision"], e["layout"]) for e in entries} == {
+        (op, precision, layout) for precision in ("float32", "bfloat16")
+        for op, layout in (("matmul", None), ("conv3x3", "nchw"), ("conv3x3", "channels_last"))}
+    assert all(e["gflops"] > 0 and math.isfinite(e["gflops"]) and e["flop"] > 0 for e in entries)
+    assert record["results"]["peak_gflops"]["float32"] == max(e["gflops"] for e in entries
+                                                              if e["precision"] == "float32")
+    assert record["env"]["threads"] == 1
+    with pytest.raises(ValueError, match="tf32"):
+        peak.measure_peak("cpu", ["tf32"], 32, (1, 4, 4, 4), 1, 0)
+
+
+def test_train_throughput_counts_the_flops_of_forward_and_backward(tmp_path):
+    """The script's count equals FlopCounterMode around one forward+backward of the same model, done here."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from common import build, glow_config, images as bench_images, parser
+    from glowlib.objective import bits_per_dim
+    throughput, peak = __import__("train_throughput"), __import__("peak")
+    peak_file = tmp_path / "peak.json"
+    peak.main(PEAK_TINY + ["--out", str(peak_file)])
+    record = throughput.main(TINY + ["--peak-json", str(peak_file)])
+    args = parser("test").parse_args(TINY)
+    cfg = glow_config(args)
+    x = bench_images(args)
+    for name, inv in (("ours", True), ("plain", False)):
+        model, _ = build(cfg.replace(inv_backprop=inv), x, reference=False)
+        with FlopCounterMode(display=False) as counter:
+            bits_per_dim(model(x), cfg.n_dims, 8).mean().backward()
+        expected = counter.get_total_flops() / args.batch
+        assert expected > 0
+        got = record["results"]["ours"]["flops_per_image"] if name == "ours" else \
+            record["results"]["model_flops_per_image"]
+        assert got == expected, name
+    res = record["results"]
+    assert res["reference"]["flops_per_image"] > 0
+    assert res["peak_gflops"] == json.loads(peak_file.read_text())["results"]["peak_gflops"]["float32"]
+    assert res["ours"]["gflops_per_s"] == pytest.approx(
+        res["ours"]["flops_per_image"] * res["ours"]["images_per_s"] / 1e9)
+    assert res["ours"]["fraction_of_peak"] == pytest.approx(res["ours"]["gflops_per_s"] / res["peak_gflops"])
+
+
+def test_train_throughput_measures_the_peak_in_its_own_process():
+    throughput = __import__("train_throughput")
+    record = throughput.main(TINY + ["--no-reference", "--peak-matmul-size", "32", "--peak-conv-shape", "1", "4",
+                                     "4", "4", "--peak-precisions", "float32", "--peak-repeats", "1"])
+    assert record["peak"]["source"].startswith("measured in this process")
+    assert record["results"]["ours"]["fraction_of_peak"] > 0
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "fused=False", "inv_backprop=False"]])
+def test_profile_groups_add_up_to_the_total(sets):
+    profile_ops = __import__("profile_ops")
+    record = profile_ops.main(TINY + ["--steps", "1", "--warmup", "1"] + sets)
+    groups = record["results"]["groups"]
+    assert set(groups) == set(profile_ops.GROUPS)
+    assert sum(g["ms_per_step"] for g in groups.values()) == pytest.approx(record["results"]["total_ms"], rel=1e-9)
+    assert sum(g["share"] for g in groups.values()) == pytest.approx(1.0, abs=1e-9)
+    assert groups["coupling_convs"]["ms_per_step"] > 0 and groups["conv1x1"]["ms_per_step"] > 0
+    assert groups["optimizer"]["ms_per_step"] > 0
+    # the backward pass's convolutions are found in their forward op's scope, not left in "other"
+    assert "aten::convolution_backward" in groups["coupling_convs"]["top_ops_ms"] or sets == []
+    assert (groups["actnorm"]["ms_per_step"] > 0) == bool(sets)        # fused: ActNorm is folded away
+    import glowlib.flows as flows_mod
+    import glowlib.model as model_mod
+    assert model_mod.channel_mix.__module__ == "glowlib.flows"        # the wrappers were removed
+    assert flows_mod.affine_coupling.__name__ == "affine_coupling" and "run" not in repr(flows_mod.affine_coupling)
+
+
+# ---------------------------------------------------------------------------------------------------- Cost page
+def _model(channels, size, depth=8, width=128, levels=3):
+    return {"in_channels": channels, "image_size": size, "n_levels": levels, "depth": depth, "width": width}
+
+
+def _env(**kw):
+    return {"device": "cpu", "device_name": "Test CPU", "threads": 2, "git_sha": "abc", "time": "t", **kw}
+
+
+def _write(folder, name, record):
+    (folder / f"{name}.json").write_text(json.dumps(record))
+
+
+def _train_record(channels, size, ours, ref, flops=True):
+    res = {"ours": {"images_per_s": ours}, "reference": {"images_per_s": ref}, "ratio": ours / ref}
+    record = {"benchmark": "train_throughput" if flops else "train_speed",
+              "config": {"model": _model(channels, size), "batch": 4}, "results": res, "env": _env()}
+    if flops:
+        for name, speed in (("ours", ours), ("reference", ref)):
+            res[name].update(flops_per_image=2e9, gflops_per_s=2 * speed, model_gflops_per_s=1.5 * speed,
+                             fraction_of_peak=2 * speed / 100.0)
+        res.update(model_flops_per_image=1.5e9, precision="float32", peak_gflops=100.0)
+        record["peak"] = {"entries": [{"op": "matmul", "precision": "float32", "layout": None, "shape": [8, 8, 8],
+                                       "gflops": 100.0, "gflops_best": 110.0}]}
+    return record
+
+
+def test_cost_tables_from_recorded_benchmarks(tmp_path):
+    from glowlib import cost
+    _write(tmp_path, "train_cifar", _train_record(3, 32, ours=50.0, ref=25.0))
+    _write(tmp_path, "train_small", _train_record(1, 32, ours=200.0, ref=100.0, flops=False))
+    _write(tmp_path, "train_odd", _train_record(2, 16, ours=1.0, ref=1.0))
+    _write(tmp_path, "sample_64", {"benchmark": "sample_speed", "temperature": 0.7,
+                                   "config": {"model": _model(3, 64, levels=4), "batch": 8}, "env": _env(),
+                                   "results": {"ours": {"ms_per_image": 30.0}, "ours_T0": {"ms_per_image": 29.0},
+                                               "reference": {"ms_per_image": 70.0}, "speedup": 70 / 30}})
+    _write(tmp_path, "memory_small", {"benchmark": "memory", "config": {"model": _model(1, 32), "batch": 4},
+                                      "env": _env(), "rows": [
+        {"variant": v, "depth": k, "peak_mb": 100.0 + k * (1 if v == "ours_inv_backprop" else 10), "step_mb": 1.0,
+         "saved_mb": 0.5, "measure": "VmHWM"} for v in ("ours_inv_backprop", "reference") for k in (8, 32)]})
+    _write(tmp_path, "peak", {"benchmark": "peak", "env": _env(), "results": {"entries": [
+        {"op": "conv3x3", "precision": p, "layout": "nchw", "shape": [1, 4, 4, 4], "gflops": g, "gflops_best": g}
+        for p, g in (("float32", 80.0), ("bfloat16", 8.0))]}})
+    result = cost.cost_tables(tmp_path)
+    assert set(result.tables) == {"epoch_time", "sampling", "memory", "throughput", "peak"}
+    for name, df in result.tables.items():
+        check_tidy(df, cost.KEYS[name], name)
+
+    epoch = result.tables["epoch_time"].set_index(["config", "implementation"])
+    assert set(epoch.index) == {("cifar", "ours"), ("cifar", "reference"), ("small", "ours"), ("small", "reference")}
+    assert epoch.loc[("cifar", "ours"), "epoch_images"] == 50_000
+    assert epoch.loc[("cifar", "ours"), "seconds_per_epoch"] == pytest.approx(1000.0)      # 50,000 / 50 per s
+    assert epoch.loc[("small", "reference"), "minutes_per_epoch"] == pytest.approx(10.0)   # 60,000 / 100 / 60
+    assert any("train_odd" in n and "no epoch" in n for n in result.notes)
+
+    sampling = result.tables["sampling"]
+    assert list(sampling.implementation[sampling.source == "measured"]) == ["ours", "ours_T0", "reference"]
+    paper = sampling[sampling.source == "published"].iloc[0]
+    assert (paper.image_size, paper.ms_per_image, paper.device_name) == (256, 130.0, "NVIDIA GTX 1080 Ti")
+    assert "Kingma & Dhariwal 2018" in paper.citation
+
+    memory = result.tables["memory"]
+    assert len(memory) == 4 and set(memory.depth) == {8, 32}
+    throughput = result.tables["throughput"]
+    assert list(throughput.config) == ["cifar", "cifar", "odd", "odd"]    # small was recorded without FLOPs
+    assert any("train_small.json" in n and "before FLOPs" in n for n in result.notes)
+    assert set(result.tables["peak"].source) == {"train_odd", "train_cifar", "peak"}
+    assert len(cost.summary(result)) >= 4
+    import matplotlib
+    matplotlib.use("Agg")
+    for fig in (cost.plot_epoch_time(result.tables["epoch_time"]), cost.plot_sampling(sampling),
+                cost.plot_memory(memory), cost.plot_roofline(throughput, result.tables["peak"])):
+        assert fig is not None and fig.axes
+
+
+def test_cost_tables_say_what_is_missing(tmp_path):
+    from glowlib import cost
+    result = cost.cost_tables(tmp_path / "nowhere")
+    assert set(result.tables) == {"sampling"}                             # only the published figure
+    assert list(result.tables["sampling"].source) == ["published"]
+    notes = " ".join(result.notes)
+    for what in ("does not exist", "train_*.json", "sample_*.json", "memory_*.json", "peak.json"):
+        assert what in notes, what
+    assert cost.plot_epoch_time(result.tables.get("epoch_time")) is None
+    assert cost.plot_roofline(result.tables.get("throughput")) is None
+    from glowlib.experiments import check_parameters
+    with pytest.raises(ValueError, match="profile='gpu'"):
+        check_parameters("cost", profile="gpu", seed=0, out_dir="", bench_dir="results/bench")
+    with pytest.raises(ValueError, match="bench_dir=''"):
+        check_parameters("cost", profile="cpu", seed=0, out_dir="", bench_dir="")

@@ -1,0 +1,76 @@
+# %% [markdown]
+# # Cost: time per epoch, sampling speed, memory, and how much of the machine we use
+#
+# **Paper:** Kingma & Dhariwal 2018 report one cost figure: about 130 ms to draw a 256x256 sample on an NVIDIA
+# GTX 1080 Ti. **Reviewers and users asked:** how long training takes, what memory it needs as the model gets
+# deeper (one peer cut 11 GB to 2 GB with gradient checkpointing), and sampling cost against resolution.
+#
+# Nothing is timed here: the figures come from the benchmark records in `results/bench/` (`bench/run_all.py`;
+# each record names its machine, thread count, load, git SHA and command), compared with a plain reference Glow
+# of the same architecture and weights (`bench/reference.py`). A record that is missing is named below with the
+# command that makes it.
+
+# %% tags=["parameters"]
+profile = "smoke"
+seed = 0
+out_dir = ""
+bench_dir = "results/bench"
+
+# %%
+from IPython.display import Markdown
+
+from glowlib import cost
+from glowlib import experiments as ex
+from glowlib.results import Recorder
+
+p = ex.check_parameters("cost", profile=profile, seed=seed, out_dir=out_dir, bench_dir=bench_dir)
+rec = Recorder("cost", p.out_dir, p.profile, p.seed, vars(p), "cpu")
+result = cost.cost_tables(p.bench_dir)
+rec.note(bench_records=result.sources)
+Markdown("\n".join(f"- {line}" for line in cost.summary(result) + [f"**Note:** {n}" for n in result.notes]))
+
+# %% [markdown]
+# ## Time per epoch
+# Seconds per training step (bits/dim, backward, Adamax) turned into minutes per pass over the training set:
+# 50,000 images for the 3x32x32 config (CIFAR-10), 60,000 for the one-channel 32x32 config (MNIST or
+# Fashion-MNIST, padded to 32x32). Data loading is not included.
+
+# %%
+fig = cost.plot_epoch_time(result.tables.get("epoch_time"))
+if fig is not None:
+    rec.figure(fig, "epoch_time")
+
+# %% [markdown]
+# ## Sampling cost against resolution
+# Milliseconds per sample at T = 0.7 (and ours at T = 0). The star is the paper's figure (from
+# `glowlib/published_speed.csv`): a deeper model (more levels for 256x256) on a GPU, so it sits beside our points
+# to show the scale, not to rank the implementations.
+
+# %%
+fig = cost.plot_sampling(result.tables.get("sampling"))
+rec.figure(fig, "sampling")
+
+# %% [markdown]
+# ## Memory against depth
+# Peak memory of two training steps for each K: with invertible backprop (only each level's input and output are
+# kept), with autograd storing every activation, and the reference.
+
+# %%
+fig = cost.plot_memory(result.tables.get("memory"))
+if fig is not None:
+    rec.figure(fig, "memory")
+
+# %% [markdown]
+# ## Achieved FLOP/s against the machine's peak
+# Matmul and convolution FLOPs of one training step, counted by `torch.utils.flop_counter`, per second, against
+# the matmul/conv peak measured in the same process (`bench/peak.py`); bar labels are the fraction of that peak.
+
+# %%
+fig = cost.plot_roofline(result.tables.get("throughput"), result.tables.get("peak"))
+if fig is not None:
+    rec.figure(fig, "roofline")
+
+# %%
+for name, table in result.tables.items():
+    rec.table(table, name, keys=cost.KEYS[name])
+rec.finish()["wall_s"]
