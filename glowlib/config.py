@@ -10,9 +10,13 @@ from dataclasses import dataclass
 
 PERMUTATIONS = ("conv1x1", "shuffle", "reverse", "rotation")
 COUPLINGS = ("affine", "additive")
+PRECISIONS = ("fp32", "bf16")
 # GlowConfig fields that change how the model is computed, not what it computes: left out of RunConfig.key(), so
 # that a trained model is found in the cache whichever way it was (or will be) run
 EXECUTION_FIELDS = ("inv_backprop", "fused", "channels_last")
+# fields added after models were trained and cached: left out of RunConfig.key() while at these defaults, so that
+# those models keep their keys; any other value changes the numbers and so the key
+LATER_FIELDS = {"model": {"precision": "fp32"}, "train": {"y_weight": 0.0}}
 
 
 def check_choice(field: str, value, allowed) -> None:
@@ -47,6 +51,9 @@ class GlowConfig:
     actnorm: bool = True         # False: the "no normalisation" ablation the reviewers asked for
     learned_prior: bool = True   # False: split-off latents get a standard normal instead of the learned prior
     n_classes: int = 0           # > 0: class-conditional prior (official code: --ycond)
+    # dtype of the coupling networks only; "bf16" changes the numbers, so it is part of RunConfig.key() (not an
+    # execution field), except that "fp32" is dropped from the key, which keeps the keys made before this field
+    precision: str = "fp32"
     # execution only: the same function, computed differently (see EXECUTION_FIELDS and bench/README.md)
     inv_backprop: bool = True    # training memory constant in K: recompute activations through the inverse
     fused: bool = True           # fold ActNorms into the convs next to them, one node for the affine coupling
@@ -62,6 +69,7 @@ class GlowConfig:
         check_range("n_classes", self.n_classes, 0)
         check_choice("permutation", self.permutation, PERMUTATIONS)
         check_choice("coupling", self.coupling, COUPLINGS)
+        check_choice("precision", self.precision, PRECISIONS)
         for flag in ("lu", "learn_top", "actnorm", "learned_prior", *EXECUTION_FIELDS):
             check_range(flag, getattr(self, flag), kind=bool)
         if self.image_size % 2 ** self.n_levels:
@@ -135,6 +143,9 @@ class TrainConfig:
     max_skips: int = 3
     device: str = "auto"         # auto: cuda if available, else cpu
     seed: int = 0
+    # class-conditional models (model.n_classes > 0): loss = bits/dim + y_weight · cross-entropy of the classifier
+    # head in bits per image (official --weight_y; its conditional runs use 0.01). 0: the likelihood alone
+    y_weight: float = 0.0
 
     def __post_init__(self):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -142,6 +153,7 @@ class TrainConfig:
         check_range("lr", self.lr, 0.0, kind=float)
         check_range("grad_clip", self.grad_clip, 0.0, kind=float)
         check_range("ema_decay", self.ema_decay, 0.0, 1.0, kind=float)
+        check_range("y_weight", self.y_weight, 0.0, kind=float)
         for name in ("warmup_steps", "n_train_eval", "n_test_eval", "seed"):
             check_range(name, getattr(self, name), 0)
         for name in ("batch_size", "steps", "init_batch", "eval_every", "ckpt_every", "eval_batch", "max_skips"):
@@ -180,6 +192,10 @@ class RunConfig:
         d = self.to_dict()
         for name in EXECUTION_FIELDS:
             del d["model"][name]
+        for section, defaults in LATER_FIELDS.items():
+            for name, default in defaults.items():
+                if d[section][name] == default:
+                    del d[section][name]   # at its default: the key it had before the field existed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def override(self, assignments) -> "RunConfig":

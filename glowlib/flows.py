@@ -6,6 +6,7 @@ Direction is the paper's: ``forward`` maps data to latent and returns ``(y, logd
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -243,6 +244,87 @@ def make_permutation(kind: str, channels: int, lu: bool, generator=None) -> Flow
     return Permute(channels, kind, generator)
 
 
+# ------------------------------------------------------------------ precision of the coupling networks
+# GlowConfig.precision -> the dtype the coupling networks compute in; None: the flow's own (float32, or float64).
+# Only the networks change: the 1x1 convs, ActNorms, the scale and shift as applied, the log-dets and the priors
+# stay in the flow's dtype, since they decide exactness (invertibility and the value of log p).
+NETWORK_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def network_dtype(precision: str) -> torch.dtype | None:
+    """The compute dtype of a coupling network for ``GlowConfig.precision`` (None: the flow's own dtype)."""
+    if precision not in NETWORK_DTYPES:
+        raise ValueError(f"precision={precision!r} is not allowed; choose one of {tuple(NETWORK_DTYPES)}")
+    return NETWORK_DTYPES[precision]
+
+
+def bf16_support(device) -> tuple[bool, str]:
+    """(fast, reason): whether bf16 convolutions have a hardware fast path on ``device`` (a torch.device or a
+    string). CUDA: bf16 tensor cores (compute capability >= 8.0). CPU: AMX (amx_bf16, Sapphire Rapids and later);
+    without it oneDNN emulates bf16 through float32 and is slower than plain float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return False, "CUDA is not available"
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{torch.cuda.get_device_name(device)} has bf16 tensor cores"
+        return False, (f"{torch.cuda.get_device_name(device)} has no bf16 tensor cores (compute capability "
+                       f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))} < 8.0): bf16 would be "
+                       f"emulated and slower")
+    if device.type == "cpu":
+        caps = dict(torch.cpu.get_capabilities()) if hasattr(torch.cpu, "get_capabilities") else {}
+        if not caps:                                    # older torch: ask the kernel
+            try:
+                with open("/proc/cpuinfo") as f:
+                    flags = f.read().split()
+                caps = {"amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
+            except OSError:
+                pass
+        if caps.get("amx_bf16", False):
+            return True, "this CPU has AMX (amx_bf16)"
+        return False, (f"this CPU has no AMX (capability {torch.backends.cpu.get_cpu_capability()}"
+                       f"{', avx512_bf16' if caps.get('avx512_bf16') else ''}): bf16 would be emulated and slower")
+    return False, f"bf16 speed on device type {device.type!r} is not known; it may be emulated"
+
+
+_CHECKED_DEVICES: set[str] = set()
+
+
+def warn_if_emulated(device) -> None:
+    """Warn once per device type when bf16 has no fast path there (the results are still correct)."""
+    device = torch.device(device)
+    if device.type in _CHECKED_DEVICES:
+        return
+    _CHECKED_DEVICES.add(device.type)
+    fast, reason = bf16_support(device)
+    if not fast:
+        warnings.warn(f"GlowConfig(precision='bf16'): {reason}. Results are correct; use precision='fp32' for "
+                      f"speed.", RuntimeWarning, stacklevel=3)
+
+
+def network_input(x: torch.Tensor, dtype: torch.dtype | None, memory_format=None) -> torch.Tensor:
+    """x as a coupling network's input: cast to the network's compute ``dtype`` (None: kept) and laid out in
+    ``memory_format`` (None: kept), in one copy. With this and ``network_output`` around it, any network made of
+    layers that compute in their input's dtype (``Conv2d``, ``ConvActNorm``, ``ZeroConv2d``, ReLU) runs in bf16."""
+    if dtype is not None and dtype != x.dtype:
+        warn_if_emulated(x.device)
+        return x.to(dtype, memory_format=torch.preserve_format if memory_format is None else memory_format)
+    return x if memory_format is None else x.contiguous(memory_format=memory_format)
+
+
+def network_output(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A network's output back in the flow's ``dtype`` and NCHW layout, before any sigmoid, scale or shift."""
+    return _to_nchw(h).to(dtype)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` computed in the dtype of its input: the weights are cast to it (a no-op when they match), so
+    a network fed bf16 runs in bf16 while its parameters, their gradients and the optimizer stay float32."""
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+
 class ZeroConv2d(nn.Module):
     """3x3 conv initialised to zero, output scaled by exp(3·logs) (official code: ``conv2d_zeros``).
 
@@ -251,13 +333,14 @@ class ZeroConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         self.conv.weight.data.zero_()
         self.conv.bias.data.zero_()
         self.logs = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x):
-        return self.conv(x) * torch.exp(3 * self.logs)
+        return self.conv(x) * torch.exp(3 * self.logs)          # in the dtype of logs: the scale is applied at full
+                                                                # precision even when the conv ran in bf16
 
     def folded(self, order: torch.Tensor | None = None):
         """Weight and bias of one conv equal to this layer, (W∗x + b)·e = (e·W)∗x + e·b with e = exp(3·logs),
@@ -267,7 +350,8 @@ class ZeroConv2d(nn.Module):
         return (w, b) if order is None else (w[order], b[order])
 
     def conv_folded(self, x, weight_bias):
-        return F.conv2d(x, *weight_bias, padding=self.conv.padding)
+        w, b = weight_bias
+        return F.conv2d(x, w.to(x.dtype), b.to(x.dtype), padding=self.conv.padding)
 
 
 class ConvActNorm(nn.Module):
@@ -280,7 +364,7 @@ class ConvActNorm(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, actnorm: bool = True,
                  fused: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not actnorm)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not actnorm)
         self.norm = ActNorm(out_channels) if actnorm else None
         self.fused = fused
         self._cache = _Cached()
@@ -293,9 +377,10 @@ class ConvActNorm(nn.Module):
         if self.norm is None:
             return self.conv(x)
         if not self.fused or self.norm.needs_init():
-            return self.norm(self.conv(x))[0]
+            # ActNorm (and its data-dependent init) in its parameters' dtype, the result back in x's
+            return self.norm(self.conv(x).to(self.norm.logs.dtype))[0].to(x.dtype)
         w, b = self._cache.get(self, [self.conv.weight, self.norm.bias, self.norm.logs], self._folded)
-        return F.conv2d(x, w, b, padding=self.conv.padding)
+        return F.conv2d(x, w.to(x.dtype), b.to(x.dtype), padding=self.conv.padding)
 
 
 def coupling_network(in_channels: int, out_channels: int, width: int, actnorm: bool = True,
@@ -374,11 +459,13 @@ class Coupling(Flow):
     writes exp(log s) and the scale before the shift); additive: ya = xa + t. y = concat(ya, xb).
 
     ``fused``: NN's ActNorms and zero conv folded into its convs, the affine map as one autograd node
-    (``affine_coupling``). ``channels_last``: NN's convs run NHWC, oneDNN's fast layout on CPU.
+    (``affine_coupling``). ``channels_last``: NN's convs run NHWC, oneDNN's fast layout on CPU. ``precision``:
+    NN's dtype (``network_dtype``); h is cast back to x's dtype before the scale and shift are formed, and NN sees
+    xb, which passes through unchanged, so the inverse recomputes the very same h.
     """
 
     def __init__(self, channels: int, width: int, kind: str = "affine", actnorm: bool = True, fused: bool = True,
-                 channels_last: bool = False):
+                 channels_last: bool = False, precision: str = "fp32"):
         super().__init__()
         if channels < 2:
             raise ValueError(f"channels={channels}: a coupling layer needs at least 2 channels to split")
@@ -388,6 +475,7 @@ class Coupling(Flow):
         n_out = self.n_a * (2 if kind == "affine" else 1)
         self.net = coupling_network(n_b, n_out, width, actnorm, fused)
         self.fused = fused
+        self.net_dtype = network_dtype(precision)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # official code interleaves NN's output channels: shift = h[:, 0::2], scale = h[:, 1::2]. The fused path
         # reorders the zero conv's filters once so that they come out as [shift | scale], two dense halves.
@@ -396,20 +484,20 @@ class Coupling(Flow):
         self._zero_cache = _Cached()
 
     def _shift_scale(self, xb):
-        h = self.net(xb)
+        h = network_output(self.net(network_input(xb, self.net_dtype)), xb.dtype)
         if self.kind == "additive":
             return h, None
         return h[:, 0::2], torch.sigmoid(h[:, 1::2] + 2.0)
 
     def _h(self, xb):
         """NN(xb), fused path: ActNorms folded into the convs, output [shift | scale] (B, n_out, H, W)."""
-        h = xb.contiguous(memory_format=self.memory_format)
+        h = network_input(xb, self.net_dtype, self.memory_format)
         for layer in self.net[:-1]:
             h = layer(h)
         zero = self.net[-1]
         folded = self._zero_cache.get(self, [zero.conv.weight, zero.conv.bias, zero.logs],
                                       lambda: zero.folded(self.order))
-        return _to_nchw(zero.conv_folded(h, folded))
+        return network_output(zero.conv_folded(h, folded), xb.dtype)
 
     def forward(self, x):
         xa, xb = x[:, : self.n_a], x[:, self.n_a:]
@@ -477,7 +565,7 @@ class MaskedCoupling(Flow):
     """
 
     def __init__(self, channels: int, size: int, width: int, mask: str, parity: int, actnorm: bool = True,
-                 fused: bool = True, channels_last: bool = False):
+                 fused: bool = True, channels_last: bool = False, precision: str = "fp32"):
         super().__init__()
         if mask == "checkerboard":
             b = checkerboard(size, size, parity).expand(1, channels, size, size).clone()
@@ -493,9 +581,10 @@ class MaskedCoupling(Flow):
         self.net = coupling_network(channels, 2 * channels, width, actnorm, fused)
         self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net_dtype = network_dtype(precision)   # NN's dtype, as in ``Coupling``
 
     def _log_s_t(self, x):
-        h = _to_nchw(self.net((x * self.mask).contiguous(memory_format=self.memory_format)))
+        h = network_output(self.net(network_input(x * self.mask, self.net_dtype, self.memory_format)), x.dtype)
         free = 1 - self.mask
         return self.scale * torch.tanh(h[:, 0::2]) * free, h[:, 1::2] * free
 

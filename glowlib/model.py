@@ -27,7 +27,8 @@ class FlowStep(FlowSequence):
     def __init__(self, channels: int, cfg: GlowConfig):
         layers = [ActNorm(channels)] if cfg.actnorm else []
         layers += [make_permutation(cfg.permutation, channels, cfg.lu),
-                   Coupling(channels, cfg.width, cfg.coupling, cfg.actnorm, cfg.fused, cfg.channels_last)]
+                   Coupling(channels, cfg.width, cfg.coupling, cfg.actnorm, cfg.fused, cfg.channels_last,
+                            cfg.precision)]
         super().__init__(layers)
         self.fused = cfg.fused and isinstance(layers[-2], (InvConv1x1, InvConv1x1LU))
         self._mix_cache, self._inverse_cache = _Cached(), _Cached()
@@ -323,5 +324,5 @@ class RealNVP(Glow):
         cfg = self.config
         mask = "checkerboard" if index < (cfg.depth + 1) // 2 else "channel"
         coupling = MaskedCoupling(channels, size, cfg.width, mask, index % 2, cfg.actnorm, cfg.fused,
-                                  cfg.channels_last)
+                                  cfg.channels_last, cfg.precision)
         return FlowSequence(([ActNorm(channels)] if cfg.actnorm else []) + [coupling])
