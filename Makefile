@@ -11,7 +11,8 @@ PROFILE := $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_availa
 endif
 PROFILES := smoke cpu paper
 # one per paper figure or table (notebooks/<name>.py); claims reads the others' results, so it comes last
-NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours cost claims
+NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours \
+	what_works bits_5v8 temperature_validity class_conditional cost claims
 RESULTS := results/$(PROFILE)
 EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun

@@ -177,7 +177,11 @@ def check_parameters(notebook: str, **params) -> SimpleNamespace:
 def check_parameter_names(notebook: str, papermill_args) -> None:
     """Fail on a papermill ``-p NAME VALUE`` whose NAME the notebook does not have (papermill only warns)."""
     check_choice("notebook", notebook, NOTEBOOKS)
-    allowed = sorted({**_COMMON, **_SCHEMA[notebook]})
+    if notebook in _SCHEMA:
+        allowed = sorted({**_COMMON, **_SCHEMA[notebook]})
+    else:                                   # the reviewers' studies (glowlib/reviewers.py imports this module)
+        from .reviewers import _SCHEMA as REVIEW_SCHEMA
+        allowed = sorted({**_COMMON, **REVIEW_SCHEMA[notebook]})
     args = list(papermill_args)
     for flag, name in zip(args, args[1:]):
         if flag in ("-p", "--parameters", "-r", "--parameters_raw") and name not in allowed:
@@ -191,6 +195,9 @@ def runs_needed(profile: str) -> list:
     runs = [profile_config(profile, d, m) for d in table_datasets() for m in MODEL_TYPES]
     runs += [ablation_config(profile, p, c, s) for p in ABLATION_PERMUTATIONS for c in ABLATION_COUPLINGS
              for s in ABLATION_SEEDS]
+    from .reviewers import reviewer_runs                 # the reviewers' studies, after the paper's figures
+    keys = {run.key() for run in runs}
+    runs += [run for run in reviewer_runs(profile) if run.key() not in keys]
     return runs
 
 
@@ -211,6 +218,10 @@ def train_all(profile: str, progress: bool = True) -> None:
     if not classifier_path(SHARED_DATASET).is_file():
         print(f"training the measuring classifier of {SHARED_DATASET}", flush=True)
     cached_classifier(SHARED_DATASET)
+    from .reviewers import STUDY_DATASET
+    if not classifier_path(STUDY_DATASET[profile]).is_file():
+        print(f"training the measuring classifier of {STUDY_DATASET[profile]}", flush=True)
+    cached_classifier(STUDY_DATASET[profile])
 
 
 def shared_model(profile: str, dataset: str = SHARED_DATASET):
@@ -815,7 +826,7 @@ def _ablation_claims(profile, root) -> list[Claim]:
                          f"{_gap(a.test_bpd_mean, a.test_bpd_std, r.test_bpd_mean, r.test_bpd_std)}")
         out.append(Claim(claims[4], sources[4], "ablation", CONFIRMED if ok else NOT_CONFIRMED,
                          "Confirmed only if the learned 1x1 is lower by more than the seed std for every coupling. "
-                         + "; ".join(parts) + ". Depth and ActNorm were not ablated here."))
+                         + "; ".join(parts) + "."))
     n_seeds = int(s.n_seeds.min())
     out.append(Claim(claims[5], sources[5], "ablation", CONFIRMED if n_seeds >= 2 else NOT_CONFIRMED,
                      f"Every ablation variant was trained with {n_seeds} seeds; the figure shows mean ± std bands "
@@ -904,15 +915,7 @@ def _sample_claims(profile, root) -> list[Claim]:
                          f"Over T = {m.temperature.tolist()}: rank correlation of T with classifier confidence "
                          f"{conf:+.2f} (quality; the claim needs < 0) and with the entropy of predicted classes "
                          f"{div:+.2f} (diversity; needs > 0). Confirmed when both hold."))
-    # a quality/diversity trade-off says nothing about whether T-samples follow p(x)^(1/T^2); that needs the
-    # importance-sampling measurement of tracker issue 7, not run here
-    out.append(Claim("The temperature trick is valid beyond additive coupling (MaCow reviewers)", "review",
-                     "temperature", NOT_TESTABLE,
-                     "not measured yet: the trade-off above does not test whether samples at T follow p(x)^(1/T²) "
-                     "(an importance-sampling comparison, planned in tracker issue 7)"))
-    out.append(Claim("5-bit vs 8-bit: are the good samples due to the model or to fewer bits? (reviewers)", "review",
-                     "samples", NOT_TESTABLE, "every model here is 8-bit; no 5-bit models were trained in this book "
-                     "(set data.n_bits=5 to train one)"))
+    # whether T-samples follow p(x)^(1/T^2), and 5-bit vs 8-bit, are the reviewers' studies (reviewer_claims)
     return out
 
 
@@ -969,12 +972,11 @@ def claims(profile: str, root=None) -> pd.DataFrame:
     check_choice("profile", profile, PROFILES)
     found = (_ablation_claims(profile, root) + _bpd_claims(profile, root) + _sample_claims(profile, root)
              + _latent_claims(profile, root) + _overfitting_claims(profile, root))
+    from .reviewers import reviewer_claims
+    found += reviewer_claims(profile, root)
     found += [
         Claim("Sampling is fast: ~130 ms per 256×256 sample on a GTX 1080 Ti (Sec. 5)", "paper", "",
               NOT_TESTABLE, "no 256×256 model is trained in this book (CelebA-HQ is not among its datasets)"),
-        Claim("Ablations of depth and of ActNorm (reviewers)", "review", "ablation", NOT_TESTABLE,
-              "the ablation varies the permutation and the coupling only; depth and ActNorm ablations are not run "
-              "(GlowConfig has actnorm=False for one)"),
         Claim("MaCow: wall-clock sampling cost against image height (MaCow reviewers)", "review", "",
               NOT_TESTABLE, "MaCow is not trained in this book's notebooks"),
     ]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import RunConfig
@@ -173,6 +174,32 @@ def maybe_init_distributed(device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- training
+class _JointObjective(torch.nn.Module):
+    """log p(x | y) and the class logits of the same pass, for the classification loss of a class-conditional
+    model; one module, so that DistributedDataParallel sees a single forward call."""
+
+    def __init__(self, model: Glow):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, y):
+        zs, logdet, log_pz = self.model._encode(x, y)
+        return log_pz + logdet, self.model.classify(zs)
+
+
+def training_loss(net, x, y, run: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, its bits/dim part) of a batch. The loss is the mean bits/dim of log p(x | y), plus, when
+    ``train.y_weight`` > 0, y_weight · the cross-entropy of the classifier head in bits per image (official code:
+    ``bits_x + weight_y * bits_y`` with ``bits_y`` = softmax cross-entropy / ln 2). ``net`` is the model, or its
+    ``_JointObjective`` when y_weight > 0 (either possibly wrapped in DistributedDataParallel)."""
+    if run.train.y_weight > 0:
+        log_px, logits = net(x, y)
+        bpd = bits_per_dim(log_px, run.model.n_dims, run.data.n_bits).mean()
+        return bpd + run.train.y_weight * F.cross_entropy(logits, y) / math.log(2), bpd
+    bpd = bits_per_dim(net(x, y), run.model.n_dims, run.data.n_bits).mean()   # net(x) is log p(x)
+    return bpd, bpd
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -205,6 +232,9 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {n_train} training images")
     steps_per_epoch = n_train // tc.batch_size
     conditional = run.model.n_classes > 0
+    if tc.y_weight > 0 and not conditional:
+        raise ValueError(f"train.y_weight={tc.y_weight} needs a class-conditional model (model.n_classes > 0); "
+                         f"set model.n_classes or train.y_weight=0.0")
 
     model = build_model(run).to(device)
     optimizer = (torch.optim.Adamax if tc.optimizer == "adamax" else torch.optim.Adam)(model.parameters(), lr=tc.lr)
@@ -238,10 +268,10 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         ema = copy.deepcopy(model)
     ema.eval()
 
-    net = model
+    net = _JointObjective(model) if tc.y_weight > 0 else model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=conditional)                   # the classifier head is unused without its loss
 
     def snapshot():
@@ -294,14 +324,14 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        loss = bits_per_dim(net(x, y), run.model.n_dims, run.data.n_bits).mean()   # net(x) is log p(x)
+        loss, bpd = training_loss(net, x, y, run)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
-        stats = torch.stack([loss.detach(), grad_norm.detach()])
+        stats = torch.stack([loss.detach(), grad_norm.detach(), bpd.detach()])
         if world > 1:                       # the global batch's mean loss; every rank takes the same decision
             dist.all_reduce(stats)
-            stats[0] /= world
+            stats[::2] /= world            # the losses (0, 2), not the summed gradient norm (1)
         stats = stats.cpu()
         batch_loss = stats[0].item()
         if not torch.isfinite(stats).all():
@@ -324,7 +354,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         optimizer.step()
         step += 1
         update_ema(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
-        window.append(batch_loss)
+        window.append(stats[2].item())     # train_bpd: the bits/dim part, without the classification term
         window_images += tc.batch_size
         bar.update(1)
         if step % tc.eval_every == 0 or step == tc.steps:
