@@ -146,6 +146,16 @@ _SCHEMA = {
 }
 
 
+def _schema_of(notebook: str) -> dict:
+    """The parameter checks of ``notebook``: its own, or those of a reviewers' study (glowlib/reviewers.py, which
+    imports this module)."""
+    check_choice("notebook", notebook, NOTEBOOKS)
+    if notebook in _SCHEMA:
+        return {**_COMMON, **_SCHEMA[notebook]}
+    from .reviewers import _SCHEMA as REVIEW_SCHEMA
+    return {**_COMMON, **REVIEW_SCHEMA[notebook]}
+
+
 def check_parameters(notebook: str, **params) -> SimpleNamespace:
     """Validate a notebook's parameters (the plain values papermill passes) and return them normalised.
 
@@ -153,8 +163,7 @@ def check_parameters(notebook: str, **params) -> SimpleNamespace:
     temperature, an unknown or absent dataset, a parameter the notebook does not have. ``out_dir=""`` becomes
     ``results/<profile>/<notebook>/``.
     """
-    check_choice("notebook", notebook, NOTEBOOKS)
-    schema = {**_COMMON, **_SCHEMA[notebook]}
+    schema = _schema_of(notebook)
     unknown, missing = sorted(set(params) - set(schema)), sorted(set(schema) - set(params))
     if unknown:
         raise ValueError(f"notebook {notebook!r} has no parameter {unknown}; its parameters are {sorted(schema)}")
@@ -176,12 +185,7 @@ def check_parameters(notebook: str, **params) -> SimpleNamespace:
 
 def check_parameter_names(notebook: str, papermill_args) -> None:
     """Fail on a papermill ``-p NAME VALUE`` whose NAME the notebook does not have (papermill only warns)."""
-    check_choice("notebook", notebook, NOTEBOOKS)
-    if notebook in _SCHEMA:
-        allowed = sorted({**_COMMON, **_SCHEMA[notebook]})
-    else:                                   # the reviewers' studies (glowlib/reviewers.py imports this module)
-        from .reviewers import _SCHEMA as REVIEW_SCHEMA
-        allowed = sorted({**_COMMON, **REVIEW_SCHEMA[notebook]})
+    allowed = sorted(_schema_of(notebook))
     args = list(papermill_args)
     for flag, name in zip(args, args[1:]):
         if flag in ("-p", "--parameters", "-r", "--parameters_raw") and name not in allowed:

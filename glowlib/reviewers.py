@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import math
 from functools import lru_cache
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,8 +27,10 @@ import torch
 
 from .config import RunConfig, check_choice, check_range
 from .experiments import (CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE, Claim, Experiment, _choice, _int, _list_of,
-                          _number, _out_dir, config_parameters, curves, device, n_parameters)
+                          _number, config_parameters, curves, device, n_parameters)
+from .experiments import check_parameters as experiments_check_parameters
 from .flows import gaussian_log_prob
+from .results import results_dir
 from .profiles import (ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config,
                        profile_config)
 
@@ -187,33 +188,17 @@ _SCHEMA = {
 }
 
 
-def results_path(profile: str, notebook: str, root=None) -> Path:
-    """``<results root>/<profile>/<notebook>/``, as ``results.results_dir`` (which knows the book's notebooks)."""
-    from .results import results_root
-    check_choice("profile", profile, PROFILES)
-    check_choice("notebook", notebook, REVIEWER_NOTEBOOKS)
-    return Path(root if root is not None else results_root()) / profile / notebook
-
-
 def check_parameters(notebook: str, **params) -> SimpleNamespace:
     """Validate a reviewer notebook's parameters (as ``experiments.check_parameters``); ``out_dir=""`` becomes
     ``results/<profile>/<notebook>/`` and ``variants="auto"`` the profile's variants."""
     check_choice("notebook", notebook, REVIEWER_NOTEBOOKS)
-    schema = {"profile": _choice(PROFILES), "out_dir": _out_dir, **_SCHEMA[notebook]}
-    unknown, missing = sorted(set(params) - set(schema)), sorted(set(schema) - set(params))
-    if unknown:
-        raise ValueError(f"notebook {notebook!r} has no parameter {unknown}; its parameters are {sorted(schema)}")
-    if missing:
-        raise ValueError(f"notebook {notebook!r}: parameters {missing} were not given; all of {sorted(schema)} "
-                         f"are needed")
-    values = {name: schema[name](name, value) for name, value in params.items()}
+    values = vars(experiments_check_parameters(notebook, **params))
     if notebook == "what_works":
         allowed = what_works_variants(values["profile"])
         if values["variants"] == "auto":
             values["variants"] = allowed
         for i, v in enumerate(values["variants"]):
             check_choice(f"variants[{i}] (for profile={values['profile']!r})", v, allowed)
-    values["out_dir"] = values["out_dir"] or str(results_path(values["profile"], notebook))
     return SimpleNamespace(**values)
 
 
@@ -691,7 +676,7 @@ def plot_conditional(per_class: pd.DataFrame):
 
 # ---------------------------------------------------------------------------------------------------- claims
 def _table(profile, notebook, name, root):
-    path = results_path(profile, notebook, root) / f"{name}.csv"
+    path = results_dir(profile, notebook, root) / f"{name}.csv"
     return pd.read_csv(path) if path.is_file() else None
 
 

@@ -153,7 +153,7 @@ def test_every_notebook_source_passes_its_parameters_cell_to_the_check():
         params = [c for c in cells if c.startswith(' tags=["parameters"]')]
         assert len(params) == 1, f"{nb}: one parameters cell"
         names = {t.id for node in ast.parse(params[0].split("\n", 1)[1]).body for t in node.targets}
-        assert names == set(ex._COMMON) | set(ex._SCHEMA[nb]), nb
+        assert names == set(ex._schema_of(nb)), nb
 
 
 # ---------------------------------------------------------------------------------------------------- published
