@@ -34,8 +34,45 @@ def check_range(field: str, value, low=None, high=None, kind=int) -> None:
         raise ValueError(f"{field}={value!r} is out of range; allowed: {bounds}")
 
 
+class MultiScaleConfig:
+    """What a multi-scale model's config (``GlowConfig``, ``MaCowConfig``) derives from ``in_channels``,
+    ``image_size``, ``n_levels`` and ``split_sizes``: the size check, D and the latents' shapes."""
+
+    def check_levels(self) -> None:
+        if self.image_size % 2 ** self.n_levels:
+            raise ValueError(
+                f"image_size={self.image_size} is not divisible by 2**n_levels={2 ** self.n_levels}; "
+                f"each of the n_levels={self.n_levels} levels halves it. Allowed n_levels for this size: "
+                f"{[n for n in range(1, 9) if self.image_size % 2 ** n == 0] or 'none (use an even image_size)'}"
+            )
+
+    def split_sizes(self, channels: int, last: bool) -> list[int]:
+        """Channels factored out by a level with ``channels`` (after its squeeze): the second half, none at the top."""
+        return [0] if last else [channels - channels // 2]
+
+    @property
+    def n_dims(self) -> int:
+        """D = C·H·W, the number of data dimensions that bits/dim divides by."""
+        return self.in_channels * self.image_size ** 2
+
+    @property
+    def latent_shapes(self) -> list[tuple[int, int, int]]:
+        """Shape (C, H, W) of each level's latent (its split-off parts concatenated), bottom level first (the
+        order of ``encode``'s output)."""
+        shapes, c, s = [], self.in_channels, self.image_size
+        for level in range(self.n_levels):
+            c, s = 4 * c, s // 2                        # squeeze: (C, H, W) -> (4C, H/2, W/2)
+            if level < self.n_levels - 1:
+                n_z = sum(self.split_sizes(c, last=False))
+                shapes.append((n_z, s, s))              # split: these channels leave
+                c -= n_z
+            else:
+                shapes.append((c, s, s))
+        return shapes
+
+
 @dataclass(frozen=True)
-class GlowConfig:
+class GlowConfig(MultiScaleConfig):
     """Architecture of a Glow (or, with :class:`glowlib.RealNVP`, a RealNVP) model."""
 
     in_channels: int = 3
@@ -72,30 +109,7 @@ class GlowConfig:
         check_choice("precision", self.precision, PRECISIONS)
         for flag in ("lu", "learn_top", "actnorm", "learned_prior", *EXECUTION_FIELDS):
             check_range(flag, getattr(self, flag), kind=bool)
-        if self.image_size % 2 ** self.n_levels:
-            raise ValueError(
-                f"image_size={self.image_size} is not divisible by 2**n_levels={2 ** self.n_levels}; "
-                f"each of the n_levels={self.n_levels} levels halves it. Allowed n_levels for this size: "
-                f"{[n for n in range(1, 9) if self.image_size % 2 ** n == 0] or 'none (use an even image_size)'}"
-            )
-
-    @property
-    def n_dims(self) -> int:
-        """D = C·H·W, the number of data dimensions that bits/dim divides by."""
-        return self.in_channels * self.image_size ** 2
-
-    @property
-    def latent_shapes(self) -> list[tuple[int, int, int]]:
-        """Shape (C, H, W) of each level's latent, bottom level first (the order of ``encode``'s output)."""
-        shapes, c, s = [], self.in_channels, self.image_size
-        for level in range(self.n_levels):
-            c, s = 4 * c, s // 2                        # squeeze: (C, H, W) -> (4C, H/2, W/2)
-            if level < self.n_levels - 1:
-                shapes.append((c - c // 2, s, s))       # split: the second half leaves
-                c = c // 2
-            else:
-                shapes.append((c, s, s))
-        return shapes
+        self.check_levels()
 
     def replace(self, **changes) -> "GlowConfig":
         return dataclasses.replace(self, **changes)

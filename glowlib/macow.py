@@ -26,16 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import COUPLINGS, check_choice, check_range
+from .config import COUPLINGS, MultiScaleConfig, check_choice, check_range
 from .flows import (ActNorm, Coupling, Flow, FlowSequence, InvConv1x1LU, Squeeze, ZeroConv2d, gaussian_log_prob,
                     gaussian_sample)
+from .model import MultiScaleFlow
 
 ORIENTATIONS = ("top-down", "bottom-up", "left-right", "right-left")
 MULTISCALES = ("fine", "glow")
 
 
 @dataclass(frozen=True)
-class MaCowConfig:
+class MaCowConfig(MultiScaleConfig):
     """Architecture of a MaCow model. K = ``depth`` MaCow steps per level, L = ``n_levels`` levels.
 
     Defaults follow the official CIFAR-10 config (``cifar10-macow.json``) where it applies: 2 groups of 16 steps
@@ -72,11 +73,7 @@ class MaCowConfig:
         if self.kernel_width % 2 == 0:
             raise ValueError(f"kernel_width={self.kernel_width} is not allowed; choose an odd width (1, 3, 5, ...) "
                              f"so that the window is centred on the pixel's own column")
-        if self.image_size % 2 ** self.n_levels:
-            raise ValueError(
-                f"image_size={self.image_size} is not divisible by 2**n_levels={2 ** self.n_levels}; "
-                f"each of the n_levels={self.n_levels} levels halves it. Allowed n_levels for this size: "
-                f"{[n for n in range(1, 9) if self.image_size % 2 ** n == 0] or 'none (use an even image_size)'}")
+        self.check_levels()
         if self.multiscale == "fine" and self.n_levels > 1:
             c = 4 * self.in_channels         # channels of the first level, the binding divisibility constraint
             if c % (2 * self.fine_splits):
@@ -95,23 +92,6 @@ class MaCowConfig:
         if self.multiscale == "glow":
             return [channels - channels // 2]
         return [channels // (2 * self.fine_splits)] * self.fine_splits
-
-    @property
-    def n_dims(self) -> int:
-        """D = C·H·W, the number of data dimensions that bits/dim divides by."""
-        return self.in_channels * self.image_size ** 2
-
-    @property
-    def latent_shapes(self) -> list[tuple[int, int, int]]:
-        """Shape (C, H, W) of each level's latent (its split-off parts concatenated), bottom level first."""
-        shapes, c, s = [], self.in_channels, self.image_size
-        for level in range(self.n_levels):
-            c, s = 4 * c, s // 2                        # squeeze: (C, H, W) -> (4C, H/2, W/2)
-            last = level == self.n_levels - 1
-            n_z = c if last else sum(self.split_sizes(c, last))
-            shapes.append((n_z, s, s))
-            c -= 0 if last else n_z
-        return shapes
 
     def replace(self, **changes) -> "MaCowConfig":
         return dataclasses.replace(self, **changes)
@@ -229,7 +209,7 @@ class MaCowLevel(nn.Module):
             c -= n_z
         self.groups = nn.ModuleList(groups)
         self.priors = nn.ModuleList(priors)                            # empty: N(0, 1) for every part
-        self.last = last
+        self.split = not last
         self.n_keep = c if not last else 0
 
     def prior_params(self, j: int, h):
@@ -241,14 +221,18 @@ class MaCowLevel(nn.Module):
         out = self.priors[j](h)
         return out[:, :n_z], out[:, n_z:]
 
-    def encode(self, x, with_prior: bool = True):
-        """x (B, C, H, W) → (h (B, n_keep, H/2, W/2) or None at the top, z, logdet, log p of the split parts)."""
+    def encode(self, x):
+        """x (B, C, H, W) → h (B, n_keep, H/2, W/2) or None at the top, z (the split parts concatenated), logdet."""
+        return self.encode_with_prior(x, with_prior=False)[:3]
+
+    def encode_with_prior(self, x, with_prior: bool = True):
+        """``encode`` and Σ log p of the split-off parts, each given the channels kept at its split."""
         x, _ = self.squeeze(x)                                          # (B, 4C, H/2, W/2)
         logdet, log_pz, parts = x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0]), []
         for j, (group, n_z) in enumerate(zip(self.groups, self.splits)):
             x, ld = group(x)
             logdet = logdet + ld
-            if self.last:
+            if not self.split:
                 return None, x, logdet, log_pz
             x, z = x[:, : x.shape[1] - n_z], x[:, x.shape[1] - n_z:]
             if with_prior:
@@ -258,7 +242,7 @@ class MaCowLevel(nn.Module):
 
     def decode(self, h, z, temperature: float = 1.0, generator=None):
         """Inverse of ``encode``; with z None, each part is drawn from its prior at ``temperature``, last first."""
-        if self.last:
+        if not self.split:
             return self.squeeze.reverse(self.groups[0].reverse(z))
         parts = None if z is None else torch.split(z, self.splits, 1)
         x = h
@@ -272,120 +256,29 @@ class MaCowLevel(nn.Module):
         return mean if temperature == 0 else gaussian_sample(mean, log_std, temperature, generator)
 
 
-class MaCow(nn.Module):
-    """MaCow (Ma et al. 2019) with the public API of :class:`glowlib.Glow`: ``encode``, ``decode``,
-    ``log_prob`` (= ``forward``), ``sample``, ``initialize``. ``forward`` direction is data → latent.
+class MaCow(MultiScaleFlow):
+    """MaCow (Ma et al. 2019) on the multi-scale skeleton of :class:`glowlib.Glow`, so with its public API:
+    ``encode``, ``decode``, ``log_prob`` (= ``forward``), ``sample``, ``initialize``. ``forward`` direction is
+    data → latent. Each masked conv flow inverts in H (or W) sequential passes, so sampling is slower than Glow's
+    (the paper's stated cost).
 
     ``y`` is accepted where Glow takes it so that callers of either model are the same; MaCow has no
     class-conditional prior and refuses labels.
     """
 
     def __init__(self, config: MaCowConfig | None = None):
-        super().__init__()
-        cfg = self.config = config if config is not None else MaCowConfig()
-        levels, c, size = [], cfg.in_channels, cfg.image_size
-        for i in range(cfg.n_levels):
-            c, size = 4 * c, size // 2
-            level = MaCowLevel(c, cfg, last=i == cfg.n_levels - 1)
-            levels.append(level)
-            c = c if level.last else level.n_keep
-        self.levels = nn.ModuleList(levels)
-        top = torch.zeros(1, 2 * c, size, size)                 # [mean | log-std] of the top latent
-        if cfg.learn_top:
-            self.top = nn.Parameter(top)
-        else:
-            self.register_buffer("top", top)
+        super().__init__(config if config is not None else MaCowConfig())
 
-    # ------------------------------------------------------------------ checks
-    def _check_input(self, x: torch.Tensor) -> None:
-        cfg = self.config
-        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x has shape {tuple(x.shape)}; expected (B, {', '.join(map(str, expected))}) "
-                             f"for this model's config")
-        lo, hi = torch.aminmax(x.detach())
-        if not (lo >= -0.5 - 1e-4 and hi <= 0.5 + 1e-4):            # also catches NaN
-            raise ValueError(f"x has values in [{lo.item():.4g}, {hi.item():.4g}]; expected [-0.5, 0.5]: convert "
-                             f"uint8 images with glowlib.data.to_float(images, n_bits)")
+    def make_level(self, channels: int, size: int, last: bool) -> MaCowLevel:
+        return MaCowLevel(channels, self.config, last)
 
-    @staticmethod
-    def _check_labels(y) -> None:
+    def _check_labels(self, y, batch: int | None = None) -> None:
         if y is not None:
             raise ValueError("labels y were given but MaCow has no class-conditional prior; pass y=None")
 
-    # ------------------------------------------------------------------ prior
-    def top_prior(self, batch: int):
-        h = self.top.expand(batch, *self.top.shape[1:])
+    _check_entry = _check_labels
+
+    @staticmethod
+    def _mean_log_std(h):
         c = h.shape[1] // 2
-        return h[:, :c], h[:, c:]
-
-    # ------------------------------------------------------------------ API
-    def _encode(self, x, y=None, with_prior: bool = True):
-        self._check_input(x)
-        self._check_labels(y)
-        zs, logdet, log_pz, h = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0]), x
-        for level in self.levels:
-            h, z, ld, lp = level.encode(h, with_prior)
-            logdet, log_pz = logdet + ld, log_pz + lp
-            zs.append(z)
-        if with_prior:
-            log_pz = log_pz + gaussian_log_prob(zs[-1], *self.top_prior(x.shape[0]))
-        return zs, logdet, log_pz
-
-    def encode(self, x: torch.Tensor, y=None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """x (B, C, H, W) in [-0.5, 0.5] → (latents, one per level bottom first; logdet (B,))."""
-        zs, logdet, _ = self._encode(x, y, with_prior=False)
-        return zs, logdet
-
-    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """log p(x) in nats, shape (B,): Σ log p(z | prior) + logdet (change of variables)."""
-        _, logdet, log_pz = self._encode(x, y)
-        return log_pz + logdet
-
-    def forward(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """``log_prob``: calling the model gives the training objective, as for Glow."""
-        return self.log_prob(x, y)
-
-    def decode(self, zs, y=None, temperature: float = 1.0, generator=None) -> torch.Tensor:
-        """Exact inverse of ``encode``. A latent given as None is drawn from its prior at ``temperature``."""
-        self._check_labels(y)
-        if len(zs) != len(self.levels):
-            raise ValueError(f"decode needs {len(self.levels)} latents (one per level), got {len(zs)}")
-        for z, shape in zip(zs, self.config.latent_shapes):
-            if z is not None and tuple(z.shape[1:]) != shape:
-                raise ValueError(f"latent of shape {tuple(z.shape)}; expected (B, {', '.join(map(str, shape))})")
-        given = [z.shape[0] for z in zs if z is not None]
-        if not given:
-            raise ValueError("decode needs at least one latent to know the batch size; use sample(n)")
-        return self._decode(zs, given[0], temperature, generator)
-
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator=None, y=None) -> torch.Tensor:
-        """n images from z ~ N(μ, (T·σ)²) at every level (temperature T). Each masked conv flow inverts in
-        H (or W) sequential passes, so sampling is slower than Glow's (the paper's stated cost)."""
-        self._check_labels(y)
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
-        with torch.inference_mode():
-            x = self._decode([None] * len(self.levels), n, temperature, generator)
-        return x.clone()                   # an ordinary tensor, which later autograd code may use
-
-    def _decode(self, zs, batch, temperature, generator):
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature} must be >= 0")
-        h = None
-        for level, z in zip(reversed(self.levels), reversed(zs)):
-            if z is None and level.last:
-                mean, log_std = self.top_prior(batch)
-                z = mean if temperature == 0 else gaussian_sample(mean, log_std, temperature, generator)
-            h = level.decode(h, z, temperature, generator)
-        return h
-
-    @torch.no_grad()
-    def initialize(self, x: torch.Tensor, y=None) -> None:
-        """Data-dependent ActNorm initialisation on batch x (Glow Sec. 3.1): one forward pass in training mode."""
-        was_training = self.training
-        self.train()
-        self._encode(x, y, with_prior=False)
-        self.train(was_training)
-
+        return h[:, :c], h[:, c:]                               # [mean | log-std] of the top latent

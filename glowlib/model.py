@@ -134,7 +134,17 @@ class Level(nn.Module):
             return None, x, logdet
         return x[:, : self.n_keep], x[:, self.n_keep:], logdet
 
-    def decode(self, h, z):
+    def encode_with_prior(self, x, with_prior: bool = True):
+        """``encode`` and log p(z | h) of the split-off latent (zeros at the top, or without ``with_prior``)."""
+        h, z, logdet = self.encode(x)
+        if with_prior and h is not None:
+            return h, z, logdet, gaussian_log_prob(z, *self.prior_params(h))
+        return h, z, logdet, x.new_zeros(x.shape[0])
+
+    def decode(self, h, z, temperature: float = 1.0, generator=None):
+        """Inverse of ``encode``; below the top, z None is drawn from its prior at ``temperature``."""
+        if z is None:
+            z = self.sample_latent(h, temperature, generator)
         x = z if h is None else torch.cat([h, z], 1)
         return self.squeeze.reverse(self.steps.reverse(x))
 
@@ -168,40 +178,35 @@ class Level(nn.Module):
         return gaussian_sample(*self.prior_params(h), temperature, generator)
 
 
-class Glow(nn.Module):
-    """Glow (Kingma & Dhariwal 2018). ``forward`` direction is data → latent, as in the paper.
+class MultiScaleFlow(nn.Module):
+    """The multi-scale skeleton shared by Glow, RealNVP and MaCow (Glow Fig. 2; RealNVP Sec. 3.6): L levels, each
+    squeezing its input, flowing and (below the top) factoring out a latent with a conditional Gaussian prior, and
+    a learned Gaussian prior for the top latent. ``forward`` direction is data → latent, as in the papers.
 
-    >>> model = Glow(GlowConfig(in_channels=1, image_size=8, n_levels=2, depth=2, width=16))
-    >>> zs, logdet = model.encode(x)       # x in [-0.5, 0.5]; one latent per level; logdet (B,)
+    A subclass builds its levels with ``make_level(channels, size, last)``. A level has ``split`` (False at the
+    top), ``n_keep`` (channels passed up), ``encode_with_prior(x, with_prior) -> (h, z, logdet, log p of its
+    split-off latent)`` with h None at the top, and ``decode(h, z, temperature, generator)``, which draws a
+    missing z below the top from its prior.
     """
 
-    def __init__(self, config: GlowConfig | None = None):
+    def __init__(self, config):
         super().__init__()
-        cfg = self.config = config if config is not None else GlowConfig()
+        cfg = self.config = config
         levels, c, size = [], cfg.in_channels, cfg.image_size
         for i in range(cfg.n_levels):
             c, size = 4 * c, size // 2
-            split = i < cfg.n_levels - 1
-            steps = [self.make_step(c, size, k) for k in range(cfg.depth)]
-            levels.append(Level(steps, c, split, cfg.learned_prior, cfg.inv_backprop, cfg.fused))
-            c = c // 2 if split else c
+            level = self.make_level(c, size, last=i == cfg.n_levels - 1)
+            levels.append(level)
+            c = level.n_keep if level.split else c
         self.levels = nn.ModuleList(levels)
-        top = torch.zeros(1, 2 * c, size, size)                 # mean and log-std of the top latent, interleaved
+        top = torch.zeros(1, 2 * c, size, size)                 # mean and log-std of the top latent
         if cfg.learn_top:
             self.top = nn.Parameter(top)
         else:
             self.register_buffer("top", top)
-        if cfg.n_classes:
-            # official --ycond: a zero-initialised linear map from the one-hot label adds to the top prior,
-            # and a linear classifier on the mean top latent gives the optional classification loss
-            self.class_prior = nn.Linear(cfg.n_classes, 2 * c)
-            self.classifier = nn.Linear(c, cfg.n_classes)
-            for layer in (self.class_prior, self.classifier):
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
 
-    def make_step(self, channels: int, size: int, index: int) -> Flow:
-        return FlowStep(channels, self.config)
+    def make_level(self, channels: int, size: int, last: bool) -> nn.Module:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, x: torch.Tensor) -> None:
@@ -214,6 +219,10 @@ class Glow(nn.Module):
         if not (lo >= -0.5 - 1e-4 and hi <= 0.5 + 1e-4):            # also catches NaN
             raise ValueError(f"x has values in [{lo.item():.4g}, {hi.item():.4g}]; expected [-0.5, 0.5]: convert "
                              f"uint8 images with glowlib.data.to_float(images, n_bits)")
+
+    def _check_entry(self, y) -> None:
+        """Run first by ``encode``, ``log_prob``, ``decode`` and ``sample``. Glow checks labels only where the top
+        prior uses them (``_check_labels``); a model without a conditional prior refuses them here."""
 
     def _check_labels(self, y, batch: int):
         if not self.config.n_classes:
@@ -232,18 +241,21 @@ class Glow(nn.Module):
         onehot = self._check_labels(y, batch)
         if onehot is not None:
             h = h + self.class_prior(onehot)[:, :, None, None]
-        return h[:, 0::2], h[:, 1::2]
+        return self._mean_log_std(h)
+
+    @staticmethod
+    def _mean_log_std(h):
+        return h[:, 0::2], h[:, 1::2]                           # official code interleaves mean / log-std
 
     # ------------------------------------------------------------------ API
     def _encode(self, x, y=None, with_prior: bool = True):
         self._check_input(x)
+        self._check_entry(y)
         zs, logdet, log_pz, h = [], x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0]), x
         for level in self.levels:
-            h, z, ld = level.encode(h)
-            logdet = logdet + ld
+            h, z, ld, lp = level.encode_with_prior(h, with_prior)
+            logdet, log_pz = logdet + ld, log_pz + lp
             zs.append(z)
-            if with_prior and h is not None:
-                log_pz = log_pz + gaussian_log_prob(z, *level.prior_params(h))
         if with_prior:
             log_pz = log_pz + gaussian_log_prob(zs[-1], *self.top_prior(x.shape[0], y))
         return zs, logdet, log_pz
@@ -264,6 +276,7 @@ class Glow(nn.Module):
 
     def decode(self, zs, y=None, temperature: float = 1.0, generator=None) -> torch.Tensor:
         """Exact inverse of ``encode``. A latent given as None is drawn from its prior at ``temperature``."""
+        self._check_entry(y)
         if len(zs) != len(self.levels):
             raise ValueError(f"decode needs {len(self.levels)} latents (one per level), got {len(zs)}")
         for z, shape in zip(zs, self.config.latent_shapes):
@@ -271,12 +284,14 @@ class Glow(nn.Module):
                 raise ValueError(f"latent of shape {tuple(z.shape)}; expected (B, {', '.join(map(str, shape))})")
         given = [z.shape[0] for z in zs if z is not None] + ([] if y is None else [y.shape[0]])
         if not given:
-            raise ValueError("decode needs at least one latent or labels y to know the batch size; use sample(n)")
+            labels = " or labels y" if getattr(self.config, "n_classes", 0) else ""
+            raise ValueError(f"decode needs at least one latent{labels} to know the batch size; use sample(n)")
         return self._decode(zs, given[0], y, temperature, generator)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator=None, y=None) -> torch.Tensor:
         """n images in [-0.5, 0.5] from z ~ N(μ, (T·σ)²) at every level (Sec. 5, temperature T)."""
+        self._check_entry(y)
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
         with torch.inference_mode():
@@ -288,17 +303,11 @@ class Glow(nn.Module):
             raise ValueError(f"temperature={temperature} must be >= 0")
         h = None
         for level, z in zip(reversed(self.levels), reversed(zs)):
-            if z is None and level.split:
-                z = level.sample_latent(h, temperature, generator)
-            elif z is None:
+            if z is None and not level.split:
                 mean, log_std = self.top_prior(batch, y)
                 z = mean if temperature == 0 else gaussian_sample(mean, log_std, temperature, generator)
-            h = level.decode(h, z)
+            h = level.decode(h, z, temperature, generator)
         return h
-
-    def classify(self, zs) -> torch.Tensor:
-        """Class logits from the mean of the top latent (official ``--ycond`` classification head)."""
-        return self.classifier(zs[-1].mean(dim=(2, 3)))
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, y=None) -> None:
@@ -308,6 +317,37 @@ class Glow(nn.Module):
         self._encode(x, y, with_prior=False)
         self.train(was_training)
 
+
+class Glow(MultiScaleFlow):
+    """Glow (Kingma & Dhariwal 2018). ``forward`` direction is data → latent, as in the paper.
+
+    >>> model = Glow(GlowConfig(in_channels=1, image_size=8, n_levels=2, depth=2, width=16))
+    >>> zs, logdet = model.encode(x)       # x in [-0.5, 0.5]; one latent per level; logdet (B,)
+    """
+
+    def __init__(self, config: GlowConfig | None = None):
+        super().__init__(config if config is not None else GlowConfig())
+        cfg, c = self.config, self.top.shape[1] // 2
+        if cfg.n_classes:
+            # official --ycond: a zero-initialised linear map from the one-hot label adds to the top prior,
+            # and a linear classifier on the mean top latent gives the optional classification loss
+            self.class_prior = nn.Linear(cfg.n_classes, 2 * c)
+            self.classifier = nn.Linear(c, cfg.n_classes)
+            for layer in (self.class_prior, self.classifier):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def make_level(self, channels: int, size: int, last: bool) -> Level:
+        cfg = self.config
+        steps = [self.make_step(channels, size, k) for k in range(cfg.depth)]
+        return Level(steps, channels, not last, cfg.learned_prior, cfg.inv_backprop, cfg.fused)
+
+    def make_step(self, channels: int, size: int, index: int) -> Flow:
+        return FlowStep(channels, self.config)
+
+    def classify(self, zs) -> torch.Tensor:
+        """Class logits from the mean of the top latent (official ``--ycond`` classification head)."""
+        return self.classifier(zs[-1].mean(dim=(2, 3)))
 
 
 class RealNVP(Glow):
