@@ -133,11 +133,12 @@ def _encode_batches(model, images_uint8: Tensor, batch_size: int):
 # ---------------------------------------------------------------------------------------------------- sampling
 @torch.no_grad()
 def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = None,
-            batch_size: int = 256) -> Tensor:
+            batch_size: int = 256, counts: dict | None = None) -> Tensor:
     """n samples at temperature T as uint8 (n, C, H, W): z ~ N(μ, (T·σ)²) at every level (Sec. 5, Fig. 8).
 
     One generator seeded with ``seed`` on the model's device draws the batches in turn, so the result is a function
     of (model, n, T, seed, y, batch_size) on a given device. ``y`` (n,) are the labels of a class-conditional model.
+    Draws that decode to inf/NaN are drawn again; ``counts["nonfinite_redrawn"]`` adds up how many were.
     """
     check_range("n", n, 1)
     _check_temperature(temperature)
@@ -153,6 +154,16 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
             size = min(batch_size, n - start)
             labels = None if y is None else y[start: start + size].to(device)
             x = model.sample(size, temperature, generator, y=labels)
+            # a latent far in the tail can overflow the affine inverse (x = (y - t) / s, s in (0, 1), compounded
+            # over K·L steps) to inf/NaN: such draws are drawn again from the same generator and counted
+            for _ in range(10):
+                bad = ~torch.isfinite(x).flatten(1).all(1)
+                if not bad.any():
+                    break
+                if counts is not None:
+                    counts["nonfinite_redrawn"] = counts.get("nonfinite_redrawn", 0) + int(bad.sum())
+                x[bad] = model.sample(int(bad.sum()), temperature, generator,
+                                      y=None if labels is None else labels[bad])
             out.append(to_uint8(x, model.config.n_bits))
     return torch.cat(out)
 
@@ -559,7 +570,7 @@ def nearest_neighbours(queries_uint8: Tensor, reference_uint8: Tensor, space: st
 def temperature_samples_table(model, classifier: Classifier, reference_uint8: Tensor, temperatures, n: int,
                               seed: int) -> pd.DataFrame:
     """Sample quality against temperature (Sec. 5, Fig. 8 made quantitative): one row per temperature with
-    ``temperature, confidence, class_entropy, mean_entropy, frechet, n``.
+    ``temperature, confidence, class_entropy, mean_entropy, frechet, n, nonfinite_redrawn``.
 
     Every temperature uses the same seed, so the same standard-normal draws are scaled by each T: the rows
     differ by the temperature alone.
@@ -569,6 +580,9 @@ def temperature_samples_table(model, classifier: Classifier, reference_uint8: Te
         raise ValueError("temperatures is empty; pass e.g. [0, 0.5, 0.7, 1.0]")
     for t in temperatures:
         _check_temperature(t)
-    rows = [{"temperature": float(t), **sample_quality(classifier, samples(model, n, t, seed), reference_uint8),
-             "n": n} for t in temperatures]
+    rows = []
+    for t in temperatures:
+        counts = {"nonfinite_redrawn": 0}
+        x = samples(model, n, t, seed, counts=counts)
+        rows.append({"temperature": float(t), **sample_quality(classifier, x, reference_uint8), "n": n, **counts})
     return pd.DataFrame(rows)

@@ -443,14 +443,15 @@ def sample_grids(profile: str, datasets, model_types, temperatures, n: int, seed
             tm = get_model(profile, dataset, model_type, device=device(), progress=False)
             models[f"{model_type}-{dataset}"] = tm
             for t in temperatures:
-                x = samples(tm.model, n, t, seed)
+                counts = {"nonfinite_redrawn": 0}
+                x = samples(tm.model, n, t, seed, counts=counts)
                 name = f"samples_{dataset}_{model_type}_T{t:g}"
                 images[name] = image_grid(x, nrow=math.ceil(math.sqrt(n)))
                 values = x.double() / 255
                 rows.append({"dataset": dataset, "model_type": model_type, "temperature": t, "n": n,
                              "pixel_mean": values.mean().item(), "pixel_std": values.std().item(),
                              "clipped_fraction": ((x == 0) | (x == 255)).double().mean().item(),
-                             "image": f"{name}.png"})
+                             **counts, "image": f"{name}.png"})
     return Experiment({"samples": pd.DataFrame(rows)}, models, images)
 
 

@@ -44,7 +44,9 @@ rec.figure(fig, "all_samples")
 
 # %% [markdown]
 # ## Pixel statistics of each grid
-# `clipped_fraction`: pixels at 0 or 255 (samples beyond the data range are clamped).
+# `clipped_fraction`: pixels at 0 or 255 (samples beyond the data range are clamped). `nonfinite_redrawn`: draws
+# whose decode overflowed to inf/NaN (a latent far in the tail through the affine inverse x = (y - t) / s) and
+# were drawn again; a count above zero is a real failure mode of the model at that temperature, not hidden.
 
 # %%
 table.round(4)

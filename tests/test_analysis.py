@@ -337,10 +337,44 @@ def test_sample_quality_known_answers():
 
 def test_temperature_samples_table(model, classifier, digits):
     table = temperature_samples_table(model, classifier, digits.test_images, [0.0, 0.7], n=12, seed=4)
-    assert list(table.columns) == ["temperature", "confidence", "class_entropy", "mean_entropy", "frechet", "n"]
+    assert list(table.columns) == ["temperature", "confidence", "class_entropy", "mean_entropy", "frechet", "n",
+                                   "nonfinite_redrawn"]
     assert table.temperature.tolist() == [0.0, 0.7] and (table.n == 12).all()
     assert table.class_entropy[0] == 0                                   # T = 0: twelve copies of the mode
     direct = sample_quality(classifier, samples(model, 12, 0.7, seed=4), digits.test_images)
     pd.testing.assert_series_equal(table.iloc[1][list(direct)], pd.Series(direct, name=1), check_dtype=False)
     with pytest.raises(ValueError, match="temperature=-0.5"):
         temperature_samples_table(model, classifier, digits.test_images, [1.0, -0.5], n=2, seed=0)
+
+
+def test_samples_redraw_and_count_draws_that_decode_to_nan():
+    from types import SimpleNamespace
+    from glowlib.analysis import samples
+
+    class Flaky(torch.nn.Module):
+        """Every first draw of a batch decodes its first two images to NaN, as an overflowing inverse would."""
+        config = SimpleNamespace(n_bits=8)
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.calls = 0
+
+        def sample(self, n, temperature, generator, y=None):
+            self.calls += 1
+            x = torch.rand(n, 1, 2, 2, generator=generator) - 0.5
+            if self.calls % 2 == 1:
+                x[:2] = float("nan")
+            return x
+
+    counts = {}
+    x = samples(Flaky(), 6, 0.7, seed=0, batch_size=3, counts=counts)
+    assert x.shape == (6, 1, 2, 2) and x.dtype == torch.uint8
+    assert counts == {"nonfinite_redrawn": 4}                    # two per batch, two batches
+
+    class Broken(Flaky):
+        def sample(self, n, temperature, generator, y=None):
+            return torch.full((n, 1, 2, 2), float("nan"))
+
+    with pytest.raises(ValueError, match="diverged"):
+        samples(Broken(), 2, 1.0, seed=0)
