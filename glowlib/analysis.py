@@ -281,10 +281,12 @@ def attribute_direction(model, images_uint8: Tensor, has_attribute: Tensor, batc
 
 
 @torch.no_grad()
-def manipulate(model, images_uint8: Tensor, direction: list[Tensor], alphas, batch_size: int = 256) -> Tensor:
+def manipulate(model, images_uint8: Tensor, direction: list[Tensor], alphas, batch_size: int = 256,
+               return_finite: bool = False):
     """decode(z + α·direction) for each α (Sec. 5, Fig. 6): uint8 (N, len(alphas), C, H, W).
 
-    α = 0 gives back the images (at the model's n_bits); e.g. ``alphas=torch.linspace(-1, 1, 5)``.
+    α = 0 gives back the images (at the model's n_bits); e.g. ``alphas=torch.linspace(-1, 1, 5)``. A decode that
+    overflows to inf/NaN is returned mid-grey; ``return_finite=True`` also returns which were finite, (N, A) bool.
     """
     _check_images(images_uint8)
     shapes = model.config.latent_shapes
@@ -298,12 +300,17 @@ def manipulate(model, images_uint8: Tensor, direction: list[Tensor], alphas, bat
         raise ValueError(f"alphas must be a non-empty sequence of finite numbers, got {alphas.tolist()}")
     p = _param(model)
     direction = [d.to(device=p.device, dtype=p.dtype) for d in direction]
-    out = []
+    out, finite = [], []
     with _eval_mode(model):
         for _, zs in _encode_batches(model, images_uint8, batch_size):
             decoded = [model.decode([z + alpha.item() * d for z, d in zip(zs, direction)]) for alpha in alphas]
-            out.append(to_uint8(torch.stack(decoded, 1), model.config.n_bits))     # (B, A, C, H, W)
-    return torch.cat(out)
+            decoded = torch.stack(decoded, 1)                                      # (B, A, C, H, W)
+            # a shifted latent can overflow the affine inverse to inf/NaN: shown mid-grey and flagged
+            ok = torch.isfinite(decoded).flatten(2).all(2)                         # (B, A)
+            decoded[~ok] = 0.0
+            out.append(to_uint8(decoded, model.config.n_bits))
+            finite.append(ok.cpu())
+    return (torch.cat(out), torch.cat(finite)) if return_finite else torch.cat(out)
 
 
 # ---------------------------------------------------------------------------------------------------- classifier

@@ -564,22 +564,25 @@ def manipulation(model, run, attributes, alphas, n_images: int, n_direction: int
             train_attr = _celeba_train_attributes(run, data)[pick]
             has = train_attr[:, column] > 0
         direction = attribute_direction(model, train_x, has)
-        out = manipulate(model, test_x, direction, alphas)            # (N, A, C, H, W)
+        out, finite = manipulate(model, test_x, direction, alphas, return_finite=True)   # (N, A, C, H, W)
         images[attribute] = out
         values = measure_attributes(out.flatten(0, 1)) if measured is not None else None
         for i in range(out.shape[0]):
             for j, alpha in enumerate(alphas):
-                row = {"attribute": attribute, "image": i, "alpha": float(alpha)}
+                row = {"attribute": attribute, "image": i, "alpha": float(alpha),
+                       "decoded_finite": bool(finite[i, j])}
                 if values is not None:
                     row.update({f"measured_{m}": values[m].iloc[i * len(alphas) + j] for m in MNIST_ATTRIBUTES})
                 rows.append(row)
         if values is not None:
-            y = values[attribute].to_numpy()
-            x = np.tile(np.asarray(alphas, dtype=float), out.shape[0])
+            keep = finite.flatten().numpy()        # a decode that overflowed has no attribute to measure
+            y = values[attribute].to_numpy()[keep]
+            x = np.tile(np.asarray(alphas, dtype=float), out.shape[0])[keep]
             slope, stderr = _slope(x, y)
             per_alpha = pd.DataFrame({"alpha": x, "y": y}).groupby("alpha").y.mean()
             response.append({"attribute": attribute, "slope": slope, "slope_stderr": stderr,
                              "change": per_alpha.iloc[-1] - per_alpha.iloc[0], "n_images": out.shape[0],
+                             "n_nonfinite": int((~finite).sum()),
                              "n_with": int(has.sum()), "n_without": int((~has).sum()),
                              "threshold": float(measured[attribute].median())})
     tables = {"manipulation": pd.DataFrame(rows)}
@@ -611,6 +614,8 @@ def plot_response(table: pd.DataFrame):
     fig, axes = plt.subplots(1, len(attributes), figsize=(4.5 * len(attributes), 3.4), squeeze=False)
     for ax, attribute in zip(axes[0], attributes):
         part = table[table.attribute == attribute]
+        if "decoded_finite" in part:
+            part = part[part.decoded_finite]                  # an overflowed decode has no attribute to plot
         for image, group in part.groupby("image"):
             ax.plot(group.alpha, group[f"measured_{attribute}"], color="0.7", lw=0.8)
         stats = part.groupby("alpha")[f"measured_{attribute}"].mean()

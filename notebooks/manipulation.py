@@ -52,7 +52,8 @@ for attribute, images in result.images.items():
 # %% [markdown]
 # ## Does the measured attribute move the intended way?
 # Grey: each image; red: the mean over images. The table gives the least-squares slope of the measured attribute
-# against α with its standard error, and the change of the mean from the smallest to the largest α.
+# against α with its standard error, and the change of the mean from the smallest to the largest α. A decode that
+# overflowed to inf/NaN (`decoded_finite` false, shown mid-grey; counted in `n_nonfinite`) is left out of the fit.
 
 # %%
 if "response" in result.tables:
