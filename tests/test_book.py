@@ -153,7 +153,11 @@ def test_results_folder_is_complete_and_tidy(folder):
     assert record["notebook"] == folder.name and record["profile"] == folder.parent.name
     assert len(record["git_sha"]) == 40 or record["git_sha"] == "unknown"
     assert record["wall_s"] >= 0 and record["torch_version"] and record["hardware"]["cpu_count"]
-    if folder.name != "claims":
+    if folder.name == "cost":                 # trains nothing: its figures come from the benchmark records
+        assert record["bench_records"], f"{folder}: no benchmark record named"
+        for meta in record["bench_records"].values():
+            assert {"device_name", "threads", "git_sha", "time"} <= set(meta), "each record's provenance is kept"
+    elif folder.name != "claims":
         assert record["configs"], f"{folder}: no model config recorded"
         for config in record["configs"].values():
             assert {"model", "data", "train", "model_type"} <= set(config), "a full RunConfig is recorded"
