@@ -62,8 +62,10 @@ if fig is not None:
 
 # %% [markdown]
 # ## Achieved FLOP/s against the machine's peak
-# Matmul and convolution FLOPs of one training step, counted by `torch.utils.flop_counter`, per second, against
-# the matmul/conv peak measured in the same process (`bench/peak.py`); bar labels are the fraction of that peak.
+# The model's matmul and convolution FLOPs of one training step (forward and backward with plain autograd,
+# counted by `torch.utils.flop_counter`) times images per second, against the matmul/conv peak measured in the
+# same process (`bench/peak.py`); bar labels are the fraction of that peak. Invertible backprop's recomputation is
+# not counted as useful work (the `throughput` table has both counts: `flops_per_image` is what ran).
 
 # %%
 fig = cost.plot_roofline(result.tables.get("throughput"), result.tables.get("peak"))
