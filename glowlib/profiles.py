@@ -55,7 +55,7 @@ def profile_config(profile: str, dataset: str = "mnist5k", model_type: str = "gl
         n_val = min(n_val, 200)          # 1,497 training images in all
     if profile == "cpu" and dataset != "mnist5k":
         # the shared mnist5k model gets the full budget; the other table rows share the rest of the ~90 minutes
-        # (sized on a 2-core AVX2 machine, where mnist5k's Glow trains at ~200 images/s; AVX-512 ones are ~2x faster)
+        # (sized on a 2-core AVX2 machine, where mnist5k's Glow trains at ~200-230 images/s)
         train = replace(train, steps=1_500 if dataset == "fashion_mnist" else 2_000)
     if profile == "cpu" and model_type == "realnvp":
         # RealNVP's masked couplings run at about half Glow's images/s on 2 cores (mnist5k: ~235 vs ~470), so
