@@ -27,10 +27,10 @@ import torch
 
 from .config import RunConfig, check_choice, check_range
 from .experiments import (CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE, Claim, Experiment, _choice, _int, _list_of,
-                          _number, config_parameters, curves, device, n_parameters)
+                          _need, _number, config_parameters, curves, device, n_parameters)
 from .experiments import check_parameters as experiments_check_parameters
 from .flows import gaussian_log_prob
-from .results import results_dir
+from .results import read_table
 from .profiles import (ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config,
                        profile_config)
 
@@ -675,25 +675,17 @@ def plot_conditional(per_class: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def _table(profile, notebook, name, root):
-    path = results_dir(profile, notebook, root) / f"{name}.csv"
-    return pd.read_csv(path) if path.is_file() else None
-
-
-def _missing(notebook, profile):
-    return f"no results of {notebook!r} for profile {profile!r}: run `make notebook NB={notebook}`"
-
-
 def reviewer_claims(profile: str, root=None) -> list[Claim]:
     """The reviewers' questions that these notebooks answer, each with a verdict computed from their tables (the
     rule is stated in the evidence). For ``experiments.claims``."""
     out = []
     # 1: depth / ActNorm / prior ablation
     claim = "Ablations of depth (at a fixed parameter count), ActNorm and the learned prior, with error bars (reviewers)"
-    s = _table(profile, "what_works", "summary", root)
-    if s is None:
-        out.append(Claim(claim, "review", "what_works", NOT_TESTABLE, _missing("what_works", profile)))
+    missing = _need(profile, root, "what_works")
+    if missing:
+        out.append(Claim(claim, "review", "what_works", missing.verdict, missing.evidence))
     else:
+        s = read_table(profile, "what_works", "summary", root)
         matched = s[s.variant.str.startswith("K=")].parameters_vs_reference.abs().max()
         ok = int(s.n_seeds.min()) >= 2 and matched <= WIDTH_TOLERANCE and {"no_actnorm", "standard_prior"} <= set(
             s.variant)
@@ -705,9 +697,9 @@ def reviewer_claims(profile: str, root=None) -> list[Claim]:
                          f"std over seeds, and the difference from the reference paired by seed: {parts}."))
     # 2: the permutation ablation at equal wall time
     claim = "The learned 1x1 convolution still beats shuffle and reverse at equal wall-clock time (reviewers: same compute)"
-    w = _table(profile, "what_works", "ablation_walltime_summary", root)
-    if w is None:
-        out.append(Claim(claim, "review", "what_works", NOT_TESTABLE, _missing("what_works", profile)))
+    w = None if missing else read_table(profile, "what_works", "ablation_walltime_summary", root)
+    if missing:
+        out.append(Claim(claim, "review", "what_works", missing.verdict, missing.evidence))
     elif not {"conv1x1", "shuffle", "reverse"} <= set(w.permutation):
         out.append(Claim(claim, "review", "what_works", NOT_TESTABLE, "the ablation lacks conv1x1, shuffle or reverse"))
     elif w[w.permutation.isin(["conv1x1", "shuffle", "reverse"])].bpd_at_wall_s_mean.isna().any():
@@ -726,10 +718,11 @@ def reviewer_claims(profile: str, root=None) -> list[Claim]:
                          + "; ".join(parts)))
     # 3: 5-bit vs 8-bit
     claim = "5-bit vs 8-bit: the better-looking samples come from training at 5 bits, not only from showing fewer bits (reviewers)"
-    q, b = _table(profile, "bits_5v8", "quality", root), _table(profile, "bits_5v8", "bpd", root)
-    if q is None or b is None:
-        out.append(Claim(claim, "review", "bits_5v8", NOT_TESTABLE, _missing("bits_5v8", profile)))
+    missing = _need(profile, root, "bits_5v8")
+    if missing:
+        out.append(Claim(claim, "review", "bits_5v8", missing.verdict, missing.evidence))
     else:
+        q, b = read_table(profile, "bits_5v8", "quality", root), read_table(profile, "bits_5v8", "bpd", root)
         m = q[(q.source == "model") & (q.shown_bits == q.shown_bits.min())]
         low = m[m.model_bits == m.model_bits.min()].set_index("temperature").frechet
         high = m[m.model_bits == m.model_bits.max()].set_index("temperature").frechet
@@ -749,11 +742,11 @@ def reviewer_claims(profile: str, root=None) -> list[Claim]:
                              f"{bb[(lo_b, lo_b)]:.3f} + {hi_b - lo_b}, exact) vs {hi_b}-bit model {bb[(hi_b, hi_b)]:.3f}."))
     # 4: temperature validity
     claim = "The temperature trick is valid beyond additive coupling (MaCow reviewers)"
-    v = _table(profile, "temperature_validity", "validity", root)
-    if v is None:
-        out.append(Claim(claim, "review", "temperature_validity", NOT_TESTABLE,
-                         _missing("temperature_validity", profile)))
+    missing = _need(profile, root, "temperature_validity")
+    if missing:
+        out.append(Claim(claim, "review", "temperature_validity", missing.verdict, missing.evidence))
     else:
+        v = read_table(profile, "temperature_validity", "validity", root)
         t = v.temperature.iloc[(v.temperature - 0.7).abs().argmin()]
         at = v[v.temperature == t]
         inexact = at[~at.exact_by_construction.astype(bool)]
@@ -770,10 +763,11 @@ def reviewer_claims(profile: str, root=None) -> list[Claim]:
                          + (f". Check: {check}." if check else ".")))
     # 5: class-conditional samples
     claim = "Class-conditional Glow (official --ycond) generates the requested class"
-    c = _table(profile, "class_conditional", "summary", root)
-    if c is None:
-        out.append(Claim(claim, "paper", "class_conditional", NOT_TESTABLE, _missing("class_conditional", profile)))
+    missing = _need(profile, root, "class_conditional")
+    if missing:
+        out.append(Claim(claim, "paper", "class_conditional", missing.verdict, missing.evidence))
     else:
+        c = read_table(profile, "class_conditional", "summary", root)
         t = c.temperature.iloc[(c.temperature - 0.7).abs().argmin()]
         at = c[c.temperature == t]
         ok = bool((at.accuracy >= 0.5).all())
