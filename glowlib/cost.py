@@ -65,9 +65,10 @@ class Cost:
 
 
 def _records(bench_dir: Path, prefix: str, cost: Cost, benchmarks) -> dict[str, dict]:
-    """``{config name: record}`` of ``<prefix>_<config>.json`` whose benchmark is one of ``benchmarks``."""
+    """``{config name: record}`` of ``<prefix>_<config>.json`` (and ``<prefix>.json``, config name "") whose
+    benchmark is one of ``benchmarks``."""
     out = {}
-    for path in sorted(bench_dir.glob(f"{prefix}_*.json")):
+    for path in sorted(bench_dir.glob(f"{prefix}_*.json")) + sorted(bench_dir.glob(f"{prefix}.json")):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -93,9 +94,13 @@ def _machine(record: dict) -> dict:
     return {"device": env.get("device"), "device_name": env.get("device_name"), "threads": env.get("threads")}
 
 
-def epoch_time(bench_dir, cost: Cost) -> pd.DataFrame | None:
+TRAIN_BENCHMARKS = ("train_throughput", "train_speed")        # train_speed: records made before the rename
+
+
+def epoch_time(records: dict[str, dict], bench_dir, cost: Cost) -> pd.DataFrame | None:
+    """Minutes per epoch from the training records (``_records(bench_dir, "train", ...)``)."""
     rows = []
-    for config, record in _records(bench_dir, "train", cost, ("train_throughput", "train_speed")).items():
+    for config, record in records.items():
         model = _model_columns(record)
         epoch = EPOCH_IMAGES.get((model["channels"], model["image_size"]))
         if epoch is None:
@@ -157,10 +162,11 @@ def memory(bench_dir, cost: Cost) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def throughput(bench_dir, cost: Cost) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """(achieved GFLOP/s per config and implementation, measured peak entries); None where not recorded."""
+def throughput(records: dict[str, dict], bench_dir,
+               cost: Cost) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(achieved GFLOP/s per config and implementation, measured peak entries) from the training records and
+    ``peak.json``; None where not recorded."""
     rows, peaks = [], []
-    records = _records(bench_dir, "train", cost, ("train_throughput", "train_speed"))
     for config, record in records.items():
         res = record["results"]
         if "flops_per_image" not in res.get("ours", {}):
@@ -178,12 +184,9 @@ def throughput(bench_dir, cost: Cost) -> tuple[pd.DataFrame | None, pd.DataFrame
                              "fraction_of_peak": r["fraction_of_peak"], **_machine(record)})
         for e in (record.get("peak") or {}).get("entries", []):
             peaks.append(_peak_row(f"train_{config}", e, record))
-    path = bench_dir / "peak.json"
-    if path.is_file():
-        record = json.loads(path.read_text())
-        cost.sources[path.name] = {k: record["env"].get(k) for k in ("device_name", "threads", "git_sha", "time",
-                                                                     "command")}
-        peaks += [_peak_row("peak", e, record) for e in record["results"]["entries"]]
+    peak = _records(bench_dir, "peak", cost, ("peak",)).get("")        # peak.json: the name has no config part
+    if peak is not None:
+        peaks += [_peak_row("peak", e, peak) for e in peak["results"]["entries"]]
     else:
         cost.notes.append(f"No peak measurement (`peak.json` in {bench_dir}). Run `{RUN} --only peak`.")
     if not records:
@@ -204,9 +207,10 @@ def cost_tables(bench_dir="results/bench") -> Cost:
     cost = Cost()
     if not bench_dir.is_dir():
         cost.notes.append(f"{bench_dir} does not exist: no benchmark has been recorded. Run `{RUN}`.")
-    tables = {"epoch_time": epoch_time(bench_dir, cost), "sampling": sampling(bench_dir, cost),
+    train = _records(bench_dir, "train", cost, TRAIN_BENCHMARKS)      # read once, used by two tables
+    tables = {"epoch_time": epoch_time(train, bench_dir, cost), "sampling": sampling(bench_dir, cost),
               "memory": memory(bench_dir, cost)}
-    tables["throughput"], tables["peak"] = throughput(bench_dir, cost)
+    tables["throughput"], tables["peak"] = throughput(train, bench_dir, cost)
     cost.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
     return cost
 
