@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import ImageData, load_dataset, split_validation, to_float
 from .model import Glow, RealNVP
-from .dequantization import UniformDequantization, importance_weighted_bits_per_dim
 from .objective import bits_per_dim, dequantize, nll_bits_per_dim
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
@@ -115,13 +114,16 @@ def evaluate(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 5
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples} must be >= 1")
     device = next(model.parameters()).device
-    per_image, uniform = [], UniformDequantization()
+    cfg = model.config
+    per_image = []
     for start in range(0, len(images), batch_size):
-        x = to_float(images[start:start + batch_size], n_bits).to(device)
+        x = to_float(images[start:start + batch_size], n_bits)   # noise drawn on the CPU: same on every device
         y = None if labels is None else labels[start:start + batch_size].to(device)
-        g = seeded(seed, _EVAL_STREAM, start)                   # a CPU generator: the same noise on every device
-        bpd = importance_weighted_bits_per_dim(model, x, uniform, n_bits, n_samples, y, generator=g)
-        per_image.append(bpd.double().cpu())
+        g = seeded(seed, _EVAL_STREAM, start)
+        log_px = torch.stack([model.log_prob(dequantize(x, n_bits, g).to(device), y)
+                              for _ in range(n_samples)])
+        log_px = torch.logsumexp(log_px, 0) - math.log(n_samples)
+        per_image.append(bits_per_dim(log_px, cfg.n_dims, n_bits).double().cpu())
     bpd = torch.cat(per_image)
     sem = bpd.std().item() / math.sqrt(len(bpd)) if len(bpd) > 1 else float("nan")
     return bpd.mean().item(), sem
