@@ -131,6 +131,9 @@ def _encode_batches(model, images_uint8: Tensor, batch_size: int):
 
 
 # ---------------------------------------------------------------------------------------------------- sampling
+MAX_REDRAWS = 100     # a draw that overflows with probability p survives all rounds with probability p^101
+
+
 @torch.no_grad()
 def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = None,
             batch_size: int = 256, counts: dict | None = None) -> Tensor:
@@ -138,7 +141,9 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
 
     One generator seeded with ``seed`` on the model's device draws the batches in turn, so the result is a function
     of (model, n, T, seed, y, batch_size) on a given device. ``y`` (n,) are the labels of a class-conditional model.
-    Draws that decode to inf/NaN are drawn again; ``counts["nonfinite_redrawn"]`` adds up how many were.
+    Draws that decode to inf/NaN are drawn again (up to ``MAX_REDRAWS`` rounds, enough for any model whose draws
+    overflow less than ~70% of the time); ``counts["nonfinite_redrawn"]`` adds up how many were, so the samples are
+    those of the model conditioned on a finite decode, and the count says how often that condition bit.
     """
     check_range("n", n, 1)
     _check_temperature(temperature)
@@ -156,7 +161,7 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
             x = model.sample(size, temperature, generator, y=labels)
             # a latent far in the tail can overflow the affine inverse (x = (y - t) / s, s in (0, 1), compounded
             # over K·L steps) to inf/NaN: such draws are drawn again from the same generator and counted
-            for _ in range(10):
+            for _ in range(MAX_REDRAWS + 1):
                 bad = ~torch.isfinite(x).flatten(1).all(1)
                 if not bad.any():
                     break
@@ -164,6 +169,11 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
                     counts["nonfinite_redrawn"] = counts.get("nonfinite_redrawn", 0) + int(bad.sum())
                 x[bad] = model.sample(int(bad.sum()), temperature, generator,
                                       y=None if labels is None else labels[bad])
+            if bad.any():
+                raise ValueError(f"{int(bad.sum())} of {size} draws at temperature={temperature} still decode to "
+                                 f"inf/NaN after {MAX_REDRAWS} redraws: the model's inverse overflows almost "
+                                 f"everywhere at this temperature; use a lower one (the paper's 0.7) or check the "
+                                 f"model's training curves")
             out.append(to_uint8(x, model.config.n_bits))
     return torch.cat(out)
 

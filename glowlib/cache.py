@@ -18,7 +18,8 @@ import pandas as pd
 from .config import RunConfig
 from .model import Glow
 from .profiles import profile_config
-from .train import atomic_write_bytes, load_trained, train
+from .dequantization import Dequantizer
+from .train import atomic_write_bytes, load_trained_with_dequantizer, train
 
 
 def cache_root() -> Path:
@@ -39,6 +40,7 @@ class TrainedModel:
     path: Path                   # run folder
     metrics: pd.DataFrame        # one row per evaluation: train/val/test bits/dim, lr, images/s, wall seconds
     summary: dict                # best val bits/dim, test bits/dim at that checkpoint, wall seconds, steps, ...
+    dequantizer: Dequantizer | None = None   # the learned q(u | x) of a variational-dequantisation run
 
 
 @contextmanager
@@ -67,8 +69,8 @@ def trained(run: RunConfig, device: str = "cpu", progress: bool = True) -> Train
                        "config": run.to_dict()}
             atomic_write_bytes(done, json.dumps(summary, indent=1).encode())
     summary = json.loads(done.read_text())
-    model = load_trained(folder / "best.pt", device=device)
-    return TrainedModel(model, run, folder, pd.read_csv(folder / "metrics.csv"), summary)
+    model, dequantizer = load_trained_with_dequantizer(folder / "best.pt", device=device)
+    return TrainedModel(model, run, folder, pd.read_csv(folder / "metrics.csv"), summary, dequantizer)
 
 
 def get_model(profile: str, dataset: str = "mnist5k", model_type: str = "glow", seed: int = 0, overrides=(),

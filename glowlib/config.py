@@ -11,12 +11,13 @@ from dataclasses import dataclass
 PERMUTATIONS = ("conv1x1", "shuffle", "reverse", "rotation")
 COUPLINGS = ("affine", "additive")
 PRECISIONS = ("fp32", "bf16")
+DEQUANTIZATIONS = ("uniform", "variational")   # glowlib.dequantization: Glow's U(0, 1) noise, or a learned q(u | x)
 # GlowConfig fields that change how the model is computed, not what it computes: left out of RunConfig.key(), so
 # that a trained model is found in the cache whichever way it was (or will be) run
 EXECUTION_FIELDS = ("inv_backprop", "fused", "channels_last")
 # fields added after models were trained and cached: left out of RunConfig.key() while at these defaults, so that
 # those models keep their keys; any other value changes the numbers and so the key
-LATER_FIELDS = {"model": {"precision": "fp32"}, "train": {"y_weight": 0.0}}
+LATER_FIELDS = {"model": {"precision": "fp32"}, "train": {"y_weight": 0.0, "dequantization": "uniform"}}
 
 
 def check_choice(field: str, value, allowed) -> None:
@@ -115,7 +116,7 @@ class GlowConfig(MultiScaleConfig):
         return dataclasses.replace(self, **changes)
 
 
-MODEL_TYPES = ("glow", "realnvp")
+MODEL_TYPES = ("glow", "realnvp", "macow")
 OPTIMIZERS = ("adamax", "adam")
 NONFINITE_POLICIES = ("skip", "reload")
 
@@ -160,9 +161,13 @@ class TrainConfig:
     # class-conditional models (model.n_classes > 0): loss = bits/dim + y_weight · cross-entropy of the classifier
     # head in bits per image (official --weight_y; its conditional runs use 0.01). 0: the likelihood alone
     y_weight: float = 0.0
+    # "variational": a conditional flow q(u | x) (glowlib.dequantization) trained with the model on the ELBO; its
+    # evaluations are ELBO bits/dim (importance-weighted with evaluate's n_samples > 1). "uniform": Glow's U(0, 1)
+    dequantization: str = "uniform"
 
     def __post_init__(self):
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("dequantization", self.dequantization, DEQUANTIZATIONS)
         check_choice("nonfinite_policy", self.nonfinite_policy, NONFINITE_POLICIES)
         check_range("lr", self.lr, 0.0, kind=float)
         check_range("grad_clip", self.grad_clip, 0.0, kind=float)
@@ -176,17 +181,33 @@ class TrainConfig:
             raise ValueError(f"device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+def model_config_class(model_type: str):
+    """The config dataclass of ``model_type``: GlowConfig (Glow and RealNVP) or MaCowConfig."""
+    check_choice("model_type", model_type, MODEL_TYPES)
+    if model_type == "macow":
+        from .macow import MaCowConfig               # macow.py imports this module
+        return MaCowConfig
+    return GlowConfig
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a training run: its hash keys the trained-model cache."""
 
-    model: GlowConfig = GlowConfig()
+    model: GlowConfig = GlowConfig()    # a glowlib.MaCowConfig when model_type="macow"
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     model_type: str = "glow"
 
     def __post_init__(self):
         check_choice("model_type", self.model_type, MODEL_TYPES)
+        expected = model_config_class(self.model_type)
+        if type(self.model) is not expected:
+            raise ValueError(f"model_type={self.model_type!r} needs a {expected.__name__}, got a "
+                             f"{type(self.model).__name__}; build the model config with {expected.__name__}(...)")
+        if self.train.y_weight > 0 and self.train.dequantization != "uniform":
+            raise ValueError(f"train.y_weight={self.train.y_weight} with train.dequantization="
+                             f"{self.train.dequantization!r} is not supported; use one of them at a time")
         if self.model.n_bits != self.data.n_bits:
             raise ValueError(f"model.n_bits={self.model.n_bits} and data.n_bits={self.data.n_bits} differ; "
                              f"set both (the objective's n_bins must match the data's)")
@@ -196,8 +217,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        return cls(model=GlowConfig(**d["model"]), data=DataConfig(**d["data"]), train=TrainConfig(**d["train"]),
-                   model_type=d["model_type"])
+        return cls(model=model_config_class(d["model_type"])(**d["model"]), data=DataConfig(**d["data"]),
+                   train=TrainConfig(**d["train"]), model_type=d["model_type"])
 
     def key(self) -> str:
         """Stable short hash of the full config: the trained-model cache's key."""
@@ -205,10 +226,10 @@ class RunConfig:
         import json
         d = self.to_dict()
         for name in EXECUTION_FIELDS:
-            del d["model"][name]
+            d["model"].pop(name, None)            # MaCowConfig has none of them
         for section, defaults in LATER_FIELDS.items():
             for name, default in defaults.items():
-                if d[section][name] == default:
+                if d[section].get(name, default) == default:
                     del d[section][name]   # at its default: the key it had before the field existed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

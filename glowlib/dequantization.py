@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import check_choice
+from .config import DEQUANTIZATIONS, check_choice
 from .flows import ActNorm, checkerboard, coupling_network, gaussian_log_prob
 from .objective import bits_per_dim
 
-DEQUANTIZATIONS = ("uniform", "variational")
 _LOGIT_SCALE = 1.75          # sigmoid(1.75·N(0, 1)) is within 0.0095 nats/dim (KL) of U(0, 1), about the best scale
 _GRID_TOL = 1e-3            # in bin units: float32 holds k/2^n - 0.5 exactly, so genuine n-bit data is far inside
 

@@ -28,6 +28,18 @@ SHARED_DATASET = "mnist5k"                           # the one model that sample
 ALWAYS_DATASETS = ("mnist5k", "fashion_mnist", "digits")
 OPTIONAL_DATASETS = ("cifar10", "mnist", "celeba")   # in the bits/dim table when their files are present
 MODEL_TYPES = ("realnvp", "glow")
+# rows of the bits/dim table: a model type, "+vardeq" for variational dequantisation (train.dequantization)
+TABLE_MODELS = ("realnvp", "glow", "glow+vardeq", "macow", "macow+vardeq")
+# datasets whose table gets the MaCow and variational-dequantisation rows (issue 6); the others RealNVP and Glow.
+# cpu: Fashion-MNIST, the full real dataset a fresh machine has (mnist5k's two rows already take a third of the
+# profile's ~90 minutes)
+DEQUANT_DATASETS = {"smoke": ("digits",), "cpu": ("fashion_mnist",), "paper": ("cifar10", "mnist")}
+# the importance-weighted bound of the table: k samples per image on the first n test images (k x the cost of
+# one evaluation, so on a part of the test split at cpu), beside the ELBO (k = 1) on the same images
+IW_SAMPLES = {"smoke": (4, 100), "cpu": (8, 2000), "paper": (64, 10_000)}
+# the published row each table row is compared with (published_bpd.csv's model column, lower case)
+PUBLISHED_MODEL = {"realnvp": "realnvp", "glow": "glow", "macow": "macow",
+                   "macow+vardeq": "macow (variational dequantisation)"}
 # which published row our dataset is compared with (mnist5k: the same 28x28 digits, 4,000 of them)
 PUBLISHED_DATASET = {"mnist5k": "mnist", "mnist": "mnist", "cifar10": "cifar10"}
 # training images of the full dataset behind each of ours (CelebA-HQ: the paper's 27,000 training images)
@@ -46,6 +58,21 @@ def device() -> str:
 def table_datasets() -> list[str]:
     """The bits/dim table's datasets: the three always present, plus each optional one whose files are here."""
     return list(ALWAYS_DATASETS) + [d for d in OPTIONAL_DATASETS if is_available(d)]
+
+
+def table_models(profile: str, dataset: str) -> list[str]:
+    """The bits/dim table's rows for ``dataset`` at ``profile`` (:data:`TABLE_MODELS`, :data:`DEQUANT_DATASETS`)."""
+    check_choice("profile", profile, PROFILES)
+    return list(TABLE_MODELS) if dataset in DEQUANT_DATASETS[profile] else list(MODEL_TYPES)
+
+
+def table_run(profile: str, dataset: str, name: str, seed: int = 0):
+    """The RunConfig of the table row ``name`` (one of :data:`TABLE_MODELS`): the profile's preset of its model type,
+    with variational dequantisation for a "+vardeq" row."""
+    check_choice("model", name, TABLE_MODELS)
+    model_type, _, vardeq = name.partition("+")
+    return profile_config(profile, dataset, model_type, seed,
+                          ["train.dequantization='variational'"] if vardeq else [])
 
 
 def n_parameters(model) -> int:
@@ -131,8 +158,8 @@ _SEED = {"seed": _int(0)}
 _SCHEMA = {
     "ablation": {**_SEED, "permutations": _list_of(_choice(ABLATION_PERMUTATIONS)),
                  "couplings": _list_of(_choice(ABLATION_COUPLINGS)), "n_seeds": _int(1)},
-    "bpd_table": {**_SEED, "datasets": _datasets, "model_types": _list_of(_choice(MODEL_TYPES))},
-    "samples": {**_SEED, "datasets": _datasets, "model_types": _list_of(_choice(MODEL_TYPES)),
+    "bpd_table": {**_SEED, "datasets": _datasets, "model_types": _list_of(_choice(TABLE_MODELS))},
+    "samples": {**_SEED, "datasets": _datasets, "model_types": _list_of(_choice(TABLE_MODELS)),
                 "temperatures": _list_of(_number(0.0)), "n_samples": _int(1, 400)},
     "interpolation": {**_SEED, "dataset": _dataset, "n_pairs": _int(1, 64), "n_points": _int(2, 64)},
     "manipulation": {**_SEED, "dataset": _dataset, "attributes": _attributes,
@@ -196,7 +223,7 @@ def check_parameter_names(notebook: str, papermill_args) -> None:
 def runs_needed(profile: str) -> list:
     """Every RunConfig the notebooks of ``profile`` use: the bits/dim table's models (the shared model among
     them), then the ablation's."""
-    runs = [profile_config(profile, d, m) for d in table_datasets() for m in MODEL_TYPES]
+    runs = [table_run(profile, d, m) for d in table_datasets() for m in table_models(profile, d)]
     runs += [ablation_config(profile, p, c, s) for p in ABLATION_PERMUTATIONS for c in ABLATION_COUPLINGS
              for s in ABLATION_SEEDS]
     from .reviewers import reviewer_runs                 # the reviewers' studies, after the paper's figures
@@ -352,31 +379,48 @@ def published_bpd() -> pd.DataFrame:
 
 
 def bpd_table(profile: str, datasets, model_types, seed: int = 0) -> Experiment:
-    """Our bits/dim table (paper Table 2): each model's test bits/dim on the FULL test split, evaluated on the
-    Polyak weights of the checkpoint chosen on validation, with its standard error; the compute it used; and how
-    that compute compares with the paper profile's model for the same data.
+    """Our bits/dim table (paper Table 2; MaCow's Tables 2-3): each model's test bits/dim on the FULL test split,
+    evaluated on the Polyak weights of the checkpoint chosen on validation, with its standard error; the compute it
+    used; and how that compute compares with the paper profile's model for the same data.
 
-    Tables: ``bpd`` (one row per dataset × model), ``curves`` (training curves), ``scale`` (ours vs paper).
+    ``model_types`` are rows of :data:`TABLE_MODELS`; a row that the profile does not train for a dataset
+    (:func:`table_models`) is left out and listed in the ``skipped`` table. ``test_bpd`` is the ELBO: with uniform
+    noise (Glow's) or the learned q(u | x) ("+vardeq"); ``iw_bpd`` is the importance-weighted bound with
+    ``iw_k`` samples on the first ``iw_n`` test images, beside ``elbo_iw_images``, the ELBO on the same images.
+
+    Tables: ``bpd`` (one row per dataset × model), ``curves`` (training curves), ``scale`` (ours vs paper),
+    ``skipped``.
     """
-    from .cache import get_model
+    from .cache import trained
     from .train import evaluate, prepare_splits
-    rows, scale, curve_frames, models = [], [], [], {}
+    rows, scale, curve_frames, models, skipped = [], [], [], {}, []
+    k, n_iw = IW_SAMPLES[profile]
     for dataset in datasets:
         for model_type in model_types:
-            tm = get_model(profile, dataset, model_type, device=device(), progress=False)
+            if model_type not in table_models(profile, dataset):
+                skipped.append({"dataset": dataset, "model_type": model_type,
+                                "why": f"profile {profile!r} trains it only on {list(DEQUANT_DATASETS[profile])}"})
+                continue
+            tm = trained(table_run(profile, dataset, model_type), device=device(), progress=False)
             models[f"{model_type}-{dataset}"] = tm
             splits = prepare_splits(tm.run)
-            test, sem = evaluate(tm.model, splits.test_x, tm.run.data.n_bits, batch_size=tm.run.train.eval_batch,
-                                 seed=seed)
+            ev = dict(n_bits=tm.run.data.n_bits, batch_size=tm.run.train.eval_batch, seed=seed,
+                      dequantizer=tm.dequantizer)
+            test, sem = evaluate(tm.model, splits.test_x, **ev)
+            part = splits.test_x[:n_iw]
+            elbo_part = evaluate(tm.model, part, **ev)[0]
+            iw, iw_sem = evaluate(tm.model, part, n_samples=k, **ev)
             steps, batch = tm.summary["steps"], tm.run.train.batch_size
-            rows.append({"dataset": dataset, "model_type": model_type, "test_bpd": test, "test_sem": sem,
+            rows.append({"dataset": dataset, "model_type": model_type,
+                         "dequantization": tm.run.train.dequantization, "test_bpd": test, "test_sem": sem,
+                         "iw_k": k, "iw_n": len(part), "elbo_iw_images": elbo_part, "iw_bpd": iw, "iw_sem": iw_sem,
                          "n_test": len(splits.test_x), "best_val_bpd": tm.summary["best_val_bpd"],
                          "n_val": len(splits.val_x), "n_train": len(splits.train_x), "steps": steps,
                          "batch_size": batch, "images_seen": steps * batch, "epochs": steps * batch /
                          len(splits.train_x), "wall_s": tm.summary["wall_s"], "n_parameters": n_parameters(tm.model),
                          "n_bits": tm.run.data.n_bits, "K": tm.run.model.depth, "L": tm.run.model.n_levels,
                          "width": tm.run.model.width})
-            paper = profile_config("paper", dataset, model_type)
+            paper = table_run("paper", dataset, model_type)
             scale.append({"dataset": dataset, "model_type": model_type, "n_parameters": rows[-1]["n_parameters"],
                           "paper_n_parameters": config_parameters(paper), "images_seen": steps * batch,
                           "paper_images_seen": paper.train.steps * paper.train.batch_size,
@@ -384,18 +428,20 @@ def bpd_table(profile: str, datasets, model_types, seed: int = 0) -> Experiment:
             curve_frames.append(curves(tm, dataset=dataset, model_type=model_type,
                                        model=f"{model_type} {dataset}"))
     return Experiment({"bpd": pd.DataFrame(rows), "scale": pd.DataFrame(scale),
-                       "curves": pd.concat(curve_frames, ignore_index=True)}, models)
+                       "curves": pd.concat(curve_frames, ignore_index=True),
+                       "skipped": pd.DataFrame(skipped, columns=["dataset", "model_type", "why"])}, models)
 
 
 def compare_with_published(ours: pd.DataFrame, scale: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """Each of our rows beside the paper's number for the same model and data (where there is one), with the
     gap and its computed reasons: model size, images seen and training-set size relative to the paper's scale."""
-    reference = published[published.kind.isin(["original", "later-table"])]
+    reference = published[published.kind.isin(["original", "later-table", "follow-up"])]
     rows = []
     paper = scale[["dataset", "model_type", "paper_n_parameters", "paper_images_seen", "full_n_train"]]
     for r in ours.merge(paper, on=["dataset", "model_type"]).itertuples():
         target = PUBLISHED_DATASET.get(r.dataset)
-        match = reference[(reference.dataset == target) & (reference.model.str.lower() == r.model_type)]
+        match = reference[(reference.dataset == target) &
+                          (reference.model.str.lower() == PUBLISHED_MODEL.get(r.model_type, ""))]
         row = {"dataset": r.dataset, "model_type": r.model_type, "ours": r.test_bpd, "ours_sem": r.test_sem,
                "published": match.bpd.iloc[0] if len(match) else np.nan,
                "published_dataset": target if len(match) else "",
@@ -434,13 +480,14 @@ def explain_differences(comparison: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- samples
 def sample_grids(profile: str, datasets, model_types, temperatures, n: int, seed: int) -> Experiment:
     """Sample grids of each model of the bits/dim table at each temperature (uint8 grids in ``images``), and a
-    table with one row per grid (mean and spread of the pixel values, the fraction of clipped pixels)."""
+    table with one row per grid (mean and spread of the pixel values, the fraction of clipped pixels). Rows of
+    :data:`TABLE_MODELS` that the profile does not train for a dataset (:func:`table_models`) are left out."""
     from .analysis import image_grid, samples
-    from .cache import get_model
+    from .cache import trained
     rows, images, models = [], {}, {}
     for dataset in datasets:
-        for model_type in model_types:
-            tm = get_model(profile, dataset, model_type, device=device(), progress=False)
+        for model_type in (m for m in model_types if m in table_models(profile, dataset)):
+            tm = trained(table_run(profile, dataset, model_type), device=device(), progress=False)
             models[f"{model_type}-{dataset}"] = tm
             for t in temperatures:
                 counts = {"nonfinite_redrawn": 0}
@@ -895,6 +942,53 @@ def _bpd_claims(profile, root) -> list[Claim]:
     return out
 
 
+def _macow_claims(profile, root) -> list[Claim]:
+    """MaCow's and variational dequantisation's claims, from the bits/dim table's rows (:data:`TABLE_MODELS`)."""
+    claims = ["MaCow reaches lower bits/dim than Glow (MaCow, Table 2: CIFAR-10 3.16 vs Glow's 3.35)",
+              "Variational dequantisation lowers bits/dim below uniform dequantisation (MaCow Tables 2-3, Flow++)",
+              "The importance-weighted bound is no looser than the ELBO (Burda et al.; MaCow's reported bound)"]
+    missing = _need(profile, root, "bpd_table")
+    if missing:
+        return [Claim(c, "paper", "bpd_table", missing.verdict, missing.evidence) for c in claims]
+    t = read_table(profile, "bpd_table", "bpd", root)
+    if "dequantization" not in t.columns:             # a table recorded before the MaCow rows existed
+        t = t.assign(dequantization="uniform", iw_bpd=np.nan, elbo_iw_images=np.nan, iw_sem=np.nan, iw_k=0)
+    rows = t.set_index(["dataset", "model_type"])
+
+    def compare(claim, pairs, what):
+        found = [(d, a, b) for d, a, b in pairs if (d, a) in rows.index and (d, b) in rows.index]
+        if not found:
+            return Claim(claim, "paper", "bpd_table", NOT_TESTABLE,
+                         f"the table has no {what} rows (at profile {profile!r} they are trained on "
+                         f"{list(DEQUANT_DATASETS[profile])})")
+        parts, n_ok = [], 0
+        for d, a, b in found:
+            x, y = rows.loc[(d, a)], rows.loc[(d, b)]
+            n_ok += x.test_bpd < y.test_bpd
+            parts.append(f"{d}: {a} {x.test_bpd:.3f} ± {x.test_sem:.3f} vs {b} {y.test_bpd:.3f} ± {y.test_sem:.3f} "
+                         f"(wall {x.wall_s:.0f} s vs {y.wall_s:.0f} s, {x.steps:.0f} vs {y.steps:.0f} steps)")
+        return Claim(claim, "paper", "bpd_table", CONFIRMED if n_ok == len(found) else NOT_CONFIRMED,
+                     f"Lower on {n_ok} of {len(found)} comparisons, test ELBO bits/dim on the full test split, "
+                     f"same dequantisation on both sides of each: " + "; ".join(parts) + ".")
+
+    datasets = sorted(set(t.dataset))
+    out = [compare(claims[0], [(d, m, g) for d in datasets for m, g in (("macow", "glow"),
+                                                                          ("macow+vardeq", "glow+vardeq"))],
+                   "MaCow"),
+           compare(claims[1], [(d, f"{m}+vardeq", m) for d in datasets for m in ("glow", "macow")],
+                   "variational-dequantisation")]
+    iw = t[t.iw_bpd.notna() & (t.iw_k > 1)]
+    if not len(iw):
+        out.append(Claim(claims[2], "paper", "bpd_table", NOT_TESTABLE, "the table has no importance-weighted bound"))
+    else:
+        ok = bool((iw.iw_bpd <= iw.elbo_iw_images).all())
+        parts = "; ".join(f"{r.dataset} {r.model_type}: ELBO {r.elbo_iw_images:.4f} → k={r.iw_k:.0f} bound "
+                          f"{r.iw_bpd:.4f} ({r.iw_bpd - r.elbo_iw_images:+.4f})" for r in iw.itertuples())
+        out.append(Claim(claims[2], "paper", "bpd_table", CONFIRMED if ok else NOT_CONFIRMED,
+                         f"On the first {int(iw.iw_n.iloc[0])} test images (the same noise for both): {parts}."))
+    return out
+
+
 def _sample_claims(profile, root) -> list[Claim]:
     out = []
     claim = "Samples from the baselines too, for every dataset with a number in a table (reviewers)"
@@ -980,7 +1074,8 @@ def claims(profile: str, root=None) -> pd.DataFrame:
     """Every claim of the paper and every reviewer question (PAPER.md), each with a verdict computed from the
     other notebooks' results of ``profile``: one row per claim (claim, source, verdict, evidence, where)."""
     check_choice("profile", profile, PROFILES)
-    found = (_ablation_claims(profile, root) + _bpd_claims(profile, root) + _sample_claims(profile, root)
+    found = (_ablation_claims(profile, root) + _bpd_claims(profile, root) + _macow_claims(profile, root)
+             + _sample_claims(profile, root)
              + _latent_claims(profile, root) + _overfitting_claims(profile, root))
     from .reviewers import reviewer_claims
     found += reviewer_claims(profile, root)

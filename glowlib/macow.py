@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import COUPLINGS, MultiScaleConfig, check_choice, check_range
-from .flows import (ActNorm, Coupling, Flow, FlowSequence, InvConv1x1LU, Squeeze, ZeroConv2d, gaussian_log_prob,
-                    gaussian_sample)
+from .config import COUPLINGS, PRECISIONS, MultiScaleConfig, check_choice, check_range
+from .flows import (ActNorm, Conv2d, Coupling, Flow, FlowSequence, InvConv1x1LU, Squeeze, ZeroConv2d,
+                    gaussian_log_prob, gaussian_sample, network_dtype, network_input, network_output)
 from .model import MultiScaleFlow
 
 ORIENTATIONS = ("top-down", "bottom-up", "left-right", "right-left")
@@ -58,8 +58,13 @@ class MaCowConfig(MultiScaleConfig):
     learn_top: bool = True
     learned_prior: bool = True   # split-off parts get a Gaussian predicted from the kept channels
     n_bits: int = 8
+    # dtype of the networks (the MCFs' and the couplings'), as GlowConfig.precision: the scales and shifts as
+    # applied, ActNorm, the 1x1 conv, the log-dets and the priors stay float32
+    precision: str = "fp32"
+    n_classes = 0                # not a field: MaCow has no class-conditional prior (callers read it as Glow's)
 
     def __post_init__(self):
+        check_choice("precision", self.precision, PRECISIONS)
         for name in ("in_channels", "image_size", "n_levels", "depth", "width", "n_units", "kernel_height",
                      "kernel_width", "fine_splits"):
             check_range(name, getattr(self, name), 1)
@@ -108,14 +113,16 @@ class MaskedConvFlow(Flow):
     official code. The official masked conv is weight-normalised with data-dependent init; here a plain conv.
     """
 
-    def __init__(self, channels: int, width: int, kernel_height: int, kernel_width: int, orientation: str):
+    def __init__(self, channels: int, width: int, kernel_height: int, kernel_width: int, orientation: str,
+                 precision: str = "fp32"):
         super().__init__()
         check_choice("orientation", orientation, ORIENTATIONS)
         if kernel_height < 1 or kernel_width < 1 or kernel_width % 2 == 0:
             raise ValueError(f"kernel ({kernel_height}, {kernel_width}): height must be >= 1, width odd and >= 1")
         self.orientation = orientation
         self.kh, self.pad = kernel_height, kernel_width // 2
-        self.conv = nn.Conv2d(channels, width, (kernel_height, kernel_width))   # valid conv on the shifted input
+        self.conv = Conv2d(channels, width, (kernel_height, kernel_width))      # valid conv on the shifted input
+        self.net_dtype = network_dtype(precision)
         self.out = ZeroConv2d(width, 2 * channels, kernel_size=1)             # [shift | scale]
 
     def _to_top_down(self, x):
@@ -138,7 +145,7 @@ class MaskedConvFlow(Flow):
 
     def _shift_logscale(self, window):
         """window (B, C, R + kh − 1, W + 2·pad), zero-padded → shift, log-scale pre-activation (B, C, R, W)."""
-        h = self.out(F.elu(self.conv(window)))
+        h = network_output(self.out(F.elu(self.conv(network_input(window, self.net_dtype)))), window.dtype)
         c = h.shape[1] // 2
         return h[:, :c], h[:, c:] + 2.0
 
@@ -169,9 +176,9 @@ class MaCowUnit(FlowSequence):
     """ActNorm → MCF top-down → MCF bottom-up → ActNorm → MCF left-right → MCF right-left (official
     ``MaCowUnit``): every pixel sees context from all four sides after one unit."""
 
-    def __init__(self, channels: int, width: int, kernel_height: int, kernel_width: int):
+    def __init__(self, channels: int, width: int, kernel_height: int, kernel_width: int, precision: str = "fp32"):
         def mcf(orientation):
-            return MaskedConvFlow(channels, width, kernel_height, kernel_width, orientation)
+            return MaskedConvFlow(channels, width, kernel_height, kernel_width, orientation, precision)
         super().__init__([ActNorm(channels), mcf("top-down"), mcf("bottom-up"),
                           ActNorm(channels), mcf("left-right"), mcf("right-left")])
 
@@ -181,9 +188,10 @@ class MaCowStep(FlowSequence):
 
     def __init__(self, channels: int, cfg: MaCowConfig):
         width = cfg.mcf_width if cfg.mcf_width is not None else min(2 * channels, 512)
-        units = [MaCowUnit(channels, width, cfg.kernel_height, cfg.kernel_width) for _ in range(cfg.n_units)]
-        super().__init__(units + [ActNorm(channels), InvConv1x1LU(channels), Coupling(channels, cfg.width,
-                                                                                     cfg.coupling)])
+        units = [MaCowUnit(channels, width, cfg.kernel_height, cfg.kernel_width, cfg.precision)
+                 for _ in range(cfg.n_units)]
+        super().__init__(units + [ActNorm(channels), InvConv1x1LU(channels),
+                                  Coupling(channels, cfg.width, cfg.coupling, precision=cfg.precision)])
         self.channels = channels
 
 

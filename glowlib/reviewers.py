@@ -410,11 +410,13 @@ def bits_5v8(profile: str, bit_depths, n_seeds: int, temperatures, n_samples: in
                                     "temperature": math.nan, **sample_quality(classifier, reduce_bits(
                                         held[:n_samples], shown), reference), "n": min(n_samples, len(held))})
             for t in temperatures:
-                x = samples(tm.model, n_samples, t, seed)              # shown at the model's own bit depth
+                counts = {"nonfinite_redrawn": 0}                  # draws whose decode overflowed, drawn again
+                x = samples(tm.model, n_samples, t, seed, counts=counts)   # shown at the model's own bit depth
                 images[f"samples_{n_bits}bit_T{t:g}"] = image_grid(x[:n_grid], nrow=math.ceil(math.sqrt(n_grid)))
                 for shown in [b for b in bit_depths if b <= n_bits]:
                     quality.append({"source": "model", "model_bits": n_bits, "shown_bits": shown, "temperature": t,
-                                    **sample_quality(classifier, reduce_bits(x, shown), reference), "n": n_samples})
+                                    **sample_quality(classifier, reduce_bits(x, shown), reference), "n": n_samples,
+                                    **counts})
     quality = pd.DataFrame(quality)
     quality["classifier_test_accuracy"] = classifier.test_accuracy
     return Experiment({"bpd": pd.DataFrame(rows), "quality": quality}, models, images)
@@ -634,14 +636,15 @@ def class_conditional(profile: str, y_weights, temperatures, n_per_class: int, n
                      "steps": tm.summary["steps"], "measuring_classifier_test_accuracy": classifier.test_accuracy})
         y = torch.arange(n_classes).repeat_interleave(n_per_class)
         for t in temperatures:
-            x = samples(tm.model, len(y), t, seed, y=y)
+            counts = {"nonfinite_redrawn": 0}                      # over all classes at this temperature
+            x = samples(tm.model, len(y), t, seed, y=y, counts=counts)
             probs = classifier.predict_proba(x)
             for c in range(n_classes):
                 p = probs[y == c]
                 per_class.append({"y_weight": w, "temperature": t, "requested_class": c, "n": len(p),
                                   "accuracy": (p.argmax(1) == c).double().mean().item(),
                                   "prob_requested": p[:, c].double().mean().item(),
-                                  "confidence": p.max(1).values.double().mean().item()})
+                                  "confidence": p.max(1).values.double().mean().item(), **counts})
             shown = x.view(n_classes, n_per_class, *x.shape[1:])[:, :n_show].flatten(0, 1)
             images[f"samples_yw{w:g}_T{t:g}"] = image_grid(shown, nrow=min(n_show, n_per_class))
     return Experiment({"models": pd.DataFrame(rows), "samples": pd.DataFrame(per_class)}, models, images)

@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import ImageData, load_dataset, split_validation, to_float
+from .dequantization import DequantizedModel, Dequantizer, importance_weighted_bits_per_dim, make_dequantizer
 from .model import Glow, RealNVP
-from .objective import bits_per_dim, dequantize, nll_bits_per_dim
+from .objective import bits_per_dim, dequantize
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
                  "lr", "images_per_s", "wall_s"]
@@ -39,7 +40,18 @@ class CheckpointError(RuntimeError):
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def build_model(run: RunConfig) -> Glow:
+    if run.model_type == "macow":
+        from .macow import MaCow
+        return MaCow(run.model)
     return (RealNVP if run.model_type == "realnvp" else Glow)(run.model)
+
+
+def build_dequantizer(run: RunConfig) -> Dequantizer | None:
+    """The learned q(u | x) of a ``train.dequantization="variational"`` run (its default size), else None: uniform
+    noise needs no module."""
+    if run.train.dequantization == "uniform":
+        return None
+    return make_dequantizer(run.train.dequantization, run.model.in_channels)
 
 
 def seeded(seed: int, stream: int, index: int = 0) -> torch.Generator:
@@ -89,10 +101,24 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 def load_trained(path, device="cpu", ema: bool = True) -> Glow:
     """The model of a checkpoint, with its Polyak-averaged weights by default, in eval mode."""
+    return load_trained_with_dequantizer(path, device, ema)[0]
+
+
+def load_trained_with_dequantizer(path, device="cpu", ema: bool = True) -> tuple[Glow, Dequantizer | None]:
+    """(model, dequantiser) of a checkpoint, Polyak-averaged by default, in eval mode; the dequantiser is None for
+    a uniform-dequantisation run."""
     state = load_checkpoint(path, map_location=device)
-    model = build_model(RunConfig.from_dict(state["config"])).to(device)
+    run = RunConfig.from_dict(state["config"])
+    model = build_model(run).to(device)
     model.load_state_dict(state["ema" if ema else "model"])
-    return model.eval()
+    dequantizer = build_dequantizer(run)
+    if dequantizer is not None:
+        if "dequantizer" not in state:
+            raise CheckpointError(f"checkpoint {path} is of a variational-dequantisation run but holds no "
+                                  f"dequantiser; it is incomplete (the file was left as it is)")
+        dequantizer.to(device).load_state_dict(state["dequantizer_ema" if ema else "dequantizer"])
+        dequantizer.eval()
+    return model.eval(), dequantizer
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
@@ -105,11 +131,14 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 
 @torch.no_grad()
 def evaluate(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 500, seed: int = 0,
-             n_samples: int = 1, labels=None) -> tuple[float, float]:
+             n_samples: int = 1, labels=None, dequantizer: Dequantizer | None = None) -> tuple[float, float]:
     """Mean bits/dim over all of ``images`` (uint8) and its standard error over images.
 
     With ``n_samples`` = k > 1 each image's log-probability is the importance-weighted estimate
     log (1/k) Σ_j p(x + u_j), u_j ~ U(0, 1/n_bins)^D: a lower bound on log P(x) that tightens as k grows.
+    With a (variational) ``dequantizer`` q, u_j ~ q(u | x) and each term is weighted by 1/q: k = 1 is the ELBO,
+    k > 1 the importance-weighted bound (``dequantization.importance_weighted_bits_per_dim``). Without one the
+    model is scored as it is, so an 8-bit model can be scored on 5-bit images (``reviewers.bpd_at_more_bits``).
     """
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples} must be >= 1")
@@ -120,6 +149,10 @@ def evaluate(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 5
         x = to_float(images[start:start + batch_size], n_bits)   # noise drawn on the CPU: same on every device
         y = None if labels is None else labels[start:start + batch_size].to(device)
         g = seeded(seed, _EVAL_STREAM, start)
+        if dequantizer is not None:
+            bpd = importance_weighted_bits_per_dim(model, x.to(device), dequantizer, n_bits, n_samples, y, g)
+            per_image.append(bpd.double().cpu())
+            continue
         log_px = torch.stack([model.log_prob(dequantize(x, n_bits, g).to(device), y)
                               for _ in range(n_samples)])
         log_px = torch.logsumexp(log_px, 0) - math.log(n_samples)
@@ -187,16 +220,19 @@ class _JointObjective(torch.nn.Module):
         return log_pz + logdet, self.model.classify(zs)
 
 
-def training_loss(net, x, y, run: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def training_loss(net, x, y, run: RunConfig, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, its bits/dim part) of a batch. The loss is the mean bits/dim of log p(x | y), plus, when
     ``train.y_weight`` > 0, y_weight · the cross-entropy of the classifier head in bits per image (official code:
     ``bits_x + weight_y * bits_y`` with ``bits_y`` = softmax cross-entropy / ln 2). ``net`` is the model, or its
-    ``_JointObjective`` when y_weight > 0 (either possibly wrapped in DistributedDataParallel)."""
+    ``_JointObjective`` when y_weight > 0, or a ``DequantizedModel`` (then x is the discrete batch, ``kwargs`` holds
+    q's base ``noise`` and the loss is the negative ELBO in bits/dim); any of them possibly wrapped in
+    DistributedDataParallel."""
     if run.train.y_weight > 0:
         log_px, logits = net(x, y)
         bpd = bits_per_dim(log_px, run.model.n_dims, run.data.n_bits).mean()
         return bpd + run.train.y_weight * F.cross_entropy(logits, y) / math.log(2), bpd
-    bpd = bits_per_dim(net(x, y), run.model.n_dims, run.data.n_bits).mean()   # net(x) is log p(x)
+    bpd = bits_per_dim(net(x, y, **kwargs), run.model.n_dims, run.data.n_bits).mean()   # log p(x) (or the ELBO's
+    # integrand log p(x̃) − log q(u | x); bits_per_dim adds the D·n·ln 2 of q's bin units)
     return bpd, bpd
 
 
@@ -237,7 +273,11 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
                          f"set model.n_classes or train.y_weight=0.0")
 
     model = build_model(run).to(device)
-    optimizer = (torch.optim.Adamax if tc.optimizer == "adamax" else torch.optim.Adam)(model.parameters(), lr=tc.lr)
+    deq = build_dequantizer(run)                  # None: uniform noise
+    deq = deq.to(device) if deq is not None else None
+    ema_deq = None
+    trainable = list(model.parameters()) + (list(deq.parameters()) if deq is not None else [])
+    optimizer = (torch.optim.Adamax if tc.optimizer == "adamax" else torch.optim.Adam)(trainable, lr=tc.lr)
     last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.csv"
     rows, events, step, best_val, test_at_best, lr_scale, wall_before = [], [], 0, math.inf, math.nan, 1.0, 0.0
     window, window_images = [], 0           # training losses since the last evaluation (checkpointed too)
@@ -251,6 +291,10 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         optimizer.load_state_dict(state["optimizer"])
         ema = build_model(run).to(device)
         ema.load_state_dict(state["ema"])
+        if deq is not None:
+            deq.load_state_dict(state["dequantizer"])
+            ema_deq = copy.deepcopy(deq)
+            ema_deq.load_state_dict(state["dequantizer_ema"])
         step, best_val, test_at_best = state["step"], state["best_val"], state["test_at_best"]
         lr_scale, events, wall_before = state["lr_scale"], state["nonfinite_events"], state["wall_s"]
         window, window_images = state["window"], state["window_images"]
@@ -266,16 +310,23 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
                         seeded(tc.seed, _INIT_STREAM, 1))
         model.initialize(x0.to(device), splits.train_y[init_idx].to(device) if conditional else None)
         ema = copy.deepcopy(model)
+        ema_deq = copy.deepcopy(deq)
     ema.eval()
+    if deq is not None:
+        ema_deq.eval()
 
-    net = _JointObjective(model) if tc.y_weight > 0 else model
+    # what the loss calls: the model (log p(x)), with its dequantiser (log p(x̃) − log q(u | x)), or with its
+    # classifier head; one module either way, for DistributedDataParallel
+    net = _JointObjective(model) if tc.y_weight > 0 else \
+        DequantizedModel(model, deq, run.data.n_bits) if deq is not None else model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=conditional)                   # the classifier head is unused without its loss
 
     def snapshot():
-        return {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+        extra = {} if deq is None else {"dequantizer": deq.state_dict(), "dequantizer_ema": ema_deq.state_dict()}
+        return {**extra, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                 "step": step, "config": run.to_dict(), "best_val": best_val, "test_at_best": test_at_best,
                 "lr_scale": lr_scale, "nonfinite_events": events, "metrics": rows, "window": window,
                 "window_images": window_images,
@@ -284,7 +335,8 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
 
     def evaluate_row(train_window, images_per_s):
         nonlocal best_val, test_at_best
-        ev = dict(n_bits=run.data.n_bits, batch_size=tc.eval_batch, seed=tc.seed)
+        ev = dict(n_bits=run.data.n_bits, batch_size=tc.eval_batch, seed=tc.seed,
+                  dequantizer=ema_deq)           # variational: the ELBO bits/dim, on the Polyak weights of both
         val, val_sem = evaluate(ema, splits.val_x, labels=splits.val_y if conditional else None, **ev) \
             if len(splits.val_x) else (math.nan, math.nan)
         n_test = tc.n_test_eval or len(splits.test_x)
@@ -317,17 +369,22 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         order = torch.randperm(n_train, generator=seeded(tc.seed, _ORDER_STREAM, epoch))
         idx = order[within * tc.batch_size:(within + 1) * tc.batch_size]
         noise = seeded(tc.seed, _NOISE_STREAM, step)
-        x = dequantize(to_float(splits.train_x[idx], run.data.n_bits), run.data.n_bits, noise)
+        x = to_float(splits.train_x[idx], run.data.n_bits)
+        if deq is None:
+            x = dequantize(x, run.data.n_bits, noise)
+            kwargs = {}
+        else:                              # base noise of q drawn on the CPU, so every device gets the same
+            kwargs = {"noise": deq.draw_noise(x, noise)[rank * local:(rank + 1) * local].to(device)}
         x = x[rank * local:(rank + 1) * local].to(device)
         y = splits.train_y[idx][rank * local:(rank + 1) * local].to(device) if conditional else None
         lr = tc.lr * lr_scale * min(1.0, (step + 1) / max(1, tc.warmup_steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        loss, bpd = training_loss(net, x, y, run)
+        loss, bpd = training_loss(net, x, y, run, **kwargs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip if tc.grad_clip > 0 else math.inf)
         stats = torch.stack([loss.detach(), grad_norm.detach(), bpd.detach()])
         if world > 1:                       # the global batch's mean loss; every rank takes the same decision
             dist.all_reduce(stats)
@@ -343,6 +400,9 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
                     model.load_state_dict(state["model"])
                     optimizer.load_state_dict(state["optimizer"])
                     ema.load_state_dict(state["ema"])
+                    if deq is not None:
+                        deq.load_state_dict(state["dequantizer"])
+                        ema_deq.load_state_dict(state["dequantizer_ema"])
                 lr_scale *= 0.5
                 events[-1]["action"] = f"reload last good checkpoint, lr x{lr_scale:g}"
                 skips = 0
@@ -353,7 +413,10 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         skips = 0
         optimizer.step()
         step += 1
-        update_ema(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
+        decay = min(tc.ema_decay, (1 + step) / (10 + step))
+        update_ema(ema, model, decay)
+        if deq is not None:
+            update_ema(ema_deq, deq, decay)
         window.append(stats[2].item())     # train_bpd: the bits/dim part, without the classification term
         window_images += tc.batch_size
         bar.update(1)

@@ -5,15 +5,16 @@
 # temperature T = 0.7, i.e. z ~ N(μ, (T·σ)²). **Reviewers asked:** samples from the baselines too, and for every
 # dataset with a number in a table, not only the 5-bit CelebA-HQ Glow.
 #
-# So: a grid of samples for Glow **and** RealNVP on every dataset of the bits/dim table, at T = 0.7 and T = 1,
-# from the same trained models as the table (cached; nothing is retrained). Each grid is also saved as its own PNG.
+# So: a grid of samples for Glow **and** RealNVP on every dataset of the bits/dim table, and for MaCow and the
+# variational-dequantisation models where the table has them, at T = 0.7 and T = 1, from the same trained models
+# as the table (cached; nothing is retrained). Each grid is also saved as its own PNG.
 
 # %% tags=["parameters"]
 profile = "smoke"
 seed = 0
 out_dir = ""
 datasets = "auto"
-model_types = ["glow", "realnvp"]
+model_types = ["glow", "realnvp", "glow+vardeq", "macow", "macow+vardeq"]   # where the profile trains them
 temperatures = [0.7, 1.0]
 n_samples = 36
 

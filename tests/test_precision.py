@@ -90,7 +90,7 @@ def _key_without(cfg: RunConfig, dropped) -> str:
 EXECUTION = ["model.inv_backprop", "model.fused", "model.channels_last"]
 
 
-# keys that RunConfig.key() gave at commit 2a0d090, before the precision and y_weight fields existed: the trained
+# keys that RunConfig.key() gave at commit 2a0d090, before the precision, y_weight and dequantization fields existed: the trained
 # models cached under them must still be found
 @pytest.mark.parametrize("model, key_before", [
     (GlowConfig(), "9e438c941681"),
@@ -98,10 +98,11 @@ EXECUTION = ["model.inv_backprop", "model.fused", "model.channels_last"]
 def test_fp32_keeps_the_cache_keys_made_before_the_precision_field(model, key_before):
     cfg = RunConfig(model=model)
     assert cfg.key() == key_before
-    assert cfg.key() == _key_without(cfg, EXECUTION + ["model.precision", "train.y_weight"])
+    later = ["train.y_weight", "train.dequantization"]
+    assert cfg.key() == _key_without(cfg, EXECUTION + ["model.precision"] + later)
     bf16 = RunConfig(model=model.replace(precision="bf16"))
     assert bf16.key() != key_before                       # bf16 changes the numbers: its own trained models
-    assert bf16.key() == _key_without(bf16, EXECUTION + ["train.y_weight"])
+    assert bf16.key() == _key_without(bf16, EXECUTION + later)
     weighted = cfg.override(["train.y_weight=0.01"])
     assert weighted.key() not in (key_before, bf16.key())
 
@@ -293,3 +294,35 @@ def test_unfused_layers_see_fp32():
     assert seen["InvConv1x1"] == {torch.float32}
     assert seen["Coupling"] == {torch.float32}
     assert seen["ConvActNorm"] == {torch.bfloat16}
+
+
+# ------------------------------------------------------------------ MaCow
+def tiny_macow(**kw):
+    from glowlib import MaCowConfig
+    base = dict(in_channels=3, image_size=8, n_levels=2, depth=2, width=16, n_units=1)
+    base.update(kw)
+    return MaCowConfig(**base)
+
+
+def test_macow_bf16_runs_its_networks_in_bf16_and_stays_close_to_fp32():
+    """MaCowConfig(precision="bf16"): the masked convolutions' and the couplings' networks take bf16 (every conv
+    with a bf16 input is one of them), the log-dets, priors and log p stay fp32; log p is within the Glow models'
+    tolerance of the fp32 model with the same weights, and the round trip within RT_TOL_BF16."""
+    from glowlib import MaCow
+    from glowlib.macow import MaskedConvFlow
+    cfg = tiny_macow()
+    ref, low = fp32_and_bf16(cfg, MaCow)
+    x = data(cfg)
+    with OpDtypes() as rec, torch.no_grad():
+        log_p = low.log_prob(x)
+    n_nets = sum(isinstance(m, MaskedConvFlow) for m in low.modules()) * 2 + \
+        sum(isinstance(m, Coupling) for m in low.modules()) * 3
+    convs = [op for op in rec.ops if op[0] == "convolution"]
+    assert log_p.dtype == torch.float32 and sum(op[1][0] == torch.bfloat16 for op in convs) == n_nets
+    with torch.no_grad():
+        diff = ((log_p - ref.log_prob(x)).abs() / cfg.n_dims).max().item()
+        err = (low.decode(low.encode(x)[0]) - x).abs().max().item()
+    assert 0 < diff <= LOGP_TOL_NATS_PER_DIM, f"|Δ log p| = {diff:.3g} nats/dim"
+    assert err <= RT_TOL_BF16, f"bf16 round trip error {err:.3g}"
+    with pytest.raises(ValueError, match="precision='fp16' is not allowed"):
+        tiny_macow(precision="fp16")

@@ -237,6 +237,59 @@ def test_bpd_claims(tmp_path):
     assert table.loc["Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"].verdict == ex.NOT_TESTABLE
 
 
+def _macow_rows(macow_bpd, vardeq_gain, iw_gain=0.01):
+    """A bits/dim table with the MaCow and variational rows on digits: Glow 4.0, MaCow ``macow_bpd``, each
+    "+vardeq" row ``vardeq_gain`` lower than its uniform one; importance-weighted bounds ``iw_gain`` below the ELBO."""
+    rows = []
+    for m, b in [("realnvp", 4.1), ("glow", 4.0), ("glow+vardeq", 4.0 - vardeq_gain), ("macow", macow_bpd),
+                 ("macow+vardeq", macow_bpd - vardeq_gain)]:
+        rows.append(dict(dataset="digits", model_type=m, dequantization="variational" if "+" in m else "uniform",
+                         test_bpd=b, test_sem=0.01, steps=10, images_seen=640, wall_s=5.0, n_parameters=100,
+                         iw_k=4, iw_n=100, elbo_iw_images=b, iw_bpd=b - iw_gain, iw_sem=0.01))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("macow_bpd, vardeq_gain, expected", [
+    (3.9, 0.05, (ex.CONFIRMED, ex.CONFIRMED)),
+    (4.1, 0.05, (ex.NOT_CONFIRMED, ex.CONFIRMED)),
+    (3.9, -0.05, (ex.CONFIRMED, ex.NOT_CONFIRMED)),
+])
+def test_macow_and_dequantisation_claims(tmp_path, macow_bpd, vardeq_gain, expected):
+    _write(tmp_path, "bpd_table", {"bpd": _macow_rows(macow_bpd, vardeq_gain)})
+    table = ex.claims("smoke", tmp_path).set_index("claim")
+    macow = table.loc[next(c for c in table.index if c.startswith("MaCow reaches lower bits/dim than Glow"))]
+    vardeq = table.loc[next(c for c in table.index if c.startswith("Variational dequantisation lowers"))]
+    assert (macow.verdict, vardeq.verdict) == expected
+    assert "of 2 comparisons" in macow.evidence
+    assert "digits: macow+vardeq" in macow.evidence and "digits: glow+vardeq" in vardeq.evidence
+    bound = table.loc[next(c for c in table.index if c.startswith("The importance-weighted bound"))]
+    assert bound.verdict == ex.CONFIRMED and "k=4 bound" in bound.evidence
+
+
+def test_macow_claims_without_its_rows_are_not_testable(tmp_path):
+    rows = _macow_rows(3.9, 0.05)
+    _write(tmp_path, "bpd_table", {"bpd": rows[rows.model_type.isin(["glow", "realnvp"])].assign(iw_k=1)})
+    table = ex.claims("smoke", tmp_path).set_index("claim")
+    macow = table.loc[next(c for c in table.index if c.startswith("MaCow reaches lower bits/dim than Glow"))]
+    assert macow.verdict == ex.NOT_TESTABLE and "['digits']" in macow.evidence
+    bound = table.loc[next(c for c in table.index if c.startswith("The importance-weighted bound"))]
+    assert bound.verdict == ex.NOT_TESTABLE
+
+
+def test_table_rows_per_profile_and_their_configs():
+    assert ex.table_models("cpu", "mnist5k") == ["realnvp", "glow"]
+    assert ex.table_models("cpu", "fashion_mnist") == list(ex.TABLE_MODELS)
+    run = ex.table_run("smoke", "digits", "macow+vardeq")
+    assert run.model_type == "macow" and type(run.model).__name__ == "MaCowConfig"
+    assert run.train.dequantization == "variational" and ex.table_run("smoke", "digits", "macow").key() != run.key()
+    assert ex.table_run("cpu", "mnist5k", "glow").key() == ex.profile_config("cpu", "mnist5k").key()
+    with pytest.raises(ValueError, match="'glow\\+flow'.*choose one of"):
+        ex.table_run("smoke", "digits", "glow+flow")
+    needed = {(r.model_type, r.data.dataset, r.train.dequantization) for r in ex.runs_needed("smoke")}
+    assert {("macow", "digits", "variational"), ("glow", "digits", "variational")} <= needed
+    assert ("macow", "mnist5k", "uniform") not in needed
+
+
 # ---------------------------------------------------------------------------------------------------- the book
 def test_prepare_book_writes_intro_and_placeholders(tmp_path):
     root, book = tmp_path / "results", tmp_path / "book"
