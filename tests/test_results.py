@@ -276,6 +276,29 @@ def test_macow_claims_without_its_rows_are_not_testable(tmp_path):
     assert bound.verdict == ex.NOT_TESTABLE
 
 
+def _fit(macow_conv_exponent, macow_ms):
+    rows = []
+    for model, conv, flops, b, ms in (("glow", 0.0, 2.0, 1.1, 10.0), ("macow", macow_conv_exponent, 2.0, 1.6, macow_ms)):
+        for clock in ("wall", "cpu"):
+            rows.append(dict(model=model, clock=clock, height_min=8, height_max=64, exponent=b,
+                             exponent_ci_low=b - 0.1, exponent_ci_high=b + 0.1, conv_exponent=conv,
+                             flops_exponent=flops, ms_at_height_max=ms))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("conv, ms, expected", [(1.02, 80.0, (ex.CONFIRMED, ex.CONFIRMED)),
+                                                (2.0, 80.0, (ex.NOT_CONFIRMED, ex.CONFIRMED)),
+                                                (1.0, 5.0, (ex.CONFIRMED, ex.NOT_CONFIRMED))])
+def test_sampling_cost_claims(tmp_path, conv, ms, expected):
+    table = ex.claims("smoke", tmp_path).set_index("claim")
+    names = [c for c in table.index if c.startswith("MaCow inverts") or c.startswith("MaCow: wall-clock")]
+    assert len(names) == 2 and all(table.loc[c].verdict == ex.NOT_TESTABLE for c in names)   # not run yet
+    _write(tmp_path, "sampling_cost", {"fit": _fit(conv, ms)})
+    table = ex.claims("smoke", tmp_path).set_index("claim")
+    assert tuple(table.loc[c].verdict for c in names) == expected
+    assert f"H^{conv:.2f}" in table.loc[names[0]].evidence
+
+
 def test_table_rows_per_profile_and_their_configs():
     assert ex.table_models("cpu", "mnist5k") == ["realnvp", "glow"]
     assert ex.table_models("cpu", "fashion_mnist") == list(ex.TABLE_MODELS)

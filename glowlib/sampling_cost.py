@@ -1,0 +1,468 @@
+"""Sampling cost against image height, Glow against MaCow (tracker issue 6; the MaCow reviewers' question about
+generation speed). The logic of ``notebooks/sampling_cost.py``.
+
+Glow's inverse is one parallel pass per flow step, whatever the image size. MaCow's masked convolutional flows
+(``glowlib.macow.MaskedConvFlow.reverse``) invert one row (or column) at a time: H sequential passes per flow, each
+on a window of constant size (MaCow Sec. 3.1: O(H) against the O(H·W) of a fully autoregressive model). Both do
+O(H·W) arithmetic per sample; what differs is how much of it has to run in sequence.
+
+What is measured, per model and height H (square H×H images, the architecture otherwise fixed):
+
+- wall-clock and process-CPU milliseconds per image of ``model.sample(batch, T)`` in inference mode, after a
+  warm-up, the repeats interleaved (each repeat sweeps every height and model, the next sweeps them in reverse), so
+  that load from other processes falls on both models alike (:func:`measure`);
+- what one sample computes, counted rather than timed (:func:`count_work`): FLOPs (``torch.utils.flop_counter``),
+  convolutions, and aten operations dispatched, each a separate step of a single-stream program;
+- the growth law ms ∝ H^b, fitted by least squares on log ms = a + b·log H (:func:`fit_growth`). A power law
+  because the question is the order of growth (H against H² against H³), which its exponent answers directly and
+  whatever the constant factors; a straight line in H would assume the answer. Local exponents between successive
+  heights (:func:`local_exponents`) show whether the growth steepens, as it does once fixed per-call costs stop
+  dominating.
+
+Models are freshly initialised (ActNorm set from random images, so that sampling takes the fused path a trained
+model takes): the work of a sample does not depend on the weights' values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .config import GlowConfig, check_choice, check_range
+from .experiments import _choice, _int, _list_of, _number
+from .experiments import check_parameters as experiments_check_parameters
+from .macow import MaCow, MaCowConfig
+from .model import Glow
+from .profiles import PROFILES
+from .results import hardware
+
+NOTEBOOK = "sampling_cost"
+MODELS = ("glow", "macow")
+MODEL_WORDS = {"glow": "Glow", "macow": "MaCow"}
+CLOCKS = {"wall": "ms_per_image", "cpu": "cpu_ms_per_image"}
+TEMPERATURE = 0.7                                        # the paper's samples (Glow Sec. 5)
+BEND = 0.5              # local exponents spread over more than this: the summary calls the growth no power law
+KEYS = {"timings": ["model", "height", "repeat"], "fit": ["model", "clock"],
+        "local": ["model", "clock", "height_from", "height_to"]}
+
+
+def check_heights(name: str, heights, n_levels: int, where: str = "") -> list[int]:
+    """Distinct heights, each a positive multiple of 2**n_levels (every level halves the image), sorted."""
+    heights = _list_of(_int(1), allow_single=False)(name, heights)
+    step = 2 ** n_levels
+    for i, h in enumerate(heights):
+        if h % step:
+            raise ValueError(f"{name}[{i}]={h} is not divisible by 2**n_levels={step} (each of the L={n_levels} "
+                             f"levels{where} halves the image); choose multiples of {step}, e.g. "
+                             f"{[step * 2 ** k for k in range(3)]}")
+    if len(set(heights)) != len(heights):
+        raise ValueError(f"{name}={heights} repeats a height; give each once")
+    return sorted(heights)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What is timed: the heights, one architecture for both models at every height, and the repeats.
+
+    Glow and MaCow share L = ``n_levels``, K = ``depth`` steps per level and the coupling network's ``width``, so
+    each MaCow step is a Glow step with ``n_units`` × 4 masked convolutional flows in front (MaCow's own step,
+    ``glowlib.macow.MaCowStep``); the masked convs' width is MaCow's default, min(2·channels, 512). MaCow is the
+    bigger model at equal L, K and width: the table records both parameter counts and FLOPs, and time per FLOP.
+    L stays fixed as H grows, so the top latent grows with the image and nothing but H changes.
+    """
+
+    heights: tuple[int, ...]
+    channels: int = 3            # RGB, as CIFAR-10 and CelebA-HQ
+    n_levels: int = 2            # L
+    depth: int = 2               # K
+    width: int = 32              # coupling network's hidden channels
+    n_units: int = 2             # MaCow units per step (MaCowConfig's default, the official code's)
+    batch: int = 4               # images per sample call; times are per image
+    n_repeats: int = 3           # the exponent's 95% interval uses t with n_repeats - 1 degrees of freedom
+    n_warmup: int = 1
+
+    def __post_init__(self):
+        for name in ("channels", "n_levels", "depth", "width", "n_units", "batch"):
+            check_range(name, getattr(self, name), 1)
+        check_range("n_repeats", self.n_repeats, 1)
+        check_range("n_warmup", self.n_warmup, 0)
+        object.__setattr__(self, "heights", tuple(check_heights("heights", self.heights, self.n_levels)))
+
+
+# smoke: seconds of CPU (three repeats: with two, the t-interval is 12.7 standard errors wide); cpu: under a
+# minute on a laptop core, up to heights where Glow's arithmetic outweighs its fixed costs; paper: the GPU box, up
+# to CelebA-HQ's 256x256 (L = 4 so that the smallest height, 16, still halves L times)
+SMOKE = Setup(heights=(8, 16, 32), n_levels=2, depth=2, width=32, batch=4, n_repeats=3)
+SETUPS = {
+    "smoke": SMOKE,
+    "cpu": dataclasses.replace(SMOKE, heights=(8, 16, 32, 64, 128), n_levels=3, depth=4, width=128, n_repeats=5),
+    "paper": dataclasses.replace(SMOKE, heights=(16, 32, 64, 128, 256), n_levels=4, depth=8, width=256, batch=8,
+                                 n_repeats=5),
+}
+
+
+# ---------------------------------------------------------------------------------------------------- parameters
+def _auto_or(check):
+    def checked(name, value):
+        return value if isinstance(value, str) and value == "auto" else check(name, value)
+    return checked
+
+
+def _models(name, value):
+    models = _list_of(_choice(MODELS))(name, value)
+    if len(set(models)) != len(models):
+        raise ValueError(f"{name}={models} repeats a model; give each of {MODELS} at most once")
+    return models
+
+
+SCHEMA = {"seed": _int(0), "models": _models, "heights": _auto_or(_list_of(_int(1), allow_single=False)),
+          "temperature": _number(1e-3, 10.0),            # T > 0: T = 0 decodes the prior means, another program
+          "n_repeats": _auto_or(_int(2)),                # two at least: the exponent's error comes from the repeats
+          "batch": _auto_or(_int(1))}
+
+
+def check_parameters(**params) -> SimpleNamespace:
+    """Validate the notebook's parameters (the plain values papermill passes; ``experiments._COMMON``'s and
+    :data:`SCHEMA`'s) and return them normalised: ``"auto"`` becomes the profile's heights, batch and repeats,
+    heights are checked against the profile's L, and ``out_dir=""`` becomes ``results/<profile>/sampling_cost/``.
+    """
+    values = vars(experiments_check_parameters(NOTEBOOK, **params))
+    chosen = setup(values["profile"], values["heights"], values["batch"], values["n_repeats"])
+    values.update(heights=list(chosen.heights), batch=chosen.batch, n_repeats=chosen.n_repeats)
+    return SimpleNamespace(**values)
+
+
+def setup(profile: str, heights="auto", batch="auto", n_repeats="auto") -> Setup:
+    """The profile's :class:`Setup`, with the heights, batch and repeats given in place of ``"auto"``."""
+    check_choice("profile", profile, PROFILES)
+    base = SETUPS[profile]
+    changes = {}
+    if heights != "auto":
+        changes["heights"] = tuple(check_heights("heights", heights, base.n_levels, f" of profile {profile!r}"))
+    if batch != "auto":
+        changes["batch"] = batch
+    if n_repeats != "auto":
+        changes["n_repeats"] = n_repeats
+    return dataclasses.replace(base, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def model_config(model: str, height: int, s: Setup) -> GlowConfig | MaCowConfig:
+    """The config of ``model`` ("glow" or "macow") for H×H images under setup ``s``."""
+    check_choice("model", model, MODELS)
+    common = dict(in_channels=s.channels, image_size=height, n_levels=s.n_levels, depth=s.depth, width=s.width)
+    if model == "glow":
+        return GlowConfig(**common)
+    return MaCowConfig(**common, n_units=s.n_units)
+
+
+def configs(s: Setup, models=MODELS) -> dict[str, dict]:
+    """The setup and every model's full config, by name (``<model>-<height>``), for the provenance."""
+    out = {"setup": dataclasses.asdict(s)}
+    out.update({f"{m}-{h}": dataclasses.asdict(model_config(m, h, s)) for m in _models("models", models)
+                for h in s.heights})
+    return out
+
+
+def build(model: str, height: int, s: Setup, seed: int = 0, device="cpu"):
+    """A freshly initialised model in eval mode, its ActNorms set from a batch of random images (so that Glow's
+    ActNorm and 1x1 conv run fused, as in a trained model)."""
+    cfg = model_config(model, height, s)
+    torch.manual_seed(seed)
+    net = (Glow if model == "glow" else MaCow)(cfg).to(device)
+    g = torch.Generator().manual_seed(seed)
+    net.initialize((torch.rand(8, cfg.in_channels, height, height, generator=g) - 0.5).to(device))
+    return net.eval()
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten operations dispatched (each a separate step of the program; on a GPU, about a kernel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+CONV_OPS = ("conv2d", "convolution")
+
+
+def count_work(net, temperature: float = TEMPERATURE, seed: int = 0) -> dict:
+    """What one sample (batch of one) computes: ``flops`` (matmul and convolution FLOPs,
+    ``torch.utils.flop_counter``), ``conv_calls`` (convolutions, run one after another) and ``op_calls`` (aten
+    operations dispatched). A first, uncounted call computes what the model caches (Glow's inverse 1x1 weights),
+    which later calls do not."""
+    from torch.utils.flop_counter import FlopCounterMode
+    device = next(net.parameters()).device
+    net.sample(1, temperature, torch.Generator(device).manual_seed(seed))
+    with FlopCounterMode(display=False) as flops, _OpCounter() as ops:
+        net.sample(1, temperature, torch.Generator(device).manual_seed(seed))
+    return {"flops": int(flops.get_total_flops()), "conv_calls": sum(ops.counts[o] for o in CONV_OPS),
+            "op_calls": sum(ops.counts.values())}
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call, the device synchronised before and after."""
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    _sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def machine(device="cpu") -> dict:
+    """Where the times were taken: device, CPU or GPU model, threads, torch version, load average."""
+    info = hardware(str(device))
+    return {"device": str(device), "device_name": info.get("gpu", info["cpu"]), "threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "load_average_1min": os.getloadavg()[0]}
+
+
+# ---------------------------------------------------------------------------------------------------- measurement
+def measure(s: Setup, models=MODELS, temperature: float = TEMPERATURE, seed: int = 0, device="cpu") -> pd.DataFrame:
+    """Milliseconds per image of ``model.sample(s.batch, temperature)`` for each model and height of ``s``.
+
+    Every model is built first and warmed up (``s.n_warmup`` calls each); then each of ``s.n_repeats`` repeats
+    sweeps all (height, model) pairs, every other repeat in reverse order, so that a change of load on the machine
+    falls on both models and on every height alike. Each call gets its own generator, seeded by ``seed`` and the
+    repeat. One row per (model, height, repeat): wall and process-CPU ms per image, the sample's counted work
+    (:func:`count_work`, per image), parameters, the architecture and the machine.
+    """
+    models = _models("models", models)
+    temperature = SCHEMA["temperature"]("temperature", temperature)
+    seed = SCHEMA["seed"]("seed", seed)
+    nets, work = {}, {}
+    for h in s.heights:
+        for m in models:
+            net = nets[m, h] = build(m, h, s, seed, device)
+            for _ in range(s.n_warmup):
+                net.sample(s.batch, temperature, torch.Generator(device).manual_seed(seed))
+            work[m, h] = count_work(net, temperature, seed)
+    where = machine(device)
+    order = [(m, h) for h in s.heights for m in models]
+    rows = []
+    with torch.inference_mode():
+        for r in range(s.n_repeats):
+            for m, h in (order if r % 2 == 0 else order[::-1]):
+                net, g = nets[m, h], torch.Generator(device).manual_seed(seed + r)
+                wall, cpu = _timed(lambda: net.sample(s.batch, temperature, g), device)
+                rows.append({"model": m, "height": h, "repeat": r, "batch": s.batch,
+                             "ms_per_image": 1e3 * wall / s.batch, "cpu_ms_per_image": 1e3 * cpu / s.batch,
+                             "flops_per_image": work[m, h]["flops"], "conv_calls": work[m, h]["conv_calls"],
+                             "op_calls": work[m, h]["op_calls"],
+                             "n_parameters": sum(p.numel() for p in net.parameters()),
+                             "channels": s.channels, "n_levels": s.n_levels, "depth": s.depth, "width": s.width,
+                             "temperature": float(temperature), **where})
+    table = pd.DataFrame(rows).sort_values(["model", "height", "repeat"], ignore_index=True)
+    table["load_average_1min_end"] = os.getloadavg()[0]
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------- growth
+def _line(log_h, log_y) -> tuple[float, float, float, float]:
+    """Least squares log_y = a + b·log_h: (b, a, standard error of b, R²); the error is NaN with < 3 points."""
+    x, y = np.asarray(log_h, float), np.asarray(log_y, float)
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    b = float(xc @ (y - y.mean())) / sxx
+    a = float(y.mean() - b * x.mean())
+    resid = y - a - b * x
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - float(resid @ resid) / ss_tot if ss_tot > 0 else 1.0
+    se = math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx) if len(x) > 2 else math.nan
+    return b, a, se, r2
+
+
+def _local(medians: pd.Series) -> list[tuple[int, int, float]]:
+    """(h0, h1, log(t1/t0) / log(h1/h0)) for each pair of successive heights of a Series of times by height."""
+    pairs = list(medians.items())
+    return [(int(h0), int(h1), math.log(t1 / t0) / math.log(h1 / h0)) for (h0, t0), (h1, t1) in zip(pairs, pairs[1:])]
+
+
+def fit_growth(timings: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
+    """One row per model and clock ("wall", "cpu"): the exponent b of ms ∝ H^b.
+
+    ``exponent`` is the least-squares slope of log(median ms over repeats) on log H, with ``r2`` its R²;
+    ``exponent_se`` the standard error over repeats (each repeat's own sweep of heights fitted alone: the spread
+    of those slopes / √repeats) and ``exponent_ci_low``/``_high`` its 95% t-interval; ``exponent_se_ols`` the
+    slope's least-squares standard error on the medians, which measures how far the points are from a power law
+    rather than how noisy they are. Also the exponents of the counted work (FLOPs, convolutions run in sequence)
+    where the table has them, the local exponents' range and the last of them (:func:`local_exponents`), and ms
+    per image at the largest H.
+    """
+    from scipy.special import stdtrit                      # Student's t quantile (scipy.stats imports slowly)
+    rows = []
+    for clock in clocks:
+        check_choice("clock", clock, tuple(CLOCKS))
+        column = CLOCKS[clock]
+        for model, part in timings.groupby("model", sort=False):
+            med = part.groupby("height")[column].median()
+            if len(med) < 2:
+                raise ValueError(f"model {model!r} was timed at heights {list(med.index)}; a growth law needs two "
+                                 f"heights at least")
+            b, a, se_ols, r2 = _line(np.log(med.index), np.log(med.values))
+            local = [e for _, _, e in _local(med)]
+            per_repeat = [_line(np.log(p.height), np.log(p[column]))[0]
+                          for _, p in part.groupby("repeat") if p.height.nunique() >= 2]
+            n = len(per_repeat)
+            se = float(np.std(per_repeat, ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
+            half = float(stdtrit(n - 1, 0.975)) * se if n >= 2 else math.nan
+            row = {"model": model, "clock": clock, "n_heights": len(med), "height_min": int(med.index.min()),
+                   "height_max": int(med.index.max()), "n_repeats": n, "exponent": b, "exponent_se": se,
+                   "exponent_ci_low": b - half, "exponent_ci_high": b + half, "exponent_se_ols": se_ols, "r2": r2,
+                   "last_exponent": local[-1], "local_exponent_min": min(local), "local_exponent_max": max(local),
+                   "ms_at_height_max": float(med.iloc[-1])}
+            for what in ("flops_per_image", "conv_calls"):
+                if what in part:
+                    counts = part.groupby("height")[what].first()
+                    row[f"{what.removesuffix('_per_image')}_exponent"] = _line(np.log(counts.index),
+                                                                               np.log(counts.values))[0]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def local_exponents(timings: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
+    """One row per model, clock and pair of successive heights: log(ms ratio) / log(height ratio) of the medians
+    over repeats. Rising exponents mean fixed per-call costs giving way to work that grows with the image."""
+    rows = []
+    for clock in clocks:
+        check_choice("clock", clock, tuple(CLOCKS))
+        for model, part in timings.groupby("model", sort=False):
+            for h0, h1, e in _local(part.groupby("height")[CLOCKS[clock]].median()):
+                rows.append({"model": model, "clock": clock, "height_from": h0, "height_to": h1, "exponent": e})
+    return pd.DataFrame(rows)
+
+
+def per_flop(timings: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and height: median ms per image and its time per FLOP (ns), and the counted work (those
+    of ``conv_calls``, ``op_calls`` and ``n_parameters`` that the table has)."""
+    counted = [c for c in ("conv_calls", "op_calls", "n_parameters") if c in timings]
+    out = timings.groupby(["model", "height"], sort=False).agg(
+        ms_per_image=("ms_per_image", "median"), cpu_ms_per_image=("cpu_ms_per_image", "median"),
+        flops_per_image=("flops_per_image", "first"), **{c: (c, "first") for c in counted}).reset_index()
+    out["ns_per_flop"] = 1e6 * out.ms_per_image / out.flops_per_image
+    out["gflops_per_s"] = out.flops_per_image / out.ms_per_image / 1e6
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- reporting
+def _exponent_text(r) -> str:
+    if math.isnan(r.exponent_se):
+        return f"H^{r.exponent:.2f}"
+    return f"H^{r.exponent:.2f} ± {r.exponent_se:.2f}"
+
+
+def summary_lines(fit: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[str]:
+    """Markdown sentences computed from :func:`fit_growth`'s table (and, given the timings, the ratio of the two
+    models at the largest height)."""
+    out = []
+    for model, part in fit.groupby("model", sort=False):
+        by = part.set_index("clock")
+        name = MODEL_WORDS.get(model, model)
+        if "wall" in by.index:
+            w = by.loc["wall"]
+            line = (f"**{name}**: wall time per sample grows as {_exponent_text(w)} (SE over {w.n_repeats} "
+                    f"repeats; 95% CI {w.exponent_ci_low:.2f} to {w.exponent_ci_high:.2f}; R² {w.r2:.3f} on the "
+                    f"medians, H = {w.height_min} to {w.height_max})")
+            line += f", {w.last_exponent:.2f} over the last doubling"
+            if w.local_exponent_max - w.local_exponent_min > BEND:
+                line += (f"; not one power law: the local exponents run from {w.local_exponent_min:.2f} to "
+                         f"{w.local_exponent_max:.2f}")
+        else:
+            w = by.iloc[0]
+            line = f"**{name}**:"
+        if "cpu" in by.index:
+            line += f"; CPU time as {_exponent_text(by.loc['cpu'])}"
+        if "flops_exponent" in by:
+            line += f". Its FLOPs grow as H^{w.flops_exponent:.2f}"
+        if "conv_calls_exponent" in by:
+            line += f", the convolutions it runs in sequence as H^{w.conv_calls_exponent:.2f}"
+        out.append(line + ".")
+    walls = fit[fit.clock == "wall"].set_index("model")
+    if {"glow", "macow"} <= set(walls.index):
+        g, m = walls.loc["glow"], walls.loc["macow"]
+        if math.isnan(m.exponent_se) or math.isnan(g.exponent_se):
+            verdict = "one repeat gives no interval"
+        elif m.exponent_ci_low > g.exponent_ci_high or g.exponent_ci_low > m.exponent_ci_high:
+            verdict = "their 95% intervals do not overlap"
+        else:
+            verdict = "their 95% intervals overlap, so these repeats do not tell the two growth rates apart"
+        out.append(f"MaCow's exponent minus Glow's: {m.exponent - g.exponent:+.2f}; {verdict}.")
+    if timings is not None and {"glow", "macow"} <= set(timings.model):
+        work = per_flop(timings)
+        top = work[work.height == work.height.max()].set_index("model")
+        if {"glow", "macow"} <= set(top.index):
+            g, m = top.loc["glow"], top.loc["macow"]
+            out.append(f"At H = {int(work.height.max())}, MaCow takes {m.ms_per_image / g.ms_per_image:.1f}× Glow's "
+                       f"wall time per sample ({m.ms_per_image:.1f} against {g.ms_per_image:.1f} ms) for "
+                       f"{m.flops_per_image / g.flops_per_image:.1f}× its FLOPs and "
+                       f"{m.conv_calls / g.conv_calls:.0f}× its sequential convolutions.")
+    return out
+
+
+def plot_growth(timings: pd.DataFrame, fit: pd.DataFrame):
+    """Three log-log panels against H: ms per image (each repeat, the medians with their range, the fitted power
+    laws with their exponents; wall time filled, process CPU time hollow), ns per FLOP, and the convolutions one
+    sample runs in sequence."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 4.2))
+    work = per_flop(timings)
+    heights = np.array(sorted(timings.height.unique()), float)
+    fits = fit.set_index(["model", "clock"])
+    for i, (model, part) in enumerate(timings.groupby("model", sort=False)):
+        colour, name = f"C{i}", MODEL_WORDS.get(model, model)
+        for clock, column in CLOCKS.items():
+            if (model, clock) not in fits.index:
+                continue
+            r = fits.loc[(model, clock)]
+            stats = part.groupby("height")[column].agg(["median", "min", "max"])
+            filled = clock == "wall"
+            a.scatter(part.height, part[column], s=8, color=colour, alpha=0.3 if filled else 0.15)
+            a.errorbar(stats.index, stats["median"], yerr=[stats["median"] - stats["min"],
+                                                           stats["max"] - stats["median"]],
+                       fmt="o", color=colour, mfc=colour if filled else "none", capsize=3)
+            centre_h, centre_t = np.log(stats.index.to_numpy(float)).mean(), np.log(stats["median"]).mean()
+            a.plot(heights, np.exp(centre_t + r.exponent * (np.log(heights) - centre_h)),
+                   "-" if filled else ":", color=colour, label=f"{name}, {clock}: {_exponent_text(r)}")
+        w = work[work.model == model]
+        b.plot(w.height, w.ns_per_flop, "o-", color=colour, label=name)
+        c.plot(w.height, w.conv_calls, "o-", color=colour, label=name)
+        for h, n in zip(w.height, w.conv_calls):
+            c.annotate(f"{n}", (h, n), xytext=(0, 5), textcoords="offset points", ha="center", fontsize="x-small")
+    low = timings.groupby(["model", "height"])[CLOCKS["wall"]].median().min()
+    for power, style in ((1, "--"), (2, "-.")):                  # guides: what H and H² growth look like
+        a.plot(heights, low * (heights / heights[0]) ** power, style, color="grey", lw=0.8, label=f"∝ H^{power}")
+    for ax in (a, b, c):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(heights, [f"{h:g}" for h in heights])
+        ax.set_xlabel("image height H (H×H images)")
+        ax.legend(fontsize="x-small")
+    a.set_ylabel("ms per sample")
+    a.set_title("time per sample, fitted H^b", fontsize="small")
+    b.set_ylabel("ns per FLOP (wall, median)")
+    b.set_title("time per FLOP", fontsize="small")
+    c.set_ylabel("convolutions per sample")
+    c.set_title("convolutions run in sequence", fontsize="small")
+    fig.suptitle("Sampling cost against image height: Glow and MaCow")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,205 @@
+"""Sampling cost against image height (glowlib.sampling_cost): MaCow's inverse runs O(H) passes in sequence while
+Glow's is constant (counted, never timed), the growth fit on synthetic times with a known exponent, the timing
+table's shape, and the parameter checks. Nothing here asserts anything about speed."""
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import glowlib.results as results
+from glowlib import sampling_cost as sc
+from glowlib.macow import MaskedConvFlow
+from glowlib.results import check_tidy
+
+# one channel, L = 2 (MaCow's fine split needs K >= 2), one MaCow unit per step: 8x8 to 32x32 in milliseconds
+TINY = sc.Setup(heights=(8, 16, 32), channels=1, n_levels=2, depth=2, width=8, n_units=1, batch=2, n_repeats=2,
+                n_warmup=1)
+PARAMS = dict(profile="smoke", seed=0, out_dir="/tmp/unused", models=["glow", "macow"], heights="auto",
+              temperature=0.7, n_repeats="auto", batch="auto")
+
+
+# ---------------------------------------------------------------------------------------------------- structure
+def masked_conv_calls(net, run) -> int:
+    """Calls of MaCow's masked convolutions (the network of every MaskedConvFlow) while ``run()`` runs."""
+    calls = []
+    hooks = [m.conv.register_forward_hook(lambda *_: calls.append(1)) for m in net.modules()
+             if isinstance(m, MaskedConvFlow)]
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(calls)
+
+
+def test_macow_sampling_runs_one_masked_conv_per_row_and_encoding_one_per_flow():
+    """Sampling runs every masked conv once per row (or column) of its level: Σ_l K·units·4·H/2^l calls, so twice
+    the calls at twice the height; encoding runs each once, whatever the height."""
+    per_flow = TINY.depth * TINY.n_units * 4                     # masked conv flows per level
+    for h in TINY.heights:
+        net = sc.build("macow", h, TINY)
+        rows = sum(h // 2 ** level for level in range(1, TINY.n_levels + 1))
+        assert masked_conv_calls(net, lambda: net.sample(1, 0.7)) == per_flow * rows
+        x = torch.rand(1, 1, h, h) - 0.5
+        assert masked_conv_calls(net, lambda: net.encode(x)) == per_flow * TINY.n_levels
+
+
+def test_sequential_convolutions_grow_linearly_for_macow_and_stay_constant_for_glow_while_flops_grow_as_h2():
+    """count_work (what the notebook records): MaCow's convolutions per sample are a + b·H with b > 0, Glow's do
+    not change with H; both models' FLOPs grow as H² (the same total work order: only the sequence differs)."""
+    work = {(m, h): sc.count_work(sc.build(m, h, TINY)) for m in sc.MODELS for h in TINY.heights}
+    glow = [work["glow", h]["conv_calls"] for h in TINY.heights]
+    macow = [work["macow", h]["conv_calls"] for h in TINY.heights]
+    assert glow[0] > 0 and len(set(glow)) == 1
+    steps = np.diff(macow)                                        # heights 8, 16, 32: steps of 8 and 16 rows
+    assert steps[0] > 0 and steps[1] == 2 * steps[0]
+    assert work["macow", 8]["op_calls"] > work["glow", 8]["op_calls"]
+    for m in sc.MODELS:
+        flops = [work[m, h]["flops"] for h in TINY.heights]
+        assert flops[1] / flops[0] == pytest.approx(4, rel=0.02) and flops[2] / flops[1] == pytest.approx(4, rel=0.02)
+
+
+# ---------------------------------------------------------------------------------------------------- timing table
+def test_timing_table_has_one_row_per_model_height_and_repeat_with_positive_times():
+    df = sc.measure(TINY, temperature=0.7, seed=3)
+    expected = set(itertools.product(sc.MODELS, TINY.heights, range(TINY.n_repeats)))
+    assert set(zip(df.model, df.height, df.repeat)) == expected and len(df) == len(expected)
+    check_tidy(df, sc.KEYS["timings"], "timings")
+    assert (df.ms_per_image > 0).all() and (df.cpu_ms_per_image >= 0).all() and (df.batch == TINY.batch).all()
+    assert (df.flops_per_image > 0).all() and (df.temperature == 0.7).all()
+    assert {"device", "device_name", "threads", "torch_version", "n_parameters"} <= set(df.columns)
+    macow = df[df.model == "macow"].groupby("height").conv_calls.first()
+    assert macow.is_monotonic_increasing and df[df.model == "glow"].conv_calls.nunique() == 1
+    # the tables and the figure made from it
+    fit = sc.fit_growth(df)
+    check_tidy(fit, sc.KEYS["fit"], "fit")
+    assert set(zip(fit.model, fit.clock)) == set(itertools.product(sc.MODELS, sc.CLOCKS))
+    assert fit.flops_exponent.to_numpy() == pytest.approx(2, abs=0.05)
+    check_tidy(sc.local_exponents(df), sc.KEYS["local"], "local")
+    assert len(sc.summary_lines(fit, df)) == 4
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.close(sc.plot_growth(df, fit))
+
+
+# ---------------------------------------------------------------------------------------------------- growth fit
+def synthetic(exponents: dict, heights=(8, 16, 32, 64, 128), n_repeats=30, noise=0.05, seed=0) -> pd.DataFrame:
+    """Times c·H^b with multiplicative log-normal noise of standard deviation ``noise``, in the timing table's
+    layout."""
+    rng = np.random.default_rng(seed)
+    rows = [{"model": m, "height": h, "repeat": r, "ms_per_image": 0.01 * h ** b * math.exp(noise * rng.normal()),
+             "cpu_ms_per_image": 0.02 * h ** b, "flops_per_image": 1000 * h ** 2, "conv_calls": 10 + h * (m == "macow")}
+            for m, b in exponents.items() for h in heights for r in range(n_repeats)]
+    return pd.DataFrame(rows)
+
+
+def test_fit_recovers_known_exponents_with_a_calibrated_error():
+    heights, n, noise = (8, 16, 32, 64, 128), 30, 0.05
+    fit = sc.fit_growth(synthetic({"glow": 1.0, "macow": 2.0}, heights, n, noise)).set_index(["model", "clock"])
+    for model, b in {"glow": 1.0, "macow": 2.0}.items():
+        wall, cpu = fit.loc[(model, "wall")], fit.loc[(model, "cpu")]
+        assert wall.exponent == pytest.approx(b, abs=0.03)
+        assert wall.exponent_ci_low < b < wall.exponent_ci_high
+        # one repeat's slope has standard error noise/√Sxx; the mean over n repeats √n less
+        log_h = np.log(heights)
+        expected_se = noise / math.sqrt(((log_h - log_h.mean()) ** 2).sum()) / math.sqrt(n)
+        assert 0.6 < wall.exponent_se / expected_se < 1.5
+        assert wall.r2 > 0.99 and wall.n_repeats == n
+        # noise-free times: the exact exponent, no spread, a perfect line
+        assert cpu.exponent == pytest.approx(b, abs=1e-9) and cpu.exponent_se == pytest.approx(0, abs=1e-9)
+        assert cpu.r2 == pytest.approx(1) and cpu.last_exponent == pytest.approx(b)
+        assert wall.flops_exponent == pytest.approx(2)
+    assert fit.loc[("glow", "wall")].conv_calls_exponent == pytest.approx(0)
+    assert 0.5 < fit.loc[("macow", "wall")].conv_calls_exponent < 1      # 10 + H: towards 1 as H grows
+
+
+def test_fit_sees_a_steepening_curve_in_its_local_exponents_and_least_squares_error():
+    """Fixed cost plus quadratic work (t = 50 + H²): the local exponents rise towards 2, and the least-squares
+    error of one power law through curved points is large even without noise."""
+    rows = [{"model": "macow", "height": h, "repeat": r, "ms_per_image": 50 + h ** 2, "cpu_ms_per_image": 50 + h ** 2}
+            for h in (4, 8, 16, 32, 64, 128) for r in range(2)]
+    df = pd.DataFrame(rows)
+    local = sc.local_exponents(df, clocks=("wall",))
+    assert local.exponent.is_monotonic_increasing and local.exponent.iloc[-1] == pytest.approx(2, abs=0.02)
+    fit = sc.fit_growth(df, clocks=("wall",))
+    assert fit.exponent_se.iloc[0] == pytest.approx(0) and fit.exponent_se_ols.iloc[0] > 0.05
+    assert fit.local_exponent_max.iloc[0] == pytest.approx(local.exponent.max())
+    assert "not one power law: the local exponents run from 0.79 to 1.99" in sc.summary_lines(fit)[0]
+    assert "not one power law" not in sc.summary_lines(sc.fit_growth(synthetic({"macow": 2.0})))[0]
+
+
+def test_summary_lines_state_each_models_exponent():
+    df = synthetic({"glow": 1.0, "macow": 2.0})
+    lines = sc.summary_lines(sc.fit_growth(df), df)
+    assert lines[0].startswith("**Glow**") and "H^1.0" in lines[0]
+    assert lines[1].startswith("**MaCow**") and "H^2.0" in lines[1]
+    difference = float(lines[2].split("Glow's: ")[1].split(";")[0])
+    assert difference == pytest.approx(1.0, abs=0.03) and "do not overlap" in lines[2]
+    ratio = float(lines[3].split("MaCow takes ")[1].split("×")[0])
+    assert lines[3].startswith("At H = 128") and ratio == pytest.approx(128, rel=0.1)    # 0.01·128² / (0.01·128)
+    same = synthetic({"glow": 2.0, "macow": 2.0}, n_repeats=3, noise=0.3)
+    assert "overlap, so these repeats do not tell" in sc.summary_lines(sc.fit_growth(same))[2]
+
+
+def test_fit_needs_two_heights():
+    df = synthetic({"macow": 2.0}, heights=(16,))
+    with pytest.raises(ValueError, match="heights \\[16\\].*two heights"):
+        sc.fit_growth(df)
+
+
+# ---------------------------------------------------------------------------------------------------- parameters
+def test_auto_parameters_become_the_profiles_setup(monkeypatch):
+    p = sc.check_parameters(**PARAMS)
+    smoke = sc.SETUPS["smoke"]
+    assert p.heights == list(smoke.heights) and p.batch == smoke.batch and p.n_repeats == smoke.n_repeats
+    assert p.out_dir == "/tmp/unused"
+    p = sc.check_parameters(**{**PARAMS, "heights": [32, 8], "batch": 2, "n_repeats": 3})
+    assert p.heights == [8, 32] and p.batch == 2 and p.n_repeats == 3
+    assert sc.setup("smoke", p.heights, p.batch, p.n_repeats) == sc.Setup(**{**vars(smoke), "heights": (8, 32),
+                                                                               "batch": 2, "n_repeats": 3})
+    monkeypatch.setattr(results, "NOTEBOOKS", results.NOTEBOOKS + ("sampling_cost",))
+    assert sc.check_parameters(**{**PARAMS, "out_dir": ""}).out_dir.endswith("smoke/sampling_cost")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"models": ["glow", "pixelcnn"]}, r"models\[1\]='pixelcnn' is not allowed; choose one of \('glow', 'macow'\)"),
+    ({"models": ["macow", "macow"]}, r"models=\['macow', 'macow'\] repeats a model"),
+    ({"heights": [8, 10]},
+     r"heights\[1\]=10 is not divisible by 2\*\*n_levels=4 \(each of the L=2 levels of profile .smoke.*multiples of 4"),
+    ({"heights": [16, 16]}, r"repeats a height"),
+    ({"heights": []}, r"heights=\[\] must be a non-empty list"),
+    ({"heights": "all"}, r"heights='all' must be a non-empty list"),
+    ({"temperature": 0}, r"temperature=0.0 is out of range; allowed: \[0.001, 10.0\]"),
+    ({"temperature": -0.7}, r"temperature=-0.7 is out of range"),
+    ({"n_repeats": 1}, r"n_repeats=1 is out of range; allowed: \[2, inf\]"),
+    ({"batch": 0}, r"batch=0 is out of range"),
+    ({"profile": "gpu"}, r"profile='gpu' is not allowed"),
+    ({"seed": -1}, r"seed=-1 is out of range"),
+    ({"height": [8]}, r"has no parameter \['height'\]; its parameters are"),
+])
+def test_bad_parameters_name_the_value_and_the_fix(change, match):
+    with pytest.raises(ValueError, match=match):
+        sc.check_parameters(**{**PARAMS, **change})
+
+
+def test_missing_parameters_are_named():
+    params = {k: v for k, v in PARAMS.items() if k != "temperature"}
+    with pytest.raises(ValueError, match=r"parameters \['temperature'\] were not given"):
+        sc.check_parameters(**params)
+
+
+def test_library_calls_check_their_arguments():
+    with pytest.raises(ValueError, match="heights\\[0\\]=6 is not divisible by 2\\*\\*n_levels=4"):
+        sc.Setup(heights=(6, 8), n_levels=2)
+    with pytest.raises(ValueError, match="model='realnvp' is not allowed"):
+        sc.model_config("realnvp", 8, TINY)
+    with pytest.raises(ValueError, match="models\\[0\\]='realnvp' is not allowed"):
+        sc.measure(TINY, models=["realnvp"])
+    with pytest.raises(ValueError, match="temperature=0.0 is out of range"):
+        sc.measure(TINY, temperature=0.0)
+    with pytest.raises(ValueError, match="clock='gpu' is not allowed"):
+        sc.fit_growth(synthetic({"glow": 1.0}), clocks=("gpu",))
