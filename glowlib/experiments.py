@@ -1007,12 +1007,12 @@ def _sampling_cost_claims(profile, root) -> list[Claim]:
                 for c, s in zip(claims, ("paper", "review"))]
     g, m = wall.loc["glow"], wall.loc["macow"]
     heights = f"H = {int(m.height_min)} to {int(m.height_max)}"
-    linear = abs(m.conv_exponent - 1) <= 0.15 and abs(g.conv_exponent) <= 0.15
+    linear = abs(m.conv_calls_exponent - 1) <= 0.15 and abs(g.conv_calls_exponent) <= 0.15
     out = [Claim(claims[0], "paper", "sampling_cost", CONFIRMED if linear else NOT_CONFIRMED,
                  f"Convolutions run one after another per sample, counted over {heights}: MaCow's grow as "
-                 f"H^{m.conv_exponent:.2f}, Glow's as H^{g.conv_exponent:.2f} (confirmed when MaCow's exponent is "
-                 f"1 ± 0.15 and Glow's 0 ± 0.15). FLOPs grow as H^{m.flops_exponent:.2f} and H^{g.flops_exponent:.2f}: "
-                 f"MaCow's extra cost is in sequence, not in arithmetic.")]
+                 f"H^{m.conv_calls_exponent:.2f}, Glow's as H^{g.conv_calls_exponent:.2f} (confirmed when MaCow's "
+                 f"exponent is 1 ± 0.15 and Glow's 0 ± 0.15). FLOPs grow as H^{m.flops_exponent:.2f} and "
+                 f"H^{g.flops_exponent:.2f}: MaCow's extra cost is in sequence, not in arithmetic.")]
     slower = m.ms_at_height_max > g.ms_at_height_max and m.exponent_ci_low > g.exponent_ci_high
     out.append(Claim(claims[1], "review", "sampling_cost", CONFIRMED if slower else NOT_CONFIRMED,
                      f"Measured ms per sample over {heights} (fresh models of the same L, K and width): MaCow grows "

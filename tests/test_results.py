@@ -278,10 +278,11 @@ def test_macow_claims_without_its_rows_are_not_testable(tmp_path):
 
 def _fit(macow_conv_exponent, macow_ms):
     rows = []
-    for model, conv, flops, b, ms in (("glow", 0.0, 2.0, 1.1, 10.0), ("macow", macow_conv_exponent, 2.0, 1.6, macow_ms)):
+    for model, conv, flops, b, ms in (("glow", 0.0, 2.0, 1.1, 10.0),
+                                      ("macow", macow_conv_exponent, 2.0, 1.6, macow_ms)):
         for clock in ("wall", "cpu"):
             rows.append(dict(model=model, clock=clock, height_min=8, height_max=64, exponent=b,
-                             exponent_ci_low=b - 0.1, exponent_ci_high=b + 0.1, conv_exponent=conv,
+                             exponent_ci_low=b - 0.1, exponent_ci_high=b + 0.1, conv_calls_exponent=conv,
                              flops_exponent=flops, ms_at_height_max=ms))
     return pd.DataFrame(rows)
 
