@@ -57,12 +57,15 @@ def results_dir(profile: str, notebook: str, root=None) -> Path:
 
 
 def git_state(cwd=None) -> dict:
-    """``{"git_sha": ..., "git_dirty": ...}`` of the checkout (tracked files only); "unknown" outside git."""
+    """``{"git_sha": ..., "git_dirty": ...}`` of the checkout; "unknown" outside git. Dirty means a tracked file
+    outside ``results/`` differs from the commit: the notebooks' own outputs (rewritten as a run goes, notebook by
+    notebook) are not the code that made them."""
     cwd = cwd or repo_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], cwd=cwd,
                                 capture_output=True, text=True, check=True).stdout
         return {"git_sha": sha, "git_dirty": bool(status.strip())}
     except (OSError, subprocess.CalledProcessError):

@@ -332,3 +332,23 @@ def test_prepare_book_writes_intro_and_placeholders(tmp_path):
     intro = (out / "intro.md").read_text()
     assert "**Profile:** `smoke`" in intro and "X (2 CPU cores)" in intro and "Not yet run" in intro
     assert json.loads((out / "profile.json").read_text())["profile"] == "smoke"
+
+
+def test_git_state_is_dirty_for_code_changes_but_not_for_results(tmp_path):
+    import subprocess
+    from glowlib.results import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "a.csv").write_text("x\n1\n")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "results" / "a.csv").write_text("x\n2\n")             # a notebook rewrote its own output
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert git_state(tmp_path)["git_dirty"] is True
