@@ -157,6 +157,11 @@ def test_results_folder_is_complete_and_tidy(folder):
         assert record["bench_records"], f"{folder}: no benchmark record named"
         for meta in record["bench_records"].values():
             assert {"device_name", "threads", "git_sha", "time"} <= set(meta), "each record's provenance is kept"
+    elif folder.name == "sampling_cost":      # trains nothing: it times freshly initialised architectures
+        configs = record["configs"]
+        assert set(configs["setup"]["heights"]) and len(configs) > 2, f"{folder}: no timed architecture recorded"
+        assert all({"in_channels", "image_size", "n_levels", "depth", "width"} <= set(c)
+                   for name, c in configs.items() if name != "setup"), "each timed model's full config is recorded"
     elif folder.name != "claims":
         assert record["configs"], f"{folder}: no model config recorded"
         for config in record["configs"].values():
