@@ -421,6 +421,7 @@ def bpd_table(profile: str, datasets, model_types, seed: int = 0) -> Experiment:
                          "n_val": len(splits.val_x), "n_train": len(splits.train_x), "steps": steps,
                          "batch_size": batch, "images_seen": steps * batch, "epochs": steps * batch /
                          len(splits.train_x), "wall_s": tm.summary["wall_s"], "n_parameters": n_parameters(tm.model),
+                         "n_parameters_dequantizer": 0 if tm.dequantizer is None else n_parameters(tm.dequantizer),
                          "n_bits": tm.run.data.n_bits, "K": tm.run.model.depth, "L": tm.run.model.n_levels,
                          "width": tm.run.model.width})
             paper = table_run("paper", dataset, model_type)

@@ -38,15 +38,15 @@ ours, scale, curves = result.tables["bpd"], result.tables["scale"], result.table
 # %% [markdown]
 # ## Our table
 # `test_bpd ± test_sem`: full test split, best-validation checkpoint, Polyak weights. Compute: optimiser steps,
-# images seen (steps × batch), training wall seconds, parameters. Every row is an upper bound on −log₂ P(x) per
-# dimension, the ELBO of its dequantisation: with uniform noise (Glow, RealNVP, `macow`) it is the usual
-# bits/dim; with a learned q(u | x) (`+vardeq`: a conditional flow trained jointly with the model on the ELBO,
-# `glowlib.dequantization`) the ELBO of that q, so rows with different dequantisations bound the same quantity
-# and can be compared directly.
+# images seen (steps × batch), training wall seconds, parameters (the flow's, and q(u | x)'s where it is learned).
+# Every row is an upper bound on −log₂ P(x) per dimension, the ELBO of its dequantisation: with uniform noise
+# (Glow, RealNVP, `macow`) it is the usual bits/dim; with a learned q(u | x) (`+vardeq`: a conditional flow trained
+# jointly with the model on the ELBO, `glowlib.dequantization`) the ELBO of that q, so rows with different
+# dequantisations bound the same quantity and can be compared directly.
 
 # %%
 ours[["dataset", "model_type", "dequantization", "test_bpd", "test_sem", "n_test", "best_val_bpd", "steps",
-      "images_seen", "epochs", "wall_s", "n_parameters", "K", "L", "width"]].round(4)
+      "images_seen", "epochs", "wall_s", "n_parameters", "n_parameters_dequantizer", "K", "L", "width"]].round(4)
 
 # %% [markdown]
 # ## The importance-weighted bound
