@@ -395,7 +395,7 @@ def bpd_table(profile: str, datasets, model_types, seed: int = 0) -> Experiment:
     ``skipped``.
     """
     from .cache import trained
-    from .train import evaluate, prepare_splits
+    from .train import bits_per_image, evaluate, mean_and_sem, prepare_splits
     rows, scale, curve_frames, models, skipped = [], [], [], {}, []
     k, n_iw = IW_SAMPLES[profile]
     for dataset in datasets:
@@ -409,9 +409,10 @@ def bpd_table(profile: str, datasets, model_types, seed: int = 0) -> Experiment:
             splits = prepare_splits(tm.run)
             ev = dict(n_bits=tm.run.data.n_bits, batch_size=tm.run.train.eval_batch, seed=seed,
                       dequantizer=tm.dequantizer)
-            test, sem = evaluate(tm.model, splits.test_x, **ev)
+            per_image = bits_per_image(tm.model, splits.test_x, **ev)
+            test, sem = mean_and_sem(per_image)
             part = splits.test_x[:n_iw]
-            elbo_part = evaluate(tm.model, part, **ev)[0]
+            elbo_part = per_image[:n_iw].mean().item()            # a prefix's values are the first of the whole's
             iw, iw_sem = evaluate(tm.model, part, n_samples=k, **ev)
             steps, batch = tm.summary["steps"], tm.run.train.batch_size
             rows.append({"dataset": dataset, "model_type": model_type,

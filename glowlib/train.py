@@ -129,10 +129,23 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-@torch.no_grad()
 def evaluate(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 500, seed: int = 0,
              n_samples: int = 1, labels=None, dequantizer: Dequantizer | None = None) -> tuple[float, float]:
-    """Mean bits/dim over all of ``images`` (uint8) and its standard error over images.
+    """Mean bits/dim over all of ``images`` (uint8) and its standard error over images (:func:`bits_per_image`)."""
+    return mean_and_sem(bits_per_image(model, images, n_bits, batch_size, seed, n_samples, labels, dequantizer))
+
+
+def mean_and_sem(values: torch.Tensor) -> tuple[float, float]:
+    """Mean of per-image values and its standard error (NaN for one image)."""
+    sem = values.std().item() / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return values.mean().item(), sem
+
+
+@torch.no_grad()
+def bits_per_image(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 500, seed: int = 0,
+                   n_samples: int = 1, labels=None, dequantizer: Dequantizer | None = None) -> torch.Tensor:
+    """Bits/dim of each of ``images`` (uint8), float64 (N,). The noise of a batch depends on (seed, its first
+    index) only, so the values of a prefix ``images[:n]`` are the first n of the whole set's.
 
     With ``n_samples`` = k > 1 each image's log-probability is the importance-weighted estimate
     log (1/k) Σ_j p(x + u_j), u_j ~ U(0, 1/n_bins)^D: a lower bound on log P(x) that tightens as k grows.
@@ -157,9 +170,7 @@ def evaluate(model: Glow, images: torch.Tensor, n_bits: int, batch_size: int = 5
                               for _ in range(n_samples)])
         log_px = torch.logsumexp(log_px, 0) - math.log(n_samples)
         per_image.append(bits_per_dim(log_px, cfg.n_dims, n_bits).double().cpu())
-    bpd = torch.cat(per_image)
-    sem = bpd.std().item() / math.sqrt(len(bpd)) if len(bpd) > 1 else float("nan")
-    return bpd.mean().item(), sem
+    return torch.cat(per_image)
 
 
 @dataclass
