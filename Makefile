@@ -12,7 +12,7 @@ endif
 PROFILES := smoke cpu paper
 # one per paper figure or table (notebooks/<name>.py); claims reads the others' results, so it comes last
 NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours \
-	what_works bits_5v8 temperature_validity class_conditional sampling_cost cost claims
+	what_works bits_5v8 temperature_validity class_conditional sampling_cost precision cost claims
 RESULTS := results/$(PROFILE)
 EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun

@@ -29,6 +29,8 @@ DEFAULT_VARIANTS = {
     "defaults_without_fused": {"fused": False},
     "defaults_without_channels_last": {"channels_last": False},
     "defaults_without_inv_backprop": {"inv_backprop": False},
+    "defaults_bf16": {"precision": "bf16"},
+    "defaults_bf16_without_inv_backprop": {"precision": "bf16", "inv_backprop": False},
 }
 
 

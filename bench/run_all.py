@@ -6,7 +6,8 @@ load and command) and ``results/bench/summary.json`` with the headline figures.
     python bench/run_all.py --only sample_64 memory_small
 
 Configurations: ``small`` = 1x32x32, L=3, K=8, width 128, batch 32 (an MNIST-sized Glow); ``cifar`` = 3x32x32,
-L=3, K=8, width 512, batch 16 (CIFAR-10's network at K=8); ``64`` = 3x64x64, L=4, K=8, width 512 (sampling only).
+L=3, K=8, width 512, batch 16 (CIFAR-10's network at K=8); ``64`` = 3x64x64, L=4, K=8, width 512 (sampling only);
+``*_bf16``: the same with ``precision="bf16"``, the coupling networks in bf16.
 Every script compares against ``bench/reference.py`` in one process, in alternating repeats; every job runs in a
 fresh process (as a user would run it), because the state of the C allocator carries over and changes the figures.
 ``peak`` is this machine's matmul/conv GFLOP/s (``bench/peak.py``); each ``train_*`` job measures the peak again
@@ -28,6 +29,7 @@ from common import ROOT, atomic_write_bytes
 
 SMALL = ["--channels", "1", "--size", "32", "--levels", "3", "--depth", "8", "--width", "128", "--batch", "32"]
 CIFAR = ["--channels", "3", "--size", "32", "--levels", "3", "--depth", "8", "--width", "512", "--batch", "16"]
+BF16 = ["--set", "precision=bf16"]
 SIXTY_FOUR = ["--channels", "3", "--size", "64", "--levels", "4", "--depth", "8", "--width", "512", "--batch", "8"]
 
 
@@ -38,20 +40,31 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
         "peak": ("peak", r(5)),
         "train_small": ("train_throughput", SMALL + r(20)),
         "train_cifar": ("train_throughput", CIFAR + r(8)),
+        # precision="bf16": the coupling networks in bf16 (AMX, AVX512-BF16 or tensor cores make it pay)
+        "train_small_bf16": ("train_throughput", SMALL + r(20) + BF16),
+        "train_cifar_bf16": ("train_throughput", CIFAR + r(8) + BF16),
         "profile_small": ("profile_ops", SMALL + ["--steps", "3" if quick else "5"]),
         "profile_cifar": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"]),
+        "profile_cifar_bf16": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"] + BF16),
         "options_small": ("options", SMALL + r(12) + ["--what", "both"]),
         "options_cifar": ("options", CIFAR + r(6) + ["--variants", "defaults=", "defaults_without_inv_backprop="
                                                      "inv_backprop=False", "none=inv_backprop=False fused=False "
-                                                     "channels_last=False"]),
+                                                     "channels_last=False", "bf16=precision='bf16'",
+                                                     "bf16_without_inv_backprop=precision='bf16' inv_backprop=False"]),
         "sample_small": ("sample_speed", SMALL + r(20)),
         "sample_cifar": ("sample_speed", CIFAR + r(10)),
         "sample_64": ("sample_speed", SIXTY_FOUR + r(6)),
+        "sample_cifar_bf16": ("sample_speed", CIFAR + r(10) + BF16),
+        "sample_64_bf16": ("sample_speed", SIXTY_FOUR + r(6) + BF16),
         "encode_small": ("encode_speed", SMALL + r(20)),
         "encode_cifar": ("encode_speed", CIFAR + r(10)),
         "memory_small": ("memory", SMALL + depths),
         "memory_cifar": ("memory", CIFAR + ["--depths", "8", "32"]),
         "grad_accuracy_small": ("grad_accuracy", SMALL + ["--depths", "8", "16", "32"]),
+        "round_trip_small": ("round_trip", SMALL + ["--batch", "64"]),
+        # the cpu profile's trained models from the cache (each trains first, ~15 min, if it is not there)
+        "round_trip_mnist5k": ("round_trip", ["--profile", "cpu", "--dataset", "mnist5k", "--n", "500"]),
+        "round_trip_fashion": ("round_trip", ["--profile", "cpu", "--dataset", "fashion_mnist", "--n", "500"]),
     }
 
 
@@ -84,6 +97,9 @@ def headline(name: str, record: dict) -> dict:
     if record["benchmark"] == "grad_accuracy":
         return {f"K{r['depth']}": {k: r[k] for k in ("relative_gradient_error", "model_round_trip_error")}
                 for r in record["rows"]}
+    if record["benchmark"] == "round_trip":
+        return {mode: {k: row[k] for k in ("max_error", "fraction_over_1e-3", "nonfinite_pixels", "ms_per_image")}
+                for mode, row in res.items()}
     if record["benchmark"] == "options":
         out = {}
         for what, rows in res.items():

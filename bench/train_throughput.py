@@ -16,7 +16,8 @@ executes: with invertible backprop, the backward pass re-runs each coupling netw
 reference for the same model. ``model_flops_per_image`` is the count of plain autograd on our model
 (``inv_backprop=False``), the work the model needs; ``model_gflops_per_s`` divides it by each contender's time,
 so it compares implementations on useful work. ``fraction_of_peak`` divides the achieved (executed) GFLOP/s by the
-measured peak of the model's precision (float32 here; on CUDA, TF32 when ``torch.backends`` allows it) from
+measured peak of each contender's precision (bfloat16 for ours with ``--set precision=bf16``, else float32; on
+CUDA, TF32 when ``torch.backends`` allows it) from
 ``bench/peak.py``, measured in this process just before the timing unless ``--peak-json`` or ``--no-peak`` says
 otherwise. Prints JSON; asserts nothing about speed.
 """
@@ -45,8 +46,13 @@ def training_flops(model, x, n_dims: int) -> int:
     return counter.get_total_flops()
 
 
-def training_precision(device: torch.device) -> str:
-    """The peak to compare float32 training with: TF32 where CUDA is allowed to use it for convolutions."""
+def training_precision(device: torch.device, model_precision: str = "fp32") -> str:
+    """The peak to compare a model's training with: bfloat16 for ``precision="bf16"`` (its coupling networks, almost
+    all of the FLOPs, run in bf16; the 1x1 convolutions stay float32 and have only float32's peak, so the fraction
+    slightly understates how near the bf16 part comes to its limit), else float32, or TF32 where CUDA is allowed to
+    use it for convolutions."""
+    if model_precision == "bf16":
+        return "bfloat16"
     if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "float32"
@@ -81,8 +87,9 @@ def main(argv=None) -> dict:
     model_flops = training_flops(plain, x, cfg.n_dims)
     del plain
     peak = load_peak(args, device)
-    precision = training_precision(device)
-    peak_gflops = (peak or {}).get("peak_gflops", {}).get(precision)
+    # the reference always computes in float32; ours in its config's precision
+    precision = {"ours": training_precision(device, cfg.precision), "reference": training_precision(device)}
+    peak_gflops = {name: (peak or {}).get("peak_gflops", {}).get(prec) for name, prec in precision.items()}
 
     fns = {name: train_step_fn(m, x, cfg.n_dims) for name, m in contenders.items()}
     times = alternate(fns, args.repeats, args.warmup, device)
@@ -93,13 +100,14 @@ def main(argv=None) -> dict:
         results[name] = {"images_per_s": images_per_s, "seconds_per_step": stats(t),
                          "flops_per_image": flops[name] / args.batch, "gflops_per_s": gflops,
                          "model_gflops_per_s": model_flops / args.batch * images_per_s / 1e9,
-                         "fraction_of_peak": gflops / peak_gflops if peak_gflops else None}
+                         "precision": precision[name], "peak_gflops": peak_gflops[name],
+                         "fraction_of_peak": gflops / peak_gflops[name] if peak_gflops[name] else None}
     if ref is not None:
         results["ratio"] = results["ours"]["images_per_s"] / results["reference"]["images_per_s"]
         results["paired_ratio"] = paired_ratio(times, "reference", "ours")
     results["model_flops_per_image"] = model_flops / args.batch
-    results["precision"] = precision
-    results["peak_gflops"] = peak_gflops
+    results["precision"] = precision["ours"]             # ours' (as records made before per-contender fields)
+    results["peak_gflops"] = peak_gflops["ours"]
     record = {"benchmark": "train_throughput", "config": config_record(args, cfg), "results": results,
               "peak": peak, "env": environment(args)}
     emit(record, args.out)

@@ -86,7 +86,13 @@ def _records(bench_dir: Path, prefix: str, cost: Cost, benchmarks) -> dict[str, 
 def _model_columns(record: dict) -> dict:
     m = record["config"]["model"]
     return {"channels": m["in_channels"], "image_size": m["image_size"], "levels": m["n_levels"],
-            "depth": m["depth"], "width": m["width"], "batch": record["config"]["batch"]}
+            "depth": m["depth"], "width": m["width"], "batch": record["config"]["batch"],
+            "precision": m.get("precision", "fp32")}
+
+
+def _precision_of(impl: str, model: dict) -> str:
+    """The precision a contender computed in: ours in its config's, the reference always in float32."""
+    return "fp32" if impl == "reference" else model["precision"]
 
 
 def _machine(record: dict) -> dict:
@@ -113,7 +119,8 @@ def epoch_time(records: dict[str, dict], bench_dir, cost: Cost) -> pd.DataFrame 
             if res is None:
                 continue
             seconds = epoch[0] / res["images_per_s"]
-            rows.append({"config": config, "implementation": impl, **model, "epoch_images": epoch[0],
+            rows.append({"config": config, "implementation": impl, **model,
+                         "precision": _precision_of(impl, model), "epoch_images": epoch[0],
                          "epoch_of": epoch[1], "images_per_s": res["images_per_s"], "seconds_per_epoch": seconds,
                          "minutes_per_epoch": seconds / 60, **_machine(record)})
     if not rows:
@@ -129,8 +136,9 @@ def sampling(bench_dir, cost: Cost) -> pd.DataFrame | None:
         for impl in ("ours", "ours_T0", "reference"):
             res = record["results"].get(impl)
             if res is not None:
-                rows.append({"source": "measured", "config": config, "implementation": impl,
-                             **_model_columns(record), "temperature": 0.0 if impl == "ours_T0" else
+                model = _model_columns(record)
+                rows.append({"source": "measured", "config": config, "implementation": impl, **model,
+                             "precision": _precision_of(impl, model), "temperature": 0.0 if impl == "ours_T0" else
                              record.get("temperature"), "ms_per_image": res["ms_per_image"],
                              **_machine(record), "citation": ""})
     if not rows:
@@ -177,10 +185,12 @@ def throughput(records: dict[str, dict], bench_dir,
             if impl in res:
                 r = res[impl]
                 rows.append({"config": config, "implementation": impl, **_model_columns(record),
-                             "precision": res["precision"], "flops_per_image": r["flops_per_image"],
+                             "precision": r.get("precision", res["precision"] if impl == "ours" else "float32"),
+                             "flops_per_image": r["flops_per_image"],
                              "model_flops_per_image": res["model_flops_per_image"],
                              "images_per_s": r["images_per_s"], "gflops_per_s": r["gflops_per_s"],
-                             "model_gflops_per_s": r["model_gflops_per_s"], "peak_gflops": res["peak_gflops"],
+                             "model_gflops_per_s": r["model_gflops_per_s"],
+                             "peak_gflops": r.get("peak_gflops", res["peak_gflops"]),
                              "fraction_of_peak": r["fraction_of_peak"], **_machine(record)})
         for e in (record.get("peak") or {}).get("entries", []):
             peaks.append(_peak_row(f"train_{config}", e, record))
@@ -258,9 +268,10 @@ def plot_sampling(df: pd.DataFrame | None):
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     df = df.assign(dims=df.channels * df.image_size ** 2)
     measured = df[df.source == "measured"]
-    for impl, part in measured.groupby("implementation", sort=False):
-        part = part.sort_values("dims")
-        ax.plot(part.dims, part.ms_per_image, "o-", label=f"{IMPLEMENTATION_WORDS.get(impl, impl)}, "
+    for (impl, precision), part in measured.groupby(["implementation", "precision"], sort=False):
+        part = part.sort_values("dims").drop_duplicates("dims")    # each bf16 record times the reference again
+        ax.plot(part.dims, part.ms_per_image, "o-" if precision == "fp32" else "s--",
+                label=f"{IMPLEMENTATION_WORDS.get(impl, impl)}{', bf16 networks' if precision == 'bf16' else ''}, "
                 f"{_hardware(part)}")
         if impl == "reference":
             for r in part.itertuples():
@@ -320,12 +331,14 @@ def plot_roofline(df: pd.DataFrame | None, peaks: pd.DataFrame | None = None):
         bars = ax.bar(xs, useful, width=0.36, label=IMPLEMENTATION_WORDS[impl])
         ax.bar_label(bars, labels=["" if pd.isna(r.peak_gflops) else f"{u / r.peak_gflops:.0%}"
                                    for r, u in zip(rows, useful)], fontsize="x-small")
-    first = df.drop_duplicates("config").set_index("config")
+    first = df.drop_duplicates("config").set_index("config")            # ours' row: its precision's peak
+    labelled = set()
     for i, c in enumerate(configs):
-        p = first.loc[c, "peak_gflops"]
+        p, precision = first.loc[c, "peak_gflops"], first.loc[c, "precision"]
         if p is not None and not pd.isna(p):
-            ax.hlines(p, i - 0.45, i + 0.45, colors="black", linestyles="--",
-                      label=f"measured peak ({first.loc[c, 'precision']}), same process" if i == 0 else None)
+            ax.hlines(p, i - 0.45, i + 0.45, colors="black", linestyles="--" if precision == "float32" else "-.",
+                      label=None if precision in labelled else f"measured {precision} peak, same process (ours)")
+            labelled.add(precision)
     if peaks is not None:
         standalone = peaks[peaks.source == "peak"]
         for j, (precision, part) in enumerate(standalone.groupby("precision", sort=False)):

@@ -182,6 +182,9 @@ def _schema_of(notebook: str) -> dict:
     if notebook == "sampling_cost":
         from .sampling_cost import SCHEMA
         return {**_COMMON, **SCHEMA}
+    if notebook == "precision":
+        from .precision_study import SCHEMA
+        return {**_COMMON, **SCHEMA}
     from .reviewers import _SCHEMA as REVIEW_SCHEMA
     return {**_COMMON, **REVIEW_SCHEMA[notebook]}
 
@@ -232,6 +235,9 @@ def runs_needed(profile: str) -> list:
     from .reviewers import reviewer_runs                 # the reviewers' studies, after the paper's figures
     keys = {run.key() for run in runs}
     runs += [run for run in reviewer_runs(profile) if run.key() not in keys]
+    from .precision_study import study_runs             # bf16 against fp32, where the hardware has bf16
+    keys = {run.key() for run in runs}
+    runs += [run for run in study_runs(profile) if run.key() not in keys]
     return runs
 
 

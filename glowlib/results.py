@@ -31,7 +31,7 @@ from .train import atomic_write_bytes
 # The notebooks, in the book's order; the last one reads the others' results.
 NOTEBOOKS = ("ablation", "bpd_table", "samples", "interpolation", "manipulation", "temperature",
              "nearest_neighbours", "what_works", "bits_5v8", "temperature_validity", "class_conditional",
-             "sampling_cost", "cost", "claims")
+             "sampling_cost", "precision", "cost", "claims")
 PROVENANCE = "provenance.json"
 REQUIRED_PROVENANCE = ("notebook", "git_sha", "git_dirty", "profile", "configs", "seed", "torch_version", "device",
                        "hardware", "start_time", "wall_s", "parameters", "tables", "figures")

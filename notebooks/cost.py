@@ -65,7 +65,10 @@ if fig is not None:
 # The model's matmul and convolution FLOPs of one training step (forward and backward with plain autograd,
 # counted by `torch.utils.flop_counter`) times images per second, against the matmul/conv peak measured in the
 # same process (`bench/peak.py`); bar labels are the fraction of that peak. Invertible backprop's recomputation is
-# not counted as useful work (the `throughput` table has both counts: `flops_per_image` is what ran).
+# not counted as useful work (the `throughput` table has both counts: `flops_per_image` is what ran). A `*_bf16`
+# config is ours with `precision="bf16"` (the coupling networks in bf16) and is set against the bf16 peak, its
+# reference (always float32) against the float32 peak; the bf16 peak is twice float32's only where the CPU has
+# AVX512-BF16 or AMX (the dotted lines, from `peak.json`).
 
 # %%
 fig = cost.plot_roofline(result.tables.get("throughput"), result.tables.get("peak"))

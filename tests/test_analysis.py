@@ -9,9 +9,9 @@ import torch
 
 from glowlib import Glow, GlowConfig
 from glowlib import analysis
-from glowlib.analysis import (Classifier, attribute_direction, cached_classifier, frechet_distance, image_grid,
-                              interpolate, manipulate, measure_attributes, nearest_neighbours, sample_quality,
-                              samples, slant, stroke_thickness, temperature_samples_table, to_uint8)
+from glowlib.analysis import (Classifier, attribute_direction, cached_classifier, exact_model, frechet_distance,
+                              image_grid, interpolate, manipulate, measure_attributes, nearest_neighbours,
+                              sample_quality, samples, slant, stroke_thickness, temperature_samples_table, to_uint8)
 from glowlib.data import load_dataset, to_float
 from flowcheck import perturb
 
@@ -117,6 +117,27 @@ def test_interpolate_endpoints_are_the_inputs(model, digits):
         middle = model.decode([(za + zb) / 2 for za, zb in zip(encode_centres(model, x_a), encode_centres(model, x_b))])
     assert torch.equal(path[:, 1], to_uint8(middle, N_BITS))
     assert not torch.equal(path[:, 1], path[:, 0])
+
+
+def test_bf16_model_interpolates_and_manipulates_through_its_float64_copy(model, digits):
+    """A bf16-network model (float32 flow) round-trips only to bf16 accuracy; interpolate and manipulate run its
+    float64 copy (networks still bf16), so the endpoints are exact and alpha = 0 gives the images back, while the
+    caller's model is left in float32."""
+    low = Glow(model.config.replace(precision="bf16"))
+    low.load_state_dict(model.state_dict())
+    low.eval()
+    copy = exact_model(low)
+    assert copy is not low and next(copy.parameters()).dtype == torch.float64
+    nets = [m for m in copy.modules() if hasattr(m, "net_dtype")]
+    assert nets and all(m.net_dtype == torch.bfloat16 for m in nets)           # the networks stay bf16
+    assert exact_model(model) is model                                   # fp32: nothing to do
+    x_a, x_b = digits.test_images[:4], digits.test_images[4:8]
+    path, error = interpolate(low, x_a, x_b, n_points=3)
+    assert error < 1e-9 and torch.equal(path[:, 0], quantised(x_a))
+    assert next(low.parameters()).dtype == torch.float32
+    images = digits.test_images[:6]
+    direction = attribute_direction(low, images, torch.arange(6) % 2 == 0)
+    assert torch.equal(manipulate(low, images, direction, [0.0])[:, 0], quantised(images))
 
 
 def test_interpolate_rejects_mismatched_pairs(model, digits):

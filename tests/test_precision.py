@@ -132,6 +132,16 @@ def test_bf16_support_reports_a_reason_and_warns_once():
         assert "AMX" in str(ours[0].message) and "correct" in str(ours[0].message)
 
 
+def test_bf16_support_follows_the_cpu_flags(monkeypatch):
+    """AMX or AVX512-BF16 is a hardware bf16 path (oneDNN's bf16 dot products); AVX2 alone is emulation."""
+    for caps, fast, word in (({"amx_bf16": True, "avx512_bf16": True}, True, "AMX"),
+                             ({"amx_bf16": False, "avx512_bf16": True}, True, "AVX512-BF16"),
+                             ({"amx_bf16": False, "avx512_bf16": False}, False, "emulated")):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps, raising=False)
+        got_fast, reason = flows.bf16_support("cpu")
+        assert got_fast is fast and word in reason, (caps, reason)
+
+
 # ------------------------------------------------------------------ single layers: exact as in fp32
 LAYERS = {
     "affine": lambda: Coupling(4, 8, "affine", precision="bf16"),

@@ -292,6 +292,21 @@ def test_options_and_memory_benchmarks_run(tmp_path):
     assert all(r["relative_gradient_error"] < 1e-3 for r in record["rows"])
 
 
+def test_round_trip_benchmark_float64_flow_makes_bf16_exact():
+    """The bf16 networks in a float64 flow invert to float64 round-off (the flips of a float32 flow are gone),
+    and every mode computes the same log p within bf16's error."""
+    trip = __import__("round_trip")
+    record = trip.main(["--channels", "2", "--size", "8", "--levels", "2", "--depth", "3", "--width", "16",
+                        "--batch", "8", "--threads", "1"])
+    res = record["results"]
+    assert set(res) == {"fp32", "bf16", "bf16_flow64", "fp64"}
+    assert res["fp64"]["max_error"] < 1e-12 and res["bf16_flow64"]["max_error"] < 1e-12
+    assert res["fp32"]["max_error"] < 1e-5
+    assert all(r["nonfinite_pixels"] == 0 and r["fraction_images_bin_changed"] == 0 for r in res.values())
+    assert abs(res["fp64"]["bits_per_dim"] - res["fp32"]["bits_per_dim"]) < 1e-5
+    assert abs(res["bf16_flow64"]["bits_per_dim"] - res["fp32"]["bits_per_dim"]) < 0.02
+
+
 PEAK_TINY = ["--matmul-size", "32", "--conv-shape", "1", "4", "4", "4", "--repeats", "1", "--warmup", "0",
              "--threads", "1"]
 
