@@ -155,7 +155,8 @@ def environment(args) -> dict:
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
             "python": platform.python_version(), "git_sha": git("rev-parse", "HEAD"),
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            # results/ left out: run_all.py writes its records there while the later jobs run
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
