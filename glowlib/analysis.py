@@ -118,9 +118,9 @@ def exact_model(model: nn.Module) -> nn.Module:
     """The model to run where decode(encode(x)) must give x back. A float32 model whose coupling networks run in
     bf16 (``precision="bf16"``) inverts only to bf16's accuracy: decode rebuilds a network's input with float32
     round-off, and where that straddles a bf16 rounding boundary the input rounds the other way (on the cpu
-    profile's trained models up to 0.04 on the [-0.5, 0.5] scale; ``bench/round_trip.py``). Its float64 copy keeps
-    the networks in bf16 but does the flow's own arithmetic in float64, where the round-off is far too small to
-    flip a rounding: exact to ~1e-7 or better, at about 5% more time. Any other model is returned as it is."""
+    profile's trained Fashion-MNIST models up to 0.04 on the [-0.5, 0.5] scale: ``results/cpu/precision``). Its
+    float64 copy keeps the networks in bf16 but does the flow's own arithmetic in float64, where the round-off is far
+    too small to flip a rounding (there: 2e-13), at a few percent more time. Any other model is returned as is."""
     if getattr(model.config, "precision", "fp32") == "bf16" and _param(model).dtype == torch.float32:
         return copy.deepcopy(model).double()
     return model

@@ -262,8 +262,9 @@ def bf16_support(device) -> tuple[bool, str]:
     """(fast, reason): whether bf16 convolutions have a hardware fast path on ``device`` (a torch.device or a
     string). CUDA: bf16 tensor cores (compute capability >= 8.0). CPU: AMX (amx_bf16, Sapphire Rapids and later)
     or AVX512-BF16 (avx512_bf16: Cooper Lake, Zen 4 and later), whose bf16 dot products oneDNN uses at twice the
-    float32 rate (measured by ``bench/peak.py`` on a 2-core Zen 4: 3x3 conv 450 vs 215 GFLOP/s); without either
-    oneDNN emulates bf16 through float32 and is slower than plain float32 (AVX2: 22 vs 189 GFLOP/s)."""
+    float32 rate (``results/bench/peak.json``, 2-core AMD EPYC with AVX512-BF16: 3x3 conv 474 vs 232 GFLOP/s);
+    without either oneDNN emulates bf16 through float32 and is slower than plain float32 (an AVX2 EPYC: 22 vs 189
+    GFLOP/s)."""
     device = torch.device(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():

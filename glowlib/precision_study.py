@@ -27,7 +27,6 @@ from .data import load_dataset, to_float
 from .experiments import _choice, _dataset, _int, _list_of
 from .experiments import check_parameters as experiments_check_parameters
 from .flows import bf16_support
-from .objective import dequantize
 from .profiles import PROFILES, profile_config
 from .train import bits_per_image, mean_and_sem
 
@@ -145,8 +144,8 @@ def compare(table: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------------- round trip
 def round_trip(model, x: torch.Tensor, n_bits: int) -> dict[str, dict]:
-    """|x - decode(encode(x))| of ``model``'s weights in each of :data:`ROUND_TRIP_MODES` (x: dequantised images in
-    [-0.5, 0.5]): the largest error over finite pixels and its 99.99th percentile, the fraction of pixels off by
+    """|x - decode(encode(x))| of ``model``'s weights in each of :data:`ROUND_TRIP_MODES` (x: images in [-0.5, 0.5]):
+    the largest error over finite pixels and its 99.99th percentile, the fraction of pixels off by
     more than 1e-3, the non-finite pixels, the fraction of images whose n-bit bins change, mean bits/dim and ms per
     image of encode + decode (after a warm-up call)."""
     state, cfg = model.state_dict(), model.config
@@ -183,19 +182,21 @@ def _round_trip(model, x, n_bits: int, n_dims: int) -> dict:
             "ms_per_image": 1e3 * seconds / x.shape[0]}
 
 
-def test_images(dataset: str, n: int, n_bits: int, seed: int = 0) -> torch.Tensor:
-    """The first ``n`` test images of ``dataset``, dequantised with a fixed seed."""
+def test_images(dataset: str, n: int, n_bits: int) -> torch.Tensor:
+    """The first ``n`` test images of ``dataset`` at the centres of their n-bit bins (as the interpolation study
+    encodes them), so that a pixel decodes into another bin only when its error exceeds half a bin."""
     images = load_dataset(dataset, max_images=n).test_images
-    return dequantize(to_float(images, n_bits), n_bits, torch.Generator().manual_seed(seed))
+    return to_float(images, n_bits) + 0.5 / 2 ** n_bits
 
 
-def round_trip_table(models: dict, n: int, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
-    """:func:`round_trip` of every bf16-trained model on its first ``n`` test images, one row per (seed, mode)."""
+def round_trip_table(models: dict, n: int, device: str = "cpu") -> pd.DataFrame:
+    """:func:`round_trip` of every bf16-trained model on its first ``n`` test images (:func:`test_images`), one row
+    per (seed, mode)."""
     rows = []
     for (precision, s), tm in models.items():
         if precision != "bf16":
             continue
-        x = test_images(tm.run.data.dataset, n, tm.run.data.n_bits, seed).to(device)
+        x = test_images(tm.run.data.dataset, n, tm.run.data.n_bits).to(device)
         for mode, r in round_trip(copy.deepcopy(tm.model).to(device), x, tm.run.data.n_bits).items():
             rows.append({"seed": s, "mode": mode, "n_images": len(x), **r})
     return pd.DataFrame(rows)
@@ -223,7 +224,7 @@ def summary_lines(table: pd.DataFrame, comparison: pd.DataFrame, trip: pd.DataFr
         b, f = by.loc["bf16"], by.loc["bf16_flow64"]
         lines.append(f"Round trip on {int(b.n)} test images, worst model: bf16 networks in a float32 flow "
                      f"{b.max_error:.2g} at most ({b.over:.2%} of pixels beyond 1e-3, {b.changed:.1%} of images with "
-                     f"a pixel in another bin); the same networks in a float64 flow {f.max_error:.2g} "
+                     f"a pixel decoded into another bin); the same networks in a float64 flow {f.max_error:.2g} "
                      f"({'within' if f.max_error <= 1e-3 else 'beyond'} issue 9's 1e-3), at {f.ms:.2f} against "
                      f"{b.ms:.2f} ms per image for encode + decode.")
         if by.nonfinite.sum():

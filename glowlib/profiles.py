@@ -25,7 +25,7 @@ PAPER_TRAIN = TrainConfig(batch_size=64, steps=400_000, warmup_steps=5_000, eval
 
 # cpu: the whole profile (about 56 trainings: the bits/dim table's 9 models, the permutation ablation's 24, the
 # reviewers' studies' 20, two classifiers, and the precision study's 1 to 3 more) trains in about 90
-# minutes on 2 cores in fp32 (bf16, default_precision(), trains about 1.7x faster), so the shared mnist5k model
+# minutes on 2 cores in fp32 (bf16, default_precision(), trains about 1.6x faster), so the shared mnist5k model
 # gets about 16 of them (3,000 steps; 6,000 steps, 32 minutes, reached 1.73 test bits/dim where 3,000 reached
 # 1.94: results/cpu/bpd_table/curves.csv at commit 792a226). K=8 at width 128 is the brief's measured plain-port
 # configuration, so our numbers sit beside it. L=2 is the most that 28x28 allows without padding.
@@ -64,9 +64,8 @@ def default_precision() -> str:
     has a bf16 hardware path (``flows.bf16_support``: tensor cores, AMX or AVX512-BF16), else ``"fp32"``, which is
     also ``GlowConfig``'s own default. ``$GLOWLIB_PRECISION`` (``fp32`` or ``bf16``) overrides it, e.g. to rerun
     the committed fp32 results on a machine with bf16. The choice is part of each run's config, so of its cache key
-    and provenance. Measured on a 2-core Zen 4 (AVX512-BF16): Fashion-MNIST's cpu Glow trains 1.7x faster (154 vs
-    260 s for 700 steps) to the same test bits/dim within the spread of two fp32 seeds
-    (``notebooks/precision.py``)."""
+    and provenance. On a 2-core AMD EPYC with AVX512-BF16 (``results/cpu/precision``) Fashion-MNIST's cpu Glow
+    trained 700 steps in 1.6x less wall time in bf16, its test bits/dim within the spread of two fp32 seeds."""
     forced = os.environ.get("GLOWLIB_PRECISION", "")
     if forced:
         check_choice("$GLOWLIB_PRECISION", forced, PRECISIONS)

@@ -68,14 +68,15 @@ comparison.round(4) if len(comparison) else Markdown("Only one precision was tra
 
 # %% [markdown]
 # ## Round trip of the bf16 models
-# Per mode, on the first `n_round_trip` test images (dequantised with a fixed seed): `fp32` is the bf16-trained
+# Per mode, on the first `n_round_trip` test images at the centres of their bins (so a pixel decodes into another
+# bin only when its error exceeds half a bin, 2e-3 for 8 bits): `fp32` is the bf16-trained
 # weights in a plain float32 model, `bf16` the model as trained, `bf16_flow64` its bf16 networks in a float64 flow,
 # `fp64` everything in float64. `fraction_images_bin_changed` counts images with any pixel decoded into another
 # n-bit bin. The interpolation and manipulation notebooks run a bf16 model as its float64 copy
 # (`analysis.exact_model`) for this reason.
 
 # %%
-trip = ps.round_trip_table(models, p.n_round_trip, p.seed, device)
+trip = ps.round_trip_table(models, p.n_round_trip, device)
 trip.round(8) if len(trip) else Markdown("No bf16 model was trained here, so there is no round-trip table.")
 
 # %%
