@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch  # noqa: E402
 
 from glowlib import Glow, GlowConfig  # noqa: E402
 from glowlib.objective import bits_per_dim  # noqa: E402
+from glowlib.results import git_state  # noqa: E402
 from glowlib.train import atomic_write_bytes  # noqa: E402
 
 
@@ -145,18 +145,13 @@ def paired_ratio(times: dict, slow: str, fast: str) -> float:
 
 def environment(args) -> dict:
     """Where and how the figures were taken: they mean little without the load the machine was under."""
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
-            "python": platform.python_version(), "git_sha": git("rev-parse", "HEAD"),
-            # results/ left out: run_all.py writes its records there while the later jobs run
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")),
+            "python": platform.python_version(),
+            # dirty ignores results/, where run_all.py writes the records of the jobs before
+            **git_state(ROOT),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 

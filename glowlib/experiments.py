@@ -227,18 +227,17 @@ def check_parameter_names(notebook: str, papermill_args) -> None:
 
 # ---------------------------------------------------------------------------------------------------- training
 def runs_needed(profile: str) -> list:
-    """Every RunConfig the notebooks of ``profile`` use: the bits/dim table's models (the shared model among
-    them), then the ablation's."""
+    """Every RunConfig the notebooks of ``profile`` use, each once: the bits/dim table's models (the shared model
+    among them), the ablation's, the reviewers' studies' and the precision study's."""
     runs = [table_run(profile, d, m) for d in table_datasets() for m in table_models(profile, d)]
     runs += [ablation_config(profile, p, c, s) for p in ABLATION_PERMUTATIONS for c in ABLATION_COUPLINGS
              for s in ABLATION_SEEDS]
-    from .reviewers import reviewer_runs                 # the reviewers' studies, after the paper's figures
-    keys = {run.key() for run in runs}
-    runs += [run for run in reviewer_runs(profile) if run.key() not in keys]
     from .precision_study import study_runs             # bf16 against fp32, where the hardware has bf16
-    keys = {run.key() for run in runs}
-    runs += [run for run in study_runs(profile) if run.key() not in keys]
-    return runs
+    from .reviewers import reviewer_runs                 # the reviewers' studies, after the paper's figures
+    unique = {}
+    for run in runs + reviewer_runs(profile) + study_runs(profile):
+        unique.setdefault(run.key(), run)                # a run two studies share is trained once, in its first place
+    return list(unique.values())
 
 
 def train_all(profile: str, progress: bool = True) -> None:
