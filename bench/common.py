@@ -43,6 +43,9 @@ def parser(description: str, **defaults) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--allocator", choices=("system", "tuned"), default="system",
+                   help="the C allocator as it is (default: as a plain port runs), or as glowlib.train sets it "
+                        "(glowlib.runtime.tune_allocator); it holds for every contender in the process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="other GlowConfig fields of our model, e.g. inv_backprop=False fused=False")
@@ -53,6 +56,8 @@ def parser(description: str, **defaults) -> argparse.ArgumentParser:
 
 
 def setup(args) -> torch.device:
+    from glowlib.runtime import tune_allocator
+    args.allocator_state = tune_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     return torch.device(args.device)
@@ -149,7 +154,7 @@ def environment(args) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
-            "python": platform.python_version(),
+            "python": platform.python_version(), "allocator": getattr(args, "allocator_state", None),
             # dirty ignores results/, where run_all.py writes the records of the jobs before
             **git_state(ROOT),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

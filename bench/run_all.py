@@ -13,6 +13,9 @@ fresh process (as a user would run it), because the state of the C allocator car
 ``peak`` is this machine's matmul/conv GFLOP/s (``bench/peak.py``); each ``train_*`` job measures the peak again
 in its own process, just before its timing, for its ``fraction_of_peak``; ``profile_*`` splits a training step's
 time into coupling convs, 1x1 convs, ActNorm, elementwise, optimizer and other (``bench/profile_ops.py``).
+``batch_sweep_cifar`` times the ``cifar`` config at batches 8-64 (``bench/batch_sweep.py``), ``*_tuned`` with the C
+allocator as ``glowlib.train`` sets it (``glowlib.runtime``; every other job leaves it as a plain port would);
+``compile_cifar`` sets ``torch.compile`` against eager.
 ``--env NAME=VALUE`` sets environment variables of the jobs (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``).
 """
 from __future__ import annotations
@@ -30,6 +33,9 @@ from common import ROOT, atomic_write_bytes
 SMALL = ["--channels", "1", "--size", "32", "--levels", "3", "--depth", "8", "--width", "128", "--batch", "32"]
 CIFAR = ["--channels", "3", "--size", "32", "--levels", "3", "--depth", "8", "--width", "512", "--batch", "16"]
 BF16 = ["--set", "precision=bf16"]
+SWEEP = CIFAR[:-2] + ["--batches", "8", "16", "32", "64", "--variants", "defaults=",
+                      "defaults_without_inv_backprop=inv_backprop=False", "bf16=precision='bf16'",
+                      "bf16_without_inv_backprop=precision='bf16' inv_backprop=False"]
 SIXTY_FOUR = ["--channels", "3", "--size", "64", "--levels", "4", "--depth", "8", "--width", "512", "--batch", "8"]
 
 
@@ -43,6 +49,13 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
         # precision="bf16": the coupling networks in bf16 (AMX, AVX512-BF16 or tensor cores make it pay)
         "train_small_bf16": ("train_throughput", SMALL + r(20) + BF16),
         "train_cifar_bf16": ("train_throughput", CIFAR + r(8) + BF16),
+        # images/s and fraction of peak against the batch (8-64), fp32 and bf16, with and without invertible
+        # backprop; the C allocator as it is, and as glowlib.train tunes it (glowlib.runtime)
+        "batch_sweep_cifar": ("batch_sweep", SWEEP + r(6)),
+        "batch_sweep_cifar_tuned": ("batch_sweep", SWEEP + r(6) + ["--allocator", "tuned"]),
+        # torch.compile (inductor) of the stored-activation model against eager, compile time apart
+        "compile_cifar": ("options", CIFAR + r(6) + ["--no-reference", "--compile", "--variants",
+                                                     "defaults_without_inv_backprop=inv_backprop=False"]),
         "profile_small": ("profile_ops", SMALL + ["--steps", "3" if quick else "5"]),
         "profile_cifar": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"]),
         "profile_cifar_bf16": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"] + BF16),
@@ -100,6 +113,11 @@ def headline(name: str, record: dict) -> dict:
     if record["benchmark"] == "round_trip":
         return {mode: {k: row[k] for k in ("max_error", "fraction_over_1e-3", "nonfinite_pixels", "ms_per_image")}
                 for mode, row in res.items()}
+    if record["benchmark"] == "batch_sweep":
+        return {"allocator": record["env"].get("allocator"), "best_batch": record["best_batch"],
+                "images_per_s": {f"{r['variant']}@{r['batch']}": r["images_per_s"] for r in record["rows"]},
+                "model_fraction_of_peak": {f"{r['variant']}@{r['batch']}": r["model_fraction_of_peak"]
+                                           for r in record["rows"]}}
     if record["benchmark"] == "options":
         out = {}
         for what, rows in res.items():

@@ -28,6 +28,7 @@ from .data import ImageData, load_dataset, split_validation, to_float
 from .dequantization import DequantizedModel, Dequantizer, importance_weighted_bits_per_dim, make_dequantizer
 from .model import Glow, RealNVP
 from .objective import bits_per_dim, dequantize
+from .runtime import tune_allocator
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
                  "lr", "images_per_s", "wall_s"]
@@ -268,6 +269,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
     out_dir = Path(out_dir)
     tc = run.train
     device = resolve_device(tc.device)
+    allocator = tune_allocator()                  # glibc: keep large buffers between steps ($GLOWLIB_ALLOCATOR)
     maybe_init_distributed(device)
     rank, world = _dist_info()
     if tc.batch_size % world:
@@ -342,7 +344,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
                 "lr_scale": lr_scale, "nonfinite_events": events, "metrics": rows, "window": window,
                 "window_images": window_images,
                 "wall_s": wall_before + time.perf_counter() - t_start, "torch_version": torch.__version__,
-                "rng": {"torch": torch.get_rng_state()}}
+                "allocator": allocator, "rng": {"torch": torch.get_rng_state()}}
 
     def evaluate_row(train_window, images_per_s):
         nonlocal best_val, test_at_best

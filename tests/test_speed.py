@@ -355,6 +355,41 @@ def test_train_throughput_counts_the_flops_of_forward_and_backward(tmp_path):
     assert res["ours"]["fraction_of_peak"] == pytest.approx(res["ours"]["gflops_per_s"] / res["peak_gflops"])
 
 
+def test_batch_sweep_counts_per_image_flops_and_divides_by_the_best_peak(tmp_path):
+    """Every (variant, batch) is timed; FLOPs per image (counted once per variant) equal a count made here at
+    another batch; the peak is the best entry over the swept conv shapes; a bad batch is refused."""
+    from common import build, glow_config, images as bench_images, parser
+    from train_throughput import training_flops
+    sweep = __import__("batch_sweep")
+    i = TINY.index("--batch")
+    argv = TINY[:i] + TINY[i + 2:] + [
+        "--batches", "3", "1", "--peak-repeats", "1", "--variants", "defaults=", "plain=inv_backprop=False",
+        "--out", str(tmp_path / "sweep.json")]
+    record = sweep.main(argv)
+    assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(record))
+    rows = {(r["variant"], r["batch"]): r for r in record["rows"]}
+    assert set(rows) == {(v, b) for v in ("defaults", "plain") for b in (1, 3)}
+    args = parser("test").parse_args(TINY)
+    for batch in (1, 3):
+        x = bench_images(args, n=batch)
+        for variant, inv in (("defaults", True), ("plain", False)):
+            model, _ = build(glow_config(args, inv_backprop=inv), x, reference=False)
+            assert rows[(variant, batch)]["flops_per_image"] == training_flops(model, x, model.config.n_dims) / batch
+        assert rows[("defaults", batch)]["model_flops_per_image"] == rows[("plain", batch)]["flops_per_image"]
+        assert rows[("defaults", batch)]["flops_per_image"] > rows[("plain", batch)]["flops_per_image"]  # recompute
+    assert rows[("plain", 1)]["flops_per_image"] > rows[("plain", 3)]["flops_per_image"]    # per-step work shared
+    peak = record["peak"]
+    assert peak["peak_gflops"]["float32"] == max(e["gflops"] for e in peak["entries"] if e["precision"] == "float32")
+    assert {tuple(e["shape"]) for e in peak["entries"] if e["op"] == "conv3x3"} == {(1, 8, 4, 4), (3, 8, 4, 4)}
+    for r in rows.values():
+        assert r["model_fraction_of_peak"] == pytest.approx(
+            r["model_flops_per_image"] * r["images_per_s"] / 1e9 / peak["peak_gflops"]["float32"])
+    for variant, batch in record["best_batch"].items():
+        assert rows[(variant, batch)]["images_per_s"] == max(rows[(variant, b)]["images_per_s"] for b in (1, 3))
+    with pytest.raises(SystemExit, match="--batches"):
+        sweep.main(argv[:-2] + ["--batches", "0", "2"])
+
+
 def test_train_throughput_measures_the_peak_in_its_own_process():
     throughput = __import__("train_throughput")
     record = throughput.main(TINY + ["--no-reference", "--peak-matmul-size", "32", "--peak-conv-shape", "1", "4",
