@@ -33,7 +33,8 @@ EPOCH_IMAGES = {(3, 32): (50_000, "CIFAR-10"), (1, 28): (60_000, "MNIST / Fashio
                 (1, 32): (60_000, "MNIST / Fashion-MNIST (padded to 32x32)")}
 KEYS = {"epoch_time": ["config", "implementation"], "sampling": ["source", "config", "implementation"],
         "memory": ["config", "variant", "depth"], "throughput": ["config", "implementation"],
-        "peak": ["source", "op", "precision", "layout"]}
+        "peak": ["source", "op", "precision", "layout"], "batch_sweep": ["config", "variant", "batch"],
+        "compile": ["config", "variant"]}
 IMPLEMENTATION_WORDS = {"ours": "glowlib", "ours_T0": "glowlib, T = 0", "reference": "plain reference",
                         "ours_inv_backprop": "glowlib, invertible backprop", "ours_stored": "glowlib, autograd stores",
                         }
@@ -184,8 +185,10 @@ def throughput(records: dict[str, dict], bench_dir,
         for impl in ("ours", "reference"):
             if impl in res:
                 r = res[impl]
-                rows.append({"config": config, "implementation": impl, **_model_columns(record),
-                             "precision": r.get("precision", res["precision"] if impl == "ours" else "float32"),
+                model = _model_columns(record)
+                rows.append({"config": config, "implementation": impl, **model,
+                             "precision": _precision_of(impl, model),
+                             "peak_precision": r.get("precision", res["precision"] if impl == "ours" else "float32"),
                              "flops_per_image": r["flops_per_image"],
                              "model_flops_per_image": res["model_flops_per_image"],
                              "images_per_s": r["images_per_s"], "gflops_per_s": r["gflops_per_s"],
@@ -205,6 +208,47 @@ def throughput(records: dict[str, dict], bench_dir,
     return (pd.DataFrame(rows) if rows else None), (pd.DataFrame(peaks) if peaks else None)
 
 
+def batch_sweep(bench_dir, cost: Cost) -> pd.DataFrame | None:
+    """Training images/s and fraction of peak against the batch, per variant and allocator setting, from
+    ``batch_sweep_*.json`` (``bench/batch_sweep.py``)."""
+    rows = []
+    for config, record in _records(bench_dir, "batch_sweep", cost, ("batch_sweep",)).items():
+        model = {k: v for k, v in _model_columns(record).items() if k not in ("batch", "precision")}
+        alloc = record["env"].get("allocator") or {}
+        for r in record["rows"]:
+            variant_model = {**record["config"]["model"], **record["variants"][r["variant"]]}
+            rows.append({"config": config, "variant": r["variant"], "batch": r["batch"], **model,
+                         "precision": variant_model.get("precision", "fp32"),
+                         "inv_backprop": variant_model.get("inv_backprop", True),
+                         "allocator": alloc.get("allocator", "system") if alloc.get("applied") else "system",
+                         "peak_precision": r["precision"], "images_per_s": r["images_per_s"],
+                         "flops_per_image": r["flops_per_image"], "model_flops_per_image": r["model_flops_per_image"],
+                         "gflops_per_s": r["gflops_per_s"], "model_gflops_per_s": r["model_gflops_per_s"],
+                         "peak_gflops": r["peak_gflops"], "fraction_of_peak": r["fraction_of_peak"],
+                         "model_fraction_of_peak": r["model_fraction_of_peak"], **_machine(record)})
+    if not rows:
+        cost.notes.append(f"No batch sweep recorded (`batch_sweep_*.json` in {bench_dir}). Run "
+                          f"`{RUN} --only batch_sweep_cifar batch_sweep_cifar_tuned`.")
+        return None
+    return pd.DataFrame(rows)
+
+
+def compiled(bench_dir, cost: Cost) -> pd.DataFrame | None:
+    """``torch.compile`` against eager (``compile_*.json``, ``bench/options.py --compile``): images/s per variant,
+    and the first step's seconds (tracing and code generation) of the compiled one."""
+    rows = []
+    for config, record in _records(bench_dir, "compile", cost, ("options",)).items():
+        for variant, r in record["results"].get("train", {}).items():
+            rows.append({"config": config, "variant": variant, **_model_columns(record),
+                         "compiled": variant.startswith("compiled_"), "images_per_s": r["images_per_s"],
+                         "first_step_s": r.get("first_step_s"), **_machine(record)})
+    if not rows:
+        cost.notes.append(f"No torch.compile measurement (`compile_*.json` in {bench_dir}). Run "
+                          f"`{RUN} --only compile_cifar`.")
+        return None
+    return pd.DataFrame(rows)
+
+
 def _peak_row(source: str, e: dict, record: dict) -> dict:
     return {"source": source, "op": e["op"], "precision": e["precision"], "layout": e["layout"] or "",
             "shape": "x".join(map(str, e["shape"])), "gflops": e["gflops"], "gflops_best": e["gflops_best"],
@@ -221,6 +265,7 @@ def cost_tables(bench_dir="results/bench") -> Cost:
     tables = {"epoch_time": epoch_time(train, bench_dir, cost), "sampling": sampling(bench_dir, cost),
               "memory": memory(bench_dir, cost)}
     tables["throughput"], tables["peak"] = throughput(train, bench_dir, cost)
+    tables["batch_sweep"], tables["compile"] = batch_sweep(bench_dir, cost), compiled(bench_dir, cost)
     cost.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
     return cost
 
@@ -334,7 +379,7 @@ def plot_roofline(df: pd.DataFrame | None, peaks: pd.DataFrame | None = None):
     first = df.drop_duplicates("config").set_index("config")            # ours' row: its precision's peak
     labelled = set()
     for i, c in enumerate(configs):
-        p, precision = first.loc[c, "peak_gflops"], first.loc[c, "precision"]
+        p, precision = first.loc[c, "peak_gflops"], first.loc[c, "peak_precision"]
         if p is not None and not pd.isna(p):
             ax.hlines(p, i - 0.45, i + 0.45, colors="black", linestyles="--" if precision == "float32" else "-.",
                       label=None if precision in labelled else f"measured {precision} peak, same process (ours)")
@@ -351,6 +396,41 @@ def plot_roofline(df: pd.DataFrame | None, peaks: pd.DataFrame | None = None):
     ax.legend(fontsize="x-small")
     fig.suptitle(f"Training throughput against this machine's peak on {_hardware(df)} (bar labels: fraction of "
                  f"peak)", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+VARIANT_WORDS = {"defaults": "fp32, invertible backprop", "defaults_without_inv_backprop": "fp32, stored activations",
+                 "bf16": "bf16, invertible backprop", "bf16_without_inv_backprop": "bf16, stored activations"}
+
+
+def plot_batch_sweep(df: pd.DataFrame | None):
+    """Useful fraction of peak (left) and images/s (right) against the batch, a line per variant, solid with the
+    allocator as glowlib.train sets it, dashed as it is by default."""
+    if df is None:
+        return None
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))
+    variants = list(dict.fromkeys(df.variant))
+    for (config, variant), part in df.groupby(["config", "variant"], sort=False):
+        part = part.sort_values("batch")
+        tuned = (part.allocator == "tuned").all()
+        style = dict(color=f"C{variants.index(variant)}", linestyle="-" if tuned else "--",
+                     marker="o" if tuned else "s")
+        label = f"{VARIANT_WORDS.get(variant, variant)}, allocator {'tuned' if tuned else 'as is'}"
+        axes[0].plot(part.batch, part.model_fraction_of_peak, label=label, **style)
+        axes[1].plot(part.batch, part.images_per_s, label=label, **style)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(df.batch.unique()), [str(b) for b in sorted(df.batch.unique())])
+        ax.set_xlabel("batch size")
+    axes[0].set_ylabel("useful GFLOP/s / measured peak of its precision")
+    axes[0].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    axes[1].set_ylabel("training images/s")
+    axes[1].legend(fontsize="x-small")
+    first = df.iloc[0]
+    fig.suptitle(f"Training throughput against the batch: {first.channels}x{first.image_size}x{first.image_size}, "
+                 f"L={first.levels}, K={first.depth}, width {first.width} on {_hardware(df)}", fontsize="medium")
     fig.tight_layout()
     return fig
 
@@ -393,8 +473,31 @@ def summary(cost: Cost) -> list[str]:
         for row in r.itertuples():
             frac = "" if row.fraction_of_peak is None or (isinstance(row.fraction_of_peak, float) and
                                                            math.isnan(row.fraction_of_peak)) \
-                else f", {row.fraction_of_peak:.1%} of the measured {row.precision} peak"
+                else f", {row.fraction_of_peak:.1%} of the measured {row.peak_precision} peak"
             out.append(f"`{row.config}`, {IMPLEMENTATION_WORDS[row.implementation]}: "
                        f"{row.flops_per_image / 1e9:.2f} GFLOP per training image, {row.gflops_per_s:.1f} GFLOP/s"
                        f"{frac}.")
+    b = cost.tables.get("batch_sweep")
+    if b is not None:
+        best = b.loc[b.groupby(["precision", "allocator"]).images_per_s.idxmax()]
+        for row in best.itertuples():
+            out.append(f"Batch sweep, best {row.precision} with the allocator "
+                       f"{'tuned' if row.allocator == 'tuned' else 'as it is'}: {row.images_per_s:.1f} images/s "
+                       f"({VARIANT_WORDS.get(row.variant, row.variant)}, batch {row.batch}), "
+                       f"{row.model_fraction_of_peak:.1%} of the measured {row.peak_precision} peak in useful work.")
+        for allocator, part in best.groupby("allocator"):
+            by = part.set_index("precision").images_per_s
+            if {"fp32", "bf16"} <= set(by.index):
+                out.append(f"bf16 over fp32, each at its best batch and options (allocator "
+                           f"{'tuned' if allocator == 'tuned' else 'as it is'}): x{by['bf16'] / by['fp32']:.2f}.")
+    c = cost.tables.get("compile")
+    if c is not None:
+        for config, part in c.groupby("config", sort=False):
+            eager, comp = part[~part.compiled], part[part.compiled]
+            for row in comp.itertuples():
+                twin = eager[eager.variant == row.variant.removeprefix("compiled_")]
+                if len(twin):
+                    out.append(f"`{config}`: torch.compile ran {row.images_per_s:.1f} images/s against eager's "
+                               f"{twin.images_per_s.iloc[0]:.1f} (x{row.images_per_s / twin.images_per_s.iloc[0]:.2f})"
+                               f", after a first step of {row.first_step_s:.0f} s.")
     return out

@@ -75,6 +75,21 @@ fig = cost.plot_roofline(result.tables.get("throughput"), result.tables.get("pea
 if fig is not None:
     rec.figure(fig, "roofline")
 
+# %% [markdown]
+# ## Batch size, and the C allocator
+# The same training step (`cifar`: 3x32x32, L=3, K=8, width 512) at batches 8 to 64, fp32 and bf16, with and
+# without invertible backprop (`bench/batch_sweep.py`; every point holds the same weights, and all take turns step
+# by step). Left: the model's useful FLOPs per second over the measured peak of the variant's precision (the peak
+# taken with the convolution at each swept batch, the best kept); right: images per second. Dashed lines leave
+# glibc's allocator as it is, as every other record here does; solid lines set it as `glowlib.train` does
+# (`glowlib.runtime.tune_allocator`: large freed buffers stay in the heap instead of going back to the kernel, so a
+# step does not page-fault its activations in afresh; `GLOWLIB_ALLOCATOR=system` turns it off).
+
+# %%
+fig = cost.plot_batch_sweep(result.tables.get("batch_sweep"))
+if fig is not None:
+    rec.figure(fig, "batch_sweep")
+
 # %%
 for name, table in result.tables.items():
     rec.table(table, name, keys=cost.KEYS[name])

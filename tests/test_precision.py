@@ -219,6 +219,36 @@ def test_inv_backprop_gradients_match_plain_autograd_in_bf16(fused):
     assert rel < 1e-2, f"relative gradient difference {rel:.3g}"
 
 
+def test_inv_backprop_in_bf16_reuses_the_forward_network_inputs(monkeypatch):
+    """Invertible backprop rebuilds each coupling's input with fp32 round-off; fed to a bf16 network, a rebuilt
+    value near a bf16 rounding boundary would round the other way. The forward pass files the bf16 inputs and
+    the backward pass reuses them (flows.kept_network_input), so rebuilding and gradients are as accurate as in
+    fp32; without that (patched out below) the same model drifts and its gradients are 10x further off."""
+    cfg = tiny(image_size=16, depth=8, width=64)
+    x = data(cfg, batch=16)
+
+    def gradients(precision, inv_backprop):
+        ref, low = fp32_and_bf16(cfg.replace(inv_backprop=inv_backprop))
+        model = (low if precision == "bf16" else ref).train()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")            # the drift warning of the run without keeping
+            model.log_prob(x).mean().backward()
+        drift = max(float(level.steps.reconstruction_error) for level in model.levels) if inv_backprop else None
+        return torch.cat([p.grad.flatten() for p in model.parameters()]), drift
+
+    def error(precision):
+        (plain, _), (inv, drift) = gradients(precision, False), gradients(precision, True)
+        return ((inv - plain).norm() / plain.norm()).item(), drift
+
+    fp32_err, fp32_drift = error("fp32")
+    kept_err, kept_drift = error("bf16")
+    assert kept_err <= 2 * fp32_err and kept_drift <= 2 * fp32_drift, (kept_err, fp32_err, kept_drift, fp32_drift)
+    monkeypatch.setattr(flows, "kept_network_input", lambda module, x, dtype, memory_format=None:
+                        flows.network_input(x, dtype, memory_format))
+    lost_err, lost_drift = error("bf16")
+    assert lost_err > 5 * fp32_err and lost_drift > 5 * fp32_drift, (lost_err, fp32_err, lost_drift, fp32_drift)
+
+
 # ------------------------------------------------------------------ what runs in bf16
 class OpDtypes(TorchDispatchMode):
     """Records (op name, dtypes of the tensor inputs, dtypes of the tensor outputs) of every aten op."""

@@ -460,8 +460,22 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
     _write(tmp_path, "peak", {"benchmark": "peak", "env": _env(), "results": {"entries": [
         {"op": "conv3x3", "precision": p, "layout": "nchw", "shape": [1, 4, 4, 4], "gflops": g, "gflops_best": g}
         for p, g in (("float32", 80.0), ("bfloat16", 8.0))]}})
+    for name, tuned, speed in (("batch_sweep_cifar", False, 1.0), ("batch_sweep_cifar_tuned", True, 1.2)):
+        _write(tmp_path, name, {
+            "benchmark": "batch_sweep", "config": {"model": _model(3, 32), "batch": None, "batches": [8, 16]},
+            "variants": {"defaults": {}, "bf16": {"precision": "bf16"}},
+            "env": _env(allocator={"allocator": "tuned" if tuned else "system", "applied": tuned}),
+            "rows": [{"variant": v, "batch": b, "precision": "bfloat16" if v == "bf16" else "float32",
+                      "images_per_s": speed * b * (2 if v == "bf16" else 1), "flops_per_image": 2e9,
+                      "model_flops_per_image": 1.5e9, "gflops_per_s": 1.0, "model_gflops_per_s": 1.0,
+                      "peak_gflops": 100.0, "fraction_of_peak": 0.5, "model_fraction_of_peak": 0.4}
+                     for v in ("defaults", "bf16") for b in (8, 16)]})
+    _write(tmp_path, "compile_cifar", {"benchmark": "options", "config": {"model": _model(3, 32), "batch": 16},
+                                       "env": _env(), "results": {"train": {
+                                           "plain": {"images_per_s": 20.0},
+                                           "compiled_plain": {"images_per_s": 19.0, "first_step_s": 100.0}}}})
     result = cost.cost_tables(tmp_path)
-    assert set(result.tables) == {"epoch_time", "sampling", "memory", "throughput", "peak"}
+    assert set(result.tables) == {"epoch_time", "sampling", "memory", "throughput", "peak", "batch_sweep", "compile"}
     for name, df in result.tables.items():
         check_tidy(df, cost.KEYS[name], name)
 
@@ -484,11 +498,22 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
     assert list(throughput.config) == ["cifar", "cifar", "odd", "odd"]    # small was recorded without FLOPs
     assert any("train_small.json" in n and "before FLOPs" in n for n in result.notes)
     assert set(result.tables["peak"].source) == {"train_odd", "train_cifar", "peak"}
+    assert list(throughput.precision) == ["fp32"] * 4 and list(throughput.peak_precision) == ["float32"] * 4
+    sweep = result.tables["batch_sweep"]
+    assert len(sweep) == 8 and set(sweep.allocator) == {"system", "tuned"}
+    assert set(sweep[sweep.variant == "bf16"].precision) == {"bf16"} and set(sweep.inv_backprop) == {True}
+    lines = cost.summary(result)
+    assert "Batch sweep, best bf16 with the allocator tuned: 38.4 images/s (bf16, invertible backprop, batch 16)" \
+        in " ".join(lines)
+    assert sum("bf16 over fp32" in line and "x2.00" in line for line in lines) == 2
+    assert any("torch.compile ran 19.0 images/s against eager's 20.0 (x0.95), after a first step of 100 s" in line
+               for line in lines)
     assert len(cost.summary(result)) >= 4
     import matplotlib
     matplotlib.use("Agg")
     for fig in (cost.plot_epoch_time(result.tables["epoch_time"]), cost.plot_sampling(sampling),
-                cost.plot_memory(memory), cost.plot_roofline(throughput, result.tables["peak"])):
+                cost.plot_memory(memory), cost.plot_roofline(throughput, result.tables["peak"]),
+                cost.plot_batch_sweep(sweep)):
         assert fig is not None and fig.axes
 
 
@@ -498,10 +523,12 @@ def test_cost_tables_say_what_is_missing(tmp_path):
     assert set(result.tables) == {"sampling"}                             # only the published figure
     assert list(result.tables["sampling"].source) == ["published"]
     notes = " ".join(result.notes)
-    for what in ("does not exist", "train_*.json", "sample_*.json", "memory_*.json", "peak.json"):
+    for what in ("does not exist", "train_*.json", "sample_*.json", "memory_*.json", "peak.json",
+                 "batch_sweep_*.json", "compile_*.json"):
         assert what in notes, what
     assert cost.plot_epoch_time(result.tables.get("epoch_time")) is None
     assert cost.plot_roofline(result.tables.get("throughput")) is None
+    assert cost.plot_batch_sweep(result.tables.get("batch_sweep")) is None
     from glowlib.experiments import check_parameters
     with pytest.raises(ValueError, match="profile='gpu'"):
         check_parameters("cost", profile="gpu", seed=0, out_dir="", bench_dir="results/bench")
