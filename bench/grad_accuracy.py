@@ -1,4 +1,4 @@
-"""How far invertible backprop's gradients are from plain autograd's in float32, as the depth K grows.
+"""How far invertible backprop's gradients are from plain autograd's (float32, or bf16 networks with --set precision=bf16), as the depth K grows.
 
     python bench/grad_accuracy.py --channels 1 --size 32 --levels 3 --width 128 --batch 32 --depths 8 32
 

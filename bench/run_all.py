@@ -74,6 +74,9 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
         "memory_small": ("memory", SMALL + depths),
         "memory_cifar": ("memory", CIFAR + ["--depths", "8", "32"]),
         "grad_accuracy_small": ("grad_accuracy", SMALL + ["--depths", "8", "16", "32"]),
+        # width 512 at K=8, fp32 and bf16: invertible backprop in bf16 against its own plain autograd
+        "grad_accuracy_cifar": ("grad_accuracy", CIFAR + ["--depths", "8"]),
+        "grad_accuracy_cifar_bf16": ("grad_accuracy", CIFAR + ["--depths", "8"] + BF16),
         "round_trip_small": ("round_trip", SMALL + ["--batch", "64"]),
         # the cpu profile's trained models from the cache (each trains first, ~15 min, if it is not there)
         "round_trip_mnist5k": ("round_trip", ["--profile", "cpu", "--dataset", "mnist5k", "--n", "500"]),
