@@ -8,6 +8,8 @@ output, so its gradients carry the round-off of K inverse steps. Reports, per K,
 inputs (``reconstruction_error``), the relative error ‖g_inv − g‖/‖g‖ over all parameters and the worst single
 tensor, and the round-trip error of the model itself (decode(encode(x)) − x in eval mode), which says how well
 conditioned the model is: a model that cannot invert its own output cannot rebuild its activations either.
+With ``--set precision=bf16`` the comparison is bf16 against bf16, and ``precision_gradient_error`` gives the scale
+to judge it by: plain autograd's bf16 gradients against fp32's, same weights.
 Prints JSON; asserts nothing.
 """
 from __future__ import annotations
@@ -53,12 +55,20 @@ def main(argv=None) -> dict:
         norm = torch.sqrt(sum((b ** 2).sum() for b in g))
         worst = max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(g_inv, g))
         drift = [float(level.steps.reconstruction_error) for level in inv.levels]
+        extra = {}
+        if cfg.precision != "fp32":          # the scale to judge by: the precision's own error, same weights
+            exact = type(plain)(cfg.replace(precision="fp32")).to(device)
+            exact.load_state_dict(plain.state_dict())
+            exact.train()
+            g32 = gradients(exact, x, cfg.n_dims)
+            extra["precision_gradient_error"] = (torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(g, g32))) /
+                                                 torch.sqrt(sum((b ** 2).sum() for b in g32))).item()
         plain.eval()
         with torch.no_grad():
             round_trip = (plain.decode(plain.encode(x)[0]) - x).abs().max().item()
         rows.append({"depth": depth, "relative_gradient_error": (diff / norm).item(),
                      "worst_tensor_relative_error": worst, "reconstruction_error_per_level": drift,
-                     "model_round_trip_error": round_trip})
+                     "model_round_trip_error": round_trip, **extra})
     record = {"benchmark": "grad_accuracy", "config": config_record(args, glow_config(args)), "rows": rows,
               "env": environment(args)}
     emit(record, args.out)

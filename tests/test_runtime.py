@@ -67,3 +67,28 @@ def test_system_allocator_is_left_alone_and_the_answer_is_kept(monkeypatch):
     first = runtime.tune_allocator("system")
     assert first == {"allocator": "system", "applied": False, "reason": "GLOWLIB_ALLOCATOR=system: left as it is"}
     assert runtime.tune_allocator("tuned") is first                       # once per process
+
+
+def test_the_allocator_changes_no_number_of_a_training_run(tmp_path):
+    """The same run trained with the allocator tuned and left alone: identical losses and weights; each
+    checkpoint records which was used."""
+    import pandas as pd
+    import torch
+
+    from glowlib.train import load_checkpoint
+    outs = {}
+    for choice in ("tuned", "system"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env.update(PYTHONPATH=str(ROOT), GLOWLIB_ALLOCATOR=choice)
+        outs[choice] = tmp_path / choice
+        cmd = [sys.executable, "-m", "glowlib", "train", "--profile", "smoke", "--dataset", "digits", "--out",
+               str(outs[choice]), "--no-progress", "--set", "train.steps=8", "train.eval_every=4", "model.depth=1"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+    a, b = (pd.read_csv(outs[c] / "metrics.csv") for c in ("tuned", "system"))
+    losses = ["train_bpd", "train_eval_bpd", "val_bpd", "test_bpd"]
+    pd.testing.assert_frame_equal(a[losses], b[losses])
+    ca, cb = (load_checkpoint(outs[c] / "last.pt") for c in ("tuned", "system"))
+    assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+    assert ca["allocator"]["allocator"] == "tuned" and cb["allocator"]["allocator"] == "system"
+    assert ca["allocator"]["applied"] == (runtime._glibc() is not None) and not cb["allocator"]["applied"]
