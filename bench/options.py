@@ -77,7 +77,8 @@ def main(argv=None) -> dict:
         compile_s = None
         if args.compile:
             # a cold start, as a user's first run: inductor's on-disk caches in a fresh folder of this process
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="glowlib-inductor-")
+            inductor_cache = tempfile.TemporaryDirectory(prefix="glowlib-inductor-")   # removed with the object
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache.name
             compiled_model = type(base)(base_cfg.replace(inv_backprop=False)).to(device)
             compiled_model.load_state_dict(base.state_dict())
             step = train_step_fn(torch.compile(compiled_model), x, base_cfg.n_dims)

@@ -125,7 +125,9 @@ def headline(name: str, record: dict) -> dict:
         out = {}
         for what, rows in res.items():
             key = "paired_ratio_to_reference" if what == "train" else "paired_speedup_over_reference"
-            out[what] = {variant: row.get(key) for variant, row in rows.items()}
+            out[what] = {variant: row.get(key) if key in row else  # no reference timed: the figures themselves
+                         {k: row[k] for k in ("images_per_s", "ms_per_image", "first_step_s") if k in row}
+                         for variant, row in rows.items()}
         return out
     return {}
 
