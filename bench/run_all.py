@@ -1,7 +1,7 @@
 """The standard benchmark set: writes ``results/bench/<name>.json`` (each with its device, thread count, machine
 load and command) and ``results/bench/summary.json`` with the headline figures.
 
-    python bench/run_all.py                      # about 20 minutes on 2 CPU cores
+    python bench/run_all.py                      # about 20 minutes on 2 CPU cores (18 on an AVX512-BF16 EPYC)
     python bench/run_all.py --quick              # fewer repeats and depths, for a look
     python bench/run_all.py --only sample_64 memory_small
 
