@@ -36,6 +36,7 @@ BF16 = ["--set", "precision=bf16"]
 SWEEP = CIFAR[:-2] + ["--batches", "8", "16", "32", "64", "--variants", "defaults=",
                       "defaults_without_inv_backprop=inv_backprop=False", "bf16=precision='bf16'",
                       "bf16_without_inv_backprop=precision='bf16' inv_backprop=False"]
+BEST = CIFAR[:-1] + ["64", "--allocator", "tuned", "--steps", "2", "--set", "inv_backprop=False"]
 SIXTY_FOUR = ["--channels", "3", "--size", "64", "--levels", "4", "--depth", "8", "--width", "512", "--batch", "8"]
 
 
@@ -59,6 +60,9 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
         "profile_small": ("profile_ops", SMALL + ["--steps", "3" if quick else "5"]),
         "profile_cifar": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"]),
         "profile_cifar_bf16": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"] + BF16),
+        # the batch sweep's fastest setting: batch 64, stored activations, the allocator as glowlib.train sets it
+        "profile_cifar_b64": ("profile_ops", BEST),
+        "profile_cifar_b64_bf16": ("profile_ops", BEST + ["precision=bf16"]),
         "options_small": ("options", SMALL + r(12) + ["--what", "both"]),
         "options_cifar": ("options", CIFAR + r(6) + ["--variants", "defaults=", "defaults_without_inv_backprop="
                                                      "inv_backprop=False", "none=inv_backprop=False fused=False "

@@ -34,7 +34,7 @@ EPOCH_IMAGES = {(3, 32): (50_000, "CIFAR-10"), (1, 28): (60_000, "MNIST / Fashio
 KEYS = {"epoch_time": ["config", "implementation"], "sampling": ["source", "config", "implementation"],
         "memory": ["config", "variant", "depth"], "throughput": ["config", "implementation"],
         "peak": ["source", "op", "precision", "layout"], "batch_sweep": ["config", "variant", "batch"],
-        "compile": ["config", "variant"]}
+        "compile": ["config", "variant"], "profile": ["config", "group"]}
 IMPLEMENTATION_WORDS = {"ours": "glowlib", "ours_T0": "glowlib, T = 0", "reference": "plain reference",
                         "ours_inv_backprop": "glowlib, invertible backprop", "ours_stored": "glowlib, autograd stores",
                         }
@@ -249,6 +249,25 @@ def compiled(bench_dir, cost: Cost) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def profiles(bench_dir, cost: Cost) -> pd.DataFrame | None:
+    """Where a training step's time goes (``profile_*.json``, ``bench/profile_ops.py``): self time per group of ops
+    and its share of the step, per profiled config."""
+    rows = []
+    for config, record in _records(bench_dir, "profile", cost, ("profile_ops",)).items():
+        model = record["config"]["model"]
+        alloc = record["env"].get("allocator") or {}
+        for group, g in record["results"]["groups"].items():
+            rows.append({"config": config, "group": group, **_model_columns(record),
+                         "inv_backprop": model.get("inv_backprop", True),
+                         "allocator": "tuned" if alloc.get("applied") else "system",
+                         "ms_per_step": g["ms_per_step"], "share": g["share"], **_machine(record)})
+    if not rows:
+        cost.notes.append(f"No profile recorded (`profile_*.json` in {bench_dir}). Run "
+                          f"`{RUN} --only profile_cifar profile_cifar_b64`.")
+        return None
+    return pd.DataFrame(rows)
+
+
 def _peak_row(source: str, e: dict, record: dict) -> dict:
     return {"source": source, "op": e["op"], "precision": e["precision"], "layout": e["layout"] or "",
             "shape": "x".join(map(str, e["shape"])), "gflops": e["gflops"], "gflops_best": e["gflops_best"],
@@ -266,6 +285,7 @@ def cost_tables(bench_dir="results/bench") -> Cost:
               "memory": memory(bench_dir, cost)}
     tables["throughput"], tables["peak"] = throughput(train, bench_dir, cost)
     tables["batch_sweep"], tables["compile"] = batch_sweep(bench_dir, cost), compiled(bench_dir, cost)
+    tables["profile"] = profiles(bench_dir, cost)
     cost.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
     return cost
 
@@ -435,6 +455,39 @@ def plot_batch_sweep(df: pd.DataFrame | None):
     return fig
 
 
+def plot_profile(df: pd.DataFrame | None):
+    """Share of a training step's time per group of ops, a stacked bar per profiled config."""
+    if df is None:
+        return None
+    import matplotlib.pyplot as plt
+    configs = list(dict.fromkeys(df.config))
+    groups = list(dict.fromkeys(df.group))
+    fig, ax = plt.subplots(figsize=(10.0, 1.6 + 0.45 * len(configs)))
+    left = [0.0] * len(configs)
+    for j, group in enumerate(groups):
+        part = df[df.group == group].set_index("config")
+        widths = [float(part.loc[c, "share"]) if c in part.index else 0.0 for c in configs]
+        ax.barh(range(len(configs)), widths, left=left, color=f"C{j}", label=group.replace("_", " "))
+        for i, (w, l0) in enumerate(zip(widths, left)):
+            if w >= 0.06:
+                ax.text(l0 + w / 2, i, f"{w:.0%}", ha="center", va="center", fontsize="x-small", color="white")
+        left = [a + b for a, b in zip(left, widths)]
+    first = df.drop_duplicates("config").set_index("config")
+    ax.set_yticks(range(len(configs)), [
+        f"{c}: {first.loc[c, 'channels']}x{first.loc[c, 'image_size']}x{first.loc[c, 'image_size']}, width "
+        f"{first.loc[c, 'width']}, batch {first.loc[c, 'batch']}, {first.loc[c, 'precision']}, "
+        f"{'invertible backprop' if first.loc[c, 'inv_backprop'] else 'stored activations'}"
+        f"{', allocator tuned' if first.loc[c, 'allocator'] == 'tuned' else ''}" for c in configs], fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_xlabel("share of a training step's time (torch.profiler self time)")
+    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(f"Where a training step's time goes, on {_hardware(df)}", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
 def summary(cost: Cost) -> list[str]:
     """Sentences computed from the tables: the headline of each (for the page's text)."""
     out = []
@@ -490,6 +543,12 @@ def summary(cost: Cost) -> list[str]:
             if {"fp32", "bf16"} <= set(by.index):
                 out.append(f"bf16 over fp32, each at its best batch and options (allocator "
                            f"{'tuned' if allocator == 'tuned' else 'as it is'}): x{by['bf16'] / by['fp32']:.2f}.")
+    p = cost.tables.get("profile")
+    if p is not None:
+        for config, part in p.groupby("config", sort=False):
+            shares = ", ".join(f"{r.group.replace('_', ' ')} {r.share:.0%}"
+                               for r in part.sort_values("share", ascending=False, kind="stable").itertuples())
+            out.append(f"Profile `{config}` (batch {part.batch.iloc[0]}, {part.precision.iloc[0]}): {shares}.")
     c = cost.tables.get("compile")
     if c is not None:
         for config, part in c.groupby("config", sort=False):

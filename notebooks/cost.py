@@ -90,6 +90,18 @@ fig = cost.plot_batch_sweep(result.tables.get("batch_sweep"))
 if fig is not None:
     rec.figure(fig, "batch_sweep")
 
+# %% [markdown]
+# ## Where the time goes
+# Each profiled training step (`bench/profile_ops.py`, `torch.profiler` self time) split into the coupling
+# networks' convolutions, the invertible 1x1 convolutions, ActNorm, elementwise work, the optimizer and the rest.
+# What is not convolution is what keeps a step from the convolutions' own speed; the convolutions themselves run
+# below the measured peak where their channels are few (the coupling networks' first and last layers).
+
+# %%
+fig = cost.plot_profile(result.tables.get("profile"))
+if fig is not None:
+    rec.figure(fig, "profile")
+
 # %%
 for name, table in result.tables.items():
     rec.table(table, name, keys=cost.KEYS[name])

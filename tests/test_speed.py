@@ -474,8 +474,15 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
                                        "env": _env(), "results": {"train": {
                                            "plain": {"images_per_s": 20.0},
                                            "compiled_plain": {"images_per_s": 19.0, "first_step_s": 100.0}}}})
+    groups = {"coupling_convs": 60.0, "conv1x1": 10.0, "actnorm": 0.0, "elementwise": 20.0, "optimizer": 5.0,
+              "other": 5.0}
+    _write(tmp_path, "profile_cifar", {"benchmark": "profile_ops", "config": {"model": _model(3, 32), "batch": 16},
+                                       "env": _env(), "results": {"groups": {
+                                           g: {"ms_per_step": ms, "share": ms / 100.0} for g, ms in groups.items()},
+                                           "total_ms": 100.0, "step_ms": 100.0}})
     result = cost.cost_tables(tmp_path)
-    assert set(result.tables) == {"epoch_time", "sampling", "memory", "throughput", "peak", "batch_sweep", "compile"}
+    assert set(result.tables) == {"epoch_time", "sampling", "memory", "throughput", "peak", "batch_sweep", "compile",
+                                  "profile"}
     for name, df in result.tables.items():
         check_tidy(df, cost.KEYS[name], name)
 
@@ -506,6 +513,8 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
     assert "Batch sweep, best bf16 with the allocator tuned: 38.4 images/s (bf16, invertible backprop, batch 16)" \
         in " ".join(lines)
     assert sum("bf16 over fp32" in line and "x2.00" in line for line in lines) == 2
+    assert ("Profile `cifar` (batch 16, fp32): coupling convs 60%, elementwise 20%, conv1x1 10%, optimizer 5%, "
+            "other 5%, actnorm 0%.") in lines
     assert any("torch.compile ran 19.0 images/s against eager's 20.0 (x0.95), after a first step of 100 s" in line
                for line in lines)
     assert len(cost.summary(result)) >= 4
@@ -513,7 +522,7 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
     matplotlib.use("Agg")
     for fig in (cost.plot_epoch_time(result.tables["epoch_time"]), cost.plot_sampling(sampling),
                 cost.plot_memory(memory), cost.plot_roofline(throughput, result.tables["peak"]),
-                cost.plot_batch_sweep(sweep)):
+                cost.plot_batch_sweep(sweep), cost.plot_profile(result.tables["profile"])):
         assert fig is not None and fig.axes
 
 
@@ -524,11 +533,12 @@ def test_cost_tables_say_what_is_missing(tmp_path):
     assert list(result.tables["sampling"].source) == ["published"]
     notes = " ".join(result.notes)
     for what in ("does not exist", "train_*.json", "sample_*.json", "memory_*.json", "peak.json",
-                 "batch_sweep_*.json", "compile_*.json"):
+                 "batch_sweep_*.json", "compile_*.json", "profile_*.json"):
         assert what in notes, what
     assert cost.plot_epoch_time(result.tables.get("epoch_time")) is None
     assert cost.plot_roofline(result.tables.get("throughput")) is None
     assert cost.plot_batch_sweep(result.tables.get("batch_sweep")) is None
+    assert cost.plot_profile(result.tables.get("profile")) is None
     from glowlib.experiments import check_parameters
     with pytest.raises(ValueError, match="profile='gpu'"):
         check_parameters("cost", profile="gpu", seed=0, out_dir="", bench_dir="results/bench")
