@@ -10,8 +10,8 @@ take turns step by step (ABBA), so drift in the machine's load falls on every ba
 
 FLOPs are counted as in ``bench/train_throughput.py`` (``FlopCounterMode``, matmuls and convolutions, forward and
 backward) for every variant at every batch: per image they fall slightly with the batch, since some work is done
-once per step (the 1x1 convolutions' weights composed from their LU factors, their log-determinants). ``fraction_of_peak``
-divides executed GFLOP/s by the peak of the variant's precision; ``model_fraction_of_peak`` divides the useful
+once per step (the 1x1 convolutions' weights composed from their LU factors, their log-determinants).
+``fraction_of_peak`` divides executed GFLOP/s by the peak of the variant's precision; ``model_fraction_of_peak`` divides the useful
 work (the FLOPs of plain autograd, ``inv_backprop=False``) instead, the figure that compares variants. The peak is
 ``bench/peak.py``'s, measured here with its convolution at every swept batch (B, width, H/2, W/2), the best of them
 taken, so that a batch that suits the convolutions is not credited with a peak measured at another. Prints JSON;

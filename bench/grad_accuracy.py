@@ -1,4 +1,5 @@
-"""How far invertible backprop's gradients are from plain autograd's (float32, or bf16 networks with --set precision=bf16), as the depth K grows.
+"""How far invertible backprop's gradients are from plain autograd's as the depth K grows (float32, or bf16 networks
+with --set precision=bf16).
 
     python bench/grad_accuracy.py --channels 1 --size 32 --levels 3 --width 128 --batch 32 --depths 8 32
 
@@ -28,6 +29,12 @@ def gradients(model, x, n_dims):
     return [p.grad.clone() for p in model.parameters()]
 
 
+def relative_error(grads, reference) -> float:
+    """‖grads − reference‖ / ‖reference‖ over all parameters (lists of tensors in the same order)."""
+    diff = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(grads, reference)))
+    return (diff / torch.sqrt(sum((b ** 2).sum() for b in reference))).item()
+
+
 def main(argv=None) -> dict:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--depths", type=int, nargs="*", default=[8, 32])
@@ -51,8 +58,6 @@ def main(argv=None) -> dict:
             warnings.simplefilter("ignore", RuntimeWarning)
             g_inv = gradients(inv, x, cfg.n_dims)
         g = gradients(plain, x, cfg.n_dims)
-        diff = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(g_inv, g)))
-        norm = torch.sqrt(sum((b ** 2).sum() for b in g))
         worst = max(((a - b).norm() / b.norm().clamp_min(1e-30)).item() for a, b in zip(g_inv, g))
         drift = [float(level.steps.reconstruction_error) for level in inv.levels]
         extra = {}
@@ -61,12 +66,11 @@ def main(argv=None) -> dict:
             exact.load_state_dict(plain.state_dict())
             exact.train()
             g32 = gradients(exact, x, cfg.n_dims)
-            extra["precision_gradient_error"] = (torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(g, g32))) /
-                                                 torch.sqrt(sum((b ** 2).sum() for b in g32))).item()
+            extra["precision_gradient_error"] = relative_error(g, g32)
         plain.eval()
         with torch.no_grad():
             round_trip = (plain.decode(plain.encode(x)[0]) - x).abs().max().item()
-        rows.append({"depth": depth, "relative_gradient_error": (diff / norm).item(),
+        rows.append({"depth": depth, "relative_gradient_error": relative_error(g_inv, g),
                      "worst_tensor_relative_error": worst, "reconstruction_error_per_level": drift,
                      "model_round_trip_error": round_trip, **extra})
     record = {"benchmark": "grad_accuracy", "config": config_record(args, glow_config(args)), "rows": rows,

@@ -10,9 +10,10 @@ flow is: ``tests/test_precision.py`` and ``notebooks/precision.py``.
 
 Without ``--profile`` the weights are moved off their initial values (as every bench script does) and the images
 are random 8-bit ones; with ``--profile`` the model comes from the trained-model cache (``glowlib.cache``, which
-trains it first if it is not there) and the images are the first ``--n`` test images at their bins' centres. Per mode: the largest error over finite pixels, its 99.99th percentile, the fraction of pixels off by more
-than 1e-3, the non-finite pixels, the fraction of images whose n-bit quantisation changes, the mean bits/dim and
-ms per image of encode + decode. Prints JSON; asserts nothing.
+trains it first if it is not there) and the images are the first ``--n`` test images at their bins' centres. Per
+mode: the largest error over finite pixels, its 99.99th percentile, the fraction of pixels off by more than 1e-3,
+the non-finite pixels, the fraction of images whose n-bit quantisation changes, the mean bits/dim and ms per image
+of encode + decode. Prints JSON; asserts nothing.
 """
 from __future__ import annotations
 

@@ -101,6 +101,13 @@ def _machine(record: dict) -> dict:
     return {"device": env.get("device"), "device_name": env.get("device_name"), "threads": env.get("threads")}
 
 
+def _allocator(record: dict) -> str:
+    """How the record's process left glibc's allocator: ``tuned`` as glowlib.train sets it, else ``system``
+    (records made before the setting existed included)."""
+    return "tuned" if (record.get("env", {}).get("allocator") or {}).get("applied") else "system"
+
+
+ALLOCATOR_WORDS = {"tuned": "tuned", "system": "as it is"}
 TRAIN_BENCHMARKS = ("train_throughput", "train_speed")        # train_speed: records made before the rename
 
 
@@ -214,13 +221,12 @@ def batch_sweep(bench_dir, cost: Cost) -> pd.DataFrame | None:
     rows = []
     for config, record in _records(bench_dir, "batch_sweep", cost, ("batch_sweep",)).items():
         model = {k: v for k, v in _model_columns(record).items() if k not in ("batch", "precision")}
-        alloc = record["env"].get("allocator") or {}
         for r in record["rows"]:
             variant_model = {**record["config"]["model"], **record["variants"][r["variant"]]}
             rows.append({"config": config, "variant": r["variant"], "batch": r["batch"], **model,
                          "precision": variant_model.get("precision", "fp32"),
                          "inv_backprop": variant_model.get("inv_backprop", True),
-                         "allocator": alloc.get("allocator", "system") if alloc.get("applied") else "system",
+                         "allocator": _allocator(record),
                          "peak_precision": r["precision"], "images_per_s": r["images_per_s"],
                          "flops_per_image": r["flops_per_image"], "model_flops_per_image": r["model_flops_per_image"],
                          "gflops_per_s": r["gflops_per_s"], "model_gflops_per_s": r["model_gflops_per_s"],
@@ -255,11 +261,10 @@ def profiles(bench_dir, cost: Cost) -> pd.DataFrame | None:
     rows = []
     for config, record in _records(bench_dir, "profile", cost, ("profile_ops",)).items():
         model = record["config"]["model"]
-        alloc = record["env"].get("allocator") or {}
         for group, g in record["results"]["groups"].items():
             rows.append({"config": config, "group": group, **_model_columns(record),
                          "inv_backprop": model.get("inv_backprop", True),
-                         "allocator": "tuned" if alloc.get("applied") else "system",
+                         "allocator": _allocator(record),
                          "ms_per_step": g["ms_per_step"], "share": g["share"], **_machine(record)})
     if not rows:
         cost.notes.append(f"No profile recorded (`profile_*.json` in {bench_dir}). Run "
@@ -437,7 +442,7 @@ def plot_batch_sweep(df: pd.DataFrame | None):
         tuned = (part.allocator == "tuned").all()
         style = dict(color=f"C{variants.index(variant)}", linestyle="-" if tuned else "--",
                      marker="o" if tuned else "s")
-        label = f"{VARIANT_WORDS.get(variant, variant)}, allocator {'tuned' if tuned else 'as is'}"
+        label = f"{VARIANT_WORDS.get(variant, variant)}, allocator {ALLOCATOR_WORDS['tuned' if tuned else 'system']}"
         axes[0].plot(part.batch, part.model_fraction_of_peak, label=label, **style)
         axes[1].plot(part.batch, part.images_per_s, label=label, **style)
     for ax in axes:
@@ -535,14 +540,14 @@ def summary(cost: Cost) -> list[str]:
         best = b.loc[b.groupby(["precision", "allocator"]).images_per_s.idxmax()]
         for row in best.itertuples():
             out.append(f"Batch sweep, best {row.precision} with the allocator "
-                       f"{'tuned' if row.allocator == 'tuned' else 'as it is'}: {row.images_per_s:.1f} images/s "
+                       f"{ALLOCATOR_WORDS[row.allocator]}: {row.images_per_s:.1f} images/s "
                        f"({VARIANT_WORDS.get(row.variant, row.variant)}, batch {row.batch}), "
                        f"{row.model_fraction_of_peak:.1%} of the measured {row.peak_precision} peak in useful work.")
         for allocator, part in best.groupby("allocator"):
             by = part.set_index("precision").images_per_s
             if {"fp32", "bf16"} <= set(by.index):
                 out.append(f"bf16 over fp32, each at its best batch and options (allocator "
-                           f"{'tuned' if allocator == 'tuned' else 'as it is'}): x{by['bf16'] / by['fp32']:.2f}.")
+                           f"{ALLOCATOR_WORDS[allocator]}): x{by['bf16'] / by['fp32']:.2f}.")
     p = cost.tables.get("profile")
     if p is not None:
         for config, part in p.groupby("config", sort=False):

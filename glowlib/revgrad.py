@@ -88,8 +88,7 @@ class _InvertibleSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, flows, *params):
         ctx.flows = flows
-        # bf16 coupling networks: their inputs, filed here and reused backward (flows.kept_network_input)
-        ctx.kept = {} if any(getattr(m, "net_dtype", None) is not None for m in flows.modules()) else None
+        ctx.kept = {}            # bf16 networks' inputs, filed here and reused backward (flows.kept_network_input)
         with torch.no_grad(), keeping_network_inputs(ctx.kept, replay=False):
             y, logdet = flows(x)
         ctx.save_for_backward(x, y)                  # the level's input and output: no more as K grows

@@ -19,6 +19,8 @@ import ctypes.util
 import os
 import platform
 
+from .config import check_choice
+
 ALLOCATORS = ("tuned", "system")
 # mallopt parameter numbers (glibc malloc.h) and the values set: 1 GiB mmap threshold, 2 GiB trim threshold
 # (mallopt takes an int), 256 MiB top pad; the same as MALLOC_MMAP_THRESHOLD_ / TRIM_THRESHOLD_ / TOP_PAD_
@@ -31,9 +33,7 @@ _state: dict | None = None
 def allocator_choice() -> str:
     """``$GLOWLIB_ALLOCATOR`` (``tuned`` when unset); an unknown value is an error that names it."""
     choice = os.environ.get("GLOWLIB_ALLOCATOR", "") or "tuned"
-    if choice not in ALLOCATORS:
-        raise ValueError(f"GLOWLIB_ALLOCATOR={choice!r} is not one of {ALLOCATORS}: unset it (the default, 'tuned') "
-                         f"or set 'system' to leave the C allocator alone")
+    check_choice("$GLOWLIB_ALLOCATOR", choice, ALLOCATORS)
     return choice
 
 
@@ -54,26 +54,25 @@ def tune_allocator(choice: str | None = None) -> dict:
     ``{"allocator": "tuned" | "system", "applied": bool, "reason": str}``. Later calls return the first answer
     (settings made by hand since are not undone)."""
     global _state
-    if _state is not None:
-        return _state
-    choice = allocator_choice() if choice is None else choice
-    if choice not in ALLOCATORS:
-        raise ValueError(f"allocator {choice!r} is not one of {ALLOCATORS}")
+    if _state is None:
+        choice = allocator_choice() if choice is None else choice
+        check_choice("allocator", choice, ALLOCATORS)
+        _state = {"allocator": choice, **_apply(choice)}
+    return _state
+
+
+def _apply(choice: str) -> dict:
+    """Set the thresholds if ``choice`` and the environment allow: ``{"applied": bool, "reason": str}``."""
     if choice == "system":
-        _state = {"allocator": "system", "applied": False, "reason": "GLOWLIB_ALLOCATOR=system: left as it is"}
-        return _state
+        return {"applied": False, "reason": "GLOWLIB_ALLOCATOR=system: left as it is"}
     preset = [name for name in ENV_NAMES if name in os.environ]
     if preset:
-        _state = {"allocator": "tuned", "applied": False,
-                  "reason": f"{', '.join(preset)} set in the environment: left to them"}
-        return _state
+        return {"applied": False, "reason": f"{', '.join(preset)} set in the environment: left to them"}
     found = _glibc()
     if found is None:
-        _state = {"allocator": "tuned", "applied": False, "reason": "not glibc: nothing to tune"}
-        return _state
+        return {"applied": False, "reason": "not glibc: nothing to tune"}
     libc, version = found
     failed = [name for name, (param, value) in SETTINGS.items() if libc.mallopt(param, value) != 1]
-    _state = {"allocator": "tuned", "applied": not failed,
-              "reason": (f"glibc {version}: mallopt refused {failed}" if failed else
-                         f"glibc {version}: " + ", ".join(f"{n}={v}" for n, (_, v) in SETTINGS.items()))}
-    return _state
+    if failed:
+        return {"applied": False, "reason": f"glibc {version}: mallopt refused {failed}"}
+    return {"applied": True, "reason": f"glibc {version}: " + ", ".join(f"{n}={v}" for n, (_, v) in SETTINGS.items())}
