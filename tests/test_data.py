@@ -1,6 +1,7 @@
 """Tests for glowlib.data: loaders on tiny fixtures written in the real file formats,
 the real embedded datasets, errors, to_float and split_validation."""
 
+import codecs
 import gzip
 import pickle
 from pathlib import Path
@@ -28,6 +29,21 @@ CELEBA_ATTRS = (
 
 
 # ----------------------------------------------------------------------------- fixture writers
+
+
+@pytest.fixture
+def small_data(monkeypatch):
+    """Accept the small files :func:`make_idx_dir` and :func:`make_cifar_dir` write by
+    default (5 train / 3 test idx images, 2-image CIFAR batches) instead of the image
+    counts of the full datasets."""
+    set_counts(monkeypatch)
+
+
+def set_counts(monkeypatch, n_train=5, n_test=3, n_batch=2, n_test_batch=None):
+    for name in ("mnist", "fashion_mnist"):
+        monkeypatch.setitem(gd.EXPECTED_COUNTS, name, {"train": n_train, "t10k": n_test})
+    monkeypatch.setitem(gd.EXPECTED_COUNTS, "cifar10",
+                        {"data_batch": n_batch, "test_batch": n_test_batch or n_batch})
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
@@ -104,7 +120,7 @@ def make_celeba_dir(root: Path, files: list[str], size=(178, 218), partition=Non
 @pytest.mark.parametrize("gz", ["all", "none", "mixed"])
 @pytest.mark.parametrize("name, subdir", [("mnist", "mnist"), ("fashion_mnist", "fashion_mnist"),
                                           ("fashion_mnist", "fashion-mnist")])
-def test_idx_loaders_round_trip(tmp_path, name, subdir, gz):
+def test_idx_loaders_round_trip(small_data, tmp_path, name, subdir, gz):
     arrays = make_idx_dir(tmp_path / subdir, gz)
     assert is_available(name, tmp_path)
     d = load_dataset(name, data_root=tmp_path)
@@ -120,7 +136,7 @@ def test_idx_loaders_round_trip(tmp_path, name, subdir, gz):
     assert d.class_names == expected and d.train_attributes is None
 
 
-def test_glowlib_data_env_var_is_used(tmp_path, monkeypatch):
+def test_glowlib_data_env_var_is_used(small_data, tmp_path, monkeypatch):
     make_idx_dir(tmp_path / "mnist", "all")
     monkeypatch.setenv("GLOWLIB_DATA", str(tmp_path))
     assert data_root() == tmp_path
@@ -166,10 +182,35 @@ def test_missing_fashion_mnist_explains_apt_and_glowlib_data(tmp_path, monkeypat
 
 def test_fashion_mnist_falls_back_to_system_dir(tmp_path, monkeypatch):
     arrays = make_idx_dir(tmp_path / "system", "none", n_train=4)
+    set_counts(monkeypatch, n_train=4)
     monkeypatch.setattr(gd, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
     d = load_dataset("fashion_mnist", data_root=tmp_path / "empty_root")
     assert d.source == str(tmp_path / "system")
     assert np.array_equal(d.train_labels.numpy(), arrays["train-labels-idx1-ubyte"])
+    (tmp_path / "root" / "fashion_mnist").mkdir(parents=True)  # an empty folder is no copy
+    assert load_dataset("fashion_mnist", data_root=tmp_path / "root").source == str(tmp_path / "system")
+
+
+@pytest.mark.parametrize("subdir", ["fashion_mnist", "fashion-mnist"])
+def test_partial_glowlib_data_fashion_mnist_is_an_error_not_a_fallback(small_data, tmp_path, monkeypatch, subdir):
+    make_idx_dir(tmp_path / "system", "all")
+    monkeypatch.setattr(gd, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    make_idx_dir(tmp_path / "root" / subdir, "all")
+    (tmp_path / "root" / subdir / "train-labels-idx1-ubyte.gz").unlink()
+    assert not is_available("fashion_mnist", tmp_path / "root")
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("fashion_mnist", data_root=tmp_path / "root")
+    msg = str(e.value)
+    assert str(tmp_path / "root" / subdir) in msg and "missing train-labels-idx1-ubyte" in msg
+    assert "Complete the folder or remove it" in msg
+
+
+def test_partial_cifar_folder_is_an_error(small_data, tmp_path):
+    make_cifar_dir(tmp_path / "cifar10" / "cifar-10-batches-py")
+    make_cifar_dir(tmp_path / "cifar-10-batches-py")  # a complete second copy is not used
+    (tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_4").unlink()
+    with pytest.raises(DataNotFoundError, match="incomplete: missing data_batch_4"):
+        load_dataset("cifar10", data_root=tmp_path)
 
 
 def _corrupt(path: Path, how: str):
@@ -185,7 +226,7 @@ def _corrupt(path: Path, how: str):
 
 
 @pytest.mark.parametrize("how", ["wrong_magic", "truncated", "extra_byte", "short_header"])
-def test_corrupt_idx_raises_format_error_naming_file(tmp_path, how):
+def test_corrupt_idx_raises_format_error_naming_file(small_data, tmp_path, how):
     make_idx_dir(tmp_path / "mnist", "none")
     bad = tmp_path / "mnist" / "t10k-images-idx3-ubyte"
     _corrupt(bad, how)
@@ -193,7 +234,7 @@ def test_corrupt_idx_raises_format_error_naming_file(tmp_path, how):
         load_dataset("mnist", data_root=tmp_path)
 
 
-def test_truncated_gzip_raises_format_error(tmp_path):
+def test_truncated_gzip_raises_format_error(small_data, tmp_path):
     make_idx_dir(tmp_path / "mnist", "all")
     bad = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:-20])
@@ -201,7 +242,7 @@ def test_truncated_gzip_raises_format_error(tmp_path):
         load_dataset("mnist", data_root=tmp_path)
 
 
-def test_idx_label_problems_raise_format_error(tmp_path):
+def test_idx_label_problems_raise_format_error(small_data, tmp_path):
     make_idx_dir(tmp_path / "mnist", "none")
     labels = tmp_path / "mnist" / "train-labels-idx1-ubyte"
     write_idx(labels, np.zeros(4), 0x801)  # 4 labels for 5 images
@@ -212,11 +253,43 @@ def test_idx_label_problems_raise_format_error(tmp_path):
         load_dataset("mnist", data_root=tmp_path)
 
 
+@pytest.mark.parametrize("name, subdir", [("mnist", "mnist"), ("fashion_mnist", "fashion_mnist")])
+def test_short_self_consistent_idx_files_are_refused(tmp_path, name, subdir):
+    make_idx_dir(tmp_path / subdir, "all", n_train=100, n_test=10)
+    with pytest.raises(DataFormatError) as e:
+        load_dataset(name, data_root=tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / subdir / "train-images-idx3-ubyte.gz") in msg
+    assert "100 images" in msg and "expected 60,000" in msg
+
+
+def test_short_idx_test_split_is_refused(tmp_path, monkeypatch):
+    make_idx_dir(tmp_path / "mnist", "none")
+    set_counts(monkeypatch, n_train=5, n_test=10_000)
+    with pytest.raises(DataFormatError, match=r"t10k-images-idx3-ubyte: 3 images, expected 10,000"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+def test_full_dataset_counts():
+    assert gd.EXPECTED_COUNTS == {
+        "mnist": {"train": 60_000, "t10k": 10_000}, "fashion_mnist": {"train": 60_000, "t10k": 10_000},
+        "cifar10": {"data_batch": 10_000, "test_batch": 10_000},
+        "mnist5k": {"all": 5_000}, "digits": {"all": 1_797}}
+
+
+@pytest.mark.parametrize("name, where, found", [("mnist5k", "mnist_5k.csv.gz", "5,000"),
+                                                ("digits", "load_digits", "1,797")])
+def test_embedded_datasets_are_count_checked(monkeypatch, name, where, found):
+    monkeypatch.setitem(gd.EXPECTED_COUNTS, name, {"all": 6_000})
+    with pytest.raises(DataFormatError, match=f"{where}: {found} images, expected 6,000"):
+        load_dataset(name)
+
+
 # ----------------------------------------------------------------------------- cifar10
 
 
 @pytest.mark.parametrize("layout", ["cifar10/cifar-10-batches-py", "cifar-10-batches-py"])
-def test_cifar10_round_trip(tmp_path, layout):
+def test_cifar10_round_trip(small_data, tmp_path, layout):
     batches = make_cifar_dir(tmp_path / layout)
     assert is_available("cifar10", tmp_path)
     d = load_dataset("cifar10", data_root=tmp_path)
@@ -232,7 +305,74 @@ def test_cifar10_round_trip(tmp_path, layout):
     assert d.train_images[0, 0, 1, 0] == train_data[0, 32] and d.train_images[0, 1, 0, 0] == train_data[0, 1024]
 
 
-def test_cifar10_missing_and_malformed(tmp_path):
+def test_short_cifar_batches_are_refused(tmp_path):
+    make_cifar_dir(tmp_path / "cifar10" / "cifar-10-batches-py", n_per_batch=10)
+    with pytest.raises(DataFormatError) as e:
+        load_dataset("cifar10", data_root=tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1") in msg
+    assert "10 images" in msg and "expected 10,000" in msg
+
+
+def test_short_cifar_test_batch_is_refused(tmp_path, monkeypatch):
+    make_cifar_dir(tmp_path / "cifar10" / "cifar-10-batches-py")
+    set_counts(monkeypatch, n_batch=2, n_test_batch=10_000)
+    with pytest.raises(DataFormatError, match="test_batch: 2 images, expected 10,000"):
+        load_dataset("cifar10", data_root=tmp_path)
+
+
+def test_cifar_pickles_written_by_python2_numpy1_load(small_data, tmp_path):
+    """The distributed batches name numpy.core.multiarray._reconstruct (numpy 1); numpy 2
+    writes numpy._core.multiarray. Both must load."""
+    d = tmp_path / "cifar10" / "cifar-10-batches-py"
+    batches = make_cifar_dir(d)
+    for f in batches:
+        raw = (d / f).read_bytes()
+        assert b"numpy._core.multiarray\n" in raw or b"numpy.core.multiarray\n" in raw
+        (d / f).write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    got = load_dataset("cifar10", data_root=tmp_path)
+    assert np.array_equal(got.test_images.reshape(2, 3072).numpy(), batches["test_batch"][b"data"])
+
+
+class _Payload:
+    """Pickles as a call of ``func(*args)``: what a tampered pickle would run."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def test_cifar_pickle_cannot_run_code(small_data, tmp_path):
+    d = tmp_path / "cifar10" / "cifar-10-batches-py"
+    make_cifar_dir(d)
+    marker = tmp_path / "marker"
+    evil = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1],
+            b"filenames": _Payload(open, str(marker), "w")}
+    raw = pickle.dumps(evil, protocol=2)
+    pickle.loads(raw, encoding="bytes").get(b"filenames").close()  # plain pickle runs it...
+    assert marker.exists()
+    marker.unlink()
+    (d / "data_batch_2").write_bytes(raw)
+    with pytest.raises(DataFormatError) as e:  # ...the loader refuses it
+        load_dataset("cifar10", data_root=tmp_path)
+    msg = str(e.value)
+    assert str(d / "data_batch_2") in msg and f"global {open.__module__}.{open.__qualname__}" in msg
+    assert not marker.exists()
+    assert not is_available("cifar10", tmp_path / "elsewhere")
+
+
+def test_cifar_pickle_codecs_only_latin1(small_data, tmp_path):
+    d = tmp_path / "cifar10" / "cifar-10-batches-py"
+    make_cifar_dir(d)
+    raw = pickle.dumps({b"data": _Payload(codecs.encode, "x", "rot13"), b"labels": []}, protocol=2)
+    (d / "test_batch").write_bytes(raw)
+    with pytest.raises(DataFormatError, match="test_batch.*only latin1"):
+        load_dataset("cifar10", data_root=tmp_path)
+
+
+def test_cifar10_missing_and_malformed(small_data, tmp_path):
     with pytest.raises(DataNotFoundError, match=str(tmp_path / "cifar10" / "cifar-10-batches-py")):
         load_dataset("cifar10", data_root=tmp_path)
     d = tmp_path / "cifar10" / "cifar-10-batches-py"
