@@ -10,14 +10,14 @@ ifeq ($(origin PROFILE),undefined)
 PROFILE := $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 endif
 PROFILES := smoke cpu paper
-# one per paper figure or table (notebooks/<name>.py); claims reads the others' results, so it comes last
-NOTEBOOKS := ablation bpd_table samples interpolation manipulation temperature nearest_neighbours \
-	what_works bits_5v8 temperature_validity class_conditional sampling_cost precision cost claims
+# one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order from the
+# registry (plain Python, read before .venv exists); claims reads the others' results, so it comes last
+NOTEBOOKS := $(shell python3 glowlib/studies/registry.py)
 RESULTS := results/$(PROFILE)
 EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun
 # only retrains a model whose config changed (a plot-only edit never retrains)
-LIB := $(wildcard glowlib/*.py) glowlib/published_bpd.csv glowlib/published_speed.csv
+LIB := $(wildcard glowlib/*.py glowlib/*/*.py) glowlib/published_bpd.csv glowlib/published_speed.csv
 # trained models are shared by every notebook and every rerun
 export GLOWLIB_CACHE ?= $(CURDIR)/checkpoints
 ifeq ($(PROFILE),smoke)
@@ -26,7 +26,7 @@ export OMP_NUM_THREADS ?= 1
 endif
 
 # stop early, naming the bad value, for a PROFILE or NB that does not exist
-ifneq ($(filter reproduce models results notebook book,$(MAKECMDGOALS)),)
+ifneq ($(filter reproduce reproduce-steps models results notebook book,$(MAKECMDGOALS)),)
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error PROFILE=$(PROFILE) is not a profile; choose one of: $(PROFILES))
 endif
@@ -40,7 +40,7 @@ $(error NB=$(NB) is not a notebook; choose one of: $(NOTEBOOKS))
 endif
 endif
 
-.PHONY: help env test system-packages reproduce models results notebook book
+.PHONY: help env test system-packages data reproduce reproduce-steps models results notebook book
 
 help:
 	@echo "make reproduce [PROFILE=smoke|cpu|paper]   train (cached), run every notebook into results/PROFILE/, build the book"
@@ -50,6 +50,7 @@ help:
 	@echo "make book                                  build the book from results/PROFILE/ (no training, no execution)"
 	@echo "make test                                  make reproduce PROFILE=smoke, then the tests (what CI runs)"
 	@echo "make env                                   create .venv with everything installed"
+	@echo "make data                                  download MNIST and CIFAR-10 into \$$GLOWLIB_DATA (checksums checked)"
 	@echo "notebooks: $(NOTEBOOKS); PROFILE now: $(PROFILE)"
 
 env: $(STAMP)
@@ -72,31 +73,45 @@ system-packages:
 	  echo "      or put Fashion-MNIST's four idx files in \$$GLOWLIB_DATA/fashion_mnist/"; \
 	fi
 
+# MNIST and CIFAR-10 for the paper-scale profiles, verified by SHA-256 (glowlib/download.py); CelebA(-HQ) is named,
+# not fetched. Nothing else downloads: every other target reads local files.
+data: $(STAMP)
+	$(PY) -m glowlib.download all
+
 # the whole pipeline at smoke scale (book included), then every test, the book's page checks among them
 test: $(STAMP)
 	@$(MAKE) --no-print-directory reproduce PROFILE=smoke
 	$(PY) -m pytest -q
 
-# A sub-make after $(STAMP), so that the default PROFILE is computed with the environment in place.
+# A sub-make after $(STAMP), so that the default PROFILE is computed with the environment in place; it hands that
+# PROFILE to each step, so that every step and the last line name the profile that ran.
 reproduce: $(STAMP)
+	@$(MAKE) --no-print-directory reproduce-steps
+
+reproduce-steps:
 	@start=$$(date +%s) && \
-	$(MAKE) --no-print-directory models && \
-	$(MAKE) --no-print-directory results && \
-	$(MAKE) --no-print-directory book && \
+	$(MAKE) --no-print-directory models PROFILE=$(PROFILE) && \
+	$(MAKE) --no-print-directory results PROFILE=$(PROFILE) && \
+	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) && \
 	echo "reproduce (PROFILE=$(PROFILE)) took $$(( $$(date +%s) - start )) s; the book: book/_build/html/index.html"
 
 # every model the notebooks use, trained once into $(GLOWLIB_CACHE) (a finished one is only looked up)
 models: $(STAMP)
-	$(PY) -m glowlib.experiments train --profile $(PROFILE) --no-progress
+	$(PY) -m glowlib models --profile $(PROFILE) --no-progress
 
 results: $(EXECUTED)
 
-# Run notebook $(1) with papermill and extra arguments $(2) into $(RESULTS)/$(1)/. The executed notebook replaces
-# the previous one only on success; a failure keeps the previous results and says where the failed run is.
+# Run notebook $(1) with papermill and extra arguments $(2) into $(RESULTS)/$(1)/, after checking every parameter in
+# $(2). The executed notebook replaces the previous one only on success; a failure keeps the previous results and
+# says where the failed run is. The kernel is notebooks/jupyter's python3: ipykernel's own, its log cut to CRITICAL.
+# Its log held two lines a run: a warning that the local connection is TCP, and at random an ERROR
+# "KeyboardInterrupt caught in kernel": papermill asks for kernel_info after the last cell and shuts the kernel
+# down at once, and jupyter_client's shutdown interrupts it (SIGINT) while it may still be in that request's
+# handler. Errors in the notebook itself still fail the run with their traceback.
 define execute
 	@mkdir -p $(RESULTS)/$(1)
-	@$(if $(strip $(2)),$(PY) -m glowlib.experiments check-params $(1) $(2))
-	@tmp=$$(mktemp -d) && \
+	@$(if $(strip $(2)),$(PY) -m glowlib check-params --profile $(PROFILE) $(1) $(2))
+	@tmp=$$(mktemp -d) && export JUPYTER_PATH=$(CURDIR)/notebooks/jupyter && \
 	$(PY) -m jupytext --quiet --to ipynb --set-kernel python3 -o $$tmp/$(1).ipynb notebooks/$(1).py && \
 	echo "running notebooks/$(1).py (PROFILE=$(PROFILE) $(strip $(2))) -> $(RESULTS)/$(1)/" && \
 	if $(PY) -m papermill --no-progress-bar --log-level WARNING --cwd . -p profile $(PROFILE) \
@@ -122,9 +137,9 @@ $(RESULTS)/claims/claims.ipynb: $(filter-out $(RESULTS)/claims/claims.ipynb,$(EX
 notebook: $(STAMP)
 	$(call execute,$(NB),$(PARAMS))
 
-# The book only reads results/$(PROFILE): it copies the executed notebooks into book/generated/ and writes the
-# intro page from their provenance; Jupyter Book executes nothing (execute_notebooks: off).
+# The book only reads results/$(PROFILE): it copies the executed notebooks into book/generated/, writes the intro
+# page from their provenance and _toc.yml from the registry; Jupyter Book executes nothing (execute_notebooks: off).
 book: $(STAMP)
-	$(PY) -m glowlib.results book --profile $(PROFILE)
+	$(PY) book/build.py --profile $(PROFILE)
 	$(VENV)/bin/jupyter-book build book --all --quiet
 	@echo "book of results/$(PROFILE): book/_build/html/index.html"

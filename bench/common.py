@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from glowlib import Glow, GlowConfig  # noqa: E402
 from glowlib.objective import bits_per_dim  # noqa: E402
 from glowlib.results import git_state  # noqa: E402
-from glowlib.train import atomic_write_bytes  # noqa: E402
+from glowlib.files import atomic_write_bytes  # noqa: E402
 
 
 def parser(description: str, **defaults) -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def parser(description: str, **defaults) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--allocator", choices=("system", "tuned"), default="system",
-                   help="the C allocator as it is (default: as a plain port runs), or as glowlib.train sets it "
+                   help="the C allocator as it is (default: as a plain port runs), or as glowlib.training sets it "
                         "(glowlib.runtime.tune_allocator); it holds for every contender in the process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -99,7 +99,7 @@ def build(cfg: GlowConfig, x: torch.Tensor, reference: bool = True):
 
 
 def train_step_fn(model, x, n_dims: int, n_bits: int = 8, lr: float = 1e-4):
-    """One training step as glowlib.train takes it (bits/dim, backward, Adamax); returns a closure."""
+    """One training step as glowlib.training takes it (bits/dim, backward, Adamax); returns a closure."""
     optimizer = torch.optim.Adamax(model.parameters(), lr=lr)
     model.train()
 

@@ -13,7 +13,8 @@ priors' convolutions, autograd's and Python's own time outside any op).
 
 How ops are attributed (glowlib is not edited): for the profile, this script wraps methods of the model's layer
 *instances* (``forward``, ``reverse``, ``conv_folded``, ``weight_logdet``, ``inverse_weight``, a flow step's
-``_mix*``) and two module-level functions (``glowlib.model.channel_mix``, ``glowlib.flows.affine_coupling``) in
+``_mix*``) and two module-level functions (``glowlib.models.multiscale.channel_mix``,
+``glowlib.layers.coupling.affine_coupling``) in
 ``torch.profiler.record_function`` scopes named ``glow::<group>``, and restores them afterwards. Each profiler event's
 *self* time goes to the innermost ``glow::`` scope that encloses it. An event of the backward pass is not inside
 any forward scope; it is attributed through autograd's sequence number: the
@@ -33,8 +34,9 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-import glowlib.flows as flows_mod
-import glowlib.model as model_mod
+import glowlib.layers as layers
+import glowlib.layers.coupling as coupling_mod
+import glowlib.models.multiscale as model_mod
 from common import build, config_record, emit, environment, glow_config, images, parser, setup
 from glowlib.objective import bits_per_dim
 
@@ -85,22 +87,22 @@ def scopes(model):
         patched.append((obj, attr, own, vars(obj).get(attr)))
         setattr(obj, attr, _scoped(old, group))
 
-    couplings = (flows_mod.Coupling, flows_mod.MaskedCoupling)
+    couplings = (layers.Coupling, layers.MaskedCoupling)
     in_coupling = {id(m) for c in model.modules() if isinstance(c, couplings) for m in c.net.modules()}
     for m in model.modules():
-        if isinstance(m, flows_mod.ActNorm):
+        if isinstance(m, layers.ActNorm):
             for attr in ("forward", "reverse"):
                 wrap(m, attr, "actnorm")
-        elif isinstance(m, (flows_mod.InvConv1x1, flows_mod.InvConv1x1LU)):
+        elif isinstance(m, (layers.InvConv1x1, layers.InvConv1x1LU)):
             for attr in ("forward", "reverse", "weight_logdet", "inverse_weight"):
                 wrap(m, attr, "conv1x1")
         elif isinstance(m, model_mod.FlowStep):
             for attr in ("_mix", "_mix_inverse", "_mix_forward"):
                 wrap(m, attr, "conv1x1")
-        elif id(m) in in_coupling and isinstance(m, (flows_mod.ConvActNorm, flows_mod.ZeroConv2d)):
+        elif id(m) in in_coupling and isinstance(m, (layers.ConvActNorm, layers.ZeroConv2d)):
             for attr in ("forward", "conv_folded"):
                 wrap(m, attr, "coupling_convs")
-    functions = [(model_mod, "channel_mix", "conv1x1"), (flows_mod, "affine_coupling", "elementwise")]
+    functions = [(model_mod, "channel_mix", "conv1x1"), (coupling_mod, "affine_coupling", "elementwise")]
     saved = [(mod, name, getattr(mod, name)) for mod, name, _ in functions]
     try:
         for mod, name, group in functions:

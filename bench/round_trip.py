@@ -3,13 +3,13 @@
     python bench/round_trip.py --channels 1 --size 32 --levels 3 --depth 8 --width 128 --batch 64
     python bench/round_trip.py --profile cpu --dataset mnist5k --n 500     # a trained model, on its test images
 
-The modes (``glowlib.precision_study.ROUND_TRIP_MODES``), all with the same weights: ``fp32``; ``bf16``
+The modes (``glowlib.studies.precision.ROUND_TRIP_MODES``), all with the same weights: ``fp32``; ``bf16``
 (``precision="bf16"``: the coupling networks in bf16 inside a float32 flow); ``bf16_flow64`` (the same bf16
 networks inside a float64 flow, ``model.double()``); ``fp64``. Why ``bf16`` alone is not exact, and why the float64
 flow is: ``tests/test_precision.py`` and ``notebooks/precision.py``.
 
 Without ``--profile`` the weights are moved off their initial values (as every bench script does) and the images
-are random 8-bit ones; with ``--profile`` the model comes from the trained-model cache (``glowlib.cache``, which
+are random 8-bit ones; with ``--profile`` the model comes from the trained-model cache (``glowlib.training.cache``, which
 trains it first if it is not there) and the images are the first ``--n`` test images at their bins' centres. Per
 mode: the largest error over finite pixels, its 99.99th percentile, the fraction of pixels off by more than 1e-3,
 the non-finite pixels, the fraction of images whose n-bit quantisation changes, the mean bits/dim and ms per image
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from common import build, config_record, emit, environment, glow_config, images, parser, setup
 
-from glowlib.precision_study import round_trip, test_images
+from glowlib.studies.precision import round_trip, test_images
 
 
 def main(argv=None) -> dict:
@@ -30,7 +30,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     device = setup(args)
     if args.profile:
-        from glowlib.cache import get_model
+        from glowlib.training import get_model
         tm = get_model(args.profile, args.dataset, "glow", progress=False)
         model, n_bits = tm.model.to(device), tm.run.data.n_bits
         x = test_images(args.dataset, args.n, n_bits).to(device)

@@ -14,7 +14,7 @@ fresh process (as a user would run it), because the state of the C allocator car
 in its own process, just before its timing, for its ``fraction_of_peak``; ``profile_*`` splits a training step's
 time into coupling convs, 1x1 convs, ActNorm, elementwise, optimizer and other (``bench/profile_ops.py``).
 ``batch_sweep_cifar`` times the ``cifar`` config at batches 8-64 (``bench/batch_sweep.py``), ``*_tuned`` with the C
-allocator as ``glowlib.train`` sets it (``glowlib.runtime``; every other job leaves it as a plain port would);
+allocator as ``glowlib.training`` sets it (``glowlib.runtime``; every other job leaves it as a plain port would);
 ``compile_cifar`` sets ``torch.compile`` against eager.
 ``--env NAME=VALUE`` sets environment variables of the jobs (e.g. glibc's ``MALLOC_MMAP_THRESHOLD_``).
 """
@@ -51,7 +51,7 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
         "train_small_bf16": ("train_throughput", SMALL + r(20) + BF16),
         "train_cifar_bf16": ("train_throughput", CIFAR + r(8) + BF16),
         # images/s and fraction of peak against the batch (8-64), fp32 and bf16, with and without invertible
-        # backprop; the C allocator as it is, and as glowlib.train tunes it (glowlib.runtime)
+        # backprop; the C allocator as it is, and as glowlib.training tunes it (glowlib.runtime)
         "batch_sweep_cifar": ("batch_sweep", SWEEP + r(6)),
         "batch_sweep_cifar_tuned": ("batch_sweep", SWEEP + r(6) + ["--allocator", "tuned"]),
         # torch.compile (inductor) of the stored-activation model against eager, compile time apart
@@ -60,7 +60,7 @@ def jobs(quick: bool) -> dict[str, tuple[str, list[str]]]:
         "profile_small": ("profile_ops", SMALL + ["--steps", "3" if quick else "5"]),
         "profile_cifar": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"]),
         "profile_cifar_bf16": ("profile_ops", CIFAR + ["--steps", "2" if quick else "3"] + BF16),
-        # the batch sweep's fastest setting: batch 64, stored activations, the allocator as glowlib.train sets it
+        # the batch sweep's fastest setting: batch 64, stored activations, the allocator as glowlib.training sets it
         "profile_cifar_b64": ("profile_ops", BEST),
         "profile_cifar_b64_bf16": ("profile_ops", BEST + ["precision=bf16"]),
         "options_small": ("options", SMALL + r(12) + ["--what", "both"]),

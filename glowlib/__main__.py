@@ -1,17 +1,175 @@
-"""Command line: ``python -m glowlib train|evaluate ...`` (see README)."""
+"""glowlib's command line: ``python -m glowlib train | evaluate | models | check-params | studies`` (see README).
+
+Every user error prints one line ``error: ...`` and exits with status 2.
+
+``check-params`` checks a notebook's parameters as ``make notebook NB=name PARAMS="..."`` hands them to papermill,
+before the notebook runs. Papermill takes parameters in five forms: ``-p NAME VALUE`` (the value read as a bool,
+None, int or float where it is one, else a string), ``-r NAME VALUE`` (a string), ``-y YAML``, ``-f FILE.yaml`` and
+``-b BASE64-YAML`` (``--parameters``, ``--parameters_raw``, ``--parameters_yaml``, ``--parameters_file``,
+``--parameters_base64``). :func:`papermill_parameters` reads them as papermill does, in its order of precedence,
+and :func:`check_papermill_args` checks every one by name and value with the notebook's own check, on top of the
+defaults of its parameters cell. make sets ``profile`` and ``out_dir`` itself: a ``profile`` other than make's
+PROFILE, or any ``out_dir``, is refused.
+"""
 from __future__ import annotations
 
 import argparse
+import ast
+import base64
+import binascii
 import json
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
-from .config import DEQUANTIZATIONS, MODEL_TYPES
+import yaml
+
+from .analysis import cached_classifier, classifier_path
+from .config import DEQUANTIZATIONS, MODEL_TYPES, check_choice
 from .profiles import DATASET_SHAPES, PROFILES, profile_config
+from .results import repo_root
+from .studies import STUDIES, all_runs, check_parameters
+from .studies.base import classifier_datasets
+from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of, run_dir,
+                       train, trained)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glowlib", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# papermill's parameter options: (short, long) -> (how many values follow, form)
+OPTIONS = {("-p", "--parameters"): (2, "p"), ("-r", "--parameters_raw"): (2, "r"),
+           ("-y", "--parameters_yaml"): (1, "y"), ("-f", "--parameters_file"): (1, "f"),
+           ("-b", "--parameters_base64"): (1, "b")}
+FORMS = {flag: spec for flags, spec in OPTIONS.items() for flag in flags}
+
+
+def resolve_type(value: str):
+    """A ``-p`` value as papermill reads it: True, False, None, an int, a float, else the string itself."""
+    if value in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[value]
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+class _NoDates(yaml.SafeLoader):
+    """YAML as papermill loads it: dates stay strings."""
+
+
+_NoDates.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
+                                    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _yaml(text, where: str) -> dict:
+    try:
+        values = yaml.load(text, Loader=_NoDates) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where} is not valid YAML: {' '.join(str(e).split())}") from e
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise ValueError(f"{where} must be a YAML mapping of parameter names to values, got {values!r}")
+    return values
+
+
+def papermill_parameters(args) -> dict:
+    """The parameters a papermill command line gives, by name, as the notebook receives them.
+
+    Papermill applies ``-b``, then ``-f``, ``-y``, ``-p`` and ``-r``, each form in the order given, a later value
+    of a name replacing an earlier one. Any other option is an error: PARAMS is for parameters only.
+    """
+    args = list(args)
+    found = {form: [] for form in "bfypr"}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        flag, _, attached = token.partition("=") if token.startswith("--") else (token, "", "")
+        if flag not in FORMS:
+            raise ValueError(f"{token!r} is not a papermill parameter option; give parameters with -p NAME VALUE, "
+                             f"-r NAME VALUE, -y YAML, -f FILE or -b BASE64 (profile and out_dir are make's)")
+        n, form = FORMS[flag]
+        values = ([attached] if attached else []) + args[i + 1:i + 1 + n - bool(attached)]
+        if len(values) < n:
+            raise ValueError(f"{flag} needs {'a name and a value' if n == 2 else 'a value'}; got {values}")
+        found[form].append(values)
+        i += 1 + n - bool(attached)
+    params = {}
+    for (text,) in found["b"]:
+        try:
+            decoded = base64.b64decode(text)
+        except (binascii.Error, ValueError) as e:
+            raise ValueError(f"-b {text!r} is not base64 ({e})") from e
+        params.update(_yaml(decoded, f"-b {text!r}"))
+    for (path,) in found["f"]:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ValueError(f"-f {path!r}: the parameters file cannot be read ({e.strerror})") from e
+        params.update(_yaml(text, f"-f {path!r}"))
+    for (text,) in found["y"]:
+        params.update(_yaml(text, f"-y {text!r}"))
+    params.update({name: resolve_type(value) for name, value in found["p"]})
+    params.update({name: value for name, value in found["r"]})
+    return params
+
+
+def notebook_defaults(notebook: str, folder=None) -> dict:
+    """The values of the parameters cell of ``notebooks/<notebook>.py``."""
+    path = Path(folder or repo_root() / "notebooks") / f"{notebook}.py"
+    cells = [c for c in path.read_text().split("# %%") if c.startswith(' tags=["parameters"]')]
+    if len(cells) != 1:
+        raise ValueError(f"{path} has {len(cells)} parameters cells; a notebook has one")
+    body = ast.parse(cells[0].split("\n", 1)[1])
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in body.body}
+
+
+def check_papermill_args(notebook: str, profile: str, args) -> SimpleNamespace:
+    """Check the parameters that papermill arguments ``args`` give ``notebook`` when make runs it at ``profile``:
+    each must be one of the notebook's, ``profile`` must be make's and ``out_dir`` is make's alone, and the
+    notebook's defaults with these values must pass its study's check. Returns the checked parameters."""
+    given = papermill_parameters(args)
+    if "out_dir" in given:
+        raise ValueError(f"out_dir={given['out_dir']!r}: make writes notebook {notebook!r} into "
+                         f"results/{profile}/{notebook}/; run papermill yourself to write elsewhere")
+    if "profile" in given and given["profile"] != profile:
+        raise ValueError(f"profile={given['profile']!r} contradicts make's PROFILE={profile}; set the profile with "
+                         f"PROFILE={given['profile']}, not in PARAMS")
+    defaults = notebook_defaults(notebook)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"notebook {notebook!r} has no parameter {unknown}; its parameters are {sorted(defaults)}")
+    return check_parameters(notebook, **{**defaults, **given, "profile": profile, "out_dir": ""})
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``error: ...``, and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
+def train_models(profile: str, progress: bool = True) -> None:
+    """Train (or find in the cache) every model the notebooks of ``profile`` use (``studies.all_runs``), then the
+    measuring classifiers they use."""
+    check_choice("profile", profile, PROFILES)
+    runs = all_runs(profile)
+    for i, run in enumerate(runs, 1):
+        folder = run_dir(run)
+        what = f"{run.model_type} {run.data.dataset} {getattr(run.model, 'permutation', '-')}/" \
+               f"{run.model.coupling} {run.train.dequantization} seed {run.train.seed}"
+        if (folder / "done.json").exists():
+            print(f"[{i}/{len(runs)}] cached   {what}: {folder}", flush=True)
+            continue
+        print(f"[{i}/{len(runs)}] training {what} -> {folder}", flush=True)
+        trained(run, progress=progress)
+    for dataset in classifier_datasets(profile):
+        if not classifier_path(dataset).is_file():
+            print(f"training the measuring classifier of {dataset}", flush=True)
+        cached_classifier(dataset)
+
+
+def parser() -> Parser:
+    top = Parser(prog="python -m glowlib", description=__doc__.split("\n\n")[0])
+    sub = top.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train a model; resumable")
     tr.add_argument("--profile", choices=PROFILES, default="cpu")
     tr.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="mnist5k")
@@ -20,31 +178,47 @@ def main(argv=None) -> int:
                     help="variational: a learned q(u | x) trained with the model on the ELBO")
     tr.add_argument("--out", required=True, help="run folder: metrics.csv, last.pt, best.pt")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
+    tr.add_argument("--restart", action="store_true",
+                    help="move OUT's checkpoints and metrics aside (into OUT/replaced-<date>/) and start over")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="override config fields, e.g. model.depth=16 train.lr=5e-4 data.n_bits=5")
+    tr.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override config fields, e.g. --set model.depth=16 --set train.lr=5e-4 data.n_bits=5 "
+                         "(every one given applies)")
     tr.add_argument("--no-progress", action="store_true")
     ev = sub.add_parser("evaluate", help="bits/dim of a checkpoint's Polyak weights on a dataset split")
     ev.add_argument("checkpoint")
     ev.add_argument("--split", choices=("test", "val", "train"), default="test")
     ev.add_argument("--samples", type=int, default=1, help="dequantisation samples per image (importance-weighted; "
                     "with a variational-dequantisation checkpoint, 1 is its ELBO)")
-    args = parser.parse_args(argv)
+    md = sub.add_parser("models", help="train (or find in the cache) every model the notebooks of a profile use")
+    md.add_argument("--profile", required=True, choices=PROFILES)
+    md.add_argument("--no-progress", action="store_true")
+    cp = sub.add_parser("check-params", allow_abbrev=False,
+                        help="check a notebook's papermill parameters (-p, -r, -y, -f, -b) before it runs",
+                        usage="python -m glowlib check-params --profile PROFILE NOTEBOOK [papermill parameter "
+                              "options]")
+    cp.add_argument("--profile", required=True, choices=PROFILES, help="the profile make runs the notebook at")
+    cp.add_argument("notebook", choices=STUDIES)
+    cp.add_argument("papermill_args", nargs=argparse.REMAINDER)
+    sub.add_parser("studies", help="the notebooks (one study each), in the book's order")
+    return top
 
-    from .train import load_checkpoint, evaluate, load_trained_with_dequantizer, prepare_splits, train
-    from .config import RunConfig
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
         if args.command == "train":
             overrides = [f"train.dequantization={args.dequantization!r}"] + list(args.set) + \
                 ([f"train.device={args.device!r}"] if args.device else [])
             run = profile_config(args.profile, args.dataset, args.model, args.seed, overrides)
-            result = train(run, args.out, resume=args.resume, progress=not args.no_progress)
+            result = train(run, args.out, resume=args.resume, restart=args.restart,
+                           progress=not args.no_progress)
             print(json.dumps({"out": str(result.out_dir), "step": result.step, "best_val_bpd": result.best_val_bpd,
                               "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
                               "nonfinite_events": len(result.nonfinite_events)}))
-        else:
-            run = RunConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
+        elif args.command == "evaluate":
+            run = run_config_of(load_checkpoint(args.checkpoint), args.checkpoint)
             splits = prepare_splits(run)
             images = {"test": splits.test_x, "val": splits.val_x, "train": splits.train_x}[args.split]
             labels = {"test": splits.test_y, "val": splits.val_y, "train": splits.train_y}[args.split]
@@ -52,7 +226,13 @@ def main(argv=None) -> int:
             bpd, sem = evaluate(model, images, run.data.n_bits, n_samples=args.samples,
                                 labels=labels if run.model.n_classes else None, dequantizer=dequantizer)
             print(json.dumps({"split": args.split, "bpd": bpd, "sem": sem, "n_images": len(images)}))
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+        elif args.command == "models":
+            train_models(args.profile, progress=not args.no_progress)
+        elif args.command == "check-params":
+            check_papermill_args(args.notebook, args.profile, args.papermill_args)
+        else:
+            print("\n".join(STUDIES))
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

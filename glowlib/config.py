@@ -1,23 +1,45 @@
-"""Model configuration: one frozen dataclass, validated on construction.
+"""Configuration: frozen dataclasses for the models (Glow/RealNVP, MaCow), the data and the training, validated
+on construction, and ``RunConfig``, their union, whose hash keys the trained-model cache.
 
 Field names follow the paper: K = ``depth`` flow steps per level, L = ``n_levels`` levels (Sec. 3, Fig. 2).
-Every default is the official CIFAR-10 setting (openai/glow ``train.py`` flags, paper Sec. 5).
+Every default of ``GlowConfig`` is the official CIFAR-10 setting (openai/glow ``train.py`` flags, paper Sec. 5).
+This module imports nothing from glowlib, so that any part of the package can read a config.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import math
 from dataclasses import dataclass
 
 PERMUTATIONS = ("conv1x1", "shuffle", "reverse", "rotation")
 COUPLINGS = ("affine", "additive")
 PRECISIONS = ("fp32", "bf16")
-DEQUANTIZATIONS = ("uniform", "variational")   # glowlib.dequantization: Glow's U(0, 1) noise, or a learned q(u | x)
+ORIENTATIONS = ("top-down", "bottom-up", "left-right", "right-left")   # of MaCow's masked convolutions
+MULTISCALES = ("fine", "glow")                 # MaCow's factoring-out: several parts per level, or Glow's half
+# glowlib.models.dequantization: Glow's U(0, 1) noise, or a learned q(u | x)
+DEQUANTIZATIONS = ("uniform", "variational")
 # GlowConfig fields that change how the model is computed, not what it computes: left out of RunConfig.key(), so
 # that a trained model is found in the cache whichever way it was (or will be) run
 EXECUTION_FIELDS = ("inv_backprop", "fused", "channels_last")
-# fields added after models were trained and cached: left out of RunConfig.key() while at these defaults, so that
-# those models keep their keys; any other value changes the numbers and so the key
-LATER_FIELDS = {"model": {"precision": "fp32"}, "train": {"y_weight": 0.0, "dequantization": "uniform"}}
+# The fields each section had when cache keys were first defined, frozen here (never derived from the dataclasses):
+# RunConfig.key() always hashes these, and hashes any other field only when it differs from its default. So a
+# field added later with a default (precision, y_weight, dequantization were) leaves every existing key as it was,
+# while a non-default value, which changes the numbers, gets its own key. The model section's set depends on the
+# model type, so that a field one model config already had cannot change the other's keys when it is added there.
+_GLOW_KEYED = ("in_channels", "image_size", "n_levels", "depth", "width", "permutation", "lu", "coupling",
+               "learn_top", "n_bits", "actnorm", "learned_prior", "n_classes")
+KEYED_FIELDS = {
+    "model": {"glow": _GLOW_KEYED, "realnvp": _GLOW_KEYED,
+              "macow": ("in_channels", "image_size", "n_levels", "depth", "width", "coupling", "n_units", "mcf_width",
+                        "kernel_height", "kernel_width", "multiscale", "fine_splits", "learn_top", "learned_prior",
+                        "n_bits")},
+    "data": ("dataset", "n_bits", "n_val", "data_root"),
+    "train": ("optimizer", "lr", "warmup_steps", "batch_size", "steps", "grad_clip", "init_batch", "ema_decay",
+              "eval_every", "ckpt_every", "n_train_eval", "n_test_eval", "eval_batch", "nonfinite_policy",
+              "max_skips", "device", "seed"),
+}
 
 
 def check_choice(field: str, value, allowed) -> None:
@@ -27,12 +49,23 @@ def check_choice(field: str, value, allowed) -> None:
 
 
 def check_range(field: str, value, low=None, high=None, kind=int) -> None:
-    """Raise a ValueError unless ``value`` is a ``kind`` within [low, high]."""
+    """Raise a ValueError unless ``value`` is a ``kind`` within [low, high] (and finite, for a float)."""
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise ValueError(f"{field}={value!r} must be of type {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{field}={value!r} must be a finite number")
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
         raise ValueError(f"{field}={value!r} is out of range; allowed: {bounds}")
+
+
+def check_finite_floats(config) -> None:
+    """Raise a ValueError naming the first float field of a config dataclass that is NaN or infinite: no run can
+    use one, and NaN compares false with every bound, so range checks alone would let it through."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{type(config).__name__}.{f.name}={value!r} must be a finite number")
 
 
 class MultiScaleConfig:
@@ -98,6 +131,7 @@ class GlowConfig(MultiScaleConfig):
     channels_last: bool = True   # coupling networks' convs in NHWC layout (mkldnn's fast path on CPU)
 
     def __post_init__(self):
+        check_finite_floats(self)
         check_range("in_channels", self.in_channels, 1)
         check_range("image_size", self.image_size, 1)
         check_range("n_levels", self.n_levels, 1)
@@ -116,9 +150,80 @@ class GlowConfig(MultiScaleConfig):
         return dataclasses.replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class MaCowConfig(MultiScaleConfig):
+    """Architecture of a MaCow model. K = ``depth`` MaCow steps per level, L = ``n_levels`` levels.
+
+    Defaults follow the official CIFAR-10 config (``cifar10-macow.json``) where it applies: 2 groups of 16 steps
+    per internal level ("num_steps": [.., [16, 16], ..], "factors": [4, 4]), 256 hidden channels.
+    """
+
+    in_channels: int = 3
+    image_size: int = 32
+    n_levels: int = 3            # L; the official code adds an unsqueezed bottom block, not built here
+    depth: int = 32              # K
+    width: int = 256             # hidden channels of the Glow step's coupling network
+    coupling: str = "affine"
+    n_units: int = 2             # MaCow units per step, each 4 MCFs: 8 per step, as official MaCowStep's 4 × 2
+    mcf_width: int | None = None  # hidden channels of an MCF; None: min(2·channels, 512), official conv.py
+    kernel_height: int = 2       # rows (top-down) a masked conv sees above a pixel
+    kernel_width: int = 3        # columns it sees, centred on the pixel's own; odd
+    multiscale: str = "fine"     # "glow": factor out half the channels at the end of each level
+    fine_splits: int = 2         # "fine": that half leaves in this many parts (official factor 4 = 2 parts of 1/4)
+    learn_top: bool = True
+    learned_prior: bool = True   # split-off parts get a Gaussian predicted from the kept channels
+    n_bits: int = 8
+    # dtype of the networks (the MCFs' and the couplings'), as GlowConfig.precision: the scales and shifts as
+    # applied, ActNorm, the 1x1 conv, the log-dets and the priors stay float32
+    precision: str = "fp32"
+    n_classes = 0                # not a field: MaCow has no class-conditional prior (callers read it as Glow's)
+
+    def __post_init__(self):
+        check_finite_floats(self)
+        check_choice("precision", self.precision, PRECISIONS)
+        for name in ("in_channels", "image_size", "n_levels", "depth", "width", "n_units", "kernel_height",
+                     "kernel_width", "fine_splits"):
+            check_range(name, getattr(self, name), 1)
+        check_range("n_bits", self.n_bits, 1, 8)
+        if self.mcf_width is not None:
+            check_range("mcf_width", self.mcf_width, 1)
+        check_choice("coupling", self.coupling, COUPLINGS)
+        check_choice("multiscale", self.multiscale, MULTISCALES)
+        for flag in ("learn_top", "learned_prior"):
+            check_range(flag, getattr(self, flag), kind=bool)
+        if self.kernel_width % 2 == 0:
+            raise ValueError(f"kernel_width={self.kernel_width} is not allowed; choose an odd width (1, 3, 5, ...) "
+                             f"so that the window is centred on the pixel's own column")
+        self.check_levels()
+        if self.multiscale == "fine" and self.n_levels > 1:
+            c = 4 * self.in_channels         # channels of the first level, the binding divisibility constraint
+            if c % (2 * self.fine_splits):
+                allowed = [m for m in range(1, c // 2 + 1) if c % (2 * m) == 0]
+                raise ValueError(f"fine_splits={self.fine_splits} is not allowed for in_channels={self.in_channels}: "
+                                 f"half of the first level's {c} channels must split into equal parts; "
+                                 f"choose one of {allowed}")
+            if self.depth < self.fine_splits:
+                raise ValueError(f"fine_splits={self.fine_splits} needs depth >= {self.fine_splits} (one group of "
+                                 f"steps before each split); depth={self.depth}")
+
+    def split_sizes(self, channels: int, last: bool) -> list[int]:
+        """Channels factored out after each group of steps of a level with ``channels`` (after its squeeze)."""
+        if last:
+            return [0]
+        if self.multiscale == "glow":
+            return [channels - channels // 2]
+        return [channels // (2 * self.fine_splits)] * self.fine_splits
+
+    def replace(self, **changes) -> "MaCowConfig":
+        return dataclasses.replace(self, **changes)
+
+
 MODEL_TYPES = ("glow", "realnvp", "macow")
 OPTIMIZERS = ("adamax", "adam")
 NONFINITE_POLICIES = ("skip", "reload")
+# the datasets glowlib.data loads (its DATASETS; tests/test_data.py checks that the two agree), named here so that
+# a config is validated without importing the data code
+DATASET_NAMES = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
 
 
 @dataclass(frozen=True)
@@ -131,10 +236,13 @@ class DataConfig:
     data_root: str | None = None  # None: $GLOWLIB_DATA, else ~/.glowlib/data (see glowlib.data)
 
     def __post_init__(self):
-        from .data import DATASETS
-        check_choice("dataset", self.dataset, DATASETS)
+        check_finite_floats(self)
+        check_choice("dataset", self.dataset, DATASET_NAMES)
         check_range("n_bits", self.n_bits, 1, 8)
-        check_range("n_val", self.n_val, 0)
+        if isinstance(self.n_val, int) and not isinstance(self.n_val, bool) and self.n_val == 0:
+            raise ValueError("n_val=0: a validation part is required (checkpoints are chosen on validation "
+                             "bits/dim, never on test); hold out at least 1 training image, e.g. n_val=500")
+        check_range("n_val", self.n_val, 1)
 
 
 @dataclass(frozen=True)
@@ -161,11 +269,12 @@ class TrainConfig:
     # class-conditional models (model.n_classes > 0): loss = bits/dim + y_weight · cross-entropy of the classifier
     # head in bits per image (official --weight_y; its conditional runs use 0.01). 0: the likelihood alone
     y_weight: float = 0.0
-    # "variational": a conditional flow q(u | x) (glowlib.dequantization) trained with the model on the ELBO; its
+    # "variational": a conditional flow q(u | x) (glowlib.models.dequantization) trained with the model on the ELBO; its
     # evaluations are ELBO bits/dim (importance-weighted with evaluate's n_samples > 1). "uniform": Glow's U(0, 1)
     dequantization: str = "uniform"
 
     def __post_init__(self):
+        check_finite_floats(self)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("dequantization", self.dequantization, DEQUANTIZATIONS)
         check_choice("nonfinite_policy", self.nonfinite_policy, NONFINITE_POLICIES)
@@ -184,10 +293,21 @@ class TrainConfig:
 def model_config_class(model_type: str):
     """The config dataclass of ``model_type``: GlowConfig (Glow and RealNVP) or MaCowConfig."""
     check_choice("model_type", model_type, MODEL_TYPES)
-    if model_type == "macow":
-        from .macow import MaCowConfig               # macow.py imports this module
-        return MaCowConfig
-    return GlowConfig
+    return MaCowConfig if model_type == "macow" else GlowConfig
+
+
+def _keyed(section, keyed: tuple[str, ...], left_out: tuple[str, ...] = ()) -> dict:
+    """The fields of one config section that its cache key hashes, as ``dataclasses.asdict`` gives them."""
+    values = dataclasses.asdict(section)
+    out = {}
+    for f in dataclasses.fields(section):
+        if f.name in left_out:
+            continue
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if f.name not in keyed and default is not dataclasses.MISSING and values[f.name] == default:
+            continue                        # added after keys were defined, at its default: as if it did not exist
+        out[f.name] = values[f.name]
+    return out
 
 
 @dataclass(frozen=True)
@@ -202,7 +322,7 @@ class RunConfig:
     def __post_init__(self):
         check_choice("model_type", self.model_type, MODEL_TYPES)
         expected = model_config_class(self.model_type)
-        if type(self.model) is not expected:
+        if not isinstance(self.model, expected):
             raise ValueError(f"model_type={self.model_type!r} needs a {expected.__name__}, got a "
                              f"{type(self.model).__name__}; build the model config with {expected.__name__}(...)")
         if self.train.y_weight > 0 and self.train.dequantization != "uniform":
@@ -217,20 +337,26 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        return cls(model=model_config_class(d["model_type"])(**d["model"]), data=DataConfig(**d["data"]),
+        """The inverse of ``to_dict``. A field this version does not know (a dict written by a newer one) raises a
+        ValueError naming it; a field missing from the dict takes its default (it was added since)."""
+        model_cls = model_config_class(d["model_type"])
+        sections = {"model": model_cls, "data": DataConfig, "train": TrainConfig}
+        for section, cls_ in sections.items():
+            known = {f.name for f in dataclasses.fields(cls_)}
+            unknown = sorted(set(d[section]) - known)
+            if unknown:
+                raise ValueError(f"the config has unknown field{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(f'{section}.{n}' for n in unknown)} (not a field of {cls_.__name__} "
+                                 f"in this version of glowlib)")
+        return cls(model=model_cls(**d["model"]), data=DataConfig(**d["data"]),
                    train=TrainConfig(**d["train"]), model_type=d["model_type"])
 
     def key(self) -> str:
-        """Stable short hash of the full config: the trained-model cache's key."""
-        import hashlib
-        import json
-        d = self.to_dict()
-        for name in EXECUTION_FIELDS:
-            d["model"].pop(name, None)            # MaCowConfig has none of them
-        for section, defaults in LATER_FIELDS.items():
-            for name, default in defaults.items():
-                if d[section].get(name, default) == default:
-                    del d[section][name]   # at its default: the key it had before the field existed
+        """Stable short hash of the config: the trained-model cache's key. Execution fields are left out; a field
+        outside ``KEYED_FIELDS`` is left out while at its default (see ``KEYED_FIELDS``)."""
+        d = {"model": _keyed(self.model, KEYED_FIELDS["model"][self.model_type], EXECUTION_FIELDS),
+             "data": _keyed(self.data, KEYED_FIELDS["data"]), "train": _keyed(self.train, KEYED_FIELDS["train"]),
+             "model_type": self.model_type}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def override(self, assignments) -> "RunConfig":

@@ -7,9 +7,9 @@ from dataclasses import fields, replace
 
 import torch
 
-from .config import PRECISIONS, DataConfig, GlowConfig, RunConfig, TrainConfig, check_choice, model_config_class
-from .flows import bf16_support
-from .macow import MaCowConfig
+from .config import (PRECISIONS, DataConfig, GlowConfig, MaCowConfig, RunConfig, TrainConfig, check_choice,
+                     model_config_class)
+from .layers import bf16_support
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -27,8 +27,9 @@ PAPER_TRAIN = TrainConfig(batch_size=64, steps=400_000, warmup_steps=5_000, eval
 # reviewers' studies' 20, two classifiers, and the precision study's 1 to 3 more) trains in about 90
 # minutes on 2 cores in fp32 (bf16, default_precision(), trains about 1.6x faster), so the shared mnist5k model
 # gets about 16 of them (3,000 steps; 6,000 steps, 32 minutes, reached 1.73 test bits/dim where 3,000 reached
-# 1.94: results/cpu/bpd_table/curves.csv at commit 792a226). K=8 at width 128 is the brief's measured plain-port
-# configuration, so our numbers sit beside it. L=2 is the most that 28x28 allows without padding.
+# 1.94, same seed; results/cpu/bpd_table/curves.csv holds the 3,000-step curve). K=8 at width 128 is the
+# configuration bench/ measures against a plain port (bench/run_all.py's ``small``), so the speed measured there
+# applies to these models. L=2 is the most that 28x28 allows without padding.
 # lr 3e-3, not the official 1e-3: at 1e-3 the ActNorm scales that must grow by ~log(256) to resolve MNIST's
 # saturated background take thousands of steps (val 3.76 vs 2.97 bits/dim at step 500, same seed); the Polyak
 # weights and validation-chosen checkpoints absorb the extra noise.
@@ -61,7 +62,7 @@ _PAPER_DATASET_MODEL = {"celeba": dict(n_levels=6, depth=32, coupling="additive"
 def default_precision() -> str:
     """The precision the profiles train in: ``"bf16"`` (coupling networks in bf16, everything that decides exactness
     in float32) where the device that ``python -m glowlib train`` picks by default (CUDA if available, else the CPU)
-    has a bf16 hardware path (``flows.bf16_support``: tensor cores, AMX or AVX512-BF16), else ``"fp32"``, which is
+    has a bf16 hardware path (``layers.bf16_support``: tensor cores, AMX or AVX512-BF16), else ``"fp32"``, which is
     also ``GlowConfig``'s own default. ``$GLOWLIB_PRECISION`` (``fp32`` or ``bf16``) overrides it, e.g. to rerun
     the committed fp32 results on a machine with bf16. The choice is part of each run's config, so of its cache key
     and provenance. On a 2-core AMD EPYC with AVX512-BF16 (``results/cpu/precision``) Fashion-MNIST's cpu Glow
@@ -94,7 +95,7 @@ def profile_config(profile: str, dataset: str = "mnist5k", model_type: str = "gl
     if profile == "cpu" and dataset != "mnist5k":
         # the shared mnist5k model gets the largest share; the other table rows share the rest of the ~90 minutes
         # (sized on a 2-core AVX2 machine, where mnist5k's Glow trains at ~200 images/s): Fashion-MNIST's five
-        # rows (experiments.DEQUANT_DATASETS) 700 steps each, the 8x8 digits' 1,000
+        # rows (studies.bpd_table.DEQUANT_DATASETS) 700 steps each, the 8x8 digits' 1,000
         train = replace(train, steps=700 if dataset == "fashion_mnist" else 1_000)
     if profile == "cpu" and model_type == "realnvp":
         # RealNVP's masked couplings run at about half Glow's images/s on 2 cores (mnist5k: ~235 vs ~470), so

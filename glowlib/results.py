@@ -1,4 +1,4 @@
-"""Results I/O: where each notebook's outputs live, atomic writes, provenance, and the book's generated pages.
+"""Results I/O: where each notebook's outputs live, atomic writes, provenance, and reading them back.
 
 ``results/<profile>/<notebook>/`` holds one notebook's run: the executed notebook (written by ``make``), tidy CSVs
 (one row per observation), PNG figures, and ``provenance.json`` (git SHA and dirty flag, profile, the full config
@@ -6,32 +6,28 @@ of every model used, seed, torch version, device, hardware, start time, wall sec
 written through a temporary file and ``os.replace``, so a killed run never leaves half a file, and a
 :class:`Recorder` only ever writes into a folder that is empty or holds an earlier run of the same notebook.
 
-``python -m glowlib.results book --profile P`` turns ``results/P`` into the book's generated pages (``book/``
-only reads ``results/``; it never trains or executes anything).
+It imports no model or training code: the book's build (``book/build.py``) and the claims read what it wrote.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import io
 import json
 import math
 import os
 import platform
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from .train import atomic_write_bytes
+from .config import check_choice
+from .files import atomic_write_bytes
 
-# The notebooks, in the book's order; the last one reads the others' results.
-NOTEBOOKS = ("ablation", "bpd_table", "samples", "interpolation", "manipulation", "temperature",
-             "nearest_neighbours", "what_works", "bits_5v8", "temperature_validity", "class_conditional",
-             "sampling_cost", "precision", "cost", "claims")
+# glowlib.profiles.PROFILES (tests/test_results.py checks they agree), named here so that this module needs no
+# model code
+PROFILES = ("smoke", "cpu", "paper")
 PROVENANCE = "provenance.json"
 REQUIRED_PROVENANCE = ("notebook", "git_sha", "git_dirty", "profile", "configs", "seed", "torch_version", "device",
                        "hardware", "start_time", "wall_s", "parameters", "tables", "figures")
@@ -48,11 +44,11 @@ def results_root() -> Path:
 
 
 def results_dir(profile: str, notebook: str, root=None) -> Path:
-    """``<root>/<profile>/<notebook>/``: one notebook's outputs for one profile."""
-    from .config import check_choice
-    from .profiles import PROFILES
+    """``<root>/<profile>/<notebook>/``: one notebook's outputs for one profile. ``notebook`` is a plain name (the
+    studies' registry, ``glowlib.studies.STUDIES``, says which exist; this module stays below the studies)."""
     check_choice("profile", profile, PROFILES)
-    check_choice("notebook", notebook, NOTEBOOKS)
+    if not isinstance(notebook, str) or not notebook.isidentifier():
+        raise ValueError(f"notebook={notebook!r} must be a notebook's name, e.g. 'ablation' (no folders)")
     return Path(root if root is not None else results_root()) / profile / notebook
 
 
@@ -166,7 +162,7 @@ class Recorder:
         self.configs[name] = run.to_dict() if hasattr(run, "to_dict") else dict(run)
 
     def model(self, name: str, trained) -> None:
-        """Record a trained model (``glowlib.cache.TrainedModel``): its full config, cache key and training cost."""
+        """Record a trained model (``glowlib.training.TrainedModel``): its full config, cache key and training cost."""
         self.config(name, trained.run)
         s = trained.summary
         self.models[name] = {"key": s.get("key"), "steps": s.get("steps"), "wall_s": s.get("wall_s"),
@@ -248,110 +244,3 @@ def read_table(profile: str, notebook: str, name: str, root=None) -> pd.DataFram
 
 def has_results(profile: str, notebook: str, root=None) -> bool:
     return (results_dir(profile, notebook, root) / PROVENANCE).is_file()
-
-
-# ---------------------------------------------------------------------------------------------------- the book
-def _intro(profile: str, root) -> str:
-    """The book's first page, generated from the provenance of ``results/<profile>``."""
-    records = {nb: load_provenance(profile, nb, root) for nb in NOTEBOOKS if has_results(profile, nb, root)}
-    lines = ["# Glow, reproduced", "",
-             "A reproduction of Kingma & Dhariwal, *Glow: Generative Flow with Invertible 1x1 Convolutions* "
-             "(NeurIPS 2018), with its RealNVP baseline: the permutation ablation (Fig. 3), the bits/dim table "
-             "(Table 2), samples, temperature, interpolation and manipulation (Sec. 5), plus the nearest-neighbour "
-             "and sample-quality checks its reviewers asked for, and a claims page that gives each claim a computed "
-             "verdict. Every number and figure in this book was produced by a recorded run; this page is generated "
-             "from those runs' provenance.", ""]
-    if not records:
-        return "\n".join(lines + [f"**No results for profile `{profile}` yet.** Run `make reproduce "
-                                  f"PROFILE={profile}`."]) + "\n"
-    first = min(r["start_time"] for r in records.values())
-    models = {m["key"]: m for r in records.values() for m in r.get("models", {}).values()}
-    shas = sorted({f"{r['git_sha'][:10]}{' (uncommitted changes)' if r['git_dirty'] is True else ''}"
-                   for r in records.values()})
-    hardware_seen = sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
-                            f"({r['hardware']['cpu_count']} CPU cores), device `{r['device']}`"
-                            for r in records.values()})
-    lines += ["## These results", "",
-              f"- **Profile:** `{profile}` ({_PROFILE_WORDS.get(profile, '')})",
-              f"- **Hardware:** {'; '.join(hardware_seen)}",
-              f"- **Code:** git {', '.join(shas)}; torch {', '.join(sorted({r['torch_version'] for r in records.values()}))}",
-              f"- **Run:** from {first}; executing the notebooks took "
-              f"{sum(r['wall_s'] for r in records.values()) / 60:.1f} minutes",
-              f"- **Training:** {len(models)} models, {sum(m['wall_s'] or 0 for m in models.values()) / 60:.1f} "
-              f"minutes in all (each counted once; trained models are cached and shared between notebooks)", ""]
-    missing = [nb for nb in NOTEBOOKS if nb not in records]
-    if missing:
-        lines += [f"Not yet run for this profile: {', '.join(missing)}.", ""]
-    if has_results(profile, "bpd_table", root):
-        scale = read_table(profile, "bpd_table", "scale", root)
-        lines += ["## How far from the paper's scale", "",
-                  "Each model of the bits/dim table beside the paper-profile model for the same data "
-                  "(`glowlib.profiles`: the official CIFAR-10 hyperparameters; the paper's own runs used 8 GPUs):", "",
-                  "| data | model | parameters (ours / paper) | images seen (ours / paper) | training images (ours / full) |",
-                  "|---|---|---|---|---|"]
-        for row in scale.itertuples():
-            lines.append(f"| {row.dataset} | {row.model_type} | {row.n_parameters:,} / {row.paper_n_parameters:,} "
-                         f"({row.n_parameters / row.paper_n_parameters:.2%}) | {row.images_seen:,} / "
-                         f"{row.paper_images_seen:,} ({row.images_seen / row.paper_images_seen:.2%}) | "
-                         f"{row.n_train:,} / {row.full_n_train:,} |")
-        lines.append("")
-    lines += ["## Pages", "",
-              "Each page is an executed notebook from `notebooks/`, its outputs in `results/" + profile + "/<name>/` "
-              "(CSV tables, PNG figures, `provenance.json`). [Reproduce](../reproduce.md) says how to rerun any of them.",
-              ""]
-    return "\n".join(lines) + "\n"
-
-
-_PROFILE_WORDS = {"smoke": "tiny models for CI, trained for seconds: the numbers mean nothing, only that the "
-                           "pipeline runs end to end",
-                  "cpu": "small models that train in about 30 minutes each on a 2-core laptop",
-                  "paper": "the official hyperparameters, for a GPU box"}
-
-
-def _placeholder(profile: str, notebook: str) -> str:
-    return (f"# {notebook} (not run)\n\nThe notebook `notebooks/{notebook}.py` has no results for profile "
-            f"`{profile}` yet. Run `make notebook NB={notebook} PROFILE={profile}`, then `make book "
-            f"PROFILE={profile}`.\n")
-
-
-def prepare_book(profile: str, book_dir=None, root=None) -> Path:
-    """Fill ``<book>/generated/`` from ``results/<profile>``: the intro page and one page per notebook (the
-    executed notebook, or a page saying it has not been run). Returns the folder."""
-    from .config import check_choice
-    from .profiles import PROFILES
-    check_choice("profile", profile, PROFILES)
-    book_dir = Path(book_dir) if book_dir is not None else repo_root() / "book"
-    out = book_dir / "generated"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "intro.md", _intro(profile, root).encode())
-    for nb in NOTEBOOKS:
-        executed = results_dir(profile, nb, root) / f"{nb}.ipynb"
-        for stale in (out / f"{nb}.ipynb", out / f"{nb}.md"):
-            stale.unlink(missing_ok=True)
-        if executed.is_file():
-            shutil.copyfile(executed, out / f"{nb}.ipynb")
-        else:
-            atomic_write_bytes(out / f"{nb}.md", _placeholder(profile, nb).encode())
-    atomic_write_bytes(out / "profile.json", json.dumps({"profile": profile, "results": str(
-        Path(root) if root is not None else results_root())}).encode())
-    return out
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glowlib.results", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    book = sub.add_parser("book", help="generate the book's pages from results/<profile>")
-    book.add_argument("--profile", required=True)
-    book.add_argument("--book", default=None, help="book folder (default: book/ at the repository root)")
-    args = parser.parse_args(argv)
-    try:
-        out = prepare_book(args.profile, args.book)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"book pages for profile {args.profile!r} in {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

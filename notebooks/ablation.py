@@ -22,19 +22,19 @@ n_seeds = 3
 # %%
 from IPython.display import Markdown, display
 
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import ablation as study
 
-p = ex.check_parameters("ablation", profile=profile, seed=seed, out_dir=out_dir, permutations=permutations,
-                        couplings=couplings, n_seeds=n_seeds)
-rec = Recorder("ablation", p.out_dir, p.profile, p.seed, vars(p), ex.device())
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, permutations=permutations,
+                           couplings=couplings, n_seeds=n_seeds)
+rec = Recorder("ablation", p.out_dir, p.profile, p.seed, vars(p), study.device())
 
 # %%
-result = ex.ablation(p.profile, p.permutations, p.couplings, p.n_seeds, p.seed)
+result = study.ablation(p.profile, p.permutations, p.couplings, p.n_seeds, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
 runs, curves = result.tables["runs"], result.tables["curves"]
-summary = ex.ablation_summary(runs, curves)
+summary = study.ablation_summary(runs, curves)
 display(Markdown(f"{len(runs)} training runs on `{runs.dataset.iloc[0]}`, {runs.steps.iloc[0]} steps each "
                  f"({runs.images_seen.iloc[0]:,} images); test bits/dim on {runs.n_test.iloc[0]:,} test images."))
 
@@ -43,7 +43,7 @@ display(Markdown(f"{len(runs)} training runs on `{runs.dataset.iloc[0]}`, {runs.
 # Mean over seeds, with a band of ± one standard deviation.
 
 # %%
-fig = ex.plot_ablation(curves, "test")
+fig = study.plot_ablation(curves, "test")
 rec.figure(fig, "test_curves")
 
 # %% [markdown]
@@ -61,8 +61,8 @@ summary.round(4)
 # Polyak-averaged weights the same way on training, validation and test images.
 
 # %%
-fig = ex.plot_splits(curves.assign(variant=curves.permutation + " / " + curves.coupling), by="variant",
-                     title="bits/dim by split (mean ± std over seeds)")
+fig = study.plot_splits(curves.assign(variant=curves.permutation + " / " + curves.coupling), by="variant",
+                        title="bits/dim by split (mean ± std over seeds)")
 rec.figure(fig, "split_curves")
 
 # %%

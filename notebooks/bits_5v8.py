@@ -3,14 +3,14 @@
 #
 # **Reviewers:** "5-bit vs 8-bit: are the good samples due to the model or to fewer bits?" The paper's
 # CelebA-HQ samples come from a 5-bit model (Sec. 5), its bits/dim tables from 8-bit ones. Here the same model
-# (`glowlib.reviewers.bits_config`: the permutation ablation's architecture and schedule on labelled digits) is
-# trained on 5-bit and on 8-bit versions of the same images.
+# (`bits_config` in `glowlib.studies.bits_5v8`: the permutation ablation's architecture and schedule on labelled
+# digits) is trained on 5-bit and on 8-bit versions of the same images.
 #
 # **Comparing bits/dim across bit depths.** Bits/dim is −log₂ P_n(x)/D, the probability of the image's n-bit
 # bins. Each 5-bit bin is the union of 2³ = 8 eight-bit bins per dimension. Spreading a 5-bit model's
 # probability uniformly over those sub-bins, P_8(x₈) = P_5(x₅)·2^(−3D), is an 8-bit model of the same images,
 # with −log₂ P_8/D = bpd_5 + 3. So a 5-bit number is compared with an 8-bit one as **bpd_5 + (8 − 5)**
-# (`reviewers.bpd_at_more_bits`; the uniform density gives 5 and 5 + 3 = 8). The other way has no exact formula
+# (`bpd_at_more_bits`; the uniform density gives 5 and 5 + 3 = 8). The other way has no exact formula
 # (merging bins sums probabilities); evaluating the 8-bit model's density with 5-bit bins and noise gives an
 # **upper bound** on its 5-bit bits/dim (Jensen: E_u[log p] ≤ log ∫ p over the bin).
 #
@@ -30,17 +30,16 @@ n_samples = 500
 n_grid = 36
 
 # %%
-from glowlib import experiments as ex
-from glowlib import reviewers as rv
 from glowlib.results import Recorder
+from glowlib.studies import bits_5v8 as study
 
-p = rv.check_parameters("bits_5v8", profile=profile, seed=seed, out_dir=out_dir, bit_depths=bit_depths,
-                        n_seeds=n_seeds, temperatures=temperatures, n_samples=n_samples, n_grid=n_grid)
-rec = Recorder("bits_5v8", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-result = rv.bits_5v8(p.profile, p.bit_depths, p.n_seeds, p.temperatures, p.n_samples, p.n_grid, p.seed)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, bit_depths=bit_depths, n_seeds=n_seeds,
+                           temperatures=temperatures, n_samples=n_samples, n_grid=n_grid)
+rec = Recorder("bits_5v8", p.out_dir, p.profile, p.seed, vars(p), study.device())
+result = study.bits_5v8(p.profile, p.bit_depths, p.n_seeds, p.temperatures, p.n_samples, p.n_grid, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
-rec.note(classifier=ex.classifier_provenance(rv.STUDY_DATASET[p.profile]))
+rec.note(classifier=study.classifier_provenance(study.STUDY_DATASET[p.profile]))
 
 # %% [markdown]
 # ## Bits/dim on each scale
@@ -48,15 +47,15 @@ rec.note(classifier=ex.classifier_provenance(rv.STUDY_DATASET[p.profile]))
 # seeds). `how` says whether an entry is measured, the exact conversion bpd_n + (m − n), or an upper bound.
 
 # %%
-rv.bits_table(result.tables["bpd"]).round(4)
+study.bits_table(result.tables["bpd"]).round(4)
 
 # %% [markdown]
 # ## Samples side by side
 # Each model's samples at its own bit depth (same seed for every model and T).
 
 # %%
-rec.figure(ex.plot_named_grids({name.removeprefix("samples_").replace("_", ", "): grid
-                                for name, grid in result.images.items()}, ncol=len(p.temperatures)),
+rec.figure(study.plot_named_grids({name.removeprefix("samples_").replace("_", ", "): grid
+                                   for name, grid in result.images.items()}, ncol=len(p.temperatures)),
            "samples_side_by_side")
 for name, grid in result.images.items():
     rec.image(grid, name)
@@ -67,7 +66,7 @@ for name, grid in result.images.items():
 
 # %%
 quality = result.tables["quality"]
-rec.figure(rv.plot_bits_quality(quality), "quality")
+rec.figure(study.plot_bits_quality(quality), "quality")
 quality.round(4)
 
 # %%

@@ -22,15 +22,14 @@ model_types = ["realnvp", "glow", "glow+vardeq", "macow", "macow+vardeq"]
 # %%
 from IPython.display import Markdown, display
 
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import bpd_table as study
 
-p = ex.check_parameters("bpd_table", profile=profile, seed=seed, out_dir=out_dir, datasets=datasets,
-                        model_types=model_types)
-rec = Recorder("bpd_table", p.out_dir, p.profile, p.seed, vars(p), ex.device())
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, datasets=datasets, model_types=model_types)
+rec = Recorder("bpd_table", p.out_dir, p.profile, p.seed, vars(p), study.device())
 
 # %%
-result = ex.bpd_table(p.profile, p.datasets, p.model_types, p.seed)
+result = study.bpd_table(p.profile, p.datasets, p.model_types, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
 ours, scale, curves = result.tables["bpd"], result.tables["scale"], result.tables["curves"]
@@ -41,7 +40,7 @@ ours, scale, curves = result.tables["bpd"], result.tables["scale"], result.table
 # images seen (steps × batch), training wall seconds, parameters (the flow's, and q(u | x)'s where it is learned).
 # Every row is an upper bound on −log₂ P(x) per dimension, the ELBO of its dequantisation: with uniform noise
 # (Glow, RealNVP, `macow`) it is the usual bits/dim; with a learned q(u | x) (`+vardeq`: a conditional flow trained
-# jointly with the model on the ELBO, `glowlib.dequantization`) the ELBO of that q, so rows with different
+# jointly with the model on the ELBO, `glowlib.models.dequantization`) the ELBO of that q, so rows with different
 # dequantisations bound the same quantity and can be compared directly.
 
 # %%
@@ -71,9 +70,9 @@ display(Markdown("Rows not trained at this profile: " + "; ".join(f"{r.model_typ
 # model for the same data (`glowlib.profiles`).
 
 # %%
-comparison = ex.compare_with_published(ours, scale, ex.published_bpd())
+comparison = study.compare_with_published(ours, scale, study.published_bpd())
 display(comparison.drop(columns="source").round(4))
-display(Markdown("\n".join(ex.explain_differences(comparison))))
+display(Markdown("\n".join(study.explain_differences(comparison))))
 
 # %% [markdown]
 # ## All published numbers
@@ -81,7 +80,7 @@ display(Markdown("\n".join(ex.explain_differences(comparison))))
 # here come from later papers that model 28×28×1, as we do.
 
 # %%
-published = ex.published_bpd()
+published = study.published_bpd()
 published
 
 # %% [markdown]
@@ -89,7 +88,7 @@ published
 # `train` is the running training loss; `train_eval`, `val`, `test` evaluate the Polyak weights on each split.
 
 # %%
-fig = ex.plot_splits(curves, by="model", title="bits/dim by split during training")
+fig = study.plot_splits(curves, by="model", title="bits/dim by split during training")
 rec.figure(fig, "curves")
 
 # %%

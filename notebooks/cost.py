@@ -19,15 +19,14 @@ bench_dir = "results/bench"
 # %%
 from IPython.display import Markdown
 
-from glowlib import cost
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import cost as study
 
-p = ex.check_parameters("cost", profile=profile, seed=seed, out_dir=out_dir, bench_dir=bench_dir)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, bench_dir=bench_dir)
 rec = Recorder("cost", p.out_dir, p.profile, p.seed, vars(p), "cpu")
-result = cost.cost_tables(p.bench_dir)
+result = study.cost_tables(p.bench_dir)
 rec.note(bench_records=result.sources)
-Markdown("\n".join(f"- {line}" for line in cost.summary(result) + [f"**Note:** {n}" for n in result.notes]))
+Markdown("\n".join(f"- {line}" for line in study.summary(result) + [f"**Note:** {n}" for n in result.notes]))
 
 # %% [markdown]
 # ## Time per epoch
@@ -36,7 +35,7 @@ Markdown("\n".join(f"- {line}" for line in cost.summary(result) + [f"**Note:** {
 # Fashion-MNIST, padded to 32x32). Data loading is not included.
 
 # %%
-fig = cost.plot_epoch_time(result.tables.get("epoch_time"))
+fig = study.plot_epoch_time(result.tables.get("epoch_time"))
 if fig is not None:
     rec.figure(fig, "epoch_time")
 
@@ -47,7 +46,7 @@ if fig is not None:
 # to show the scale, not to rank the implementations.
 
 # %%
-fig = cost.plot_sampling(result.tables.get("sampling"))
+fig = study.plot_sampling(result.tables.get("sampling"))
 rec.figure(fig, "sampling")
 
 # %% [markdown]
@@ -56,7 +55,7 @@ rec.figure(fig, "sampling")
 # kept), with autograd storing every activation, and the reference.
 
 # %%
-fig = cost.plot_memory(result.tables.get("memory"))
+fig = study.plot_memory(result.tables.get("memory"))
 if fig is not None:
     rec.figure(fig, "memory")
 
@@ -71,7 +70,7 @@ if fig is not None:
 # AVX512-BF16 or AMX (the dotted lines, from `peak.json`).
 
 # %%
-fig = cost.plot_roofline(result.tables.get("throughput"), result.tables.get("peak"))
+fig = study.plot_roofline(result.tables.get("throughput"), result.tables.get("peak"))
 if fig is not None:
     rec.figure(fig, "roofline")
 
@@ -81,12 +80,12 @@ if fig is not None:
 # without invertible backprop (`bench/batch_sweep.py`; every point holds the same weights, and all take turns step
 # by step). Left: the model's useful FLOPs per second over the measured peak of the variant's precision (the peak
 # taken with the convolution at each swept batch, the best kept); right: images per second. Dashed lines leave
-# glibc's allocator as it is, as every other record here does; solid lines set it as `glowlib.train` does
+# glibc's allocator as it is, as every other record here does; solid lines set it as `glowlib.training` does
 # (`glowlib.runtime.tune_allocator`: large freed buffers stay in the heap instead of going back to the kernel, so a
 # step does not page-fault its activations in afresh; `GLOWLIB_ALLOCATOR=system` turns it off).
 
 # %%
-fig = cost.plot_batch_sweep(result.tables.get("batch_sweep"))
+fig = study.plot_batch_sweep(result.tables.get("batch_sweep"))
 if fig is not None:
     rec.figure(fig, "batch_sweep")
 
@@ -98,11 +97,11 @@ if fig is not None:
 # below the measured peak where their channels are few (the coupling networks' first and last layers).
 
 # %%
-fig = cost.plot_profile(result.tables.get("profile"))
+fig = study.plot_profile(result.tables.get("profile"))
 if fig is not None:
     rec.figure(fig, "profile")
 
 # %%
 for name, table in result.tables.items():
-    rec.table(table, name, keys=cost.KEYS[name])
+    rec.table(table, name, keys=study.KEYS[name])
 rec.finish()["wall_s"]

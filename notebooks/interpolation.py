@@ -18,22 +18,18 @@ n_pairs = 6
 n_points = 9
 
 # %%
-import matplotlib.pyplot as plt
-import torch
-
-from glowlib import analysis
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import interpolation as study
 
-p = ex.check_parameters("interpolation", profile=profile, seed=seed, out_dir=out_dir, dataset=dataset,
-                        n_pairs=n_pairs, n_points=n_points)
-rec = Recorder("interpolation", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-trained = ex.shared_model(p.profile, p.dataset)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=dataset, n_pairs=n_pairs,
+                           n_points=n_points)
+rec = Recorder("interpolation", p.out_dir, p.profile, p.seed, vars(p), study.device())
+trained = study.shared_model(p.profile, p.dataset)
 rec.model(f"glow-{p.dataset}", trained)
 
 # %%
-x_a, x_b, index_a, index_b = ex.test_pairs(p.dataset, p.n_pairs, p.seed)
-result = ex.interpolation(trained.model, x_a, x_b, index_a, index_b, p.n_points)
+x_a, x_b, index_a, index_b = study.test_pairs(p.dataset, p.n_pairs, p.seed)
+result = study.interpolation(trained.model, x_a, x_b, index_a, index_b, p.n_points)
 recon = result.tables["reconstruction"]
 print(f"largest decode error at the endpoints: {recon.max_abs_error_all_pairs.max():.2e} "
       f"(half a quantisation bin: {recon.half_bin.iloc[0]:.2e}); endpoint pixels that differ from the real "
@@ -45,9 +41,9 @@ print(f"largest decode error at the endpoints: {recon.max_abs_error_all_pairs.ma
 
 # %%
 path = result.images["interpolation"]                          # (pairs, points, C, H, W)
-rows = analysis.image_grid(torch.cat([x_a[:, None], path, x_b[:, None]], 1).flatten(0, 1), nrow=p.n_points + 2)
+rows = study.path_grid(x_a, path, x_b)
 rec.image(rows, "interpolation", "real a | decoded path | real b")
-fig = ex.show(rows, "real a | decoded path from z_a to z_b | real b", zoom=3)
+fig = study.show(rows, "real a | decoded path from z_a to z_b | real b", zoom=3)
 rec.figure(fig, "interpolation_figure")
 
 # %% [markdown]
@@ -56,13 +52,7 @@ rec.figure(fig, "interpolation_figure")
 
 # %%
 table = result.tables["interpolation"]
-fig, ax = plt.subplots(figsize=(5, 3.4))
-for column, label in (("mean_abs_diff_to_a", "to image a"), ("mean_abs_diff_to_b", "to image b")):
-    stats = table.groupby("t")[column].agg(["mean", "std"])
-    ax.errorbar(stats.index, stats["mean"], stats["std"], marker="o", capsize=3, label=label)
-ax.set(xlabel="t (0: z_a, 1: z_b)", ylabel="mean |pixel difference|")
-ax.legend()
-rec.figure(fig, "distance_along_path")
+rec.figure(study.plot_distance_along_path(table), "distance_along_path")
 
 # %%
 rec.table(table, "interpolation", keys=["pair", "t"])

@@ -24,18 +24,17 @@ n_direction = 2000
 # %%
 from IPython.display import display
 
-from glowlib import analysis
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import manipulation as study
 
-p = ex.check_parameters("manipulation", profile=profile, seed=seed, out_dir=out_dir, dataset=dataset,
-                        attributes=attributes, alphas=alphas, n_images=n_images, n_direction=n_direction)
-rec = Recorder("manipulation", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-trained = ex.shared_model(p.profile, p.dataset)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=dataset, attributes=attributes,
+                           alphas=alphas, n_images=n_images, n_direction=n_direction)
+rec = Recorder("manipulation", p.out_dir, p.profile, p.seed, vars(p), study.device())
+trained = study.shared_model(p.profile, p.dataset)
 rec.model(f"glow-{p.dataset}", trained)
 
 # %%
-result = ex.manipulation(trained.model, trained.run, p.attributes, p.alphas, p.n_images, p.n_direction, p.seed)
+result = study.manipulation(trained.model, trained.run, p.attributes, p.alphas, p.n_images, p.n_direction, p.seed)
 table = result.tables["manipulation"]
 
 # %% [markdown]
@@ -44,9 +43,9 @@ table = result.tables["manipulation"]
 
 # %%
 for attribute, images in result.images.items():
-    grid = analysis.image_grid(images.flatten(0, 1), nrow=len(p.alphas))
+    grid = study.attribute_grid(images)
     rec.image(grid, f"manipulation_{attribute}", f"direction {attribute}, alpha {p.alphas}")
-    rec.figure(ex.show(grid, f"direction: {attribute}   (α = {', '.join(f'{a:g}' for a in p.alphas)})", zoom=3),
+    rec.figure(study.show(grid, f"direction: {attribute}   (α = {', '.join(f'{a:g}' for a in p.alphas)})", zoom=3),
                f"manipulation_{attribute}_figure")
 
 # %% [markdown]
@@ -57,7 +56,7 @@ for attribute, images in result.images.items():
 
 # %%
 if "response" in result.tables:
-    rec.figure(ex.plot_response(table), "response")
+    rec.figure(study.plot_response(table), "response")
     display(result.tables["response"].round(4))
 else:
     print(f"the attributes {p.attributes} of {p.dataset} cannot be measured from the images; see the grids")

@@ -23,31 +23,31 @@ n_show = 8
 # %%
 from IPython.display import display
 
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import nearest_neighbours as study
 
-p = ex.check_parameters("nearest_neighbours", profile=profile, seed=seed, out_dir=out_dir, dataset=dataset,
-                        temperature=temperature, n_samples=n_samples, n_show=n_show)
-rec = Recorder("nearest_neighbours", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-trained = ex.shared_model(p.profile, p.dataset)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=dataset, temperature=temperature,
+                           n_samples=n_samples, n_show=n_show)
+rec = Recorder("nearest_neighbours", p.out_dir, p.profile, p.seed, vars(p), study.device())
+trained = study.shared_model(p.profile, p.dataset)
 rec.model(f"glow-{p.dataset}", trained)
-rec.note(classifier=ex.classifier_provenance(p.dataset))
+rec.note(classifier=study.classifier_provenance(p.dataset))
 
 # %%
-result = ex.nearest_neighbour_check(trained.model, trained.run, p.temperature, p.n_samples, p.seed)
+result = study.nearest_neighbour_check(trained.model, trained.run, p.temperature, p.n_samples, p.seed)
 neighbours, summary = result.tables["neighbours"], result.tables["summary"]
 
 # %% [markdown]
 # ## Samples beside their nearest training images
 
 # %%
-rec.figure(ex.neighbour_figure(result.images, p.n_show), "neighbours")
+rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
 
 # %% [markdown]
 # ## Distances to the training set: samples vs unseen test images
 
 # %%
-rec.figure(ex.plot_distances(neighbours), "distances")
+rec.figure(study.plot_distances(neighbours), "distances")
 summary.round(4)
 
 # %% [markdown]
@@ -56,8 +56,8 @@ summary.round(4)
 # training loss.
 
 # %%
-curves = ex.curves(trained, model=f"glow {p.dataset}")
-rec.figure(ex.plot_splits(curves, by="model", title="train vs test bits/dim"), "train_vs_test")
+curves = study.curves(trained, model=f"glow {p.dataset}")
+rec.figure(study.plot_splits(curves, by="model", title="train vs test bits/dim"), "train_vs_test")
 final = curves[curves.step == curves.step.max()].set_index("split").bpd
 display(final.round(4).to_frame("bits/dim at the last evaluation"))
 

@@ -1,13 +1,13 @@
 # %% [markdown]
 # # bf16 against fp32: quality at equal steps, time, and the round trip
 #
-# **The option** (`GlowConfig(precision="bf16")`, tracker issue 9): the coupling networks, which do almost all of
+# **The option** (`GlowConfig(precision="bf16")`): the coupling networks, which do almost all of
 # the arithmetic, run in bf16; everything that decides exactness stays in float32: the 1x1 convolutions and their
 # log-determinants, ActNorm, the coupling's scale and shift as applied, the log-det sums and the priors. On
 # hardware with a bf16 path (AMX or AVX512-BF16 on a CPU, tensor cores on a GPU) the profiles train in bf16 by
 # default (`profiles.default_precision`; `GLOWLIB_PRECISION=fp32` overrides it).
 #
-# **The test** (issue 9): after the same number of steps, bf16's test bits/dim must be no worse than fp32's by
+# **The test**: after the same number of steps, bf16's test bits/dim must be no worse than fp32's by
 # more than the spread between two fp32 seeds. So the profile's Glow is trained four times, two seeds in each
 # precision, everything else equal, and each model is evaluated on the whole test split (Polyak weights chosen
 # on validation, as everywhere in this book).
@@ -23,29 +23,30 @@
 profile = "smoke"
 seed = 0
 out_dir = ""
-dataset = "auto"          # the profile's: smoke digits, cpu fashion_mnist, paper cifar10
+# "auto": the profile's (smoke digits, cpu fashion_mnist, paper cifar10)
+dataset = "auto"
 seeds = [0, 1]
 precisions = ["fp32", "bf16"]
-n_round_trip = 500        # test images for the round-trip table
+# test images for the round-trip table
+n_round_trip = 500
 
 # %%
 from IPython.display import Markdown
 
-from glowlib import experiments as ex
-from glowlib import precision_study as ps
 from glowlib.results import Recorder
+from glowlib.studies import precision as study
 
-p = ps.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=dataset, seeds=seeds,
-                        precisions=precisions, n_round_trip=n_round_trip)
-device = ex.device()
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=dataset, seeds=seeds,
+                           precisions=precisions, n_round_trip=n_round_trip)
+device = study.device()
 rec = Recorder("precision", p.out_dir, p.profile, p.seed, vars(p), device)
-trained_precisions, skipped = ps.runnable(p.precisions, device)
-configs = ps.runs(p.profile, p.dataset, p.seeds, trained_precisions)
-models = ps.train_all(configs, device)
+trained_precisions, skipped = study.runnable(p.precisions, device)
+configs = study.configs(p.profile, p.dataset, p.seeds, trained_precisions)
+models = study.train_all(configs, device)
 for (precision, s), tm in models.items():
     rec.model(f"{precision}_seed{s}", tm)
-rec.note(skipped=skipped, bf16_path=ps.bf16_support(device)[1])
-Markdown("\n".join(f"- {line}" for line in [f"Device: {device}; {ps.bf16_support(device)[1]}."] + skipped))
+rec.note(skipped=skipped, bf16_path=study.bf16_support(device)[1])
+Markdown("\n".join(f"- {line}" for line in [f"Device: {device}; {study.bf16_support(device)[1]}."] + skipped))
 
 # %% [markdown]
 # ## Test bits/dim after the same steps
@@ -53,17 +54,17 @@ Markdown("\n".join(f"- {line}" for line in [f"Device: {device}; {ps.bf16_support
 # the checkpoint, and the training run's steps, wall-clock seconds and images per second (evaluations included).
 
 # %%
-table = ps.evaluate(models, p.seed, device)
+table = study.evaluate(models, p.seed, device)
 table.round(4)
 
 # %% [markdown]
-# ## The issue's test
+# ## bf16 against the spread of fp32 seeds
 # `fp32_seed_spread` is the largest minus the smallest fp32 test bits/dim; `bf16_minus_fp32_seedS` pairs the runs
 # that share a seed; `passes` says whether the worst such difference is within the fp32 spread. `speedup_seedS` is
 # fp32's training seconds over bf16's.
 
 # %%
-comparison = ps.compare(table)
+comparison = study.compare(table)
 comparison.round(4) if len(comparison) else Markdown("Only one precision was trained here: no comparison.")
 
 # %% [markdown]
@@ -76,19 +77,19 @@ comparison.round(4) if len(comparison) else Markdown("Only one precision was tra
 # (`analysis.exact_model`) for this reason.
 
 # %%
-trip = ps.round_trip_table(models, p.n_round_trip, device)
+trip = study.round_trip_table(models, p.n_round_trip, device)
 trip.round(8) if len(trip) else Markdown("No bf16 model was trained here, so there is no round-trip table.")
 
 # %%
-rec.figure(ps.plot(table, trip if len(trip) else None), "precision")
+rec.figure(study.plot(table, trip if len(trip) else None), "precision")
 
 # %%
-Markdown("\n".join(f"- {line}" for line in ps.summary_lines(table, comparison, trip)))
+Markdown("\n".join(f"- {line}" for line in study.summary_lines(table, comparison, trip)))
 
 # %%
-rec.table(table, "runs", keys=ps.KEYS["runs"])
+rec.table(table, "runs", keys=study.KEYS["runs"])
 if len(comparison):
-    rec.table(comparison, "comparison", keys=ps.KEYS["comparison"])
+    rec.table(comparison, "comparison", keys=study.KEYS["comparison"])
 if len(trip):
-    rec.table(trip, "round_trip", keys=ps.KEYS["round_trip"])
+    rec.table(trip, "round_trip", keys=study.KEYS["round_trip"])
 rec.finish()["wall_s"]

@@ -14,20 +14,21 @@ profile = "smoke"
 seed = 0
 out_dir = ""
 datasets = "auto"
-model_types = ["glow", "realnvp", "glow+vardeq", "macow", "macow+vardeq"]   # where the profile trains them
+# each where the profile trains it
+model_types = ["glow", "realnvp", "glow+vardeq", "macow", "macow+vardeq"]
 temperatures = [0.7, 1.0]
 n_samples = 36
 
 # %%
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import samples as study
 
-p = ex.check_parameters("samples", profile=profile, seed=seed, out_dir=out_dir, datasets=datasets,
-                        model_types=model_types, temperatures=temperatures, n_samples=n_samples)
-rec = Recorder("samples", p.out_dir, p.profile, p.seed, vars(p), ex.device())
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, datasets=datasets,
+                           model_types=model_types, temperatures=temperatures, n_samples=n_samples)
+rec = Recorder("samples", p.out_dir, p.profile, p.seed, vars(p), study.device())
 
 # %%
-result = ex.sample_grids(p.profile, p.datasets, p.model_types, p.temperatures, p.n_samples, p.seed)
+result = study.sample_grids(p.profile, p.datasets, p.model_types, p.temperatures, p.n_samples, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
 for name, grid in result.images.items():
@@ -40,7 +41,7 @@ table = result.tables["samples"]
 # model differ by the temperature alone.
 
 # %%
-fig = ex.plot_grids(result.images, table, rows="dataset", cols=["model_type", "temperature"])
+fig = study.plot_grids(result.images, table, rows="dataset", cols=["model_type", "temperature"])
 rec.figure(fig, "all_samples")
 
 # %% [markdown]

@@ -8,7 +8,7 @@
 # autoregressive model such as PixelCNN; Glow's inverse is one parallel pass per step, whatever H. Both do O(H·W)
 # arithmetic per sample: what differs is how much of it must run in sequence.
 #
-# **Measurement** (`glowlib.sampling_cost`). Glow and MaCow with the same L levels, K steps per level and
+# **Measurement** (`glowlib.studies.sampling_cost`). Glow and MaCow with the same L levels, K steps per level and
 # coupling width (each MaCow step is a Glow step with masked convolutional flows in front, so MaCow is the bigger
 # model: the table gives both models' parameters and FLOPs), at T = 0.7 as in the paper's samples, on square
 # H×H three-channel images, the architecture fixed as H grows. Models are freshly initialised (ActNorm set from
@@ -30,27 +30,28 @@ profile = "smoke"
 seed = 0
 out_dir = ""
 models = ["glow", "macow"]
-heights = "auto"        # the profile's: smoke 8-32, cpu 8-64, paper 16-256
+# "auto": the profile's heights (smoke 8 to 32, cpu 8 to 128, paper 16 to 256), batch and repeats
+heights = "auto"
 temperature = 0.7
 n_repeats = "auto"
-batch = "auto"          # images per sample call; times are per image
+# images per sample call; times are per image
+batch = "auto"
 
 # %%
 from IPython.display import Markdown
 
-from glowlib import experiments as ex
-from glowlib import sampling_cost as sc
 from glowlib.results import Recorder
+from glowlib.studies import sampling_cost as study
 
-p = sc.check_parameters(profile=profile, seed=seed, out_dir=out_dir, models=models, heights=heights,
-                        temperature=temperature, n_repeats=n_repeats, batch=batch)
-setup = sc.setup(p.profile, p.heights, p.batch, p.n_repeats)
-device = ex.device()
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, models=models, heights=heights,
+                           temperature=temperature, n_repeats=n_repeats, batch=batch)
+setup = study.setup(p.profile, p.heights, p.batch, p.n_repeats)
+device = study.device()
 rec = Recorder("sampling_cost", p.out_dir, p.profile, p.seed, vars(p), device)
-for name, config in sc.configs(setup, p.models).items():
+for name, config in study.configs(setup, p.models).items():
     rec.config(name, config)
-rec.note(machine=sc.machine(device))
-timings = sc.measure(setup, p.models, p.temperature, p.seed, device)
+rec.note(machine=study.machine(device))
+timings = study.measure(setup, p.models, p.temperature, p.seed, device)
 setup
 
 # %% [markdown]
@@ -60,7 +61,7 @@ setup
 # count and its load average are columns of `timings.csv`.
 
 # %%
-work = sc.per_flop(timings)
+work = study.per_flop(timings)
 work.round(4)
 
 # %%
@@ -74,9 +75,9 @@ timings[["device", "device_name", "threads", "torch_version", "load_average_1min
 # all run one after another: constant for Glow, growing with H for MaCow.
 
 # %%
-fit = sc.fit_growth(timings)
-rec.figure(sc.plot_growth(timings, fit), "growth")
-Markdown("\n".join(f"- {line}" for line in sc.summary_lines(fit, timings)))
+fit = study.fit_growth(timings)
+rec.figure(study.plot_growth(timings, fit), "growth")
+Markdown("\n".join(f"- {line}" for line in study.summary_lines(fit, timings)))
 
 # %%
 fit.round(3)
@@ -89,7 +90,7 @@ fit.round(3)
 # follows the FLOPs (∝ H² for both).
 
 # %%
-local = sc.local_exponents(timings)
+local = study.local_exponents(timings)
 local.round(3)
 
 # %% [markdown]
@@ -113,7 +114,7 @@ local.round(3)
 #   unsqueezed bottom block), and architectures that add levels as H grows (the paper's CelebA-HQ models do).
 
 # %%
-rec.table(timings, "timings", keys=sc.KEYS["timings"])
-rec.table(fit, "fit", keys=sc.KEYS["fit"])
-rec.table(local, "local", keys=sc.KEYS["local"])
+rec.table(timings, "timings", keys=study.KEYS["timings"])
+rec.table(fit, "fit", keys=study.KEYS["fit"])
+rec.table(local, "local", keys=study.KEYS["local"])
 rec.finish()["wall_s"]

@@ -21,40 +21,39 @@ n_samples = 500
 n_grid = 36
 
 # %%
-from glowlib import analysis
-from glowlib import experiments as ex
 from glowlib.results import Recorder
+from glowlib.studies import temperature as study
 
-p = ex.check_parameters("temperature", profile=profile, seed=seed, out_dir=out_dir, dataset=dataset,
-                        temperatures=temperatures, temperature=temperature, n_samples=n_samples, n_grid=n_grid)
-rec = Recorder("temperature", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-trained = ex.shared_model(p.profile, p.dataset)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=dataset, temperatures=temperatures,
+                           temperature=temperature, n_samples=n_samples, n_grid=n_grid)
+rec = Recorder("temperature", p.out_dir, p.profile, p.seed, vars(p), study.device())
+trained = study.shared_model(p.profile, p.dataset)
 rec.model(f"glow-{p.dataset}", trained)
-rec.note(classifier=ex.classifier_provenance(p.dataset))
+rec.note(classifier=study.classifier_provenance(p.dataset))
 
 # %% [markdown]
 # ## A sample grid per temperature
 # The same seed for every T: each grid scales the same standard-normal draws by T.
 
 # %%
-grids = {t: analysis.image_grid(analysis.samples(trained.model, p.n_grid, t, p.seed), nrow=6) for t in p.temperatures}
+grids = study.sample_grids(trained.model, p.temperatures, p.n_grid, p.seed)
 for t, grid in grids.items():
     rec.image(grid, f"samples_T{t:g}", f"samples at T={t:g}")
-fig = ex.plot_named_grids({f"T = {t:g}": grid for t, grid in grids.items()})
+fig = study.plot_named_grids({f"T = {t:g}": grid for t, grid in grids.items()})
 rec.figure(fig, "samples_by_temperature")
 
 # %% [markdown]
 # ## The highlighted temperature
 
 # %%
-rec.figure(ex.show(grids[p.temperature], f"T = {p.temperature:g}", zoom=3), "samples_highlighted")
+rec.figure(study.show(grids[p.temperature], f"T = {p.temperature:g}", zoom=3), "samples_highlighted")
 
 # %% [markdown]
 # ## Quality and diversity per temperature
 
 # %%
-table = ex.temperature_table(trained.model, p.dataset, p.temperatures, p.n_samples, p.seed).tables["temperature"]
-rec.figure(ex.plot_tradeoff(table), "tradeoff")
+table = study.temperature_table(trained.model, p.dataset, p.temperatures, p.n_samples, p.seed).tables["temperature"]
+rec.figure(study.plot_tradeoff(table), "tradeoff")
 table.round(4)
 
 # %%

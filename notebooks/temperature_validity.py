@@ -9,12 +9,12 @@
 # kept half are not): then log π_T − log q_T is the same for every x.
 #
 # **Measurement.** The sampler's density is computable: log q_T(x) = Σ_l log N(z_l; μ_l, T²σ_l²) + log|det ∂f/∂x|
-# (`glowlib.reviewers.log_densities`). Drawing n samples from q_T and weighting each by w = p(x)^(1/T²)/q_T(x)
-# (self-normalised importance sampling; π_T's normaliser cancels) gives the **effective sample size fraction**
-# ESS/n = (Σw)²/(n·Σw²), which is 1 exactly when q_T = π_T and falls as they part; an estimate of
+# (`log_densities` in `glowlib.studies.temperature_validity`). Drawing n samples from q_T and weighting each by w =
+# p(x)^(1/T²)/q_T(x) (self-normalised importance sampling; π_T's normaliser cancels) gives the **effective sample
+# size fraction** ESS/n = (Σw)²/(n·Σw²), which is 1 exactly when q_T = π_T and falls as they part; an estimate of
 # **KL(q_T ‖ π_T)** = log mean w − mean log w; and the gap between −E[log p] under the sampler and under the target
-# (reweighted). Computations in float64. The additive / standard-prior model is exact by construction: its
-# ESS/n = 1 to rounding error is the check that the estimator is right. At T = 1 every model is exact.
+# (reweighted). Computations in float64. The additive / standard-prior model is exact by construction: its ESS/n = 1
+# to rounding error is the check that the estimator is right. At T = 1 every model is exact.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -27,14 +27,13 @@ n_samples = 1000
 n_grid = 36
 
 # %%
-from glowlib import experiments as ex
-from glowlib import reviewers as rv
 from glowlib.results import Recorder
+from glowlib.studies import temperature_validity as study
 
-p = rv.check_parameters("temperature_validity", profile=profile, seed=seed, out_dir=out_dir, couplings=couplings,
-                        priors=priors, temperatures=temperatures, n_samples=n_samples, n_grid=n_grid)
-rec = Recorder("temperature_validity", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-result = rv.temperature_validity(p.profile, p.couplings, p.priors, p.temperatures, p.n_samples, p.n_grid, p.seed)
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, couplings=couplings, priors=priors,
+                           temperatures=temperatures, n_samples=n_samples, n_grid=n_grid)
+rec = Recorder("temperature_validity", p.out_dir, p.profile, p.seed, vars(p), study.device())
+result = study.temperature_validity(p.profile, p.couplings, p.priors, p.temperatures, p.n_samples, p.n_grid, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
 table = result.tables["validity"]
@@ -43,7 +42,7 @@ table = result.tables["validity"]
 # ## ESS/n and KL against T
 
 # %%
-rec.figure(rv.plot_validity(table), "validity")
+rec.figure(study.plot_validity(table), "validity")
 table.round(6)
 
 # %% [markdown]
@@ -54,7 +53,7 @@ table.round(6)
 t_show = min(p.temperatures, key=lambda t: abs(t - 0.7))
 shown = {name.removeprefix("samples_").replace("_", " / "): grid for name, grid in result.images.items()
          if name.endswith(f"_T{t_show:g}")}
-rec.figure(ex.plot_named_grids(shown, ncol=len(shown), title=f"samples at T = {t_show:g}"), "samples")
+rec.figure(study.plot_named_grids(shown, ncol=len(shown), title=f"samples at T = {t_show:g}"), "samples")
 
 # %%
 rec.table(table, "validity", keys=["coupling", "prior", "temperature"])

@@ -14,36 +14,38 @@
 # Every run has the reference's data, steps, batch and schedule (equal training compute in steps and images);
 # wall time is recorded, and a second comparison reads each run's test bits/dim **at a common wall-clock time**,
 # for these variants and for the permutation ablation (the reviewers' "same compute"). All logic is in
-# `glowlib.reviewers`; models come from the trained-model cache.
+# `glowlib.studies.what_works`; models come from the trained-model cache.
 
 # %% tags=["parameters"]
 profile = "smoke"
 seed = 0
 out_dir = ""
-variants = "auto"              # the profile's K=... depths, no_actnorm, standard_prior
+# "auto": the profile's depths, no_actnorm and standard_prior
+variants = "auto"
 n_seeds = 3
-permutations = ["reverse", "shuffle", "conv1x1", "rotation"]    # the permutation ablation, compared at equal time
+# the permutation ablation's variants, compared at equal wall time
+permutations = ["reverse", "shuffle", "conv1x1", "rotation"]
 couplings = ["additive", "affine"]
-wall_s = 0.0                   # common wall time in seconds; 0: the longest time every run reached
+# the common wall time in seconds; 0: the longest time every run reached
+wall_s = 0.0
 
 # %%
 from IPython.display import Markdown, display
 
-from glowlib import experiments as ex
-from glowlib import reviewers as rv
 from glowlib.results import Recorder
+from glowlib.studies import what_works as study
 
-p = rv.check_parameters("what_works", profile=profile, seed=seed, out_dir=out_dir, variants=variants,
-                        n_seeds=n_seeds, permutations=permutations, couplings=couplings, wall_s=wall_s)
-rec = Recorder("what_works", p.out_dir, p.profile, p.seed, vars(p), ex.device())
-reference = f"K={rv.what_works_reference(p.profile, p.seed).model.depth}"
+p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, variants=variants, n_seeds=n_seeds,
+                           permutations=permutations, couplings=couplings, wall_s=wall_s)
+rec = Recorder("what_works", p.out_dir, p.profile, p.seed, vars(p), study.device())
+reference = f"K={study.what_works_reference(p.profile, p.seed).model.depth}"
 
 # %%
-result = rv.what_works(p.profile, p.variants, p.n_seeds, p.seed)
+result = study.what_works(p.profile, p.variants, p.n_seeds, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
 runs, curves = result.tables["runs"], result.tables["curves"]
-summary = rv.what_works_summary(runs, reference)
+summary = study.what_works_summary(runs, reference)
 display(Markdown(f"{len(runs)} runs on `{runs.dataset.iloc[0]}`, {runs.steps.iloc[0]} steps of "
                  f"{runs.images_seen.iloc[0] // runs.steps.iloc[0]} images each; reference: `{reference}` "
                  f"(the permutation ablation's conv1x1/affine model)."))
@@ -56,7 +58,7 @@ display(Markdown(f"{len(runs)} runs on `{runs.dataset.iloc[0]}`, {runs.steps.ilo
 # number of steps cost.
 
 # %%
-rec.figure(rv.plot_what_works(summary, reference), "what_works")
+rec.figure(study.plot_what_works(summary, reference), "what_works")
 summary.round(4)
 
 # %% [markdown]
@@ -65,9 +67,9 @@ summary.round(4)
 # wall-clock time removes that advantage or handicap.
 
 # %%
-at_time = rv.bpd_at_wall_time(curves, ["variant"], p.wall_s or None)
-time_summary = rv.wall_time_summary(at_time, ["variant"])
-rec.figure(rv.plot_bpd_vs_wall(curves, ["variant"], at_time.wall_s.iloc[0]), "variants_vs_wall_time")
+at_time = study.bpd_at_wall_time(curves, ["variant"], p.wall_s or None)
+time_summary = study.wall_time_summary(at_time, ["variant"])
+rec.figure(study.plot_bpd_vs_wall(curves, ["variant"], at_time.wall_s.iloc[0]), "variants_vs_wall_time")
 time_summary.round(4)
 
 # %% [markdown]
@@ -77,14 +79,14 @@ time_summary.round(4)
 # taken fewer steps.
 
 # %%
-ablation = ex.ablation(p.profile, p.permutations, p.couplings, p.n_seeds, p.seed)
+ablation = study.ablation(p.profile, p.permutations, p.couplings, p.n_seeds, p.seed)
 for name, trained in ablation.models.items():
     rec.model(f"ablation-{name}", trained)
 ab_curves = ablation.tables["curves"]
-ab_time = rv.bpd_at_wall_time(ab_curves, ["permutation", "coupling"], p.wall_s or None)
-ab_summary = rv.wall_time_summary(ab_time, ["permutation", "coupling"])
-rec.figure(rv.plot_bpd_vs_wall(ab_curves, ["permutation"], ab_time.wall_s.iloc[0], panel="coupling",
-                               title="Permutation ablation: test bits/dim against wall time"),
+ab_time = study.bpd_at_wall_time(ab_curves, ["permutation", "coupling"], p.wall_s or None)
+ab_summary = study.wall_time_summary(ab_time, ["permutation", "coupling"])
+rec.figure(study.plot_bpd_vs_wall(ab_curves, ["permutation"], ab_time.wall_s.iloc[0], panel="coupling",
+                                  title="Permutation ablation: test bits/dim against wall time"),
            "ablation_vs_wall_time")
 ab_summary.round(4)
 

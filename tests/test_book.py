@@ -5,8 +5,11 @@ notebook, a complete provenance record and tidy CSVs.
 `make test` builds the book first (`make reproduce PROFILE=smoke`); plain `pytest` skips what is not built.
 """
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -14,7 +17,8 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 
-from glowlib.results import NOTEBOOKS, PROVENANCE, REQUIRED_PROVENANCE, check_tidy
+from glowlib.results import PROVENANCE, REQUIRED_PROVENANCE, check_tidy
+from glowlib.studies import STUDIES as NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "book" / "_build" / "html"
@@ -207,3 +211,68 @@ def test_page_parser_finds_errors_and_images():
               '<div class="output stderr"><div><pre>KeyError: 3</pre></div></div></body></html>')
     assert page.title == "T" and page.h1 == ["Head"] and page.images == ["_images/a.png"]
     assert len(page.errors) == 2 and page.errors[1].startswith("stderr: KeyError")
+
+
+# ---------------------------------------------------------------------------------------------------- the build
+def _build():
+    """``book/build.py`` as a module (it is a script outside the package)."""
+    import runpy
+    return runpy.run_path(str(ROOT / "book" / "build.py"))
+
+
+def test_prepare_book_writes_intro_placeholders_and_the_toc(tmp_path):
+    build = _build()
+    root, book = tmp_path / "results", tmp_path / "book"
+    out = build["prepare_book"]("smoke", book, root)
+    assert "No results for profile `smoke`" in (out / "intro.md").read_text()
+    assert all((out / f"{nb}.md").exists() for nb in NOTEBOOKS)
+    assert (book / "_toc.yml").read_text() == (ROOT / "book" / "_toc.yml").read_text()
+    run = root / "smoke" / "samples"
+    run.mkdir(parents=True)
+    (run / "samples.ipynb").write_text("{}")
+    (run / PROVENANCE).write_text(json.dumps({"notebook": "samples", "start_time": "2025-01-01T00:00:00",
+                                              "git_sha": "abc", "git_dirty": False, "device": "cpu",
+                                              "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2",
+                                              "wall_s": 60}))
+    build["prepare_book"]("smoke", book, root)
+    assert (out / "samples.ipynb").exists() and not (out / "samples.md").exists()
+    intro = (out / "intro.md").read_text()
+    assert "**Profile:** `smoke`" in intro and "X (2 CPU cores)" in intro and "Not yet run" in intro
+    assert json.loads((out / "profile.json").read_text())["profile"] == "smoke"
+    with pytest.raises(ValueError, match="profile='huge'"):
+        build["prepare_book"]("huge", book, root)
+
+
+def test_toc_lists_every_notebook_in_the_registrys_order():
+    import yaml
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert files == [f"generated/{nb}" for nb in NOTEBOOKS] + ["reproduce"]
+
+
+def test_the_build_needs_no_torch_and_names_the_profiles(tmp_path):
+    """book/build.py runs without importing torch: it reads the registry file, not the package."""
+    from glowlib import profiles
+    assert tuple(_build()["PROFILES"]) == profiles.PROFILES
+    script = ROOT / "book" / "build.py"
+    check = (f"import runpy, sys; build = runpy.run_path({str(script)!r}); "
+             f"assert build['main'](['--profile', 'smoke', '--book', {str(tmp_path / 'book')!r}]) == 0; "
+             "assert 'torch' not in sys.modules, 'book/build.py imported torch'")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "GLOWLIB_RESULTS": str(tmp_path / "results")})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "book" / "generated" / "intro.md").is_file()
+
+
+def test_reproduce_page_lists_every_notebook_with_its_parameters():
+    """The table of book/reproduce.md: one row per notebook of the registry, naming exactly its parameters
+    besides profile, seed and out_dir."""
+    from glowlib.studies import study
+    rows = {}
+    for line in (ROOT / "book" / "reproduce.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", cells[2]))
+    assert list(rows) == list(NOTEBOOKS)
+    for nb, named in rows.items():
+        assert named == set(study(nb).PARAMETERS) - {"seed"}, nb

@@ -1,4 +1,4 @@
-"""Dequantisation (glowlib.dequantization): exact log q, units of the ELBO, the importance-weighted bound, errors,
+"""Dequantisation (glowlib.models.dequantization): exact log q, units of the ELBO, the importance-weighted bound, errors,
 gradients. float64 wherever a value is compared with a brute-force one."""
 import math
 
@@ -10,10 +10,10 @@ from torch.autograd.functional import jacobian
 
 from glowlib import Glow, GlowConfig, bits_per_dim, dequantize, nll_bits_per_dim
 from glowlib.data import load_dataset, to_float
-from glowlib.dequantization import (ConditionalCoupling, DequantizedModel, UniformDequantization,
-                                    VariationalDequantization, elbo_bits_per_dim, importance_weighted_bits_per_dim,
-                                    make_dequantizer)
-from glowlib.flows import gaussian_log_prob
+from glowlib.layers import gaussian_log_prob
+from glowlib.models.dequantization import (ConditionalCoupling, DequantizedModel, UniformDequantization,
+                                           VariationalDequantization, make_dequantizer)
+from glowlib.objective import elbo_bits_per_dim, importance_weighted_bits_per_dim
 from flowcheck import check_exact, perturb
 
 

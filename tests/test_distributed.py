@@ -29,5 +29,5 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert list(one.step) == list(two.step) == [4, 8]
     for column in ["train_bpd", "val_bpd", "test_bpd", "train_eval_bpd"]:
         assert two[column].values == pytest.approx(one[column].values, abs=1e-3), column
-    # only rank 0 writes: one metrics file, no per-rank leftovers
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "last.pt", "metrics.csv"]
+    # only rank 0 writes: one metrics file and one lock (the folder's owner), no per-rank leftovers
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [".lock", "best.pt", "last.pt", "metrics.csv"]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from glowlib.flows import (ActNorm, Coupling, InvConv1x1, InvConv1x1LU, MaskedCoupling, Permute, Squeeze,
+from glowlib.layers import (ActNorm, Coupling, InvConv1x1, InvConv1x1LU, MaskedCoupling, Permute, Squeeze,
                            gaussian_log_prob, make_permutation)
 from flowcheck import check_exact, prepare
 

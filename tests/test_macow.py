@@ -7,9 +7,10 @@ import torch
 from torch.autograd.functional import jacobian
 
 from glowlib import GlowConfig
-from glowlib.flows import ActNorm
-from glowlib.macow import ORIENTATIONS, MaCow, MaCowConfig, MaCowStep, MaCowUnit, MaskedConvFlow
-from glowlib.objective import dequantize
+from glowlib.config import ORIENTATIONS, MaCowConfig
+from glowlib.layers import ActNorm, MaCowUnit, MaskedConvFlow
+from glowlib.models import MaCow, MaCowStep
+from glowlib.objective import dequantize, nll_bits_per_dim
 from flowcheck import check_exact, check_state_dict_round_trip, flatten, perturb, prepare
 
 KERNELS = [(2, 3), (1, 1), (3, 1)]              # (kernel_height, kernel_width)
@@ -257,8 +258,10 @@ def test_bad_inputs_are_named():
     model = MaCow(tiny(n_levels=2, image_size=8, depth=2))
     with pytest.raises(ValueError, match=r"shape \(2, 3, 8, 8\)"):
         model.encode(torch.zeros(2, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"values in \[0, 255\]"):
-        model.log_prob(torch.tensor([0.0, 255.0]).repeat(32).view(1, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"values in \[0, 255\]"):        # checked where data enters the objective
+        nll_bits_per_dim(model, torch.tensor([0.0, 255.0]).repeat(32).view(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="non-finite"):
+        model.log_prob(torch.full((1, 1, 8, 8), float("inf")))
     with pytest.raises(ValueError, match="no class-conditional prior"):
         model.log_prob(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
     zs, _ = model.encode(torch.zeros(2, 1, 8, 8))

@@ -18,10 +18,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import glowlib.flows as flows
+import glowlib.layers.coupling as coupling_mod
+import glowlib.layers.precision as precision_mod
 from glowlib import Glow, GlowConfig, RealNVP, dequantize
 from glowlib.config import RunConfig
-from glowlib.flows import ActNorm, Coupling, InvConv1x1, InvConv1x1LU, MaskedCoupling
+from glowlib.layers import ActNorm, Coupling, InvConv1x1, InvConv1x1LU, MaskedCoupling
 from flowcheck import check_exact, perturb, prepare
 
 pytestmark = pytest.mark.filterwarnings("ignore:GlowConfig\\(precision='bf16'\\)")
@@ -75,7 +76,7 @@ def test_invalid_precision_names_the_value_and_the_allowed_ones():
     with pytest.raises(ValueError, match=r"precision='fp16' is not allowed; choose one of \('fp32', 'bf16'\)"):
         GlowConfig(precision="fp16")
     with pytest.raises(ValueError, match=r"precision='float32'.*\('fp32', 'bf16'\)"):
-        flows.network_dtype("float32")
+        precision_mod.network_dtype("float32")
 
 
 def _key_without(cfg: RunConfig, dropped) -> str:
@@ -90,7 +91,7 @@ def _key_without(cfg: RunConfig, dropped) -> str:
 EXECUTION = ["model.inv_backprop", "model.fused", "model.channels_last"]
 
 
-# keys that RunConfig.key() gave at commit 2a0d090, before the precision, y_weight and dequantization fields existed: the trained
+# keys that RunConfig.key() gave before the precision, y_weight and dequantization fields existed: the trained
 # models cached under them must still be found
 @pytest.mark.parametrize("model, key_before", [
     (GlowConfig(), "9e438c941681"),
@@ -118,9 +119,9 @@ def test_precision_survives_dict_round_trip_and_override():
 
 # ------------------------------------------------------------------ hardware
 def test_bf16_support_reports_a_reason_and_warns_once():
-    fast, reason = flows.bf16_support("cpu")
+    fast, reason = precision_mod.bf16_support("cpu")
     assert isinstance(fast, bool) and isinstance(reason, str) and reason
-    flows._CHECKED_DEVICES.discard("cpu")
+    precision_mod._CHECKED_DEVICES.discard("cpu")
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         coupling = Coupling(4, 8, precision="bf16")
@@ -138,7 +139,7 @@ def test_bf16_support_follows_the_cpu_flags(monkeypatch):
                              ({"amx_bf16": False, "avx512_bf16": True}, True, "AVX512-BF16"),
                              ({"amx_bf16": False, "avx512_bf16": False}, False, "emulated")):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps, raising=False)
-        got_fast, reason = flows.bf16_support("cpu")
+        got_fast, reason = precision_mod.bf16_support("cpu")
         assert got_fast is fast and word in reason, (caps, reason)
 
 
@@ -222,8 +223,8 @@ def test_inv_backprop_gradients_match_plain_autograd_in_bf16(fused):
 def test_inv_backprop_in_bf16_reuses_the_forward_network_inputs(monkeypatch):
     """Invertible backprop rebuilds each coupling's input with fp32 round-off; fed to a bf16 network, a rebuilt
     value near a bf16 rounding boundary would round the other way. The forward pass files the bf16 inputs and
-    the backward pass reuses them (flows.kept_network_input), so rebuilding and gradients are as accurate as in
-    fp32; without that (patched out below) the same model drifts and its gradients are 10x further off."""
+    the backward pass reuses them (kept_network_input), so rebuilding and gradients are as accurate as in
+    fp32; without that (patched out below) the same model drifts and its gradients are several times further off."""
     cfg = tiny(image_size=16, depth=8, width=64)
     x = data(cfg, batch=16)
 
@@ -243,10 +244,16 @@ def test_inv_backprop_in_bf16_reuses_the_forward_network_inputs(monkeypatch):
     fp32_err, fp32_drift = error("fp32")
     kept_err, kept_drift = error("bf16")
     assert kept_err <= 2 * fp32_err and kept_drift <= 2 * fp32_drift, (kept_err, fp32_err, kept_drift, fp32_drift)
-    monkeypatch.setattr(flows, "kept_network_input", lambda module, x, dtype, memory_format=None:
-                        flows.network_input(x, dtype, memory_format))
+    monkeypatch.setattr(coupling_mod, "kept_network_input", lambda module, x, dtype, memory_format=None:
+                        precision_mod.network_input(x, dtype, memory_format))
     lost_err, lost_drift = error("bf16")
-    assert lost_err > 5 * fp32_err and lost_drift > 5 * fp32_drift, (lost_err, fp32_err, lost_drift, fp32_drift)
+    # The signature of the fault is the drift: flipped bf16 roundings put the rebuilt inputs far further off than
+    # round-off does (56x fp32's on an AVX-512 Xeon without a bf16 path). The gradient error grows by a factor that
+    # depends on the CPU's bf16 kernels (4.9x fp32's on an AVX2 machine with bf16 emulated, 5.4x on that Xeon), so
+    # it is held to a 2x margin that both clear with room.
+    reference_err, reference_drift = max(fp32_err, kept_err), max(fp32_drift, kept_drift)
+    assert lost_drift > 10 * reference_drift and lost_err > 2 * reference_err, \
+        (lost_err, fp32_err, kept_err, lost_drift, fp32_drift, kept_drift)
 
 
 def test_realnvp_inv_backprop_in_bf16_reuses_the_forward_network_inputs(monkeypatch):
@@ -269,8 +276,8 @@ def test_realnvp_inv_backprop_in_bf16_reuses_the_forward_network_inputs(monkeypa
 
     _, fp32_drift = error("fp32")
     kept_err, kept_drift = error("bf16")
-    monkeypatch.setattr(flows, "kept_network_input", lambda module, x, dtype, memory_format=None:
-                        flows.network_input(x, dtype, memory_format))
+    monkeypatch.setattr(coupling_mod, "kept_network_input", lambda module, x, dtype, memory_format=None:
+                        precision_mod.network_input(x, dtype, memory_format))
     lost_err, lost_drift = error("bf16")
     assert kept_drift <= 2 * fp32_drift < lost_drift / 10, (kept_drift, fp32_drift, lost_drift)
     assert kept_err < lost_err / 2, (kept_err, lost_err)
@@ -376,7 +383,7 @@ def test_macow_bf16_runs_its_networks_in_bf16_and_stays_close_to_fp32():
     with a bf16 input is one of them), the log-dets, priors and log p stay fp32; log p is within the Glow models'
     tolerance of the fp32 model with the same weights, and the round trip within RT_TOL_BF16."""
     from glowlib import MaCow
-    from glowlib.macow import MaskedConvFlow
+    from glowlib.layers import MaskedConvFlow
     cfg = tiny_macow()
     ref, low = fp32_and_bf16(cfg, MaCow)
     x = data(cfg)

@@ -1,9 +1,9 @@
-"""bf16 against fp32 (glowlib.precision_study, notebooks/precision.py) and the profiles' hardware default."""
+"""bf16 against fp32 (glowlib.studies.precision, notebooks/precision.py) and the profiles' hardware default."""
 import pandas as pd
 import pytest
 import torch
 
-import glowlib.precision_study as ps
+import glowlib.studies.precision as ps
 from glowlib import profiles
 from glowlib.profiles import default_precision, profile_config
 
@@ -37,12 +37,12 @@ def test_runnable_leaves_bf16_out_without_a_hardware_path_and_says_why(monkeypat
     assert ps.runnable(["fp32", "bf16"], "cpu") == (["fp32", "bf16"], [])
 
 
-def test_runs_change_only_precision_and_seed():
-    runs = ps.runs("smoke", "digits", [0, 1], ["fp32", "bf16"])
+def test_configs_change_only_precision_and_seed():
+    runs = ps.configs("smoke", "digits", [0, 1], ["fp32", "bf16"])
     assert len({r.key() for r in runs.values()}) == 4
     a, b = runs["fp32", 0], runs["bf16", 0]
     assert b.model.precision == "bf16" and a.model.replace(precision="bf16") == b.model and a.train == b.train
-    assert ps.runs("paper", "cifar10", [0], ["fp32"])["fp32", 0].train.steps == ps.STEPS["paper"]
+    assert ps.configs("paper", "cifar10", [0], ["fp32"])["fp32", 0].train.steps == ps.STEPS["paper"]
 
 
 @pytest.mark.parametrize("params, match", [(dict(seeds=[1, 1]), "at least two different seeds"),
@@ -75,7 +75,7 @@ def test_trained_bf16_models_round_trip_exactly_in_a_float64_flow(tmp_path, monk
     """Two tiny models trained in each precision through the cache; the bf16 ones' round trip in a float64 flow is
     at float64 round-off, and the table has one row per (seed, mode)."""
     monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
-    configs = ps.runs("smoke", "digits", [0, 1], ["fp32", "bf16"])
+    configs = ps.configs("smoke", "digits", [0, 1], ["fp32", "bf16"])
     models = ps.train_all(configs)
     table = ps.evaluate(models)
     assert len(table) == 4 and (table.n_test == 300).all() and table.test_bpd.between(0, 9).all()

@@ -7,9 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from glowlib import experiments as ex
-from glowlib.results import (NOTEBOOKS, PROVENANCE, REQUIRED_PROVENANCE, Recorder, check_tidy, prepare_book,
-                             results_dir)
+from glowlib import profiles, results
+from glowlib.results import PROVENANCE, REQUIRED_PROVENANCE, Recorder, check_tidy, results_dir
+from glowlib.studies import STUDIES, all_runs, base, bpd_table, check_parameters
+from glowlib.studies.base import CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE
+from glowlib.studies.claims import claims_table
 
 
 # ---------------------------------------------------------------------------------------------------- Recorder
@@ -76,12 +78,16 @@ def test_check_tidy_rejects_untidy_tables(df, keys, message):
         check_tidy(df, keys, "t")
 
 
+def test_results_names_the_profiles_without_importing_them():
+    assert results.PROFILES == profiles.PROFILES
+
+
 def test_results_dir_names_bad_profile_and_notebook():
     assert results_dir("smoke", "samples", "/r").as_posix() == "/r/smoke/samples"
     with pytest.raises(ValueError, match="profile='huge'.*smoke"):
         results_dir("huge", "samples")
-    with pytest.raises(ValueError, match="notebook='plots'.*ablation"):
-        results_dir("smoke", "plots")
+    with pytest.raises(ValueError, match="notebook='../plots' must be a notebook's name"):
+        results_dir("smoke", "../plots")
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -91,14 +97,14 @@ COMMON = dict(profile="smoke", seed=0, out_dir="")
 def _temperature(**changes):
     params = dict(COMMON, dataset="mnist5k", temperatures=[0.0, 0.7, 1.0], temperature=0.5, n_samples=10,
                   n_grid=4)
-    return ex.check_parameters("temperature", **{**params, **changes})
+    return check_parameters("temperature", **{**params, **changes})
 
 
 def test_check_parameters_normalises():
     p = _temperature()
     assert p.temperatures == [0.0, 0.5, 0.7, 1.0]                  # the highlighted T joins the table
     assert p.out_dir.endswith("results/smoke/temperature")
-    p = ex.check_parameters("bpd_table", **COMMON, datasets="auto", model_types="glow")
+    p = check_parameters("bpd_table", **COMMON, datasets="auto", model_types="glow")
     assert p.datasets[:3] == ["mnist5k", "fashion_mnist", "digits"] and p.model_types == ["glow"]
 
 
@@ -119,46 +125,29 @@ def test_check_parameters_rejects_unknown_and_missing_names():
     with pytest.raises(ValueError, match=r"no parameter \['temprature'\]; its parameters are"):
         _temperature(temprature=0.5)
     with pytest.raises(ValueError, match=r"\['n_pairs'\] were not given"):
-        ex.check_parameters("interpolation", **COMMON, dataset="mnist5k", n_points=3)
+        check_parameters("interpolation", **COMMON, dataset="mnist5k", n_points=3)
     with pytest.raises(ValueError, match="notebook='plots'"):
-        ex.check_parameters("plots", **COMMON)
-    with pytest.raises(ValueError, match="has no parameter 'temprature'"):
-        ex.check_parameter_names("temperature", ["-p", "temperature", "0.5", "-p", "temprature", "1"])
-    ex.check_parameter_names("temperature", ["-p", "temperature", "-0.5"])
+        check_parameters("plots", **COMMON)
 
 
 def test_absent_dataset_is_named_with_the_available_ones(monkeypatch):
-    monkeypatch.setattr(ex, "is_available", lambda name: name != "cifar10")
+    monkeypatch.setattr(base, "is_available", lambda name: name != "cifar10")
     with pytest.raises(ValueError, match=r"dataset='cifar10': its files are not on this machine; available here"):
-        ex.check_parameters("interpolation", **COMMON, dataset="cifar10", n_pairs=2, n_points=3)
+        check_parameters("interpolation", **COMMON, dataset="cifar10", n_pairs=2, n_points=3)
 
 
 def test_manipulation_attributes_follow_the_dataset():
-    p = ex.check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes="auto", alphas=[-1, 1],
+    p = check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes="auto", alphas=[-1, 1],
                             n_images=2, n_direction=10)
     assert p.attributes == ["thickness", "slant"] and p.alphas == [-1.0, 1.0]
     with pytest.raises(ValueError, match="Smiling"):
-        ex.check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes=["Smiling"], alphas=[1],
+        check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes=["Smiling"], alphas=[1],
                             n_images=2, n_direction=10)
-
-
-def test_every_notebook_source_passes_its_parameters_cell_to_the_check():
-    """The parameters cell of each notebook holds exactly the names check_parameters expects."""
-    import ast
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent / "notebooks"
-    for nb in NOTEBOOKS:
-        text = (root / f"{nb}.py").read_text()
-        cells = text.split("# %%")
-        params = [c for c in cells if c.startswith(' tags=["parameters"]')]
-        assert len(params) == 1, f"{nb}: one parameters cell"
-        names = {t.id for node in ast.parse(params[0].split("\n", 1)[1]).body for t in node.targets}
-        assert names == set(ex._schema_of(nb)), nb
 
 
 # ---------------------------------------------------------------------------------------------------- published
 def test_published_numbers_hold_table_2_and_the_mnist_caveat():
-    pub = ex.published_bpd()
+    pub = bpd_table.published_bpd()
     assert {"model", "dataset", "bpd", "source", "note"} <= set(pub.columns)
     original = pub[pub.kind == "original"].set_index(["model", "dataset"]).bpd
     assert original[("Glow", "cifar10")] == 3.35 and original[("RealNVP", "cifar10")] == 3.49
@@ -176,7 +165,7 @@ def test_differences_are_explained_from_the_numbers():
         dict(dataset="digits", model_type="glow", ours=4.0, ours_sem=0.01, published=float("nan"),
              published_dataset="", source="", parameters_ratio=1, images_seen_ratio=1, train_images_ratio=1,
              gap=float("nan"))])
-    text = ex.explain_differences(comparison)
+    text = bpd_table.explain_differences(comparison)
     assert "0.250 bits/dim above the published 1.05" in text[0] and "1.0% of the paper-scale" in text[0]
     assert "6.0% the size" in text[0] and "no published number" in text[1]
 
@@ -204,26 +193,26 @@ def test_claims_are_computed_from_results(tmp_path):
     _write(tmp_path, "ablation", {"summary": _ablation_summary(["conv1x1", "shuffle", "reverse", "rotation"])})
     _write(tmp_path, "interpolation", {"reconstruction": pd.DataFrame(dict(
         pair=[0, 1], pixels_differing_a=0, pixels_differing_b=0, max_abs_error_all_pairs=1e-6, half_bin=0.002))})
-    table = ex.claims("smoke", tmp_path).set_index("claim")
+    table = claims_table("smoke", tmp_path).set_index("claim")
     verdict = table.verdict
-    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == ex.CONFIRMED
-    assert verdict["Affine coupling reaches lower NLL than additive coupling (Fig. 3)"] == ex.CONFIRMED
+    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == CONFIRMED
+    assert verdict["Affine coupling reaches lower NLL than additive coupling (Fig. 3)"] == CONFIRMED
     cost = table.loc["The 1x1 convolution costs little: ~0.2% more parameters and ~7% more wall time (Sec. 5.1)"]
-    assert cost.verdict == ex.CONFIRMED and "+0.20% parameters and +5.0% training wall time" in cost.evidence
-    assert verdict[next(c for c in table.index if c.startswith("Encoding and decoding are exact"))] == ex.CONFIRMED
+    assert cost.verdict == CONFIRMED and "+0.20% parameters and +5.0% training wall time" in cost.evidence
+    assert verdict[next(c for c in table.index if c.startswith("Encoding and decoding are exact"))] == CONFIRMED
     # notebooks without results: not testable here, saying how to get them
     bpd = table.loc["Glow reaches lower bits/dim than RealNVP (Table 2)"]
-    assert bpd.verdict == ex.NOT_TESTABLE and "make notebook NB=bpd_table" in bpd.evidence
-    assert set(table.verdict) <= {ex.CONFIRMED, ex.NOT_CONFIRMED, ex.NOT_TESTABLE}
-    assert table["where"].fillna("").isin(set(NOTEBOOKS) | {""}).all()
+    assert bpd.verdict == NOT_TESTABLE and "make notebook NB=bpd_table" in bpd.evidence
+    assert set(table.verdict) <= {CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE}
+    assert table["where"].fillna("").isin(set(STUDIES) | {""}).all()
 
 
 def test_claims_say_not_confirmed_when_the_order_differs(tmp_path):
     _write(tmp_path, "ablation", {"summary": _ablation_summary(["reverse", "shuffle", "conv1x1", "rotation"])})
-    verdict = ex.claims("smoke", tmp_path).set_index("claim").verdict
-    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == ex.NOT_CONFIRMED
+    verdict = claims_table("smoke", tmp_path).set_index("claim").verdict
+    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == NOT_CONFIRMED
     assert verdict["A learned 1x1 convolution beats a fixed random rotation (reviewers: ablate what makes Glow "
-                   "work)"] == ex.NOT_CONFIRMED
+                   "work)"] == NOT_CONFIRMED
 
 
 def test_bpd_claims(tmp_path):
@@ -231,10 +220,10 @@ def test_bpd_claims(tmp_path):
                  n_parameters=100) for d, m, b in [("mnist5k", "glow", 1.2), ("mnist5k", "realnvp", 1.3),
                                                    ("digits", "glow", 4.0), ("digits", "realnvp", 3.9)]]
     _write(tmp_path, "bpd_table", {"bpd": pd.DataFrame(rows)})
-    table = ex.claims("smoke", tmp_path).set_index("claim")
+    table = claims_table("smoke", tmp_path).set_index("claim")
     glow = table.loc["Glow reaches lower bits/dim than RealNVP (Table 2)"]
-    assert glow.verdict == ex.NOT_CONFIRMED and "Glow is lower on 1 of 2 datasets" in glow.evidence
-    assert table.loc["Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"].verdict == ex.NOT_TESTABLE
+    assert glow.verdict == NOT_CONFIRMED and "Glow is lower on 1 of 2 datasets" in glow.evidence
+    assert table.loc["Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"].verdict == NOT_TESTABLE
 
 
 def _macow_rows(macow_bpd, vardeq_gain, iw_gain=0.01):
@@ -250,30 +239,30 @@ def _macow_rows(macow_bpd, vardeq_gain, iw_gain=0.01):
 
 
 @pytest.mark.parametrize("macow_bpd, vardeq_gain, expected", [
-    (3.9, 0.05, (ex.CONFIRMED, ex.CONFIRMED)),
-    (4.1, 0.05, (ex.NOT_CONFIRMED, ex.CONFIRMED)),
-    (3.9, -0.05, (ex.CONFIRMED, ex.NOT_CONFIRMED)),
+    (3.9, 0.05, (CONFIRMED, CONFIRMED)),
+    (4.1, 0.05, (NOT_CONFIRMED, CONFIRMED)),
+    (3.9, -0.05, (CONFIRMED, NOT_CONFIRMED)),
 ])
 def test_macow_and_dequantisation_claims(tmp_path, macow_bpd, vardeq_gain, expected):
     _write(tmp_path, "bpd_table", {"bpd": _macow_rows(macow_bpd, vardeq_gain)})
-    table = ex.claims("smoke", tmp_path).set_index("claim")
+    table = claims_table("smoke", tmp_path).set_index("claim")
     macow = table.loc[next(c for c in table.index if c.startswith("MaCow reaches lower bits/dim than Glow"))]
     vardeq = table.loc[next(c for c in table.index if c.startswith("Variational dequantisation lowers"))]
     assert (macow.verdict, vardeq.verdict) == expected
     assert "of 2 comparisons" in macow.evidence
     assert "digits: macow+vardeq" in macow.evidence and "digits: glow+vardeq" in vardeq.evidence
     bound = table.loc[next(c for c in table.index if c.startswith("The importance-weighted bound"))]
-    assert bound.verdict == ex.CONFIRMED and "k=4 bound" in bound.evidence
+    assert bound.verdict == CONFIRMED and "k=4 bound" in bound.evidence
 
 
 def test_macow_claims_without_its_rows_are_not_testable(tmp_path):
     rows = _macow_rows(3.9, 0.05)
     _write(tmp_path, "bpd_table", {"bpd": rows[rows.model_type.isin(["glow", "realnvp"])].assign(iw_k=1)})
-    table = ex.claims("smoke", tmp_path).set_index("claim")
+    table = claims_table("smoke", tmp_path).set_index("claim")
     macow = table.loc[next(c for c in table.index if c.startswith("MaCow reaches lower bits/dim than Glow"))]
-    assert macow.verdict == ex.NOT_TESTABLE and "['digits']" in macow.evidence
+    assert macow.verdict == NOT_TESTABLE and "['digits']" in macow.evidence
     bound = table.loc[next(c for c in table.index if c.startswith("The importance-weighted bound"))]
-    assert bound.verdict == ex.NOT_TESTABLE
+    assert bound.verdict == NOT_TESTABLE
 
 
 def _fit(macow_conv_exponent, macow_ms):
@@ -287,53 +276,35 @@ def _fit(macow_conv_exponent, macow_ms):
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("conv, ms, expected", [(1.02, 80.0, (ex.CONFIRMED, ex.CONFIRMED)),
-                                                (2.0, 80.0, (ex.NOT_CONFIRMED, ex.CONFIRMED)),
-                                                (1.0, 5.0, (ex.CONFIRMED, ex.NOT_CONFIRMED))])
+@pytest.mark.parametrize("conv, ms, expected", [(1.02, 80.0, (CONFIRMED, CONFIRMED)),
+                                                (2.0, 80.0, (NOT_CONFIRMED, CONFIRMED)),
+                                                (1.0, 5.0, (CONFIRMED, NOT_CONFIRMED))])
 def test_sampling_cost_claims(tmp_path, conv, ms, expected):
-    table = ex.claims("smoke", tmp_path).set_index("claim")
+    table = claims_table("smoke", tmp_path).set_index("claim")
     names = [c for c in table.index if c.startswith("MaCow inverts") or c.startswith("MaCow: wall-clock")]
-    assert len(names) == 2 and all(table.loc[c].verdict == ex.NOT_TESTABLE for c in names)   # not run yet
+    assert len(names) == 2 and all(table.loc[c].verdict == NOT_TESTABLE for c in names)   # not run yet
     _write(tmp_path, "sampling_cost", {"fit": _fit(conv, ms)})
-    table = ex.claims("smoke", tmp_path).set_index("claim")
+    table = claims_table("smoke", tmp_path).set_index("claim")
     assert tuple(table.loc[c].verdict for c in names) == expected
     assert f"H^{conv:.2f}" in table.loc[names[0]].evidence
 
 
 def test_table_rows_per_profile_and_their_configs():
-    assert ex.table_models("cpu", "mnist5k") == ["realnvp", "glow"]
-    assert ex.table_models("cpu", "fashion_mnist") == list(ex.TABLE_MODELS)
-    run = ex.table_run("smoke", "digits", "macow+vardeq")
+    assert bpd_table.table_models("cpu", "mnist5k") == ["realnvp", "glow"]
+    assert bpd_table.table_models("cpu", "fashion_mnist") == list(bpd_table.TABLE_MODELS)
+    run = bpd_table.table_run("smoke", "digits", "macow+vardeq")
     assert run.model_type == "macow" and type(run.model).__name__ == "MaCowConfig"
-    assert run.train.dequantization == "variational" and ex.table_run("smoke", "digits", "macow").key() != run.key()
-    assert ex.table_run("cpu", "mnist5k", "glow").key() == ex.profile_config("cpu", "mnist5k").key()
+    assert run.train.dequantization == "variational"
+    assert bpd_table.table_run("smoke", "digits", "macow").key() != run.key()
+    assert bpd_table.table_run("cpu", "mnist5k", "glow").key() == profiles.profile_config("cpu", "mnist5k").key()
     with pytest.raises(ValueError, match="'glow\\+flow'.*choose one of"):
-        ex.table_run("smoke", "digits", "glow+flow")
-    needed = {(r.model_type, r.data.dataset, r.train.dequantization) for r in ex.runs_needed("smoke")}
+        bpd_table.table_run("smoke", "digits", "glow+flow")
+    needed = {(r.model_type, r.data.dataset, r.train.dequantization) for r in all_runs("smoke")}
     assert {("macow", "digits", "variational"), ("glow", "digits", "variational")} <= needed
     assert ("macow", "mnist5k", "uniform") not in needed
 
 
-# ---------------------------------------------------------------------------------------------------- the book
-def test_prepare_book_writes_intro_and_placeholders(tmp_path):
-    root, book = tmp_path / "results", tmp_path / "book"
-    out = prepare_book("smoke", book, root)
-    assert "No results for profile `smoke`" in (out / "intro.md").read_text()
-    assert all((out / f"{nb}.md").exists() for nb in NOTEBOOKS)
-    run = root / "smoke" / "samples"
-    run.mkdir(parents=True)
-    (run / "samples.ipynb").write_text("{}")
-    (run / PROVENANCE).write_text(json.dumps({"notebook": "samples", "start_time": "2025-01-01T00:00:00",
-                                              "git_sha": "abc", "git_dirty": False, "device": "cpu",
-                                              "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2",
-                                              "wall_s": 60}))
-    prepare_book("smoke", book, root)
-    assert (out / "samples.ipynb").exists() and not (out / "samples.md").exists()
-    intro = (out / "intro.md").read_text()
-    assert "**Profile:** `smoke`" in intro and "X (2 CPU cores)" in intro and "Not yet run" in intro
-    assert json.loads((out / "profile.json").read_text())["profile"] == "smoke"
-
-
+# ---------------------------------------------------------------------------------------------------- git
 def test_git_state_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     import subprocess
     from glowlib.results import git_state

@@ -1,4 +1,5 @@
-"""The reviewer studies (glowlib.reviewers): the temperature-validity estimator on samplers that are exact by
+"""The reviewers' studies (glowlib.studies.what_works, bits_5v8, temperature_validity, class_conditional): the
+temperature-validity estimator on samplers that are exact by
 construction and on ones that are not, parameter-matched widths, the classification loss (train.y_weight), the
 bits/dim conversion across bit depths, and the wall-time interpolation."""
 import hashlib
@@ -11,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import glowlib.train as train_module
-from glowlib import reviewers as rv
+import glowlib.training.loop as train_module
+from glowlib.studies import bits_5v8, class_conditional, temperature_validity, what_works
 from glowlib.config import EXECUTION_FIELDS, GlowConfig, RunConfig
-from glowlib.experiments import config_parameters
-from glowlib.model import Glow
+from glowlib.studies.base import config_parameters
+from glowlib.models import Glow
 from glowlib.objective import bits_per_dim
 from glowlib.data import to_float
 from glowlib.analysis import to_uint8
@@ -36,15 +37,15 @@ def tiny_glow(perturb: bool = True, seed: int = 0, **config) -> Glow:
 
 
 def ess(model, temperature, n=256, seed=0):
-    w = rv.importance_weights(model, temperature, n, seed)
-    return rv.validity_measures(w["log_p"], w["log_q"], temperature, model.config.n_dims), w
+    w = temperature_validity.importance_weights(model, temperature, n, seed)
+    return temperature_validity.validity_measures(w["log_p"], w["log_q"], temperature, model.config.n_dims), w
 
 
 # ---------------------------------------------------------------------------------------------------- temperature
 @pytest.mark.parametrize("learn_top", [False, True])
 def test_additive_fixed_prior_sampler_is_exact(learn_top):
     model = tiny_glow(coupling="additive", learned_prior=False, learn_top=learn_top)
-    assert rv.exact_by_construction(model.config)
+    assert temperature_validity.exact_by_construction(model.config)
     for t in (0.5, 0.7):
         m, w = ess(model, t)
         assert m["ess_fraction"] == pytest.approx(1.0, abs=1e-6)
@@ -56,7 +57,7 @@ def test_additive_fixed_prior_sampler_is_exact(learn_top):
                                     dict(coupling="affine"), dict(coupling="additive")])
 def test_other_samplers_are_not_exact_at_reduced_temperature(config):
     model = tiny_glow(**config)
-    assert not rv.exact_by_construction(model.config)
+    assert not temperature_validity.exact_by_construction(model.config)
     m, _ = ess(model, 0.7)
     assert m["ess_fraction"] < 0.999
     assert m["kl_bits_per_dim"] > 0
@@ -67,19 +68,19 @@ def test_other_samplers_are_not_exact_at_reduced_temperature(config):
 def test_log_densities_match_the_model():
     model = tiny_glow(coupling="affine")
     x = torch.rand(5, 1, 8, 8, dtype=torch.float64) - 0.5
-    log_p, log_q = rv.log_densities(model, x, 1.0)
+    log_p, log_q = temperature_validity.log_densities(model, x, 1.0)
     torch.testing.assert_close(log_p, model.log_prob(x))
     torch.testing.assert_close(log_q, log_p)
-    _, log_q_half = rv.log_densities(model, x, 0.5)
+    _, log_q_half = temperature_validity.log_densities(model, x, 0.5)
     assert torch.all(log_q_half != log_p)
     with pytest.raises(ValueError, match="> 0"):
-        rv.log_densities(model, x, 0.0)
+        temperature_validity.log_densities(model, x, 0.0)
 
 
 def test_validity_measures_known_answer():
     # weights w = (1, 1, 1, 4) (log p chosen with T = 1 and log q = 0): ESS = 49 / 19, over n = 4
     log_p = torch.tensor([0.0, 0.0, 0.0, math.log(4)], dtype=torch.float64)
-    m = rv.validity_measures(log_p, torch.zeros(4, dtype=torch.float64), 1.0, n_dims=1)
+    m = temperature_validity.validity_measures(log_p, torch.zeros(4, dtype=torch.float64), 1.0, n_dims=1)
     assert m["ess_fraction"] == pytest.approx(49 / 19 / 4)
     assert m["kl_bits_per_dim"] == pytest.approx((math.log(7 / 4) - math.log(4) / 4) / math.log(2))
 
@@ -87,32 +88,32 @@ def test_validity_measures_known_answer():
 # ---------------------------------------------------------------------------------------------------- widths
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_depth_variants_match_the_reference_parameter_count(profile):
-    reference = rv.what_works_reference(profile, 0)
+    reference = what_works.what_works_reference(profile, 0)
     target = config_parameters(reference)
     widths = set()
-    for k in rv.WHAT_WORKS_DEPTHS[profile]:
-        run = rv.what_works_config(profile, f"K={k}", 0)
+    for k in what_works.WHAT_WORKS_DEPTHS[profile]:
+        run = what_works.what_works_config(profile, f"K={k}", 0)
         assert run.model.depth == k
-        assert abs(config_parameters(run) / target - 1) <= rv.WIDTH_TOLERANCE
+        assert abs(config_parameters(run) / target - 1) <= what_works.WIDTH_TOLERANCE
         widths.add(run.model.width)
-    assert len(widths) == len(rv.WHAT_WORKS_DEPTHS[profile])            # the widths really differ
-    assert rv.what_works_config(profile, f"K={reference.model.depth}", 0) == reference   # the ablation's run
+    assert len(widths) == len(what_works.WHAT_WORKS_DEPTHS[profile])            # the widths really differ
+    assert what_works.what_works_config(profile, f"K={reference.model.depth}", 0) == reference   # the ablation's run
 
 
 def test_variants_change_one_thing_and_runs_are_unique():
-    ref = rv.what_works_reference("smoke", 1)
-    assert rv.what_works_config("smoke", "no_actnorm", 1) == ref.override(["model.actnorm=False"])
-    prior = rv.what_works_config("smoke", "standard_prior", 1).model
+    ref = what_works.what_works_reference("smoke", 1)
+    assert what_works.what_works_config("smoke", "no_actnorm", 1) == ref.override(["model.actnorm=False"])
+    prior = what_works.what_works_config("smoke", "standard_prior", 1).model
     assert not prior.learned_prior and not prior.learn_top
-    keys = [r.key() for r in rv.reviewer_runs("smoke")]
-    assert len(keys) == len(set(keys))
+    keys = [r.key() for study in (what_works, bits_5v8, temperature_validity, class_conditional)
+            for r in study.runs("smoke")]
     assert ablation_config("smoke", "conv1x1", "affine", 0).key() in keys
-    assert rv.validity_config("smoke", "affine", "learned").key() == rv.bits_config("smoke", 8).key()
+    assert temperature_validity.validity_config("smoke", "affine", "learned").key() == bits_5v8.bits_config("smoke", 8).key()
     with pytest.raises(ValueError, match="variant"):
-        rv.what_works_config("smoke", "K=3", 0)
+        what_works.what_works_config("smoke", "K=3", 0)
     with pytest.raises(ValueError, match="variants\\[0\\]"):
-        rv.check_parameters("what_works", profile="smoke", seed=0, out_dir="", variants=["K=3"], n_seeds=1,
-                            permutations=["conv1x1"], couplings=["affine"], wall_s=0.0)
+        what_works.check_parameters(profile="smoke", seed=0, out_dir="", variants=["K=3"], n_seeds=1,
+                                    permutations=["conv1x1"], couplings=["affine"], wall_s=0.0)
 
 
 # ---------------------------------------------------------------------------------------------------- y_weight
@@ -191,23 +192,23 @@ def test_bits_per_dim_across_bit_depths_known_answers():
     uniform = torch.zeros(3, dtype=torch.float64)                    # log-density of U[-0.5, 0.5]^D
     bpd5, bpd8 = bits_per_dim(uniform, d, 5), bits_per_dim(uniform, d, 8)
     torch.testing.assert_close(bpd5, torch.full_like(bpd5, 5.0))
-    torch.testing.assert_close(rv.bpd_at_more_bits(bpd5, 5, 8), bpd8)
+    torch.testing.assert_close(bits_5v8.bpd_at_more_bits(bpd5, 5, 8), bpd8)
     # a non-uniform 1-D density, constant on each 5-bit bin with probabilities pi: the 8-bit bins inside a 5-bit
     # bin share its probability equally, so scoring the same density with 8-bit bins must give bpd_5 + 3
     pi = torch.softmax(torch.randn(32, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), 0)
     pixels = torch.arange(256)
     log_density = torch.log(32 * pi[pixels // 8])
     b5 = bits_per_dim(log_density, 1, 5)
-    torch.testing.assert_close(rv.bpd_at_more_bits(b5, 5, 8), bits_per_dim(log_density, 1, 8))
+    torch.testing.assert_close(bits_5v8.bpd_at_more_bits(b5, 5, 8), bits_per_dim(log_density, 1, 8))
     torch.testing.assert_close(b5, -torch.log2(pi[pixels // 8]))
     with pytest.raises(ValueError):
-        rv.bpd_at_more_bits(8.0, 8, 5)
+        bits_5v8.bpd_at_more_bits(8.0, 8, 5)
 
 
 def test_reduce_bits_is_how_n_bit_images_are_shown():
     images = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     for n in (1, 5, 8):
-        assert torch.equal(rv.reduce_bits(images, n), to_uint8(to_float(images, n), n))
+        assert torch.equal(bits_5v8.reduce_bits(images, n), to_uint8(to_float(images, n), n))
 
 
 # ---------------------------------------------------------------------------------------------------- wall time
@@ -220,21 +221,21 @@ def hand_curves():
 
 
 def test_bpd_at_wall_time_interpolates_and_never_extrapolates():
-    table = rv.bpd_at_wall_time(hand_curves(), ["variant"]).set_index(["variant", "seed"])
+    table = what_works.bpd_at_wall_time(hand_curves(), ["variant"]).set_index(["variant", "seed"])
     assert (table.wall_s == 30).all()                           # the longest time every run reached
     assert table.loc[("a", 0), "bpd_at_wall_s"] == pytest.approx(1.5)
     assert table.loc[("b", 0), "bpd_at_wall_s"] == pytest.approx(4.0 - 2.0 * 15 / 25)
     assert table.loc[("b", 1), "bpd_at_wall_s"] == pytest.approx(5.0 - 4.0 * 20 / 40)
     assert table.loc[("b", 0), "step_at_wall_s"] == pytest.approx(100 + 100 * 15 / 25)
     assert table.loc[("a", 0), "final_bpd"] == 1.5 and table.loc[("b", 1), "final_step"] == 200
-    later = rv.bpd_at_wall_time(hand_curves(), ["variant"], wall_s=35).set_index(["variant", "seed"])
+    later = what_works.bpd_at_wall_time(hand_curves(), ["variant"], wall_s=35).set_index(["variant", "seed"])
     assert np.isnan(later.loc[("a", 0), "bpd_at_wall_s"])        # run a ended at 30 s
     assert later.loc[("b", 0), "bpd_at_wall_s"] == pytest.approx(4.0 - 2.0 * 20 / 25)
-    early = rv.bpd_at_wall_time(hand_curves(), ["variant"], wall_s=12).set_index(["variant", "seed"])
+    early = what_works.bpd_at_wall_time(hand_curves(), ["variant"], wall_s=12).set_index(["variant", "seed"])
     assert np.isnan(early.loc[("b", 0), "bpd_at_wall_s"])        # run b/0 was first evaluated at 15 s
     assert early.loc[("a", 0), "bpd_at_wall_s"] == pytest.approx(2.8)
-    summary = rv.wall_time_summary(table.reset_index(), ["variant"]).set_index("variant")
+    summary = what_works.wall_time_summary(table.reset_index(), ["variant"]).set_index("variant")
     assert summary.loc["b", "bpd_at_wall_s_mean"] == pytest.approx((2.8 + 3.0) / 2)
     assert summary.loc["b", "n_seeds"] == 2
-    partial = rv.wall_time_summary(later.reset_index(), ["variant"]).set_index("variant")
+    partial = what_works.wall_time_summary(later.reset_index(), ["variant"]).set_index("variant")
     assert partial.loc["a", "n_seeds"] == 0 and partial.loc["a", "n_runs"] == 1

@@ -75,7 +75,7 @@ def test_the_allocator_changes_no_number_of_a_training_run(tmp_path):
     import pandas as pd
     import torch
 
-    from glowlib.train import load_checkpoint
+    from glowlib.training import load_checkpoint
     outs = {}
     for choice in ("tuned", "system"):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}

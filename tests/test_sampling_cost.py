@@ -1,4 +1,4 @@
-"""Sampling cost against image height (glowlib.sampling_cost): MaCow's inverse runs O(H) passes in sequence while
+"""Sampling cost against image height (glowlib.studies.sampling_cost): MaCow's inverse runs O(H) passes in sequence while
 Glow's is constant (counted, never timed), the growth fit on synthetic times with a known exponent, the timing
 table's shape, and the parameter checks. Nothing here asserts anything about speed."""
 import itertools
@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-import glowlib.results as results
-from glowlib import sampling_cost as sc
-from glowlib.macow import MaskedConvFlow
+from glowlib.studies import sampling_cost as sc
+from glowlib.layers import MaskedConvFlow
 from glowlib.results import check_tidy
 
 # one channel, L = 2 (MaCow's fine split needs K >= 2), one MaCow unit per step: 8x8 to 32x32 in milliseconds
@@ -152,7 +151,7 @@ def test_fit_needs_two_heights():
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
-def test_auto_parameters_become_the_profiles_setup(monkeypatch):
+def test_auto_parameters_become_the_profiles_setup():
     p = sc.check_parameters(**PARAMS)
     smoke = sc.SETUPS["smoke"]
     assert p.heights == list(smoke.heights) and p.batch == smoke.batch and p.n_repeats == smoke.n_repeats
@@ -161,7 +160,6 @@ def test_auto_parameters_become_the_profiles_setup(monkeypatch):
     assert p.heights == [8, 32] and p.batch == 2 and p.n_repeats == 3
     assert sc.setup("smoke", p.heights, p.batch, p.n_repeats) == sc.Setup(**{**vars(smoke), "heights": (8, 32),
                                                                                "batch": 2, "n_repeats": 3})
-    monkeypatch.setattr(results, "NOTEBOOKS", results.NOTEBOOKS + ("sampling_cost",))
     assert sc.check_parameters(**{**PARAMS, "out_dir": ""}).out_dir.endswith("smoke/sampling_cost")
 
 

@@ -1,4 +1,4 @@
-"""What the speed work must not change, and what the benchmarks rest on (tracker issue 5).
+"""What the speed work must not change, and what the benchmarks rest on.
 
 - ``bench/reference.py`` computes the same log p(x), latents and samples as glowlib, so a speed ratio compares
   implementations of one model;
@@ -7,7 +7,7 @@
 - the fused layers, channels-last and the eval-mode caches compute the same function, and the caches follow
   weight changes;
 - the benchmark scripts run and print their JSON (their figures are not checked: timings belong in bench/); the
-  FLOPs they count are FlopCounterMode's, the profile's groups add up, and the Cost page's tables (glowlib.cost)
+  FLOPs they count are FlopCounterMode's, the profile's groups add up, and the Cost page's tables (glowlib.studies.cost)
   come out tidy from such records, or say what is missing.
 """
 import json
@@ -25,9 +25,9 @@ for p in (str(ROOT), str(ROOT / "bench")):
 
 from bench.reference import load_from_glowlib  # noqa: E402
 from flowcheck import perturb  # noqa: E402
-from glowlib import Glow, GlowConfig, RealNVP, revgrad  # noqa: E402
+from glowlib import Glow, GlowConfig, RealNVP  # noqa: E402
 from glowlib.config import RunConfig  # noqa: E402
-from glowlib.flows import affine_coupling  # noqa: E402
+from glowlib.layers import affine_coupling, revgrad  # noqa: E402
 from glowlib.objective import dequantize  # noqa: E402
 from glowlib.results import check_tidy  # noqa: E402
 
@@ -411,10 +411,11 @@ def test_profile_groups_add_up_to_the_total(sets):
     # the backward pass's convolutions are found in their forward op's scope, not left in "other"
     assert "aten::convolution_backward" in groups["coupling_convs"]["top_ops_ms"] or sets == []
     assert (groups["actnorm"]["ms_per_step"] > 0) == bool(sets)        # fused: ActNorm is folded away
-    import glowlib.flows as flows_mod
-    import glowlib.model as model_mod
-    assert model_mod.channel_mix.__module__ == "glowlib.flows"        # the wrappers were removed
-    assert flows_mod.affine_coupling.__name__ == "affine_coupling" and "run" not in repr(flows_mod.affine_coupling)
+    import glowlib.layers.coupling as coupling_mod
+    import glowlib.models.multiscale as model_mod
+    assert model_mod.channel_mix.__module__ == "glowlib.layers.permutations"        # the wrappers were removed
+    assert coupling_mod.affine_coupling.__name__ == "affine_coupling"
+    assert "run" not in repr(coupling_mod.affine_coupling)
 
 
 # ---------------------------------------------------------------------------------------------------- Cost page
@@ -445,7 +446,7 @@ def _train_record(channels, size, ours, ref, flops=True):
 
 
 def test_cost_tables_from_recorded_benchmarks(tmp_path):
-    from glowlib import cost
+    from glowlib.studies import cost
     _write(tmp_path, "train_cifar", _train_record(3, 32, ours=50.0, ref=25.0))
     _write(tmp_path, "train_small", _train_record(1, 32, ours=200.0, ref=100.0, flops=False))
     _write(tmp_path, "train_odd", _train_record(2, 16, ours=1.0, ref=1.0))
@@ -527,7 +528,7 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
 
 
 def test_cost_tables_say_what_is_missing(tmp_path):
-    from glowlib import cost
+    from glowlib.studies import cost
     result = cost.cost_tables(tmp_path / "nowhere")
     assert set(result.tables) == {"sampling"}                             # only the published figure
     assert list(result.tables["sampling"].source) == ["published"]
@@ -539,7 +540,7 @@ def test_cost_tables_say_what_is_missing(tmp_path):
     assert cost.plot_roofline(result.tables.get("throughput")) is None
     assert cost.plot_batch_sweep(result.tables.get("batch_sweep")) is None
     assert cost.plot_profile(result.tables.get("profile")) is None
-    from glowlib.experiments import check_parameters
+    from glowlib.studies import check_parameters
     with pytest.raises(ValueError, match="profile='gpu'"):
         check_parameters("cost", profile="gpu", seed=0, out_dir="", bench_dir="results/bench")
     with pytest.raises(ValueError, match="bench_dir=''"):

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from glowlib.cache import get_model, run_dir, trained
+from glowlib.training import get_model, run_dir, trained
 from glowlib.profiles import profile_config
-from glowlib.train import CheckpointError, evaluate, load_checkpoint, load_trained, train
+from glowlib.training import CheckpointError, TrainingFailed, evaluate, load_checkpoint, load_trained, train
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSSES = ["train_bpd", "train_eval_bpd", "val_bpd", "test_bpd"]
@@ -89,7 +89,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
 def test_nonfinite_loss_is_skipped_reloaded_and_the_run_survives(tmp_path, monkeypatch):
     """Steps 5-7 produce a NaN loss (as a blown-up affine coupling would): two are skipped, the third reloads the
     last good checkpoint (step 4) and halves the lr; the run finishes with finite weights and curves."""
-    from glowlib.model import Glow
+    from glowlib.models import Glow
     calls, plain = {"n": 0}, Glow.forward
 
     def flaky(self, x, y=None):
@@ -108,11 +108,12 @@ def test_nonfinite_loss_is_skipped_reloaded_and_the_run_survives(tmp_path, monke
 
 
 def test_skip_policy_never_reloads(tmp_path, monkeypatch):
-    from glowlib.model import Glow
+    from glowlib.models import Glow
     plain = Glow.forward
     monkeypatch.setattr(Glow, "forward", lambda self, x, y=None: plain(self, x, y) * float("nan"))
-    result = train(tiny_run(nonfinite_policy="skip", steps=6), tmp_path, progress=False)
-    assert [e["action"] for e in result.nonfinite_events] == ["skip"] * 6
+    with pytest.raises(TrainingFailed) as failed:       # every step non-finite: no evaluation, nothing to keep
+        train(tiny_run(nonfinite_policy="skip", steps=6), tmp_path, progress=False)
+    assert [e["action"] for e in failed.value.result.nonfinite_events] == ["skip"] * 6
 
 
 def test_evaluate_sem_and_importance_weighting(tmp_path):

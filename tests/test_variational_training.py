@@ -6,11 +6,13 @@ import torch
 
 from glowlib import MaCow
 from glowlib.config import RunConfig
-from glowlib.dequantization import VariationalDequantization, elbo_bits_per_dim
+from glowlib.models.dequantization import VariationalDequantization
+from glowlib.objective import elbo_bits_per_dim
 from glowlib.data import to_float
 from glowlib.profiles import profile_config
-from glowlib.train import (CheckpointError, evaluate, load_checkpoint, load_trained, load_trained_with_dequantizer,
-                           prepare_splits, seeded, train, _EVAL_STREAM)
+from glowlib.training import (CheckpointError, evaluate, load_checkpoint, load_trained, load_trained_with_dequantizer,
+                              prepare_splits, seeded, train)
+from glowlib.training.evaluate import EVAL_STREAM
 
 LOSSES = ["train_bpd", "train_eval_bpd", "val_bpd", "test_bpd"]
 
@@ -54,7 +56,7 @@ def test_evaluation_is_the_elbo_of_the_learned_q_and_the_bound_tightens(variatio
     elbo, sem = evaluate(model, test, run.data.n_bits, batch_size=1000, seed=3, dequantizer=deq)
     with torch.no_grad():                                             # the same noise, by hand
         by_hand = elbo_bits_per_dim(model, to_float(test, run.data.n_bits), deq, run.data.n_bits,
-                                    generator=seeded(3, _EVAL_STREAM, 0)).double().mean().item()
+                                    generator=seeded(3, EVAL_STREAM, 0)).double().mean().item()
     assert elbo == pytest.approx(by_hand, abs=1e-9)
     iw, iw_sem = evaluate(model, test, run.data.n_bits, batch_size=1000, seed=3, n_samples=8, dequantizer=deq)
     assert iw <= elbo + 3 * sem                 # never looser beyond noise (its first sample is the ELBO's noise)

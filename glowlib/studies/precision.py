@@ -1,12 +1,12 @@
-"""bf16 against fp32 (tracker issue 9): does training with the coupling networks in bf16 (``precision="bf16"``)
-cost quality, what does it save in time, and how exact is its round trip.
+"""bf16 against fp32: does training with the coupling networks in bf16 (``precision="bf16"``) cost quality, what
+does it save in time, and how exact is its round trip. The logic of ``notebooks/precision.py``.
 
 The study trains the profile's Glow on one data set in both precisions with the same seeds and the same number of
 steps (two seeds, so that the difference between precisions can be set beside the difference between seeds),
 evaluates every model on the whole test split, and measures each trained bf16 model's round trip
-|x - decode(encode(x))| on real test images in three modes (:data:`ROUND_TRIP_MODES`). bf16 runs only where the
-hardware has a bf16 path (``flows.bf16_support``): emulated bf16 is several times slower than fp32 and would say
-nothing about the hardware this option is for; the notebook then says so and shows the fp32 runs alone.
+|x - decode(encode(x))| on real test images in several modes (:data:`ROUND_TRIP_MODES`). bf16 runs only where the
+hardware has a bf16 path (``glowlib.layers.bf16_support``): emulated bf16 is several times slower than fp32 and
+would say nothing about the hardware this option is for; the notebook then says so and shows the fp32 runs alone.
 
 ``bench/round_trip.py`` uses :func:`round_trip` too, on weights moved off initialisation or on a cached model.
 """
@@ -20,14 +20,13 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from .cache import trained
-from .config import PRECISIONS, check_choice
-from .data import load_dataset, to_float
-from .experiments import _choice, _dataset, _int, _list_of
-from .experiments import check_parameters as experiments_check_parameters
-from .flows import bf16_support
-from .profiles import PROFILES, profile_config
-from .train import bits_per_image, mean_and_sem
+from ..config import PRECISIONS, check_choice
+from ..data import is_available, load_dataset, to_float
+from ..layers import bf16_support
+from ..profiles import PROFILES, profile_config
+from ..training import bits_per_image, mean_and_sem, trained
+from .base import SEED, Claim, auto_or, available_dataset, choice, device, int_in, list_of
+from .base import check_values
 
 NOTEBOOK = "precision"
 # smoke: the 8x8 digits (every code path in a minute); cpu: Fashion-MNIST, the bits/dim table's largest data set;
@@ -35,18 +34,21 @@ NOTEBOOK = "precision"
 # be four of the paper's runs for one comparison)
 DATASETS = {"smoke": "digits", "cpu": "fashion_mnist", "paper": "cifar10"}
 STEPS = {"paper": 20_000}
+SEEDS = (0, 1)
 # each a (GlowConfig.precision, dtype of the flow's own arithmetic); the weights are the same in all three
 ROUND_TRIP_MODES = {"fp32": ("fp32", torch.float32), "bf16": ("bf16", torch.float32),
                     "bf16_flow64": ("bf16", torch.float64), "fp64": ("fp32", torch.float64)}
+# the largest round-trip error counted as exact, on the [-0.5, 0.5] scale: about a quarter of an 8-bit bin
+ROUND_TRIP_TOLERANCE = 1e-3
 KEYS = {"runs": ["precision", "seed"], "comparison": ["quantity"], "round_trip": ["seed", "mode"]}
-SCHEMA = {"seed": _int(0), "seeds": _list_of(_int(0)), "dataset": lambda n, v: v if v == "auto" else _dataset(n, v),
-          "precisions": _list_of(_choice(PRECISIONS)), "n_round_trip": _int(1)}
+PARAMETERS = {**SEED, "seeds": list_of(int_in(0)), "dataset": auto_or(available_dataset),
+              "precisions": list_of(choice(PRECISIONS)), "n_round_trip": int_in(1)}
 
 
 def check_parameters(**params) -> SimpleNamespace:
-    """The notebook's parameters checked (``experiments._COMMON``'s and :data:`SCHEMA`'s); ``dataset="auto"``
-    becomes the profile's (:data:`DATASETS`), ``out_dir=""`` ``results/<profile>/precision/``."""
-    values = vars(experiments_check_parameters(NOTEBOOK, **params))
+    """The notebook's parameters checked (``base.check_values``); ``dataset="auto"`` becomes the profile's
+    (:data:`DATASETS`), and ``seeds`` must hold two different ones."""
+    values = check_values(NOTEBOOK, PARAMETERS, params)
     if values["dataset"] == "auto":
         values["dataset"] = DATASETS[values["profile"]]
     if len(set(values["seeds"])) < 2:
@@ -55,7 +57,7 @@ def check_parameters(**params) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def runs(profile: str, dataset: str, seeds, precisions) -> dict[tuple[str, int], object]:
+def configs(profile: str, dataset: str, seeds, precisions) -> dict[tuple[str, int], object]:
     """{(precision, seed): RunConfig}: the profile's Glow for ``dataset`` with only the precision and seed changed."""
     check_choice("profile", profile, PROFILES)
     steps = [f"train.steps={STEPS[profile]}"] if profile in STEPS else []
@@ -63,19 +65,19 @@ def runs(profile: str, dataset: str, seeds, precisions) -> dict[tuple[str, int],
             for p in precisions for s in seeds}
 
 
-SEEDS = (0, 1)
-
-
-def study_runs(profile: str, device: str | None = None) -> list:
-    """The runs the notebook trains with its default parameters on ``device`` (default: ``experiments.device()``);
+def runs(profile: str, on: str | None = None) -> list:
+    """The runs the notebook trains with its default parameters on device ``on`` (default: ``base.device()``);
     none when the profile's data set is not on this machine."""
-    from .data import is_available
-    from .experiments import device as default_device
     dataset = DATASETS[profile]
     if not is_available(dataset):
         return []
-    precisions, _ = runnable(PRECISIONS, device or default_device())
-    return list(runs(profile, dataset, SEEDS, precisions).values())
+    precisions, _ = runnable(PRECISIONS, on or device())
+    return list(configs(profile, dataset, SEEDS, precisions).values())
+
+
+def claims(profile: str, root=None) -> list[Claim]:
+    """None: the precision page states its own test (:func:`compare`); no claim of the paper rests on it."""
+    return []
 
 
 def runnable(precisions, device: str) -> tuple[list[str], list[str]]:
@@ -117,7 +119,7 @@ def evaluate(models: dict, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
 
 
 def compare(table: pd.DataFrame) -> pd.DataFrame:
-    """The issue's test, one row per quantity: the spread between fp32 seeds (largest minus smallest test bits/dim),
+    """The page's test, one row per quantity: the spread between fp32 seeds (largest minus smallest test bits/dim),
     bf16 minus fp32 for each seed, the worst of those, and the training speed-up (fp32 seconds over bf16 seconds,
     per seed and its mean). ``passes`` (on the worst difference) is whether bf16 is no worse than fp32 by more than
     the fp32 seeds' spread. Empty when either precision is missing."""
@@ -144,9 +146,9 @@ def compare(table: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------- round trip
 def round_trip(model, x: torch.Tensor, n_bits: int) -> dict[str, dict]:
     """|x - decode(encode(x))| of ``model``'s weights in each of :data:`ROUND_TRIP_MODES` (x: images in [-0.5, 0.5]):
-    the largest error over finite pixels and its 99.99th percentile, the fraction of pixels off by
-    more than 1e-3, the non-finite pixels, the fraction of images whose n-bit bins change, mean bits/dim and ms per
-    image of encode (with the prior's log-density) + decode, after a warm-up call."""
+    the largest error over finite pixels and its 99.99th percentile, the fraction of pixels off by more than
+    :data:`ROUND_TRIP_TOLERANCE`, the non-finite pixels, the fraction of images whose n-bit bins change, mean
+    bits/dim and ms per image of encode (with the prior's log-density) + decode, after a warm-up call."""
     state, cfg = model.state_dict(), model.config
     out = {}
     for mode, (precision, dtype) in ROUND_TRIP_MODES.items():
@@ -175,7 +177,7 @@ def _round_trip(model, x, n_bits: int, n_dims: int) -> dict:
     bpd = -log_px.double() / (n_dims * math.log(2)) + n_bits
     return {"max_error": e.max().item() if e.numel() else float("nan"),
             "p9999_error": e.quantile(0.9999).item() if e.numel() else float("nan"),
-            "fraction_over_1e-3": (err > 1e-3).double().mean().item(),
+            "fraction_over_1e-3": (err > ROUND_TRIP_TOLERANCE).double().mean().item(),
             "nonfinite_pixels": int((~finite).sum()),
             "fraction_images_bin_changed": 1 - same_bin.double().mean().item(),
             "bits_per_dim": bpd[torch.isfinite(bpd)].mean().item(),
@@ -225,8 +227,9 @@ def summary_lines(table: pd.DataFrame, comparison: pd.DataFrame, trip: pd.DataFr
         lines.append(f"Round trip on {int(b.n)} test images, worst model: bf16 networks in a float32 flow "
                      f"{b.max_error:.2g} at most ({b.over:.2%} of pixels beyond 1e-3, {b.changed:.1%} of images with "
                      f"a pixel decoded into another bin); the same networks in a float64 flow {f.max_error:.2g} "
-                     f"({'within' if f.max_error <= 1e-3 else 'beyond'} issue 9's 1e-3), at {f.ms:.2f} against "
-                     f"{b.ms:.2f} ms per image for encode + decode.")
+                     f"({'within' if f.max_error <= ROUND_TRIP_TOLERANCE else 'beyond'} the "
+                     f"{ROUND_TRIP_TOLERANCE:g} that counts as exact, a quarter of an 8-bit bin), at {f.ms:.2f} "
+                     f"against {b.ms:.2f} ms per image for encode + decode.")
         if by.nonfinite.sum():
             lines.append("Non-finite decoded pixels per mode: " + ", ".join(
                 f"{m} {int(v)}" for m, v in by.nonfinite.items()) + " (an affine scale that underflows in float32 "
@@ -249,7 +252,8 @@ def plot(table: pd.DataFrame, trip: pd.DataFrame | None):
         ax = axes[0, 1]
         for s, part in trip.groupby("seed"):
             ax.plot(part["mode"], part.max_error.clip(lower=1e-17), "o-", label=f"bf16 model, seed {s}")
-        ax.axhline(1e-3, color="k", ls=":", label="1e-3 (issue 9)")
+        ax.axhline(ROUND_TRIP_TOLERANCE, color="k", ls=":",
+                   label=f"{ROUND_TRIP_TOLERANCE:g}: a quarter of an 8-bit bin")
         ax.set(yscale="log", ylabel="max |x − decode(encode(x))|", title="round trip by mode")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -2,6 +2,8 @@
 
 The folder of a run is ``<cache root>/<model_type>-<dataset>-<hash of the full RunConfig>/``. An unfinished run
 (``last.pt`` but no ``done.json``) is resumed, so a killed ``make reproduce`` loses at most ``ckpt_every`` steps.
+A run that ends without a finite evaluation raises ``TrainingFailed`` and gets no ``done.json``; its files are set
+aside (``run_folder.set_aside``), so the next call trains it afresh.
 The root is ``$GLOWLIB_CACHE``, else ``checkpoints/`` beside the package (kept out of git).
 """
 from __future__ import annotations
@@ -15,16 +17,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig
-from .model import Glow
-from .profiles import profile_config
-from .dequantization import Dequantizer
-from .train import atomic_write_bytes, load_trained_with_dequantizer, train
+from .. import __version__
+from ..config import RunConfig
+from ..files import atomic_write_bytes
+from ..models import Dequantizer, Glow
+from ..profiles import profile_config
+from .checkpoint import load_trained_with_dequantizer
+from .loop import train
 
 
 def cache_root() -> Path:
     env = os.environ.get("GLOWLIB_CACHE")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def run_dir(run: RunConfig) -> Path:
@@ -62,7 +66,6 @@ def trained(run: RunConfig, device: str = "cpu", progress: bool = True) -> Train
     with _locked(folder.with_name(folder.name + ".lock")):
         if not done.exists():
             result = train(run, folder, resume=(folder / "last.pt").exists(), progress=progress)
-            from . import __version__
             summary = {"key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
                        "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
                        "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,

@@ -1,4 +1,4 @@
-"""Multi-scale flows: Glow (Kingma & Dhariwal 2018, Fig. 2) and the RealNVP baseline (Dinh et al. 2017).
+"""The multi-scale skeleton shared by Glow, RealNVP and MaCow (Glow Fig. 2; RealNVP Sec. 3.6), and Glow's flow step.
 
 A model is L levels. Each level squeezes (C, H, W) → (4C, H/2, W/2), runs K flow steps, and (except the last)
 splits off half the channels as a latent whose Gaussian prior is predicted from the kept half (Sec. 3, the
@@ -6,14 +6,16 @@ multi-scale architecture of RealNVP). ``encode`` returns one latent per level, b
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import GlowConfig
-from .flows import (ActNorm, Coupling, Flow, FlowSequence, InvConv1x1, InvConv1x1LU, MaskedCoupling, Squeeze,
-                    ZeroConv2d, _Cached, channel_mix, gaussian_log_prob, gaussian_sample, make_permutation)
-from .revgrad import grad_of, invertible_forward
+from ..config import GlowConfig
+from ..layers import (ActNorm, Cached, Coupling, Flow, FlowSequence, InvConv1x1, InvConv1x1LU, Squeeze, ZeroConv2d,
+                      channel_mix, gaussian_log_prob, gaussian_sample, make_permutation)
+from ..layers.revgrad import grad_of, invertible_forward, sequence_inverse_backward
 
 
 class FlowStep(FlowSequence):
@@ -31,7 +33,7 @@ class FlowStep(FlowSequence):
                             cfg.precision)]
         super().__init__(layers)
         self.fused = cfg.fused and isinstance(layers[-2], (InvConv1x1, InvConv1x1LU))
-        self._mix_cache, self._inverse_cache = _Cached(), _Cached()
+        self._mix_cache, self._inverse_cache = Cached(), Cached()
 
     def _parts(self):
         """(ActNorm or None, 1x1 conv, coupling); not attributes, which would register the layers twice."""
@@ -80,10 +82,10 @@ class FlowStep(FlowSequence):
         return channel_mix(x, w, b), (x.shape[2] * x.shape[3] * logdet).expand(x.shape[0])
 
     def inverse_backward(self, y, g_y, g_logdet, need_x: bool = True):
-        """Invertible backprop (``glowlib.revgrad``): the coupling's own (NN run once), then the fused
+        """Invertible backprop (``glowlib.layers.revgrad``): the coupling's own (NN run once), then the fused
         ActNorm + 1x1 conv map, rebuilt through its inverse and recomputed."""
         if not self._use_fused():
-            return super().inverse_backward(y, g_y, g_logdet, need_x)
+            return sequence_inverse_backward(self, y, g_y, g_logdet, need_x)
         u, g_u, grads = self._parts()[2].inverse_backward(y, g_y, g_logdet)
         with torch.no_grad():
             x = channel_mix(u, *self._mix_inverse())
@@ -115,7 +117,7 @@ class Level(nn.Module):
         # official code interleaves mean / log-std; the fused prior reorders its filters to [mean | log-std]
         self.register_buffer("order", torch.cat([torch.arange(0, 2 * self.n_z, 2),
                                                  torch.arange(1, 2 * self.n_z, 2)]), persistent=False)
-        self._prior_cache, self._mean_cache = _Cached(), _Cached()
+        self._prior_cache, self._mean_cache = Cached(), Cached()
         self._actnorms = None
 
     def _needs_init(self) -> bool:
@@ -178,6 +180,34 @@ class Level(nn.Module):
         return gaussian_sample(*self.prior_params(h), temperature, generator)
 
 
+def check_tensor(name: str, x) -> None:
+    """Raise a ValueError unless ``x`` is a floating-point tensor holding at least one image."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a floating-point tensor, got {got}: convert uint8 images with "
+                         f"glowlib.data.to_float(images, n_bits)")
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"{name} of shape {tuple(x.shape)} holds no images; pass a batch of at least one")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise a ValueError if ``x`` holds NaN or infinite values: a density is defined on finite points only."""
+    if not bool(torch.isfinite(x.detach()).all()):
+        n = int((~torch.isfinite(x.detach())).sum())
+        raise ValueError(f"{name} holds {n} non-finite values (NaN or inf); the model takes finite inputs only")
+
+
+def check_temperature(temperature) -> None:
+    """Raise a ValueError unless the sampling temperature T is a finite number >= 0 (T scales the prior's std)."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = math.nan
+    if isinstance(temperature, bool) or not math.isfinite(t) or t < 0:
+        raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (1: the model's own "
+                         f"distribution, 0: the prior's means)")
+
+
 class MultiScaleFlow(nn.Module):
     """The multi-scale skeleton shared by Glow, RealNVP and MaCow (Glow Fig. 2; RealNVP Sec. 3.6): L levels, each
     squeezing its input, flowing and (below the top) factoring out a latent with a conditional Gaussian prior, and
@@ -210,15 +240,17 @@ class MultiScaleFlow(nn.Module):
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, x: torch.Tensor) -> None:
+        """x must be a non-empty floating-point batch of this config's shape with finite values. Any finite value
+        is allowed: the model is a density on all of R^D (its own samples leave [-0.5, 0.5]^D at T = 1), so the
+        check that images were scaled is made where data enters (``glowlib.data.to_float``, which takes uint8
+        only, and ``objective.check_data_range`` in the bits/dim helpers), not here."""
         cfg = self.config
         expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        check_tensor("x", x)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x has shape {tuple(x.shape)}; expected (B, {', '.join(map(str, expected))}) "
                              f"for this model's config")
-        lo, hi = torch.aminmax(x.detach())
-        if not (lo >= -0.5 - 1e-4 and hi <= 0.5 + 1e-4):            # also catches NaN
-            raise ValueError(f"x has values in [{lo.item():.4g}, {hi.item():.4g}]; expected [-0.5, 0.5]: convert "
-                             f"uint8 images with glowlib.data.to_float(images, n_bits)")
+        check_finite("x", x)
 
     def _check_entry(self, y) -> None:
         """Run first by ``encode``, ``log_prob``, ``decode`` and ``sample``. Glow checks labels only where the top
@@ -261,7 +293,7 @@ class MultiScaleFlow(nn.Module):
         return zs, logdet, log_pz
 
     def encode(self, x: torch.Tensor, y=None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """x (B, C, H, W) in [-0.5, 0.5] → (latents, one per level bottom first; logdet (B,))."""
+        """x (B, C, H, W), finite (data lies in [-0.5, 0.5]) → (latents, one per level bottom first; logdet (B,))."""
         zs, logdet, _ = self._encode(x, y, with_prior=False)
         return zs, logdet
 
@@ -279,9 +311,14 @@ class MultiScaleFlow(nn.Module):
         self._check_entry(y)
         if len(zs) != len(self.levels):
             raise ValueError(f"decode needs {len(self.levels)} latents (one per level), got {len(zs)}")
-        for z, shape in zip(zs, self.config.latent_shapes):
-            if z is not None and tuple(z.shape[1:]) != shape:
+        check_temperature(temperature)
+        for i, (z, shape) in enumerate(zip(zs, self.config.latent_shapes)):
+            if z is None:
+                continue
+            check_tensor(f"latent {i}", z)
+            if tuple(z.shape[1:]) != shape:
                 raise ValueError(f"latent of shape {tuple(z.shape)}; expected (B, {', '.join(map(str, shape))})")
+            check_finite(f"latent {i}", z)
         given = [z.shape[0] for z in zs if z is not None] + ([] if y is None else [y.shape[0]])
         if not given:
             labels = " or labels y" if getattr(self.config, "n_classes", 0) else ""
@@ -290,7 +327,11 @@ class MultiScaleFlow(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator=None, y=None) -> torch.Tensor:
-        """n images in [-0.5, 0.5] from z ~ N(μ, (T·σ)²) at every level (Sec. 5, temperature T)."""
+        """n images from z ~ N(μ, (T·σ)²) at every level (Sec. 5, temperature T).
+
+        The samples are NOT clipped to [-0.5, 0.5]: the model is a density on R^D, and at T = 1 some pixels fall
+        outside the data's range. ``log_prob`` of a sample is its exact log-density; clip (or quantise with
+        ``glowlib.analysis.to_uint8``) only to display or store images."""
         self._check_entry(y)
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
@@ -299,8 +340,7 @@ class MultiScaleFlow(nn.Module):
         return x.clone()                   # an ordinary tensor, which later autograd code may use
 
     def _decode(self, zs, batch, y, temperature, generator):
-        if temperature < 0:
-            raise ValueError(f"temperature={temperature} must be >= 0")
+        check_temperature(temperature)
         h = None
         for level, z in zip(reversed(self.levels), reversed(zs)):
             if z is None and not level.split:
@@ -316,53 +356,3 @@ class MultiScaleFlow(nn.Module):
         self.train()
         self._encode(x, y, with_prior=False)
         self.train(was_training)
-
-
-class Glow(MultiScaleFlow):
-    """Glow (Kingma & Dhariwal 2018). ``forward`` direction is data → latent, as in the paper.
-
-    >>> model = Glow(GlowConfig(in_channels=1, image_size=8, n_levels=2, depth=2, width=16))
-    >>> zs, logdet = model.encode(x)       # x in [-0.5, 0.5]; one latent per level; logdet (B,)
-    """
-
-    def __init__(self, config: GlowConfig | None = None):
-        super().__init__(config if config is not None else GlowConfig())
-        cfg, c = self.config, self.top.shape[1] // 2
-        if cfg.n_classes:
-            # official --ycond: a zero-initialised linear map from the one-hot label adds to the top prior,
-            # and a linear classifier on the mean top latent gives the optional classification loss
-            self.class_prior = nn.Linear(cfg.n_classes, 2 * c)
-            self.classifier = nn.Linear(c, cfg.n_classes)
-            for layer in (self.class_prior, self.classifier):
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
-
-    def make_level(self, channels: int, size: int, last: bool) -> Level:
-        cfg = self.config
-        steps = [self.make_step(channels, size, k) for k in range(cfg.depth)]
-        return Level(steps, channels, not last, cfg.learned_prior, cfg.inv_backprop, cfg.fused)
-
-    def make_step(self, channels: int, size: int, index: int) -> Flow:
-        return FlowStep(channels, self.config)
-
-    def classify(self, zs) -> torch.Tensor:
-        """Class logits from the mean of the top latent (official ``--ycond`` classification head)."""
-        return self.classifier(zs[-1].mean(dim=(2, 3)))
-
-
-class RealNVP(Glow):
-    """The RealNVP baseline (Dinh et al. 2017) at the sizes of a ``GlowConfig``.
-
-    Same multi-scale skeleton, priors and coupling network as Glow, so that the comparison isolates the flow
-    step. In each level the first ⌈K/2⌉ steps are checkerboard-masked affine couplings and the rest channel-wise
-    masked ones, with alternating masks in place of any permutation (RealNVP Sec. 3.4-3.6). ``permutation``,
-    ``lu`` and ``coupling`` of the config are unused. ActNorm replaces RealNVP's batch normalisation so that
-    both models see the same batch-independent normalisation (a deliberate departure from RealNVP).
-    """
-
-    def make_step(self, channels: int, size: int, index: int) -> Flow:
-        cfg = self.config
-        mask = "checkerboard" if index < (cfg.depth + 1) // 2 else "channel"
-        coupling = MaskedCoupling(channels, size, cfg.width, mask, index % 2, cfg.actnorm, cfg.fused,
-                                  cfg.channels_last, cfg.precision)
-        return FlowSequence(([ActNorm(channels)] if cfg.actnorm else []) + [coupling])

@@ -21,7 +21,7 @@ With bf16 coupling networks (``precision="bf16"``) a rebuilt input that lies nea
 round the other way than in the forward pass, and NN would see another input: on the 3x32x32, width-512 benchmark
 model the rebuilt level inputs drifted by 1.6% of their scale. So the forward pass also files each network's bf16
 input (half a step's channels at 2 bytes: small beside the network activations not kept) and the backward pass
-reuses it (``flows.kept_network_input``); the rebuilding is then as accurate as in float32.
+reuses it (``precision.kept_network_input``); the rebuilding is then as accurate as in float32.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ import warnings
 import torch
 from torch import nn
 
-from .flows import keeping_network_inputs
+from .base import FlowSequence
+from .precision import keeping_network_inputs
 
 DRIFT_WARNING = 1e-2      # relative to max|x|; float32 round-off stays near 1e-6 (bench/grad_accuracy.py)
 
@@ -71,6 +72,8 @@ def backprop_through(layer, y, g_y, g_logdet, need_x: bool = True):
     custom = getattr(layer, "inverse_backward", None)
     if custom is not None:
         return custom(y, g_y, g_logdet, need_x)
+    if isinstance(layer, FlowSequence):        # a composition: its layers one by one, each with its own method
+        return sequence_inverse_backward(layer, y, g_y, g_logdet, need_x)
     return recompute_backward(layer, y, g_y, g_logdet, need_x)
 
 
@@ -88,7 +91,7 @@ class _InvertibleSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, flows, *params):
         ctx.flows = flows
-        ctx.kept = {}            # bf16 networks' inputs, filed here and reused backward (flows.kept_network_input)
+        ctx.kept = {}            # bf16 networks' inputs, filed here and reused backward (kept_network_input)
         with torch.no_grad(), keeping_network_inputs(ctx.kept, replay=False):
             y, logdet = flows(x)
         ctx.save_for_backward(x, y)                  # the level's input and output: no more as K grows

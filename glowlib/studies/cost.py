@@ -1,4 +1,4 @@
-"""The Cost page (tracker issues 5 and 9): what training and sampling cost, read from the recorded benchmarks.
+"""The Cost page: what training and sampling cost, read from the recorded benchmarks.
 
 Nothing here times anything: ``bench/`` measures (``bench/run_all.py`` writes ``results/bench/<job>.json``), this
 module turns those records into tidy tables and figures, and ``notebooks/cost.py`` shows and records them. A record
@@ -25,9 +25,16 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
+from ..results import repo_root
+from .base import SEED, Claim, folder
+from .base import check_values
+
+NOTEBOOK = "cost"
+PARAMETERS = {**SEED, "bench_dir": folder}
 # (channels, image size) -> (training images per epoch, the data set it stands for)
 EPOCH_IMAGES = {(3, 32): (50_000, "CIFAR-10"), (1, 28): (60_000, "MNIST / Fashion-MNIST"),
                 (1, 32): (60_000, "MNIST / Fashion-MNIST (padded to 32x32)")}
@@ -41,6 +48,21 @@ IMPLEMENTATION_WORDS = {"ours": "glowlib", "ours_T0": "glowlib, T = 0", "referen
 RUN = "python bench/run_all.py"
 
 
+def check_parameters(**params) -> SimpleNamespace:
+    """The notebook's parameters checked (``base.check_values``)."""
+    return SimpleNamespace(**check_values(NOTEBOOK, PARAMETERS, params))
+
+
+def runs(profile: str) -> list:
+    """None: the page reads the benchmark records of ``bench/``."""
+    return []
+
+
+def claims(profile: str, root=None) -> list[Claim]:
+    """None: the page reports costs; the sampling-speed claim is the sampling-cost study's."""
+    return []
+
+
 def published_speed() -> pd.DataFrame:
     """The published speed figures (``glowlib/published_speed.csv``), with their source."""
     with resources.files("glowlib").joinpath("published_speed.csv").open() as f:
@@ -51,7 +73,7 @@ def bench_path(bench_dir) -> Path:
     """``bench_dir``; a relative one is taken from the repository root (where ``make`` runs the notebooks)."""
     path = Path(bench_dir)
     if not path.is_absolute() and not path.exists():
-        path = Path(__file__).resolve().parent.parent / path
+        path = repo_root() / path
     return path
 
 
@@ -102,7 +124,7 @@ def _machine(record: dict) -> dict:
 
 
 def _allocator(record: dict) -> str:
-    """How the record's process left glibc's allocator: ``tuned`` as glowlib.train sets it, else ``system``
+    """How the record's process left glibc's allocator: ``tuned`` as glowlib.training sets it, else ``system``
     (records made before the setting existed included)."""
     return "tuned" if (record.get("env", {}).get("allocator") or {}).get("applied") else "system"
 
@@ -431,7 +453,7 @@ VARIANT_WORDS = {"defaults": "fp32, invertible backprop", "defaults_without_inv_
 
 def plot_batch_sweep(df: pd.DataFrame | None):
     """Useful fraction of peak (left) and images/s (right) against the batch, a line per variant, solid with the
-    allocator as glowlib.train sets it, dashed as it is by default."""
+    allocator as glowlib.training sets it, dashed as it is by default."""
     if df is None:
         return None
     import matplotlib.pyplot as plt

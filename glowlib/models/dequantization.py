@@ -11,7 +11,8 @@ tightens as k grows, reaching log P(x) as k → ∞.
 
 Units, the one convention of this module: ``log_q`` is log q(u | x) in nats, per image (shape (B,)), of the noise
 u **in bin units** (u ∈ (0, 1)^D, bin width 1). The density of x̃ itself, in the continuous space the flow models,
-is log q(x̃ | x) = log_q + D·n·ln 2 (the δ^-D change of variables); ``bits_per_dim`` adds exactly that D·n·ln 2, so
+is log q(x̃ | x) = log_q + D·n·ln 2 (the δ^-D change of variables); ``objective.bits_per_dim`` adds exactly that
+D·n·ln 2, so
 
     ELBO bits/dim = bits_per_dim(log p(x̃) − log_q, D, n) = −(log p(x̃) − log_q) / (D·ln 2) + n.
 
@@ -25,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DEQUANTIZATIONS, check_choice
-from .flows import ActNorm, checkerboard, coupling_network, gaussian_log_prob
-from .objective import bits_per_dim
+from ..config import DEQUANTIZATIONS, check_choice
+from ..layers import ActNorm, checkerboard, coupling_network, gaussian_log_prob
 
 _LOGIT_SCALE = 1.75          # sigmoid(1.75·N(0, 1)) is within 0.0095 nats/dim (KL) of U(0, 1), about the best scale
 _GRID_TOL = 1e-3            # in bin units: float32 holds k/2^n - 0.5 exactly, so genuine n-bit data is far inside
@@ -59,11 +59,6 @@ def check_discrete(x: torch.Tensor, n_bits: int) -> None:
         raise ValueError(f"x is off the {n_bits}-bit grid k/2^{n_bits} - 0.5 by up to {off:.3g} bins: pass the "
                          f"discrete images (glowlib.data.to_float(images, n_bits={n_bits})), not already dequantised "
                          f"ones")
-
-
-def _check_k(k) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k={k!r} must be an int >= 1 (the number of importance samples per image; k=1 is the ELBO)")
 
 
 class Dequantizer(nn.Module):
@@ -253,27 +248,6 @@ def log_weight(model, x: torch.Tensor, dequantizer: Dequantizer, n_bits: int, y=
     _check_model_bits(model, n_bits)
     x_continuous, log_q = dequantizer.sample(x, n_bits, generator, noise)
     return _model_log_prob(model, x_continuous, y) - log_q
-
-
-def elbo_bits_per_dim(model, x: torch.Tensor, dequantizer: Dequantizer, n_bits: int, y=None,
-                      generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """One-sample ELBO of each image in bits/dim, (B,): an upper bound on −log2 P(x) / D in expectation, the loss to
-    minimise (over the model and the dequantiser together). With ``UniformDequantization`` and the same noise it
-    equals ``bits_per_dim(model.log_prob(dequantize(x, n_bits, g)), D, n_bits)``, the training loss of Glow."""
-    return bits_per_dim(log_weight(model, x, dequantizer, n_bits, y, generator, noise), x[0].numel(), n_bits)
-
-
-def importance_weighted_bits_per_dim(model, x: torch.Tensor, dequantizer: Dequantizer, n_bits: int, k: int, y=None,
-                                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """−log (1/k) Σ_j p(x̃_j) / q(u_j | x) in bits/dim per image, (B,) (Burda et al. 2016).
-
-    Its expectation does not increase with k and is at most the ELBO's; k = 1 is the ELBO. The k samples are drawn
-    one after another from ``generator``, so with the same seed the samples for k are the first k of those for
-    any larger k (common random numbers), and k = 1 equals ``elbo_bits_per_dim`` exactly.
-    """
-    _check_k(k)
-    log_w = torch.stack([log_weight(model, x, dequantizer, n_bits, y, generator) for _ in range(k)])   # (k, B)
-    return bits_per_dim(torch.logsumexp(log_w, 0) - math.log(k), x[0].numel(), n_bits)
 
 
 class DequantizedModel(nn.Module):

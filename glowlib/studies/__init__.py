@@ -1,0 +1,47 @@
+"""One module per notebook: ``glowlib.studies.<name>`` holds everything ``notebooks/<name>.py`` computes and plots.
+
+Each study module defines ``PARAMETERS`` (its notebook's parameters, name -> checker), ``check_parameters(**params)``,
+``runs(profile)`` (the trained models its notebook uses at its default parameters; [] if none), ``claims(profile,
+root)`` (the claims its results decide; [] if none), and its tables and figures. ``registry.STUDIES`` lists them in
+the book's order; ``base`` holds what several share.
+
+This package imports only the registry and the config's checks: a study module is loaded when it is asked for
+(:func:`study`), so that ``glowlib.results`` can read the registry without importing a study.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType, SimpleNamespace
+
+from ..config import check_choice
+from .registry import PARTS, STUDIES
+
+__all__ = ["PARTS", "STUDIES", "study", "check_parameters", "all_runs", "all_claims"]
+
+
+def study(name: str) -> ModuleType:
+    """The module ``glowlib.studies.<name>`` of a notebook in :data:`STUDIES`."""
+    check_choice("notebook", name, STUDIES)
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def check_parameters(name: str, **params) -> SimpleNamespace:
+    """Notebook ``name``'s parameters checked and normalised by its study (see ``base.check_values``)."""
+    return study(name).check_parameters(**params)
+
+
+def all_runs(profile: str) -> list:
+    """Every RunConfig the notebooks of ``profile`` use, each once, in the order they are trained: the bits/dim
+    table's models first (the paper-figure notebooks share them), then every other study's in the book's order
+    (a run two studies share is trained once, in its first place)."""
+    unique = {}
+    for name in sorted(STUDIES, key=lambda n: n != "bpd_table"):
+        for run in study(name).runs(profile):
+            unique.setdefault(run.key(), run)
+    return list(unique.values())
+
+
+def all_claims(profile: str, root=None) -> list:
+    """Every study's claims (``base.Claim``), each decided from the results of ``profile`` under ``root``, in the
+    book's order."""
+    return [claim for name in STUDIES for claim in study(name).claims(profile, root)]

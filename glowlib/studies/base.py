@@ -1,0 +1,273 @@
+"""What several studies share: the claims page's verdicts, what an experiment returns, the checks of notebook
+parameters, the trained models several notebooks use, and plot helpers.
+
+A study module (``glowlib.studies.<notebook>``) builds its ``PARAMETERS`` from the checkers here (:func:`int_in`,
+:func:`number_in`, :func:`list_of`, :func:`choice`, ...) and checks its notebook's values with
+:func:`check_values`; every bad value raises a ValueError naming it and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..analysis import ClassifierSettings, cached_classifier, classifier_path
+from ..config import RunConfig, check_choice, check_range
+from ..data import DATASETS, is_available
+from ..profiles import PROFILES, ablation_config, profile_config
+from ..results import has_results, results_dir
+from ..training import build_model, get_model, trained
+
+SHARED_DATASET = "mnist5k"       # the one model that samples, temperature, interpolation, ... share
+# the 5-bit, temperature-validity and class-conditional studies: labelled digits, so the measuring classifier can
+# say which digit a sample shows; cpu: mnist5k, whose classifier the temperature notebook already trains
+STUDY_DATASET = {"smoke": "digits", "cpu": "mnist5k", "paper": "cifar10"}
+N_CLASSES = {"digits": 10, "mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+# columns of a training run's metrics.csv, by the split they measure (train: running loss of the training weights)
+CURVE_COLUMNS = {"train": "train_bpd", "train_eval": "train_eval_bpd", "val": "val_bpd", "test": "test_bpd"}
+
+
+# ---------------------------------------------------------------------------------------------------- results
+CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE = "confirmed", "not confirmed", "not testable here"
+
+
+@dataclass
+class Claim:
+    """A claim of the paper or a reviewer question, with the verdict computed from a study's results."""
+
+    claim: str
+    source: str
+    where: str                       # the page (notebook) whose figure or table decides it; "" if none
+    verdict: str
+    evidence: str
+
+
+@dataclass
+class Experiment:
+    """What an experiment returns: its tables, and the trained models it used (for the provenance)."""
+
+    tables: dict[str, pd.DataFrame]
+    models: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
+
+
+def need(profile: str, root, *notebooks) -> Claim | None:
+    """None when every notebook has results for ``profile``, else a NOT_TESTABLE claim saying how to make them."""
+    missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
+    if missing:
+        return Claim("", "", notebooks[0], NOT_TESTABLE,
+                     f"no results of {missing} for profile {profile!r}: run `make notebook NB={missing[0]}`")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- parameters
+def int_in(low=None, high=None):
+    """An int within [low, high]."""
+    def check(name, value):
+        check_range(name, value, low, high)
+        return value
+    return check
+
+
+def number_in(low=None, high=None):
+    """A finite number within [low, high], returned as a float (an int is accepted: papermill's ``-p T 1``)."""
+    def check(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}={value!r} must be a number")
+        if not math.isfinite(value):
+            raise ValueError(f"{name}={value!r} must be a finite number")
+        check_range(name, float(value), low, high, kind=float)
+        return float(value)
+    return check
+
+
+def list_of(item_check, allow_single=True):
+    """A non-empty list whose items pass ``item_check``; a single item becomes a list of one if ``allow_single``."""
+    def check(name, value):
+        if allow_single and not isinstance(value, (list, tuple)):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name}={value!r} must be a non-empty list")
+        return [item_check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return check
+
+
+def choice(allowed):
+    """One of ``allowed``."""
+    def check(name, value):
+        check_choice(name, value, allowed)
+        return value
+    return check
+
+
+def auto_or(item_check):
+    """The string "auto" (the study picks the value) or a value that passes ``item_check``."""
+    def check(name, value):
+        return value if isinstance(value, str) and value == "auto" else item_check(name, value)
+    return check
+
+
+def available_dataset(name, value):
+    """A dataset glowlib knows whose files are on this machine."""
+    check_choice(name, value, DATASETS)
+    if not is_available(value):
+        raise ValueError(f"{name}={value!r}: its files are not on this machine; available here: "
+                         f"{[d for d in DATASETS if is_available(d)]} (see README, Data)")
+    return value
+
+
+def out_dir_path(name, value):
+    if not isinstance(value, str):
+        raise ValueError(f"{name}={value!r} must be a path string ('' for results/<profile>/<notebook>/)")
+    return value
+
+
+def folder(name, value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}={value!r} must be a folder path (e.g. results/bench)")
+    return value
+
+
+COMMON = {"profile": choice(PROFILES), "out_dir": out_dir_path}     # every notebook's
+SEED = {"seed": int_in(0)}
+# temperatures of the T-sampler where its density is needed: T > 0 (at T = 0 it has none)
+sampler_temperatures = list_of(number_in(1e-3, 10.0))
+
+
+def check_values(notebook: str, parameters: dict, params: dict) -> dict:
+    """Check a notebook's values (the plain values papermill passes) against :data:`COMMON` and its study's
+    ``parameters``; return them normalised, ``out_dir=""`` made ``results/<profile>/<notebook>/``.
+
+    A parameter the notebook does not have, or one it has that is not given, is an error naming it.
+    """
+    schema = {**COMMON, **parameters}
+    unknown, missing = sorted(set(params) - set(schema)), sorted(set(schema) - set(params))
+    if unknown:
+        raise ValueError(f"notebook {notebook!r} has no parameter {unknown}; its parameters are {sorted(schema)}")
+    if missing:
+        raise ValueError(f"notebook {notebook!r}: parameters {missing} were not given; all of {sorted(schema)} "
+                         f"are needed")
+    values = {name: schema[name](name, value) for name, value in params.items()}
+    values["out_dir"] = values["out_dir"] or str(results_dir(values["profile"], notebook))
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def n_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def config_parameters(run: RunConfig) -> int:
+    """Parameter count of a config's model, built on the meta device (no memory, no time)."""
+    with torch.device("meta"):
+        return n_parameters(build_model(run))
+
+
+def cached_model(run: RunConfig):
+    """The trained model of ``run`` on :func:`device`, from the model cache (trained there on first use)."""
+    return trained(run, device=device(), progress=False)
+
+
+def shared_model(profile: str, dataset: str = SHARED_DATASET):
+    """The one Glow of ``dataset`` that the samples, interpolation, manipulation, temperature and
+    nearest-neighbour notebooks share (trained once, through the cache)."""
+    return get_model(profile, dataset, "glow", device=device(), progress=False)
+
+
+def shared_runs(profile: str, dataset: str = SHARED_DATASET) -> list[RunConfig]:
+    """The config of :func:`shared_model`, as a study's ``runs``."""
+    return [profile_config(profile, dataset, "glow")]
+
+
+def study_config(profile: str, seed: int = 0) -> RunConfig:
+    """The model of the 5-bit, temperature-validity and class-conditional studies: the ablation's conv1x1/affine
+    model (its size, steps and schedule) on :data:`STUDY_DATASET`, with that dataset's validation size."""
+    check_choice("profile", profile, PROFILES)
+    run = ablation_config(profile, "conv1x1", "affine", seed)
+    dataset = STUDY_DATASET[profile]
+    if run.data.dataset != dataset:
+        n_val = profile_config(profile, dataset).data.n_val
+        run = run.override([f"data.dataset={dataset!r}", f"data.n_val={n_val}"])
+    return run
+
+
+def classifier_datasets(profile: str) -> list[str]:
+    """The datasets whose measuring classifier the notebooks of ``profile`` use: the shared model's and the
+    reviewers' studies'."""
+    return list(dict.fromkeys([SHARED_DATASET, STUDY_DATASET[profile]]))
+
+
+def classifier_provenance(dataset: str) -> dict:
+    """What the measuring classifier of ``dataset`` is, for the provenance: its settings and test accuracy."""
+    classifier = cached_classifier(dataset, device=device())
+    return {"dataset": dataset, "seed": 0, "settings": dataclasses.asdict(ClassifierSettings()),
+            "cache_file": classifier_path(dataset).name, "test_accuracy": classifier.test_accuracy}
+
+
+def curves(trained_model, **labels) -> pd.DataFrame:
+    """A run's metrics as a tidy table: one row per (evaluation step, split), with ``labels`` as columns."""
+    m = trained_model.metrics
+    frames = [pd.DataFrame({**labels, "step": m["step"], "epoch": m["epoch"], "wall_s": m["wall_s"],
+                            "split": split, "bpd": m[column]})
+              for split, column in CURVE_COLUMNS.items()]
+    return pd.concat(frames, ignore_index=True).dropna(subset=["bpd"])
+
+
+# ---------------------------------------------------------------------------------------------------- plots
+def plot_splits(curves_df: pd.DataFrame, by: str, splits=("train", "train_eval", "val", "test"), title=""):
+    """One panel per value of ``by`` (e.g. the model), one line per split, mean ± std over seeds if any."""
+    import matplotlib.pyplot as plt
+    keys = list(dict.fromkeys(curves_df[by]))
+    ncol = min(4, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        part = curves_df[curves_df[by] == key]
+        for split in splits:
+            stats = part[part.split == split].groupby("epoch").bpd.agg(["mean", "std"]).reset_index()
+            if len(stats):
+                line, = ax.plot(stats.epoch, stats["mean"], marker=".", label=split)
+                ax.fill_between(stats.epoch, stats["mean"] - stats["std"].fillna(0),
+                                stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
+        ax.set(title=str(key), xlabel="epoch", ylabel="bits/dim")
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_named_grids(grids: dict, ncol: int = 4, title: str = ""):
+    """One panel per named uint8 grid, ``ncol`` panels a row."""
+    import matplotlib.pyplot as plt
+    ncol = min(ncol, len(grids))
+    nrow = math.ceil(len(grids) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.8 * ncol, 3 * nrow), squeeze=False)
+    for ax, (name, grid) in zip(axes.flat, grids.items()):
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set_title(name)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show(image: np.ndarray, title: str = "", zoom: float = 2.0):
+    """A uint8 grid as a figure, each image pixel ``zoom`` screen pixels wide (at 100 dpi)."""
+    import matplotlib.pyplot as plt
+    h, w = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(max(2.5, w * zoom / 100), max(1.5, h * zoom / 100 + 0.4)))
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+    ax.set_title(title, fontsize="small")
+    ax.axis("off")
+    return fig

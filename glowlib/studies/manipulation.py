@@ -1,0 +1,163 @@
+"""Attribute manipulation (Kingma & Dhariwal 2018, Sec. 5, Fig. 6): a direction in latent space from training
+images with and without an attribute, test images decoded along it, and whether the attribute measured from the
+results moves the intended way. The logic of ``notebooks/manipulation.py``."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..analysis import attribute_direction, image_grid, manipulate, measure_attributes
+from ..config import check_choice
+from ..data import split_validation
+from ..results import read_table, results_dir
+from ..training import prepare_splits, seeded
+from .base import (CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE, SEED, Claim, Experiment, available_dataset, choice,
+                   int_in, list_of, need, number_in, shared_runs)
+from .base import device, shared_model, show  # noqa: F401  (the notebook calls them through this module)
+from .base import check_values
+
+NOTEBOOK = "manipulation"
+MNIST_ATTRIBUTES = ("thickness", "slant")            # measured from the images (analysis.measure_attributes)
+CELEBA_ATTRIBUTES = ("Smiling", "Young", "Blond_Hair")
+
+
+def attributes_or_auto(name, value):
+    """"auto" (the dataset's attributes) or a list of attribute names."""
+    if value == "auto":
+        return value
+    return list_of(choice(MNIST_ATTRIBUTES + CELEBA_ATTRIBUTES))(name, value)
+
+
+PARAMETERS = {**SEED, "dataset": available_dataset, "attributes": attributes_or_auto,
+              "alphas": list_of(number_in()), "n_images": int_in(1, 64), "n_direction": int_in(2)}
+
+
+def check_parameters(**params) -> SimpleNamespace:
+    """The notebook's parameters checked (``base.check_values``); ``attributes="auto"`` becomes the dataset's,
+    and every attribute must be one the dataset has."""
+    values = check_values(NOTEBOOK, PARAMETERS, params)
+    allowed = CELEBA_ATTRIBUTES if values["dataset"] == "celeba" else MNIST_ATTRIBUTES
+    if values["attributes"] == "auto":
+        values["attributes"] = list(allowed)
+    for a in values["attributes"]:
+        check_choice(f"attributes (for dataset={values['dataset']!r})", a, allowed)
+    return SimpleNamespace(**values)
+
+
+def runs(profile: str) -> list:
+    """The shared Glow (``base.shared_model``)."""
+    return shared_runs(profile)
+
+
+def manipulation(model, run, attributes, alphas, n_images: int, n_direction: int, seed: int) -> Experiment:
+    """Attribute manipulation (Sec. 5, Fig. 6). For each attribute a direction = mean z(with) − mean z(without)
+    over ``n_direction`` training images (MNIST-like data: the attribute measured from the image, binarised at its
+    median; CelebA: its attribute file), then ``n_images`` test images decoded at z + α·direction.
+
+    Tables: ``manipulation`` (one row per attribute, image and α, with the measured attributes of the result where
+    they can be measured) and ``response`` (one row per attribute: least-squares slope of the measured attribute
+    against α, its standard error, and the change from α = min to α = max).
+    """
+    splits = prepare_splits(run)
+    data = splits.data
+    pick = torch.randperm(len(splits.train_x), generator=seeded(seed, 8))[:n_direction]
+    train_x = splits.train_x[pick]
+    measured = measure_attributes(train_x) if data.attribute_names == () else None
+    test_x = splits.test_x[torch.randperm(len(splits.test_x), generator=seeded(seed, 9))[:n_images]]
+    rows, response, images = [], [], {}
+    for attribute in attributes:
+        if measured is not None:
+            has = torch.from_numpy((measured[attribute] > measured[attribute].median()).to_numpy(copy=True))
+        else:                                     # CelebA: the attribute file, in the training split's order
+            column = data.attribute_names.index(attribute)
+            train_attr = _celeba_train_attributes(run, data)[pick]
+            has = train_attr[:, column] > 0
+        direction = attribute_direction(model, train_x, has)
+        out, finite = manipulate(model, test_x, direction, alphas, return_finite=True)   # (N, A, C, H, W)
+        images[attribute] = out
+        values = measure_attributes(out.flatten(0, 1)) if measured is not None else None
+        for i in range(out.shape[0]):
+            for j, alpha in enumerate(alphas):
+                row = {"attribute": attribute, "image": i, "alpha": float(alpha),
+                       "decoded_finite": bool(finite[i, j])}
+                if values is not None:
+                    row.update({f"measured_{m}": values[m].iloc[i * len(alphas) + j] for m in MNIST_ATTRIBUTES})
+                rows.append(row)
+        if values is not None:
+            keep = finite.flatten().numpy()        # a decode that overflowed has no attribute to measure
+            y = values[attribute].to_numpy()[keep]
+            x = np.tile(np.asarray(alphas, dtype=float), out.shape[0])[keep]
+            slope, stderr = _slope(x, y)
+            per_alpha = pd.DataFrame({"alpha": x, "y": y}).groupby("alpha").y.mean()
+            response.append({"attribute": attribute, "slope": slope, "slope_stderr": stderr,
+                             "change": per_alpha.iloc[-1] - per_alpha.iloc[0], "n_images": out.shape[0],
+                             "n_nonfinite": int((~finite).sum()),
+                             "n_with": int(has.sum()), "n_without": int((~has).sum()),
+                             "threshold": float(measured[attribute].median())})
+    tables = {"manipulation": pd.DataFrame(rows)}
+    if response:
+        tables["response"] = pd.DataFrame(response)
+    return Experiment(tables, images=images)
+
+
+def _celeba_train_attributes(run, data):
+    (train_attr, _), _ = split_validation(data.train_attributes, data.train_labels, run.data.n_val, run.train.seed)
+    return train_attr
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of y on x and its standard error."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    dx = x - x.mean()
+    slope = (dx * (y - y.mean())).sum() / (dx ** 2).sum()
+    residual = y - y.mean() - slope * dx
+    stderr = math.sqrt((residual ** 2).sum() / max(1, len(x) - 2) / (dx ** 2).sum())
+    return float(slope), float(stderr)
+
+
+def attribute_grid(images: torch.Tensor):
+    """The manipulated images of one attribute (N, A, C, H, W) as a grid: one row per image, one column per α."""
+    return image_grid(images.flatten(0, 1), nrow=images.shape[1])
+
+
+def plot_response(table: pd.DataFrame):
+    """Measured attribute of the manipulated images against α, one panel per manipulated attribute."""
+    import matplotlib.pyplot as plt
+    attributes = list(dict.fromkeys(table.attribute))
+    fig, axes = plt.subplots(1, len(attributes), figsize=(4.5 * len(attributes), 3.4), squeeze=False)
+    for ax, attribute in zip(axes[0], attributes):
+        part = table[table.attribute == attribute]
+        if "decoded_finite" in part:
+            part = part[part.decoded_finite]                  # an overflowed decode has no attribute to plot
+        for image, group in part.groupby("image"):
+            ax.plot(group.alpha, group[f"measured_{attribute}"], color="0.7", lw=0.8)
+        stats = part.groupby("alpha")[f"measured_{attribute}"].mean()
+        ax.plot(stats.index, stats.values, color="C3", lw=2, marker="o", label="mean over images")
+        ax.set(title=f"direction: {attribute}", xlabel="α", ylabel=f"measured {attribute}")
+        ax.legend(fontsize="small")
+    fig.suptitle("Does moving along the direction change the measured attribute?")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------- claims
+def claims(profile: str, root=None) -> list[Claim]:
+    """Fig. 6's claim, from the slopes of the measured attributes against α."""
+    claim = "Moving a latent along an attribute direction changes that attribute (Sec. 5, Fig. 6)"
+    missing = need(profile, root, "manipulation")
+    if missing:
+        return [Claim(claim, "paper", "manipulation", missing.verdict, missing.evidence)]
+    if not (results_dir(profile, "manipulation", root) / "response.csv").is_file():
+        return [Claim(claim, "paper", "manipulation", NOT_TESTABLE,
+                      "the manipulated attributes cannot be measured from these images")]
+    r = read_table(profile, "manipulation", "response", root)
+    ok = bool(((r.slope - 2 * r.slope_stderr) > 0).all())
+    detail = "; ".join(f"{x.attribute}: slope {x.slope:+.3f} ± {x.slope_stderr:.3f} per unit α"
+                       for x in r.itertuples())
+    return [Claim(claim, "paper", "manipulation", CONFIRMED if ok else NOT_CONFIRMED,
+                  f"Measured attribute of the manipulated images against α; confirmed when every slope is "
+                  f"positive by more than two standard errors. {detail}")]
