@@ -5,11 +5,14 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# paper on a CUDA machine, cpu otherwise; PROFILE=smoke|cpu|paper overrides (computed once: importing torch is slow)
+# gpu on a CUDA machine (a day on one H100-class GPU), cpu otherwise; PROFILE=smoke|cpu|gpu|paper overrides
+# (computed once: importing torch is slow). paper is the official settings: weeks of GPU time (make plan says how long)
 ifeq ($(origin PROFILE),undefined)
-PROFILE := $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+PROFILE := $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 endif
-PROFILES := smoke cpu paper
+PROFILES := smoke cpu gpu paper
+# worker processes for the trainings (default: one per visible GPU, else 1); e.g. make models WORKERS=2
+WORKERS ?=
 # one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order from the
 # registry (plain Python, read before .venv exists); claims reads the others' results, so it comes last
 NOTEBOOKS := $(shell python3 glowlib/studies/registry.py)
@@ -26,7 +29,7 @@ export OMP_NUM_THREADS ?= 1
 endif
 
 # stop early, naming the bad value, for a PROFILE or NB that does not exist
-ifneq ($(filter reproduce reproduce-steps models results notebook book,$(MAKECMDGOALS)),)
+ifneq ($(filter reproduce reproduce-steps plan models results notebook book,$(MAKECMDGOALS)),)
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error PROFILE=$(PROFILE) is not a profile; choose one of: $(PROFILES))
 endif
@@ -40,10 +43,14 @@ $(error NB=$(NB) is not a notebook; choose one of: $(NOTEBOOKS))
 endif
 endif
 
-.PHONY: help env test system-packages data reproduce reproduce-steps models results notebook book
+.PHONY: help env test system-packages data plan reproduce reproduce-steps models results notebook book
 
 help:
-	@echo "make reproduce [PROFILE=smoke|cpu|paper]   train (cached), run every notebook into results/PROFILE/, build the book"
+	@echo "make reproduce [PROFILE=smoke|cpu|gpu|paper]  print the plan, check the data, train (cached), run every"
+	@echo "                                           notebook into results/PROFILE/, build the book"
+	@echo "make plan [PROFILE=...]                    every training: size, measured cost here, cached or not, the"
+	@echo "                                           total, missing data"
+	@echo "make models [WORKERS=N]                    train every model of PROFILE (N processes; default: one per GPU)"
 	@echo "make notebook NB=name [PARAMS=\"-p k v\"]    rerun one notebook into its results folder, e.g."
 	@echo "                                           make notebook NB=temperature PARAMS=\"-p temperature 0.5\""
 	@echo "make results                               rerun only the notebooks whose source (or glowlib) changed"
@@ -84,20 +91,30 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # A sub-make after $(STAMP), so that the default PROFILE is computed with the environment in place; it hands that
-# PROFILE to each step, so that every step and the last line name the profile that ran.
+# PROFILE to each step, so that every step and the last line name the profile that ran. The plan comes first: it
+# says what will train and what it costs, and missing data stops everything within seconds, before any training.
 reproduce: $(STAMP)
 	@$(MAKE) --no-print-directory reproduce-steps
 
 reproduce-steps:
 	@start=$$(date +%s) && \
+	$(PY) -m glowlib plan --profile $(PROFILE) --check-data && \
 	$(MAKE) --no-print-directory models PROFILE=$(PROFILE) && \
 	$(MAKE) --no-print-directory results PROFILE=$(PROFILE) && \
 	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) && \
 	echo "reproduce (PROFILE=$(PROFILE)) took $$(( $$(date +%s) - start )) s; the book: book/_build/html/index.html"
 
-# every model the notebooks use, trained once into $(GLOWLIB_CACHE) (a finished one is only looked up)
+# the plan of PROFILE: one line per training (dataset, model, parameters, steps, batch, FLOPs, operations and host
+# syncs per step, the step's time measured on this machine's device, the time left, cached or not), the total,
+# and every missing data file with how to get it. Measurements are kept in $(GLOWLIB_CACHE)/plan/.
+plan: $(STAMP)
+	$(PY) -m glowlib plan --profile $(PROFILE)
+
+# every model the notebooks use, trained once into $(GLOWLIB_CACHE) (a finished one is only looked up): one line
+# per run with its estimate, and its progress (a line per evaluation when the output is not a terminal); with
+# several GPUs one worker per GPU, each claiming runs through the cache's locks
 models: $(STAMP)
-	$(PY) -m glowlib models --profile $(PROFILE) --no-progress
+	$(PY) -m glowlib models --profile $(PROFILE) $(if $(WORKERS),--workers $(WORKERS))
 
 results: $(EXECUTED)
 

@@ -4,14 +4,24 @@ Copies each executed notebook into ``book/generated/`` (or writes a page saying 
 intro page from the runs' provenance, and writes ``book/_toc.yml`` from the studies' registry
 (``glowlib/studies/registry.py``), so that a new notebook is a new page. It never trains or executes anything
 and needs no torch: it reads the registry file directly and the results as plain JSON and CSV.
+
+A page reads like a paper (:func:`page`): the notebook's header (the paper's claim), then our answer (the claims
+that this page decides, with verdict, paired difference and interval, from ``claims/claims.csv``), then the
+figures and tables. The code stays in the executed notebook under ``results/`` and on the page one click away
+(``hide-input``); cells that show nothing are removed from the page; the two parameter cells (the notebook's
+defaults and papermill's injected values) become one table of the values that ran; each figure gets the caption
+its run recorded (``provenance.json``) and a number.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import importlib.util
 import json
+import math
 import os
-import shutil
+import re
 import sys
 from pathlib import Path
 
@@ -19,10 +29,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVENANCE = "provenance.json"
-PROFILES = ("smoke", "cpu", "paper")                   # glowlib.profiles.PROFILES (tests/test_book.py compares)
-PROFILE_WORDS = {"smoke": "tiny models for CI, trained for seconds: the numbers mean nothing, only that the "
-                          "pipeline runs end to end",
-                 "cpu": "small models that train in about 30 minutes each on a 2-core laptop",
+PROFILES = ("smoke", "cpu", "gpu", "paper")            # glowlib.profiles.PROFILES (tests/test_book.py compares)
+PROFILE_WORDS = {"smoke": "tiny models for CI: the numbers mean nothing, only that the pipeline runs end to end",
+                 "cpu": "small models sized for a 2-core CPU",
+                 "gpu": "the paper's CIFAR-10 architecture for fewer steps, sized for a day on one GPU",
                  "paper": "the official hyperparameters, for a GPU box"}
 
 
@@ -52,12 +62,40 @@ def provenance(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
+    """What a profile's recorded run cost: models (each counted once), training and notebook minutes, hardware."""
+    records = [r for nb in notebooks if (r := provenance(root / profile / nb)) is not None]
+    if not records:
+        return None
+    models = {m["key"]: m for r in records for m in r.get("models", {}).values()}
+    return {"n_models": len(models), "train_min": sum(m.get("wall_s") or 0 for m in models.values()) / 60,
+            "longest_min": max((m.get("wall_s") or 0 for m in models.values()), default=0) / 60,
+            "notebook_min": sum(r["wall_s"] for r in records) / 60, "n_notebooks": len(records),
+            "hardware": "; ".join(sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
+                                          f"({r['hardware']['cpu_count']} CPU cores)" for r in records}))}
+
+
+def costs(root: Path, notebooks) -> str:
+    """The reproduce page's table of what each profile's recorded results cost (generated, never typed)."""
+    lines = ["| profile | models | training (min) | longest model (min) | notebooks (min) | machine |",
+             "|---|---|---|---|---|---|"]
+    for profile in PROFILES:
+        c = cost_summary(profile, root, notebooks)
+        if c:
+            lines.append(f"| `{profile}` | {c['n_models']} | {c['train_min']:.1f} | {c['longest_min']:.1f} | "
+                         f"{c['notebook_min']:.1f} ({c['n_notebooks']} notebooks) | {c['hardware']} |")
+    if len(lines) == 2:
+        return "No profile has recorded results on this machine yet.\n"
+    return "\n".join(lines) + "\n"
+
+
 def intro(profile: str, root: Path, notebooks) -> str:
     """The book's first page, generated from the provenance of ``<root>/<profile>``."""
     records = {nb: r for nb in notebooks if (r := provenance(root / profile / nb)) is not None}
     lines = ["# Glow, reproduced", "",
              "A reproduction of Kingma & Dhariwal, *Glow: Generative Flow with Invertible 1x1 Convolutions* "
-             "(NeurIPS 2018), with its RealNVP baseline: the permutation ablation (Fig. 3), the bits/dim table "
+             "(NeurIPS 2018) {cite}`kingma2018glow`, with its RealNVP baseline {cite}`dinh2017realnvp` and its "
+             "follow-up MaCow {cite}`ma2019macow`: the permutation ablation (Fig. 3), the bits/dim table "
              "(Table 2), samples, temperature, interpolation and manipulation (Sec. 5), plus the nearest-neighbour "
              "and sample-quality checks its reviewers asked for, and a claims page that gives each claim a computed "
              "verdict. Every number and figure in this book was produced by a recorded run; this page is generated "
@@ -104,6 +142,131 @@ def intro(profile: str, root: Path, notebooks) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------ one page
+def figure_names(source: str, kinds=("figure", "image")) -> list[str]:
+    """The names a cell saves its figures under: the second argument of each ``rec.figure(...)``/``rec.image(...)``
+    call (of ``kinds``), as a regular expression: a plain string matches itself, an f-string's values anything."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:                       # IPython magics
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in kinds and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "rec" and len(node.args) > 1):
+            arg = node.args[1]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                names.append(re.escape(arg.value))
+            elif isinstance(arg, ast.JoinedStr):
+                names.append("".join(re.escape(v.value) if isinstance(v, ast.Constant) else ".+?" for v in arg.values))
+    return names
+
+
+def captions(names: list[str], figures: dict, n_images: int) -> list[tuple[str, str]] | None:
+    """(name, caption) of each of a cell's ``n_images`` images, from the figures its run recorded
+    (``provenance.json``: name.png -> {"what": caption}), in the order they were saved; None if they don't match."""
+    found = []
+    for pattern in names:
+        matched = [k.rsplit(".", 1)[0] for k in figures if re.fullmatch(pattern, k.rsplit(".", 1)[0])]
+        found += [m for m in matched if m not in found]
+    if len(found) != n_images:
+        return None
+    return [(n, (figures.get(f"{n}.png") or {}).get("what") or n.replace("_", " ")) for n in found]
+
+
+def _values(source: str) -> dict:
+    """The plain assignments of a parameters cell (``name = literal``), in order."""
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                values[node.targets[0].id] = ast.unparse(node.value)
+    return values
+
+
+def _markdown(text: str, name: str) -> dict:
+    return {"cell_type": "markdown", "id": name, "metadata": {"tags": []}, "source": text}
+
+
+def parameters_table(defaults: dict, injected: dict) -> str:
+    """The values the run used (papermill's injected ones over the notebook's defaults), one row each."""
+    ran = {**defaults, **injected}
+    rows = "".join(f"| `{name}` | `{value!r}` |{' set for this run' if name in injected else ''}\n"
+                   for name, value in ran.items())
+    return "**Parameters of this run**\n\n| parameter | value | |\n|---|---|---|\n" + rows
+
+
+def _number(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.3g}"
+
+
+def answer(rows: list[dict]) -> str:
+    """Our answer to the claims a page decides: verdict, paired difference with its interval, and the evidence."""
+    if not rows:
+        return ""
+    lines = ["```{admonition} Our answer", ":class: note", ""]
+    for r in rows:
+        numbers = ""
+        if r.get("n_seeds") and _number(r.get("difference")):
+            numbers = (f" Difference {_number(r['difference'])} [{_number(r['ci_low'])}, {_number(r['ci_high'])}] "
+                       f"over {int(r['n_seeds'])} seeds ({r.get('test') or 'paired test'}).")
+        gate = f" Failed gate: {r['gate']}." if isinstance(r.get("gate"), str) and r["gate"] else ""
+        lines.append(f"- **{r['id']}** {r['claim']}: **{r['verdict']}**.{numbers}{gate} {r['evidence']}")
+    return "\n".join(lines + ["```", ""])
+
+
+def page(notebook: dict, name: str, claims: list[dict], figures: dict) -> dict:
+    """The book's version of an executed notebook (see the module docstring); the input is not changed."""
+    nb = copy.deepcopy(notebook)
+    cells, defaults, injected = [], {}, {}
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        source = "".join(cell.get("source", ""))
+        if "parameters" in tags:
+            defaults = _values(source)
+            continue
+        if "injected-parameters" in tags:
+            injected = _values(source)
+            continue
+        if cell["cell_type"] == "code":
+            shows = [o for o in cell.get("outputs", []) if o.get("output_type") != "stream"
+                     or o.get("name") == "stderr"]
+            tags.append("hide-input" if shows else "remove-cell")
+            outputs = cell.get("outputs", [])
+            images = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
+            # every saved figure shown, or (a cell that also saves a raw image) the matplotlib figures shown
+            named = images and (captions(figure_names(source), figures, len(images))
+                                or captions(figure_names(source, ("figure",)), figures, len(images)))
+            if named:
+                # a caption applies to every output of its cell: each figure gets a cell of its own, the code
+                # staying with the cell's other outputs (or with the first figure when there are none)
+                rest = [o for i, o in enumerate(outputs) if i not in images]
+                split = []
+                for j, (i, (fig_name, caption)) in enumerate(zip(images, named)):
+                    figure = copy.deepcopy(cell)
+                    figure["id"] = f"{cell.get('id', 'cell')}-figure-{j}"
+                    figure["outputs"] = [outputs[i]]
+                    figure["metadata"]["mystnb"] = {"figure": {"caption": caption, "name": f"fig-{name}-{fig_name}"}}
+                    if rest or j:
+                        figure["metadata"]["tags"] = [t for t in tags if t != "hide-input"] + ["remove-input"]
+                    split.append(figure)
+                if rest:
+                    cell["outputs"] = rest
+                    split = [cell] + split if images[0] > 0 else split + [cell]
+                cells += split
+                continue
+        cells.append(cell)
+    head = 1 if cells and cells[0]["cell_type"] == "markdown" else 0
+    extra = [_markdown(t, f"book-{what}") for what, t in (("answer", answer(claims)),
+                                                         ("parameters", parameters_table(defaults, injected)
+                                                          if defaults else "")) if t]
+    nb["cells"] = cells[:head] + extra + cells[head:]
+    return nb
+
+
 def placeholder(profile: str, notebook: str) -> str:
     return (f"# {notebook} (not run)\n\nThe notebook `notebooks/{notebook}.py` has no results for profile "
             f"`{profile}` yet. Run `make notebook NB={notebook} PROFILE={profile}`, then `make book "
@@ -116,7 +279,7 @@ def toc(parts) -> str:
              "format: jb-book", "root: generated/intro", "parts:"]
     for caption, names in parts:
         lines += [f"  - caption: {caption}", "    chapters:"] + [f"      - file: generated/{n}" for n in names]
-    lines += ["  - caption: Using this book", "    chapters:", "      - file: reproduce"]
+    lines += ["  - caption: Using this book", "    chapters:", "      - file: reproduce", "      - file: bibliography"]
     return "\n".join(lines) + "\n"
 
 
@@ -131,12 +294,18 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
     out = book_dir / "generated"
     out.mkdir(parents=True, exist_ok=True)
     write(out / "intro.md", intro(profile, root, reg.STUDIES))
+    write(out / "costs.md", costs(root, reg.STUDIES))
+    claims_csv = root / profile / "claims" / "claims.csv"
+    claims = pd.read_csv(claims_csv).to_dict("records") if claims_csv.is_file() else []
     for nb in reg.STUDIES:
         executed = root / profile / nb / f"{nb}.ipynb"
         for stale in (out / f"{nb}.ipynb", out / f"{nb}.md"):
             stale.unlink(missing_ok=True)
         if executed.is_file():
-            shutil.copyfile(executed, out / f"{nb}.ipynb")
+            record = provenance(root / profile / nb) or {}
+            rows = [r for r in claims if r.get("where") == nb]
+            built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}))
+            write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
         else:
             write(out / f"{nb}.md", placeholder(profile, nb))
     write(out / "profile.json", json.dumps({"profile": profile, "results": str(root)}))

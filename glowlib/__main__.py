@@ -1,4 +1,5 @@
-"""glowlib's command line: ``python -m glowlib train | evaluate | models | check-params | studies`` (see README).
+"""glowlib's command line: ``python -m glowlib train | evaluate | plan | models | check-params | studies`` (see
+README).
 
 Every user error prints one line ``error: ...`` and exits with status 2.
 
@@ -24,14 +25,16 @@ from types import SimpleNamespace
 
 import yaml
 
+from . import plan as planning
 from .analysis import cached_classifier, classifier_path
 from .config import DEQUANTIZATIONS, MODEL_TYPES, check_choice
 from .profiles import DATASET_SHAPES, PROFILES, profile_config
 from .results import repo_root
 from .studies import STUDIES, all_runs, check_parameters
 from .studies.base import classifier_datasets
-from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of, run_dir,
-                       train, trained)
+from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of,
+                       train)
+from .workers import default_workers, order_for, run_workers, work_through
 
 
 # papermill's parameter options: (short, long) -> (how many values follow, form)
@@ -147,30 +150,42 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def train_models(profile: str, progress: bool = True) -> None:
-    """Train (or find in the cache) every model the notebooks of ``profile`` use (``studies.all_runs``), then the
-    measuring classifiers they use."""
+def train_models(profile: str, progress=True, workers: int | None = None, worker_index: int = 0,
+                 n_workers: int = 1, only_mine: bool = False) -> int:
+    """Train (or find in the cache) every model the notebooks of ``profile`` use (``studies.all_runs``), one line
+    per run with its estimate (``glowlib.plan``'s kept measurements) and its progress; then the measuring
+    classifiers they use. ``workers`` > 1: that many processes, one per GPU (``glowlib.workers``); default: one per
+    visible GPU, else 1. ``worker_index``/``n_workers``: this process is one of several (say on the nodes of a
+    Slurm array) sharing the cache; ``only_mine``: train only this worker's share. Returns the exit status."""
     check_choice("profile", profile, PROFILES)
     runs = all_runs(profile)
-    for i, run in enumerate(runs, 1):
-        folder = run_dir(run)
-        what = f"{run.model_type} {run.data.dataset} {getattr(run.model, 'permutation', '-')}/" \
-               f"{run.model.coupling} {run.train.dequantization} seed {run.train.seed}"
-        if (folder / "done.json").exists():
-            print(f"[{i}/{len(runs)}] cached   {what}: {folder}", flush=True)
-            continue
-        print(f"[{i}/{len(runs)}] training {what} -> {folder}", flush=True)
-        trained(run, progress=progress)
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: give at least 1")
+    if workers > 1:
+        if n_workers > 1:
+            raise ValueError("--workers N starts N workers on this machine; with --n-workers (several machines) "
+                             "start one per machine (--workers 1)")
+        status = run_workers(runs, workers, progress="lines" if progress else False)
+        if status:
+            return status
+    else:
+        name = f"worker {worker_index} of {n_workers}" if n_workers > 1 else ""
+        work_through(order_for(runs, worker_index, n_workers, only_mine), progress,
+                     log=lambda line: print(line, flush=True), name=name)
     for dataset in classifier_datasets(profile):
         if not classifier_path(dataset).is_file():
             print(f"training the measuring classifier of {dataset}", flush=True)
         cached_classifier(dataset)
+    return 0
 
 
 def parser() -> Parser:
     top = Parser(prog="python -m glowlib", description=__doc__.split("\n\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train a model; resumable")
+    tr = sub.add_parser("train", help="train a model; resumable; under torchrun --nproc_per_node=N each process "
+                                      "trains on its own GPU with train.batch_size images (the global batch is N "
+                                      "times that)")
     tr.add_argument("--profile", choices=PROFILES, default="cpu")
     tr.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="mnist5k")
     tr.add_argument("--model", choices=MODEL_TYPES, default="glow")
@@ -191,9 +206,22 @@ def parser() -> Parser:
     ev.add_argument("--split", choices=("test", "val", "train"), default="test")
     ev.add_argument("--samples", type=int, default=1, help="dequantisation samples per image (importance-weighted; "
                     "with a variational-dequantisation checkpoint, 1 is its ELBO)")
+    pl = sub.add_parser("plan", help="every training of a profile: size, measured cost, cached or not, total, "
+                                     "missing data")
+    pl.add_argument("--profile", required=True, choices=PROFILES)
+    pl.add_argument("--check-data", action="store_true", help="exit with status 2 when data is missing")
+    pl.add_argument("--no-measure", action="store_true", help="list the runs without measuring their steps")
+    pl.add_argument("--remeasure", action="store_true", help="measure every step again (not the kept figures)")
     md = sub.add_parser("models", help="train (or find in the cache) every model the notebooks of a profile use")
     md.add_argument("--profile", required=True, choices=PROFILES)
     md.add_argument("--no-progress", action="store_true")
+    md.add_argument("--workers", type=int, default=None,
+                    help="worker processes on this machine (default: one per visible GPU, else 1)")
+    md.add_argument("--worker-index", type=int, default=0,
+                    help="this process's index among --n-workers sharing the cache (a Slurm array task)")
+    md.add_argument("--n-workers", type=int, default=1)
+    md.add_argument("--only-mine", action="store_true",
+                    help="train only this worker's share (runs i, i+N, ...), for file systems without locks")
     cp = sub.add_parser("check-params", allow_abbrev=False,
                         help="check a notebook's papermill parameters (-p, -r, -y, -f, -b) before it runs",
                         usage="python -m glowlib check-params --profile PROFILE NOTEBOOK [papermill parameter "
@@ -216,7 +244,8 @@ def main(argv=None) -> int:
                            progress=not args.no_progress)
             print(json.dumps({"out": str(result.out_dir), "step": result.step, "best_val_bpd": result.best_val_bpd,
                               "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
-                              "nonfinite_events": len(result.nonfinite_events)}))
+                              "nonfinite_events": len(result.nonfinite_events),
+                              **({"stopped": result.stopped} if result.stopped else {})}))
         elif args.command == "evaluate":
             run = run_config_of(load_checkpoint(args.checkpoint), args.checkpoint)
             splits = prepare_splits(run)
@@ -226,8 +255,11 @@ def main(argv=None) -> int:
             bpd, sem = evaluate(model, images, run.data.n_bits, n_samples=args.samples,
                                 labels=labels if run.model.n_classes else None, dequantizer=dequantizer)
             print(json.dumps({"split": args.split, "bpd": bpd, "sem": sem, "n_images": len(images)}))
+        elif args.command == "plan":
+            return planning.main(args.profile, args.check_data, not args.no_measure, args.remeasure)
         elif args.command == "models":
-            train_models(args.profile, progress=not args.no_progress)
+            return train_models(args.profile, not args.no_progress, args.workers, args.worker_index, args.n_workers,
+                                args.only_mine)
         elif args.command == "check-params":
             check_papermill_args(args.notebook, args.profile, args.papermill_args)
         else:

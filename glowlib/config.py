@@ -16,6 +16,7 @@ from dataclasses import dataclass
 PERMUTATIONS = ("conv1x1", "shuffle", "reverse", "rotation")
 COUPLINGS = ("affine", "additive")
 PRECISIONS = ("fp32", "bf16")
+DATA_ORDERS = ("stratified", "file")          # glowlib.data.ORDERS
 ORIENTATIONS = ("top-down", "bottom-up", "left-right", "right-left")   # of MaCow's masked convolutions
 MULTISCALES = ("fine", "glow")                 # MaCow's factoring-out: several parts per level, or Glow's half
 # glowlib.models.dequantization: Glow's U(0, 1) noise, or a learned q(u | x)
@@ -24,7 +25,8 @@ DEQUANTIZATIONS = ("uniform", "variational")
 # that a trained model is found in the cache whichever way it was (or will be) run
 EXECUTION_FIELDS = ("inv_backprop", "fused", "channels_last")
 # The fields each section had when cache keys were first defined, frozen here (never derived from the dataclasses):
-# RunConfig.key() always hashes these, and hashes any other field only when it differs from its default. So a
+# RunConfig.key() always hashes these, and hashes any other field only when it differs from its legacy value
+# (LEGACY_VALUES below, else its default). So a
 # field added later with a default (precision, y_weight, dequantization were) leaves every existing key as it was,
 # while a non-default value, which changes the numbers, gets its own key. The model section's set depends on the
 # model type, so that a field one model config already had cannot change the other's keys when it is added there.
@@ -40,6 +42,11 @@ KEYED_FIELDS = {
               "eval_every", "ckpt_every", "n_train_eval", "n_test_eval", "eval_batch", "nonfinite_policy",
               "max_skips", "device", "seed"),
 }
+# A field added later whose default changes the numbers (not only how they are computed) names here the value that
+# reproduces what the code did before it existed: the key leaves the field out at that value, and hashes the new
+# default, so models trained by the old code are never taken for the new behaviour's. data.order: splits used to
+# keep the files' order.
+LEGACY_VALUES = {"data": {"order": "file"}}
 
 
 def check_choice(field: str, value, allowed) -> None:
@@ -234,10 +241,15 @@ class DataConfig:
     n_bits: int = 8
     n_val: int = 500             # held out of the TRAINING images; checkpoints are chosen on it, never on test
     data_root: str | None = None  # None: $GLOWLIB_DATA, else ~/.glowlib/data (see glowlib.data)
+    # how the splits are ordered and drawn (glowlib.data.stratified_order): "stratified", every split and prefix a
+    # seeded class-balanced draw; "file", each part in its file's order, which for a file sorted by label (mnist5k)
+    # makes every prefix biased
+    order: str = "stratified"
 
     def __post_init__(self):
         check_finite_floats(self)
         check_choice("dataset", self.dataset, DATASET_NAMES)
+        check_choice("data.order", self.order, DATA_ORDERS)
         check_range("n_bits", self.n_bits, 1, 8)
         if isinstance(self.n_val, int) and not isinstance(self.n_val, bool) and self.n_val == 0:
             raise ValueError("n_val=0: a validation part is required (checkpoints are chosen on validation "
@@ -252,7 +264,7 @@ class TrainConfig:
     optimizer: str = "adamax"    # the official code uses Adamax; the paper's text says Adam
     lr: float = 1e-3
     warmup_steps: int = 500      # linear warmup from 0 (official: 10 "epochs" of n_train/10 images)
-    batch_size: int = 64         # global batch, split over ranks under torchrun
+    batch_size: int = 64         # per process: under torchrun each GPU takes this many (the official n_batch_train)
     steps: int = 2000
     grad_clip: float = 50.0      # max global gradient norm; 0 disables
     init_batch: int = 256        # images for ActNorm's data-dependent initialisation
@@ -272,9 +284,17 @@ class TrainConfig:
     # "variational": a conditional flow q(u | x) (glowlib.models.dequantization) trained with the model on the ELBO; its
     # evaluations are ELBO bits/dim (importance-weighted with evaluate's n_samples > 1). "uniform": Glow's U(0, 1)
     dequantization: str = "uniform"
+    # wall-clock budget in minutes (0: none): when a run has trained this long (a resumed run counting the time
+    # spent before), it evaluates, checkpoints and stops at that step; the run's record says so
+    max_minutes: float = 0.0
+    # > 0: the warmup lasts this fraction of ``steps`` (rounded), so that it scales with the run's length;
+    # 0: ``warmup_steps`` as given
+    warmup_fraction: float = 0.0
 
     def __post_init__(self):
         check_finite_floats(self)
+        check_range("max_minutes", self.max_minutes, 0.0, kind=float)
+        check_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, kind=float)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("dequantization", self.dequantization, DEQUANTIZATIONS)
         check_choice("nonfinite_policy", self.nonfinite_policy, NONFINITE_POLICIES)
@@ -296,16 +316,19 @@ def model_config_class(model_type: str):
     return MaCowConfig if model_type == "macow" else GlowConfig
 
 
-def _keyed(section, keyed: tuple[str, ...], left_out: tuple[str, ...] = ()) -> dict:
-    """The fields of one config section that its cache key hashes, as ``dataclasses.asdict`` gives them."""
+def _keyed(section, keyed: tuple[str, ...], left_out: tuple[str, ...] = (), legacy: dict | None = None) -> dict:
+    """The fields of one config section that its cache key hashes, as ``dataclasses.asdict`` gives them. A field
+    outside ``keyed`` is left out at its legacy value (``LEGACY_VALUES``, else its default)."""
     values = dataclasses.asdict(section)
+    legacy = legacy or {}
     out = {}
     for f in dataclasses.fields(section):
         if f.name in left_out:
             continue
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        if f.name not in keyed and default is not dataclasses.MISSING and values[f.name] == default:
-            continue                        # added after keys were defined, at its default: as if it did not exist
+        before = legacy.get(f.name, default)
+        if f.name not in keyed and before is not dataclasses.MISSING and values[f.name] == before:
+            continue                        # added after keys were defined, as it behaved before: as if absent
         out[f.name] = values[f.name]
     return out
 
@@ -355,7 +378,8 @@ class RunConfig:
         """Stable short hash of the config: the trained-model cache's key. Execution fields are left out; a field
         outside ``KEYED_FIELDS`` is left out while at its default (see ``KEYED_FIELDS``)."""
         d = {"model": _keyed(self.model, KEYED_FIELDS["model"][self.model_type], EXECUTION_FIELDS),
-             "data": _keyed(self.data, KEYED_FIELDS["data"]), "train": _keyed(self.train, KEYED_FIELDS["train"]),
+             "data": _keyed(self.data, KEYED_FIELDS["data"], legacy=LEGACY_VALUES["data"]),
+             "train": _keyed(self.train, KEYED_FIELDS["train"]),
              "model_type": self.model_type}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

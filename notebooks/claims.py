@@ -1,12 +1,22 @@
 # %% [markdown]
 # # Claims and verdicts
 #
-# Every claim of the paper (Kingma & Dhariwal 2018) and every question its reviewers (and MaCow's) raised, each
-# with a verdict: **confirmed**, **not confirmed**, or **not testable here** (with why). The verdicts are
-# computed from the results tables of the other notebooks of this profile by `glowlib.studies.claims`, never
-# typed by hand; each row links to the page whose figure or table decides it. The rule behind each verdict is
-# stated in its evidence. At the `smoke` profile the models are trained for seconds, so the verdicts only show
-# that the pipeline works.
+# Every claim of the paper (Kingma & Dhariwal 2018), every question its reviewers (and MaCow's) raised, and what
+# users of the peer repositories ask for, each with one of four verdicts:
+#
+# - **confirmed**: the 95% interval of the paired difference excludes 0 on the side the claim predicts;
+# - **contradicted**: it excludes 0 on the other side: here the paper's claim does not hold;
+# - **inconclusive**: the interval contains 0: at this scale and number of seeds we cannot tell;
+# - **not testable at this scale**: the comparison has fewer than 3 seeds, the data are not on this machine, or the
+#   model failed a sanity gate (its samples do not resemble the data); the reason is named.
+#
+# A comparison of models is decided over training seeds, paired by seed (models with the same seed share their data
+# order, noise and initialisation stream), by a Student-t interval of the per-seed differences; the table gives the
+# mean difference, its interval, the number of seeds and the test. A test set's standard error, which measures how
+# precisely one trained network is evaluated, never decides: two seeds of one model differ by far more. The
+# verdicts are computed from the results tables of the other notebooks of this profile by
+# `glowlib.studies.claims`, never typed by hand; each row links to the page whose figure or table decides it. At
+# the `smoke` profile the models are trained for seconds, so the verdicts only show that the pipeline works.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -22,10 +32,21 @@ p = study.check_parameters(profile=profile, out_dir=out_dir)
 rec = Recorder("claims", p.out_dir, p.profile, None, vars(p), study.device())
 
 # %%
+previous = study.previous_table(p.out_dir)
 table = study.claims_table(p.profile)
 counts = table.verdict.value_counts()
 display(Markdown(f"**Profile `{p.profile}`:** " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."))
 display(HTML(study.claims_html(table)))
+
+# %% [markdown]
+# ## What changed since the previous run
+# Each claim whose verdict differs from the one this page showed before it was rerun, with how each was decided.
+
+# %%
+changes = study.verdict_changes(previous, table)
+display(Markdown("No verdict changed." if changes.empty else f"{len(changes)} verdicts changed:"))
+if not changes.empty:
+    display(changes)
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -36,4 +57,5 @@ rec.figure(fig, "verdicts")
 
 # %%
 rec.table(table, "claims", keys=["id"])
+rec.table(changes, "changes", keys=["id"])
 rec.finish()["wall_s"]

@@ -50,9 +50,11 @@ for attribute, images in result.images.items():
 
 # %% [markdown]
 # ## Does the measured attribute move the intended way?
-# Grey: each image; red: the mean over images. The table gives the least-squares slope of the measured attribute
-# against α with its standard error, and the change of the mean from the smallest to the largest α. A decode that
-# overflowed to inf/NaN (`decoded_finite` false, shown mid-grey; counted in `n_nonfinite`) is left out of the fit.
+# Grey: each image; red: the mean over images. The image is the unit: the α values of one image share its latent,
+# so the table fits each image's least-squares slope of the measured attribute against α, then gives their mean
+# with its standard error and 95% t-interval over images (`n_slopes`), and the change of the mean from the smallest
+# to the largest α. A decode that overflowed to inf/NaN (`decoded_finite` false, shown mid-grey; counted in
+# `n_nonfinite`) is left out of its image's fit.
 
 # %%
 if "response" in result.tables:

@@ -8,6 +8,12 @@
 # So: a grid of samples for Glow **and** RealNVP on every dataset of the bits/dim table, and for MaCow and the
 # variational-dequantisation models where the table has them, at T = 0.7 and T = 1, from the same trained models
 # as the table (cached; nothing is retrained). Each grid is also saved as its own PNG.
+#
+# A grid alone says little (a near-blank grid is still a grid), so every model must first pass three **sanity
+# gates** on its T = 1 samples, and each model's samples are measured in the features of a classifier trained on
+# the real training images: **precision** (fidelity), **recall** (diversity) and the **Fréchet distance**, against
+# a seeded random class-balanced draw of real test images, beside the **real-vs-real** baseline (a disjoint real
+# draw of the same size measured the same way).
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -17,18 +23,23 @@ datasets = "auto"
 # each where the profile trains it
 model_types = ["glow", "realnvp", "glow+vardeq", "macow", "macow+vardeq"]
 temperatures = [0.7, 1.0]
+# samples in each grid
 n_samples = 36
+# samples per model and temperature for the measures and the gates, and the size of each real draw
+n_measure = 500
 
 # %%
 from glowlib.results import Recorder
 from glowlib.studies import samples as study
 
 p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, datasets=datasets,
-                           model_types=model_types, temperatures=temperatures, n_samples=n_samples)
+                           model_types=model_types, temperatures=temperatures, n_samples=n_samples,
+                           n_measure=n_measure)
 rec = Recorder("samples", p.out_dir, p.profile, p.seed, vars(p), study.device())
 
 # %%
-result = study.sample_grids(p.profile, p.datasets, p.model_types, p.temperatures, p.n_samples, p.seed)
+result = study.sample_grids(p.profile, p.datasets, p.model_types, p.temperatures, p.n_samples, p.seed,
+                            p.n_measure)
 for name, trained in result.models.items():
     rec.model(name, trained)
 for name, grid in result.images.items():
@@ -45,14 +56,36 @@ fig = study.plot_grids(result.images, table, rows="dataset", cols=["model_type",
 rec.figure(fig, "all_samples")
 
 # %% [markdown]
+# ## Sanity gates
+# Per model, on its T = 1 samples: the measuring classifier's confidence against its confidence on real images,
+# the share of draws whose decode overflowed to inf/NaN before any redraw, and the mean pixel against the real
+# images'. A model that fails a gate does not draw images like its data at this scale.
+
+# %%
+gates = result.tables["gates"]
+gates
+
+# %% [markdown]
+# ## Fidelity and diversity beside real against real
+# Precision, recall and Fréchet distance of each model's samples, each beside the same measure of real test
+# images against the same reference (`*_real_vs_real`).
+
+# %%
+quality = result.tables["quality"]
+study.quality_table(quality).round(3)
+
+# %% [markdown]
 # ## Pixel statistics of each grid
-# `clipped_fraction`: pixels at 0 or 255 (samples beyond the data range are clamped). `nonfinite_redrawn`: draws
-# whose decode overflowed to inf/NaN (a latent far in the tail through the affine inverse x = (y - t) / s) and
-# were drawn again; a count above zero is a real failure mode of the model at that temperature, not hidden.
+# `clipped_fraction`: pixels at 0 or 255 (samples beyond the data range are clamped). The quality table counts the
+# draws whose decode overflowed to inf/NaN (a latent far in the tail through the affine inverse x = (y - t) / s)
+# and were drawn again (`nonfinite_redrawn`); a count above zero is a real failure mode of the model at that
+# temperature, not hidden.
 
 # %%
 table.round(4)
 
 # %%
 rec.table(table, "samples", keys=["dataset", "model_type", "temperature"])
+rec.table(quality, "quality", keys=["dataset", "source", "model_type", "temperature"])
+rec.table(gates, "gates", keys=["model", "gate"])
 rec.finish()["wall_s"]

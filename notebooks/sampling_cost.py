@@ -83,6 +83,21 @@ Markdown("\n".join(f"- {line}" for line in study.summary_lines(fit, timings)))
 fit.round(3)
 
 # %% [markdown]
+# ## MaCow's time over Glow's, height by height
+# Each repeat times both models moments apart, so their ratio is paired by repeat: per height the geometric mean
+# of the per-repeat ratios with its 95% t-interval (of the log ratio), and how the ratio changes with H, fitted
+# on each repeat's sweep and over the last doubling, each with its interval. Whether the ratio rises with H is
+# read from these intervals, not from the two models' separate growth exponents.
+
+# %%
+ratios = study.ratios(timings)
+trend = study.ratio_trend(timings)
+Markdown("\n".join(f"- {line}" for line in study.ratio_lines(ratios, trend)))
+
+# %%
+ratios.round(3)
+
+# %% [markdown]
 # ## Local exponents
 # The exponent between each pair of successive heights. A fixed cost per call (Python and dispatch overhead per
 # operation, kernel launches on a GPU) grows with the number of operations, not with the pixels: where it
@@ -117,4 +132,6 @@ local.round(3)
 rec.table(timings, "timings", keys=study.KEYS["timings"])
 rec.table(fit, "fit", keys=study.KEYS["fit"])
 rec.table(local, "local", keys=study.KEYS["local"])
+rec.table(ratios, "ratios", keys=study.KEYS["ratios"])
+rec.table(trend, "ratio_trend", keys=study.KEYS["ratio_trend"])
 rec.finish()["wall_s"]

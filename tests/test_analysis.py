@@ -9,9 +9,12 @@ import torch
 
 from glowlib import Glow, GlowConfig
 from glowlib import analysis
-from glowlib.analysis import (Classifier, attribute_direction, cached_classifier, exact_model, frechet_distance,
-                              image_grid, interpolate, manipulate, measure_attributes, nearest_neighbours,
+from glowlib.analysis import (Classifier, attribute_direction, cached_classifier, check_gates, exact_model,
+                              failed_gates_of, frechet_distance, image_grid, interpolate, manipulate,
+                              measure_attributes, nearest_neighbours, precision_recall, real_halves, reference_set,
                               sample_quality, samples, slant, stroke_thickness, temperature_samples_table, to_uint8)
+from glowlib.analysis.judging import decide_non_inferior, deciding, reference_indices
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE
 from glowlib.data import load_dataset, to_float
 from flowcheck import perturb
 
@@ -329,8 +332,9 @@ def test_nearest_neighbours_finds_exact_copies(classifier, digits):
 
 def test_sample_quality_of_real_images_against_themselves(classifier, digits):
     quality = sample_quality(classifier, digits.test_images, digits.test_images)
-    assert set(quality) == {"confidence", "class_entropy", "mean_entropy", "frechet"}
+    assert set(quality) == {"confidence", "class_entropy", "mean_entropy", "frechet", "precision", "recall"}
     assert quality["frechet"] == pytest.approx(0, abs=1e-6)
+    assert quality["precision"] == quality["recall"] == 1.0
     label_freq = torch.bincount(digits.test_labels).double() / len(digits.test_labels)
     label_entropy = -(label_freq * label_freq.log()).sum().item()               # 2.28 nats, log 10 = 2.30
     assert quality["class_entropy"] == pytest.approx(label_entropy, abs=0.05)
@@ -356,16 +360,132 @@ def test_sample_quality_known_answers():
     assert quality["class_entropy"] == 0                                 # every sample predicted as class 0
 
 
+# ---------------------------------------------------------------------------------------------------- precision, recall
+def test_precision_recall_known_answers():
+    real = torch.randn(60, 5, generator=torch.Generator().manual_seed(0))
+    assert precision_recall(real, real) == {"precision": 1.0, "recall": 1.0}          # identical sets
+    assert precision_recall(real, real + 100) == {"precision": 0.0, "recall": 0.0}    # disjoint, far apart
+    # on a line, k = 3: the real points 0..9 have balls of radius 3 at the ends and 2 inside; the samples 0..4 lie
+    # on real points, 100..104 far away (precision 5/10); the samples' balls (radius 3 at 0 and 4, 2 at 1..3)
+    # reach the real points 0..7 (recall 8/10)
+    line = torch.arange(10.0)[:, None]
+    fake = torch.cat([torch.arange(5.0), torch.arange(100.0, 105.0)])[:, None]
+    assert precision_recall(line, fake, k=3) == {"precision": 0.5, "recall": 0.8}
+    # fidelity and diversity apart: samples collapsed onto a quarter of the data are faithful but not diverse
+    collapsed = real[:15].repeat(4, 1)
+    pr = precision_recall(real, collapsed)
+    assert pr["precision"] == 1.0 and pr["recall"] < 0.5
+
+
+def test_precision_recall_rejects_bad_input():
+    with pytest.raises(ValueError, match="more than 3"):
+        precision_recall(torch.zeros(3, 2), torch.zeros(10, 2))
+    with pytest.raises(ValueError, match="features"):
+        precision_recall(torch.zeros(10, 2), torch.zeros(10, 3))
+    with pytest.raises(ValueError, match="non-finite"):
+        precision_recall(torch.full((10, 2), float("nan")), torch.zeros(10, 2))
+
+
+# ---------------------------------------------------------------------------------------------------- references
+def test_reference_sets_are_random_class_balanced_draws_not_prefixes():
+    # mnist5k's file is sorted by label: a prefix of its file order is the digits 0-4 only
+    ordered = load_dataset("mnist5k", order="file")
+    assert set(ordered.test_labels[:500].tolist()) <= {0, 1, 2, 3, 4}
+    for data in (ordered, load_dataset("mnist5k")):
+        index = reference_indices(data.test_labels, 500, seed=3)
+        assert torch.bincount(data.test_labels[index], minlength=10).tolist() == [50] * 10   # exactly equal
+        assert torch.equal(reference_set(data.test_images, data.test_labels, 500, 3), data.test_images[index])
+    data = load_dataset("mnist5k")
+    a, b = (reference_indices(data.test_labels, 500, seed=s) for s in (0, 1))
+    assert not torch.equal(a.sort().values, b.sort().values)                       # the seed draws another set
+    reference, held = real_halves(data.test_images, data.test_labels, 500, seed=0)
+    as_rows = lambda x: {bytes(im.numpy()) for im in x}
+    assert not as_rows(reference) & as_rows(held)                                   # disjoint halves
+    with pytest.raises(ValueError, match="n=501"):
+        real_halves(data.test_images, data.test_labels, 501, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------- gates
+class Drawer(torch.nn.Module):
+    """A stand-in model whose "samples" are given images (float, on the 8-bit scale): real images fed as samples, or
+    a generator of faint blobs; ``overflow`` of each first draw decode to NaN."""
+
+    def __init__(self, images, overflow=0.0):
+        super().__init__()
+        from types import SimpleNamespace
+        self.config = SimpleNamespace(n_bits=8)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.images, self.overflow, self.first = to_float(images, 8), overflow, True
+
+    def sample(self, n, temperature, generator, y=None):
+        x = self.images[torch.randint(len(self.images), (n,), generator=generator)].clone()
+        if self.first:
+            x[: round(self.overflow * n)] = float("nan")
+            self.first = False
+        return x
+
+
+def near_black(digits):
+    """What the undertrained models drew: a faint blob in the middle of a black image (pixel mean ~0.01)."""
+    x = torch.zeros(100, 1, 8, 8, dtype=torch.uint8)
+    x[:, :, 3:5, 3:5] = torch.randint(20, 60, (100, 1, 2, 2), generator=torch.Generator().manual_seed(0),
+                                      dtype=torch.uint8)
+    return x
+
+
+def test_gates_pass_real_images_fed_as_samples(classifier, digits):
+    real = reference_set(digits.test_images, digits.test_labels, 150, seed=0)
+    pool = reference_set(digits.train_images, digits.train_labels, 500, seed=0)
+    rows, x = check_gates("real", Drawer(pool), classifier, real, 150, seed=0)
+    assert [r["gate"] for r in rows] == ["classifier confidence on T=1 samples", "share of non-finite draws",
+                                         "pixel mean of T=1 samples"]
+    assert all(r["passed"] for r in rows) and x.shape == (150, 1, 8, 8)
+    assert failed_gates_of(pd.DataFrame(rows)) == []
+
+
+def test_gates_fail_a_model_that_draws_near_black_images_or_overflows(classifier, digits):
+    real = reference_set(digits.test_images, digits.test_labels, 150, seed=0)
+    rows, _ = check_gates("blobs", Drawer(near_black(digits)), classifier, real, 150, seed=0)
+    gates = pd.DataFrame(rows).set_index("gate")
+    assert not gates.loc["pixel mean of T=1 samples", "passed"]
+    assert gates.loc["pixel mean of T=1 samples", "value"] < 0.02 < 0.2 < gates.loc["pixel mean of T=1 samples",
+                                                                                    "reference"]
+    failed = failed_gates_of(pd.DataFrame(rows))
+    assert failed and all(f.startswith("blobs: ") for f in failed) and "pixel mean" in " ".join(failed)
+    pool = reference_set(digits.train_images, digits.train_labels, 500, seed=0)
+    rows, _ = check_gates("overflows", Drawer(pool, overflow=0.2), classifier, real, 150, seed=0)
+    share = pd.DataFrame(rows).set_index("gate").loc["share of non-finite draws"]
+    assert share.value == pytest.approx(0.2, abs=0.01) and not share.passed
+    # read back from a CSV, the gates still fail
+    assert failed_gates_of(pd.read_csv(__import__("io").StringIO(pd.DataFrame(rows).to_csv(index=False)))) != []
+
+
+# ---------------------------------------------------------------------------------------------------- decisions
+def test_non_inferiority_reports_the_difference_and_decides_against_the_margin():
+    a, b = np.array([0.9, 0.92, 0.91, 0.9]), np.ones(4)
+    d = decide_non_inferior(a, b, 0.5)
+    assert d.verdict == CONFIRMED and d.difference == pytest.approx(-0.0925) and d.ci_high < 0
+    assert decide_non_inferior(a - 0.8, b, 0.5).verdict == CONTRADICTED
+    assert decide_non_inferior(np.array([0.3, 0.9, 0.5]), np.ones(3), 0.5).verdict == INCONCLUSIVE
+    gated = decide_non_inferior(a, b, 0.5, failed=["m: pixel mean = 0.01"])
+    assert gated.verdict == NOT_TESTABLE and "pixel mean" in gated.gate
+    from glowlib.analysis.stats import Decision
+    verdicts = [Decision(CONFIRMED), Decision(INCONCLUSIVE), Decision(CONTRADICTED)]
+    assert deciding(verdicts) == 2 and deciding(verdicts[:2]) == 1 and deciding(verdicts[:1]) == 0
+
+
 def test_temperature_samples_table(model, classifier, digits):
-    table = temperature_samples_table(model, classifier, digits.test_images, [0.0, 0.7], n=12, seed=4)
-    assert list(table.columns) == ["temperature", "confidence", "class_entropy", "mean_entropy", "frechet", "n",
+    table = temperature_samples_table(model, classifier, digits.test_images, [0.0, 0.7], n=12, seeds=[4, 5])
+    assert list(table.columns) == ["temperature", "sampling_seed", "confidence", "class_entropy", "mean_entropy",
+                                   "frechet", "precision", "recall", "n", "nonfinite_first_draw",
                                    "nonfinite_redrawn"]
-    assert table.temperature.tolist() == [0.0, 0.7] and (table.n == 12).all()
+    assert table.temperature.tolist() == [0.0, 0.0, 0.7, 0.7] and table.sampling_seed.tolist() == [4, 5, 4, 5]
+    assert (table.n == 12).all()
     assert table.class_entropy[0] == 0                                   # T = 0: twelve copies of the mode
     direct = sample_quality(classifier, samples(model, 12, 0.7, seed=4), digits.test_images)
-    pd.testing.assert_series_equal(table.iloc[1][list(direct)], pd.Series(direct, name=1), check_dtype=False)
+    pd.testing.assert_series_equal(table.iloc[2][list(direct)], pd.Series(direct, name=2), check_dtype=False)
     with pytest.raises(ValueError, match="temperature=-0.5"):
-        temperature_samples_table(model, classifier, digits.test_images, [1.0, -0.5], n=2, seed=0)
+        temperature_samples_table(model, classifier, digits.test_images, [1.0, -0.5], n=4, seeds=0)
 
 
 def test_samples_redraw_and_count_draws_that_decode_to_nan():
@@ -376,22 +496,25 @@ def test_samples_redraw_and_count_draws_that_decode_to_nan():
         """Every first draw of a batch decodes its first two images to NaN, as an overflowing inverse would."""
         config = SimpleNamespace(n_bits=8)
 
-        def __init__(self):
+        def __init__(self, again=False):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
-            self.calls = 0
+            self.calls, self.again = 0, again
 
         def sample(self, n, temperature, generator, y=None):
             self.calls += 1
             x = torch.rand(n, 1, 2, 2, generator=generator) - 0.5
-            if self.calls % 2 == 1:
+            if (self.calls <= 2) if self.again else (self.calls % 2 == 1):   # again: the first redraw fails too
                 x[:2] = float("nan")
             return x
 
     counts = {}
     x = samples(Flaky(), 6, 0.7, seed=0, batch_size=3, counts=counts)
     assert x.shape == (6, 1, 2, 2) and x.dtype == torch.uint8
-    assert counts == {"nonfinite_redrawn": 4}                    # two per batch, two batches
+    assert counts == {"nonfinite_first_draw": 4, "nonfinite_redrawn": 4}          # two per batch, two batches
+    counts = {}
+    samples(Flaky(again=True), 3, 0.7, seed=0, batch_size=3, counts=counts)       # the redraw overflows again
+    assert counts["nonfinite_first_draw"] == 2 and counts["nonfinite_redrawn"] == 4
 
     class Broken(Flaky):
         def sample(self, n, temperature, generator, y=None):

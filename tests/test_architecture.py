@@ -6,11 +6,11 @@ Tiers, lowest first (a module may import its own tier and the ones below):
     files, config                    leaves: no glowlib import at all
     layers                           every invertible layer (torch only)
     models                           Glow, RealNVP, MaCow, dequantisers
-    objective, data, profiles, runtime, download, results
+    objective, data, splits, profiles, runtime, download, results
     training                         the loop, checkpoints, evaluation, the trained-model cache
     analysis                         measures on trained models
     studies                          one module per notebook
-    __init__, __main__               the public API and the command line
+    __init__, __main__, plan, workers  the public API, the command line, the plan of a profile, its workers
 
 Read from the source with ``ast`` (imports inside functions count too), so nothing is imported to check it.
 """
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "glowlib"
 MAX_LINES = 600
 TIERS = [("files", "config"), ("layers",), ("models",),
-         ("objective", "data", "profiles", "runtime", "download", "results"),
-         ("training",), ("analysis",), ("studies",), ("__init__", "__main__")]
+         ("objective", "data", "splits", "profiles", "runtime", "download", "results"),
+         ("training",), ("analysis",), ("studies",), ("__init__", "__main__", "plan", "workers")]
 TIER = {name: i for i, names in enumerate(TIERS) for name in names}
 # the provenance writer records results; it must not pull in model or training code
 NO_MODEL_CODE = ("glowlib.results", "glowlib.files", "glowlib.config", "glowlib.studies.registry")

@@ -40,7 +40,7 @@ class _Page(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.title, self.h1, self.images, self.errors = "", [], [], []
+        self.title, self.h1, self.images, self.errors, self.layout = "", [], [], [], {}
         self._in, self._stderr, self._depth = None, None, 0
 
     def handle_starttag(self, tag, attrs):
@@ -48,6 +48,8 @@ class _Page(HTMLParser):
         classes = set((attrs.get("class") or "").split())
         if tag == "img":
             self.images.append(attrs.get("src") or "")
+        if tag == "body":                             # written by book/_static/layout-facts.js after load
+            self.layout = {k[len("data-"):]: v for k, v in attrs.items() if k.startswith("data-")}
         if tag in ("title", "h1"):
             self._in = tag
             if tag == "h1":
@@ -78,6 +80,8 @@ class _Page(HTMLParser):
             self._stderr[1] += data
         if "Traceback (most recent call last)" in data:
             self.errors.append("Traceback")
+        if re.search(r"\bERROR\b", data):
+            self.errors.append("ERROR: " + data.strip()[:200])
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,8 @@ def pages(tmp_path_factory):
         dom = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
+             f"--user-data-dir={profile_dir}", "--window-size=1280,2000", "--virtual-time-budget=5000",
+             "--dump-dom", path.as_uri()],
             capture_output=True, text=True, timeout=120).stdout
         page = _Page()
         page.feed(dom)
@@ -132,6 +137,26 @@ def test_every_notebook_page_was_run_shows_a_figure_and_no_errors(pages):
             if not src.startswith("data:"):
                 with Image.open(path.parent / unquote(urlparse(src).path)) as image:
                     assert min(image.size) > 10, f"{nb}: image {src} is {image.size}"
+
+
+def test_pages_read_like_a_paper(pages):
+    """At 1280 px: no code shown without a click, no table wider than the article column, every figure in a
+    notebook's output captioned; each notebook page opens with its header, then our answer where claims are
+    decided there, and shows its run's parameters once, as a table."""
+    for path, page in pages.items():
+        if path.name == "index.html":
+            continue
+        assert page.layout, f"{path}: the layout facts were not recorded (book/_static/layout-facts.js)"
+        assert page.layout["visible-code-cells"] == "0", f"{path}: {page.layout['visible-code-cells']} code cells shown"
+        assert page.layout["wide-tables"] == "0", f"{path}: a table is wider than the column ({page.layout})"
+        assert page.layout["uncaptioned-figures"] == "0", f"{path}: {page.layout['uncaptioned-figures']} figures " \
+                                                          f"without a caption"
+    for nb in NOTEBOOKS:
+        built = json.loads((GENERATED / f"{nb}.ipynb").read_text())
+        tags = [t for c in built["cells"] for t in c["metadata"].get("tags", [])]
+        assert "parameters" not in tags and "injected-parameters" not in tags, nb
+        sources = ["".join(c["source"]) for c in built["cells"] if c["cell_type"] == "markdown"]
+        assert any(s.startswith("**Parameters of this run**") for s in sources), nb
 
 
 def test_intro_names_the_profile_it_shows(pages):
@@ -247,7 +272,7 @@ def test_toc_lists_every_notebook_in_the_registrys_order():
     import yaml
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    assert files == [f"generated/{nb}" for nb in NOTEBOOKS] + ["reproduce"]
+    assert files == [f"generated/{nb}" for nb in NOTEBOOKS] + ["reproduce", "bibliography"]
 
 
 def test_the_build_needs_no_torch_and_names_the_profiles(tmp_path):
@@ -276,3 +301,62 @@ def test_reproduce_page_lists_every_notebook_with_its_parameters():
     assert list(rows) == list(NOTEBOOKS)
     for nb, named in rows.items():
         assert named == set(study(nb).PARAMETERS) - {"seed"}, nb
+
+
+def test_a_page_shows_the_claim_our_answer_and_the_parameters_once():
+    """book/build.py's page(): no book needed."""
+    build = _build()
+    code = lambda src, tags=(), outputs=(): {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": src,
+                                            "outputs": list(outputs), "execution_count": 1}
+    image = {"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}
+    notebook = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# Fig. 3\n\n**Claim:** 1x1 beats shuffle."},
+        code('profile = "smoke"\nn_seeds = 3', ["parameters"]),
+        code('# Parameters\nprofile = "cpu"\n', ["injected-parameters"]),
+        code("from glowlib.studies import ablation as study\np = study.check_parameters()"),
+        code('rec.figure(study.plot(table), "curves")', outputs=[image]),
+        code("table", outputs=[{"output_type": "execute_result", "data": {"text/html": "<table></table>"},
+                                "metadata": {}, "execution_count": 1}]),
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    claim = {"id": "C1", "claim": "1x1 < shuffle", "verdict": "confirmed", "evidence": "per seed ...",
+             "where": "ablation", "difference": -0.05, "ci_low": -0.08, "ci_high": -0.02, "n_seeds": 3,
+             "test": "paired t-interval over training seeds (95%, two-sided)", "gate": float("nan")}
+    out = build["page"](notebook, "ablation", [claim], {"curves.png": {"what": "NLL against steps"}})
+    kinds = [(c["cell_type"], c["metadata"].get("tags"), "".join(c["source"])[:20]) for c in out["cells"]]
+    assert kinds[0][2].startswith("# Fig. 3")
+    assert kinds[1][2].startswith("```{admonition} Our")
+    answer = "".join(out["cells"][1]["source"])
+    assert "**confirmed**" in answer and "-0.05 [-0.08, -0.02] over 3 seeds" in answer
+    table = "".join(out["cells"][2]["source"])
+    assert "`profile` | `'cpu'` | set for this run" in table and "`n_seeds` | `3`" in table
+    assert [c["metadata"]["tags"] for c in out["cells"][3:]] == [["remove-cell"], ["hide-input"], ["hide-input"]]
+    assert out["cells"][4]["metadata"]["mystnb"]["figure"]["caption"] == "NLL against steps"
+    assert notebook["cells"][1]["metadata"]["tags"] == ["parameters"], "the executed notebook is not changed"
+
+
+def test_reproduce_page_costs_are_computed_from_the_records(tmp_path):
+    build = _build()
+    assert "No profile has recorded results" in build["costs"](tmp_path, NOTEBOOKS)
+    run = tmp_path / "cpu" / "samples"
+    run.mkdir(parents=True)
+    (run / PROVENANCE).write_text(json.dumps({
+        "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
+        "models": {"a": {"key": "k1", "wall_s": 600}, "b": {"key": "k2", "wall_s": 300}}}))
+    table = build["costs"](tmp_path, NOTEBOOKS)
+    assert "| `cpu` | 2 | 15.0 | 10.0 | 2.0 (1 notebooks) | X (2 CPU cores) |" in table
+
+
+def test_the_claims_page_says_which_verdicts_changed_and_how_each_was_decided():
+    from glowlib.studies.claims import verdict_changes
+    before = pd.DataFrame([{"id": "C1", "claim": "a", "verdict": "not confirmed", "evidence": "0.008 standard errors"},
+                           {"id": "C2", "claim": "b", "verdict": "confirmed", "evidence": "same"}])
+    now = pd.DataFrame([{"id": "C1", "claim": "a", "verdict": "inconclusive", "evidence": "e", "n_seeds": 3,
+                         "test": "paired t-interval over training seeds (95%, two-sided)", "gate": ""},
+                        {"id": "C2", "claim": "b", "verdict": "confirmed", "evidence": "same", "n_seeds": 0,
+                         "test": "", "gate": ""}])
+    changes = verdict_changes(before, now)
+    assert changes.to_dict("records") == [{
+        "id": "C1", "claim": "a", "before": "not confirmed", "after": "inconclusive",
+        "decided before by": "0.008 standard errors",
+        "decided now by": "paired t-interval over training seeds (95%, two-sided), 3 seeds"}]
+    assert verdict_changes(None, now).empty

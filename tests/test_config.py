@@ -6,8 +6,8 @@ import math
 import pytest
 
 from glowlib import data
-from glowlib.config import (DATASET_NAMES, KEYED_FIELDS, DataConfig, GlowConfig, MaCowConfig, RunConfig,
-                            TrainConfig)
+from glowlib.config import (DATASET_NAMES, KEYED_FIELDS, LEGACY_VALUES, DataConfig, GlowConfig, MaCowConfig,
+                            RunConfig, TrainConfig)
 
 
 def test_config_names_exactly_the_datasets_the_loaders_load():
@@ -70,3 +70,14 @@ def test_a_validation_part_is_required():
         DataConfig(n_val=0)
     with pytest.raises(ValueError, match=r"n_val=0"):
         RunConfig().override(["data.n_val=0"])
+
+
+def test_a_field_whose_default_changes_the_numbers_gets_new_keys():
+    """data.order's default (stratified splits) trains on other images than the files' order did: a model cached
+    under the old key must not be taken for it, while the legacy value keeps the old key."""
+    legacy = RunConfig(data=DataConfig(order="file"))
+    assert legacy.key() == "9e438c941681"                 # the key of the default config before the field existed
+    assert RunConfig().key() != legacy.key()
+    assert set(LEGACY_VALUES["data"]) <= {f.name for f in dataclasses.fields(DataConfig)}
+    for section, legacy_values in LEGACY_VALUES.items():
+        assert not set(legacy_values) & set(KEYED_FIELDS[section]), "a keyed field needs no legacy value"

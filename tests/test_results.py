@@ -9,9 +9,7 @@ import pytest
 
 from glowlib import profiles, results
 from glowlib.results import PROVENANCE, REQUIRED_PROVENANCE, Recorder, check_tidy, results_dir
-from glowlib.studies import STUDIES, all_runs, base, bpd_table, check_parameters
-from glowlib.studies.base import CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE
-from glowlib.studies.claims import claims_table
+from glowlib.studies import all_runs, base, bpd_table, check_parameters
 
 
 # ---------------------------------------------------------------------------------------------------- Recorder
@@ -96,7 +94,7 @@ COMMON = dict(profile="smoke", seed=0, out_dir="")
 
 def _temperature(**changes):
     params = dict(COMMON, dataset="mnist5k", temperatures=[0.0, 0.7, 1.0], temperature=0.5, n_samples=10,
-                  n_grid=4)
+                  n_grid=4, n_sampling_seeds=5)
     return check_parameters("temperature", **{**params, **changes})
 
 
@@ -104,13 +102,13 @@ def test_check_parameters_normalises():
     p = _temperature()
     assert p.temperatures == [0.0, 0.5, 0.7, 1.0]                  # the highlighted T joins the table
     assert p.out_dir.endswith("results/smoke/temperature")
-    p = check_parameters("bpd_table", **COMMON, datasets="auto", model_types="glow")
+    p = check_parameters("bpd_table", **COMMON, datasets="auto", model_types="glow", n_seeds=3)
     assert p.datasets[:3] == ["mnist5k", "fashion_mnist", "digits"] and p.model_types == ["glow"]
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(profile="huge"), r"profile='huge' is not allowed; choose one of \('smoke', 'cpu', 'paper'\)"),
-    (dict(temperature=-0.5), r"temperature=-0.5 is out of range; allowed: \[0.0, inf\]"),
+    (dict(profile="huge"), r"profile='huge' is not allowed; choose one of \('smoke', 'cpu', 'gpu', 'paper'\)"),
+    (dict(temperature=-0.5), r"temperature=-0.5 is out of range; allowed: \[0.0, 1.0\]"),
     (dict(temperatures=[0.7, -1]), r"temperatures\[1\]=-1.0 is out of range"),
     (dict(dataset="imagenet"), r"dataset='imagenet' is not allowed; choose one of \('mnist5k'"),
     (dict(n_samples=0), r"n_samples=0 is out of range"),
@@ -171,122 +169,8 @@ def test_differences_are_explained_from_the_numbers():
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def _write(root, notebook, tables, configs=None):
-    out = root / "smoke" / notebook
-    out.mkdir(parents=True)
-    for name, df in tables.items():
-        df.to_csv(out / f"{name}.csv", index=False)
-    (out / PROVENANCE).write_text(json.dumps({"notebook": notebook, "configs": configs or {}}))
-
-
-def _ablation_summary(order):
-    rows = []
-    for coupling, offset in (("additive", 0.1), ("affine", 0.0)):
-        for p, bpd in zip(order, (3.0, 3.2, 3.4, 3.1)):
-            rows.append(dict(permutation=p, coupling=coupling, n_seeds=3, test_bpd_mean=bpd + offset,
-                             test_bpd_std=0.01, curve_mean_bpd=bpd + offset + 0.5, n_parameters=1000 if p != "conv1x1"
-                             else 1002, wall_s_mean=10, wall_s_median=10 if p != "conv1x1" else 10.5))
-    return pd.DataFrame(rows)
-
-
-def test_claims_are_computed_from_results(tmp_path):
-    _write(tmp_path, "ablation", {"summary": _ablation_summary(["conv1x1", "shuffle", "reverse", "rotation"])})
-    _write(tmp_path, "interpolation", {"reconstruction": pd.DataFrame(dict(
-        pair=[0, 1], pixels_differing_a=0, pixels_differing_b=0, max_abs_error_all_pairs=1e-6, half_bin=0.002))})
-    table = claims_table("smoke", tmp_path).set_index("claim")
-    verdict = table.verdict
-    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == CONFIRMED
-    assert verdict["Affine coupling reaches lower NLL than additive coupling (Fig. 3)"] == CONFIRMED
-    cost = table.loc["The 1x1 convolution costs little: ~0.2% more parameters and ~7% more wall time (Sec. 5.1)"]
-    assert cost.verdict == CONFIRMED and "+0.20% parameters and +5.0% training wall time" in cost.evidence
-    assert verdict[next(c for c in table.index if c.startswith("Encoding and decoding are exact"))] == CONFIRMED
-    # notebooks without results: not testable here, saying how to get them
-    bpd = table.loc["Glow reaches lower bits/dim than RealNVP (Table 2)"]
-    assert bpd.verdict == NOT_TESTABLE and "make notebook NB=bpd_table" in bpd.evidence
-    assert set(table.verdict) <= {CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE}
-    assert table["where"].fillna("").isin(set(STUDIES) | {""}).all()
-
-
-def test_claims_say_not_confirmed_when_the_order_differs(tmp_path):
-    _write(tmp_path, "ablation", {"summary": _ablation_summary(["reverse", "shuffle", "conv1x1", "rotation"])})
-    verdict = claims_table("smoke", tmp_path).set_index("claim").verdict
-    assert verdict["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"] == NOT_CONFIRMED
-    assert verdict["A learned 1x1 convolution beats a fixed random rotation (reviewers: ablate what makes Glow "
-                   "work)"] == NOT_CONFIRMED
-
-
-def test_bpd_claims(tmp_path):
-    rows = [dict(dataset=d, model_type=m, test_bpd=b, test_sem=0.01, steps=10, images_seen=640, wall_s=5.0,
-                 n_parameters=100) for d, m, b in [("mnist5k", "glow", 1.2), ("mnist5k", "realnvp", 1.3),
-                                                   ("digits", "glow", 4.0), ("digits", "realnvp", 3.9)]]
-    _write(tmp_path, "bpd_table", {"bpd": pd.DataFrame(rows)})
-    table = claims_table("smoke", tmp_path).set_index("claim")
-    glow = table.loc["Glow reaches lower bits/dim than RealNVP (Table 2)"]
-    assert glow.verdict == NOT_CONFIRMED and "Glow is lower on 1 of 2 datasets" in glow.evidence
-    assert table.loc["Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"].verdict == NOT_TESTABLE
-
-
-def _macow_rows(macow_bpd, vardeq_gain, iw_gain=0.01):
-    """A bits/dim table with the MaCow and variational rows on digits: Glow 4.0, MaCow ``macow_bpd``, each
-    "+vardeq" row ``vardeq_gain`` lower than its uniform one; importance-weighted bounds ``iw_gain`` below the ELBO."""
-    rows = []
-    for m, b in [("realnvp", 4.1), ("glow", 4.0), ("glow+vardeq", 4.0 - vardeq_gain), ("macow", macow_bpd),
-                 ("macow+vardeq", macow_bpd - vardeq_gain)]:
-        rows.append(dict(dataset="digits", model_type=m, dequantization="variational" if "+" in m else "uniform",
-                         test_bpd=b, test_sem=0.01, steps=10, images_seen=640, wall_s=5.0, n_parameters=100,
-                         iw_k=4, iw_n=100, elbo_iw_images=b, iw_bpd=b - iw_gain, iw_sem=0.01))
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("macow_bpd, vardeq_gain, expected", [
-    (3.9, 0.05, (CONFIRMED, CONFIRMED)),
-    (4.1, 0.05, (NOT_CONFIRMED, CONFIRMED)),
-    (3.9, -0.05, (CONFIRMED, NOT_CONFIRMED)),
-])
-def test_macow_and_dequantisation_claims(tmp_path, macow_bpd, vardeq_gain, expected):
-    _write(tmp_path, "bpd_table", {"bpd": _macow_rows(macow_bpd, vardeq_gain)})
-    table = claims_table("smoke", tmp_path).set_index("claim")
-    macow = table.loc[next(c for c in table.index if c.startswith("MaCow reaches lower bits/dim than Glow"))]
-    vardeq = table.loc[next(c for c in table.index if c.startswith("Variational dequantisation lowers"))]
-    assert (macow.verdict, vardeq.verdict) == expected
-    assert "of 2 comparisons" in macow.evidence
-    assert "digits: macow+vardeq" in macow.evidence and "digits: glow+vardeq" in vardeq.evidence
-    bound = table.loc[next(c for c in table.index if c.startswith("The importance-weighted bound"))]
-    assert bound.verdict == CONFIRMED and "k=4 bound" in bound.evidence
-
-
-def test_macow_claims_without_its_rows_are_not_testable(tmp_path):
-    rows = _macow_rows(3.9, 0.05)
-    _write(tmp_path, "bpd_table", {"bpd": rows[rows.model_type.isin(["glow", "realnvp"])].assign(iw_k=1)})
-    table = claims_table("smoke", tmp_path).set_index("claim")
-    macow = table.loc[next(c for c in table.index if c.startswith("MaCow reaches lower bits/dim than Glow"))]
-    assert macow.verdict == NOT_TESTABLE and "['digits']" in macow.evidence
-    bound = table.loc[next(c for c in table.index if c.startswith("The importance-weighted bound"))]
-    assert bound.verdict == NOT_TESTABLE
-
-
-def _fit(macow_conv_exponent, macow_ms):
-    rows = []
-    for model, conv, flops, b, ms in (("glow", 0.0, 2.0, 1.1, 10.0),
-                                      ("macow", macow_conv_exponent, 2.0, 1.6, macow_ms)):
-        for clock in ("wall", "cpu"):
-            rows.append(dict(model=model, clock=clock, height_min=8, height_max=64, exponent=b,
-                             exponent_ci_low=b - 0.1, exponent_ci_high=b + 0.1, conv_calls_exponent=conv,
-                             flops_exponent=flops, ms_at_height_max=ms))
-    return pd.DataFrame(rows)
-
-
-@pytest.mark.parametrize("conv, ms, expected", [(1.02, 80.0, (CONFIRMED, CONFIRMED)),
-                                                (2.0, 80.0, (NOT_CONFIRMED, CONFIRMED)),
-                                                (1.0, 5.0, (CONFIRMED, NOT_CONFIRMED))])
-def test_sampling_cost_claims(tmp_path, conv, ms, expected):
-    table = claims_table("smoke", tmp_path).set_index("claim")
-    names = [c for c in table.index if c.startswith("MaCow inverts") or c.startswith("MaCow: wall-clock")]
-    assert len(names) == 2 and all(table.loc[c].verdict == NOT_TESTABLE for c in names)   # not run yet
-    _write(tmp_path, "sampling_cost", {"fit": _fit(conv, ms)})
-    table = claims_table("smoke", tmp_path).set_index("claim")
-    assert tuple(table.loc[c].verdict for c in names) == expected
-    assert f"H^{conv:.2f}" in table.loc[names[0]].evidence
+# Each study's claims are tested beside it: tests/test_bpd_table.py, test_ablation_claims.py, test_cost_claims.py,
+# test_manipulation_claims.py, test_sampling_cost.py, test_reviewers.py; the claims page in tests/test_studies.py.
 
 
 def test_table_rows_per_profile_and_their_configs():

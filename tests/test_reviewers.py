@@ -1,10 +1,12 @@
-"""The reviewers' studies (glowlib.studies.what_works, bits_5v8, temperature_validity, class_conditional): the
-temperature-validity estimator on samplers that are exact by
-construction and on ones that are not, parameter-matched widths, the classification loss (train.y_weight), the
-bits/dim conversion across bit depths, and the wall-time interpolation."""
+"""The reviewers' studies (glowlib.studies.what_works, bits_5v8, temperature_validity, class_conditional) and the
+sample-judging studies' verdicts (temperature, samples, nearest_neighbours): the temperature-validity estimator on
+samplers that are exact by construction and on ones that are not, parameter-matched widths, the classification
+loss (train.y_weight), the bits/dim conversion across bit depths, the wall-time interpolation, the study models'
+size, and how each claim is decided: over seeds, paired, and never past a failed sanity gate."""
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +15,10 @@ import torch
 import torch.nn.functional as F
 
 import glowlib.training.loop as train_module
-from glowlib.studies import bits_5v8, class_conditional, temperature_validity, what_works
-from glowlib.config import EXECUTION_FIELDS, GlowConfig, RunConfig
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
+from glowlib.studies import (bits_5v8, class_conditional, nearest_neighbours, samples, temperature,
+                             temperature_validity, what_works)
+from glowlib.config import EXECUTION_FIELDS, KEYED_FIELDS, GlowConfig
 from glowlib.studies.base import config_parameters
 from glowlib.models import Glow
 from glowlib.objective import bits_per_dim
@@ -113,7 +117,7 @@ def test_variants_change_one_thing_and_runs_are_unique():
         what_works.what_works_config("smoke", "K=3", 0)
     with pytest.raises(ValueError, match="variants\\[0\\]"):
         what_works.check_parameters(profile="smoke", seed=0, out_dir="", variants=["K=3"], n_seeds=1,
-                                    permutations=["conv1x1"], couplings=["affine"], wall_s=0.0)
+                                    permutations=["conv1x1"], couplings=["affine"])
 
 
 # ---------------------------------------------------------------------------------------------------- y_weight
@@ -175,11 +179,14 @@ def test_y_weight_trains_the_head_and_needs_classes(tmp_path):
 
 
 def test_y_weight_zero_keeps_existing_cache_keys():
-    run = profile_config("cpu", "mnist5k")
+    run = profile_config("cpu", "mnist5k", overrides=["data.order='file'"])   # the split the old keys trained on
     d = run.to_dict()
     for name in EXECUTION_FIELDS:
         del d["model"][name]
     del d["train"]["y_weight"], d["train"]["dequantization"]      # both later fields, at their defaults
+    del d["data"]["order"]                                         # later too, at its legacy value
+    for name in set(d["train"]) - set(KEYED_FIELDS["train"]):      # later fields at their defaults
+        del d["train"][name]
     if "precision" in d["model"] and d["model"]["precision"] == "fp32":
         del d["model"]["precision"]
     assert run.key() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
@@ -211,31 +218,190 @@ def test_reduce_bits_is_how_n_bit_images_are_shown():
         assert torch.equal(bits_5v8.reduce_bits(images, n), to_uint8(to_float(images, n), n))
 
 
-# ---------------------------------------------------------------------------------------------------- wall time
-def hand_curves():
-    rows = [("a", 0, 10, 100, 3.0), ("a", 0, 20, 200, 2.0), ("a", 0, 30, 300, 1.5),
-            ("b", 0, 15, 100, 4.0), ("b", 0, 40, 200, 2.0),
-            ("b", 1, 10, 100, 5.0), ("b", 1, 50, 200, 1.0)]
-    df = pd.DataFrame(rows, columns=["variant", "seed", "wall_s", "step", "bpd"])
-    return pd.concat([df.assign(split="test"), df.assign(split="train", bpd=df.bpd + 100)], ignore_index=True)
+# ---------------------------------------------------------------------------------------------------- study models
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_study_models_are_at_least_the_table_model_of_their_dataset(profile):
+    from glowlib.studies.base import STUDY_DATASET
+    table = profile_config(profile, STUDY_DATASET[profile])
+    studied = [bits_5v8.bits_config(profile, 5), temperature_validity.validity_config(profile, "additive", "standard"),
+               class_conditional.conditional_config(profile, 0.01)]
+    for run in studied:
+        assert run.data.dataset == table.data.dataset
+        assert run.model.depth >= table.model.depth and run.model.width >= table.model.width
+        assert run.model.n_levels >= table.model.n_levels and run.train.steps >= table.train.steps
+    # the unvaried study model is the table's own model, trained once
+    assert bits_5v8.bits_config(profile, table.data.n_bits).key() == table.key()
 
 
-def test_bpd_at_wall_time_interpolates_and_never_extrapolates():
-    table = what_works.bpd_at_wall_time(hand_curves(), ["variant"]).set_index(["variant", "seed"])
-    assert (table.wall_s == 30).all()                           # the longest time every run reached
-    assert table.loc[("a", 0), "bpd_at_wall_s"] == pytest.approx(1.5)
-    assert table.loc[("b", 0), "bpd_at_wall_s"] == pytest.approx(4.0 - 2.0 * 15 / 25)
-    assert table.loc[("b", 1), "bpd_at_wall_s"] == pytest.approx(5.0 - 4.0 * 20 / 40)
-    assert table.loc[("b", 0), "step_at_wall_s"] == pytest.approx(100 + 100 * 15 / 25)
-    assert table.loc[("a", 0), "final_bpd"] == 1.5 and table.loc[("b", 1), "final_step"] == 200
-    later = what_works.bpd_at_wall_time(hand_curves(), ["variant"], wall_s=35).set_index(["variant", "seed"])
-    assert np.isnan(later.loc[("a", 0), "bpd_at_wall_s"])        # run a ended at 30 s
-    assert later.loc[("b", 0), "bpd_at_wall_s"] == pytest.approx(4.0 - 2.0 * 20 / 25)
-    early = what_works.bpd_at_wall_time(hand_curves(), ["variant"], wall_s=12).set_index(["variant", "seed"])
-    assert np.isnan(early.loc[("b", 0), "bpd_at_wall_s"])        # run b/0 was first evaluated at 15 s
-    assert early.loc[("a", 0), "bpd_at_wall_s"] == pytest.approx(2.8)
-    summary = what_works.wall_time_summary(table.reset_index(), ["variant"]).set_index("variant")
-    assert summary.loc["b", "bpd_at_wall_s_mean"] == pytest.approx((2.8 + 3.0) / 2)
-    assert summary.loc["b", "n_seeds"] == 2
-    partial = what_works.wall_time_summary(later.reset_index(), ["variant"]).set_index("variant")
-    assert partial.loc["a", "n_seeds"] == 0 and partial.loc["a", "n_runs"] == 1
+def test_compared_models_are_trained_with_three_seeds():
+    for study, names in ((bits_5v8, lambda r: r.data.n_bits),
+                         (temperature_validity, lambda r: (r.model.coupling, r.model.learned_prior)),
+                         (class_conditional, lambda r: r.train.y_weight)):
+        seeds = {}
+        for run in study.runs("cpu"):
+            seeds.setdefault(names(run), set()).add(run.train.seed)
+        assert len(seeds) >= 2 and all(s == {0, 1, 2} for s in seeds.values()), study.NOTEBOOK
+        assert study.PARAMETERS["n_seeds"]("n_seeds", 3) == 3
+
+
+# ---------------------------------------------------------------------------------------------------- verdicts
+SAMPLE_STUDIES = (samples, temperature, bits_5v8, temperature_validity, class_conditional, nearest_neighbours)
+GATE_NAMES = ("classifier confidence on T=1 samples", "share of non-finite draws", "pixel mean of T=1 samples")
+
+
+def gates_of(*models, fail=()):
+    """A gates table of passing gates, with the named models' pixel-mean gate failed."""
+    rows = []
+    for m in models:
+        for g in GATE_NAMES:
+            bad = m in fail and g.startswith("pixel")
+            rows.append({"model": m, "gate": g, "value": 0.01 if bad else 0.12, "reference": 0.13,
+                         "threshold": "within x2 of real", "passed": not bad, "n": 500})
+    return pd.DataFrame(rows)
+
+
+def write(root, notebook, **tables):
+    """Tables of a notebook's results under ``root`` as the notebook writes them (CSV), with a provenance file."""
+    folder = Path(root) / "smoke" / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "provenance.json").write_text("{}")
+    for name, df in tables.items():
+        df.to_csv(folder / f"{name}.csv", index=False)
+
+
+def temperature_rows(precision_low=0.8, recall_low=0.3, seeds=5, spread=0.01):
+    """A temperature table: T in {0, 0.5, 0.7, 1}, ``seeds`` sampling seeds, T = 1 precision 0.5 and recall 0.6."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in (0.0, 0.5, 0.7, 1.0):
+        for s in range(seeds):
+            p, r = (precision_low, recall_low) if t < 1 else (0.5, 0.6)
+            rows.append({"source": "model", "temperature": t, "sampling_seed": s,
+                         "precision": p + spread * rng.standard_normal(), "recall": r + spread * rng.standard_normal(),
+                         "frechet": 50.0 + t, "confidence": 0.9, "n": 500})
+    rows.append({"source": "real vs real", "temperature": np.nan, "sampling_seed": 0, "precision": 0.9,
+                 "recall": 0.9, "frechet": 3.0, "confidence": 0.95, "n": 500})
+    return pd.DataFrame(rows)
+
+
+def test_temperature_compares_t07_with_t1_over_sampling_seeds(tmp_path):
+    d = temperature.decisions(temperature_rows(), gates_of("glow-mnist5k")).set_index("measure")
+    assert list(d.index) == ["precision", "recall", "frechet"]
+    assert (d.t_low == 0.7).all() and d.loc["precision", "n"] == 5            # T = 0.7, not a fit over T in [0, 1]
+    assert d.loc["precision", "verdict"] == CONFIRMED and d.loc["recall", "verdict"] == CONFIRMED
+    assert d.loc["precision", "difference"] == pytest.approx(0.3, abs=0.02)
+    assert d.loc["precision", "real_vs_real"] == 0.9 and "sampling seeds" in d.loc["precision", "test"]
+    write(tmp_path, "temperature", temperature=temperature_rows(), gates=gates_of("glow-mnist5k"))
+    [claim] = temperature.claims("smoke", tmp_path)
+    assert claim.source == "paper" and claim.verdict == CONFIRMED and claim.n_seeds == 5
+    assert "sampling seeds" in claim.test and "not training seeds" in claim.evidence
+    # fidelity not raised at T = 0.7: the claim is contradicted, whatever the recall does
+    write(tmp_path, "temperature", temperature=temperature_rows(precision_low=0.3), gates=gates_of("glow-mnist5k"))
+    assert temperature.claims("smoke", tmp_path)[0].verdict == CONTRADICTED
+    # no trade at all: inconclusive
+    write(tmp_path, "temperature", temperature=temperature_rows(0.5, 0.6, spread=0.05),
+          gates=gates_of("glow-mnist5k"))
+    assert temperature.claims("smoke", tmp_path)[0].verdict == INCONCLUSIVE
+
+
+def test_a_failed_gate_makes_a_claim_not_testable_naming_the_gate(tmp_path):
+    write(tmp_path, "temperature", temperature=temperature_rows(),
+          gates=gates_of("glow-mnist5k", fail=["glow-mnist5k"]))
+    [claim] = temperature.claims("smoke", tmp_path)
+    assert claim.verdict == NOT_TESTABLE and "glow-mnist5k: pixel mean of T=1 samples = 0.01" in claim.gate
+    summary = pd.DataFrame([{"space": sp, "sampling_seed": s, "median_sample_to_train": 5.0 + 0.1 * s,
+                             "median_test_to_train": 5.0, "ratio": 1 + 0.02 * s} for sp in ("pixel", "feature")
+                            for s in range(5)])
+    write(tmp_path, "nearest_neighbours", summary=summary, gates=gates_of("glow-mnist5k"))
+    assert nearest_neighbours.claims("smoke", tmp_path)[0].verdict == CONFIRMED
+    write(tmp_path, "nearest_neighbours", summary=summary, gates=gates_of("glow-mnist5k", fail=["glow-mnist5k"]))
+    claim = nearest_neighbours.claims("smoke", tmp_path)[0]
+    assert claim.verdict == NOT_TESTABLE and "pixel mean" in claim.gate
+    copies = summary.assign(ratio=0.3)                                         # samples far closer than test images
+    copies.loc[::2, "ratio"] = 0.32
+    write(tmp_path, "nearest_neighbours", summary=copies, gates=gates_of("glow-mnist5k"))
+    assert nearest_neighbours.claims("smoke", tmp_path)[0].verdict == CONTRADICTED
+
+
+def bits_quality(n_seeds, low=100.0, high=150.0):
+    rows = [{"source": "real vs real", "model_bits": np.nan, "seed": np.nan, "shown_bits": b, "temperature": np.nan,
+             "frechet": 2.0, "precision": 0.9, "recall": 0.9} for b in (5, 8)]
+    for bits, fd in ((5, low), (8, high)):
+        for s in range(n_seeds):
+            for shown in [b for b in (5, 8) if b <= bits]:
+                for t in (0.7, 1.0):
+                    rows.append({"source": "model", "model_bits": bits, "seed": s, "shown_bits": shown,
+                                 "temperature": t, "frechet": fd + 3 * s + t, "precision": 0.5, "recall": 0.4})
+    return pd.DataFrame(rows)
+
+
+def test_bits_5v8_is_paired_over_training_seeds(tmp_path):
+    names = [bits_5v8.model_name(b, s) for b in (5, 8) for s in range(3)]
+    d = bits_5v8.decisions(bits_quality(3), gates_of(*names))
+    assert d.verdict.tolist() == [CONFIRMED, CONFIRMED] and (d.n == 3).all()
+    assert d.difference.tolist() == pytest.approx([-50.0, -50.0]) and (d.frechet_real_vs_real == 2.0).all()
+    assert bits_5v8.decisions(bits_quality(2), gates_of(*names)).verdict.tolist() == [NOT_TESTABLE] * 2
+    gated = bits_5v8.decisions(bits_quality(3), gates_of(*names, fail=["8bit-seed1"]))
+    assert (gated.verdict == NOT_TESTABLE).all() and gated.gate.str.contains("8bit-seed1").all()
+    bpd = pd.DataFrame([{"model_bits": m, "eval_bits": e, "bpd": 1.0 + e, "seed": 0} for m in (5, 8) for e in (5, 8)])
+    write(tmp_path, "bits_5v8", quality=bits_quality(3, low=200.0), bpd=bpd, gates=gates_of(*names))
+    [claim] = bits_5v8.claims("smoke", tmp_path)
+    assert claim.verdict == CONTRADICTED and claim.source == "reviewers" and claim.n_seeds == 3
+
+
+def validity_rows(ess_affine):
+    rows = []
+    for coupling, prior in (("additive", "standard"), ("affine", "standard")):
+        for s in range(3):
+            for t in (0.7, 1.0):
+                ess = 1.0 if coupling == "additive" or t == 1 else ess_affine + 0.01 * s
+                rows.append({"coupling": coupling, "prior": prior, "seed": s, "temperature": t,
+                             "ess_fraction": ess, "kl_bits_per_dim": 1 - ess})
+    return pd.DataFrame(rows)
+
+
+def test_temperature_validity_compares_affine_with_additive_by_seed(tmp_path):
+    names = [temperature_validity.model_name(c, "standard", s) for c in ("additive", "affine") for s in range(3)]
+    for ess, verdict in ((0.9, CONFIRMED), (0.002, CONTRADICTED)):
+        write(tmp_path, "temperature_validity", validity=validity_rows(ess), gates=gates_of(*names))
+        [claim] = temperature_validity.claims("smoke", tmp_path)
+        assert claim.verdict == verdict and claim.n_seeds == 3 and claim.source == "reviewers"
+        assert claim.difference == pytest.approx(ess + 0.01 - 1)              # affine minus additive, as reported
+    write(tmp_path, "temperature_validity", validity=validity_rows(0.9), gates=gates_of(*names, fail=[names[-1]]))
+    assert temperature_validity.claims("smoke", tmp_path)[0].verdict == NOT_TESTABLE
+
+
+def conditional_rows(accuracy):
+    rows = [{"source": "real test images", "y_weight": np.nan, "seed": 0, "temperature": np.nan,
+             "requested_class": c, "accuracy": 0.95} for c in range(10)]
+    for w, acc in accuracy.items():
+        for s in range(3):
+            for c in range(10):
+                rows.append({"source": "model", "y_weight": w, "seed": s, "temperature": 0.7, "requested_class": c,
+                             "accuracy": acc + 0.01 * s + 0.001 * c})
+    return pd.DataFrame(rows)
+
+
+def test_class_conditional_is_a_users_claim_decided_over_seeds(tmp_path):
+    names = [class_conditional.model_name(w, s) for w in (0.0, 0.01) for s in range(3)]
+    per_class = conditional_rows({0.0: 0.1, 0.01: 0.6})
+    d = class_conditional.decisions(per_class, gates_of(*names)).set_index("comparison")
+    assert d.loc["y_weight=0.01 vs chance", "verdict"] == CONFIRMED
+    assert d.loc["y_weight=0.01 vs y_weight=0", "verdict"] == CONFIRMED
+    assert d.loc["y_weight=0 vs chance", "verdict"] == INCONCLUSIVE                # the label ignored: chance
+    write(tmp_path, "class_conditional", samples=per_class, gates=gates_of(*names))
+    [claim] = class_conditional.claims("smoke", tmp_path)
+    assert claim.source == "users" and claim.verdict == CONFIRMED and claim.n_seeds == 3
+    write(tmp_path, "class_conditional", samples=per_class, gates=gates_of(*names, fail=["y_weight=0.01-seed2"]))
+    claim = class_conditional.claims("smoke", tmp_path)[0]
+    assert claim.verdict == NOT_TESTABLE and "y_weight=0.01-seed2" in claim.gate
+
+
+def test_sample_studies_use_only_the_four_verdicts():
+    for study in SAMPLE_STUDIES:
+        source = Path(study.__file__).read_text()
+        assert "NOT_CONFIRMED" not in source and "not confirmed" not in source.lower(), study.NOTEBOOK
+        notebook = Path(study.__file__).parents[2] / "notebooks" / f"{study.NOTEBOOK}.py"
+        assert "not confirmed" not in notebook.read_text().lower(), study.NOTEBOOK
+        for claim in study.claims("smoke", Path("/nonexistent")):
+            assert claim.verdict in VERDICTS and claim.source in ("paper", "reviewers", "users")

@@ -50,7 +50,7 @@ def test_the_makefile_and_the_book_read_the_registry():
     assert line.removeprefix("notebooks: ").split(";")[0].split() == list(STUDIES)
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     assert [c["file"] for part in toc["parts"] for c in part["chapters"]] == \
-        [f"generated/{name}" for name in STUDIES] + ["reproduce"]
+        [f"generated/{name}" for name in STUDIES] + ["reproduce", "bibliography"]
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -88,13 +88,16 @@ def test_parameter_cells_carry_no_trailing_comments():
 
 
 # ---------------------------------------------------------------------------------------------------- runs, claims
-def test_all_runs_are_the_runs_the_notebooks_needed_before_the_split():
+def test_the_run_lists_are_the_recorded_ones():
+    """Each key names a cached model, so a change to what the notebooks train retrains models: it must be a
+    decision, re-recorded with tests/data/record_run_keys.py, never a side effect."""
     recorded = json.loads((ROOT / "tests" / "data" / "all_runs_keys.json").read_text())
     here = {"bf16_fast_cpu": bf16_support("cpu")[0], "available": [d for d in DATASETS if is_available(d)]}
     if here != recorded["environment"] or sys.modules["torch"].cuda.is_available():
         pytest.skip(f"the recorded keys are for {recorded['environment']} on a CPU; this machine has {here}")
     for profile in ("smoke", "cpu"):
-        assert [r.key() for r in all_runs(profile)] == recorded[profile], profile
+        assert [r.key() for r in all_runs(profile)] == recorded[profile], \
+            f"{profile}: the run list changed; if that is intended, run tests/data/record_run_keys.py"
 
 
 def test_all_claims_come_in_the_books_order_each_from_its_study(tmp_path):
@@ -206,3 +209,13 @@ def test_make_refuses_bad_parameters_before_the_notebook_runs(tmp_path, params, 
     assert done.returncode != 0 and "running notebooks" not in done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and match in errors[0], done.stderr
+
+
+def test_every_claim_has_one_of_the_four_verdicts_and_a_known_source(tmp_path):
+    """'not confirmed' could mean 'the paper is wrong' or 'we cannot tell': neither the code nor a page uses it."""
+    from glowlib.analysis.stats import VERDICTS
+    from glowlib.studies.base import SOURCES
+    for path in list((ROOT / "glowlib" / "studies").glob("*.py")) + list((ROOT / "notebooks").glob("*.py")):
+        assert "not confirmed" not in path.read_text().lower(), path
+    for claim in all_claims("smoke", tmp_path):
+        assert claim.verdict in VERDICTS and claim.source in SOURCES, claim

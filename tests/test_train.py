@@ -86,17 +86,26 @@ def test_resume_with_another_config_is_refused(tmp_path):
         train(tiny_run(lr=5e-4), tmp_path, resume=True, progress=False)
 
 
-def test_nonfinite_loss_is_skipped_reloaded_and_the_run_survives(tmp_path, monkeypatch):
-    """Steps 5-7 produce a NaN loss (as a blown-up affine coupling would): two are skipped, the third reloads the
-    last good checkpoint (step 4) and halves the lr; the run finishes with finite weights and curves."""
-    from glowlib.models import Glow
-    calls, plain = {"n": 0}, Glow.forward
+def nan_from(monkeypatch, bad_calls):
+    """Make the training step's log p(x) NaN on the calls (1-based) for which ``bad_calls(n)`` is true. The step
+    computes it with ``training.step.log_likelihood`` (``log_prob`` without the model's input checks, which would
+    make the host wait for the device at every step), so that is where the NaN goes in."""
+    import glowlib.training.step as step
+    calls, plain = {"n": 0}, step.log_likelihood
 
-    def flaky(self, x, y=None):
+    def flaky(model, x, y=None, latents=False):
         calls["n"] += 1
-        return plain(self, x, y) * (float("nan") if 6 <= calls["n"] <= 8 else 1.0)
+        return plain(model, x, y) * (float("nan") if bad_calls(calls["n"]) else 1.0)
 
-    monkeypatch.setattr(Glow, "forward", flaky)
+    monkeypatch.setattr(step, "log_likelihood", flaky)
+
+
+def test_nonfinite_loss_is_skipped_reloaded_and_the_run_survives(tmp_path, monkeypatch):
+    """Steps 5-7 produce a NaN loss (as a blown-up affine coupling would). Each is undone on the device; the host
+    learns of them when it reads the step statistics (here at step 8, an evaluation): two are recorded as skips,
+    the third reloads the last good checkpoint (step 4) and halves the lr; the run finishes with finite weights
+    and curves."""
+    nan_from(monkeypatch, lambda n: 6 <= n <= 8)
     result = train(tiny_run(max_skips=3), tmp_path, progress=False)
     assert [e["step"] for e in result.nonfinite_events] == [5, 6, 7]
     assert [e["action"] for e in result.nonfinite_events][:2] == ["skip", "skip"]
@@ -108,9 +117,7 @@ def test_nonfinite_loss_is_skipped_reloaded_and_the_run_survives(tmp_path, monke
 
 
 def test_skip_policy_never_reloads(tmp_path, monkeypatch):
-    from glowlib.models import Glow
-    plain = Glow.forward
-    monkeypatch.setattr(Glow, "forward", lambda self, x, y=None: plain(self, x, y) * float("nan"))
+    nan_from(monkeypatch, lambda n: True)
     with pytest.raises(TrainingFailed) as failed:       # every step non-finite: no evaluation, nothing to keep
         train(tiny_run(nonfinite_policy="skip", steps=6), tmp_path, progress=False)
     assert [e["action"] for e in failed.value.result.nonfinite_events] == ["skip"] * 6
@@ -171,3 +178,57 @@ def test_model_and_dataset_shapes_must_agree(tmp_path):
     run = profile_config("smoke", "digits", overrides=["model.image_size=16"])
     with pytest.raises(ValueError, match="expects \\(1, 16, 16\\)"):
         train(run, tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------ the step on the device, the budget, the warmup
+def state_tensors(r):
+    """Everything a step may change: the model's and the Polyak copy's parameters, the optimizer's state."""
+    optimizer = [t for s in r.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    return list(r.model.parameters()) + list(r.ema.parameters()) + optimizer
+
+
+def test_a_nonfinite_step_is_undone_exactly(monkeypatch):
+    from glowlib.training.loop import session, train_step
+    r = session(tiny_run())
+    train_step(r)                                           # a good step: the optimizer has its state now
+    before = [t.detach().clone() for t in state_tensors(r)]
+    nan_from(monkeypatch, lambda n: True)
+    train_step(r)
+    assert r.step == 2 and all(torch.equal(a, b) for a, b in zip(before, state_tensors(r)))
+    assert [row[3] for _, row in r.record.read(r.step)] == [1.0, 0.0]     # finite, then not
+
+
+def test_a_nonfinite_first_step_leaves_the_fresh_state(monkeypatch):
+    from glowlib.training.loop import session, train_step
+    r = session(tiny_run())
+    initial = [p.detach().clone() for p in list(r.model.parameters()) + list(r.ema.parameters())]
+    nan_from(monkeypatch, lambda n: True)
+    train_step(r)
+    assert all(torch.equal(a, b) for a, b in zip(initial, list(r.model.parameters()) + list(r.ema.parameters())))
+    assert all(not t.any() for s in r.optimizer.state.values() for t in s.values())   # as if never stepped
+
+
+def test_the_time_budget_evaluates_checkpoints_stops_and_counts_resumed_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path / "cache"))
+    run = tiny_run(steps=100_000, eval_every=50_000, ckpt_every=50_000, max_minutes=0.05)    # 3 s
+    result = train(run, tmp_path / "run", progress=False)
+    assert 0 < result.step < 100_000 and "max_minutes" in result.stopped
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["step"] == result.step and state["max_minutes"] == 0.05 and state["config"]["train"]["max_minutes"]
+    assert state["wall_s"] >= 3 and pd.read_csv(tmp_path / "run" / "metrics.csv").step.iloc[-1] == result.step
+    again = train(run, tmp_path / "run", resume=True, progress=False)     # the budget is spent: no more steps
+    assert again.step == result.step and again.stopped
+    cached = trained(run, progress=False)
+    assert cached.summary["stopped"] and cached.summary["steps"] > 0
+
+
+def test_warmup_fraction_scales_with_the_run_and_new_fields_keep_keys():
+    from glowlib.training.loop import warmup_steps
+    assert warmup_steps(tiny_run(steps=400, warmup_fraction=0.25)) == 100
+    assert warmup_steps(tiny_run(steps=400)) == 3                       # 0.0: warmup_steps as given
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        tiny_run(warmup_fraction=1.5)
+    with pytest.raises(ValueError, match="max_minutes"):
+        tiny_run(max_minutes=-1.0)
+    assert tiny_run().key() == tiny_run(max_minutes=0.0, warmup_fraction=0.0).key()   # old keys unchanged
+    assert tiny_run(max_minutes=5.0).key() != tiny_run().key() != tiny_run(warmup_fraction=0.1).key()

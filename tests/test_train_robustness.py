@@ -3,6 +3,7 @@ a folder checked before the first step and left tidy, runs without a finite eval
 the cache), and clear errors for a missing device or a config this version cannot read."""
 import errno
 import io
+import math
 import os
 import subprocess
 import sys
@@ -204,17 +205,17 @@ def test_temporaries_of_killed_writes_are_removed_on_the_next_start(tmp_path):
 
 # ------------------------------------------------------------------ runs without a finite evaluation
 def test_a_run_without_a_finite_evaluation_fails_and_the_cache_retrains(tmp_path, monkeypatch):
-    from glowlib.models import Glow
+    import glowlib.training.step as step              # what the training step computes log p(x) with
     monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
     run = tiny_run(nonfinite_policy="skip")
-    plain = Glow.forward
-    monkeypatch.setattr(Glow, "forward", lambda self, x, y=None: plain(self, x, y) * float("nan"))
+    plain = step.log_likelihood
+    monkeypatch.setattr(step, "log_likelihood", lambda model, x, y=None, latents=False: plain(model, x, y) * math.nan)
     with pytest.raises(TrainingFailed, match="without a finite validation bits/dim"):
         trained(run, progress=False)
     folder = run_dir(run)
     assert not (folder / "done.json").exists() and not (folder / "last.pt").exists()
     assert len(list(folder.glob("failed-*/last.pt"))) == 1               # set aside, not deleted
-    monkeypatch.setattr(Glow, "forward", plain)
+    monkeypatch.setattr(step, "log_likelihood", plain)
     model = trained(run, progress=False)                                # the next call trains again
     assert (folder / "done.json").exists() and model.summary["steps"] == 8
 

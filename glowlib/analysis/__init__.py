@@ -8,17 +8,22 @@
 * ``classifier`` and ``quality``: objective sample-quality measures the paper does not have: a small CNN trained
   on the *real* training images gives confidence, the entropy of the predicted-class histogram (diversity), and a
   Fréchet distance between its features of samples and of real images (the FID formula with our classifier in
-  place of Inception), plus nearest neighbours for the memorisation check.
+  place of Inception), precision and recall in its features, plus nearest neighbours for the memorisation check.
+* ``judging``: class-balanced random reference sets, the real-vs-real baseline, the sanity gates every
+  sample-judging study checks before a verdict, and decisions over sampling seeds.
 """
 from .attributes import measure_attributes, slant, stroke_thickness
 from .classifier import Classifier, ClassifierSettings, cached_classifier, classifier_path
-from .images import check_images, check_temperature, image_grid, to_uint8
+from .images import check_images, check_temperature, image_grid, reduce_bits, to_uint8
 from .latent import attribute_direction, interpolate, manipulate
-from .quality import SPACES, frechet_distance, nearest_neighbours, sample_quality, temperature_samples_table
+from .judging import REAL_VS_REAL, check_gates, failed_gates_of, real_halves, reference_set
+from .quality import (PR_NEIGHBOURS, SPACES, frechet_distance, nearest_neighbours, precision_recall, sample_quality,
+                      temperature_samples_table)
 from .sampling import MAX_REDRAWS, bin_centres, encode_batches, eval_mode, exact_model, first_parameter, samples
 
 __all__ = ["measure_attributes", "slant", "stroke_thickness", "Classifier", "ClassifierSettings", "cached_classifier",
-           "classifier_path", "check_images", "check_temperature", "image_grid", "to_uint8", "attribute_direction",
-           "interpolate", "manipulate", "SPACES", "frechet_distance", "nearest_neighbours", "sample_quality",
-           "temperature_samples_table", "MAX_REDRAWS", "bin_centres", "encode_batches", "eval_mode", "exact_model",
-           "first_parameter", "samples"]
+           "classifier_path", "check_images", "check_temperature", "image_grid", "reduce_bits", "to_uint8",
+           "attribute_direction", "interpolate", "manipulate", "REAL_VS_REAL", "check_gates", "failed_gates_of",
+           "real_halves", "reference_set", "PR_NEIGHBOURS", "SPACES", "frechet_distance", "nearest_neighbours",
+           "precision_recall", "sample_quality", "temperature_samples_table", "MAX_REDRAWS", "bin_centres",
+           "encode_batches", "eval_mode", "exact_model", "first_parameter", "samples"]

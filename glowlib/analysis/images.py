@@ -48,6 +48,15 @@ def to_uint8(x: Tensor, n_bits: int) -> Tensor:
     return (bins * 2 ** (8 - n_bits)).to(torch.uint8).cpu()
 
 
+def reduce_bits(images_uint8: Tensor, n_bits: int) -> Tensor:
+    """uint8 images reduced to ``n_bits`` (low bits cleared), as ``to_uint8(to_float(x, n), n)``: how an n-bit
+    model's samples and data are shown."""
+    check_images(images_uint8)
+    check_range("n_bits", n_bits, 1, 8)
+    shift = 8 - n_bits
+    return (images_uint8 >> shift) << shift
+
+
 def image_grid(images_uint8: Tensor, nrow: int, pad: int = 1, pad_value: int = 0) -> np.ndarray:
     """Tile N images into rows of ``nrow`` images with ``pad`` pixels between them (torchvision's convention).
 

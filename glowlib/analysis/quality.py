@@ -1,7 +1,8 @@
 """Objective sample-quality measures the paper does not have, from the measuring classifier (``classifier``):
-confidence, the entropy of the predicted-class histogram (diversity), a Fréchet distance between its features of
-samples and of real images (the FID formula with our classifier in place of Inception), and nearest neighbours for
-the memorisation check."""
+confidence, the entropy of the predicted-class histogram, a Fréchet distance between its features of samples and
+of real images (the FID formula with our classifier in place of Inception), precision and recall in its feature
+space (Kynkäänniemi et al. 2019: fidelity and diversity measured apart), and nearest neighbours for the
+memorisation check."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,6 +46,50 @@ def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
+PR_NEIGHBOURS = 3    # k of the k-NN manifolds (Kynkäänniemi et al. 2019 use k = 3)
+
+
+def _as_features(f, name: str) -> Tensor:
+    f = (f.detach().cpu() if isinstance(f, Tensor) else torch.as_tensor(np.asarray(f))).double()
+    if f.ndim != 2:
+        raise ValueError(f"{name} has shape {tuple(f.shape)}; expected (N, F)")
+    if not torch.isfinite(f).all():
+        raise ValueError(f"{name} contains non-finite values")
+    return f
+
+
+def _knn_radii(f: Tensor, k: int) -> Tensor:
+    """Distance of each point to its k-th nearest neighbour among the others (itself excluded)."""
+    return torch.cdist(f, f).sort(1).values[:, k]
+
+
+def _covered(points: Tensor, centres: Tensor, radii: Tensor, batch: int = 1024) -> Tensor:
+    """For each point, whether it lies inside at least one ball (centre, radius): the k-NN manifold's cover."""
+    return torch.cat([(torch.cdist(part, centres) <= radii).any(1) for part in points.split(batch)])
+
+
+def precision_recall(real_features, sample_features, k: int = PR_NEIGHBOURS) -> dict:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of samples against real images, in a feature space.
+
+    Each set's manifold is the union of balls around its points, each ball reaching the point's k-th nearest
+    neighbour within its own set. ``precision``: the share of samples inside the real manifold (fidelity: do the
+    samples look like real images?); ``recall``: the share of real images inside the samples' manifold (diversity:
+    does the model cover the data?). Known answers: identical sets give (1, 1); sets far apart give (0, 0). Both
+    sets need more than k points; equal sizes make the two numbers comparable (each ball grows as its set thins).
+    """
+    check_range("k", k, 1)
+    real, fake = _as_features(real_features, "real_features"), _as_features(sample_features, "sample_features")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real_features has {real.shape[1]} features and sample_features {fake.shape[1]}; they must "
+                         f"match")
+    for name, f in (("real_features", real), ("sample_features", fake)):
+        if len(f) <= k:
+            raise ValueError(f"{name} has {len(f)} points; the k={k} nearest-neighbour manifold needs more than {k}")
+    precision = _covered(fake, real, _knn_radii(real, k)).double().mean().item()
+    recall = _covered(real, fake, _knn_radii(fake, k)).double().mean().item()
+    return {"precision": precision, "recall": recall}
+
+
 def _entropy(p: Tensor) -> Tensor:
     """Entropy in nats along the last dimension, with 0·log 0 = 0."""
     p = p.double()
@@ -54,20 +99,24 @@ def _entropy(p: Tensor) -> Tensor:
 def sample_quality(classifier: Classifier, samples_uint8: Tensor, reference_uint8: Tensor) -> dict:
     """Objective sample-quality measures from a classifier of the real data.
 
-    ``confidence``: mean max-probability (recognisable samples score high); ``class_entropy``: entropy (nats) of
-    the histogram of predicted classes, log(n_classes) when every class is equally common (diversity);
-    ``mean_entropy``: mean per-sample predictive entropy (low: unambiguous samples); ``frechet``: Fréchet
-    distance between the classifier features of the samples and of ``reference_uint8`` (real images).
+    ``confidence``: mean max-probability (it tracks ink as much as quality: a sanity gate, not a verdict);
+    ``class_entropy``: entropy (nats) of the histogram of predicted classes, log(n_classes) when every class is
+    equally common; ``mean_entropy``: mean per-sample predictive entropy; ``frechet``: Fréchet distance between the
+    classifier features of the samples and of ``reference_uint8`` (real images); ``precision`` and ``recall``:
+    :func:`precision_recall` in the same features. Real images measured against a disjoint real reference of the
+    same size give each measure's real-vs-real baseline (``analysis.judging.real_halves``).
     """
-    if len(samples_uint8) < 2:
-        raise ValueError(f"sample_quality needs at least 2 samples to fit the Fréchet Gaussian, got "
-                         f"{len(samples_uint8)}")
+    if len(samples_uint8) <= PR_NEIGHBOURS or len(reference_uint8) <= PR_NEIGHBOURS:
+        raise ValueError(f"sample_quality needs more than {PR_NEIGHBOURS} samples and reference images (the "
+                         f"k-NN manifolds of precision and recall), got {len(samples_uint8)} and "
+                         f"{len(reference_uint8)}")
     probs = classifier.predict_proba(samples_uint8)
     histogram = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
+    fake, real = classifier.features(samples_uint8), classifier.features(reference_uint8)
     return {"confidence": probs.max(1).values.double().mean().item(),
             "class_entropy": _entropy(histogram).item(),
             "mean_entropy": _entropy(probs).mean().item(),
-            "frechet": frechet_distance(classifier.features(samples_uint8), classifier.features(reference_uint8))}
+            "frechet": frechet_distance(fake, real), **precision_recall(real, fake)}
 
 
 def nearest_neighbours(queries_uint8: Tensor, reference_uint8: Tensor, space: str,
@@ -96,21 +145,27 @@ def nearest_neighbours(queries_uint8: Tensor, reference_uint8: Tensor, space: st
 
 
 def temperature_samples_table(model, classifier: Classifier, reference_uint8: Tensor, temperatures, n: int,
-                              seed: int) -> pd.DataFrame:
-    """Sample quality against temperature (Sec. 5, Fig. 8 made quantitative): one row per temperature with
-    ``temperature, confidence, class_entropy, mean_entropy, frechet, n, nonfinite_redrawn``.
+                              seeds) -> pd.DataFrame:
+    """Sample quality against temperature (Sec. 5, Fig. 8 made quantitative): one row per temperature and sampling
+    seed with ``temperature, sampling_seed,`` the measures of :func:`sample_quality`, ``n`` and the non-finite
+    draw counts of ``samples``.
 
-    Every temperature uses the same seed, so the same standard-normal draws are scaled by each T: the rows
-    differ by the temperature alone.
+    Every temperature uses the same seeds, so the same standard-normal draws are scaled by each T: rows of one seed
+    differ by the temperature alone (common random numbers for a comparison of two temperatures paired by seed).
     """
     temperatures = torch.as_tensor(temperatures, dtype=torch.float64).flatten().tolist()
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     if not temperatures:
         raise ValueError("temperatures is empty; pass e.g. [0, 0.5, 0.7, 1.0]")
+    if not seeds:
+        raise ValueError("seeds is empty; pass e.g. [0, 1, 2, 3, 4]")
     for t in temperatures:
         check_temperature(t)
     rows = []
     for t in temperatures:
-        counts = {"nonfinite_redrawn": 0}
-        x = samples(model, n, t, seed, counts=counts)
-        rows.append({"temperature": float(t), **sample_quality(classifier, x, reference_uint8), "n": n, **counts})
+        for seed in seeds:
+            counts = {}
+            x = samples(model, n, t, seed, counts=counts)
+            rows.append({"temperature": float(t), "sampling_seed": seed,
+                         **sample_quality(classifier, x, reference_uint8), "n": n, **counts})
     return pd.DataFrame(rows)

@@ -75,8 +75,10 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
     One generator seeded with ``seed`` on the model's device draws the batches in turn, so the result is a function
     of (model, n, T, seed, y, batch_size) on a given device. ``y`` (n,) are the labels of a class-conditional model.
     Draws that decode to inf/NaN are drawn again (up to ``MAX_REDRAWS`` rounds, enough for any model whose draws
-    overflow less than ~70% of the time); ``counts["nonfinite_redrawn"]`` adds up how many were, so the samples are
-    those of the model conditioned on a finite decode, and the count says how often that condition bit.
+    overflow less than ~70% of the time), so the samples are those of the model conditioned on a finite decode.
+    ``counts`` (a dict, updated in place) says how often that condition bit: ``"nonfinite_first_draw"`` adds up the
+    draws whose *first* decode was non-finite (of n: the share of non-finite draws before any redraw, the sanity
+    gate's measure) and ``"nonfinite_redrawn"`` every redraw made (a draw can overflow again).
     """
     check_range("n", n, 1)
     check_temperature(temperature)
@@ -84,6 +86,9 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
     check_range("batch_size", batch_size, 1)
     if y is not None and (not isinstance(y, Tensor) or tuple(y.shape) != (n,)):
         raise ValueError(f"y must be a tensor of n={n} labels, got {getattr(y, 'shape', type(y).__name__)}")
+    if counts is not None:
+        for key in ("nonfinite_first_draw", "nonfinite_redrawn"):
+            counts.setdefault(key, 0)
     device = first_parameter(model).device
     generator = torch.Generator(device=device).manual_seed(seed)
     out = []
@@ -94,12 +99,14 @@ def samples(model, n: int, temperature: float, seed: int, y: Tensor | None = Non
             x = model.sample(size, temperature, generator, y=labels)
             # a latent far in the tail can overflow the affine inverse (x = (y - t) / s, s in (0, 1), compounded
             # over K·L steps) to inf/NaN: such draws are drawn again from the same generator and counted
-            for _ in range(MAX_REDRAWS + 1):
+            for attempt in range(MAX_REDRAWS + 1):
                 bad = ~torch.isfinite(x).flatten(1).all(1)
                 if not bad.any():
                     break
                 if counts is not None:
-                    counts["nonfinite_redrawn"] = counts.get("nonfinite_redrawn", 0) + int(bad.sum())
+                    if attempt == 0:
+                        counts["nonfinite_first_draw"] += int(bad.sum())
+                    counts["nonfinite_redrawn"] += int(bad.sum())
                 x[bad] = model.sample(int(bad.sum()), temperature, generator,
                                       y=None if labels is None else labels[bad])
             if bad.any():

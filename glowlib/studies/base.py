@@ -16,34 +16,62 @@ import pandas as pd
 import torch
 
 from ..analysis import ClassifierSettings, cached_classifier, classifier_path
+from ..analysis.stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS,  # noqa: F401
+                              Decision)
 from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available
-from ..profiles import PROFILES, ablation_config, profile_config
+from ..profiles import PROFILES, profile_config
 from ..results import has_results, results_dir
 from ..training import build_model, get_model, trained
 
 SHARED_DATASET = "mnist5k"       # the one model that samples, temperature, interpolation, ... share
-# the 5-bit, temperature-validity and class-conditional studies: labelled digits, so the measuring classifier can
-# say which digit a sample shows; cpu: mnist5k, whose classifier the temperature notebook already trains
-STUDY_DATASET = {"smoke": "digits", "cpu": "mnist5k", "paper": "cifar10"}
+# the 5-bit, temperature-validity and class-conditional studies: labelled images, so the measuring classifier can
+# say which class a sample shows; cpu: mnist5k, the shared model's dataset (its table model and classifier serve
+# both)
+STUDY_DATASET = {"smoke": "digits", "cpu": "mnist5k", "gpu": "cifar10", "paper": "cifar10"}
 N_CLASSES = {"digits": 10, "mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 # columns of a training run's metrics.csv, by the split they measure (train: running loss of the training weights)
 CURVE_COLUMNS = {"train": "train_bpd", "train_eval": "train_eval_bpd", "val": "val_bpd", "test": "test_bpd"}
 
 
 # ---------------------------------------------------------------------------------------------------- results
-CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE = "confirmed", "not confirmed", "not testable here"
+# Where a claim comes from: the Glow or MaCow paper itself, their reviews, or what users of the peer repositories
+# ask for (a question the paper never answered is not the paper's claim)
+SOURCES = ("paper", "reviewers", "users")
 
 
 @dataclass
 class Claim:
-    """A claim of the paper or a reviewer question, with the verdict computed from a study's results."""
+    """A claim of the paper or a reviewer question, with the verdict computed from a study's results.
+
+    ``verdict`` is one of ``analysis.stats.VERDICTS``. A comparison of models fills ``difference`` (mean paired
+    difference, in the claim's units), its ``ci_low``/``ci_high`` interval, ``n_seeds`` and ``test`` (from a
+    ``stats.Decision``); a sample-judging claim names the failed sanity ``gate`` where one failed."""
 
     claim: str
     source: str
     where: str                       # the page (notebook) whose figure or table decides it; "" if none
     verdict: str
     evidence: str
+    difference: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n_seeds: int = 0
+    test: str = ""
+    gate: str = ""
+
+    def __post_init__(self):
+        check_choice("verdict", self.verdict, VERDICTS)
+        check_choice("source", self.source, SOURCES)
+
+    @classmethod
+    def decided(cls, claim: str, source: str, where: str, decision: Decision, evidence: str) -> "Claim":
+        """A claim decided by a paired test (``stats.decide_paired``); a not-testable decision's reason leads the
+        evidence."""
+        if decision.verdict == NOT_TESTABLE and decision.reason:
+            evidence = f"{decision.reason}. {evidence}".strip()
+        return cls(claim, source, where, decision.verdict, evidence, decision.difference, decision.ci_low,
+                   decision.ci_high, decision.n_seeds, decision.test, decision.gate)
 
 
 @dataclass
@@ -59,7 +87,7 @@ def need(profile: str, root, *notebooks) -> Claim | None:
     """None when every notebook has results for ``profile``, else a NOT_TESTABLE claim saying how to make them."""
     missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
     if missing:
-        return Claim("", "", notebooks[0], NOT_TESTABLE,
+        return Claim("", "paper", notebooks[0], NOT_TESTABLE,
                      f"no results of {missing} for profile {profile!r}: run `make notebook NB={missing[0]}`")
     return None
 
@@ -188,15 +216,14 @@ def shared_runs(profile: str, dataset: str = SHARED_DATASET) -> list[RunConfig]:
 
 
 def study_config(profile: str, seed: int = 0) -> RunConfig:
-    """The model of the 5-bit, temperature-validity and class-conditional studies: the ablation's conv1x1/affine
-    model (its size, steps and schedule) on :data:`STUDY_DATASET`, with that dataset's validation size."""
+    """The model of the 5-bit, temperature-validity and class-conditional studies: the bits/dim table's Glow of
+    :data:`STUDY_DATASET` (``profiles.profile_config``: its size, steps and schedule; affine coupling and the
+    learned 1x1 convolution), trained with ``seed``. Each study overrides only what it varies (bit depth,
+    coupling and prior, class conditioning), so its samples come from a model that works as well as the table's;
+    seed 0 of the unvaried model is the table's model itself, trained once. The smoke profile's is tiny (CI): its
+    samples fail the sanity gates, and its claims are then not testable at this scale."""
     check_choice("profile", profile, PROFILES)
-    run = ablation_config(profile, "conv1x1", "affine", seed)
-    dataset = STUDY_DATASET[profile]
-    if run.data.dataset != dataset:
-        n_val = profile_config(profile, dataset).data.n_val
-        run = run.override([f"data.dataset={dataset!r}", f"data.n_val={n_val}"])
-    return run
+    return profile_config(profile, STUDY_DATASET[profile], "glow", seed)
 
 
 def classifier_datasets(profile: str) -> list[str]:

@@ -10,7 +10,7 @@ import pandas as pd
 from ..config import check_choice
 from ..profiles import PROFILES
 from . import all_claims
-from .base import CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE, Claim
+from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS, Claim
 from .base import device  # noqa: F401  (the notebook calls it through this module)
 from .base import check_values
 
@@ -33,23 +33,59 @@ def claims(profile: str, root=None) -> list[Claim]:
     return []
 
 
+# the claims table's columns, in order; empty where a column does not apply to a claim
+COLUMNS = ("id", "claim", "source", "verdict", "difference", "ci_low", "ci_high", "n_seeds", "test", "gate",
+           "evidence", "where")
+COLOURS = {CONFIRMED: "#1a7f37", CONTRADICTED: "#cf222e", INCONCLUSIVE: "#9a6700", NOT_TESTABLE: "#6e7781"}
+
+
 def claims_table(profile: str, root=None) -> pd.DataFrame:
     """Every claim of the paper and every reviewer question, each with a verdict computed from the other
-    notebooks' results of ``profile``: one row per claim (id, claim, source, where, verdict, evidence)."""
+    notebooks' results of ``profile``: one row per claim in :data:`COLUMNS`."""
     check_choice("profile", profile, PROFILES)
     table = pd.DataFrame([c.__dict__ for c in all_claims(profile, root)])
     table.insert(0, "id", [f"C{i + 1}" for i in range(len(table))])
-    return table
+    return table[list(COLUMNS)]
+
+
+def previous_table(out_dir) -> pd.DataFrame | None:
+    """The claims table of this page's previous run (its ``claims.csv``, before this run replaces it), if any."""
+    from pathlib import Path
+    path = Path(out_dir) / "claims.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _basis(row) -> str:
+    """How a verdict was decided, in a few words: the test and its seeds, a failed gate, or the evidence."""
+    test = row.get("test")
+    if isinstance(test, str) and test:
+        return f"{test}, {int(row.get('n_seeds') or 0)} seeds"
+    gate = row.get("gate")
+    if isinstance(gate, str) and gate:
+        return f"failed gate: {gate}"
+    return str(row.get("evidence", ""))[:240]
+
+
+def verdict_changes(previous: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame:
+    """Each claim whose verdict differs from the previous run's (matched by the claim's text): what it was, what it
+    is, and how each was decided, so a reader sees why it changed."""
+    columns = ["id", "claim", "before", "after", "decided before by", "decided now by"]
+    if previous is None or "claim" not in previous.columns:
+        return pd.DataFrame(columns=columns)
+    before = {r["claim"]: r for r in previous.to_dict("records")}
+    rows = [{"id": r["id"], "claim": r["claim"], "before": before[r["claim"]]["verdict"], "after": r["verdict"],
+             "decided before by": _basis(before[r["claim"]]), "decided now by": _basis(r)}
+            for r in table.to_dict("records") if r["claim"] in before and before[r["claim"]]["verdict"] != r["verdict"]]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def plot_verdicts(table: pd.DataFrame):
-    """How many claims of the paper and of the reviews got each verdict."""
+    """How many claims of the paper, the reviews and the users' requests got each verdict."""
     import matplotlib.pyplot as plt
     counts = table.groupby(["source", "verdict"]).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=[v for v in (CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE) if v in counts.columns])
+    counts = counts.reindex(columns=[v for v in VERDICTS if v in counts.columns])
     fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(counts)))
-    counts.plot.barh(stacked=True, ax=ax, color={CONFIRMED: "#1a7f37", NOT_CONFIRMED: "#cf222e",
-                                                 NOT_TESTABLE: "#adb5bd"})
+    counts.plot.barh(stacked=True, ax=ax, color=COLOURS)
     ax.set(xlabel="claims", ylabel="")
     ax.legend(fontsize="small", loc="lower right")
     fig.suptitle("Verdicts")
@@ -57,18 +93,30 @@ def plot_verdicts(table: pd.DataFrame):
     return fig
 
 
+def _interval(r) -> str:
+    if not r.n_seeds or pd.isna(r.difference):
+        return "—"
+    return f"{r.difference:+.3g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}], {int(r.n_seeds)} seeds"
+
+
 def claims_html(table: pd.DataFrame) -> str:
-    """The claims table as HTML, each claim linked to the page whose figure or table decides it."""
+    """The claims table as HTML, each claim linked to the page whose figure or table decides it; the paired
+    difference with its interval and seeds in one cell, the test and any failed gate under the evidence."""
     import html
-    colour = {CONFIRMED: "#1a7f37", NOT_CONFIRMED: "#cf222e", NOT_TESTABLE: "#6e7781"}
 
     def link(where):
         return f'<a href="{where}.html">{where}</a>' if isinstance(where, str) and where else "—"
 
+    def evidence(r):
+        extra = "".join(f"<br><small>{label}: {html.escape(str(v))}</small>"
+                        for label, v in (("test", r.test), ("gate failed", r.gate)) if isinstance(v, str) and v)
+        return html.escape(r.evidence) + extra
+
     rows = "".join(
         f"<tr><td>{r.id}</td><td>{html.escape(r.claim)}</td><td>{r.source}</td>"
-        f"<td style='color:{colour[r.verdict]};font-weight:bold'>{r.verdict}</td>"
-        f"<td>{html.escape(r.evidence)}</td><td>{link(r.where)}</td></tr>"
+        f"<td style='color:{COLOURS[r.verdict]};font-weight:bold'>{r.verdict}</td>"
+        f"<td>{_interval(r)}</td><td>{evidence(r)}</td><td>{link(r.where)}</td></tr>"
         for r in table.itertuples())
     return ("<table class='claims'><thead><tr><th>id</th><th>claim</th><th>from</th><th>verdict</th>"
-            f"<th>evidence (computed)</th><th>decided by</th></tr></thead><tbody>{rows}</tbody></table>")
+            "<th>difference [95% interval]</th><th>evidence (computed)</th><th>decided by</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")

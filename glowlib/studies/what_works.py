@@ -1,13 +1,12 @@
 """What makes Glow work (the reviewers: "ablation of what makes Glow work (depth? ActNorm? permutation?)", "baselines
 trained with the same compute", "error bars over seeds"): depth K at a fixed parameter count, ActNorm against no
 normalisation, the learned prior against a standard normal, each changed alone from the permutation ablation's
-1x1/affine model, at equal training compute (same steps and batch; wall time recorded), over seeds; and each run's
-test bits/dim read at a common wall-clock time, for these variants and for the permutation ablation (paper
-Fig. 3). The logic of ``notebooks/what_works.py``.
+1x1/affine model, at equal training compute (same steps and batch; wall time recorded), over seeds; each compared
+with the reference paired by seed (``ablation.paired_claim``) at equal steps and at equal wall time, and the
+permutation ablation (paper Fig. 3) at equal wall time. The logic of ``notebooks/what_works.py``.
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from types import SimpleNamespace
 
@@ -17,17 +16,18 @@ import pandas as pd
 from ..config import RunConfig, check_choice, check_range
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config
 from ..results import read_table
-from .ablation import ablation  # noqa: F401  (the notebook reads the ablation's runs at equal wall time)
+from .ablation import ablation, pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
+from .ablation import paired_claim, paired_table, read_optional
 from .ablation import runs as ablation_runs
-from .base import (CONFIRMED, NOT_CONFIRMED, NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice,
-                   config_parameters, curves, int_in, list_of, n_parameters, need, number_in)
+from .base import (NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice, config_parameters, curves, int_in,
+                   list_of, n_parameters, need)
 from .base import device  # noqa: F401  (the notebook calls it through this module)
 from .base import check_values
 
 NOTEBOOK = "what_works"
 # Each variant changes one thing in the permutation ablation's conv1x1/affine model (the reference), with its
 # steps, batch and data. Depths: half, the same and twice the reference's K.
-WHAT_WORKS_DEPTHS = {"smoke": (1, 2, 4), "cpu": (2, 4, 8), "paper": (16, 32, 64)}
+WHAT_WORKS_DEPTHS = {"smoke": (1, 2, 4), "cpu": (2, 4, 8), "gpu": (16, 32, 64), "paper": (16, 32, 64)}
 WHAT_WORKS_OTHER = ("no_actnorm", "standard_prior")
 WHAT_WORKS_SEEDS = ABLATION_SEEDS
 # parameter counts of the depth variants match the reference's within this fraction (widths are integers)
@@ -105,7 +105,7 @@ def variants_or_auto(name, value):
 
 PARAMETERS = {**SEED, "variants": variants_or_auto, "n_seeds": int_in(1),
               "permutations": list_of(choice(ABLATION_PERMUTATIONS)),
-              "couplings": list_of(choice(ABLATION_COUPLINGS)), "wall_s": number_in(0.0)}
+              "couplings": list_of(choice(ABLATION_COUPLINGS))}
 
 
 def check_parameters(**params) -> SimpleNamespace:
@@ -131,15 +131,17 @@ def what_works(profile: str, variants, n_seeds: int, seed: int = 0) -> Experimen
     """Train (or find in the cache) each variant for seeds ``seed .. seed + n_seeds - 1``.
 
     Tables: ``runs`` (one row per run: test bits/dim at the best-validation checkpoint, the architecture,
-    parameters, steps, images seen, wall seconds, non-finite events) and ``curves`` (one row per run, evaluation
-    and split, with wall seconds).
+    parameters, steps, images seen, wall seconds, non-finite events), ``curves`` (one row per run, evaluation
+    and split, with wall seconds) and ``pairs`` (each variant against the reference, paired by seed, at equal steps
+    and at equal wall time: ``ablation.paired_table``; group "variants").
     """
-    rows, frames, models = [], [], {}
+    rows, frames, models, metrics = [], [], {}, {}
     for variant in variants:
         for s in range(seed, seed + n_seeds):
             tm = cached_model(what_works_config(profile, variant, s))
             m = tm.run.model
             models[f"{variant}-seed{s}"] = tm
+            metrics.setdefault(variant, {})[s] = tm.metrics
             rows.append({"variant": variant, "seed": s, "K": m.depth, "width": m.width, "actnorm": m.actnorm,
                          "prior": "learned" if m.learned_prior else "standard",
                          "test_bpd": tm.summary["test_bpd_at_best_val"], "best_val_bpd": tm.summary["best_val_bpd"],
@@ -148,7 +150,28 @@ def what_works(profile: str, variants, n_seeds: int, seed: int = 0) -> Experimen
                          "wall_s": tm.summary["wall_s"], "nonfinite_events": len(tm.summary["nonfinite_events"]),
                          "dataset": tm.run.data.dataset})
             frames.append(curves(tm, variant=variant, seed=s))
-    return Experiment({"runs": pd.DataFrame(rows), "curves": pd.concat(frames, ignore_index=True)}, models)
+    reference = reference_variant(profile)
+    pairs = paired_table(metrics, [(GROUP, v, reference, v, reference) for v in variants if v != reference])
+    return Experiment({"runs": pd.DataFrame(rows), "curves": pd.concat(frames, ignore_index=True), "pairs": pairs},
+                      models)
+
+
+GROUP = "variants"              # the pairs' group: every variant against the reference
+
+
+def reference_variant(profile: str) -> str:
+    """The reference's name among the variants: ``K=<the ablation model's depth>``."""
+    return f"K={what_works_reference(profile, 0).model.depth}"
+
+
+def claimed_direction(profile: str, variant: str) -> str:
+    """What the variant's difference from the reference is expected to be, were Glow's choices what makes it work:
+    more depth at the same parameters lowers bits/dim ("lower" for a deeper K, "higher" for a shallower one);
+    removing ActNorm or the learned prior raises it."""
+    if variant.startswith("K="):
+        return "lower" if int(variant[2:]) > what_works_reference(profile, 0).model.depth else "higher"
+    check_choice("variant", variant, WHAT_WORKS_OTHER)
+    return "higher"
 
 
 def what_works_summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -193,49 +216,10 @@ def plot_what_works(summary: pd.DataFrame, reference: str):
 
 
 # ---------------------------------------------------------------------------------------------------- wall time
-def bpd_at_wall_time(curves_df: pd.DataFrame, by, wall_s: float | None = None, split: str = "test") -> pd.DataFrame:
-    """Each run's ``split`` bits/dim linearly interpolated at a common wall-clock time (equal compute).
-
-    ``curves_df`` is a tidy curve table (``experiments.curves``: one row per evaluation and split, with
-    ``wall_s``); a run is one combination of the columns ``by`` and ``seed``. ``wall_s=None`` takes the largest
-    time every run reached (the shortest run's last evaluation), so nothing is extrapolated; a run that did not
-    reach ``wall_s`` gets NaN, as does one that had not yet been evaluated by then. Returns one row per run:
-    the ``by`` columns, seed, wall_s, bpd_at_wall_s, the step reached then (interpolated), and the run's last
-    evaluation (bits/dim, step and wall time: the equal-steps comparison).
-    """
-    by = list(by)
-    data = curves_df[curves_df.split == split].sort_values("wall_s")
-    if data.empty:
-        raise ValueError(f"no rows of split {split!r} in the curves; splits present: {sorted(set(curves_df.split))}")
-    groups = data.groupby(by + ["seed"], sort=False)
-    if wall_s is None:
-        wall_s = float(groups.wall_s.max().min())
-    rows = []
-    for key, g in groups:
-        t, v, s = g.wall_s.to_numpy(float), g.bpd.to_numpy(float), g.step.to_numpy(float)
-        inside = t[0] <= wall_s <= t[-1]
-        rows.append({**dict(zip(by + ["seed"], key)), "wall_s": wall_s,
-                     "bpd_at_wall_s": float(np.interp(wall_s, t, v)) if inside else math.nan,
-                     "step_at_wall_s": float(np.interp(wall_s, t, s)) if inside else math.nan,
-                     "final_bpd": v[-1], "final_step": int(s[-1]), "final_wall_s": t[-1]})
-    return pd.DataFrame(rows)
-
-
-def wall_time_summary(table: pd.DataFrame, by) -> pd.DataFrame:
-    """Mean ± std over seeds of :func:`bpd_at_wall_time`'s columns, one row per combination of ``by``;
-    ``n_seeds`` counts the runs that reached the common time (the others are left out of the mean), ``n_runs``
-    all of them."""
-    return table.groupby(list(by), sort=False).agg(
-        n_seeds=("bpd_at_wall_s", "count"), n_runs=("seed", "count"), wall_s=("wall_s", "first"), bpd_at_wall_s_mean=("bpd_at_wall_s", "mean"),
-        bpd_at_wall_s_std=("bpd_at_wall_s", "std"), step_at_wall_s_mean=("step_at_wall_s", "mean"),
-        final_bpd_mean=("final_bpd", "mean"), final_bpd_std=("final_bpd", "std"),
-        final_wall_s_mean=("final_wall_s", "mean")).reset_index()
-
-
 def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, wall_s: float, split: str = "test", panel: str | None = None,
                      title: str = ""):
     """``split`` bits/dim against wall-clock seconds, one thin line per run coloured by ``by`` (one panel per value
-    of ``panel`` if given), and the common wall time of :func:`bpd_at_wall_time` as a dashed line."""
+    of ``panel`` if given), and ``wall_s`` (e.g. the mean time at which pairs were compared) as a dashed line."""
     import matplotlib.pyplot as plt
     by = list(by)
     data = curves_df[curves_df.split == split]
@@ -255,51 +239,53 @@ def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, wall_s: float, split: str = "t
         ax.set_ylim(lows.min() - 0.05, np.percentile(part.bpd, 90) + 0.05)
         ax.set(xlabel="wall-clock seconds", ylabel=f"{split} bits/dim", title="" if value is None else str(value))
         ax.legend(fontsize="small")
-    fig.suptitle(title or f"{split} bits/dim against wall time (dashed: the common time compared)")
+    fig.suptitle(title or f"{split} bits/dim against wall time (dashed: the mean time the pairs were compared at)")
     fig.tight_layout()
     return fig
 
 
 # ---------------------------------------------------------------------------------------------------- claims
+VARIANTS_WHY = ("each variant changes one thing in the reference and keeps its steps, batch and data, as the "
+                "ablation does; a deeper, narrower model costs more time per step, which equal wall time shows")
+TIME_WHY = "the reviewers asked whether the 1x1's gain survives its extra cost per step"
+
+
 def claims(profile: str, root=None) -> list[Claim]:
-    """The reviewers' questions this page answers, each with a verdict computed from its tables (the rule is
-    stated in the evidence): the one-change ablations, and the permutation ablation at equal wall time."""
-    out = []
-    # 1: depth / ActNorm / prior ablation
-    claim = "Ablations of depth (at a fixed parameter count), ActNorm and the learned prior, with error bars (reviewers)"
+    """The reviewers' questions this page answers, each decided by paired tests over seeds
+    (``ablation.paired_claim``): the one-change ablations against the reference at equal steps (equal wall time
+    beside), and the permutation ablation at equal wall time (equal steps beside)."""
+    texts = ["What makes Glow work: more depth at a fixed parameter count, ActNorm and the learned prior each lower "
+             "bits/dim (reviewers: ablations of depth, ActNorm and the prior, with error bars)",
+             "The learned 1x1 convolution still beats shuffle and reverse at equal wall-clock time (reviewers: same "
+             "compute)"]
     missing = need(profile, root, "what_works")
     if missing:
-        out.append(Claim(claim, "review", "what_works", missing.verdict, missing.evidence))
+        return [Claim(c, "reviewers", "what_works", missing.verdict, missing.evidence) for c in texts]
+    stale = ("the page's results predate its per-seed pairs ({}.csv): rerun `make notebook NB=what_works`")
+    out = []
+    pairs = read_optional(profile, "what_works", "pairs", root)
+    if pairs is None:
+        out.append(Claim(texts[0], "reviewers", "what_works", NOT_TESTABLE, stale.format("pairs")))
     else:
         s = read_table(profile, "what_works", "summary", root)
         matched = s[s.variant.str.startswith("K=")].parameters_vs_reference.abs().max()
-        ok = int(s.n_seeds.min()) >= 2 and matched <= WIDTH_TOLERANCE and {"no_actnorm", "standard_prior"} <= set(
-            s.variant)
-        parts = "; ".join(f"{r.variant}: {r.test_bpd_mean:.3f} ± {r.test_bpd_std:.3f} "
-                          f"({r.diff_vs_reference:+.3f} ± {r.diff_sem:.3f} paired)" for r in s.itertuples())
-        out.append(Claim(claim, "review", "what_works", CONFIRMED if ok else NOT_CONFIRMED,
-                         f"Confirmed when every variant has ≥ 2 seeds and depth variants match the reference's "
-                         f"parameters within {WIDTH_TOLERANCE:.0%} (largest miss {matched:.2%}). Test bits/dim, mean ± "
-                         f"std over seeds, and the difference from the reference paired by seed: {parts}."))
-    # 2: the permutation ablation at equal wall time
-    claim = "The learned 1x1 convolution still beats shuffle and reverse at equal wall-clock time (reviewers: same compute)"
-    w = None if missing else read_table(profile, "what_works", "ablation_walltime_summary", root)
-    if missing:
-        out.append(Claim(claim, "review", "what_works", missing.verdict, missing.evidence))
-    elif not {"conv1x1", "shuffle", "reverse"} <= set(w.permutation):
-        out.append(Claim(claim, "review", "what_works", NOT_TESTABLE, "the ablation lacks conv1x1, shuffle or reverse"))
-    elif w[w.permutation.isin(["conv1x1", "shuffle", "reverse"])].bpd_at_wall_s_mean.isna().any():
-        out.append(Claim(claim, "review", "what_works", NOT_TESTABLE,
-                         f"some variant had no evaluation by the common time {w.wall_s.iloc[0]:.1f} s (runs too "
-                         f"short to compare at equal time; set the notebook's wall_s)"))
+        comparisons = [(GROUP, v, b, claimed_direction(profile, v)) for v, b in
+                       dict.fromkeys(zip(pairs.a, pairs.b))]
+        claim = paired_claim(texts[0], "reviewers", "what_works", pairs, comparisons, "equal_steps", VARIANTS_WHY)
+        if matched > WIDTH_TOLERANCE:
+            claim = Claim(texts[0], "reviewers", "what_works", NOT_TESTABLE,
+                          f"a depth variant misses the reference's parameter count by {matched:.2%} (more than "
+                          f"{WIDTH_TOLERANCE:.0%}), so depth is not compared at a fixed parameter count. "
+                          + claim.evidence)
+        else:
+            claim.evidence += f" Depth variants match the reference's parameters within {matched:.2%}."
+        out.append(claim)
+    ab = read_optional(profile, "what_works", "ablation_pairs", root)
+    if ab is None:
+        out.append(Claim(texts[1], "reviewers", "what_works", NOT_TESTABLE, stale.format("ablation_pairs")))
     else:
-        ok, parts = True, []
-        for c, g in w.groupby("coupling", sort=False):
-            v = g.set_index("permutation").bpd_at_wall_s_mean
-            ok &= bool(v["conv1x1"] < v["shuffle"] and v["conv1x1"] < v["reverse"])
-            parts.append(f"{c}: " + ", ".join(f"{p} {v[p]:.3f}" for p in v.index))
-        out.append(Claim(claim, "review", "what_works", CONFIRMED if ok else NOT_CONFIRMED,
-                         f"Test bits/dim interpolated at {w.wall_s.iloc[0]:.0f} s of training (the time every run "
-                         f"reached), mean over seeds; confirmed when conv1x1 is lowest for every coupling. "
-                         + "; ".join(parts)))
+        couplings = list(dict.fromkeys(ab[ab.a != "affine"].group))
+        out.append(paired_claim(texts[1], "reviewers", "what_works", ab,
+                                [(c, "conv1x1", b, "lower") for c in couplings for b in ("shuffle", "reverse")],
+                                "equal_time", TIME_WHY))
     return out

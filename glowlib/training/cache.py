@@ -48,29 +48,71 @@ class TrainedModel:
 
 
 @contextmanager
-def _locked(path: Path):
-    """Exclusive lock so that two processes (make -j) never train the same run at once."""
+def _locked(path: Path, wait: bool = True):
+    """Exclusive lock so that two processes (make -j, ``glowlib models --workers``) never train the same run at
+    once. ``wait=False``: raise ``BlockingIOError`` at once when another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def trained(run: RunConfig, device: str = "cpu", progress: bool = True) -> TrainedModel:
-    """The trained model of ``run``: from the cache if finished, else trained (or resumed) now."""
+def lock_path(run: RunConfig) -> Path:
+    """The lock a process holds while it trains ``run`` into the cache (beside the run folder)."""
+    folder = run_dir(run)
+    return folder.with_name(folder.name + ".lock")
+
+
+def _train_into_cache(run: RunConfig, progress) -> None:
+    """Train (or resume) ``run`` into its cache folder and write ``done.json``; the caller holds the lock."""
+    folder = run_dir(run)
+    result = train(run, folder, resume=(folder / "last.pt").exists(), progress=progress)
+    summary = {"key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
+               "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
+               "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,
+               "config": run.to_dict(), **({"stopped": result.stopped} if result.stopped else {})}
+    atomic_write_bytes(folder / "done.json", json.dumps(summary, indent=1).encode())
+
+
+def train_if_free(run: RunConfig, progress=True, wait: bool = False, announce=None) -> str:
+    """Make sure ``run`` is in the cache: "cached" (it was), "trained" (this process trained or resumed it), or,
+    when another process holds its lock, "busy" (nothing done) or, with ``wait``, "waited" (this process waited for
+    the other to finish; had that one failed, this one trains the run and says "trained"). ``announce()`` is
+    called when this process is about to train."""
+    done = run_dir(run) / "done.json"
+    if done.exists():
+        return "cached"
+    try:
+        with _locked(lock_path(run), wait=False):
+            if done.exists():
+                return "cached"
+            if announce:
+                announce()
+            _train_into_cache(run, progress)
+            return "trained"
+    except BlockingIOError:
+        if not wait:
+            return "busy"
+    with _locked(lock_path(run)):
+        if done.exists():
+            return "waited"
+        if announce:
+            announce()
+        _train_into_cache(run, progress)
+        return "trained"
+
+
+def trained(run: RunConfig, device: str = "cpu", progress=True) -> TrainedModel:
+    """The trained model of ``run``: from the cache if finished, else trained (or resumed) now; if another
+    process is training it, this one waits for it."""
     folder = run_dir(run)
     done = folder / "done.json"
-    with _locked(folder.with_name(folder.name + ".lock")):
+    with _locked(lock_path(run)):
         if not done.exists():
-            result = train(run, folder, resume=(folder / "last.pt").exists(), progress=progress)
-            summary = {"key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
-                       "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
-                       "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,
-                       "config": run.to_dict()}
-            atomic_write_bytes(done, json.dumps(summary, indent=1).encode())
+            _train_into_cache(run, progress)
     summary = json.loads(done.read_text())
     model, dequantizer = load_trained_with_dequantizer(folder / "best.pt", device=device)
     return TrainedModel(model, run, folder, pd.read_csv(folder / "metrics.csv"), summary, dequantizer)

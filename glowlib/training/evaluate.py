@@ -54,7 +54,9 @@ def bits_per_image(model: Glow, images: torch.Tensor, n_bits: int, batch_size: i
     cfg = model.config
     per_image = []
     for start in range(0, len(images), batch_size):
-        x = to_float(images[start:start + batch_size], n_bits)   # noise drawn on the CPU: same on every device
+        # images and noise on the CPU (the generator is a CPU one), so the noise is the same on every device and
+        # images already on a GPU work too; each batch then moves to the model's device
+        x = to_float(images[start:start + batch_size].cpu(), n_bits)
         y = None if labels is None else labels[start:start + batch_size].to(device)
         g = seeded(seed, EVAL_STREAM, start)
         if dequantizer is not None:
@@ -83,10 +85,11 @@ def prepare_splits(run: RunConfig) -> Splits:
     """Load the dataset, check it fits the model, and hold a validation part out of the training images."""
     # CelebA is centre-cropped and resized to the model's size as it loads; other datasets are never resized
     size = run.model.image_size if run.data.dataset == "celeba" else None
-    data = load_dataset(run.data.dataset, run.data.data_root, image_size=size)
+    data = load_dataset(run.data.dataset, run.data.data_root, image_size=size, order=run.data.order)
     expected = (run.model.in_channels, run.model.image_size, run.model.image_size)
     if data.image_shape != expected:
         raise ValueError(f"dataset {run.data.dataset!r} has images of shape {data.image_shape}, but the model "
                          f"config expects {expected}; set model.in_channels/model.image_size to match")
-    (tx, ty), (vx, vy) = split_validation(data.train_images, data.train_labels, run.data.n_val, run.train.seed)
+    (tx, ty), (vx, vy) = split_validation(data.train_images, data.train_labels, run.data.n_val, run.train.seed,
+                                          run.data.order)
     return Splits(tx, ty, vx, vy, data.test_images, data.test_labels, data)

@@ -1,15 +1,25 @@
 """Training: maximum likelihood with Adam(ax), linear warmup, gradient clipping, Polyak (EMA) weights, atomic
-resumable checkpoints, a non-finite-loss policy, and DistributedDataParallel under ``torchrun``.
+resumable checkpoints, a non-finite-loss policy, a wall-clock budget, and DistributedDataParallel under ``torchrun``.
 
 Determinism: the batch order of epoch e comes from a generator seeded with (seed, e), and the dequantisation noise of
 step t from one seeded with (seed, t). A run is therefore a pure function of its config, and resuming from a
 checkpoint replays exactly what the uninterrupted run would have done.
+
+A step never waits for the device (``glowlib.training.step``): its statistics stay on the device and are read
+every ``STATS_EVERY`` steps and at every evaluation and checkpoint, and a step whose loss or gradient is not finite
+is undone on the device. What the host learns at a read (which steps were skipped) it acts on then: the events are
+recorded, and ``max_skips`` skipped steps in a row reload the last checkpoint at half the learning rate.
+
+Under ``torchrun`` each process trains on its own GPU (``cuda:LOCAL_RANK``) with ``train.batch_size`` images, as
+the official code's ``n_batch_train`` is per GPU: the global batch is ``batch_size × processes`` (recorded in the
+checkpoint; a run resumes only with the same number of processes).
 """
 from __future__ import annotations
 
 import copy
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,42 +31,23 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import to_float
-from ..models import DequantizedModel, Dequantizer, Glow
+from ..models import Dequantizer, Glow
 from ..objective import bits_per_dim, dequantize
 from ..runtime import tune_allocator
 from .checkpoint import (CheckpointError, build_dequantizer, build_model, load_checkpoint, run_config_of,
                          save_checkpoint, write_csv)
 from .evaluate import INIT_STREAM, NOISE_STREAM, ORDER_STREAM, Splits, evaluate, prepare_splits, seeded
+from .device import resolve_device  # noqa: F401  (glowlib.training's public name)
+from .device import optimizer_options, place_optimizer, set_tf32, tf32_state, to_device, training_device
 from .run_folder import claim, set_aside
+from .step import FlatGradients, Likelihood, Polyak, Record, StepGuard, log_likelihood
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
                  "lr", "images_per_s", "wall_s"]
 
-
-def resolve_device(name: str) -> torch.device:
-    """``train.device`` as a torch.device ("auto": cuda if available, else cpu); a device this machine does not
-    have raises a ValueError saying so, before any work is done."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={name!r} but CUDA is not available on this machine; use "
-                             f"train.device='cpu' or 'auto'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"train.device={name!r} but this machine has {torch.cuda.device_count()} CUDA "
-                             f"device(s); use cuda:0 ... cuda:{torch.cuda.device_count() - 1} or 'auto'")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"train.device={name!r} but MPS is not available on this machine; use 'cpu' or 'auto'")
-    return device
-
-
 def update_ema(ema: Glow, model: Glow, decay: float) -> None:
-    with torch.no_grad():
-        for p_ema, p in zip(ema.parameters(), model.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(ema.buffers(), model.buffers()):
-            b_ema.copy_(b)
+    """ema ← decay·ema + (1 − decay)·model, parameters with one multi-tensor operation; buffers copied."""
+    Polyak([(ema, model)]).update(decay)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -66,9 +57,13 @@ def _dist_info() -> tuple[int, int]:
 
 
 def maybe_init_distributed(device: torch.device) -> None:
-    """Under torchrun (WORLD_SIZE > 1), join the process group: gloo on CPU, nccl on CUDA."""
+    """Under torchrun (WORLD_SIZE > 1), join the process group: gloo on CPU, nccl on CUDA (bound to this
+    process's GPU)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -81,17 +76,17 @@ class _JointObjective(torch.nn.Module):
         self.model = model
 
     def forward(self, x, y):
-        zs, logdet, log_pz = self.model._encode(x, y)
-        return log_pz + logdet, self.model.classify(zs)
+        log_px, zs = log_likelihood(self.model, x, y, latents=True)
+        return log_px, self.model.classify(zs)
 
 
 def training_loss(net, x, y, run: RunConfig, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, its bits/dim part) of a batch. The loss is the mean bits/dim of log p(x | y), plus, when
     ``train.y_weight`` > 0, y_weight · the cross-entropy of the classifier head in bits per image (official code:
     ``bits_x + weight_y * bits_y`` with ``bits_y`` = softmax cross-entropy / ln 2). ``net`` is the model, or its
-    ``_JointObjective`` when y_weight > 0, or a ``DequantizedModel`` (then x is the discrete batch, ``kwargs`` holds
-    q's base ``noise`` and the loss is the negative ELBO in bits/dim); any of them possibly wrapped in
-    DistributedDataParallel."""
+    ``_JointObjective`` when y_weight > 0, or a ``step.Likelihood`` (with a dequantiser, x is the discrete batch,
+    ``kwargs`` holds q's base ``noise`` and the loss is the negative ELBO in bits/dim); any of them possibly wrapped
+    in DistributedDataParallel."""
     if run.train.y_weight > 0:
         log_px, logits = net(x, y)
         bpd = bits_per_dim(log_px, run.model.n_dims, run.data.n_bits).mean()
@@ -117,6 +112,7 @@ class TrainResult:
     test_bpd_at_best: float
     nonfinite_events: list
     wall_s: float
+    stopped: str = ""            # why the run stopped before train.steps (the time budget), else ""
 
 
 @dataclass
@@ -125,7 +121,7 @@ class _Run:
     ``_resume_or_initialise`` restores."""
 
     run: RunConfig
-    out_dir: Path
+    out_dir: Path | None
     device: torch.device
     rank: int
     world: int
@@ -138,6 +134,10 @@ class _Run:
     ema: Glow | None = None                      # Polyak-averaged copies, the weights that are evaluated
     ema_deq: Dequantizer | None = None
     net: torch.nn.Module | None = None           # what the loss calls (``_objective``)
+    grads: FlatGradients | None = None           # the step's machinery (``_prepare_step``)
+    guard: StepGuard | None = None
+    polyak: Polyak | None = None
+    record: Record | None = None
     step: int = 0
     best_val: float = math.inf
     test_at_best: float = math.nan
@@ -148,9 +148,15 @@ class _Run:
     window_images: int = 0
     window_t: float = 0.0
     skips: int = 0                               # non-finite steps in a row
+    good_steps: int = 0                          # finite steps so far; nothing to evaluate before the first
     saved_step: int | None = None
+    evaluated_step: int | None = None
+    stopped: str = ""
     wall_before: float = 0.0                     # wall seconds of the run before this process resumed it
     t_start: float = 0.0
+    step_at_start: int = 0
+    order: tuple = (-1, None)                    # (epoch, its batch order)
+    progress: "_Progress | None" = None
 
     @property
     def last_path(self) -> Path:
@@ -165,35 +171,44 @@ class _Run:
         return self.run.model.n_classes > 0
 
     @property
+    def global_batch(self) -> int:
+        return self.run.train.batch_size * self.world
+
+    @property
     def steps_per_epoch(self) -> int:
-        return len(self.splits.train_x) // self.run.train.batch_size
+        return len(self.splits.train_x) // self.global_batch
 
     def wall_s(self) -> float:
         return self.wall_before + time.perf_counter() - self.t_start
 
 
 def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True, restart: bool = False) -> TrainResult:
+          progress=True, restart: bool = False) -> TrainResult:
     """Train ``run`` into ``out_dir``: ``metrics.csv``, ``last.pt`` (resume), ``best.pt`` (lowest val bits/dim).
 
     ``resume`` continues ``last.pt`` exactly; ``restart`` moves the folder's checkpoints and metrics aside (into a
     dated subfolder, ``run_folder.set_aside``) and starts fresh. ``stop_after`` ends the run after that many
     steps, as an interruption would (tests use it for resume). The folder is held by this process while it trains
     (``run_folder.claim``: a second writer fails at once).
-    Non-finite loss or gradient: the batch is skipped and the step recorded; with ``nonfinite_policy="reload"``,
+    Non-finite loss or gradient: the step is undone and recorded; with ``nonfinite_policy="reload"``,
     ``max_skips`` skips in a row reload ``last.pt`` (the last good state) and halve the learning rate. A run that
     reaches its last step without one finite validation evaluation raises ``TrainingFailed``, its files set aside.
+    ``train.max_minutes`` > 0: at that much wall time (counting the time before a resume) the run evaluates,
+    checkpoints and stops (``TrainResult.stopped`` says so).
+    ``progress``: True, a bar on a terminal and a line per evaluation otherwise; "lines"; "bar"; False, silent.
     """
     if resume and restart:
         raise ValueError("resume=True and restart=True exclude each other: resume continues last.pt, restart moves "
                          "it aside and starts over")
-    r = _setup(run, Path(out_dir))
+    device = training_device(run.train.device)
+    maybe_init_distributed(device)
+    r = _setup(run, Path(out_dir), device=device)
     folder = claim(r.out_dir) if r.rank == 0 else None      # only rank 0 writes the folder
     try:
         if restart and r.rank == 0:
             set_aside(r.out_dir, "replaced")
         _resume_or_initialise(r, resume)
-        r.net = _objective(r)
+        _prepare_step(r)
         _steps(r, stop_after, progress)
         return _finish(r)
     finally:
@@ -201,28 +216,67 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
             folder.release()
 
 
-def _steps(r: _Run, stop_after: int | None, progress: bool) -> None:
-    """The loop: steps until the last one (or ``stop_after`` more), evaluating and checkpointing on schedule."""
-    tc = r.run.train
+def session(run: RunConfig, splits: Splits | None = None, device: torch.device | str | None = None) -> _Run:
+    """A run set up to take steps in memory, nothing written: model and dequantiser initialised from the data (or
+    ``splits``), Polyak copies, objective and step machinery; one process. For measuring the step
+    (``glowlib.plan``) and for tests: :func:`train_step` takes one step."""
+    device = training_device(run.train.device) if device is None else torch.device(device)
+    r = _setup(run, None, splits, device)
+    _initialise(r)
+    _prepare_step(r)
+    r.model.train()
     r.t_start = time.perf_counter()
-    bar = tqdm(total=tc.steps, initial=r.step, disable=not progress or r.rank != 0, mininterval=2.0,
-               desc=f"{r.run.model_type} {r.run.data.dataset}")
+    return r
+
+
+def train_step(r: _Run) -> None:
+    """One optimisation step of a :func:`session` (or of a run inside ``train``); never waits for the device."""
+    _step(r)
+
+
+def _steps(r: _Run, stop_after: int | None, progress) -> None:
+    """The loop: steps until the last one (or ``stop_after`` more, or the time budget), evaluating and
+    checkpointing on schedule."""
+    tc = r.run.train
+    r.t_start, r.step_at_start = time.perf_counter(), r.step
+    r.progress = _Progress(r, progress)
     r.window_t = time.perf_counter()
     end = tc.steps if stop_after is None else min(tc.steps, r.step + stop_after)
     r.model.train()
     while r.step < end:
-        loss = _step(r, bar)
-        if loss is not None:
-            _evaluate_and_checkpoint(r, bar, loss)
-    bar.close()
+        if _out_of_time(r):
+            r.stopped = f"time budget train.max_minutes={tc.max_minutes:g} reached at step {r.step}"
+            r.progress.write(f"{r.progress.desc}: {r.stopped}; evaluating and saving")
+            _after_step(r, final=True)
+            break
+        _step(r)
+        r.progress.update()
+        _after_step(r)
+    r.progress.close()
+
+
+def _out_of_time(r: _Run) -> bool:
+    """Whether the run has used its ``train.max_minutes``. Under torchrun all processes decide together, right
+    after a read of the statistics (the one place a step waits anyway), so that none stops alone."""
+    budget = r.run.train.max_minutes * 60
+    if budget <= 0:
+        return False
+    if r.world == 1:
+        return r.wall_s() >= budget
+    if r.step != r.record.start:
+        return False
+    spent = torch.tensor(float(r.wall_s() >= budget), device=r.device)
+    dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+    return bool(spent.item())
 
 
 def _finish(r: _Run) -> TrainResult:
     """Save ``last.pt`` if the last step was not saved yet; a finished run without a finite evaluation fails."""
+    _read(r)
     if r.rank == 0 and r.saved_step != r.step:
         save_checkpoint(r.last_path, _snapshot(r))
-    result = TrainResult(r.out_dir, r.step, r.best_val, r.test_at_best, r.events, r.wall_s())
-    if r.rank == 0 and r.step >= r.run.train.steps and not math.isfinite(r.best_val):
+    result = TrainResult(r.out_dir, r.step, r.best_val, r.test_at_best, r.events, r.wall_s(), r.stopped)
+    if r.rank == 0 and (r.step >= r.run.train.steps or r.stopped) and not math.isfinite(r.best_val):
         _fail(r, result)
     return result
 
@@ -236,20 +290,20 @@ def _fail(r: _Run, result: TrainResult) -> None:
                          f"moved to {target}. Try a lower train.lr or train.grad_clip.", result)
 
 
-def _setup(run: RunConfig, out_dir: Path) -> _Run:
-    """Device, process group, data, and a freshly initialised model, dequantiser and optimizer."""
+def _setup(run: RunConfig, out_dir: Path | None, splits: Splits | None = None,
+           device: torch.device | None = None) -> _Run:
+    """Device, data, and a freshly initialised model, dequantiser and optimizer."""
     tc = run.train
-    device = resolve_device(tc.device)
+    device = training_device(tc.device) if device is None else device
     allocator = tune_allocator()                  # glibc: keep large buffers between steps ($GLOWLIB_ALLOCATOR)
-    maybe_init_distributed(device)
+    set_tf32()
     rank, world = _dist_info()
-    if tc.batch_size % world:
-        raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the number of processes ({world})")
     torch.manual_seed(tc.seed)                                    # model initialisation
-    splits = prepare_splits(run)
+    splits = prepare_splits(run) if splits is None else splits
     n_train = len(splits.train_x)
-    if n_train < tc.batch_size:
-        raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {n_train} training images")
+    if n_train < tc.batch_size * world:
+        raise ValueError(f"train.batch_size={tc.batch_size} × {world} process(es) exceeds the {n_train} training "
+                         f"images")
     if tc.y_weight > 0 and run.model.n_classes == 0:
         raise ValueError(f"train.y_weight={tc.y_weight} needs a class-conditional model (model.n_classes > 0); "
                          f"set model.n_classes or train.y_weight=0.0")
@@ -257,54 +311,68 @@ def _setup(run: RunConfig, out_dir: Path) -> _Run:
     deq = build_dequantizer(run)
     deq = deq.to(device) if deq is not None else None
     trainable = list(model.parameters()) + (list(deq.parameters()) if deq is not None else [])
-    optimizer = (torch.optim.Adamax if tc.optimizer == "adamax" else torch.optim.Adam)(trainable, lr=tc.lr)
+    optimizer = (torch.optim.Adamax if tc.optimizer == "adamax" else torch.optim.Adam)(
+        trainable, lr=tc.lr, **optimizer_options(device))
     return _Run(run, out_dir, device, rank, world, allocator, splits, model, deq, trainable, optimizer)
 
 
-def _resume_or_initialise(r: _Run, resume: bool) -> None:
-    """Continue from ``last.pt`` (``resume``), or initialise ActNorm from data and start the Polyak copies."""
-    run, tc = r.run, r.run.train
-    if resume and r.last_path.exists():
-        state = load_checkpoint(r.last_path, map_location=r.device)
-        if run_config_of(state, r.last_path).key() != run.key():         # execution-only fields may differ
-            raise CheckpointError(f"{r.last_path} was written by a different config; use another --out or drop "
-                                  f"--resume (the file was left as it is)")
-        r.model.load_state_dict(state["model"])
-        r.optimizer.load_state_dict(state["optimizer"])
-        r.ema = build_model(run).to(r.device)
-        r.ema.load_state_dict(state["ema"])
-        if r.deq is not None:
-            r.deq.load_state_dict(state["dequantizer"])
-            r.ema_deq = copy.deepcopy(r.deq)
-            r.ema_deq.load_state_dict(state["dequantizer_ema"])
-        r.step, r.best_val, r.test_at_best = state["step"], state["best_val"], state["test_at_best"]
-        r.lr_scale, r.events, r.wall_before = state["lr_scale"], state["nonfinite_events"], state["wall_s"]
-        r.window, r.window_images = state["window"], state["window_images"]
-        r.rows = [row for row in state["metrics"] if row["step"] <= r.step]
-        torch.set_rng_state(state["rng"]["torch"])
-    else:
-        if r.out_dir.exists() and any(r.out_dir.glob("*.pt")) and r.rank == 0:
-            raise FileExistsError(f"{r.out_dir} already holds checkpoints; pass --resume to continue them, "
-                                  f"--restart to move them aside and start over, or choose another --out "
-                                  f"(nothing was overwritten)")
-        # ActNorm's data-dependent init on the same images on every rank (seeded), before DDP wraps the model
-        n_bits, train_x = run.data.n_bits, r.splits.train_x
-        init_idx = torch.randperm(len(train_x), generator=seeded(tc.seed, INIT_STREAM))[:tc.init_batch]
-        x0 = dequantize(to_float(train_x[init_idx], n_bits), n_bits, seeded(tc.seed, INIT_STREAM, 1))
-        r.model.initialize(x0.to(r.device), r.splits.train_y[init_idx].to(r.device) if r.conditional else None)
-        r.ema = copy.deepcopy(r.model)
-        r.ema_deq = copy.deepcopy(r.deq)
-    r.ema.eval()
+def _initialise(r: _Run) -> None:
+    """ActNorm's data-dependent init on the same images on every rank (seeded), before DDP wraps the model; the
+    Polyak copies start as the model."""
+    tc, n_bits, train_x = r.run.train, r.run.data.n_bits, r.splits.train_x
+    init_idx = torch.randperm(len(train_x), generator=seeded(tc.seed, INIT_STREAM))[:tc.init_batch]
+    x0 = dequantize(to_float(train_x[init_idx], n_bits), n_bits, seeded(tc.seed, INIT_STREAM, 1))
+    r.model.initialize(x0.to(r.device), r.splits.train_y[init_idx].to(r.device) if r.conditional else None)
+    r.ema = copy.deepcopy(r.model).eval()
+    r.ema_deq = copy.deepcopy(r.deq)
     if r.deq is not None:
         r.ema_deq.eval()
 
 
-def _objective(r: _Run) -> torch.nn.Module:
-    """What the loss calls: the model (log p(x)), with its dequantiser (log p(x̃) − log q(u | x)), or with its
-    classifier head; one module either way, wrapped for DistributedDataParallel under torchrun."""
+def _resume_or_initialise(r: _Run, resume: bool) -> None:
+    """Continue from ``last.pt`` (``resume``), or initialise ActNorm from data and start the Polyak copies."""
     run = r.run
-    net = _JointObjective(r.model) if run.train.y_weight > 0 else \
-        DequantizedModel(r.model, r.deq, run.data.n_bits) if r.deq is not None else r.model
+    if not (resume and r.last_path.exists()):
+        if r.out_dir.exists() and any(r.out_dir.glob("*.pt")) and r.rank == 0:
+            raise FileExistsError(f"{r.out_dir} already holds checkpoints; pass --resume to continue them, "
+                                  f"--restart to move them aside and start over, or choose another --out "
+                                  f"(nothing was overwritten)")
+        _initialise(r)
+        return
+    state = load_checkpoint(r.last_path, map_location=r.device)
+    if run_config_of(state, r.last_path).key() != run.key():         # execution-only fields may differ
+        raise CheckpointError(f"{r.last_path} was written by a different config; use another --out or drop "
+                              f"--resume (the file was left as it is)")
+    if state.get("world_size", 1) != r.world:
+        raise CheckpointError(f"{r.last_path} was trained by {state.get('world_size', 1)} process(es), each with "
+                              f"train.batch_size images; resuming with {r.world} would change the global batch. "
+                              f"Resume with the same number of processes (the file was left as it is)")
+    r.model.load_state_dict(state["model"])
+    r.optimizer.load_state_dict(state["optimizer"])
+    place_optimizer(r.optimizer, r.device)
+    r.ema = build_model(run).to(r.device)
+    r.ema.load_state_dict(state["ema"])
+    r.ema.eval()
+    if r.deq is not None:
+        r.deq.load_state_dict(state["dequantizer"])
+        r.ema_deq = copy.deepcopy(r.deq)
+        r.ema_deq.load_state_dict(state["dequantizer_ema"])
+        r.ema_deq.eval()
+    r.step, r.best_val, r.test_at_best = state["step"], state["best_val"], state["test_at_best"]
+    r.lr_scale, r.events, r.wall_before = state["lr_scale"], state["nonfinite_events"], state["wall_s"]
+    r.window, r.window_images = state["window"], state["window_images"]
+    r.good_steps, r.stopped = state.get("good_steps", r.step), state.get("stopped", "")
+    r.rows = [row for row in state["metrics"] if row["step"] <= r.step]
+    r.evaluated_step = r.rows[-1]["step"] if r.rows else None
+    torch.set_rng_state(state["rng"]["torch"])
+
+
+def _objective(r: _Run) -> torch.nn.Module:
+    """What the loss calls: log p(x) (``step.Likelihood``, with the dequantiser's ELBO integrand if any), or with
+    the classifier head (``_JointObjective``); one module either way, wrapped for DistributedDataParallel under
+    torchrun."""
+    run = r.run
+    net = _JointObjective(r.model) if run.train.y_weight > 0 else Likelihood(r.model, r.deq, run.data.n_bits)
     if r.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[r.device.index] if r.device.type == "cuda" else None,
@@ -312,95 +380,122 @@ def _objective(r: _Run) -> torch.nn.Module:
     return net
 
 
+def _prepare_step(r: _Run) -> None:
+    """The objective and the step's machinery (``glowlib.training.step``) for a run set up and initialised."""
+    r.net = _objective(r)
+    r.grads = FlatGradients(r.trainable)
+    r.guard = StepGuard(r.optimizer, r.trainable)
+    r.polyak = Polyak([(r.ema, r.model), (r.ema_deq, r.deq)])
+    r.record = Record(r.device, r.step)
+
+
 def _batch(r: _Run) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """This rank's part of step ``r.step``'s batch (x, y, extra arguments of the objective); the global batch and
-    its noise depend on (seed, step) only."""
-    tc, n_bits = r.run.train, r.run.data.n_bits
-    local = tc.batch_size // r.world
+    """This process's part of step ``r.step``'s global batch (x, y, extra arguments of the objective); the global
+    batch and its noise depend on (seed, step, number of processes) only, drawn on the host and sent without
+    blocking."""
+    tc, n_bits, local = r.run.train, r.run.data.n_bits, r.run.train.batch_size
     mine = slice(r.rank * local, (r.rank + 1) * local)
     epoch, within = divmod(r.step, r.steps_per_epoch)
-    order = torch.randperm(len(r.splits.train_x), generator=seeded(tc.seed, ORDER_STREAM, epoch))
-    idx = order[within * tc.batch_size:(within + 1) * tc.batch_size]
+    if r.order[0] != epoch:
+        r.order = (epoch, torch.randperm(len(r.splits.train_x), generator=seeded(tc.seed, ORDER_STREAM, epoch)))
+    idx = r.order[1][within * r.global_batch:(within + 1) * r.global_batch]
     noise = seeded(tc.seed, NOISE_STREAM, r.step)
     x = to_float(r.splits.train_x[idx], n_bits)
     if r.deq is None:
         x = dequantize(x, n_bits, noise)
         kwargs = {}
     else:                                  # base noise of q drawn on the CPU, so every device gets the same
-        kwargs = {"noise": r.deq.draw_noise(x, noise)[mine].to(r.device)}
-    y = r.splits.train_y[idx][mine].to(r.device) if r.conditional else None
-    return x[mine].to(r.device), y, kwargs
+        kwargs = {"noise": to_device(r.deq.draw_noise(x, noise)[mine], r.device)}
+    y = to_device(r.splits.train_y[idx][mine], r.device) if r.conditional else None
+    return to_device(x[mine], r.device), y, kwargs
 
 
-def _step(r: _Run, bar) -> float | None:
-    """One optimisation step; its loss, or None when the loss or gradient was not finite and the batch skipped."""
+def warmup_steps(run: RunConfig) -> int:
+    """The warmup's length: ``train.warmup_fraction`` of the steps when > 0, else ``train.warmup_steps``."""
+    tc = run.train
+    return round(tc.warmup_fraction * tc.steps) if tc.warmup_fraction > 0 else tc.warmup_steps
+
+
+def _step(r: _Run) -> None:
+    """One optimisation step, undone on the device when its loss or gradient is not finite (module docstring)."""
     tc = r.run.train
     x, y, kwargs = _batch(r)
-    lr = tc.lr * r.lr_scale * min(1.0, (r.step + 1) / max(1, tc.warmup_steps))
+    lr = tc.lr * r.lr_scale * min(1.0, (r.step + 1) / max(1, warmup_steps(r.run)))
     for group in r.optimizer.param_groups:
         group["lr"] = lr
+    r.grads.zero()
     loss, bpd = training_loss(r.net, x, y, r.run, **kwargs)
-    r.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(r.trainable, tc.grad_clip if tc.grad_clip > 0 else math.inf)
-    stats = torch.stack([loss.detach(), grad_norm.detach(), bpd.detach()])
+    norm = r.grads.norm()
+    stats = torch.stack([loss.detach().float(), norm, bpd.detach().float()])
     if r.world > 1:                        # the global batch's mean loss; every rank takes the same decision
         dist.all_reduce(stats)
-        stats[::2] /= r.world              # the losses (0, 2), not the summed gradient norm (1)
-    stats = stats.cpu()
-    if not torch.isfinite(stats).all():
-        _skip(r, stats, bar)
-        return None
-    r.skips = 0
-    r.optimizer.step()
+        stats = stats / r.world            # the gradient norm is the same on every rank after DDP's all-reduce
+    ok = torch.isfinite(stats).all()
+    if tc.grad_clip > 0:
+        r.grads.scale((tc.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+    r.grads.zero_unless(ok)
+    r.guard.step(ok)
+    r.polyak.update(min(tc.ema_decay, (2 + r.step) / (11 + r.step)), ok)   # (1 + t)/(10 + t) after step t
+    r.record.write(r.step, stats, ok)
     r.step += 1
-    decay = min(tc.ema_decay, (1 + r.step) / (10 + r.step))
-    update_ema(r.ema, r.model, decay)
+
+
+def _read(r: _Run) -> None:
+    """Read the steps' statistics since the last read (one wait on the device): the training bits/dim of the
+    finite steps join the window, each non-finite step is recorded, and with ``nonfinite_policy="reload"``
+    ``max_skips`` in a row go back to the last good checkpoint at half the learning rate."""
+    tc, reload = r.run.train, False
+    for step, (loss, grad_norm, bpd, finite) in r.record.read(r.step):
+        if finite:
+            r.window.append(bpd)           # train_bpd: the bits/dim part, without the classification term
+            r.window_images += r.global_batch
+            r.skips, r.good_steps = 0, r.good_steps + 1
+            continue
+        r.skips += 1
+        r.events.append({"step": step, "loss": loss, "grad_norm": grad_norm, "action": "skip"})
+        if tc.nonfinite_policy == "reload" and r.skips >= tc.max_skips:
+            r.lr_scale *= 0.5
+            r.events[-1]["action"] = f"reload last good checkpoint, lr x{r.lr_scale:g}"
+            r.skips, reload = 0, True
+        r.progress.write(f"non-finite loss/gradient at step {step}: {r.events[-1]['action']}")
+    if reload and r.last_path.exists():
+        _reload(r)
+    if not r.grads.intact():
+        raise RuntimeError("a parameter's gradient is no longer a view of the flat gradient buffer; something "
+                           "replaced it (set_to_none?), so non-finite steps could not be undone")
+
+
+def _reload(r: _Run) -> None:
+    """The model, optimizer and Polyak weights of ``last.pt`` (the step counter and schedule go on)."""
+    state = load_checkpoint(r.last_path, map_location=r.device)
+    r.model.load_state_dict(state["model"])
+    r.optimizer.load_state_dict(state["optimizer"])
+    place_optimizer(r.optimizer, r.device)
+    r.ema.load_state_dict(state["ema"])
     if r.deq is not None:
-        update_ema(r.ema_deq, r.deq, decay)
-    r.window.append(stats[2].item())       # train_bpd: the bits/dim part, without the classification term
-    r.window_images += tc.batch_size
-    bar.update(1)
-    return stats[0].item()
+        r.deq.load_state_dict(state["dequantizer"])
+        r.ema_deq.load_state_dict(state["dequantizer_ema"])
 
 
-def _skip(r: _Run, stats: torch.Tensor, bar) -> None:
-    """A non-finite loss or gradient: record it, drop the batch, and after ``max_skips`` in a row (policy
-    "reload") go back to the last good checkpoint at half the learning rate."""
+def _after_step(r: _Run, final: bool = False) -> None:
+    """Read the statistics, evaluate and save on schedule: evaluate every ``eval_every`` steps and at the end (or
+    at the time budget, ``final``), save ``last.pt`` every ``ckpt_every``; read at least every ``STATS_EVERY``."""
     tc = r.run.train
-    r.skips += 1
-    r.events.append({"step": r.step, "loss": stats[0].item(), "grad_norm": stats[1].item(), "action": "skip"})
-    if tc.nonfinite_policy == "reload" and r.skips >= tc.max_skips:
-        if r.last_path.exists():
-            state = load_checkpoint(r.last_path, map_location=r.device)
-            r.model.load_state_dict(state["model"])
-            r.optimizer.load_state_dict(state["optimizer"])
-            r.ema.load_state_dict(state["ema"])
-            if r.deq is not None:
-                r.deq.load_state_dict(state["dequantizer"])
-                r.ema_deq.load_state_dict(state["dequantizer_ema"])
-        r.lr_scale *= 0.5
-        r.events[-1]["action"] = f"reload last good checkpoint, lr x{r.lr_scale:g}"
-        r.skips = 0
-    bar.write(f"non-finite loss/gradient at step {r.step}: {r.events[-1]['action']}")
-    r.step += 1                                                    # the batch is consumed, as in the replay
-    bar.update(1)
-
-
-def _evaluate_and_checkpoint(r: _Run, bar, loss: float) -> None:
-    """After a step: evaluate every ``eval_every`` steps and at the end, save ``last.pt`` every ``ckpt_every``."""
-    tc = r.run.train
-    if r.step % tc.eval_every == 0 or r.step == tc.steps:
-        images_per_s = r.window_images / (time.perf_counter() - r.window_t)
+    at_end = final or r.step >= tc.steps
+    evaluate_now = at_end or r.step % tc.eval_every == 0
+    save_now = at_end or r.step % tc.ckpt_every == 0
+    if evaluate_now or save_now or r.record.full(r.step):
+        _read(r)
+    if evaluate_now and r.good_steps and r.evaluated_step != r.step:
+        images_per_s = r.window_images / max(time.perf_counter() - r.window_t, 1e-9)
         if r.rank == 0:
-            row = _evaluate(r, sum(r.window) / len(r.window), round(images_per_s, 2))
-            bar.set_postfix(train=f"{row['train_bpd']:.3f}", val=f"{row['val_bpd']:.3f}")
-        r.window, r.window_images = [], 0
+            row = _evaluate(r, sum(r.window) / len(r.window) if r.window else math.nan, round(images_per_s, 2))
+            r.progress.note(row)
+        r.window, r.window_images, r.evaluated_step = [], 0, r.step
         r.model.train()
         r.window_t = time.perf_counter()
-    else:
-        bar.set_postfix(bpd=f"{loss:.3f}", refresh=False)
-    if r.rank == 0 and (r.step % tc.ckpt_every == 0 or r.step == tc.steps):
+    if save_now and r.rank == 0 and r.saved_step != r.step:
         save_checkpoint(r.last_path, _snapshot(r))
         r.saved_step = r.step
 
@@ -438,4 +533,48 @@ def _snapshot(r: _Run) -> dict:
             "step": r.step, "config": r.run.to_dict(), "best_val": r.best_val, "test_at_best": r.test_at_best,
             "lr_scale": r.lr_scale, "nonfinite_events": r.events, "metrics": r.rows, "window": r.window,
             "window_images": r.window_images, "wall_s": r.wall_s(), "torch_version": str(torch.__version__),
-            "allocator": r.allocator, "rng": {"torch": torch.get_rng_state()}}
+            "allocator": r.allocator, "rng": {"torch": torch.get_rng_state()}, "world_size": r.world,
+            "global_batch": r.global_batch, "good_steps": r.good_steps, "stopped": r.stopped,
+            "max_minutes": r.run.train.max_minutes, "tf32": tf32_state()}
+
+
+class _Progress:
+    """What a run shows while it trains: a tqdm bar on a terminal, or one line per evaluation (step, bits/dim,
+    seconds per step, time left) where output goes to a log; nothing when ``mode`` is False."""
+
+    def __init__(self, r: _Run, mode):
+        self.r, self.desc = r, f"{r.run.model_type} {r.run.data.dataset} seed {r.run.train.seed}"
+        show = bool(mode) and r.rank == 0
+        self.lines = show and (mode == "lines" or (mode is True and not sys.stderr.isatty()))
+        self.bar = tqdm(total=r.run.train.steps, initial=r.step, disable=not show or self.lines, mininterval=2.0,
+                        desc=self.desc)
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def write(self, message: str) -> None:
+        if self.lines:
+            print(message, flush=True)
+        else:
+            self.bar.write(message)
+
+    def note(self, row: dict) -> None:
+        self.bar.set_postfix(train=f"{row['train_bpd']:.3f}", val=f"{row['val_bpd']:.3f}")
+        if not self.lines:
+            return
+        r, steps = self.r, self.r.run.train.steps
+        done = r.step - r.step_at_start
+        per_step = (time.perf_counter() - r.t_start) / done if done else math.nan
+        left = (steps - r.step) * per_step
+        print(f"{self.desc}: step {r.step:,}/{steps:,} ({r.step / steps:.0%}), train {row['train_bpd']:.3f}, "
+              f"val {row['val_bpd']:.3f} bits/dim, {per_step:.3g} s/step, about {_duration(left)} left",
+              flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "? min"
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{max(seconds, 0) / 60:.0f} min"

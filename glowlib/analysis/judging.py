@@ -1,0 +1,166 @@
+"""What every study that judges samples shares: real reference sets drawn at random and class-balanced, the
+real-vs-real baseline beside each sample measure, the sanity gates run on a model before any verdict, and the
+decisions over replicates that are not training seeds.
+
+A reference set is never a prefix of a split: it is a seeded, class-balanced random draw
+(:func:`reference_set`, from ``data.stratified_order``), and the real-vs-real baseline compares two *disjoint* such
+draws of the same size as the samples (:func:`real_halves`), so a sample measure and its baseline have the same
+bias from the number of images.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..config import check_range
+from ..data import stratified_order
+from .images import check_images, reduce_bits
+from .sampling import samples
+from .stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, PAIRED_T, Decision, Gate, decide_paired,
+                    sanity_gates)
+
+REAL_VS_REAL = "real vs real"      # the source of a baseline row: real images against a disjoint real reference
+GATE_COLUMNS = ("model", "gate", "value", "reference", "threshold", "passed", "n")
+SAMPLING_SEEDS_T = "paired t-interval over sampling seeds (95%, two-sided)"
+
+
+# ---------------------------------------------------------------------------------------------------- references
+def _check_labels(images: Tensor, labels: Tensor, n: int, most: int) -> None:
+    check_images(images)
+    if not isinstance(labels, Tensor) or labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"labels must be a 1-d tensor of {len(images)} labels, one per image")
+    check_range("n", n, 1, most)
+
+
+def reference_indices(labels: Tensor, n: int, seed: int) -> Tensor:
+    """Indices of a seeded random draw of ``n`` images with every class as equally represented as ``n`` allows
+    (the first ``n`` of ``data.stratified_order``): ``n = k * n_classes`` gives exactly ``k`` of each class."""
+    check_range("n", n, 1, len(labels))
+    return stratified_order(labels, seed)[:n]
+
+
+def reference_set(images: Tensor, labels: Tensor, n: int, seed: int) -> Tensor:
+    """``n`` real images, a seeded random class-balanced draw from ``images`` (see :func:`reference_indices`)."""
+    _check_labels(images, labels, n, len(images))
+    return images[reference_indices(labels, n, seed)]
+
+
+def real_half_indices(labels: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices of two disjoint seeded random class-balanced draws of ``n`` each (see :func:`real_halves`)."""
+    check_range("n", n, 1, len(labels) // 2)
+    first = reference_indices(labels, n, seed)
+    rest = torch.ones(len(labels), dtype=torch.bool)
+    rest[first] = False
+    rest = rest.nonzero().flatten()
+    return first, rest[reference_indices(labels[rest], n, seed + 1)]
+
+
+def real_halves(images: Tensor, labels: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint seeded random class-balanced draws of ``n`` real images each: (reference, held). Samples are
+    measured against ``reference``; ``held`` measured against it is the real-vs-real baseline."""
+    _check_labels(images, labels, n, len(images) // 2)
+    first, second = real_half_indices(labels, n, seed)
+    return images[first], images[second]
+
+
+# ---------------------------------------------------------------------------------------------------- gates
+def _confidence(classifier, images_uint8: Tensor) -> float:
+    return classifier.predict_proba(images_uint8).max(1).values.double().mean().item()
+
+
+def _pixel_mean(images_uint8: Tensor) -> float:
+    return images_uint8.double().mean().item() / 255
+
+
+def check_gates(name: str, model, classifier, real_uint8: Tensor, n: int, seed: int,
+                y: Tensor | None = None) -> tuple[list[dict], Tensor]:
+    """The three sanity gates (``stats.sanity_gates``) of ``model``: n samples at T = 1 (labels ``y`` for a
+    class-conditional model) against the real images ``real_uint8`` shown at the model's bit depth, under the
+    measuring classifier. Returns (one row per gate in :data:`GATE_COLUMNS`, the T = 1 samples)."""
+    counts = {}
+    x = samples(model, n, 1.0, seed, y=y, counts=counts)
+    real = reduce_bits(real_uint8, model.config.n_bits)
+    gates = sanity_gates(_confidence(classifier, x), _confidence(classifier, real),
+                         counts["nonfinite_first_draw"] / n, _pixel_mean(x), _pixel_mean(real))
+    return [{"model": name, "gate": g.name, "value": g.value, "reference": g.reference, "threshold": g.threshold,
+             "passed": bool(g.passed), "n": n} for g in gates], x
+
+
+def failed_gates_of(gates: pd.DataFrame, models=None) -> list[str]:
+    """The failed gates of a gates table (as written by the studies, or read back from its CSV), each as
+    "model: gate = value (real ...; needs ...)"; only ``models`` if given."""
+    missing = set(GATE_COLUMNS) - set(gates.columns)
+    if missing:
+        raise ValueError(f"a gates table needs the columns {GATE_COLUMNS}; {sorted(missing)} are missing")
+    rows = gates if models is None else gates[gates.model.isin(list(models))]
+    if models is not None and set(models) - set(rows.model):
+        raise ValueError(f"no gates for models {sorted(set(models) - set(rows.model))}; every model a verdict uses "
+                         f"must be gated")
+    passed = rows.passed.map(lambda v: v if isinstance(v, (bool, np.bool_)) else str(v).strip() == "True")
+    return [f"{r.model}: " + Gate(r.gate, r.value, r.reference, r.threshold, False).describe()
+            for r, ok in zip(rows.itertuples(), passed) if not ok]
+
+
+# ---------------------------------------------------------------------------------------------------- decisions
+def decide_over_sampling_seeds(a, b, claimed: str, failed=()) -> Decision:
+    """``stats.decide_paired`` where the replicates are seeds of the sampler (of one trained model), not training
+    seeds: a claim about the sampler, whose noise is the draws; the test is named accordingly."""
+    d = decide_paired(a, b, claimed, failed)
+    return dataclasses.replace(d, test=SAMPLING_SEEDS_T) if d.test == PAIRED_T else d
+
+
+def decide_non_inferior(a, b, margin: float, failed=(), test: str = PAIRED_T) -> Decision:
+    """"a is not lower than b by more than ``margin``", paired by replicate: ``stats.decide_paired`` of a against
+    b − margin, "higher", reported as the interval of a − b. Confirmed when the whole interval lies above −margin,
+    contradicted when it lies below, inconclusive when it straddles it."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin={margin!r} must be a finite number >= 0")
+    d = decide_paired(a, np.asarray(b, dtype=float) - margin, "higher", failed)
+    if d.verdict == NOT_TESTABLE and d.gate:
+        return d
+    return dataclasses.replace(d, difference=d.difference - margin, ci_low=d.ci_low - margin,
+                               ci_high=d.ci_high - margin,
+                               test=f"{test}; non-inferiority margin {margin:g}: confirmed when the interval of "
+                                    f"the difference lies above -{margin:g}, contradicted when below")
+
+
+_PRIORITY = (NOT_TESTABLE, CONTRADICTED, INCONCLUSIVE, CONFIRMED)
+
+
+def deciding(decisions: list[Decision]) -> int:
+    """Index of the decision that decides a claim needing all of ``decisions`` to hold: the first not testable,
+    else the first contradicted, else the first inconclusive, else the first (all confirmed)."""
+    if not decisions:
+        raise ValueError("no decisions to combine")
+    return min(range(len(decisions)), key=lambda i: (_PRIORITY.index(decisions[i].verdict), i))
+
+
+def decision_of(row) -> Decision:
+    """A row of a study's decision table (a named tuple or a Series, as read back from its CSV: empty strings come
+    back as NaN) as the ``stats.Decision`` it holds, from its ``verdict, difference, ci_low, ci_high, n, test,
+    gate, reason``."""
+    def text(v):
+        return v if isinstance(v, str) else ""
+    return Decision(row.verdict, float(row.difference), float(row.ci_low), float(row.ci_high), int(row.n),
+                    text(row.test), text(row.gate), text(row.reason))
+
+
+def interval_text(d: Decision, unit: str = "") -> str:
+    """A decision in words: "+0.12 [+0.05, +0.19] over 5" or its reason."""
+    if d.verdict == NOT_TESTABLE or not d.n_seeds:
+        return f"not testable ({d.reason or d.gate})"
+    return f"{d.difference:+.3g}{unit} [{d.ci_low:+.3g}, {d.ci_high:+.3g}] over {d.n_seeds} ({d.verdict})"
+
+
+def paired_values(table: pd.DataFrame, by: str, a, b, pair: str, value: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ``value`` column of the rows with ``by == a`` and ``by == b``, aligned on the ``pair`` column (the
+    seed), keeping the pairs both have."""
+    left = table[table[by] == a].set_index(pair)[value]
+    right = table[table[by] == b].set_index(pair)[value]
+    common = sorted(set(left.index) & set(right.index))
+    return left.loc[common].to_numpy(float), right.loc[common].to_numpy(float)

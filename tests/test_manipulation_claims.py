@@ -1,0 +1,49 @@
+"""Attribute manipulation's claim (glowlib.studies.manipulation): the image is the unit of its standard errors
+(each image's slope over its alphas, then their mean and t-interval over images), every verdict reachable."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, t_quantile
+from glowlib.results import PROVENANCE
+from glowlib.studies import manipulation
+
+ALPHAS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+
+
+def test_slopes_are_fitted_per_image_and_averaged_over_images():
+    slopes = [0.2, 0.4, 0.3, 0.5]
+    image = np.repeat(np.arange(4), len(ALPHAS))
+    x = np.tile(ALPHAS, 4)
+    y = np.concatenate([1.0 + s * ALPHAS for s in slopes])
+    out = manipulation.image_slopes(image, x, y)
+    half = t_quantile(0.95, 3) * np.std(slopes, ddof=1) / 2
+    assert out["n_slopes"] == 4 and out["slope"] == pytest.approx(0.35)
+    assert (out["slope_ci_low"], out["slope_ci_high"]) == pytest.approx((0.35 - half, 0.35 + half))
+    # forty points from eight images are eight observations: repeating each image's points changes nothing
+    twice = manipulation.image_slopes(np.concatenate([image, image]), np.concatenate([x, x]), np.concatenate([y, y]))
+    assert twice["slope_ci_high"] == pytest.approx(out["slope_ci_high"])
+    # an image left with one alpha (its other decodes overflowed) has no slope
+    keep = ~((image == 0) & (x != 0))
+    assert manipulation.image_slopes(image[keep], x[keep], y[keep])["n_slopes"] == 3
+
+
+@pytest.mark.parametrize("slopes, verdict", [([0.2, 0.4, 0.3], CONFIRMED), ([-0.2, -0.4, -0.3], CONTRADICTED),
+                                             ([0.5, -0.4, 0.1], INCONCLUSIVE), ([0.2, 0.4], NOT_TESTABLE)])
+def test_claim_from_the_per_image_interval(tmp_path, slopes, verdict):
+    out = tmp_path / "smoke" / "manipulation"
+    out.mkdir(parents=True)
+    rows = []
+    for attribute in ("thickness", "slant"):
+        image = np.repeat(np.arange(len(slopes)), len(ALPHAS))
+        y = np.concatenate([s * ALPHAS for s in slopes])
+        rows.append({"attribute": attribute, **manipulation.image_slopes(image, np.tile(ALPHAS, len(slopes)), y)})
+    pd.DataFrame(rows).to_csv(out / "response.csv", index=False)
+    (out / PROVENANCE).write_text(json.dumps({"notebook": "manipulation"}))
+    claim = manipulation.claims("smoke", tmp_path)[0]
+    assert claim.verdict == verdict and "the image as the unit" in claim.evidence
+    if verdict != NOT_TESTABLE:
+        assert claim.difference == pytest.approx(np.mean(slopes)) and not math.isnan(claim.ci_low)

@@ -1,0 +1,85 @@
+"""The plan of a profile: every training with its size and measured cost, cached or not, the total, the missing data;
+measurements kept for the next plan; missing data stops ``make reproduce`` before anything trains."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import glowlib.plan as plan
+from glowlib.profiles import profile_config
+from glowlib.training import run_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny(seed=0, dataset="digits", **train):
+    sets = ["model.depth=1", "model.width=8", "train.steps=40", "train.eval_every=10", "train.batch_size=16",
+            "train.init_batch=32", "data.n_val=32", "train.device='cpu'"]
+    sets += [f"train.{k}={v!r}" for k, v in train.items()]
+    return profile_config("smoke", dataset, seed=seed, overrides=sets)
+
+
+@pytest.fixture
+def two_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
+    runs = [tiny(0), tiny(1), tiny(0, steps=80)]
+    monkeypatch.setattr(plan, "all_runs", lambda profile: runs)
+    return runs
+
+
+def test_the_plan_measures_each_step_once_and_says_what_is_cached(two_runs, monkeypatch):
+    cached, partial, fresh = two_runs
+    run_dir(cached).mkdir(parents=True)
+    (run_dir(cached) / "done.json").write_text("{}")
+    run_dir(partial).mkdir(parents=True)
+    (run_dir(partial) / "metrics.csv").write_text("step,val_bpd\n10,3.0\n20,2.9\n")
+    p = plan.plan("smoke")
+    rows = p["rows"]
+    assert [r.status for r in rows] == ["cached", "partial (step 20)", "to train"]
+    assert [r.steps_left for r in rows] == [0, 20, 80]
+    cost = rows[2].cost                                  # seeds and steps share one measurement
+    assert rows[0].cost == rows[1].cost == cost and cost["syncs_per_step"] == 0
+    assert cost["s_per_step"] > 0 and cost["flops_per_step"] > 0 and cost["ops_per_step"] > 100
+    assert rows[0].seconds == 0 and rows[2].seconds > rows[1].seconds > 0
+    assert p["seconds"] == pytest.approx(sum(r.seconds for r in rows))
+    text = plan.format_plan(p)
+    assert "3 trainings" in text and "total: 2 of 3 trainings to run" in text and "H100-class" in text
+    assert text.count("glow digits L2 K1 w8") == 3
+    monkeypatch.setattr(plan, "measure", lambda *a, **k: pytest.fail("measured again"))
+    started = time.perf_counter()
+    assert plan.plan("smoke")["rows"][2].cost == cost                    # kept: a second plan is fast
+    assert time.perf_counter() - started < 10
+    assert json.loads(plan.measurements_path().read_text())
+
+
+def test_missing_data_is_named_with_how_to_get_it_and_stops_before_measuring(two_runs, monkeypatch, capsys):
+    two_runs.append(tiny(0, dataset="cifar10"))
+    monkeypatch.setattr(plan, "is_available", lambda name, root=None: name != "cifar10")
+    monkeypatch.setattr(plan, "measure", lambda *a, **k: pytest.fail("measured although data is missing"))
+    assert plan.main("smoke", check_data=True) == 2
+    out, err = capsys.readouterr()
+    assert "MISSING DATA: cifar10" in out and "make data" in out and "nothing was trained" in err
+
+
+def test_the_cli_prints_the_plan_and_reproduce_starts_with_it(tmp_path):
+    env = {"GLOWLIB_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "glowlib", "plan", "--profile", "smoke", "--no-measure"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("plan of profile smoke:") and "to train" in done.stdout
+    steps = subprocess.run(["make", "-n", "reproduce-steps", "PROFILE=smoke"], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60).stdout
+    assert "glowlib plan --profile smoke --check-data" in steps
+    assert steps.index("--check-data") < steps.index("make --no-print-directory models")
+
+
+def test_make_models_shows_a_line_per_run_with_its_estimate(two_runs, capsys):
+    from glowlib.workers import work_through
+    plan.plan("smoke")                                                 # measurements kept
+    work_through(two_runs[1:2], progress="lines", log=print)
+    out = capsys.readouterr().out
+    assert "[1/1] training glow digits L2 K1 w8" in out and ", about " in out
+    assert "step 40/40 (100%)" in out and "bits/dim" in out and "left" in out
