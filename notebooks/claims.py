@@ -57,5 +57,6 @@ rec.figure(fig, "verdicts")
 
 # %%
 rec.table(table, "claims", keys=["id"])
-rec.table(changes, "changes", keys=["id"])
+if not changes.empty:
+    rec.table(changes, "changes", keys=["id"])
 rec.finish()["wall_s"]
