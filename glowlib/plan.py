@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import sys
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from .config import RunConfig, check_choice
 from .data import ImageData, is_available
 from .files import atomic_write_bytes
 from .profiles import PROFILES
+from .results import cpu_name
 from .studies import all_runs
 from .studies.base import classifier_datasets, config_parameters
 from .studies.bpd_table import OPTIONAL_DATASETS
@@ -206,15 +206,7 @@ def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5) ->
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def measurement_key(run: RunConfig, device: torch.device) -> str:
