@@ -147,10 +147,10 @@ def test_download_unpacks_into_the_layout_data_reads(server, tmp_path, monkeypat
 
     set_counts(monkeypatch)  # the fixtures are small
     assert gd.is_available("mnist", root) and gd.is_available("cifar10", root)
-    mnist = gd.load_dataset("mnist", data_root=root)
+    mnist = gd.load_dataset("mnist", data_root=root, order="file")
     assert np.array_equal(mnist.train_images[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
     assert np.array_equal(mnist.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
-    cifar = gd.load_dataset("cifar10", data_root=root)
+    cifar = gd.load_dataset("cifar10", data_root=root, order="file")
     assert cifar.source == str(root / "cifar10" / "cifar-10-batches-py")
     assert np.array_equal(cifar.test_images.reshape(2, 3072).numpy(), batches["test_batch"][b"data"])
 
