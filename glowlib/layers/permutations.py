@@ -27,7 +27,20 @@ def channel_mix(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return y.view(b, -1, h, w)
 
 
-class InvConv1x1(Flow):
+class OneByOneConv(Flow):
+    """y = W x per pixel, logdet = H·W·log|det W| (Sec. 3.2): the part both parameterisations of W share. A
+    subclass gives ``weight_logdet() -> (W, log|det W|)`` and ``inverse_weight() -> W⁻¹``."""
+
+    def forward(self, x):
+        w, logabsdet = self.weight_logdet()
+        y = F.conv2d(x, w[:, :, None, None])
+        return y, x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * logabsdet)
+
+    def reverse(self, y):
+        return F.conv2d(y, self.inverse_weight()[:, :, None, None])
+
+
+class InvConv1x1(OneByOneConv):
     """Invertible 1x1 convolution y = W x per pixel (Sec. 3.2); logdet = H·W·log|det W| via ``slogdet``.
 
     ``trainable=False`` gives the fixed random-rotation baseline the reviewers asked for (log|det W| = 0).
@@ -50,16 +63,9 @@ class InvConv1x1(Flow):
     def inverse_weight(self):
         return self._inverse_cache.get(self, [self.weight], lambda: torch.linalg.inv(self.weight))
 
-    def forward(self, x):
-        w, logabsdet = self.weight_logdet()
-        y = F.conv2d(x, w[:, :, None, None])
-        return y, x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * logabsdet)
-
-    def reverse(self, y):
-        return F.conv2d(y, self.inverse_weight()[:, :, None, None])
 
 
-class InvConv1x1LU(Flow):
+class InvConv1x1LU(OneByOneConv):
     """LU-decomposed 1x1 conv W = P·L·(U + diag(sign(s)·exp(log|s|))) (Sec. 3.2); logdet = H·W·Σ log|s|.
 
     P and sign(s) are fixed buffers; L (unit lower) and U (strict upper) are masked; log|s| is trained.
@@ -93,14 +99,6 @@ class InvConv1x1LU(Flow):
 
     def inverse_weight(self):
         return self._inverse_cache.get(self, self._params(), lambda: torch.linalg.inv(self._compose()))
-
-    def forward(self, x):
-        w, logabsdet = self.weight_logdet()
-        y = F.conv2d(x, w[:, :, None, None])
-        return y, x.new_ones(x.shape[0]) * (x.shape[2] * x.shape[3] * logabsdet)
-
-    def reverse(self, y):
-        return F.conv2d(y, self.inverse_weight()[:, :, None, None])
 
 
 class Permute(Flow):
