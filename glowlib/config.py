@@ -227,6 +227,9 @@ class MaCowConfig(MultiScaleConfig):
 
 MODEL_TYPES = ("glow", "realnvp", "macow")
 OPTIMIZERS = ("adamax", "adam")
+# after the warmup: the learning rate held ("constant", the official code's) or brought down to
+# ``lr_final_fraction`` of itself along half a cosine by the last step ("cosine")
+LR_SCHEDULES = ("constant", "cosine")
 NONFINITE_POLICIES = ("skip", "reload")
 # the datasets glowlib.data loads (its DATASETS; tests/test_data.py checks that the two agree), named here so that
 # a config is validated without importing the data code
@@ -290,12 +293,19 @@ class TrainConfig:
     # > 0: the warmup lasts this fraction of ``steps`` (rounded), so that it scales with the run's length;
     # 0: ``warmup_steps`` as given
     warmup_fraction: float = 0.0
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.0  # "cosine": the learning rate at the last step, as a fraction of ``lr``
+    beta2: float = 0.999            # Adam(ax)'s second-moment decay (torch's default; official: 1 - 1/steps per epoch)
 
     def __post_init__(self):
         check_finite_floats(self)
         check_range("max_minutes", self.max_minutes, 0.0, kind=float)
         check_range("warmup_fraction", self.warmup_fraction, 0.0, 1.0, kind=float)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_range("lr_final_fraction", self.lr_final_fraction, 0.0, 1.0, kind=float)
+        if not 0.0 < self.beta2 < 1.0:
+            raise ValueError(f"beta2={self.beta2!r} must lie strictly between 0 and 1 (torch's default: 0.999)")
         check_choice("dequantization", self.dequantization, DEQUANTIZATIONS)
         check_choice("nonfinite_policy", self.nonfinite_policy, NONFINITE_POLICIES)
         check_range("lr", self.lr, 0.0, kind=float)

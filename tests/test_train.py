@@ -1,5 +1,6 @@
 """Training: exact resume, atomic and validated checkpoints, the non-finite policy, the cache, the CLI."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -232,3 +233,36 @@ def test_warmup_fraction_scales_with_the_run_and_new_fields_keep_keys():
         tiny_run(max_minutes=-1.0)
     assert tiny_run().key() == tiny_run(max_minutes=0.0, warmup_fraction=0.0).key()   # old keys unchanged
     assert tiny_run(max_minutes=5.0).key() != tiny_run().key() != tiny_run(warmup_fraction=0.1).key()
+
+
+def test_cosine_schedule_warms_up_decays_to_its_floor_and_is_a_function_of_the_step():
+    from glowlib.training.loop import lr_factor
+    run = tiny_run(steps=100, warmup_fraction=0.1, lr_schedule="cosine", lr_final_fraction=0.1)
+    f = [lr_factor(run, s) for s in range(100)]
+    assert f[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])             # linear warmup over 10 steps
+    assert f[10] == pytest.approx(1.0) and f[99] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))                               # never rises after the warmup
+    assert lr_factor(run, 100) == pytest.approx(0.1)                                 # the floor at the last step
+    constant = tiny_run(steps=100, warmup_fraction=0.1)
+    assert [lr_factor(constant, s) for s in (10, 50, 99)] == [1.0, 1.0, 1.0]
+
+
+def test_schedule_and_beta2_reach_the_optimizer_and_bad_values_are_named():
+    from glowlib.training.loop import session, train_step
+    run = tiny_run(steps=20, warmup_fraction=0.5, lr_schedule="cosine", beta2=0.99)
+    r = session(run)
+    assert r.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+    for _ in range(15):
+        train_step(r)
+    from glowlib.training.loop import lr_factor
+    assert r.optimizer.param_groups[0]["lr"] == pytest.approx(run.train.lr * lr_factor(run, 14))
+    assert r.optimizer.param_groups[0]["lr"] < run.train.lr
+    with pytest.raises(ValueError, match="lr_schedule='linear'.*constant.*cosine"):
+        tiny_run(lr_schedule="linear")
+    with pytest.raises(ValueError, match="beta2"):
+        tiny_run(beta2=1.0)
+    with pytest.raises(ValueError, match="lr_final_fraction"):
+        tiny_run(lr_final_fraction=2.0)
+    # the defaults reproduce the old behaviour, so they leave every cache key as it was
+    assert tiny_run().key() == tiny_run(lr_schedule="constant", lr_final_fraction=0.0, beta2=0.999).key()
+    assert len({tiny_run().key(), tiny_run(lr_schedule="cosine").key(), tiny_run(beta2=0.99).key()}) == 3

@@ -312,7 +312,7 @@ def _setup(run: RunConfig, out_dir: Path | None, splits: Splits | None = None,
     deq = deq.to(device) if deq is not None else None
     trainable = list(model.parameters()) + (list(deq.parameters()) if deq is not None else [])
     optimizer = (torch.optim.Adamax if tc.optimizer == "adamax" else torch.optim.Adam)(
-        trainable, lr=tc.lr, **optimizer_options(device))
+        trainable, lr=tc.lr, betas=(0.9, tc.beta2), **optimizer_options(device))
     return _Run(run, out_dir, device, rank, world, allocator, splits, model, deq, trainable, optimizer)
 
 
@@ -416,11 +416,24 @@ def warmup_steps(run: RunConfig) -> int:
     return round(tc.warmup_fraction * tc.steps) if tc.warmup_fraction > 0 else tc.warmup_steps
 
 
+def lr_factor(run: RunConfig, step: int) -> float:
+    """The learning rate of ``step`` as a fraction of ``train.lr``: a linear warmup from 0, then 1 ("constant") or
+    half a cosine down to ``train.lr_final_fraction`` at the last step ("cosine"). A function of the step alone,
+    so a resumed run takes the same rates."""
+    tc, warm = run.train, warmup_steps(run)
+    if step < warm:
+        return (step + 1) / warm
+    if tc.lr_schedule == "constant":
+        return 1.0
+    t = min(1.0, (step - warm) / max(1, tc.steps - warm))
+    return tc.lr_final_fraction + (1 - tc.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 def _step(r: _Run) -> None:
     """One optimisation step, undone on the device when its loss or gradient is not finite (module docstring)."""
     tc = r.run.train
     x, y, kwargs = _batch(r)
-    lr = tc.lr * r.lr_scale * min(1.0, (r.step + 1) / max(1, warmup_steps(r.run)))
+    lr = tc.lr * r.lr_scale * lr_factor(r.run, r.step)
     for group in r.optimizer.param_groups:
         group["lr"] = lr
     r.grads.zero()
