@@ -10,7 +10,13 @@ that this page decides, with verdict, paired difference and interval, from ``cla
 figures and tables. The code stays in the executed notebook under ``results/`` and on the page one click away
 (``hide-input``); cells that show nothing are removed from the page; the two parameter cells (the notebook's
 defaults and papermill's injected values) become one table of the values that ran; each figure gets the caption
-its run recorded (``provenance.json``) and a number.
+its run recorded (``provenance.json``) and a number. Each table a notebook shows through
+``glowlib.analysis.presentation`` links its complete CSV (``[x.csv](x.csv)``, beside the executed notebook); the
+page keeps that link one click away: the run's CSVs are copied to ``generated/_extra/tables/<notebook>/``, which
+Sphinx copies to ``tables/<notebook>/`` in the HTML (``html_extra_path`` in ``_config.yml``), and the page's links
+point there (:func:`csv_links`).
+The intro's and the reproduce page's sentences about time and scale are computed from the runs' provenance, never
+typed (``QUANTITY`` is what the tests look for).
 """
 from __future__ import annotations
 
@@ -29,11 +35,18 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVENANCE = "provenance.json"
+# the run's CSVs, beside the pages: copied by Sphinx from generated/_extra/ to the HTML's root (html_extra_path)
+EXTRA = "_extra"
+TABLES = "tables"
 PROFILES = ("smoke", "cpu", "gpu", "paper")            # glowlib.profiles.PROFILES (tests/test_book.py compares)
 PROFILE_WORDS = {"smoke": "tiny models for CI: the numbers mean nothing, only that the pipeline runs end to end",
                  "cpu": "small models sized for a 2-core CPU",
-                 "gpu": "the paper's CIFAR-10 architecture for fewer steps, sized for a day on one GPU",
+                 "gpu": "the paper's CIFAR-10 architecture for fewer steps, on one GPU",
                  "paper": "the official hyperparameters, for a GPU box"}
+# a time, size or scale figure in a sentence (the reproduce and intro pages may only have computed ones)
+QUANTITY = re.compile(r"(?i)(\b\d[\d,.]*\s*|\b(an?|one|few|several|some)\s+)"
+                      r"(ms|s|sec|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|[kMG]i?B|TFLOP/s|"
+                      r"GPU-hours?)\b")
 
 
 def registry():
@@ -218,9 +231,31 @@ def answer(rows: list[dict]) -> str:
     return "\n".join(lines + ["```", ""])
 
 
-def page(notebook: dict, name: str, claims: list[dict], figures: dict) -> dict:
-    """The book's version of an executed notebook (see the module docstring); the input is not changed."""
+def csv_links(nb: dict, name: str, tables) -> None:
+    """Point the notebook's links to its own CSVs (``[x.csv](x.csv)``, relative to the executed notebook, as
+    ``glowlib.analysis.csv_link`` writes them) at ``../tables/<name>/x.csv``, where :func:`prepare_book` puts them
+    in the HTML; in markdown cells and in Markdown outputs (changed in place)."""
+    tables = set(tables)
+
+    def relink(text):
+        def one(m):
+            return f"](../{TABLES}/{name}/{m.group(2)})" if m.group(2) in tables else m.group(0)
+        return re.sub(r"\]\((\./)?([\w.-]+\.csv)\)", one, text)
+
+    for cell in nb.get("cells", []):
+        if cell["cell_type"] == "markdown":
+            cell["source"] = relink("".join(cell.get("source", "")))
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                data["text/markdown"] = relink("".join(data["text/markdown"]))
+
+
+def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()) -> dict:
+    """The book's version of an executed notebook (see the module docstring); the input is not changed.
+    ``tables``: the CSVs its run wrote (``provenance.json``), whose links are pointed at ``../tables/<name>/``."""
     nb = copy.deepcopy(notebook)
+    csv_links(nb, name, tables)
     cells, defaults, injected = [], {}, {}
     for cell in nb.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -273,6 +308,18 @@ def placeholder(profile: str, notebook: str) -> str:
             f"PROFILE={profile}`.\n")
 
 
+def copy_tables(source: Path, target: Path, tables) -> None:
+    """The run's CSVs, complete, where the book's HTML will have them (``generated/_extra/tables/<notebook>/``,
+    copied to ``tables/<notebook>/`` beside ``generated/``), for the page's links."""
+    if target.is_dir():
+        for stale in target.glob("*.csv"):
+            stale.unlink()
+    if tables:
+        target.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        write(target / table, (source / table).read_text())
+
+
 def toc(parts) -> str:
     """``_toc.yml``: the intro, one part per caption of the registry with its notebooks, then the reproduce page."""
     lines = ["# Written by book/build.py from glowlib/studies/registry.py: edit the registry, not this file.",
@@ -304,9 +351,12 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
         if executed.is_file():
             record = provenance(root / profile / nb) or {}
             rows = [r for r in claims if r.get("where") == nb]
-            built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}))
+            tables = [t for t in record.get("tables", {}) if (root / profile / nb / t).is_file()]
+            built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}), tables)
+            copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
         else:
+            copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, [])
             write(out / f"{nb}.md", placeholder(profile, nb))
     write(out / "profile.json", json.dumps({"profile": profile, "results": str(root)}))
     write(book_dir / "_toc.yml", toc(reg.PARTS))

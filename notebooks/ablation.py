@@ -1,15 +1,19 @@
 # %% [markdown]
 # # Permutation ablation (Fig. 3)
 #
-# **Paper:** Kingma & Dhariwal 2018, Sec. 5.1 and Fig. 3. **Claim:** with the same architecture and training,
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5.1 and Fig. 3. **Claim:** with the same architecture
+# and training,
 # the learned invertible 1x1 convolution reaches a lower negative log-likelihood than a fixed channel shuffle,
-# which beats reversing the channels; it converges faster; affine coupling beats additive coupling; and the 1x1
+# which beats reversing the channels as in RealNVP {cite}`dinh2017realnvp`; it converges faster; affine coupling beats
+# additive coupling; and the 1x1
 # convolution costs only ~7% more wall time and ~0.2% more parameters.
 #
 # We train every permutation × coupling variant for several seeds (through the trained-model cache: nothing is
 # retrained when this notebook is rerun), plus the *fixed random rotation* the reviewers asked for (a 1x1
 # convolution that is initialised like Glow's but never trained). Data and model sizes follow the profile
-# (`glowlib.profiles.ablation_config`); the paper used CIFAR-10 at full scale.
+# (`glowlib.profiles.ablation_config`); the paper used CIFAR-10 {cite}`krizhevsky2009cifar` at full scale, and the
+# smaller profiles use MNIST digits {cite}`lecun1998mnist` or Fashion-MNIST {cite}`xiao2017fashion`. Each model is
+# evaluated with its Polyak-averaged weights {cite}`polyak1992averaging`.
 #
 # Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data
 # order and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at
@@ -29,8 +33,10 @@ n_seeds = 3
 bench_dir = "results/bench"
 
 # %%
+import pandas as pd
 from IPython.display import Markdown, display
 
+from glowlib.analysis.presentation import beside_paper, scale_words, show
 from glowlib.results import Recorder
 from glowlib.studies import ablation as study
 
@@ -49,20 +55,39 @@ display(Markdown(f"{len(runs)} training runs on `{runs.dataset.iloc[0]}`, {runs.
 
 # %% [markdown]
 # ## Test bits/dim during training (Fig. 3)
-# Mean over seeds, with a band of ± one standard deviation.
+# Mean over seeds, with a band of ± one standard deviation. The paper's Fig. 3 gives these curves on CIFAR-10 and
+# no final numbers in its text, so there is no published value to draw beside ours; the sentence below the figure
+# says how far our runs are from the paper's scale.
 
 # %%
 fig = study.plot_ablation(curves, "test")
 rec.figure(fig, "test_curves")
+conv1x1 = study.conv1x1_cost(p.bench_dir)
+paper_size = conv1x1.loc[conv1x1.measure == "parameters", "total"]
+display(Markdown(scale_words(
+    {"data": f"`{runs.dataset.iloc[0]}`", "parameters": int(runs.n_parameters.max()),
+     "images_seen": int(runs.images_seen.iloc[0])},
+    {"data": "CIFAR-10 (3x32x32, 50,000 training images)",
+     **({"parameters": int(paper_size.iloc[0])} if len(paper_size) else {})})
+    + " The paper's parameters are its CIFAR-10 configuration counted from a built model; the paper gives no step "
+      "count for Fig. 3."))
 
 # %% [markdown]
 # ## Final bits/dim, parameters and wall time
 # Test bits/dim at the checkpoint with the lowest validation bits/dim (validation images are held out of the
 # training split). `curve_mean_bpd` is the mean of the test curve over all evaluations: lower means ahead during
-# training. The last two columns compare each variant's parameters and training wall time with `reverse`.
+# training (the number of seeds and the spread of wall times are in the CSV). The last two columns compare each
+# variant's parameters and training wall time with `reverse`.
 
 # %%
-summary.round(4)
+show(summary, "summary", columns=["permutation", "coupling", "test_bpd_mean", "test_bpd_std", "curve_mean_bpd",
+                                  "n_parameters", "wall_s_mean", "parameters_vs_reverse", "wall_vs_reverse"],
+     names={"test_bpd_mean": "test bits/dim", "test_bpd_std": "std over seeds", "curve_mean_bpd": "curve mean",
+            "n_parameters": "parameters", "wall_s_mean": "training time",
+            "parameters_vs_reverse": "parameters vs reverse",
+            "wall_vs_reverse": "time vs reverse"},
+     units={"wall_s_mean": "s"}, percent=["parameters_vs_reverse", "wall_vs_reverse"],
+     decimals={"wall_s_mean": 1})
 
 # %% [markdown]
 # ## Train and validation curves
@@ -78,24 +103,30 @@ rec.figure(fig, "split_curves")
 # ## Paired differences at equal steps and at equal wall time
 # Each comparison `a - b` per training seed, its mean and 95% t-interval over seeds: at equal steps (each run's
 # best-validation evaluation over its whole training) and at equal wall time (each seed's two runs cut at the
-# shorter one's training time, each at its best-validation evaluation up to then). `pairs` holds the per-seed
+# shorter one's training time, each at its best-validation evaluation up to then). `pairs.csv` holds the per-seed
 # values; the claims read them.
 
 # %%
 pairs = result.tables["pairs"]
 pair_summary = study.pair_summary(pairs)
 rec.figure(study.plot_pairs(pair_summary, "Permutations and couplings: paired differences (a - b)"), "pairs")
-pair_summary.round(4)
+show(pair_summary, "pair_summary", columns=["group", "a", "b", "basis", "n_seeds", "difference", "verdict"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"group": "coupling", "n_seeds": "seeds",
+                                                             "difference": "a - b"}, units={"difference": "bits/dim"})
 
 # %% [markdown]
 # ## What the 1x1 convolution costs
 # Parameters at the paper's CIFAR-10 configuration (free parameters under the LU parameterisation, counted from
 # a built model), FLOPs of one training step there (counted), and the share of a profiled training step's time
-# spent in the 1x1 group. `extra` is what the 1x1 adds against a model without it.
+# spent in the 1x1 group. `extra` is what the 1x1 adds against a model without it. The paper's own figures
+# (Sec. 5.1: ~0.2% more parameters, ~7% more wall time, on its GPUs) stand in the rows marked as the paper's.
 
 # %%
-conv1x1 = study.conv1x1_cost(p.bench_dir)
-conv1x1.round(5)
+ours_cost = conv1x1[conv1x1.measure.isin(list(study.PAPER_CONV1X1))][["measure", "source", "depth", "batch", "extra"]]
+paper_cost = pd.DataFrame({"measure": list(study.PAPER_CONV1X1), "extra": list(study.PAPER_CONV1X1.values()),
+                           "source": "Kingma & Dhariwal 2018, Sec. 5.1 (CIFAR-10, 3x32x32, full scale, GPUs)"})
+show(beside_paper(ours_cost, paper_cost, label="measure").sort_values("measure", kind="stable"), "conv1x1_cost",
+     names={"extra": "1x1 adds"}, percent=["extra"], decimals={"extra": 4})
 
 # %%
 rec.table(runs, "runs", keys=["permutation", "coupling", "seed"])
@@ -104,4 +135,4 @@ rec.table(pair_summary, "pair_summary", keys=["group", "a", "b", "basis"])
 rec.table(conv1x1, "conv1x1_cost", keys=["measure", "source"])
 rec.table(curves, "curves", keys=["permutation", "coupling", "seed", "step", "split"])
 rec.table(summary, "summary", keys=["permutation", "coupling"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

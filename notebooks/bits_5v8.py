@@ -1,8 +1,10 @@
 # %% [markdown]
 # # 5-bit vs 8-bit: the model or the fewer bits?
 #
-# **Reviewers:** "5-bit vs 8-bit: are the good samples due to the model or to fewer bits?" The paper's
-# CelebA-HQ samples come from a 5-bit model (Sec. 5), its bits/dim tables from 8-bit ones. Here the same model
+# **Reviewers** of Glow {cite}`kingma2018glow`: "5-bit vs 8-bit: are the good samples due to the model or to fewer
+# bits?" The paper's
+# CelebA-HQ {cite}`karras2018progressive` samples come from a 5-bit model (Sec. 5), its bits/dim tables from 8-bit
+# ones. Here the same model
 # (`bits_config` in `glowlib.studies.bits_5v8`: the bits/dim table's model of the dataset, its size and training
 # length) is trained on 5-bit and on 8-bit versions of the same images, with three training seeds each.
 #
@@ -15,7 +17,8 @@
 # **upper bound** on its 5-bit bits/dim (Jensen: E_u[log p] ≤ log ∫ p over the bin).
 #
 # **Samples.** Each model's samples are measured in the features of a classifier trained on the real training
-# images: **precision** (fidelity), **recall** (diversity) and the **Fréchet distance**, against a seeded random
+# images: **precision** (fidelity), **recall** (diversity) {cite}`kynkaanniemi2019precision` and the **Fréchet
+# distance** {cite}`heusel2017fid`, against a seeded random
 # class-balanced draw of real test images at the same bit depth, beside the **real-vs-real** baseline (a disjoint
 # real draw of the same size). The 8-bit model's samples are also shown **reduced to 5 bits**: if they then score
 # like the 5-bit model's, the fewer bits explain the look; if the 5-bit model still scores better, training at 5
@@ -35,6 +38,7 @@ n_samples = 500
 n_grid = 36
 
 # %%
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import bits_5v8 as study
 
@@ -52,7 +56,7 @@ rec.note(classifier=study.classifier_provenance(study.STUDY_DATASET[p.profile]))
 # seeds). `how` says whether an entry is measured, the exact conversion bpd_n + (m − n), or an upper bound.
 
 # %%
-study.bits_table(result.tables["bpd"]).round(4)
+show(study.bits_table(result.tables["bpd"]), "bpd", decimals=3)
 
 # %% [markdown]
 # ## Samples side by side
@@ -73,7 +77,7 @@ for name, grid in result.images.items():
 
 # %%
 gates = result.tables["gates"]
-gates
+show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 
 # %% [markdown]
 # ## The classifier's measures
@@ -83,8 +87,8 @@ gates
 # %%
 quality = result.tables["quality"]
 rec.figure(study.plot_bits_quality(quality), "quality")
-quality.groupby(["source", "model_bits", "shown_bits", "temperature"], dropna=False)[
-    ["frechet", "precision", "recall", "confidence"]].mean().round(4)
+show(quality.groupby(["source", "model_bits", "shown_bits", "temperature"], dropna=False)[
+    ["frechet", "precision", "recall", "confidence"]].mean().reset_index(), "quality", decimals=3)
 
 # %% [markdown]
 # ## The low-bit model against the high-bit model shown at the low depth
@@ -92,11 +96,13 @@ quality.groupby(["source", "model_bits", "shown_bits", "temperature"], dropna=Fa
 
 # %%
 decision = result.tables["decision"]
-decision.round(4)
+show(decision, "decision", columns=["temperature", "low_bits", "high_bits", "shown_bits", "frechet_low",
+                                    "frechet_high", "frechet_real_vs_real", "difference", "n", "verdict"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"difference": "low - high"})
 
 # %%
 rec.table(result.tables["bpd"], "bpd", keys=["model_bits", "seed", "eval_bits"])
 rec.table(quality, "quality", keys=["source", "model_bits", "seed", "shown_bits", "temperature"])
 rec.table(gates, "gates", keys=["model", "gate"])
 rec.table(decision, "decision", keys=["temperature"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

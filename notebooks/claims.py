@@ -1,7 +1,8 @@
 # %% [markdown]
 # # Claims and verdicts
 #
-# Every claim of the paper (Kingma & Dhariwal 2018), every question its reviewers (and MaCow's) raised, and what
+# Every claim of the paper (Kingma & Dhariwal 2018 {cite}`kingma2018glow`), every question its reviewers (and
+# MaCow's {cite}`ma2019macow`) raised, and what
 # users of the peer repositories ask for, each with one of four verdicts:
 #
 # - **confirmed**: the 95% interval of the paired difference excludes 0 on the side the claim predicts;
@@ -25,6 +26,7 @@ out_dir = ""
 # %%
 from IPython.display import HTML, Markdown, display
 
+from glowlib.analysis.presentation import csv_link, show
 from glowlib.results import Recorder
 from glowlib.studies import claims as study
 
@@ -37,6 +39,7 @@ table = study.claims_table(p.profile)
 counts = table.verdict.value_counts()
 display(Markdown(f"**Profile `{p.profile}`:** " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."))
 display(HTML(study.claims_html(table)))
+display(Markdown(csv_link("claims")))
 
 # %% [markdown]
 # ## What changed since the previous run
@@ -46,7 +49,7 @@ display(HTML(study.claims_html(table)))
 changes = study.verdict_changes(previous, table)
 display(Markdown("No verdict changed." if changes.empty else f"{len(changes)} verdicts changed:"))
 if not changes.empty:
-    display(changes)
+    show(changes, "changes")
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -59,4 +62,4 @@ rec.figure(fig, "verdicts")
 rec.table(table, "claims", keys=["id"])
 if not changes.empty:
     rec.table(changes, "changes", keys=["id"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

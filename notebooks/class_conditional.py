@@ -1,7 +1,8 @@
 # %% [markdown]
 # # Class-conditional Glow: samples of a requested class
 #
-# **Users of the peer repositories** ask for class conditioning; the official code has it (`--ycond`,
+# **Users of the peer repositories** of Glow {cite}`kingma2018glow` ask for class conditioning; the official code has
+# it (`--ycond`,
 # `--weight_y`), the paper makes no class-conditional claim. A one-hot label shifts the top prior's mean and
 # log-std through a zero-initialised linear map, and a linear classifier on the mean top latent gives an optional
 # classification loss: the training loss is bits/dim + y_weight · cross-entropy in bits per image
@@ -17,7 +18,8 @@
 profile = "smoke"
 seed = 0
 out_dir = ""
-y_weights = [0.0, 0.01, 1.0]
+# "auto": every weight (0, 0.01, 1) except at cpu, which trains the official 0.01 alone
+y_weights = "auto"
 temperatures = [0.7, 1.0]
 n_per_class = 50
 n_show = 8
@@ -25,6 +27,7 @@ n_show = 8
 n_seeds = 3
 
 # %%
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import class_conditional as study
 
@@ -45,14 +48,18 @@ rec.note(classifier=study.classifier_provenance(study.STUDY_DATASET[p.profile]))
 
 # %%
 gates = result.tables["gates"]
-gates
+show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 
 # %% [markdown]
 # ## The models
 # Conditional test bits/dim (−log₂ p(x | y)/D) and the accuracy of each model's own classifier head.
 
 # %%
-result.tables["models"].round(4)
+show(result.tables["models"], "models", columns=["y_weight", "seed", "test_bpd", "head_test_accuracy",
+                                                 "measuring_classifier_test_accuracy", "n_parameters", "steps"],
+     names={"test_bpd": "test bits/dim", "head_test_accuracy": "own head accuracy",
+            "measuring_classifier_test_accuracy": "measuring classifier accuracy", "n_parameters": "parameters"},
+     percent=["head_test_accuracy", "measuring_classifier_test_accuracy"])
 
 # %% [markdown]
 # ## Samples per class
@@ -73,16 +80,19 @@ for name, grid in result.images.items():
 per_class = result.tables["samples"]
 summary = study.conditional_summary(per_class)
 rec.figure(study.plot_conditional(per_class), "accuracy_by_class")
-summary.round(3)
+show(summary, "summary", percent=["accuracy", "worst_class_accuracy"], decimals=3)
 
 # %% [markdown]
 # ## Precision, recall and Fréchet distance beside real against real
+# Precision and recall as Kynkäänniemi et al. {cite}`kynkaanniemi2019precision`, the Fréchet distance as the FID
+# {cite}`heusel2017fid`, both in the measuring classifier's features.
 # All classes' samples together against a random class-balanced draw of real test images; the real-vs-real row
 # is a disjoint real draw of the same size.
 
 # %%
 quality = result.tables["quality"]
-quality.groupby(["source", "y_weight", "temperature"], dropna=False)[["precision", "recall", "frechet"]].mean().round(3)
+show(quality.groupby(["source", "y_weight", "temperature"], dropna=False)[["precision", "recall", "frechet"]].mean()
+     .reset_index(), "quality", decimals=3)
 
 # %% [markdown]
 # ## Against chance and against y_weight = 0, paired by training seed
@@ -90,7 +100,9 @@ quality.groupby(["source", "y_weight", "temperature"], dropna=False)[["precision
 
 # %%
 decision = result.tables["decision"]
-decision.round(4)
+show(decision, "decision", columns=["comparison", "temperature", "accuracy", "baseline", "difference", "n",
+                                    "verdict"], names={"temperature": "T"},
+     intervals={"difference": ("ci_low", "ci_high")})
 
 # %%
 rec.table(result.tables["models"], "models", keys=["y_weight", "seed"])
@@ -99,4 +111,4 @@ rec.table(summary, "summary", keys=["source", "y_weight", "temperature"])
 rec.table(quality, "quality", keys=["source", "y_weight", "seed", "temperature"])
 rec.table(gates, "gates", keys=["model", "gate"])
 rec.table(decision, "decision", keys=["comparison"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

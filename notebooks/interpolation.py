@@ -1,13 +1,15 @@
 # %% [markdown]
 # # Interpolation between real images (Fig. 5)
 #
-# **Paper:** Kingma & Dhariwal 2018, Sec. 5 and Fig. 5. **Claim:** encoding two real images and decoding points on
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 5. **Claim:** encoding two real images and
+# decoding points on
 # the line between their latents gives a smooth path from one to the other; because the flow is exactly
 # invertible, the path starts and ends at the real images.
 #
 # The endpoints are decoded from the encoded latents themselves, so they test the inverse: we print the largest
 # decode error and count the endpoint pixels that differ from the real images. The model is the one Glow of the
-# dataset that the samples, manipulation, temperature and nearest-neighbour notebooks share.
+# dataset that the samples, manipulation, temperature and nearest-neighbour notebooks share, trained on MNIST digits
+# {cite}`lecun1998mnist` by default.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -18,6 +20,9 @@ n_pairs = 6
 n_points = 9
 
 # %%
+from IPython.display import Markdown, display
+
+from glowlib.analysis.presentation import csv_link
 from glowlib.results import Recorder
 from glowlib.studies import interpolation as study
 
@@ -53,8 +58,10 @@ rec.figure(fig, "interpolation_figure")
 # %%
 table = result.tables["interpolation"]
 rec.figure(study.plot_distance_along_path(table), "distance_along_path")
+display(Markdown(csv_link("interpolation", "the distances of every point of every path") + " "
+                 + csv_link("reconstruction", "the endpoints' decode errors per pair")))
 
 # %%
 rec.table(table, "interpolation", keys=["pair", "t"])
 rec.table(recon, "reconstruction", keys=["pair"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

@@ -1,14 +1,17 @@
 # %% [markdown]
 # # Attribute manipulation (Fig. 6)
 #
-# **Paper:** Kingma & Dhariwal 2018, Sec. 5 and Fig. 6. **Claim:** the direction mean z(images with an attribute)
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 6. **Claim:** the direction mean z(images
+# with an attribute)
 # − mean z(images without it), found after training from labels the model never saw, changes that attribute
 # when added to the latent of an image: decode z + α·direction.
 #
-# On MNIST-like data the attributes are **measured from the images** (`glowlib.analysis.measure_attributes`:
+# On MNIST-like data {cite}`lecun1998mnist` the attributes are **measured from the images**
+# (`glowlib.analysis.measure_attributes`:
 # stroke thickness and slant), each binarised at its median over the training images used. The claim is then
 # quantified: we measure the same attribute on the manipulated images and plot it against α; it should rise
-# with α. On CelebA (when its files are present) the attribute file gives the labels, and only the images are
+# with α. On CelebA {cite}`liu2015celeba` (when its files are present) the attribute file gives the labels, and only
+# the images are
 # shown. The model is the one shared Glow of the dataset (trained once, cached).
 
 # %% tags=["parameters"]
@@ -24,6 +27,7 @@ n_direction = 2000
 # %%
 from IPython.display import display
 
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import manipulation as study
 
@@ -59,7 +63,11 @@ for attribute, images in result.images.items():
 # %%
 if "response" in result.tables:
     rec.figure(study.plot_response(table), "response")
-    display(result.tables["response"].round(4))
+    show(result.tables["response"], "response",
+         columns=["attribute", "slope", "slope_stderr", "n_slopes", "change", "n_images", "n_nonfinite"],
+         intervals={"slope": ("slope_ci_low", "slope_ci_high")},
+         names={"slope": "slope per unit α", "slope_stderr": "standard error", "n_slopes": "images fitted",
+                "n_nonfinite": "non-finite decodes"})
 else:
     print(f"the attributes {p.attributes} of {p.dataset} cannot be measured from the images; see the grids")
 
@@ -67,4 +75,4 @@ else:
 rec.table(table, "manipulation", keys=["attribute", "image", "alpha"])
 if "response" in result.tables:
     rec.table(result.tables["response"], "response", keys=["attribute"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

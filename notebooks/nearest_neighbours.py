@@ -1,13 +1,15 @@
 # %% [markdown]
 # # Nearest neighbours: are the samples copies of training images?
 #
-# **Reviewers asked** (Glow, NeurIPS 2018 reviews): a nearest-neighbour analysis in pixel space and in feature
+# **Reviewers asked** (Glow {cite}`kingma2018glow`, NeurIPS 2018 reviews): a nearest-neighbour analysis in pixel space
+# and in feature
 # space, to judge overfitting; users of the peer repositories ask the related question of train vs test bits/dim.
 #
 # For generated samples (at temperature T) we find the nearest training image in pixel space and in the feature
 # space of a classifier trained on the real training images (scikit-learn `NearestNeighbors` through
 # `glowlib.analysis.nearest_neighbours`), and compare the distances with those of held-out test images to the
-# same training set: a model that copies its training images would put its samples much closer to them than
+# same training set (the check Theis et al. {cite}`theis2016note` discuss, and its limits): a model that copies
+# its training images would put its samples much closer to them than
 # unseen real images are. The test images are the real baseline beside every sample distance: for each seed of the
 # sampler, n samples against a seeded random class-balanced draw of n test images. The claim is decided over those
 # seeds (one trained model: the draws are the noise), after the model passes the three sanity gates. Finally, train
@@ -29,6 +31,7 @@ n_show = 8
 # %%
 from IPython.display import display
 
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import nearest_neighbours as study
 
@@ -49,7 +52,7 @@ rec.note(classifier=study.classifier_provenance(p.dataset))
 result = study.nearest_neighbour_check(trained.model, trained.run, p.temperature, p.n_samples, p.n_sampling_seeds,
                                        p.seed)
 neighbours, summary, gates = (result.tables[k] for k in ("neighbours", "summary", "gates"))
-gates
+show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 
 # %% [markdown]
 # ## Samples beside their nearest training images
@@ -62,7 +65,11 @@ rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
 
 # %%
 rec.figure(study.plot_distances(neighbours), "distances")
-summary.round(4)
+show(summary, "summary", columns=["space", "sampling_seed", "median_sample_to_train", "median_test_to_train", "ratio",
+                                  "fraction_samples_closer_than_min_test", "n"],
+     names={"median_sample_to_train": "median sample to train", "median_test_to_train": "median test to train",
+            "fraction_samples_closer_than_min_test": "samples closer than any test image"},
+     percent=["fraction_samples_closer_than_min_test"])
 
 # %% [markdown]
 # ## Samples against test images, over sampling seeds
@@ -70,18 +77,20 @@ summary.round(4)
 # and the verdict: no closer than the test images by more than 10%.
 
 # %%
-result.tables["decision"].round(4)
+show(result.tables["decision"], "decision", columns=["space", "mean_ratio", "difference", "n", "verdict", "reason"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"difference": "ratio - 1"})
 
 # %% [markdown]
 # ## Train vs test bits/dim during training
-# `train_eval`, `val` and `test` evaluate the same Polyak weights the same way on each split; `train` is the running
+# `train_eval`, `val` and `test` evaluate the same Polyak weights {cite}`polyak1992averaging` the same way on each
+# split; `train` is the running
 # training loss.
 
 # %%
 curves = study.curves(trained, model=f"glow {p.dataset}")
 rec.figure(study.plot_splits(curves, by="model", title="train vs test bits/dim"), "train_vs_test")
 final = curves[curves.step == curves.step.max()].set_index("split").bpd
-display(final.round(4).to_frame("bits/dim at the last evaluation"))
+show(final.to_frame("bits/dim at the last evaluation"), "curves", decimals=3)
 
 # %%
 rec.table(neighbours, "neighbours", keys=["query", "space", "query_index"])
@@ -89,4 +98,4 @@ rec.table(summary, "summary", keys=["space", "sampling_seed"])
 rec.table(gates, "gates", keys=["model", "gate"])
 rec.table(result.tables["decision"], "decision", keys=["space"])
 rec.table(curves, "curves", keys=["step", "split"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

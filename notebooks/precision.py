@@ -1,7 +1,8 @@
 # %% [markdown]
 # # bf16 against fp32: quality at equal steps, time, and the round trip
 #
-# **The option** (`GlowConfig(precision="bf16")`): the coupling networks, which do almost all of
+# **The option** (`GlowConfig(precision="bf16")`, the bfloat16 format of Kalamkar et al. {cite}`kalamkar2019bf16`)
+# for Glow {cite}`kingma2018glow`: the coupling networks, which do almost all of
 # the arithmetic, run in bf16; everything that decides exactness stays in float32: the 1x1 convolutions and their
 # log-determinants, ActNorm, the coupling's scale and shift as applied, the log-det sums and the priors. On
 # hardware with a bf16 path (AMX or AVX512-BF16 on a CPU, tensor cores on a GPU) the profiles train in bf16 by
@@ -9,8 +10,8 @@
 #
 # **The test**: after the same number of steps, bf16's test bits/dim must be no worse than fp32's by
 # more than the spread between two fp32 seeds. So the profile's Glow is trained four times, two seeds in each
-# precision, everything else equal, and each model is evaluated on the whole test split (Polyak weights chosen
-# on validation, as everywhere in this book).
+# precision, everything else equal, and each model is evaluated on the whole test split (Polyak weights
+# {cite}`polyak1992averaging` chosen on validation, as everywhere in this book).
 #
 # **The round trip.** A single bf16 coupling is exactly invertible (its network sees the same input both ways),
 # but a whole float32 model is not: decode rebuilds a network's input through the inverses of the layers after it,
@@ -33,6 +34,7 @@ n_round_trip = 500
 # %%
 from IPython.display import Markdown
 
+from glowlib.analysis.presentation import csv_link, readable, show, styled
 from glowlib.results import Recorder
 from glowlib.studies import precision as study
 
@@ -55,7 +57,11 @@ Markdown("\n".join(f"- {line}" for line in [f"Device: {device}; {study.bf16_supp
 
 # %%
 table = study.evaluate(models, p.seed, device)
-table.round(4)
+show(table, "runs", columns=["precision", "seed", "dataset", "steps", "test_bpd", "test_sem", "val_bpd", "wall_s",
+                             "images_per_s"],
+     names={"test_bpd": "test bits/dim", "test_sem": "± sem", "val_bpd": "val bits/dim", "wall_s": "training time",
+            "images_per_s": "images/s"},
+     units={"wall_s": "s"}, decimals={"test_sem": 4, "wall_s": 1, "images_per_s": 1})
 
 # %% [markdown]
 # ## bf16 against the spread of fp32 seeds
@@ -65,7 +71,8 @@ table.round(4)
 
 # %%
 comparison = study.compare(table)
-comparison.round(4) if len(comparison) else Markdown("Only one precision was trained here: no comparison.")
+(styled(readable(comparison, decimals=4)) if len(comparison)
+ else Markdown("Only one precision was trained here: no comparison."))
 
 # %% [markdown]
 # ## Round trip of the bf16 models
@@ -78,13 +85,16 @@ comparison.round(4) if len(comparison) else Markdown("Only one precision was tra
 
 # %%
 trip = study.round_trip_table(models, p.n_round_trip, device)
-trip.round(8) if len(trip) else Markdown("No bf16 model was trained here, so there is no round-trip table.")
+(styled(readable(trip, decimals=8)) if len(trip)
+ else Markdown("No bf16 model was trained here, so there is no round-trip table."))
 
 # %%
 rec.figure(study.plot(table, trip if len(trip) else None), "precision")
 
 # %%
-Markdown("\n".join(f"- {line}" for line in study.summary_lines(table, comparison, trip)))
+Markdown("\n".join(f"- {line}" for line in study.summary_lines(table, comparison, trip))
+         + "\n\n" + " ".join(csv_link(name) for name, t in (("comparison", comparison), ("round_trip", trip))
+                               if len(t)))
 
 # %%
 rec.table(table, "runs", keys=study.KEYS["runs"])
@@ -92,4 +102,4 @@ if len(comparison):
     rec.table(comparison, "comparison", keys=study.KEYS["comparison"])
 if len(trip):
     rec.table(trip, "round_trip", keys=study.KEYS["round_trip"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

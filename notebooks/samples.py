@@ -1,19 +1,23 @@
 # %% [markdown]
 # # Samples of every model at T = 0.7 and T = 1 (Sec. 5)
 #
-# **Paper:** Kingma & Dhariwal 2018, Sec. 5 (Figs. 1, 4, 8). **Claim:** Glow's samples are realistic, shown at
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 (Figs. 1, 4, 8). **Claim:** Glow's samples are
+# realistic, shown at
 # temperature T = 0.7, i.e. z ~ N(μ, (T·σ)²). **Reviewers asked:** samples from the baselines too, and for every
-# dataset with a number in a table, not only the 5-bit CelebA-HQ Glow.
+# dataset with a number in a table, not only the 5-bit CelebA-HQ {cite}`karras2018progressive` Glow.
 #
-# So: a grid of samples for Glow **and** RealNVP on every dataset of the bits/dim table, and for MaCow and the
-# variational-dequantisation models where the table has them, at T = 0.7 and T = 1, from the same trained models
+# So: a grid of samples for Glow **and** RealNVP {cite}`dinh2017realnvp` on every dataset of the bits/dim table, and
+# for MaCow {cite}`ma2019macow` and the variational-dequantisation models {cite}`ho2019flowpp` where the table has
+# them, at T = 0.7 and T = 1, from the same trained models
 # as the table (cached; nothing is retrained). Each grid is also saved as its own PNG.
 #
 # A grid alone says little (a near-blank grid is still a grid), so every model must first pass three **sanity
 # gates** on its T = 1 samples, and each model's samples are measured in the features of a classifier trained on
-# the real training images: **precision** (fidelity), **recall** (diversity) and the **Fréchet distance**, against
+# the real training images: **precision** (fidelity), **recall** (diversity) {cite}`kynkaanniemi2019precision` and
+# the **Fréchet distance** (the FID's formula {cite}`heusel2017fid` in our classifier's features), against
 # a seeded random class-balanced draw of real test images, beside the **real-vs-real** baseline (a disjoint real
-# draw of the same size measured the same way).
+# draw of the same size measured the same way). Sample quality and likelihood can disagree
+# {cite}`theis2016note`: this page measures the samples, the bits/dim page the likelihood.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -29,6 +33,7 @@ n_samples = 36
 n_measure = 500
 
 # %%
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import samples as study
 
@@ -63,7 +68,7 @@ rec.figure(fig, "all_samples")
 
 # %%
 gates = result.tables["gates"]
-gates
+show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 
 # %% [markdown]
 # ## Fidelity and diversity beside real against real
@@ -72,7 +77,7 @@ gates
 
 # %%
 quality = result.tables["quality"]
-study.quality_table(quality).round(3)
+show(study.quality_table(quality), "quality", names={"model_type": "model", "temperature": "T"}, decimals=2)
 
 # %% [markdown]
 # ## Pixel statistics of each grid
@@ -82,10 +87,12 @@ study.quality_table(quality).round(3)
 # temperature, not hidden.
 
 # %%
-table.round(4)
+show(table, "samples", columns=["dataset", "model_type", "temperature", "n", "pixel_mean", "pixel_std",
+                                "clipped_fraction"],
+     names={"model_type": "model", "temperature": "T"}, percent=["clipped_fraction"], decimals=2)
 
 # %%
 rec.table(table, "samples", keys=["dataset", "model_type", "temperature"])
 rec.table(quality, "quality", keys=["dataset", "source", "model_type", "temperature"])
 rec.table(gates, "gates", keys=["model", "gate"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

@@ -1,11 +1,13 @@
 # %% [markdown]
 # # Sampling cost against image height: Glow and MaCow
 #
-# **Reviewers (MaCow, NeurIPS 2019):** how fast is generation? MaCow (Ma, Kong, Zhang & Hovy 2019) replaces part
-# of Glow's step with masked convolutional flows: autoregressive maps whose scale and shift at a pixel come from a
+# **Reviewers (MaCow, NeurIPS 2019):** how fast is generation? MaCow (Ma, Kong, Zhang & Hovy 2019
+# {cite}`ma2019macow`) replaces part of Glow's {cite}`kingma2018glow` step with masked convolutional flows:
+# autoregressive maps whose scale and shift at a pixel come from a
 # small window of the rows above it (or below, left, right). **MaCow's claim (Sec. 3.1):** their inverse is one
 # pass per row (or column), O(H) sequential passes of constant size, against the O(H·W) of a fully
-# autoregressive model such as PixelCNN; Glow's inverse is one parallel pass per step, whatever H. Both do O(H·W)
+# autoregressive model such as PixelCNN {cite}`vandenoord2016pixel`; Glow's inverse is one parallel pass per step,
+# whatever H. Both do O(H·W)
 # arithmetic per sample: what differs is how much of it must run in sequence.
 #
 # **Measurement** (`glowlib.studies.sampling_cost`). Glow and MaCow with the same L levels, K steps per level and
@@ -40,6 +42,7 @@ batch = "auto"
 # %%
 from IPython.display import Markdown
 
+from glowlib.analysis.presentation import readable, show, styled
 from glowlib.results import Recorder
 from glowlib.studies import sampling_cost as study
 
@@ -62,11 +65,11 @@ setup
 
 # %%
 work = study.per_flop(timings)
-work.round(4)
+styled(readable(work, decimals=3))
 
 # %%
-timings[["device", "device_name", "threads", "torch_version", "load_average_1min",
-         "load_average_1min_end"]].drop_duplicates()
+show(timings[["device", "device_name", "threads", "torch_version", "load_average_1min",
+              "load_average_1min_end"]].drop_duplicates(), "timings", decimals=2)
 
 # %% [markdown]
 # ## Growth with H
@@ -80,7 +83,11 @@ rec.figure(study.plot_growth(timings, fit), "growth")
 Markdown("\n".join(f"- {line}" for line in study.summary_lines(fit, timings)))
 
 # %%
-fit.round(3)
+show(fit, "fit", columns=["model", "clock", "exponent", "r2", "last_exponent", "ms_at_height_max", "flops_exponent",
+                          "conv_calls_exponent"],
+     intervals={"exponent": ("exponent_ci_low", "exponent_ci_high")}, names={"exponent": "exponent b",
+                                                                             "ms_at_height_max": "at the largest H"},
+     units={"ms_at_height_max": "ms"}, decimals={"ms_at_height_max": 1, "r2": 3})
 
 # %% [markdown]
 # ## MaCow's time over Glow's, height by height
@@ -95,7 +102,9 @@ trend = study.ratio_trend(timings)
 Markdown("\n".join(f"- {line}" for line in study.ratio_lines(ratios, trend)))
 
 # %%
-ratios.round(3)
+show(ratios, "ratios", columns=["clock", "height", "n_repeats", "ratio", "glow_ms", "macow_ms"],
+     intervals={"ratio": ("ci_low", "ci_high")}, names={"ratio": "MaCow / Glow"},
+     units={"glow_ms": "ms", "macow_ms": "ms"}, decimals={"ratio": 2, "glow_ms": 1, "macow_ms": 1})
 
 # %% [markdown]
 # ## Local exponents
@@ -106,7 +115,7 @@ ratios.round(3)
 
 # %%
 local = study.local_exponents(timings)
-local.round(3)
+show(local, "local", decimals=2)
 
 # %% [markdown]
 # ## Reading the result
@@ -126,7 +135,9 @@ local.round(3)
 #   of this process does not. Where the two exponents disagree, the CPU one measures the computation and the
 #   wall one what a user waits for under that load (the load averages are in the table).
 # - **Not measured here:** trained models, the official MaCow code (weight-normalised masked convolutions and an
-#   unsqueezed bottom block), and architectures that add levels as H grows (the paper's CelebA-HQ models do).
+#   unsqueezed bottom block), and architectures that add levels as H grows (the paper's CelebA-HQ
+#   {cite}`karras2018progressive`
+#   models do).
 
 # %%
 rec.table(timings, "timings", keys=study.KEYS["timings"])
@@ -134,4 +145,4 @@ rec.table(fit, "fit", keys=study.KEYS["fit"])
 rec.table(local, "local", keys=study.KEYS["local"])
 rec.table(ratios, "ratios", keys=study.KEYS["ratios"])
 rec.table(trend, "ratio_trend", keys=study.KEYS["ratio_trend"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

@@ -1,14 +1,16 @@
 # %% [markdown]
 # # Temperature: fidelity against diversity, T = 0.7 against T = 1 (Fig. 8)
 #
-# **Paper:** Kingma & Dhariwal 2018, Sec. 5 and Fig. 8. **Claim:** sampling at a reduced temperature,
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 8. **Claim:** sampling at a reduced
+# temperature,
 # z ~ N(μ, (T·σ)²) with T = 0.7 rather than T = 1, gives better-looking samples at the cost of diversity.
 #
 # The paper judges this by eye. Here fidelity and diversity are measured apart, in the features of a small
 # classifier trained on the **real** training images (`glowlib.analysis.cached_classifier`): **precision** (the
 # share of samples inside the manifold of real images) and **recall** (the share of real images inside the
-# samples' manifold), with k = 3 nearest-neighbour manifolds (Kynkäänniemi et al. 2019), and the Fréchet distance
-# beside them. Each is measured against a seeded, random, class-balanced draw of real test images; a second,
+# samples' manifold), with k = 3 nearest-neighbour manifolds (Kynkäänniemi et al. 2019
+# {cite}`kynkaanniemi2019precision`), and the Fréchet distance (the FID's formula {cite}`heusel2017fid`) beside them.
+# Each is measured against a seeded, random, class-balanced draw of real test images; a second,
 # disjoint draw of the same size measured the same way is the **real-vs-real** baseline shown beside every number.
 # The claim is decided over several seeds of the sampler, each seed's draws shared by both temperatures.
 # Before any verdict the model must pass three sanity gates (its T = 1 samples against real images).
@@ -29,6 +31,7 @@ n_sampling_seeds = 5
 n_grid = 36
 
 # %%
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import temperature as study
 
@@ -67,7 +70,7 @@ rec.figure(study.show(grids[p.temperature], f"T = {p.temperature:g}", zoom=3), "
 result = study.temperature_table(trained.model, p.dataset, p.temperatures, p.n_samples, p.n_sampling_seeds,
                                  p.seed)
 table, gates, decision = (result.tables[k] for k in ("temperature", "gates", "decision"))
-gates
+show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 
 # %% [markdown]
 # ## Fidelity and diversity against temperature
@@ -75,8 +78,9 @@ gates
 
 # %%
 rec.figure(study.plot_tradeoff(table), "tradeoff")
-table.groupby(["source", "temperature"], dropna=False)[["precision", "recall", "frechet", "confidence",
-                                                         "nonfinite_redrawn"]].mean().round(4)
+show(table.groupby(["source", "temperature"], dropna=False)[["precision", "recall", "frechet", "confidence",
+                                                              "nonfinite_redrawn"]].mean(), "temperature",
+     names={"nonfinite_redrawn": "redrawn (non-finite)"}, decimals=3)
 
 # %% [markdown]
 # ## T = 0.7 against T = 1, paired by sampling seed
@@ -84,10 +88,13 @@ table.groupby(["source", "temperature"], dropna=False)[["precision", "recall", "
 # sampler at two temperatures.
 
 # %%
-decision.round(4)
+show(decision, "decision", columns=["measure", "t_low", "mean_t_low", "mean_t1", "real_vs_real", "difference", "n",
+                                    "claimed", "verdict"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"mean_t_low": "at T low", "mean_t1": "at T = 1",
+                                                             "difference": "T low - T = 1"})
 
 # %%
 rec.table(table, "temperature", keys=["source", "temperature", "sampling_seed"])
 rec.table(gates, "gates", keys=["model", "gate"])
 rec.table(decision, "decision", keys=["measure"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

@@ -1,7 +1,8 @@
 # %% [markdown]
 # # Is the temperature trick valid? Samples at T against p(x)^(1/T²)
 #
-# **Reviewers (MaCow):** "temperature trick validity beyond additive coupling". The paper samples at a
+# **Reviewers (MaCow {cite}`ma2019macow`):** "temperature trick validity beyond additive coupling" (the additive
+# coupling of NICE {cite}`dinh2015nice`). The Glow paper {cite}`kingma2018glow` samples at a
 # temperature T by scaling every prior standard deviation by T (Sec. 5): z ~ N(μ, (T·σ)²), x = f⁻¹(z). The
 # distribution this is meant to approximate is π_T(x) ∝ p(x)^(1/T²). The two agree **exactly** only when the
 # flow's log-determinant is constant (additive coupling; ActNorm and 1x1 convolutions have data-independent
@@ -27,7 +28,8 @@ profile = "smoke"
 seed = 0
 out_dir = ""
 couplings = ["additive", "affine"]
-priors = ["standard", "learned"]
+# "auto": both priors except at cpu, which trains the standard prior alone
+priors = "auto"
 temperatures = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 n_samples = 1000
 n_grid = 36
@@ -35,6 +37,7 @@ n_grid = 36
 n_seeds = 3
 
 # %%
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import temperature_validity as study
 
@@ -54,7 +57,7 @@ table = result.tables["validity"]
 
 # %%
 gates = result.tables["gates"]
-gates
+show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 
 # %% [markdown]
 # ## ESS/n and KL against T
@@ -62,15 +65,19 @@ gates
 
 # %%
 rec.figure(study.plot_validity(table), "validity")
-table.groupby(["coupling", "prior", "temperature"])[["ess_fraction", "kl_bits_per_dim", "nll_gap",
-                                                      "n_dropped"]].mean().round(6)
+show(table.groupby(["coupling", "prior", "temperature"])[["ess_fraction", "kl_bits_per_dim", "nll_gap",
+                                                           "n_dropped"]].mean(), "validity",
+     names={"ess_fraction": "ESS/n", "kl_bits_per_dim": "KL", "nll_gap": "NLL gap", "n_dropped": "dropped"},
+     units={"kl_bits_per_dim": "bits/dim", "nll_gap": "bits/dim"}, decimals=4)
 
 # %% [markdown]
 # ## Affine against additive coupling at T = 0.7, paired by training seed
 
 # %%
 decision = result.tables["decision"]
-decision.round(4)
+show(decision, "decision", columns=["prior", "temperature", "ess_affine", "ess_additive", "difference", "n",
+                                    "verdict", "reason"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"difference": "affine - additive"})
 
 # %% [markdown]
 # ## Samples at the paper's T = 0.7 (first training seed)
@@ -86,4 +93,4 @@ rec.figure(study.plot_named_grids(shown, ncol=len(shown), title=f"samples at T =
 rec.table(table, "validity", keys=["coupling", "prior", "seed", "temperature"])
 rec.table(gates, "gates", keys=["model", "gate"])
 rec.table(decision, "decision", keys=["prior"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

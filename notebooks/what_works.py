@@ -1,7 +1,8 @@
 # %% [markdown]
 # # What makes Glow work? Depth, ActNorm and the learned prior at equal compute
 #
-# **Reviewers:** "ablation of what makes Glow work (depth? ActNorm? permutation?)", "baselines trained with the
+# **Reviewers** of Glow {cite}`kingma2018glow`: "ablation of what makes Glow work (depth? ActNorm? permutation?)",
+# "baselines trained with the
 # same compute; compute reported", "error bars over seeds". The permutation ablation (paper Sec. 5.1, Fig. 3;
 # `ablation.py`) covers the permutation and the coupling; this page changes one other thing at a time in its
 # 1x1/affine model (the *reference*):
@@ -9,7 +10,8 @@
 # * **depth K at a fixed parameter count**: K halved and doubled, with the coupling width chosen by counting the
 #   parameters of built models so that every depth has the reference's parameter count (within 2%);
 # * **no normalisation**: ActNorm removed (`GlowConfig.actnorm=False`);
-# * **standard-normal prior**: neither the split priors predicted from the kept half nor the learned top prior.
+# * **standard-normal prior**: neither the split priors predicted from the kept half (RealNVP's multi-scale
+#   architecture {cite}`dinh2017realnvp`) nor the learned top prior.
 #
 # Every run has the reference's data, steps, batch and schedule (equal training compute in steps and images).
 # Each variant is compared with the reference **paired by training seed** (the mean of the per-seed differences
@@ -33,6 +35,7 @@ couplings = ["additive", "affine"]
 # %%
 from IPython.display import Markdown, display
 
+from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
 from glowlib.studies import what_works as study
 
@@ -53,14 +56,19 @@ display(Markdown(f"{len(runs)} runs on `{runs.dataset.iloc[0]}`, {runs.steps.ilo
 
 # %% [markdown]
 # ## Final test bits/dim at equal steps
-# Test bits/dim at the best-validation checkpoint, mean ± std over seeds; `diff_vs_reference` is the mean of the
-# per-seed differences from the reference (same seed: same data order and noise) and `diff_sem` its standard
+# Test bits/dim at the best-validation checkpoint, mean over seeds (its std and the wall times are in the CSV);
+# `diff_vs_reference` is the mean of the per-seed differences from the reference (same seed: same data order and noise) and `diff_sem` its standard
 # error. `parameters_vs_reference` shows the depth variants' parameter match; `wall_vs_reference` what the same
 # number of steps cost.
 
 # %%
 rec.figure(study.plot_what_works(summary, reference), "what_works")
-summary.round(4)
+show(summary, "summary", columns=["variant", "K", "width", "test_bpd_mean", "diff_vs_reference", "diff_sem",
+                                  "n_parameters", "parameters_vs_reference", "wall_vs_reference"],
+     names={"test_bpd_mean": "test bits/dim", "diff_vs_reference": "vs reference", "diff_sem": "sem",
+            "n_parameters": "parameters", "parameters_vs_reference": "parameters vs ref.",
+            "wall_vs_reference": "time vs ref."},
+     percent=["parameters_vs_reference", "wall_vs_reference"])
 
 # %% [markdown]
 # ## Each variant against the reference, at equal steps and at equal wall time
@@ -75,7 +83,8 @@ pair_summary = study.pair_summary(pairs, claimed)
 rec.figure(study.plot_pairs(pair_summary, f"Each variant minus the reference {reference}, paired by seed"),
            "variant_pairs")
 rec.figure(study.plot_bpd_vs_wall(curves, ["variant"], pairs.time_s.mean()), "variants_vs_wall_time")
-pair_summary.round(4)
+show(pair_summary, "pair_summary", columns=["a", "b", "basis", "n_seeds", "difference", "claimed", "verdict"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"difference": "a - b"}, units={"difference": "bits/dim"})
 
 # %% [markdown]
 # ## The permutation ablation at equal wall time
@@ -93,7 +102,9 @@ rec.figure(study.plot_pairs(ab_summary, "Permutation ablation: paired difference
 rec.figure(study.plot_bpd_vs_wall(ab_curves, ["permutation"], ab_pairs.time_s.mean(), panel="coupling",
                                   title="Permutation ablation: test bits/dim against wall time"),
            "ablation_vs_wall_time")
-ab_summary.round(4)
+show(ab_summary, "ablation_pair_summary", columns=["group", "a", "b", "basis", "n_seeds", "difference", "verdict"],
+     intervals={"difference": ("ci_low", "ci_high")}, names={"group": "coupling", "n_seeds": "seeds",
+                                                             "difference": "a - b"}, units={"difference": "bits/dim"})
 
 # %%
 rec.table(runs, "runs", keys=["variant", "seed"])
@@ -103,4 +114,4 @@ rec.table(pairs, "pairs", keys=["group", "a", "b", "seed"])
 rec.table(pair_summary, "pair_summary", keys=["group", "a", "b", "basis"])
 rec.table(ab_pairs, "ablation_pairs", keys=["group", "a", "b", "seed"])
 rec.table(ab_summary, "ablation_pair_summary", keys=["group", "a", "b", "basis"])
-rec.finish()["wall_s"]
+wall_s = rec.finish()["wall_s"]

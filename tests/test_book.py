@@ -140,7 +140,8 @@ def test_every_notebook_page_was_run_shows_a_figure_and_no_errors(pages):
 
 
 def test_pages_read_like_a_paper(pages):
-    """At 1280 px: no code shown without a click, no table wider than the article column, every figure in a
+    """At 1280 px: no code shown without a click, no table wider than the article column (nor one of the
+    notebooks' tables that fits only by scrolling), every figure in a
     notebook's output captioned; each notebook page opens with its header, then our answer where claims are
     decided there, and shows its run's parameters once, as a table."""
     for path, page in pages.items():
@@ -149,6 +150,8 @@ def test_pages_read_like_a_paper(pages):
         assert page.layout, f"{path}: the layout facts were not recorded (book/_static/layout-facts.js)"
         assert page.layout["visible-code-cells"] == "0", f"{path}: {page.layout['visible-code-cells']} code cells shown"
         assert page.layout["wide-tables"] == "0", f"{path}: a table is wider than the column ({page.layout})"
+        assert page.layout.get("scrolling-tables", "0") == "0", \
+            f"{path}: a table needs a scroll to be read: {page.layout.get('scrolling-table-columns')}"
         assert page.layout["uncaptioned-figures"] == "0", f"{path}: {page.layout['uncaptioned-figures']} figures " \
                                                           f"without a caption"
     for nb in NOTEBOOKS:
@@ -212,6 +215,21 @@ def test_every_csv_under_results_is_listed_in_a_provenance():
     listed = {f / name for f in _result_folders() for name in json.loads((f / PROVENANCE).read_text())["tables"]}
     stray = [p for p in RESULTS.glob("*/*/*.csv") if p not in listed] if RESULTS.is_dir() else []
     assert not stray, f"CSV files no recorded run wrote: {stray}"
+
+
+def test_every_csv_link_on_a_page_opens_the_complete_table():
+    """Each page's "CSV:" links (glowlib.analysis.csv_link, pointed by book/build.py at the HTML's tables/ folder)
+    open a file, and it is the run's complete table."""
+    profile = _built_profile()
+    links = 0
+    for nb in NOTEBOOKS:
+        path = HTML / "generated" / f"{nb}.html"
+        for href in re.findall(r'href="([^"#]+\.csv)"', path.read_text()):
+            target = (path.parent / unquote(href)).resolve()
+            assert target.is_file(), f"{nb}: the link {href} opens nothing"
+            assert target.read_bytes() == (RESULTS / profile / nb / target.name).read_bytes(), f"{nb}: {href}"
+            links += 1
+    assert links >= len(NOTEBOOKS), f"only {links} CSV links on {len(NOTEBOOKS)} pages"
 
 
 def test_book_is_built_offline():
@@ -360,3 +378,181 @@ def test_the_claims_page_says_which_verdicts_changed_and_how_each_was_decided():
         "decided before by": "0.008 standard errors",
         "decided now by": "paired t-interval over training seeds (95%, two-sided), 3 seeds"}]
     assert verdict_changes(None, now).empty
+
+
+# ------------------------------------------------------------------------------- citations, tables, the paper's numbers
+NOTEBOOK_DIR = ROOT / "notebooks"
+CITE = re.compile(r"\{cite(?::\w+)?\}`([^`]+)`")
+# a paper a page names (by its model, data set or authors) and the key its {cite} must use
+NAMED = {"RealNVP": "dinh2017realnvp", "MaCow": "ma2019macow", "NICE": "dinh2015nice", "Flow++": "ho2019flowpp",
+         "Polyak": "polyak1992averaging", "Adam": "kingma2015adam", "Fashion-MNIST": "xiao2017fashion",
+         "CIFAR-10": "krizhevsky2009cifar", "MNIST": "lecun1998mnist", "Burda": "burda2016iwae",
+         "Kynkäänniemi": "kynkaanniemi2019precision", "Fréchet": "heusel2017fid", "FID": "heusel2017fid",
+         "Theis": "theis2016note", "PixelCNN": "vandenoord2016pixel", "CelebA-HQ": "karras2018progressive",
+         "CelebA(?!-HQ)": "liu2015celeba", "FFJORD": "grathwohl2019ffjord", "Residual Flows": "chen2019residual"}
+
+
+def _markdown_cells(nb: str) -> list[str]:
+    """The markdown cells of ``notebooks/<nb>.py`` (jupytext percent format), comment marks removed."""
+    cells = re.split(r"^# %%", (NOTEBOOK_DIR / f"{nb}.py").read_text(), flags=re.M)
+    return ["\n".join(line[2:] for line in c.splitlines()[1:]) for c in cells if c.startswith(" [markdown]")]
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text()))
+
+
+def test_every_study_page_cites_glow_and_the_papers_it_names_from_the_bibliography():
+    keys = _bib_keys()
+    assert {"kingma2018glow", "lecun1998mnist", "krizhevsky2009cifar"} <= keys
+    for nb in NOTEBOOKS:
+        text = "\n".join(_markdown_cells(nb))
+        cited = {k.strip() for group in CITE.findall(text) for k in group.split(",")}
+        assert "kingma2018glow" in cited, f"{nb}: the page does not cite the Glow paper"
+        assert cited <= keys, f"{nb}: cites {cited - keys}, which book/references.bib lacks"
+        for name, key in NAMED.items():
+            if re.search(r"(?<![\w-])" + name, text):
+                assert key in cited, f"{nb}: names {name} but does not cite {key}"
+
+
+def test_the_intro_cites_only_known_keys():
+    text = _build()["intro"]("smoke", ROOT / "nonexistent", NOTEBOOKS)
+    assert {k.strip() for g in CITE.findall(text) for k in g.split(",")} <= _bib_keys()
+
+
+def test_readable_puts_a_mean_and_its_interval_in_one_cell_with_units():
+    from glowlib.analysis.presentation import csv_link, interval, readable, styled
+    df = pd.DataFrame({"dataset": ["mnist5k", "cifar10"], "test_bpd": [3.41234, 3.3],
+                       "test_bpd_ci_low": [3.39812, float("nan")], "test_bpd_ci_high": [3.42611, float("nan")],
+                       "images_seen": [1920000, 64], "wall_s": [12.345, 7.0], "share": [0.0123, 0.5],
+                       "unused": [1, 2]})
+    out = readable(df, columns=["dataset", "test_bpd", "images_seen", "wall_s", "share"],
+                   intervals={"test_bpd": ("test_bpd_ci_low", "test_bpd_ci_high")}, units={"wall_s": "s"},
+                   decimals={"wall_s": 1}, percent=["share"])
+    assert list(out.columns) == ["dataset", "test bpd [95% CI]", "images seen", "wall s (s)", "share"]
+    assert out.iloc[0].tolist() == ["mnist5k", "3.412 [3.398, 3.426]", "1,920,000", "12.3", "1.2%"]
+    assert readable(pd.DataFrame({"r": [0.000075]}), percent=["r"]).iloc[0, 0] == "0.0075%"
+    assert out.iloc[1, 1] == "3.300", "a row without an interval shows its mean alone"
+    assert interval(1.0, 0.5, 1.5, 2) == "1.00 [0.50, 1.50]"
+    assert "white-space: nowrap" in styled(out).to_html(), "a mean and its interval stay on one line"
+    assert csv_link("bpd") == "CSV: [bpd.csv](bpd.csv) (the full table, every column and row)."
+    grouped = readable(df.groupby("dataset")[["test_bpd"]].mean())
+    assert list(grouped.columns) == ["dataset", "test bpd"], "a grouped table keeps its keys as columns"
+    with pytest.raises(KeyError, match="no column"):
+        readable(df, columns=["nope"])
+
+
+def test_a_page_built_from_results_shows_the_interval_and_links_its_complete_csv(tmp_path):
+    """A fake results folder whose notebook displayed a table through glowlib.analysis.presentation: the book's
+    page shows the mean [interval] cell and a link that resolves to the complete CSV beside the page."""
+    from glowlib.analysis.presentation import csv_link, readable, styled
+    build = _build()
+    root, book = tmp_path / "results", tmp_path / "book"
+    run = root / "smoke" / "bpd_table"
+    run.mkdir(parents=True)
+    full = pd.DataFrame({"dataset": ["mnist5k"], "model_type": ["glow"], "test_bpd": [3.41234],
+                         "test_bpd_ci_low": [3.39812], "test_bpd_ci_high": [3.42611], "test_sem": [0.004]})
+    full.to_csv(run / "bpd.csv", index=False)
+    html = styled(readable(full, columns=["dataset", "model_type", "test_bpd"],
+                           intervals={"test_bpd": ("test_bpd_ci_low", "test_bpd_ci_high")})).to_html()
+    notebook = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# Table 2\n\nGlow {cite}`kingma2018glow`."},
+        {"cell_type": "code", "metadata": {"tags": []}, "source": 'show(ours, "bpd")', "execution_count": 1,
+         "outputs": [{"output_type": "display_data", "data": {"text/html": html, "text/plain": "table"},
+                      "metadata": {}},
+                     {"output_type": "display_data", "data": {"text/markdown": csv_link("bpd"),
+                                                              "text/plain": "link"}, "metadata": {}}]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (run / "bpd_table.ipynb").write_text(json.dumps(notebook))
+    (run / PROVENANCE).write_text(json.dumps({
+        "notebook": "bpd_table", "start_time": "2025-01-01T00:00:00", "git_sha": "abc", "git_dirty": False,
+        "device": "cpu", "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2", "wall_s": 60,
+        "figures": {}, "tables": {"bpd.csv": {"keys": ["dataset", "model_type"], "rows": 1,
+                                              "columns": list(full.columns)}}}))
+    out = build["prepare_book"]("smoke", book, root)
+    built = json.loads((out / "bpd_table.ipynb").read_text())
+    outputs = [o["data"] for c in built["cells"] for o in c.get("outputs", [])]
+    assert any("3.412 [3.398, 3.426]" in d.get("text/html", "") for d in outputs), "no mean [interval] cell"
+    links = [d["text/markdown"] for d in outputs if "text/markdown" in d]
+    assert links == ["CSV: [bpd.csv](../tables/bpd_table/bpd.csv) (the full table, every column and row)."]
+    copied = out / "_extra" / "tables" / "bpd_table" / "bpd.csv"    # html_extra_path: tables/ in the HTML
+    assert copied.is_file() and pd.read_csv(copied).columns.tolist() == list(full.columns), "the CSV is complete"
+    (run / "bpd_table.ipynb").unlink()
+    build["prepare_book"]("smoke", book, root)
+    assert not copied.exists(), "a page that is no longer built leaves no stale CSV"
+
+
+def test_study_notebooks_show_tables_through_the_presentation_helpers():
+    """No display cell ends in a raw ``table.round(n)`` or a bare table name (every column, six decimals, no
+    link): tables are shown through ``glowlib.analysis.presentation``, and each notebook links a CSV."""
+    import ast
+    for nb in NOTEBOOKS:
+        cells = re.split(r"^# %%.*$", (NOTEBOOK_DIR / f"{nb}.py").read_text(), flags=re.M)
+        code = [c for c in cells if c.strip() and not c.lstrip().startswith("# ")]
+        for cell in code:
+            body = ast.parse(cell).body
+            last = body[-1] if body else None
+            if isinstance(last, ast.Expr):
+                text = ast.unparse(last.value)
+                assert not re.search(r"\.round\(\d*\)$", text), f"{nb}: a table shown raw: {text}"
+                assert not isinstance(last.value, ast.Name) or last.value.id in ("setup",), \
+                    f"{nb}: a table shown raw: {text}"
+        source = (NOTEBOOK_DIR / f"{nb}.py").read_text()
+        assert "glowlib.analysis.presentation import" in source, f"{nb}: no presentation helper used"
+
+
+def test_the_papers_numbers_stand_beside_ours_marked_as_the_papers():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from glowlib.analysis.presentation import beside_paper, paper_line, scale_words
+    ours = pd.DataFrame({"dataset": ["mnist5k"], "model_type": ["glow"], "test_bpd": [1.9]})
+    paper = pd.DataFrame({"dataset": ["cifar10"], "model_type": ["Glow"], "test_bpd": [3.35],
+                          "source": ["Kingma & Dhariwal 2018, Table 2"]})
+    both = beside_paper(ours, paper, label="dataset")
+    assert both.source.tolist() == ["ours", "paper: Kingma & Dhariwal 2018, Table 2"]
+    assert both.columns[:2].tolist() == ["dataset", "source"]
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [4, 3], label="ours")
+    paper_line(fig, 3.35, "Glow, CIFAR-10 (full scale)")
+    assert "paper: Glow, CIFAR-10 (full scale)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+    words = scale_words({"data": "mnist5k", "parameters": 16280, "images_seen": 1920},
+                        {"data": "CIFAR-10", "parameters": 44054256, "images_seen": 25600000})
+    assert "parameters 16,280 against 44,054,256 (0.04% of the paper's)" in words and "images seen" in words
+    # the pages that have a published number for the same quantity show it beside ours
+    for nb, marks in {"ablation": ["beside_paper", "PAPER_CONV1X1", "scale_words"],
+                      "bpd_table": ["beside_paper", "published_bpd"],
+                      "cost": ["beside_paper", "PAPER_CONV1X1"]}.items():
+        source = (NOTEBOOK_DIR / f"{nb}.py").read_text()
+        assert all(m in source for m in marks), f"{nb}: the paper's number is not shown beside ours"
+
+
+def _fake_run(root: Path, profile: str, nb: str, wall_s: float, model_s: float) -> None:
+    run = root / profile / nb
+    run.mkdir(parents=True)
+    (run / PROVENANCE).write_text(json.dumps({
+        "notebook": nb, "start_time": "2025-01-01T00:00:00", "git_sha": "abc", "git_dirty": False,
+        "device": "cpu", "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2", "wall_s": wall_s,
+        "models": {"m": {"key": f"k-{nb}", "wall_s": model_s}}}))
+
+
+def test_time_and_scale_sentences_on_the_intro_and_reproduce_pages_are_computed(tmp_path):
+    """Every time, size or scale figure on the intro page comes from the results (here: fake runs whose times
+    give 7.7 and 2.0 minutes), for every profile's words; the reproduce page types none (its costs are the
+    generated include)."""
+    build = _build()
+    quantity = build["QUANTITY"]
+    assert [m.group(0) for m in quantity.finditer("sized for a day, about 30 minutes, 9.9 h, 2.5 GB, as is")] == \
+        ["a day", "30 minutes", "9.9 h", "2.5 GB"]
+    for profile in build["PROFILES"]:
+        _fake_run(tmp_path, profile, NOTEBOOKS[0], wall_s=462, model_s=120)
+        text = build["intro"](profile, tmp_path, NOTEBOOKS)
+        found = [m.group(0) for m in quantity.finditer(text)]
+        assert sorted(found) == ["2.0 minutes", "7.7 minutes"], f"{profile}: typed figures on the intro: {found}"
+    reproduce = (ROOT / "book" / "reproduce.md").read_text()
+    assert "{include} generated/costs.md" in reproduce
+    typed = [m.group(0) for m in quantity.finditer(reproduce)]
+    assert not typed, f"typed time or size figures on the reproduce page: {typed}"
+    costs = build["costs"](tmp_path, NOTEBOOKS)
+    assert not [m.group(0) for m in quantity.finditer(costs)], "the costs table states its units in its header"

@@ -54,17 +54,36 @@ def test_at_equal_compute_cuts_both_runs_of_a_seed_at_the_shorter_ones_time():
 
 
 # ---------------------------------------------------------------------------------------------------- configs
-def test_every_row_of_a_dataset_trains_the_same_steps_and_short_runs_warm_up_over_a_tenth():
+def test_every_row_of_a_dataset_trains_the_same_steps_and_warms_up_over_a_share_of_them():
+    from glowlib.training import warmup_steps
     for dataset in ("mnist5k", "fashion_mnist", "digits"):
         rows = [bpd_table.table_run("cpu", dataset, m) for m in bpd_table.table_models("cpu", dataset)]
         assert len({(r.train.steps, r.train.batch_size) for r in rows}) == 1, dataset
-    warmup = {d: bpd_table.table_run("cpu", d, "realnvp").train.warmup_steps for d in ("mnist5k", "fashion_mnist",
-                                                                                      "digits")}
-    assert warmup == {"mnist5k": 500, "fashion_mnist": 70, "digits": 100}         # 3,000, 700 and 1,000 steps
+        # cpu: the warmup is a fraction of the run (train.warmup_fraction), so it scales with the run's length
+        assert {warmup_steps(r) for r in rows} == {round(0.05 * rows[0].train.steps)}, dataset
+    # a preset with a fixed warmup: a tenth of a run shorter than 4 warmups
     assert bpd_table.scaled_warmup(3000, 500) == 500 and bpd_table.scaled_warmup(1999, 500) == 199
-    # the shared model keeps its cache entry; smoke's 60-step rows keep their 10-step warmup
     assert bpd_table.table_run("cpu", "mnist5k", "glow").key() == profiles.profile_config("cpu", "mnist5k").key()
     assert bpd_table.table_run("smoke", "digits", "macow").train.warmup_steps == 10
+
+
+def test_the_quality_run_is_the_cpu_tables_longer_headline_row_and_the_figures_model():
+    from glowlib.studies import base
+    for dataset in ("mnist5k", "fashion_mnist"):
+        q, row = bpd_table.quality_run("cpu", dataset), bpd_table.table_run("cpu", dataset, "glow")
+        assert q is not None and q.train.steps > row.train.steps
+        # the same model and recipe, only longer (and evaluated as often)
+        same = {k: v for k, v in q.to_dict()["train"].items() if k not in ("steps", "eval_every", "ckpt_every")}
+        assert same == {k: v for k, v in row.to_dict()["train"].items() if k not in ("steps", "eval_every",
+                                                                                      "ckpt_every")}
+        assert q.to_dict()["model"] == row.to_dict()["model"]
+        assert q.key() in {r.key() for r in bpd_table.runs("cpu")}
+    assert base.shared_runs("cpu")[0].key() == bpd_table.quality_run("cpu", base.SHARED_DATASET).key()
+    # profiles without a separate quality run: the table's seed-0 Glow is the figures' model
+    assert bpd_table.quality_run("smoke", "digits") is None
+    assert base.shared_runs("smoke", "digits")[0].key() == bpd_table.table_run("smoke", "digits", "glow").key()
+    with pytest.raises(ValueError, match="tier"):
+        profiles.profile_config("cpu", "mnist5k", tier="best")
 
 
 def test_runs_are_three_seeds_of_every_row():

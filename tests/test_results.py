@@ -174,8 +174,10 @@ def test_differences_are_explained_from_the_numbers():
 
 
 def test_table_rows_per_profile_and_their_configs():
-    assert bpd_table.table_models("cpu", "mnist5k") == ["realnvp", "glow"]
-    assert bpd_table.table_models("cpu", "fashion_mnist") == list(bpd_table.TABLE_MODELS)
+    assert bpd_table.table_models("cpu", "mnist5k") == ["glow"]           # LEFT_OUT_ROWS: decided elsewhere
+    assert bpd_table.table_models("cpu", "digits") == ["realnvp", "glow"]
+    assert bpd_table.table_models("cpu", "fashion_mnist") == [m for m in bpd_table.TABLE_MODELS if m != "macow+vardeq"]
+    assert bpd_table.table_models("gpu", "cifar10") == list(bpd_table.TABLE_MODELS)
     run = bpd_table.table_run("smoke", "digits", "macow+vardeq")
     assert run.model_type == "macow" and type(run.model).__name__ == "MaCowConfig"
     assert run.train.dequantization == "variational"

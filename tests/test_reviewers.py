@@ -18,7 +18,7 @@ import glowlib.training.loop as train_module
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
 from glowlib.studies import (bits_5v8, class_conditional, nearest_neighbours, samples, temperature,
                              temperature_validity, what_works)
-from glowlib.config import EXECUTION_FIELDS, KEYED_FIELDS, GlowConfig
+from glowlib.config import EXECUTION_FIELDS, KEYED_FIELDS, GlowConfig, TrainConfig
 from glowlib.studies.base import config_parameters
 from glowlib.models import Glow
 from glowlib.objective import bits_per_dim
@@ -185,8 +185,10 @@ def test_y_weight_zero_keeps_existing_cache_keys():
         del d["model"][name]
     del d["train"]["y_weight"], d["train"]["dequantization"]      # both later fields, at their defaults
     del d["data"]["order"]                                         # later too, at its legacy value
-    for name in set(d["train"]) - set(KEYED_FIELDS["train"]):      # later fields at their defaults
-        del d["train"][name]
+    defaults = TrainConfig()
+    for name in set(d["train"]) - set(KEYED_FIELDS["train"]):      # later fields, left out at their defaults
+        if d["train"][name] == getattr(defaults, name):
+            del d["train"][name]
     if "precision" in d["model"] and d["model"]["precision"] == "fp32":
         del d["model"]["precision"]
     assert run.key() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
@@ -240,7 +242,10 @@ def test_compared_models_are_trained_with_three_seeds():
         seeds = {}
         for run in study.runs("cpu"):
             seeds.setdefault(names(run), set()).add(run.train.seed)
-        assert len(seeds) >= 2 and all(s == {0, 1, 2} for s in seeds.values()), study.NOTEBOOK
+        # at least two arms to compare: the conditional study compares its one cpu weight with chance and with the
+        # real images, not with another weight
+        assert len(seeds) >= (1 if study is class_conditional else 2), study.NOTEBOOK
+        assert all(s == {0, 1, 2} for s in seeds.values()), study.NOTEBOOK
         assert study.PARAMETERS["n_seeds"]("n_seeds", 3) == 3
 
 
@@ -405,3 +410,19 @@ def test_sample_studies_use_only_the_four_verdicts():
         assert "not confirmed" not in notebook.read_text().lower(), study.NOTEBOOK
         for claim in study.claims("smoke", Path("/nonexistent")):
             assert claim.verdict in VERDICTS and claim.source in ("paper", "reviewers", "users")
+
+
+def test_auto_arms_train_only_what_decides_the_claim_at_cpu():
+    from glowlib.__main__ import notebook_defaults
+    from glowlib.studies import class_conditional, temperature_validity
+    cpu = class_conditional.runs("cpu")
+    assert {r.train.y_weight for r in cpu} == {class_conditional.OFFICIAL_Y_WEIGHT} and len(cpu) == 3
+    assert {r.train.y_weight for r in class_conditional.runs("smoke")} == set(class_conditional.Y_WEIGHTS)
+    assert class_conditional.y_weights_of("cpu", [0.0, 1.0]) == [0.0, 1.0]          # an explicit list is kept
+    validity = temperature_validity.runs("cpu")
+    assert {(r.model.coupling, r.model.learned_prior) for r in validity} == {("additive", False), ("affine", False)}
+    assert len(validity) == 6 and len(temperature_validity.runs("smoke")) == 12
+    for study in (class_conditional, temperature_validity):
+        name = "y_weights" if study is class_conditional else "priors"
+        with pytest.raises(ValueError, match=name):
+            study.check_parameters(**{**notebook_defaults(study.NOTEBOOK), name: "all"})

@@ -13,12 +13,21 @@ window.addEventListener("load", function () {
   var wide = Array.prototype.filter.call(article.querySelectorAll("table"), function (t) {
     return visible(t) && t.getBoundingClientRect().width > width + 1;
   }).length;
+  // a table kept inside the column by the stylesheet, whose columns still need a scroll to be read
+  var scrolling = Array.prototype.filter.call(article.querySelectorAll("table.readable"), function (t) {
+    return visible(t) && t.scrollWidth > t.clientWidth + 1;
+  });
   var bare = Array.prototype.filter.call(article.querySelectorAll(".cell_output img"), function (img) {
     var fig = img.closest("figure");
     return !(fig && fig.querySelector("figcaption"));
   }).length;
   document.body.setAttribute("data-visible-code-cells", String(code));
   document.body.setAttribute("data-wide-tables", String(wide));
+  document.body.setAttribute("data-scrolling-tables", String(scrolling.length));
+  document.body.setAttribute("data-scrolling-table-columns", scrolling.map(function (t) {
+    return Array.prototype.map.call(t.querySelectorAll("thead th"), function (th) { return th.textContent; })
+      .join("|") + " (" + t.scrollWidth + " of " + t.clientWidth + " px)";
+  }).join("; "));
   document.body.setAttribute("data-uncaptioned-figures", String(bare));
   document.body.setAttribute("data-article-width", String(Math.round(width)));
 });

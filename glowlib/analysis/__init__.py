@@ -15,6 +15,7 @@
 from .attributes import measure_attributes, slant, stroke_thickness
 from .classifier import Classifier, ClassifierSettings, cached_classifier, classifier_path
 from .images import check_images, check_temperature, image_grid, reduce_bits, to_uint8
+from .presentation import beside_paper, csv_link, interval, paper_line, readable, scale_words, show
 from .latent import attribute_direction, interpolate, manipulate
 from .judging import REAL_VS_REAL, check_gates, failed_gates_of, real_halves, reference_set
 from .quality import (PR_NEIGHBOURS, SPACES, frechet_distance, nearest_neighbours, precision_recall, sample_quality,
@@ -27,3 +28,4 @@ __all__ = ["measure_attributes", "slant", "stroke_thickness", "Classifier", "Cla
            "real_halves", "reference_set", "PR_NEIGHBOURS", "SPACES", "frechet_distance", "nearest_neighbours",
            "precision_recall", "sample_quality", "temperature_samples_table", "MAX_REDRAWS", "bin_centres",
            "encode_batches", "eval_mode", "exact_model", "first_parameter", "samples"]
+__all__ += ["beside_paper", "csv_link", "interval", "paper_line", "readable", "scale_words", "show"]

@@ -206,13 +206,14 @@ def cached_model(run: RunConfig):
 
 def shared_model(profile: str, dataset: str = SHARED_DATASET):
     """The one Glow of ``dataset`` that the samples, interpolation, manipulation, temperature and
-    nearest-neighbour notebooks share (trained once, through the cache)."""
-    return get_model(profile, dataset, "glow", device=device(), progress=False)
+    nearest-neighbour notebooks share (trained once, through the cache): the profile's "quality" run of it
+    (``profiles.CPU_QUALITY_STEPS``), the bits/dim table's headline row."""
+    return get_model(profile, dataset, "glow", device=device(), progress=False, tier="quality")
 
 
 def shared_runs(profile: str, dataset: str = SHARED_DATASET) -> list[RunConfig]:
     """The config of :func:`shared_model`, as a study's ``runs``."""
-    return [profile_config(profile, dataset, "glow")]
+    return [profile_config(profile, dataset, "glow", tier="quality")]
 
 
 def study_config(profile: str, seed: int = 0) -> RunConfig:

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from ..results import repo_root
+from ._training_cost import plot_quality_vs_time, quality_summary, quality_vs_time, recipe  # noqa: F401  (notebook)
 from .base import SEED, Claim, folder
 from .base import check_values
 
@@ -41,7 +42,8 @@ EPOCH_IMAGES = {(3, 32): (50_000, "CIFAR-10"), (1, 28): (60_000, "MNIST / Fashio
 KEYS = {"epoch_time": ["config", "implementation"], "sampling": ["source", "config", "implementation"],
         "memory": ["config", "variant", "depth"], "throughput": ["config", "implementation"],
         "peak": ["source", "op", "precision", "layout"], "batch_sweep": ["config", "variant", "batch"],
-        "compile": ["config", "variant"], "profile": ["config", "group"]}
+        "compile": ["config", "variant"], "profile": ["config", "group"], "quality_vs_time": ["run", "minutes"],
+        "quality_curves": ["run", "step"], "recipe": ["variant"]}
 IMPLEMENTATION_WORDS = {"ours": "glowlib", "ours_T0": "glowlib, T = 0", "reference": "plain reference",
                         "ours_inv_backprop": "glowlib, invertible backprop", "ours_stored": "glowlib, autograd stores",
                         }
@@ -313,6 +315,8 @@ def cost_tables(bench_dir="results/bench") -> Cost:
     tables["throughput"], tables["peak"] = throughput(train, bench_dir, cost)
     tables["batch_sweep"], tables["compile"] = batch_sweep(bench_dir, cost), compiled(bench_dir, cost)
     tables["profile"] = profiles(bench_dir, cost)
+    tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, cost.notes)
+    tables["recipe"] = recipe(bench_dir, cost.notes)
     cost.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
     return cost
 
@@ -517,7 +521,7 @@ def plot_profile(df: pd.DataFrame | None):
 
 def summary(cost: Cost) -> list[str]:
     """Sentences computed from the tables: the headline of each (for the page's text)."""
-    out = []
+    out = quality_summary(cost.tables.get("quality_vs_time"))
     t = cost.tables.get("epoch_time")
     if t is not None:
         for config, part in t.groupby("config", sort=False):

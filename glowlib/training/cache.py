@@ -23,6 +23,7 @@ from ..files import atomic_write_bytes
 from ..models import Dequantizer, Glow
 from ..profiles import profile_config
 from .checkpoint import load_trained_with_dequantizer
+from .evaluate import evaluate, prepare_splits
 from .loop import train
 
 
@@ -70,11 +71,27 @@ def _train_into_cache(run: RunConfig, progress) -> None:
     """Train (or resume) ``run`` into its cache folder and write ``done.json``; the caller holds the lock."""
     folder = run_dir(run)
     result = train(run, folder, resume=(folder / "last.pt").exists(), progress=progress)
-    summary = {"key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
+    summary = {**_whole_test(run, folder), "key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
                "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
                "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,
                "config": run.to_dict(), **({"stopped": result.stopped} if result.stopped else {})}
     atomic_write_bytes(folder / "done.json", json.dumps(summary, indent=1).encode())
+
+
+def _whole_test(run: RunConfig, folder: Path) -> dict:
+    """A run whose periodic evaluations see only part of the test split (``train.n_test_eval``, a class-balanced
+    prefix of the stratified order) gets its validation-chosen checkpoint (``best.pt``, Polyak weights) scored on
+    the whole test split once, at the end: ``test_bpd_full``, its standard error and image count. Empty when the
+    periodic evaluations already see every test image."""
+    splits = prepare_splits(run)
+    tc = run.train
+    if not tc.n_test_eval or tc.n_test_eval >= len(splits.test_x):
+        return {}
+    model, dequantizer = load_trained_with_dequantizer(folder / "best.pt")
+    labels = splits.test_y if run.model.n_classes else None
+    bpd, sem = evaluate(model, splits.test_x, n_bits=run.data.n_bits, batch_size=tc.eval_batch, seed=tc.seed,
+                        labels=labels, dequantizer=dequantizer)
+    return {"test_bpd_full": bpd, "test_sem_full": sem, "n_test_full": len(splits.test_x)}
 
 
 def train_if_free(run: RunConfig, progress=True, wait: bool = False, announce=None) -> str:
@@ -119,6 +136,6 @@ def trained(run: RunConfig, device: str = "cpu", progress=True) -> TrainedModel:
 
 
 def get_model(profile: str, dataset: str = "mnist5k", model_type: str = "glow", seed: int = 0, overrides=(),
-              device: str = "cpu", progress: bool = True) -> TrainedModel:
+              device: str = "cpu", progress: bool = True, tier: str = "compare") -> TrainedModel:
     """Shorthand: the trained model of a profile's preset for ``dataset`` (see ``glowlib.profiles``)."""
-    return trained(profile_config(profile, dataset, model_type, seed, overrides), device, progress)
+    return trained(profile_config(profile, dataset, model_type, seed, overrides, tier), device, progress)

@@ -1,0 +1,90 @@
+"""bench/quality_vs_time.py and bench/recipe.py: the harness gives both contenders the same data and noise, chooses
+checkpoints on validation within each budget, and the recipe variants change what they say they change."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import quality_vs_time as qvt  # noqa: E402
+from bench import recipe  # noqa: E402
+
+TOY = "model.depth=1;model.width=8"
+
+
+@pytest.fixture
+def toy(monkeypatch, tmp_path):
+    """Toy-sized models (``$GLOWLIB_OVERRIDES``), small evaluation sets, records under tmp_path."""
+    monkeypatch.setenv("GLOWLIB_OVERRIDES", TOY)
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(qvt, "N_TEST_CURVE", 100)
+    monkeypatch.setattr(qvt, "EVALS_PER_BUDGET", 4)
+    monkeypatch.setattr(qvt, "OUT", tmp_path / "out")
+
+
+def test_the_reference_sees_the_batches_and_noise_glowlib_trains_on(toy):
+    from glowlib.training import prepare_splits
+    from glowlib.training.loop import _batch, session
+    run = qvt.our_run()
+    splits = prepare_splits(run)
+    r = session(run, splits)
+    for step in (0, 1, len(splits.train_x) // run.train.batch_size + 2):     # across an epoch boundary
+        r.step = step
+        ours, _, _ = _batch(r)
+        assert torch.equal(ours, qvt._batch(run, splits, step, run.train.batch_size))
+
+
+@pytest.mark.parametrize("contender,budgets", [("reference", [0.04, 0.08]), ("ours", [0.08])])
+def test_each_budget_reports_its_validation_chosen_checkpoint_on_the_whole_test_split(toy, contender, budgets):
+    record = qvt.train_for(contender, budgets, threads=1)
+    assert [c["minutes"] for c in record["chosen"]] == sorted(budgets)
+    assert record["n_test"] == 10_000 and len(record["curve"]) >= 2
+    for chosen in record["chosen"]:
+        within = [c for c in record["curve"] if c["train_s"] <= 60 * chosen["minutes"] * 1.01] or record["curve"][:1]
+        assert chosen["val_bpd"] == min(c["val_bpd"] for c in within)
+        assert chosen["step"] in [c["step"] for c in within]
+        assert 0 < chosen["test_bpd"] < 9 and chosen["test_sem"] > 0
+    assert all(c["train_s"] <= 60 * max(budgets) + 30 for c in record["curve"])      # stops at its budget
+    if contender == "ours":                   # the schedule was sized to the budget by a measured pilot
+        assert record["pilot"]["s_per_step"] > 0 and record["recipe"]["lr_schedule"] == "cosine"
+        assert (qvt.cache_root() / "quality_vs_time" / f"ours_{budgets[0]:g}min.pt").is_file()
+    json.dumps(record)                        # the record is plain JSON
+
+
+def test_summary_gathers_every_record(toy):
+    qvt.OUT.mkdir(parents=True)
+    for name, contender in (("reference_1_2min", "reference"), ("ours_2min", "ours")):
+        record = {"contender": contender, "model": {"precision": "fp32"}, "machine": "cpu", "threads": 2,
+                  "chosen": [{"minutes": 2.0, "step": 5, "train_s": 100.0, "val_bpd": 4.0, "test_bpd": 4.1,
+                              "test_sem": 0.01}],
+                  "curve": [{"step": 5, "train_s": 100.0, "val_bpd": 4.0, "test_curve_bpd": 4.05}]}
+        (qvt.OUT / f"{name}.json").write_text(json.dumps(record))
+    rows = qvt.summary()
+    assert {r["contender"] for r in rows} == {"reference", "ours"}
+    assert {r["minutes"] for r in rows} == {2.0} and not list(qvt.OUT.glob("*.csv"))      # records stay JSON
+
+
+def test_recipe_variants_change_only_what_they_name():
+    from glowlib.profiles import profile_config
+    for name, (overrides, _, _) in recipe.VARIANTS.items():
+        config = recipe.variant_config(name).to_dict()
+        plain = profile_config("cpu", recipe.DATASET.get(name, "fashion_mnist"), "glow", 0, recipe.COMMON).to_dict()
+        changed = {(section, field) for section in ("model", "train", "data")
+                   for field in config[section] if config[section][field] != plain[section][field]}
+        named = {tuple(o.split("=")[0].split(".")) for o in overrides}
+        if name == "beta2_official":
+            named.add(("train", "beta2"))
+        assert changed <= named and (changed or not overrides), (name, changed, named)
+    with pytest.raises(SystemExit, match="unknown variant"):
+        recipe.variant_config("nonsense")
+
+
+def test_the_equal_time_ratio_is_measured_in_alternating_rounds(monkeypatch):
+    monkeypatch.setenv("GLOWLIB_OVERRIDES", TOY)
+    timing = recipe.step_time_ratio(recipe.variant_config("adam"), recipe.variant_config("batch32"), rounds=4)
+    assert timing["own_over_base"] > 0 and timing["rounds"] == 4
+    assert timing["base_s_per_step"] > 0 and timing["own_s_per_step"] > 0
