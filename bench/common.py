@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from glowlib import Glow, GlowConfig  # noqa: E402
 from glowlib.objective import bits_per_dim  # noqa: E402
-from glowlib.results import git_state  # noqa: E402
+from glowlib.results import cpu_name, git_state  # noqa: E402
 from glowlib.files import atomic_write_bytes  # noqa: E402
 
 
@@ -151,7 +151,7 @@ def paired_ratio(times: dict, slow: str, fast: str) -> float:
 def environment(args) -> dict:
     """Where and how the figures were taken: they mean little without the load the machine was under."""
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
             "python": platform.python_version(), "allocator": getattr(args, "allocator_state", None),
@@ -161,14 +161,20 @@ def environment(args) -> dict:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+def sample_gates(name: str, model, run, n: int = 500) -> dict:
+    """The study notebooks' sanity gates (``glowlib.analysis.check_gates``: the measuring classifier's confidence on
+    T = 1 samples against real images', the share of non-finite draws, the pixel mean) of a trained ``model`` of
+    ``run``, with the pixel means at T = 0.7 and of the real images: a class-balanced draw of n of the run's
+    validation images (the test split is not looked at)."""
+    from glowlib.analysis import cached_classifier
+    from glowlib.analysis.judging import check_gates, reference_set
+    from glowlib.analysis.sampling import samples
+    from glowlib.training import prepare_splits
+    splits = prepare_splits(run)
+    real = reference_set(splits.val_x, splits.val_y, min(n, len(splits.val_x)), seed=0)
+    gates, _ = check_gates(name, model, cached_classifier(run.data.dataset), real, n, seed=0)
+    return {"gates": gates, "pixel_mean_t07": samples(model, n, 0.7, 0).float().mean().item() / 255,
+            "real_pixel_mean": real.float().mean().item() / 255}
 
 
 def config_record(args, cfg: GlowConfig) -> dict:

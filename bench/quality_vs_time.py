@@ -12,12 +12,14 @@ is scored on the whole 10,000-image test split; every snapshot is also scored on
 
 The reference's recipe does not depend on its budget (constant learning rate after the warmup), so one run at the
 longest budget gives every mark. Ours decays its learning rate to zero at its last step, so each budget is its own
-run: a pilot (:func:`step_seconds`, the median of timed steps at the run's batch) sets ``train.steps`` to fill 98%
-of the budget, and the harness stops at the budget if the machine turns out slower.
+run: a pilot (``glowlib.plan.measure``: the median of 30 timed steps; at the cpu model's batch it times whole
+batches) sets ``train.steps`` to fill 98% of the budget, and the harness stops at the budget if the machine turns
+out slower.
 
     .venv/bin/python bench/quality_vs_time.py --contender reference --minutes 10 25
     .venv/bin/python bench/quality_vs_time.py --contender ours --minutes 10
     .venv/bin/python bench/quality_vs_time.py --contender ours --minutes 25
+    .venv/bin/python bench/quality_vs_time.py --gates      # the sanity gates of our kept models
     .venv/bin/python bench/quality_vs_time.py --summary
 """
 from __future__ import annotations
@@ -46,8 +48,8 @@ from glowlib.runtime import tune_allocator  # noqa: E402
 from glowlib.analysis.judging import reference_indices  # noqa: E402
 from glowlib.training.cache import cache_root  # noqa: E402
 from glowlib.training.checkpoint import save_checkpoint  # noqa: E402
-from glowlib.training.evaluate import (INIT_STREAM, NOISE_STREAM, ORDER_STREAM, bits_per_image, mean_and_sem,  # noqa: E402
-                                       prepare_splits, seeded)
+from glowlib.training.evaluate import NOISE_STREAM, bits_per_image, mean_and_sem, prepare_splits, seeded  # noqa: E402
+from glowlib.training.schedule import batch_indices, init_images  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "quality_vs_time"
 N_VAL = 2000
@@ -86,15 +88,15 @@ class _Reference:
         self.model = ReferenceGlow(m.in_channels, m.image_size, m.n_levels, m.depth, m.width,
                                    m.coupling == "affine", m.lu)
         self.n_bits, self.n_dims, self.run, self.splits, self.step = run.data.n_bits, m.n_dims, run, splits, 0
-        x0 = _init_images(run, splits)
-        self.model.initialize(x0)
+        self.order = (-1, None)
+        self.model.initialize(init_images(run, splits.train_x)[0])
         self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=REFERENCE_RECIPE["lr"])
 
     def train_step(self):
         lr = REFERENCE_RECIPE["lr"] * min(1.0, (self.step + 1) / REFERENCE_RECIPE["warmup_steps"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x = _batch(self.run, self.splits, self.step, REFERENCE_RECIPE["batch_size"])
+        x, self.order = _batch(self.run, self.splits, self.step, REFERENCE_RECIPE["batch_size"], self.order)
         loss = bits_per_dim(self.model.log_prob(x), self.n_dims, self.n_bits).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,37 +127,13 @@ class _Ours:
         return self.r.ema
 
 
-def step_seconds(run, n_warmup: int = 5, n_timed: int = 30) -> dict:
-    """The median seconds of a training step of ``run`` at its own batch, on random images of its shape
-    (``glowlib.plan.probe_session``: the arithmetic of a step does not depend on the pixels)."""
-    from glowlib.plan import probe_session
-    from glowlib.training.loop import train_step
-    r = probe_session(run, run.train.batch_size, "cpu")
-    for _ in range(n_warmup):
-        train_step(r)
-    times = []
-    for _ in range(n_timed):
-        start = time.perf_counter()
-        train_step(r)
-        times.append(time.perf_counter() - start)
-    return {"s_per_step": sorted(times)[len(times) // 2], "n_timed": n_timed, "batch_size": run.train.batch_size}
-
-
-def _init_images(run, splits) -> torch.Tensor:
-    """The images ActNorm is initialised on: glowlib's own draw (``training.loop._initialise``)."""
-    tc, n_bits = run.train, run.data.n_bits
-    idx = torch.randperm(len(splits.train_x), generator=seeded(tc.seed, INIT_STREAM))[:tc.init_batch]
-    return dequantize(to_float(splits.train_x[idx], n_bits), n_bits, seeded(tc.seed, INIT_STREAM, 1))
-
-
-def _batch(run, splits, step: int, batch: int) -> torch.Tensor:
-    """Step ``step``'s batch, in glowlib's order and noise (``training.loop._batch``), for the reference."""
-    per_epoch = len(splits.train_x) // batch
-    epoch, within = divmod(step, per_epoch)
-    order = torch.randperm(len(splits.train_x), generator=seeded(run.train.seed, ORDER_STREAM, epoch))
-    idx = order[within * batch:(within + 1) * batch]
-    return dequantize(to_float(splits.train_x[idx], run.data.n_bits), run.data.n_bits,
-                      seeded(run.train.seed, NOISE_STREAM, step))
+def _batch(run, splits, step: int, batch: int, order=(-1, None)):
+    """(step ``step``'s batch, the epoch's order) in glowlib's order and noise (``training.schedule``), for the
+    reference."""
+    idx, order = batch_indices(run, len(splits.train_x), step, batch, order)
+    x = dequantize(to_float(splits.train_x[idx], run.data.n_bits), run.data.n_bits,
+                   seeded(run.train.seed, NOISE_STREAM, step))
+    return x, order
 
 
 def _score(model, images, n_bits) -> tuple[float, float]:
@@ -174,7 +152,8 @@ def train_for(contender: str, budgets_min: list[float], threads: int) -> dict:
     budget_s = 60 * max(budgets_min)
     pilot = None
     if contender == "ours":
-        pilot = step_seconds(our_run())
+        from glowlib.plan import measure
+        pilot = measure(our_run(), n_warmup=5, n_timed=30)
         run = our_run(max(budgets_min), steps=max(1, int(0.98 * budget_s / pilot["s_per_step"])))
     else:
         run = our_run(overrides=[f"train.batch_size={REFERENCE_RECIPE['batch_size']}"])
@@ -219,16 +198,30 @@ def train_for(contender: str, budgets_min: list[float], threads: int) -> dict:
             "skipped_steps": getattr(trainer, "skipped", None), "load_average_end": os.getloadavg(), **git_state(ROOT), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def add_gates(n: int = 500) -> dict[str, list]:
+    """Each of our records with the sanity gates (``bench.common.sample_gates``) of the model it kept for each
+    budget (``$GLOWLIB_CACHE/quality_vs_time/``) added under ``gates``; {record: its budgets' gates}."""
+    from bench.common import sample_gates
+    from glowlib.training import load_trained
+    out = {}
+    for path in sorted(OUT.glob("ours_*.json")):
+        record = json.loads(path.read_text())
+        record["gates"] = {}
+        for minutes in record["budgets_min"]:
+            model_path = cache_root() / "quality_vs_time" / f"ours_{minutes:g}min.pt"
+            if model_path.is_file():
+                record["gates"][f"{minutes:g}"] = sample_gates(f"ours_{minutes:g}min", load_trained(model_path),
+                                                               our_run(), n)
+        atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
+        out[path.stem] = record["gates"]
+    return out
+
+
 def summary() -> list[dict]:
-    rows, curves = [], []
-    for path in sorted(OUT.glob("*.json")):
-        r = json.loads(path.read_text())
-        for c in r["chosen"]:
-            rows.append({"contender": r["contender"], "run": path.stem, **{k: c[k] for k in c},
-                         "precision": r["model"].get("precision", "fp32"), "machine": r["machine"],
-                         "threads": r["threads"]})
-        curves += [{"contender": r["contender"], "run": path.stem, **c} for c in r["curve"]]
-    return rows
+    """One row per recorded run and budget, as the Cost page has them (``glowlib.studies.cost.quality_vs_time``)."""
+    from glowlib.studies.cost import quality_vs_time
+    chosen, _ = quality_vs_time(OUT.parent, [])
+    return [] if chosen is None else chosen.to_dict("records")
 
 
 def main(argv=None) -> int:
@@ -238,7 +231,12 @@ def main(argv=None) -> int:
                    help="budgets of training time (ours: one run for the longest; give one budget per run)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--summary", action="store_true")
+    p.add_argument("--gates", action="store_true", help="add the sanity gates of our kept models to their records")
     args = p.parse_args(argv)
+    if args.gates:
+        for name, by_budget in add_gates().items():
+            for minutes, g in by_budget.items():
+                print(name, minutes, [(x["gate"], round(x["value"], 3), x["passed"]) for x in g["gates"]])
     if args.contender:
         if args.contender == "ours" and len(args.minutes) > 1:
             raise SystemExit("ours decays its learning rate to the end of its budget: give one --minutes per run")

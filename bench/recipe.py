@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import statistics
 import sys
@@ -136,48 +135,23 @@ def run_variant(name: str, threads: int) -> dict:
 
 
 def add_gates(name: str, n: int = 500) -> dict:
-    """The sanity gates of the study notebooks (``analysis.check_gates``: the measuring classifier's confidence on
-    T = 1 samples against real images', non-finite draws, pixel mean) for the variant's validation-chosen Polyak
-    weights, and the pixel mean at T = 0.7; real images are a class-balanced draw of its validation images."""
-    from glowlib.analysis import cached_classifier
-    from glowlib.analysis.judging import check_gates, reference_set
-    from glowlib.analysis.sampling import samples
-    from glowlib.training import load_trained, prepare_splits
+    """The variant's record with the sanity gates of its validation-chosen Polyak weights
+    (``bench.common.sample_gates``) added."""
+    from bench.common import sample_gates
+    from glowlib.training import load_trained
     path = OUT / f"{name}.json"
     record = json.loads(path.read_text())
-    run = variant_config(name, record["steps"])
     model = load_trained(cache_root() / "recipe" / name / "best.pt")
-    splits = prepare_splits(run)
-    real = reference_set(splits.val_x, splits.val_y, min(n, len(splits.val_x)), seed=0)
-    classifier = cached_classifier(run.data.dataset)
-    gates, _ = check_gates(name, model, classifier, real, n, seed=0)
-    cool = samples(model, n, 0.7, 0)
-    record["gates"] = gates
-    record["pixel_mean_t07"] = cool.float().mean().item() / 255
-    record["real_pixel_mean"] = real.float().mean().item() / 255
+    record.update(sample_gates(name, model, variant_config(name, record["steps"]), n))
     atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
     return record
 
 
 def summary() -> list[dict]:
-    rows = []
-    for path in sorted(OUT.glob("*.json")):
-        r = json.loads(path.read_text())
-        rows.append({"variant": r["variant"], "dataset": r["config"]["data"]["dataset"], "what": r["what"], "steps": r["steps"],
-                     "best_val_bpd": round(r["best_val_bpd"], 4), "final_val_bpd": round(r["final_val_bpd"], 4),
-                     "wall_s": round(r["wall_s"], 1), "nonfinite_events": r["nonfinite_events"],
-                     "gates_passed": (all(g["passed"] for g in r["gates"]) if "gates" in r else ""),
-                     "t1_confidence": next((round(g["value"], 3) for g in r.get("gates", [])
-                                            if g["gate"].startswith("classifier")), ""),
-                     "t1_pixel_mean": next((round(g["value"], 3) for g in r.get("gates", [])
-                                            if g["gate"].startswith("pixel")), ""),
-                     "machine": r["machine"], "threads": r["threads"]})
-    best = {r["variant"]: r["best_val_bpd"] for r in rows}
-    for r in rows:
-        for base in ("cosine", "adam"):
-            r[f"vs_{base}"] = (round(r["best_val_bpd"] - best[base], 4)
-                               if r["dataset"] == "fashion_mnist" and base in best else math.nan)
-    return rows
+    """One row per recorded variant, as the Cost page's recipe table has them (``glowlib.studies.cost.recipe``)."""
+    from glowlib.studies.cost import recipe
+    table = recipe(OUT.parent, [])
+    return [] if table is None else table.to_dict("records")
 
 
 def main(argv=None) -> int:

@@ -58,8 +58,8 @@ CPU_TRAIN = TrainConfig(batch_size=32, steps=3_000, warmup_fraction=0.05, eval_e
 #   in 2,703 steps (464 s of training) and 3.272 in 8,718 (25 minutes; the plain reference: 4.209 and 3.907).
 #   The first failed the sanity gates narrowly (classifier confidence on T = 1 samples 0.648 against the 0.653
 #   needed; 3.4% of T = 1 draws overflowed), the second passed all three (0.679; none; pixel mean 0.293 against
-#   the data's 0.288: results/bench/quality_vs_time_gates.json), so the quality run gets 6,000 steps; the compared
-#   rows get 1,000 (32,000 images, about 0.55 of an epoch) and are judged by likelihood.
+#   the data's 0.288: the records' "gates", bench/quality_vs_time.py --gates), so the quality run gets 6,000 steps;
+#   the compared rows get 1,000 (32,000 images, about 0.55 of an epoch) and are judged by likelihood.
 # - mnist5k: its 3,500 training images are seen 14 times in the compared runs' 1,500 steps, which the reviewers'
 #   studies (5-bit, temperature validity, class-conditional) need for samples that pass the sanity gates; the
 #   quality run gets 5,000 (46 epochs).

@@ -23,7 +23,7 @@ def toy(monkeypatch, tmp_path):
     monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(qvt, "N_TEST_CURVE", 100)
     monkeypatch.setattr(qvt, "EVALS_PER_BUDGET", 4)
-    monkeypatch.setattr(qvt, "OUT", tmp_path / "out")
+    monkeypatch.setattr(qvt, "OUT", tmp_path / "quality_vs_time")
 
 
 def test_the_reference_sees_the_batches_and_noise_glowlib_trains_on(toy):
@@ -35,7 +35,7 @@ def test_the_reference_sees_the_batches_and_noise_glowlib_trains_on(toy):
     for step in (0, 1, len(splits.train_x) // run.train.batch_size + 2):     # across an epoch boundary
         r.step = step
         ours, _, _ = _batch(r)
-        assert torch.equal(ours, qvt._batch(run, splits, step, run.train.batch_size))
+        assert torch.equal(ours, qvt._batch(run, splits, step, run.train.batch_size)[0])
 
 
 @pytest.mark.parametrize("contender,budgets", [("reference", [0.04, 0.08]), ("ours", [0.08])])
@@ -59,6 +59,7 @@ def test_summary_gathers_every_record(toy):
     qvt.OUT.mkdir(parents=True)
     for name, contender in (("reference_1_2min", "reference"), ("ours_2min", "ours")):
         record = {"contender": contender, "model": {"precision": "fp32"}, "machine": "cpu", "threads": 2,
+                  "budgets_min": [2.0],
                   "chosen": [{"minutes": 2.0, "step": 5, "train_s": 100.0, "val_bpd": 4.0, "test_bpd": 4.1,
                               "test_sem": 0.01}],
                   "curve": [{"step": 5, "train_s": 100.0, "val_bpd": 4.0, "test_curve_bpd": 4.05}]}

@@ -83,9 +83,11 @@ def _whole_test(run: RunConfig, folder: Path) -> dict:
     prefix of the stratified order) gets its validation-chosen checkpoint (``best.pt``, Polyak weights) scored on
     the whole test split once, at the end: ``test_bpd_full``, its standard error and image count. Empty when the
     periodic evaluations already see every test image."""
-    splits = prepare_splits(run)
     tc = run.train
-    if not tc.n_test_eval or tc.n_test_eval >= len(splits.test_x):
+    if not tc.n_test_eval:                   # the periodic evaluations saw every test image
+        return {}
+    splits = prepare_splits(run)
+    if tc.n_test_eval >= len(splits.test_x):
         return {}
     model, dequantizer = load_trained_with_dequantizer(folder / "best.pt")
     labels = splits.test_y if run.model.n_classes else None

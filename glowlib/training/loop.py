@@ -36,10 +36,11 @@ from ..objective import bits_per_dim, dequantize
 from ..runtime import tune_allocator
 from .checkpoint import (CheckpointError, build_dequantizer, build_model, load_checkpoint, run_config_of,
                          save_checkpoint, write_csv)
-from .evaluate import INIT_STREAM, NOISE_STREAM, ORDER_STREAM, Splits, evaluate, prepare_splits, seeded
+from .evaluate import NOISE_STREAM, Splits, evaluate, prepare_splits, seeded
 from .device import resolve_device  # noqa: F401  (glowlib.training's public name)
 from .device import optimizer_options, place_optimizer, set_tf32, tf32_state, to_device, training_device
 from .run_folder import claim, set_aside
+from .schedule import batch_indices, init_images, lr_factor, warmup_steps  # noqa: F401  (warmup_steps: public)
 from .step import FlatGradients, Likelihood, Polyak, Record, StepGuard, log_likelihood
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
@@ -319,9 +320,7 @@ def _setup(run: RunConfig, out_dir: Path | None, splits: Splits | None = None,
 def _initialise(r: _Run) -> None:
     """ActNorm's data-dependent init on the same images on every rank (seeded), before DDP wraps the model; the
     Polyak copies start as the model."""
-    tc, n_bits, train_x = r.run.train, r.run.data.n_bits, r.splits.train_x
-    init_idx = torch.randperm(len(train_x), generator=seeded(tc.seed, INIT_STREAM))[:tc.init_batch]
-    x0 = dequantize(to_float(train_x[init_idx], n_bits), n_bits, seeded(tc.seed, INIT_STREAM, 1))
+    x0, init_idx = init_images(r.run, r.splits.train_x)
     r.model.initialize(x0.to(r.device), r.splits.train_y[init_idx].to(r.device) if r.conditional else None)
     r.ema = copy.deepcopy(r.model).eval()
     r.ema_deq = copy.deepcopy(r.deq)
@@ -395,10 +394,7 @@ def _batch(r: _Run) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     blocking."""
     tc, n_bits, local = r.run.train, r.run.data.n_bits, r.run.train.batch_size
     mine = slice(r.rank * local, (r.rank + 1) * local)
-    epoch, within = divmod(r.step, r.steps_per_epoch)
-    if r.order[0] != epoch:
-        r.order = (epoch, torch.randperm(len(r.splits.train_x), generator=seeded(tc.seed, ORDER_STREAM, epoch)))
-    idx = r.order[1][within * r.global_batch:(within + 1) * r.global_batch]
+    idx, r.order = batch_indices(r.run, len(r.splits.train_x), r.step, r.global_batch, r.order)
     noise = seeded(tc.seed, NOISE_STREAM, r.step)
     x = to_float(r.splits.train_x[idx], n_bits)
     if r.deq is None:
@@ -408,25 +404,6 @@ def _batch(r: _Run) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
         kwargs = {"noise": to_device(r.deq.draw_noise(x, noise)[mine], r.device)}
     y = to_device(r.splits.train_y[idx][mine], r.device) if r.conditional else None
     return to_device(x[mine], r.device), y, kwargs
-
-
-def warmup_steps(run: RunConfig) -> int:
-    """The warmup's length: ``train.warmup_fraction`` of the steps when > 0, else ``train.warmup_steps``."""
-    tc = run.train
-    return round(tc.warmup_fraction * tc.steps) if tc.warmup_fraction > 0 else tc.warmup_steps
-
-
-def lr_factor(run: RunConfig, step: int) -> float:
-    """The learning rate of ``step`` as a fraction of ``train.lr``: a linear warmup from 0, then 1 ("constant") or
-    half a cosine down to ``train.lr_final_fraction`` at the last step ("cosine"). A function of the step alone,
-    so a resumed run takes the same rates."""
-    tc, warm = run.train, warmup_steps(run)
-    if step < warm:
-        return (step + 1) / warm
-    if tc.lr_schedule == "constant":
-        return 1.0
-    t = min(1.0, (step - warm) / max(1, tc.steps - warm))
-    return tc.lr_final_fraction + (1 - tc.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _step(r: _Run) -> None:
