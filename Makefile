@@ -11,7 +11,8 @@ ifeq ($(origin PROFILE),undefined)
 PROFILE := $(shell $(PY) -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 endif
 PROFILES := smoke cpu gpu paper
-# worker processes for the trainings (default: one per visible GPU, else 1); e.g. make models WORKERS=2
+# worker processes for the trainings (default: one per visible GPU, else one per core with its share of the cores
+# as threads: glowlib/runtime.py, bench/workers.py); e.g. make models WORKERS=1
 WORKERS ?=
 # one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order from the
 # registry (plain Python, read before .venv exists); claims reads the others' results, so it comes last
@@ -50,7 +51,8 @@ help:
 	@echo "                                           notebook into results/PROFILE/, build the book"
 	@echo "make plan [PROFILE=...]                    every training: size, measured cost here, cached or not, the"
 	@echo "                                           total, missing data"
-	@echo "make models [WORKERS=N]                    train every model of PROFILE (N processes; default: one per GPU)"
+	@echo "make models [WORKERS=N]                    train every model of PROFILE (N processes; default: one per GPU,"
+	@echo "                                           else one per core)"
 	@echo "make notebook NB=name [PARAMS=\"-p k v\"]    rerun one notebook into its results folder, e.g."
 	@echo "                                           make notebook NB=temperature PARAMS=\"-p temperature 0.5\""
 	@echo "make results                               rerun only the notebooks whose source (or glowlib) changed"
@@ -98,7 +100,7 @@ reproduce: $(STAMP)
 
 reproduce-steps:
 	@start=$$(date +%s) && \
-	$(PY) -m glowlib plan --profile $(PROFILE) --check-data && \
+	$(PY) -m glowlib plan --profile $(PROFILE) --check-data $(if $(WORKERS),--workers $(WORKERS)) && \
 	$(MAKE) --no-print-directory models PROFILE=$(PROFILE) && \
 	$(MAKE) --no-print-directory results PROFILE=$(PROFILE) && \
 	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) && \
@@ -108,7 +110,7 @@ reproduce-steps:
 # syncs per step, the step's time measured on this machine's device, the time left, cached or not), the total,
 # and every missing data file with how to get it. Measurements are kept in $(GLOWLIB_CACHE)/plan/.
 plan: $(STAMP)
-	$(PY) -m glowlib plan --profile $(PROFILE)
+	$(PY) -m glowlib plan --profile $(PROFILE) $(if $(WORKERS),--workers $(WORKERS))
 
 # every model the notebooks use, trained once into $(GLOWLIB_CACHE) (a finished one is only looked up): one line
 # per run with its estimate, and its progress (a line per evaluation when the output is not a terminal); with

@@ -155,7 +155,7 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
     """Train (or find in the cache) every model the notebooks of ``profile`` use (``studies.all_runs``), one line
     per run with its estimate (``glowlib.plan``'s kept measurements) and its progress; then the measuring
     classifiers they use. ``workers`` > 1: that many processes, one per GPU (``glowlib.workers``); default: one per
-    visible GPU, else 1. ``worker_index``/``n_workers``: this process is one of several (say on the nodes of a
+    visible GPU, else one per core (``runtime.cpu_workers``). ``worker_index``/``n_workers``: this process is one of several (say on the nodes of a
     Slurm array) sharing the cache; ``only_mine``: train only this worker's share. Returns the exit status."""
     check_choice("profile", profile, PROFILES)
     runs = all_runs(profile)
@@ -212,11 +212,15 @@ def parser() -> Parser:
     pl.add_argument("--check-data", action="store_true", help="exit with status 2 when data is missing")
     pl.add_argument("--no-measure", action="store_true", help="list the runs without measuring their steps")
     pl.add_argument("--remeasure", action="store_true", help="measure every step again (not the kept figures)")
+    pl.add_argument("--workers", type=int, default=None,
+                    help="plan for this many training processes (default: as `models` starts them: one per "
+                         "visible GPU, else one per core)")
     md = sub.add_parser("models", help="train (or find in the cache) every model the notebooks of a profile use")
     md.add_argument("--profile", required=True, choices=PROFILES)
     md.add_argument("--no-progress", action="store_true")
     md.add_argument("--workers", type=int, default=None,
-                    help="worker processes on this machine (default: one per visible GPU, else 1)")
+                    help="worker processes on this machine (default: one per visible GPU, else one per core, "
+                         "each with its share of the cores as threads)")
     md.add_argument("--worker-index", type=int, default=0,
                     help="this process's index among --n-workers sharing the cache (a Slurm array task)")
     md.add_argument("--n-workers", type=int, default=1)
@@ -256,7 +260,7 @@ def main(argv=None) -> int:
                                 labels=labels if run.model.n_classes else None, dequantizer=dequantizer)
             print(json.dumps({"split": args.split, "bpd": bpd, "sem": sem, "n_images": len(images)}))
         elif args.command == "plan":
-            return planning.main(args.profile, args.check_data, not args.no_measure, args.remeasure)
+            return planning.main(args.profile, args.check_data, not args.no_measure, args.remeasure, args.workers)
         elif args.command == "models":
             return train_models(args.profile, not args.no_progress, args.workers, args.worker_index, args.n_workers,
                                 args.only_mine)

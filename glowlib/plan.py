@@ -35,6 +35,7 @@ from .data import ImageData, is_available
 from .files import atomic_write_bytes
 from .profiles import PROFILES
 from .results import cpu_name
+from .runtime import default_workers, usable_cores, worker_threads
 from .studies import all_runs
 from .studies.base import classifier_datasets, config_parameters
 from .studies.bpd_table import OPTIONAL_DATASETS
@@ -171,10 +172,18 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5) -> dict:
+def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5, threads: int | None = None) -> dict:
     """The cost of one training step of ``run`` on ``device`` (default: the one the run would train on): seconds,
-    FLOPs, dispatched operations and host syncs (module docstring)."""
+    FLOPs, dispatched operations and host syncs (module docstring). On a CPU the step is timed at ``threads``
+    threads (default: this process's), the share of the cores one training worker gets."""
     device = training_device(run.train.device) if device is None else torch.device(device)
+    if device.type == "cpu" and threads is not None and threads != torch.get_num_threads():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return measure(run, device, n_warmup, n_timed)
+        finally:
+            torch.set_num_threads(before)
     counter, flops_one = count_step(run, 1, device)
     batch = run.train.batch_size
     probe = batch if device.type != "cpu" else max(1, min(batch, int(CPU_PROBE_FLOPS // max(flops_one, 1.0))))
@@ -200,23 +209,27 @@ def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5) ->
     return {"s_per_step": seconds * batch / probe, "flops_per_step": flops_one * batch,
             "ops_per_step": counter.n_ops, "syncs_per_step": counter.n_syncs, "syncs": dict(counter.syncs),
             "probe_batch": probe, "setup_s": setup, "device": device_name(device),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
             "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {usable_cores()} cores"
 
 
-def measurement_key(run: RunConfig, device: torch.device) -> str:
+def measurement_key(run: RunConfig, device: torch.device, threads: int | None = None) -> str:
     """What a step's cost depends on: the model (every field, execution ones included), the batch, what the loss
-    computes, the optimizer, the device and the software; not the seed, the learning rate or the run's length."""
+    computes, the optimizer, the device, on a CPU the threads (default: this process's), and the software; not the
+    seed, the learning rate or the run's length."""
     tc = run.train
     what = {"model": run.to_dict()["model"], "model_type": run.model_type, "batch": tc.batch_size,
             "dequantization": tc.dequantization, "y_weight": tc.y_weight > 0, "optimizer": tc.optimizer,
             "device": device_name(device), "torch": torch.__version__, "glowlib": __version__,
             "version": MEASURE_VERSION}
+    if device.type == "cpu":
+        what["threads"] = torch.get_num_threads() if threads is None else threads
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -224,20 +237,21 @@ def measurements_path() -> Path:
     return cache_root() / "plan" / "steps.json"
 
 
-def measured(runs, remeasure: bool = False, log=None) -> dict:
+def measured(runs, remeasure: bool = False, log=None, threads: int | None = None) -> dict:
     """{measurement key: :func:`measure` of one run with that key} for ``runs``, from ``measurements_path()``
-    where kept, measured (and kept) otherwise."""
+    where kept, measured (and kept) otherwise; CPU steps at ``threads`` threads (default: this process's)."""
     path = measurements_path()
     kept = {} if remeasure or not path.is_file() else json.loads(path.read_text())
     todo = {}
     for run in runs:
-        todo.setdefault(measurement_key(run, training_device(run.train.device)), run)
+        todo.setdefault(measurement_key(run, training_device(run.train.device), threads), run)
     new = [key for key in todo if key not in kept]
     for i, key in enumerate(new, 1):
         run = todo[key]
         if log:
-            log(f"measuring the step {i}/{len(new)}: {describe(run)}, batch {run.train.batch_size}")
-        kept[key] = measure(run)
+            log(f"measuring the step {i}/{len(new)}: {describe(run)}, batch {run.train.batch_size}"
+                f"{f', {threads} thread(s)' if threads and training_device(run.train.device).type == 'cpu' else ''}")
+        kept[key] = measure(run, threads=threads)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(kept, indent=1).encode())
     return {key: kept[key] for key in todo}
@@ -317,23 +331,40 @@ def missing_data(profile: str, runs) -> list[tuple[str, str]]:
     return [(d, HOW_TO_GET[d]) for d in needed if not is_available(d)]
 
 
-def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=None) -> dict:
-    """The plan of ``profile``: rows (:class:`Row`), totals, missing data, optional datasets left out."""
+def makespan(seconds, n_workers: int) -> float:
+    """Wall time of ``n_workers`` processes working through trainings of ``seconds`` (in list order, each taken by
+    the first worker free, as ``glowlib.workers`` share a list)."""
+    loads = [0.0] * n_workers
+    for s in seconds:
+        loads[loads.index(min(loads))] += s
+    return max(loads)
+
+
+def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=None,
+         workers: int | None = None) -> dict:
+    """The plan of ``profile`` trained by ``workers`` processes (default: ``glowlib.workers.default_workers``, as
+    ``python -m glowlib models`` starts them; on a CPU each times its steps at its share of the cores): rows
+    (:class:`Row`, each one worker's time), the total wall time, missing data, optional datasets left out."""
     check_choice("profile", profile, PROFILES)
+    workers = default_workers() if workers is None else workers
+    device = training_device("auto")
+    threads = worker_threads(workers) if device.type == "cpu" else None
     runs = all_runs(profile)
-    costs = measured(runs, remeasure, log) if measure_steps else {}
+    costs = measured(runs, remeasure, log, threads) if measure_steps else {}
     rows = []
     for run in runs:
         state, left = status(run)
-        cost = costs.get(measurement_key(run, training_device(run.train.device)), {})
+        cost = costs.get(measurement_key(run, training_device(run.train.device), threads), {})
         seconds = run_seconds(run, left, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else math.nan
         gpu = run_seconds(run, left, gpu_step_seconds(cost)) if cost else math.nan
         rows.append(Row(run, config_parameters(run), state, left, cost, seconds, gpu))
     optional = [d for d in OPTIONAL_DATASETS if not is_available(d)]
-    return {"profile": profile, "rows": rows, "seconds": sum(r.seconds for r in rows),
+    return {"profile": profile, "rows": rows, "workers": workers, "threads": threads,
+            "seconds": makespan([r.seconds for r in rows], workers),
+            "serial_seconds": sum(r.seconds for r in rows),
             "gpu_seconds": sum(r.gpu_seconds for r in rows), "missing": missing_data(profile, runs),
             "optional_missing": [(d, HOW_TO_GET[d]) for d in optional],
-            "device": device_name(training_device("auto"))}
+            "device": device_name(device)}
 
 
 def count(n: int) -> str:
@@ -351,7 +382,9 @@ def hours(seconds: float) -> str:
 def format_plan(p: dict) -> str:
     """The plan as text: one line per training, the totals, the data."""
     rows = p["rows"]
-    out = [f"plan of profile {p['profile']}: {len(rows)} trainings, measured on {p['device']} (torch "
+    sharing = (f"{p['workers']} worker(s) of {p['threads']} thread(s) each" if p.get("threads")
+               else f"{p['workers']} worker(s)")
+    out = [f"plan of profile {p['profile']}: {len(rows)} trainings, measured on {p['device']} for {sharing} (torch "
            f"{torch.__version__})",
            f"{'#':>3}  {'training':<58} {'params':>7} {'steps':>8} {'batch':>5} {'GFLOP/step':>10} {'ops':>6} "
            f"{'syncs':>5} {'s/step':>7} {'time left':>9}  status"]
@@ -363,7 +396,8 @@ def format_plan(p: dict) -> str:
                    f"{r.run.train.batch_size:>5} {cost} {hours(r.seconds):>9}  {r.status}")
     n_left = sum(r.steps_left > 0 for r in rows)
     out.append(f"total: {n_left} of {len(rows)} trainings to run: about {hours(p['seconds'])} on this machine "
-               f"(measured, evaluations included); about {hours(p['gpu_seconds'])} on {ASSUMED_GPU['name']} "
+               f"with {sharing} (measured, evaluations included; {hours(p['serial_seconds'])} of training in all); "
+               f"about {hours(p['gpu_seconds'])} on {ASSUMED_GPU['name']} "
                f"(assumed: {ASSUMED_GPU['flops_per_s'] / 1e12:g} TFLOP/s sustained, "
                f"{ASSUMED_GPU['s_per_op'] * 1e6:g} µs to queue an operation)")
     for d, how in p["missing"]:
@@ -375,11 +409,15 @@ def format_plan(p: dict) -> str:
     return "\n".join(out)
 
 
-def main(profile: str, check_data: bool = False, measure_steps: bool = True, remeasure: bool = False) -> int:
-    """``python -m glowlib plan``: print the plan; with ``check_data``, status 2 when data is missing."""
+def main(profile: str, check_data: bool = False, measure_steps: bool = True, remeasure: bool = False,
+         workers: int | None = None) -> int:
+    """``python -m glowlib plan``: print the plan for ``workers`` training processes (default: as ``models``
+    starts them); with ``check_data``, status 2 when data is missing."""
     if check_data and missing_data(profile, all_runs(profile)):
         measure_steps = False                   # say what is missing in seconds, before measuring anything
-    p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers {workers}: give at least 1")
+    p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True), workers=workers)
     print(format_plan(p), flush=True)
     if check_data and p["missing"]:
         print(f"error: data missing for profile {profile}: {', '.join(d for d, _ in p['missing'])}; nothing was "

@@ -11,6 +11,12 @@ with those environment variables already set is left as it is.
 
 ``GLOWLIB_ALLOCATOR`` chooses: ``tuned`` (the default) or ``system`` (leave the C allocator alone, e.g. to measure
 the difference, or in a process shared with code that needs memory returned to the system promptly).
+
+``cpu_workers`` and ``worker_threads``: how the trainings of a profile share a CPU without a GPU. Steps of the
+small models the cpu and smoke profiles train (28x28 images, batch 32) split poorly across threads: on the 2-core
+Intel Xeon of ``results/bench/workers/``, two one-thread trainings side by side trained more images per second
+than one two-thread training (the record gives the ratio, ``bench/workers.py``). So the trainings run one process
+per core, up to ``CPU_MAX_WORKERS``, and each gets an equal share of the cores as threads.
 """
 from __future__ import annotations
 
@@ -22,6 +28,9 @@ import platform
 from .config import check_choice
 
 ALLOCATORS = ("tuned", "system")
+# at most this many CPU training processes by default: beyond it a share of cores becomes threads again, and the
+# data and model of each process stay in memory (measured at 2 cores only; set --workers to try more)
+CPU_MAX_WORKERS = 8
 # mallopt parameter numbers (glibc malloc.h) and the values set: 1 GiB mmap threshold, 2 GiB trim threshold
 # (mallopt takes an int), 256 MiB top pad; the same as MALLOC_MMAP_THRESHOLD_ / TRIM_THRESHOLD_ / TOP_PAD_
 SETTINGS = {"M_MMAP_THRESHOLD": (-3, 1 << 30), "M_TRIM_THRESHOLD": (-1, 2**31 - 1), "M_TOP_PAD": (-2, 256 << 20)}
@@ -76,3 +85,50 @@ def _apply(choice: str) -> dict:
     if failed:
         return {"applied": False, "reason": f"glibc {version}: mallopt refused {failed}"}
     return {"applied": True, "reason": f"glibc {version}: " + ", ".join(f"{n}={v}" for n, (_, v) in SETTINGS.items())}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                      # macOS and Windows have no affinity mask
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_workers() -> int:
+    """Training processes on a CPU without a GPU: one per usable core, at most :data:`CPU_MAX_WORKERS`."""
+    return min(usable_cores(), CPU_MAX_WORKERS)
+
+
+def worker_threads(n_workers: int) -> int:
+    """Threads each of ``n_workers`` CPU training processes gets: ``$OMP_NUM_THREADS`` when set (the user's or
+    the Makefile's choice), else an equal share of the usable cores, at least one."""
+    if n_workers < 1:
+        raise ValueError(f"n_workers={n_workers}: give at least 1")
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given:
+        try:
+            threads = int(given)
+        except ValueError:
+            raise ValueError(f"OMP_NUM_THREADS={given!r} is not a whole number of threads; unset it or give one "
+                             f"such as 1") from None
+        if threads >= 1:
+            return threads
+        raise ValueError(f"OMP_NUM_THREADS={given!r}: give at least 1 thread, or unset it")
+    return max(1, usable_cores() // n_workers)
+
+
+def visible_gpus() -> list[str]:
+    """The ids of the GPUs this process may use, as CUDA_VISIBLE_DEVICES names them; [] without CUDA."""
+    import torch
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in listed.split(",") if d.strip()] if listed else []
+    return ids[:torch.cuda.device_count()] or [str(i) for i in range(torch.cuda.device_count())]
+
+
+def default_workers() -> int:
+    """Training processes ``python -m glowlib models`` starts: one per visible GPU; without one, one per core
+    (:func:`cpu_workers`)."""
+    return len(visible_gpus()) or cpu_workers()

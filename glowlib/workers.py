@@ -6,7 +6,8 @@ Each worker goes through the whole list. For each run it takes the run's cache l
 other is trained. At the end the worker comes back to the runs it set aside and waits for each one still held, so
 that every worker ends when the whole list is trained; a run whose worker failed is trained by the next one to get
 its lock. Worker i starts at its own share of the list (runs i, i + N, ...) and goes on to the others', so the N
-workers start on different runs. Every worker is pinned to one GPU: its process sees only that one
+workers start on different runs. Without a GPU the default is one worker per core, each with an equal share of the
+cores as threads (``runtime.cpu_workers``: small steps split poorly across threads). Every worker is pinned to one GPU: its process sees only that one
 (``CUDA_VISIBLE_DEVICES``), which its runs' ``train.device="auto"`` then picks as cuda:0, so the runs' configs and
 cache keys stay the same whichever GPU trains them.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .plan import describe, hours, measured_seconds
+from .runtime import default_workers, visible_gpus, worker_threads  # noqa: F401  (default_workers: for callers)
 from .training.cache import run_dir, train_if_free
 
 
@@ -70,21 +72,6 @@ def _planned(run) -> str:
             f"{run_dir(run)}")
 
 
-def visible_gpus() -> list[str]:
-    """The ids of the GPUs this process may use, as CUDA_VISIBLE_DEVICES names them; [] without CUDA."""
-    import torch
-    if not torch.cuda.is_available():
-        return []
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [d.strip() for d in listed.split(",") if d.strip()] if listed else []
-    return ids[:torch.cuda.device_count()] or [str(i) for i in range(torch.cuda.device_count())]
-
-
-def default_workers() -> int:
-    """One worker per visible GPU, else one."""
-    return max(1, len(visible_gpus()))
-
-
 def run_workers(runs: list, n_workers: int, progress="lines") -> int:
     """Train ``runs`` with ``n_workers`` processes (module docstring), worker i pinned to GPU i (with more workers
     than GPUs, worker i to GPU i mod #GPUs: small models can share one), or without GPUs sharing the CPU's cores;
@@ -98,8 +85,8 @@ def run_workers(runs: list, n_workers: int, progress="lines") -> int:
             env = dict(os.environ)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-            elif "OMP_NUM_THREADS" not in os.environ:
-                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_workers))
+            else:
+                env["OMP_NUM_THREADS"] = str(worker_threads(n_workers))
             command = [sys.executable, "-m", "glowlib.workers", "--runs", str(listing), "--worker-index", str(i),
                        "--n-workers", str(n_workers), "--progress", str(progress)]
             workers.append(subprocess.Popen(command, env=env))

@@ -44,7 +44,8 @@ def test_the_plan_measures_each_step_once_and_says_what_is_cached(two_runs, monk
     assert rows[0].cost == rows[1].cost == cost and cost["syncs_per_step"] == 0
     assert cost["s_per_step"] > 0 and cost["flops_per_step"] > 0 and cost["ops_per_step"] > 100
     assert rows[0].seconds == 0 and rows[2].seconds > rows[1].seconds > 0
-    assert p["seconds"] == pytest.approx(sum(r.seconds for r in rows))
+    assert p["serial_seconds"] == pytest.approx(sum(r.seconds for r in rows))
+    assert p["seconds"] == pytest.approx(plan.makespan([r.seconds for r in rows], p["workers"]))
     text = plan.format_plan(p)
     assert "3 trainings" in text and "total: 2 of 3 trainings to run" in text and "H100-class" in text
     assert text.count("glow digits L2 K1 w8") == 3
@@ -83,3 +84,25 @@ def test_make_models_shows_a_line_per_run_with_its_estimate(two_runs, capsys):
     out = capsys.readouterr().out
     assert "[1/1] training glow digits L2 K1 w8" in out and ", about " in out
     assert "step 40/40 (100%)" in out and "bits/dim" in out and "left" in out
+
+
+def test_the_total_is_the_wall_time_of_the_workers_sharing_the_list():
+    assert plan.makespan([3, 1, 1, 1], 2) == 3                    # the long one alone, the three short ones beside
+    assert plan.makespan([1, 1, 1, 1], 2) == 2
+    assert plan.makespan([1, 2, 3], 1) == 6
+    assert plan.makespan([5], 4) == 5
+
+
+def test_a_cpu_step_is_measured_at_the_threads_a_worker_gets(two_runs):
+    """Each of N CPU workers runs at its share of the cores: the plan times steps at that many threads, keeps the
+    figure under a key that names them, and puts this process's threads back."""
+    import torch
+    run, before = two_runs[0], torch.get_num_threads()
+    cpu = torch.device("cpu")
+    assert plan.measurement_key(run, cpu, 1) != plan.measurement_key(run, cpu, 2)
+    assert plan.measurement_key(run, cpu) == plan.measurement_key(run, cpu, before)
+    cost = plan.measure(run, cpu, n_warmup=1, n_timed=1, threads=1)
+    assert cost["threads"] == 1 and torch.get_num_threads() == before
+    one = plan.plan("smoke", workers=1)
+    assert one["workers"] == 1 and one["seconds"] == pytest.approx(one["serial_seconds"])
+    assert "1 worker(s)" in plan.format_plan(one)

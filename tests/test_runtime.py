@@ -92,3 +92,22 @@ def test_the_allocator_changes_no_number_of_a_training_run(tmp_path):
     assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
     assert ca["allocator"]["allocator"] == "tuned" and cb["allocator"]["allocator"] == "system"
     assert ca["allocator"]["applied"] == (runtime._glibc() is not None) and not cb["allocator"]["applied"]
+
+
+def test_worker_threads_share_the_cores_and_keep_the_users_setting(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
+    assert [runtime.worker_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    assert runtime.cpu_workers() == min(8, runtime.CPU_MAX_WORKERS)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.worker_threads(2) == 3
+    for bad in ("x", "0", "-2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS='{bad}'"):
+            runtime.worker_threads(2)
+    with pytest.raises(ValueError, match="n_workers=0"):
+        runtime.worker_threads(0)
+
+
+def test_usable_cores_is_this_process_s_share_of_the_machine():
+    assert 1 <= runtime.usable_cores() <= (os.cpu_count() or 1)

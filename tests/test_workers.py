@@ -94,3 +94,35 @@ def test_each_worker_gets_its_own_gpu(tmp_path, monkeypatch):
     started.clear()
     assert run_workers(tiny_runs(2), 3) == 0                         # more workers than GPUs: they share them
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["3", "5", "3"]
+
+
+def test_without_a_gpu_cpu_workers_get_one_core_each_unless_omp_num_threads_says(monkeypatch):
+    """No GPU: one worker per usable core (at most runtime.CPU_MAX_WORKERS), each told to use its share of the
+    cores as threads; a thread count the user set in OMP_NUM_THREADS is kept."""
+    import subprocess
+
+    import glowlib.workers as workers
+    from glowlib import runtime
+    started = []
+
+    class Started:
+        def __init__(self, command, env):
+            started.append(env)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(workers, "visible_gpus", lambda: [])
+    monkeypatch.setattr(runtime, "visible_gpus", lambda: [])
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert workers.default_workers() == 6
+    monkeypatch.setattr(subprocess, "Popen", Started)
+    assert run_workers(tiny_runs(2), 3) == 0
+    assert [env["OMP_NUM_THREADS"] for env in started] == ["2", "2", "2"]
+    started.clear()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert run_workers(tiny_runs(2), 2) == 0
+    assert [env["OMP_NUM_THREADS"] for env in started] == ["1", "1"]
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 64)
+    assert workers.default_workers() == runtime.CPU_MAX_WORKERS
