@@ -21,6 +21,11 @@
 # seed cut at the shorter one's training time) stand beside them. The 1x1 convolution's cost is counted
 # (parameters and FLOPs at the paper's configuration) and profiled (`results/bench/profile_*.json`), not read
 # from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
+#
+# Every verdict here is about likelihood only: the page shows and judges no samples. That is why its many runs may
+# use a smaller Glow than the bits/dim table's where compute is short (the `cpu` profile's `ablation_config`; the
+# line below the first cell gives the runs' steps and images): a small model ranks the variants' likelihoods, while
+# judging samples needs a model that passes the sanity gates of the studies that do.
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -19,7 +19,8 @@
 # equal wall time beside it (each seed's two runs cut at the shorter one's training time, each at its
 # best-validation evaluation up to then). The permutation ablation is compared the same way, its claim decided
 # at equal wall time (the reviewers' "same compute"). All logic is in `glowlib.studies.what_works`; models come
-# from the trained-model cache.
+# from the trained-model cache. Like the permutation ablation's, its verdicts are about likelihood only (no samples
+# are judged), so it runs the ablation's model size, smaller than the bits/dim table's where compute is short.
 
 # %% tags=["parameters"]
 profile = "smoke"
