@@ -75,14 +75,40 @@ def provenance(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def training_seconds(model: dict) -> float:
+    """A recorded model's training time: its steps and evaluations (``wall_s``) and its scoring on the whole test
+    split after them (``whole_test_s``, where recorded)."""
+    return (model.get("wall_s") or 0) + (model.get("whole_test_s") or 0)
+
+
+def busy_seconds(models) -> float | None:
+    """Wall time during which at least one of ``models`` was training: the union of their intervals
+    [finished - training time, finished] (workers side by side overlap; a pause between sessions counts nothing).
+    None when a model has no recorded finish time."""
+    spans = []
+    for m in models:
+        if not m.get("finished"):
+            return None
+        end = pd.Timestamp(m["finished"]).timestamp()
+        spans.append((end - training_seconds(m), end))
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
 def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
-    """What a profile's recorded run cost: models (each counted once), training and notebook minutes, hardware."""
+    """What a profile's recorded run cost: models (each counted once), training minutes (summed over models, and
+    the wall time they took side by side), notebook minutes, hardware."""
     records = [r for nb in notebooks if (r := provenance(root / profile / nb)) is not None]
     if not records:
         return None
     models = {m["key"]: m for r in records for m in r.get("models", {}).values()}
-    return {"n_models": len(models), "train_min": sum(m.get("wall_s") or 0 for m in models.values()) / 60,
-            "longest_min": max((m.get("wall_s") or 0 for m in models.values()), default=0) / 60,
+    busy = busy_seconds(models.values())
+    return {"n_models": len(models), "train_min": sum(map(training_seconds, models.values())) / 60,
+            "train_wall_min": None if busy is None else busy / 60,
+            "longest_min": max(map(training_seconds, models.values()), default=0) / 60,
             "notebook_min": sum(r["wall_s"] for r in records) / 60, "n_notebooks": len(records),
             "hardware": "; ".join(sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
                                           f"({r['hardware']['cpu_count']} CPU cores)" for r in records}))}
@@ -90,12 +116,14 @@ def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
 
 def costs(root: Path, notebooks) -> str:
     """The reproduce page's table of what each profile's recorded results cost (generated, never typed)."""
-    lines = ["| profile | models | training (min) | longest model (min) | notebooks (min) | machine |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| profile | models | training (min, summed) | training (min, wall) | longest model (min) | "
+             "notebooks (min) | machine |",
+             "|---|---|---|---|---|---|---|"]
     for profile in PROFILES:
         c = cost_summary(profile, root, notebooks)
         if c:
-            lines.append(f"| `{profile}` | {c['n_models']} | {c['train_min']:.1f} | {c['longest_min']:.1f} | "
+            wall = "not recorded" if c["train_wall_min"] is None else f"{c['train_wall_min']:.1f}"
+            lines.append(f"| `{profile}` | {c['n_models']} | {c['train_min']:.1f} | {wall} | {c['longest_min']:.1f} | "
                          f"{c['notebook_min']:.1f} ({c['n_notebooks']} notebooks) | {c['hardware']} |")
     if len(lines) == 2:
         return "No profile has recorded results on this machine yet.\n"
@@ -130,8 +158,12 @@ def intro(profile: str, root: Path, notebooks) -> str:
               f"- **Code:** git {', '.join(shas)}; torch {torch_versions}",
               f"- **Run:** from {first}; executing the notebooks took "
               f"{sum(r['wall_s'] for r in records.values()) / 60:.1f} minutes",
-              f"- **Training:** {len(models)} models, {sum(m['wall_s'] or 0 for m in models.values()) / 60:.1f} "
-              f"minutes in all (each counted once; trained models are cached and shared between notebooks)", ""]
+              f"- **Training:** {len(models)} models, {sum(map(training_seconds, models.values())) / 60:.1f} "
+              f"minutes in all (each counted once; trained models are cached and shared between notebooks)"
+              + ("" if (busy := busy_seconds(models.values())) is None else
+                 f", {busy / 60:.1f} minutes of wall time with trainings side by side"
+                 + (f" ({', '.join(threads)} thread(s) each)" if (threads := sorted(
+                     {str(m["threads"]) for m in models.values() if m.get("threads")})) else "")), ""]
     missing = [nb for nb in notebooks if nb not in records]
     if missing:
         lines += [f"Not yet run for this profile: {', '.join(missing)}.", ""]

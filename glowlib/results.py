@@ -174,6 +174,8 @@ class Recorder:
         self.config(name, trained.run)
         s = trained.summary
         self.models[name] = {"key": s.get("key"), "steps": s.get("steps"), "wall_s": s.get("wall_s"),
+                             "whole_test_s": s.get("whole_test_s"), "finished": s.get("finished"),
+                             "threads": s.get("threads"),
                              "best_val_bpd": s.get("best_val_bpd"),
                              "test_bpd_at_best_val": s.get("test_bpd_at_best_val"),
                              "n_parameters": sum(p.numel() for p in trained.model.parameters())}

@@ -361,7 +361,23 @@ def test_reproduce_page_costs_are_computed_from_the_records(tmp_path):
         "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
         "models": {"a": {"key": "k1", "wall_s": 600}, "b": {"key": "k2", "wall_s": 300}}}))
     table = build["costs"](tmp_path, NOTEBOOKS)
-    assert "| `cpu` | 2 | 15.0 | 10.0 | 2.0 (1 notebooks) | X (2 CPU cores) |" in table
+    assert "| `cpu` | 2 | 15.0 | not recorded | 10.0 | 2.0 (1 notebooks) | X (2 CPU cores) |" in table
+    # with finish times: two workers side by side, then one alone after a pause between sessions
+    (run / PROVENANCE).write_text(json.dumps({
+        "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
+        "models": {"a": {"key": "k1", "wall_s": 570, "whole_test_s": 30, "finished": "2026-01-01T10:10:00+0000"},
+                   "b": {"key": "k2", "wall_s": 300, "finished": "2026-01-01T10:05:00+0000"},
+                   "c": {"key": "k3", "wall_s": 60, "finished": "2026-01-02T09:00:00+0000"}}}))
+    assert "| `cpu` | 3 | 16.0 | 11.0 | 10.0 |" in build["costs"](tmp_path, NOTEBOOKS)
+
+
+def test_busy_seconds_is_the_union_of_the_trainings_intervals():
+    busy = _build()["busy_seconds"]
+    at = "2026-01-01T00:{:02d}:00+0000".format
+    assert busy([{"wall_s": 120, "finished": at(10)}, {"wall_s": 60, "finished": at(9)}]) == 120   # inside
+    assert busy([{"wall_s": 120, "finished": at(10)}, {"wall_s": 120, "finished": at(11)}]) == 180  # overlap
+    assert busy([{"wall_s": 60, "finished": at(1)}, {"wall_s": 60, "finished": at(30)}]) == 120     # a gap
+    assert busy([{"wall_s": 60}]) is None
 
 
 def test_the_claims_page_says_which_verdicts_changed_and_how_each_was_decided():

@@ -126,3 +126,24 @@ def test_without_a_gpu_cpu_workers_get_one_core_each_unless_omp_num_threads_says
     assert [env["OMP_NUM_THREADS"] for env in started] == ["1", "1"]
     monkeypatch.setattr(runtime, "usable_cores", lambda: 64)
     assert workers.default_workers() == runtime.CPU_MAX_WORKERS
+
+
+def test_a_finished_run_says_when_it_finished_and_on_how_many_threads(tmp_path, monkeypatch):
+    """done.json records its finish time, the seconds of the whole-test scoring and the threads (what the book adds
+    up for trainings side by side); a run finished before that was recorded gets its file's time on loading."""
+    import os
+
+    import torch
+
+    from glowlib.training.cache import trained
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
+    run = tiny_runs(1)[0]
+    summary = trained(run, progress=False).summary
+    assert summary["threads"] == torch.get_num_threads() and summary["whole_test_s"] >= 0
+    written = json.loads((run_dir(run) / "done.json").read_text())
+    assert written["finished"] == summary["finished"] and written["finished"][:2] == "20"
+    del written["finished"]
+    done = run_dir(run) / "done.json"
+    done.write_text(json.dumps(written))
+    os.utime(done, (1_700_000_000, 1_700_000_000))                  # 2023-11-14
+    assert trained(run, progress=False).summary["finished"].startswith("2023-11-1")

@@ -11,11 +11,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .. import __version__
 from ..config import RunConfig
@@ -71,11 +73,22 @@ def _train_into_cache(run: RunConfig, progress) -> None:
     """Train (or resume) ``run`` into its cache folder and write ``done.json``; the caller holds the lock."""
     folder = run_dir(run)
     result = train(run, folder, resume=(folder / "last.pt").exists(), progress=progress)
-    summary = {**_whole_test(run, folder), "key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
+    started = time.perf_counter()
+    whole = _whole_test(run, folder)
+    # when it finished, with the scoring's seconds and the threads it ran on: what a reader needs to add up the
+    # wall time of trainings that ran side by side (book/build.py)
+    summary = {**whole, "key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
                "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
+               "whole_test_s": round(time.perf_counter() - started, 1), "finished": _now(),
+               "threads": torch.get_num_threads(),
                "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,
                "config": run.to_dict(), **({"stopped": result.stopped} if result.stopped else {})}
     atomic_write_bytes(folder / "done.json", json.dumps(summary, indent=1).encode())
+
+
+def _now(seconds: float | None = None) -> str:
+    """Local time (now, or ``seconds`` since the epoch) as ISO 8601 with its UTC offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
 
 
 def _whole_test(run: RunConfig, folder: Path) -> dict:
@@ -133,6 +146,8 @@ def trained(run: RunConfig, device: str = "cpu", progress=True) -> TrainedModel:
         if not done.exists():
             _train_into_cache(run, progress)
     summary = json.loads(done.read_text())
+    # a run finished before done.json named the time: the file's own time, when it was written
+    summary.setdefault("finished", _now(done.stat().st_mtime))
     model, dequantizer = load_trained_with_dequantizer(folder / "best.pt", device=device)
     return TrainedModel(model, run, folder, pd.read_csv(folder / "metrics.csv"), summary, dequantizer)
 
