@@ -89,3 +89,29 @@ def test_the_equal_time_ratio_is_measured_in_alternating_rounds(monkeypatch):
     timing = recipe.step_time_ratio(recipe.variant_config("adam"), recipe.variant_config("batch32"), rounds=4)
     assert timing["own_over_base"] > 0 and timing["rounds"] == 4
     assert timing["base_s_per_step"] > 0 and timing["own_s_per_step"] > 0
+
+
+def test_the_workers_bench_compares_one_process_with_one_per_core(monkeypatch, capsys):
+    """bench/workers.py: each round's throughput is the sum over its processes of batch / median step, the two
+    arrangements alternate (ABBA), and the ratio is taken per round; a child times real training steps."""
+    from bench import workers as bench_workers
+    calls = []
+
+    def fake_round(args, processes, threads):
+        calls.append((processes, threads))
+        per = {1: 100.0, 2: 70.0}[processes]             # images/s of each process
+        return {"processes": processes, "threads": threads, "images_per_s": per * processes, "children": []}
+
+    monkeypatch.setattr(bench_workers, "round_of", fake_round)
+    assert bench_workers.main(["--cores", "2", "--rounds", "4"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert calls == [(1, 2), (2, 1), (2, 1), (1, 2), (1, 2), (2, 1), (2, 1), (1, 2)]
+    assert record["ratio_one_per_core"] == pytest.approx(1.4) and record["images_per_s"]["one_process"] == 100
+    with pytest.raises(SystemExit, match="at least 2 cores"):
+        bench_workers.main(["--cores", "1"])
+    before = torch.get_num_threads()
+    try:
+        one = bench_workers.child("digits", threads=1, steps=2, warmup=1)
+    finally:
+        torch.set_num_threads(before)
+    assert one["threads"] == 1 and one["median_s"] > 0 and one["batch"] == 32
