@@ -86,6 +86,17 @@ def test_the_quality_run_is_the_cpu_tables_longer_headline_row_and_the_figures_m
         profiles.profile_config("cpu", "mnist5k", tier="best")
 
 
+def test_the_study_tier_is_longer_only_where_the_profile_says():
+    compare = profiles.profile_config("cpu", "mnist5k")
+    study = profiles.profile_config("cpu", "mnist5k", tier="study")
+    assert study.train.steps == profiles.CPU_STUDY_STEPS["mnist5k"] > compare.train.steps
+    assert study.train.eval_every == study.train.steps // profiles.CPU_EVALUATIONS
+    # datasets and profiles without a study length: the compare tier itself
+    assert profiles.profile_config("cpu", "digits", tier="study").key() == profiles.profile_config("cpu", "digits").key()
+    assert profiles.profile_config("smoke", "digits", tier="study").key() == \
+        profiles.profile_config("smoke", "digits").key()
+
+
 def test_runs_are_three_seeds_of_every_row():
     runs = bpd_table.runs("smoke")
     rows = {(r.data.dataset, r.model_type, r.train.dequantization) for r in runs}

@@ -231,8 +231,16 @@ def test_study_models_are_at_least_the_table_model_of_their_dataset(profile):
         assert run.data.dataset == table.data.dataset
         assert run.model.depth >= table.model.depth and run.model.width >= table.model.width
         assert run.model.n_levels >= table.model.n_levels and run.train.steps >= table.train.steps
-    # the unvaried study model is the table's own model, trained once
-    assert bits_5v8.bits_config(profile, table.data.n_bits).key() == table.key()
+    # the models whose samples the 5-bit and class-conditional studies judge have additive coupling, as the
+    # official code's qualitative models; the 8-bit arm is the unvaried study model, shared by both studies
+    from glowlib.studies.base import study_config
+    assert bits_5v8.bits_config(profile, table.data.n_bits).key() == study_config(profile).key()
+    for run in (bits_5v8.bits_config(profile, 5), class_conditional.conditional_config(profile, 0.01)):
+        assert run.model.coupling == "additive" and run.model.learned_prior
+    # the validity study keeps the table's length: its affine arm is what it tests
+    for coupling in ("additive", "affine"):
+        run = temperature_validity.validity_config(profile, coupling, "standard")
+        assert run.model.coupling == coupling and run.train.steps == table.train.steps
 
 
 def test_compared_models_are_trained_with_three_seeds():
