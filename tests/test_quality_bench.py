@@ -115,3 +115,18 @@ def test_the_workers_bench_compares_one_process_with_one_per_core(monkeypatch, c
     finally:
         torch.set_num_threads(before)
     assert one["threads"] == 1 and one["median_s"] > 0 and one["batch"] == 32
+
+
+def test_model_gates_variants_are_the_runs_they_name_and_the_summary_reads_every_record(tmp_path, monkeypatch):
+    from bench import model_gates
+    from glowlib.profiles import CPU_STEPS, CPU_STUDY_STEPS
+    runs = {name: model_gates.run_of(name) for name in model_gates.VARIANTS}
+    assert len({r.key() for r in runs.values()}) == len(runs)
+    assert runs["affine_1500"].train.steps == CPU_STEPS["mnist5k"] and runs["affine_3000"].train.steps == 3000
+    assert runs["additive_2500"].train.steps == CPU_STUDY_STEPS["mnist5k"]
+    assert {r.model.coupling for n, r in runs.items() if n.startswith("additive")} == {"additive"}
+    monkeypatch.setattr(model_gates, "OUT", tmp_path)
+    (tmp_path / "x.json").write_text(json.dumps({
+        "variant": "x", "steps": 10, "test_bpd_at_best_val": 2.5,
+        "gates": [{"gate": "share of non-finite draws", "value": 0.02, "passed": False}]}))
+    assert model_gates.summary() == ["x: 10 steps, test 2.500 bits/dim; share of non-finite draws 0.02 (FAIL)"]
