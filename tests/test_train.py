@@ -266,3 +266,20 @@ def test_schedule_and_beta2_reach_the_optimizer_and_bad_values_are_named():
     # the defaults reproduce the old behaviour, so they leave every cache key as it was
     assert tiny_run().key() == tiny_run(lr_schedule="constant", lr_final_fraction=0.0, beta2=0.999).key()
     assert len({tiny_run().key(), tiny_run(lr_schedule="cosine").key(), tiny_run(beta2=0.99).key()}) == 3
+
+
+def test_cpu_seconds_are_recorded_carried_over_a_resume_and_unknown_after_an_older_checkpoint(tmp_path):
+    """metrics.csv's cpu_s: the training process's CPU seconds (what a run cost, whatever else the machine ran),
+    growing with the steps, carried over a resume; a checkpoint written without it leaves the total unknown."""
+    run = tiny_run()
+    result = train(run, tmp_path / "a", stop_after=4, progress=False)
+    first = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    assert first.cpu_s.iloc[-1] > 0 and result.cpu_s >= first.cpu_s.iloc[-1]
+    train(run, tmp_path / "a", resume=True, progress=False)
+    whole = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    assert whole.cpu_s.is_monotonic_increasing and whole.cpu_s.iloc[-1] > first.cpu_s.iloc[-1]
+    train(run, tmp_path / "b", stop_after=4, progress=False)
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    del state["cpu_s"]
+    torch.save(state, tmp_path / "b" / "last.pt")
+    assert math.isnan(train(run, tmp_path / "b", resume=True, progress=False).cpu_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -79,6 +80,7 @@ def _train_into_cache(run: RunConfig, progress) -> None:
     # wall time of trainings that ran side by side (book/build.py)
     summary = {**whole, "key": run.key(), "steps": result.step, "best_val_bpd": result.best_val_bpd,
                "test_bpd_at_best_val": result.test_bpd_at_best, "wall_s": round(result.wall_s, 1),
+               "cpu_s": None if math.isnan(result.cpu_s) else round(result.cpu_s, 1),
                "whole_test_s": round(time.perf_counter() - started, 1), "finished": _now(),
                "threads": torch.get_num_threads(),
                "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,

@@ -44,7 +44,7 @@ from .schedule import batch_indices, init_images, lr_factor, warmup_steps  # noq
 from .step import FlatGradients, Likelihood, Polyak, Record, StepGuard, log_likelihood
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
-                 "lr", "images_per_s", "wall_s"]
+                 "lr", "images_per_s", "wall_s", "cpu_s"]
 
 def update_ema(ema: Glow, model: Glow, decay: float) -> None:
     """ema ← decay·ema + (1 − decay)·model, parameters with one multi-tensor operation; buffers copied."""
@@ -114,6 +114,7 @@ class TrainResult:
     nonfinite_events: list
     wall_s: float
     stopped: str = ""            # why the run stopped before train.steps (the time budget), else ""
+    cpu_s: float = math.nan      # CPU seconds of the training process (CPU device only; see _Run.cpu_before)
 
 
 @dataclass
@@ -155,6 +156,11 @@ class _Run:
     stopped: str = ""
     wall_before: float = 0.0                     # wall seconds of the run before this process resumed it
     t_start: float = 0.0
+    # CPU seconds of the training process (all its threads; ``time.process_time``), on a CPU device only: the
+    # compute a run took, which other processes on the machine do not stretch as they stretch its wall time.
+    # NaN where a part of the run was trained without it being recorded (a checkpoint of an older glowlib).
+    cpu_before: float = 0.0
+    c_start: float = 0.0
     step_at_start: int = 0
     order: tuple = (-1, None)                    # (epoch, its batch order)
     progress: "_Progress | None" = None
@@ -181,6 +187,11 @@ class _Run:
 
     def wall_s(self) -> float:
         return self.wall_before + time.perf_counter() - self.t_start
+
+    def cpu_s(self) -> float:
+        if self.device.type != "cpu":
+            return math.nan
+        return self.cpu_before + time.process_time() - self.c_start
 
 
 def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None = None,
@@ -226,7 +237,7 @@ def session(run: RunConfig, splits: Splits | None = None, device: torch.device |
     _initialise(r)
     _prepare_step(r)
     r.model.train()
-    r.t_start = time.perf_counter()
+    r.t_start, r.c_start = time.perf_counter(), time.process_time()
     return r
 
 
@@ -240,6 +251,7 @@ def _steps(r: _Run, stop_after: int | None, progress) -> None:
     checkpointing on schedule."""
     tc = r.run.train
     r.t_start, r.step_at_start = time.perf_counter(), r.step
+    r.c_start = time.process_time()
     r.progress = _Progress(r, progress)
     r.window_t = time.perf_counter()
     end = tc.steps if stop_after is None else min(tc.steps, r.step + stop_after)
@@ -276,7 +288,7 @@ def _finish(r: _Run) -> TrainResult:
     _read(r)
     if r.rank == 0 and r.saved_step != r.step:
         save_checkpoint(r.last_path, _snapshot(r))
-    result = TrainResult(r.out_dir, r.step, r.best_val, r.test_at_best, r.events, r.wall_s(), r.stopped)
+    result = TrainResult(r.out_dir, r.step, r.best_val, r.test_at_best, r.events, r.wall_s(), r.stopped, r.cpu_s())
     if r.rank == 0 and (r.step >= r.run.train.steps or r.stopped) and not math.isfinite(r.best_val):
         _fail(r, result)
     return result
@@ -359,6 +371,7 @@ def _resume_or_initialise(r: _Run, resume: bool) -> None:
         r.ema_deq.eval()
     r.step, r.best_val, r.test_at_best = state["step"], state["best_val"], state["test_at_best"]
     r.lr_scale, r.events, r.wall_before = state["lr_scale"], state["nonfinite_events"], state["wall_s"]
+    r.cpu_before = state.get("cpu_s", math.nan)
     r.window, r.window_images = state["window"], state["window_images"]
     r.good_steps, r.stopped = state.get("good_steps", r.step), state.get("stopped", "")
     r.rows = [row for row in state["metrics"] if row["step"] <= r.step]
@@ -507,7 +520,7 @@ def _evaluate(r: _Run, train_window: float, images_per_s: float) -> dict:
     row = {"step": r.step, "epoch": round(r.step / r.steps_per_epoch, 3), "train_bpd": train_window,
            "train_eval_bpd": train_eval, "val_bpd": val, "val_sem": val_sem, "test_bpd": test,
            "test_sem": test_sem, "lr": r.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s,
-           "wall_s": round(r.wall_s(), 2)}
+           "wall_s": round(r.wall_s(), 2), "cpu_s": round(r.cpu_s(), 2)}
     r.rows.append(row)
     write_csv(r.out_dir / "metrics.csv", r.rows, METRIC_FIELDS)
     if val < r.best_val:                                         # False for NaN: never chosen
@@ -522,7 +535,7 @@ def _snapshot(r: _Run) -> dict:
     return {**extra, "model": r.model.state_dict(), "ema": r.ema.state_dict(), "optimizer": r.optimizer.state_dict(),
             "step": r.step, "config": r.run.to_dict(), "best_val": r.best_val, "test_at_best": r.test_at_best,
             "lr_scale": r.lr_scale, "nonfinite_events": r.events, "metrics": r.rows, "window": r.window,
-            "window_images": r.window_images, "wall_s": r.wall_s(), "torch_version": str(torch.__version__),
+            "window_images": r.window_images, "wall_s": r.wall_s(), "cpu_s": r.cpu_s(), "torch_version": str(torch.__version__),
             "allocator": r.allocator, "rng": {"torch": torch.get_rng_state()}, "world_size": r.world,
             "global_batch": r.global_batch, "good_steps": r.good_steps, "stopped": r.stopped,
             "max_minutes": r.run.train.max_minutes, "tf32": tf32_state()}
