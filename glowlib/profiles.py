@@ -98,7 +98,7 @@ SMOKE_TRAIN = TrainConfig(batch_size=32, steps=60, warmup_steps=10, eval_every=2
 # variants, the table's rows at 3 seeds, the 5-bit, validity, class-conditional and precision runs) at about 0.1 s
 # a step, MaCow's 6 (~83,000 operations a step: ~0.4 s) and the small data sets' 24. 10,000 steps for CIFAR-10
 # (57 epochs of its 45,000 training images), 4,000 for MaCow (about the wall time of Glow's 10,000; the bits/dim
-# table compares its rows at equal wall time too) and GPU_STEPS for the small data sets come to about 20 hours of
+# table compares its rows at equal training time too) and GPU_STEPS for the small data sets come to about 20 hours of
 # training with its evaluations; the notebooks' own work adds about one. `make plan PROFILE=gpu` prints the
 # estimate for the machine it runs on, from steps measured there.
 GPU_MODEL = PAPER_MODEL

@@ -17,7 +17,7 @@
 #
 # Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data
 # order and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at
-# equal epochs, so its claims are decided at equal steps; the same differences at equal wall time (both runs of a
+# equal epochs, so its claims are decided at equal steps; the same differences at equal training time (both runs of a
 # seed cut at the shorter one's training time) stand beside them. The 1x1 convolution's cost is counted
 # (parameters and FLOPs at the paper's configuration) and profiled (`results/bench/profile_*.json`), not read
 # from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
@@ -105,9 +105,9 @@ fig = study.plot_splits(curves.assign(variant=curves.permutation + " / " + curve
 rec.figure(fig, "split_curves")
 
 # %% [markdown]
-# ## Paired differences at equal steps and at equal wall time
+# ## Paired differences at equal steps and at equal training time
 # Each comparison `a - b` per training seed, its mean and 95% t-interval over seeds: at equal steps (each run's
-# best-validation evaluation over its whole training) and at equal wall time (each seed's two runs cut at the
+# best-validation evaluation over its whole training) and at equal training time (each seed's two runs cut at the
 # shorter one's training time, each at its best-validation evaluation up to then). `pairs.csv` holds the per-seed
 # values; the claims read them.
 

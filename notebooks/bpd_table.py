@@ -20,9 +20,11 @@
 # data order and noise), the mean of the per-seed differences with its 95% t-interval; the test set's standard
 # error says how well one network is evaluated, not how much another seed would differ, and decides nothing.
 # Model families cost different time per step, so every comparison is made twice: at **equal steps** and at
-# **equal wall time**, read from the measured training curves (each seed's two runs cut at the shorter one's
-# training time, each at its best-validation evaluation up to then). The claims are decided at equal wall time,
-# the reviewers' "same compute"; equal steps stands beside it. The published numbers stand beside ours; where ours
+# **equal training time**, read from the measured training curves (each seed's two runs cut at the shorter one's
+# training time, each at its best-validation evaluation up to then). Training time is the training process's CPU
+# seconds on a CPU (each training has its own core, and other load on the machine stretches a run's wall clock
+# but not its CPU seconds) and wall seconds on a GPU; the CSV's `clock` says which. The claims are decided at
+# equal training time, the reviewers' "same compute"; equal steps stands beside it. The published numbers stand beside ours; where ours
 # differ, the text below says by how much and what differs in scale, computed from the runs.
 
 # %% tags=["parameters"]
@@ -91,10 +93,10 @@ else:
     display(Markdown("This profile has no separate longer run: the table's seed-0 Glow is the figures' model."))
 
 # %% [markdown]
-# ## Equal steps and equal wall time
+# ## Equal steps and equal training time
 # Each comparison `a - b` of two rows of a dataset, paired by seed: at equal steps (same steps and batch) and at
-# equal wall time (each seed's two runs cut at the shorter one's training time; the CSV's `a_steps`/`b_steps` are
-# then the steps each had reached). The claims are decided at equal wall time.
+# equal training time (each seed's two runs cut at the shorter one's training time; the CSV's `a_steps`/`b_steps` are
+# then the steps each had reached). The claims are decided at equal training time.
 
 # %%
 summary = study.pair_summary(pairs)

@@ -16,9 +16,9 @@
 # Every run has the reference's data, steps, batch and schedule (equal training compute in steps and images).
 # Each variant is compared with the reference **paired by training seed** (the mean of the per-seed differences
 # with its 95% t-interval): at equal steps, which decides (one change at a time, as in the ablation), and at
-# equal wall time beside it (each seed's two runs cut at the shorter one's training time, each at its
+# equal training time beside it (each seed's two runs cut at the shorter one's training time, each at its
 # best-validation evaluation up to then). The permutation ablation is compared the same way, its claim decided
-# at equal wall time (the reviewers' "same compute"). All logic is in `glowlib.studies.what_works`; models come
+# at equal training time (the reviewers' "same compute"). All logic is in `glowlib.studies.what_works`; models come
 # from the trained-model cache. Like the permutation ablation's, its verdicts are about likelihood only (no samples
 # are judged), so it runs the ablation's model size, smaller than the bits/dim table's where compute is short.
 
@@ -29,7 +29,7 @@ out_dir = ""
 # "auto": the profile's depths, no_actnorm and standard_prior
 variants = "auto"
 n_seeds = 3
-# the permutation ablation's variants, compared at equal wall time
+# the permutation ablation's variants, compared at equal training time
 permutations = ["reverse", "shuffle", "conv1x1", "rotation"]
 couplings = ["additive", "affine"]
 
@@ -72,8 +72,8 @@ show(summary, "summary", columns=["variant", "K", "width", "test_bpd_mean", "dif
      percent=["parameters_vs_reference", "wall_vs_reference"])
 
 # %% [markdown]
-# ## Each variant against the reference, at equal steps and at equal wall time
-# A deeper, narrower model costs more time per step at the same parameter count; at equal wall time each seed's
+# ## Each variant against the reference, at equal steps and at equal training time
+# A deeper, narrower model costs more time per step at the same parameter count; at equal training time each seed's
 # two runs are cut at the shorter one's training time. `claimed` is the direction expected were Glow's choices
 # what makes it work (more depth lower; no ActNorm or a standard prior higher).
 
@@ -88,7 +88,7 @@ show(pair_summary, "pair_summary", columns=["a", "b", "basis", "n_seeds", "diffe
      intervals={"difference": ("ci_low", "ci_high")}, names={"difference": "a - b"}, units={"difference": "bits/dim"})
 
 # %% [markdown]
-# ## The permutation ablation at equal wall time
+# ## The permutation ablation at equal training time
 # The ablation's runs (same cache entries as `ablation.py`), each seed's pair cut at the shorter run's training
 # time: the learned 1x1 convolution costs more per step than a fixed shuffle or reversal, so at equal time it has
 # taken fewer steps.
@@ -101,7 +101,7 @@ ab_curves, ab_pairs = ablation.tables["curves"], ablation.tables["pairs"]
 ab_summary = study.pair_summary(ab_pairs)
 rec.figure(study.plot_pairs(ab_summary, "Permutation ablation: paired differences (a - b)"), "ablation_pairs")
 rec.figure(study.plot_bpd_vs_wall(ab_curves, ["permutation"], ab_pairs.time_s.mean(), panel="coupling",
-                                  title="Permutation ablation: test bits/dim against wall time"),
+                                  title="Permutation ablation: test bits/dim against training time"),
            "ablation_vs_wall_time")
 show(ab_summary, "ablation_pair_summary", columns=["group", "a", "b", "basis", "n_seeds", "difference", "verdict"],
      intervals={"difference": ("ci_low", "ci_high")}, names={"group": "coupling", "n_seeds": "seeds",

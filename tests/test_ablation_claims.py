@@ -1,6 +1,6 @@
 """The permutation ablation's and the what-makes-Glow-work page's claims (glowlib.studies.ablation, what_works),
 decided by paired tests over training seeds from hand-made per-seed tables: every verdict reachable, the basis
-(equal steps or equal wall time) named, a claim over several comparisons confirmed only when all are."""
+(equal steps or equal training time) named, a claim over several comparisons confirmed only when all are."""
 import json
 
 import pandas as pd
@@ -98,7 +98,7 @@ def test_a_slower_variant_can_lose_at_equal_time_while_the_steps_verdict_stands(
     pairs = ablation_pairs(finals(), speed=slow)
     c = ablation_claims(tmp_path, pairs)[ORDER]
     assert c.verdict == CONFIRMED                                           # decided at equal steps
-    at_time = c.evidence.split("At equal wall time (shown, not deciding): ")[1]
+    at_time = c.evidence.split("At equal training time (shown, not deciding): ")[1]
     assert "additive: conv1x1 - shuffle +0.400" in at_time and "contradicted" in at_time
 
 
@@ -134,7 +134,7 @@ def test_decide_all_prefers_contradiction_then_not_testable_then_inconclusive():
 # ---------------------------------------------------------------------------------------------------- what_works
 DEPTH = "What makes Glow work: more depth at a fixed parameter count, ActNorm and the learned prior each lower " \
         "bits/dim (reviewers: ablations of depth, ActNorm and the prior, with error bars)"
-TIME = "The learned 1x1 convolution still beats shuffle and reverse at equal wall-clock time (reviewers: same " \
+TIME = "The learned 1x1 convolution still beats shuffle and reverse at equal training time (reviewers: same " \
        "compute)"
 
 
@@ -156,7 +156,7 @@ def test_what_works_claims(tmp_path):
     claims = what_works_claims(tmp_path, helps, finals())
     assert claims[DEPTH].verdict == CONFIRMED and "decided at equal steps" in claims[DEPTH].evidence
     assert "variants: no_actnorm - K=2 +0.500" in claims[DEPTH].evidence
-    assert claims[TIME].verdict == CONFIRMED and "decided at equal wall time" in claims[TIME].evidence
+    assert claims[TIME].verdict == CONFIRMED and "decided at equal training time" in claims[TIME].evidence
     hurts = dict(helps, standard_prior=2.9)                      # the standard prior does better
     assert what_works_claims(tmp_path / "b", hurts, finals())[DEPTH].verdict == CONTRADICTED
     # half as fast: at the shorter run's time the 1x1 has its first evaluation only, 0.6 above its last

@@ -50,7 +50,24 @@ def test_at_equal_compute_cuts_both_runs_of_a_seed_at_the_shorter_ones_time():
     assert (row.a_bpd_equal_steps, row.b_bpd_equal_steps) == (2.0, 2.2)        # slow is lower at equal steps
     assert (row.a_bpd_equal_time, row.b_bpd_equal_time) == (3.1, 2.2)          # and higher at equal time
     assert (row.a_steps, row.b_steps, row.a_steps_by_time, row.b_steps_by_time) == (30, 30, 10, 30)
-    assert row.a_step_equal_time == 10 and row.b_step_equal_time == 30
+    assert row.a_step_equal_time == 10 and row.b_step_equal_time == 30 and row.clock == "wall_s"
+
+
+def test_equal_training_time_is_cpu_seconds_where_both_runs_recorded_them():
+    """On a CPU each run records its process's CPU seconds; a run slowed by other load on the machine took more
+    wall seconds but not more CPU seconds, so the pair is cut on CPU seconds. Runs without them (a GPU, or an
+    older glowlib) are timed on wall seconds, both sides alike."""
+    slowed = metrics(wall=[4.0, 8.0, 12.0], val=[3.1, 2.4, 2.0]).assign(cpu_s=[1.0, 2.0, 3.0])
+    quiet = metrics(wall=[1.5, 3.0, 4.5], val=[3.0, 2.5, 2.2]).assign(cpu_s=[1.5, 3.0, 4.5])
+    row = ablation.at_equal_compute({0: slowed}, {0: quiet}).iloc[0]
+    assert row.clock == "cpu_s" and (row.time_s, row.a_total_s, row.b_total_s) == (3.0, 3.0, 4.5)
+    assert (row.a_bpd_equal_time, row.b_bpd_equal_time) == (2.0, 2.5)         # on wall seconds: 3.1 against 2.2
+    older = quiet.assign(cpu_s=[1.5, float("nan"), 4.5])
+    assert ablation.at_equal_compute({0: slowed}, {0: older}).iloc[0].clock == "wall_s"
+    assert ablation.training_clock(slowed.drop(columns="cpu_s")) == "wall_s"
+    assert ablation.chosen_at(slowed, 2.0, "cpu_s")["step"] == 20
+    with pytest.raises(ValueError, match="clock='gpu_s'"):
+        ablation.chosen_at(slowed, 2.0, "gpu_s")
 
 
 # ---------------------------------------------------------------------------------------------------- configs
@@ -180,13 +197,13 @@ IW = "The importance-weighted bound is no looser than the ELBO (Burda et al.; Ma
     ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 0.5, CONTRADICTED),      # lower at equal steps, but half as fast
     ([2.0, 2.3, 1.9], [2.2, 2.1, 2.0], 1.0, INCONCLUSIVE),      # the seeds disagree
 ])
-def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_wall_time(tmp_path, glow, realnvp, glow_speed,
+def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_training_time(tmp_path, glow, realnvp, glow_speed,
                                                                          verdict):
     g, r = pair(glow, realnvp, a_speed=glow_speed)
     claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
     c = claims[GLOW]
     assert c.verdict == verdict and c.n_seeds == 3 and c.test.startswith("paired t-interval over training seeds")
-    assert "decided at equal wall time" in c.evidence and "At equal steps (shown, not deciding)" in c.evidence
+    assert "decided at equal training time" in c.evidence and "At equal steps (shown, not deciding)" in c.evidence
     if glow_speed == 1.0:
         d = np.subtract(glow, realnvp)
         half = T95_2 * d.std(ddof=1) / math.sqrt(3)

@@ -1,7 +1,7 @@
 """The permutation ablation (Kingma & Dhariwal 2018, Sec. 5.1, Fig. 3): every permutation × coupling variant of
 the profile's ablation model (``glowlib.profiles.ablation_config``) over seeds, its training curves, and the
 claims of Fig. 3 and Sec. 5.1: the comparisons paired by training seed (``analysis.stats.decide_paired``) at equal
-steps and at equal wall time, and the 1x1 convolution's cost counted and profiled. The logic of
+steps and at equal training time, and the 1x1 convolution's cost counted and profiled. The logic of
 ``notebooks/ablation.py``; its equal-compute helpers (:func:`chosen_at`, :func:`paired_claim`) serve the bits/dim
 table and the what-makes-Glow-work page too."""
 from __future__ import annotations
@@ -43,7 +43,7 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
 
     Tables: ``runs`` (one row per training run: test bits/dim at the best-validation checkpoint, parameters,
     wall time, steps), ``curves`` (one row per run, evaluation and split) and ``pairs`` (:func:`ablation_pairs`:
-    each comparison the claims make, paired by seed, at equal steps and at equal wall time).
+    each comparison the claims make, paired by seed, at equal steps and at equal training time).
     """
     runs, curve_frames, models, n_test, metrics = [], [], {}, {}, {}
     for permutation in permutations:
@@ -121,11 +121,15 @@ def plot_ablation(curves_df: pd.DataFrame, split: str = "test"):
 # Every comparison of two models is made twice, paired by training seed (the same seed: the same data order, noise
 # and initialisation stream on both sides), and both are shown:
 # - at equal steps: each run's whole training, the same steps and batch on both sides;
-# - at equal wall time, measured: the two runs of one seed are cut at the shorter run's total training time (the
-#   wall_s of its last evaluation in metrics.csv, which counts the periodic evaluations that both runs make on the
-#   same images), each reporting what it would have reported had it stopped then (:func:`chosen_at`).
+# - at equal training time, measured: the two runs of one seed are cut at the shorter run's total training time
+#   (its clock at its last evaluation in metrics.csv, which counts the periodic evaluations that both runs make on
+#   the same images), each reporting what it would have reported had it stopped then (:func:`chosen_at`).
+# The clock (:func:`training_clock`) is the training process's CPU seconds where both runs recorded them (training
+# on a CPU: one worker per core, so CPU seconds are the run's compute, which other processes on the machine cannot
+# stretch as they stretch its wall time), else wall seconds (a GPU, one worker per GPU; or runs of an older glowlib).
 # Each claim's verdict says which of the two decides it, and why.
-BASES = {"equal_steps": "equal steps", "equal_time": "equal wall time"}
+BASES = {"equal_steps": "equal steps", "equal_time": "equal training time"}
+CLOCKS = {"cpu_s": "CPU seconds of the training process", "wall_s": "wall seconds"}
 PAIR_KEYS = ["group", "a", "b", "seed"]
 # what a pair's value measures: the test bits/dim of the validation-chosen evaluation ("bpd"), or the mean of the
 # test curve over the evaluations (lower: ahead during training, "curve_mean")
@@ -136,39 +140,51 @@ PAIR_METRICS = {"bpd": "test bits/dim of the validation-chosen evaluation",
 _PRECEDENCE = (CONTRADICTED, NOT_TESTABLE, INCONCLUSIVE)
 
 
-def chosen_at(metrics: pd.DataFrame, wall_s: float = math.inf) -> dict:
-    """What a run would have reported had it stopped at ``wall_s`` seconds of training: among its evaluations at
-    or before then (``metrics``: metrics.csv's ``step``, ``wall_s``, ``val_bpd``, ``test_bpd``), the one with the
-    lowest validation bits/dim (the earliest of equal ones; a non-finite one is never chosen), its ``bpd`` (test
-    bits/dim), ``val_bpd``, ``step`` and ``wall_s``; ``steps_reached``, the last step evaluated by then; and
-    ``curve_mean``, the mean test bits/dim over those evaluations. NaN where no evaluation is that early.
-    ``wall_s=inf``: the whole run (the equal-steps value)."""
+def training_clock(*metrics: pd.DataFrame) -> str:
+    """The column of metrics.csv that times the runs ``metrics`` alike (:data:`CLOCKS`): "cpu_s" when every one
+    recorded a finite value at every evaluation, else "wall_s"."""
+    def has_cpu(m):
+        return "cpu_s" in m and len(m) > 0 and bool(np.isfinite(m.cpu_s.to_numpy(float)).all())
+    return "cpu_s" if metrics and all(has_cpu(m) for m in metrics) else "wall_s"
+
+
+def chosen_at(metrics: pd.DataFrame, time_s: float = math.inf, clock: str = "wall_s") -> dict:
+    """What a run would have reported had it stopped at ``time_s`` seconds of training on ``clock`` (a column of
+    :data:`CLOCKS`): among its evaluations at or before then (``metrics``: metrics.csv's ``step``, the clock,
+    ``val_bpd``, ``test_bpd``), the one with the lowest validation bits/dim (the earliest of equal ones; a
+    non-finite one is never chosen), its ``bpd`` (test bits/dim), ``val_bpd``, ``step`` and ``time_s``;
+    ``steps_reached``, the last step evaluated by then; and ``curve_mean``, the mean test bits/dim over those
+    evaluations. NaN where no evaluation is that early. ``time_s=inf``: the whole run (the equal-steps value)."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock={clock!r} must be one of {tuple(CLOCKS)}")
     m = metrics.sort_values("step")
-    m = m[m.wall_s <= wall_s]
-    out = {"bpd": math.nan, "val_bpd": math.nan, "step": math.nan, "wall_s": math.nan,
+    m = m[m[clock].astype(float) <= time_s] if math.isfinite(time_s) else m
+    out = {"bpd": math.nan, "val_bpd": math.nan, "step": math.nan, "time_s": math.nan,
            "steps_reached": float(m.step.max()) if len(m) else math.nan,
            "curve_mean": float(m.test_bpd.mean()) if len(m) else math.nan}
     finite = m[np.isfinite(m.val_bpd.to_numpy(float))]
     if len(finite):
         best = finite.loc[finite.val_bpd.idxmin()]
         out.update(bpd=float(best.test_bpd), val_bpd=float(best.val_bpd), step=float(best.step),
-                   wall_s=float(best.wall_s))
+                   time_s=float(best[clock]))
     return out
 
 
 def at_equal_compute(a: dict, b: dict) -> pd.DataFrame:
     """Two models' runs ({seed: metrics.csv frame} each) compared seed by seed, at equal steps and at the shorter
-    run's total training time (:func:`chosen_at`). One row per seed both have: ``time_s`` (the common time),
-    ``a_total_s``/``b_total_s``, and for each side ``<side>_<value>_<basis>`` for value in ``bpd``, ``step`` (of the
-    chosen evaluation), ``curve_mean`` and basis in :data:`BASES`, with ``<side>_steps`` (the run's steps) and
-    ``<side>_steps_by_time`` (its last step evaluated by the common time)."""
+    run's total training time (:func:`chosen_at`, on the pair's :func:`training_clock`). One row per seed both
+    have: ``clock``, ``time_s`` (the common time), ``a_total_s``/``b_total_s``, and for each side
+    ``<side>_<value>_<basis>`` for value in ``bpd``, ``step`` (of the chosen evaluation), ``curve_mean`` and basis in
+    :data:`BASES`, with ``<side>_steps`` (the run's steps) and ``<side>_steps_by_time`` (its last step evaluated by
+    the common time)."""
     rows = []
     for seed in sorted(set(a) & set(b)):
-        total = {side: float(m.wall_s.max()) for side, m in (("a", a[seed]), ("b", b[seed]))}
+        clock = training_clock(a[seed], b[seed])
+        total = {side: float(m[clock].astype(float).max()) for side, m in (("a", a[seed]), ("b", b[seed]))}
         t = min(total.values())
-        row = {"seed": seed, "time_s": t, "a_total_s": total["a"], "b_total_s": total["b"]}
+        row = {"seed": seed, "clock": clock, "time_s": t, "a_total_s": total["a"], "b_total_s": total["b"]}
         for side, m in (("a", a[seed]), ("b", b[seed])):
-            for basis, chosen in (("equal_steps", chosen_at(m)), ("equal_time", chosen_at(m, t))):
+            for basis, chosen in (("equal_steps", chosen_at(m)), ("equal_time", chosen_at(m, t, clock))):
                 row.update({f"{side}_{v}_{basis}": chosen[v] for v in ("bpd", "step", "curve_mean")})
                 row[f"{side}_steps" if basis == "equal_steps" else f"{side}_steps_by_time"] = chosen["steps_reached"]
         rows.append(row)
@@ -245,16 +261,22 @@ def paired_claim(text: str, source: str, where: str, pairs: pd.DataFrame, compar
             lines[basis].append(f"{name} {describe(d)} (claimed {'< 0' if claimed == 'lower' else '> 0'})")
     name, decision = decide_all(decisions[decide_on])
     evidence = (f"{PAIR_METRICS[metric][0].upper()}{PAIR_METRICS[metric][1:]}, paired by training seed ({PAIRED_T}); "
-                f"decided at {BASES[decide_on]} ({why}), by the comparison {name}; at equal wall time each seed's "
-                f"two runs are cut at the shorter one's training time. At {BASES[decide_on]}: "
+                f"decided at {BASES[decide_on]} ({why}), by the comparison {name}; at equal training time each "
+                f"seed's two runs are cut at the shorter one's training time ({clocks_text(pairs)}). At {BASES[decide_on]}: "
                 + "; ".join(lines[decide_on]) + f". At {BASES[other]} (shown, not deciding): "
                 + "; ".join(lines[other]) + ".")
     return Claim.decided(text, source, where, decision, evidence)
 
 
+def clocks_text(pairs: pd.DataFrame) -> str:
+    """Which clock timed the pairs (:data:`CLOCKS`), in words."""
+    used = list(dict.fromkeys(pairs["clock"])) if "clock" in pairs and len(pairs) else []
+    return "timed in " + " and ".join(CLOCKS[c] for c in used) if used else "no pair timed"
+
+
 def pair_summary(pairs: pd.DataFrame, claimed="lower", metric: str = "bpd") -> pd.DataFrame:
     """One row per comparison and basis: the mean of each side over seeds, the mean paired difference ``a - b``
-    with its 95% interval, the mean steps each side reached (and the common time, at equal wall time), and the
+    with its 95% interval, the mean steps each side reached (and the common time, at equal training time), and the
     verdict for the ``claimed`` direction of ``a - b`` (one for all, or {(group, a, b): direction})."""
     rows = []
     for (group, a, b), part in pairs.groupby(["group", "a", "b"], sort=False):
@@ -267,13 +289,14 @@ def pair_summary(pairs: pd.DataFrame, claimed="lower", metric: str = "bpd") -> p
                          "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high,
                          "a_steps": part[f"a_{steps}"].mean(), "b_steps": part[f"b_{steps}"].mean(),
                          "time_s": part.time_s.mean() if basis == "equal_time" else math.nan,
-                         "claimed": direction, "verdict": d.verdict})
+                         "clock": "/".join(dict.fromkeys(part["clock"])) if basis == "equal_time" and "clock" in part
+                         else "", "claimed": direction, "verdict": d.verdict})
     return pd.DataFrame(rows)
 
 
 def plot_pairs(summary: pd.DataFrame, title: str = "", unit: str = "bits/dim"):
     """The paired differences ``a - b`` with their 95% intervals over seeds, one row per comparison, at equal
-    steps and at equal wall time side by side (:func:`pair_summary`)."""
+    steps and at equal training time side by side (:func:`pair_summary`)."""
     import matplotlib.pyplot as plt
     names = list(dict.fromkeys(f"{r.group}: {r.a} - {r.b}" for r in summary.itertuples()))
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(names) + 1.4))
@@ -289,7 +312,7 @@ def plot_pairs(summary: pd.DataFrame, title: str = "", unit: str = "bits/dim"):
     ax.invert_yaxis()
     ax.set_xlabel(f"a - b, {unit} (mean over seeds, 95% paired t-interval)")
     ax.legend(fontsize="small")
-    fig.suptitle(title or "Paired differences at equal steps and at equal wall time")
+    fig.suptitle(title or "Paired differences at equal steps and at equal training time")
     fig.tight_layout()
     return fig
 
@@ -441,7 +464,7 @@ def cost_claim(text: str, source: str, table: pd.DataFrame | None) -> Claim:
 
 def claims(profile: str, root=None) -> list[Claim]:
     """Fig. 3's and Sec. 5.1's claims and the reviewers' questions the ablation answers: paired by seed over its
-    runs (:func:`paired_claim`, at equal steps as Fig. 3, equal wall time beside), and the 1x1's cost from counts
+    runs (:func:`paired_claim`, at equal steps as Fig. 3, equal training time beside), and the 1x1's cost from counts
     and profiles (:func:`cost_claim`)."""
     missing = need(profile, root, "ablation")
     texts = ["1x1 convolution < shuffle < reverse in final NLL (Fig. 3)",

@@ -250,7 +250,8 @@ def classifier_provenance(dataset: str) -> dict:
 def curves(trained_model, **labels) -> pd.DataFrame:
     """A run's metrics as a tidy table: one row per (evaluation step, split), with ``labels`` as columns."""
     m = trained_model.metrics
-    frames = [pd.DataFrame({**labels, "step": m["step"], "epoch": m["epoch"], "wall_s": m["wall_s"],
+    cpu = m["cpu_s"] if "cpu_s" in m else np.nan                 # older runs did not record CPU seconds
+    frames = [pd.DataFrame({**labels, "step": m["step"], "epoch": m["epoch"], "wall_s": m["wall_s"], "cpu_s": cpu,
                             "split": split, "bpd": m[column]})
               for split, column in CURVE_COLUMNS.items()]
     return pd.concat(frames, ignore_index=True).dropna(subset=["bpd"])

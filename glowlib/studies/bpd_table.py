@@ -1,10 +1,10 @@
 """Bits per dimension (Kingma & Dhariwal 2018, Sec. 5.2, Table 2; MaCow's Tables 2-3): RealNVP, Glow and MaCow,
 with uniform and variational dequantisation, on every dataset present, each row trained with several seeds,
 beside the published numbers; the claims of Table 2 and MaCow's decided by paired tests over the seeds at equal
-wall time, with equal steps beside (``ablation.paired_claim``). The logic of ``notebooks/bpd_table.py``.
+training time (``ablation.training_clock``), with equal steps beside (``ablation.paired_claim``). The logic of ``notebooks/bpd_table.py``.
 
-Every row trains the same number of steps as the others of its dataset (equal steps is the default; equal wall
-time is read from the measured curves). Its seed-0 models are the ones the samples notebook shows (the table's
+Every row trains the same number of steps as the others of its dataset (equal steps is the default; equal
+training time is read from the measured curves). Its seed-0 models are the ones the samples notebook shows (the table's
 seed-0 Glow on mnist5k is ``base.shared_model``).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..profiles import PROFILES, profile_config
 from ..results import read_table
 from ..training import bits_per_image, evaluate, prepare_splits, warmup_steps
 from .ablation import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from .ablation import chosen_at, paired_claim, paired_table, read_optional
+from .ablation import chosen_at, clocks_text, paired_claim, paired_table, read_optional
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Claim, Experiment, available_dataset,
                    cached_model, choice, config_parameters, curves, int_in, list_of, n_parameters, need)
 from .base import device, plot_splits  # noqa: F401  (the notebook calls them through this module)
@@ -148,7 +148,7 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
 
     Tables: ``seeds`` (one row per dataset × model × seed, with the compute it used), ``bpd`` (one row per dataset
     × model: mean and 95% t-interval over seeds, :func:`seed_summary`), ``pairs`` (:data:`COMPARISONS` paired by
-    seed at equal steps and at equal wall time), ``iw`` (the importance-weighted bound with ``iw_k`` samples per
+    seed at equal steps and at equal training time), ``iw`` (the importance-weighted bound with ``iw_k`` samples per
     image on the first ``iw_n`` test images beside the ELBO on the same images, for the first seed's models,
     evaluated with noise seed ``seed``), ``curves`` (training curves), ``scale`` (ours vs paper), ``skipped``.
     """
@@ -344,7 +344,7 @@ def _cifar_claim(text: str, profile: str, seeds: pd.DataFrame) -> Claim:
 
 def _compute_claim(text: str, pairs: pd.DataFrame, ours: pd.DataFrame) -> Claim:
     """The reviewers' request: every compared pair of rows trained the same steps and batch, compared at equal
-    wall time too, with the compute reported (steps, images, wall seconds, measured images/s, parameters)."""
+    training time too, with the compute reported (steps, images, wall seconds, measured images/s, parameters)."""
     if not len(pairs):
         return Claim(text, "reviewers", "bpd_table", NOT_TESTABLE, "the table has no pair of rows to compare")
     lacking = []
@@ -359,8 +359,9 @@ def _compute_claim(text: str, pairs: pd.DataFrame, ours: pd.DataFrame) -> Claim:
         f"parameters {rows.loc[(d, a), 'n_parameters'] / rows.loc[(d, b), 'n_parameters']:.2f}"
         for d, a, b in dict.fromkeys(zip(pairs.group, pairs.a, pairs.b))
         if (d, a) in rows.index and (d, b) in rows.index)
-    evidence = (("Every compared pair of rows trained the same steps and batch and is compared at equal wall time "
-                 "too (each seed's pair cut at the shorter run's training time, read from the measured curves); "
+    evidence = (("Every compared pair of rows trained the same steps and batch and is compared at equal training time "
+                 "too (each seed's pair cut at the shorter run's training time, read from the measured curves, "
+                 f"{clocks_text(pairs)}); "
                  if not lacking else "Not every pair could be compared at equal compute: " + "; ".join(lacking)
                  + ". ") + f"the table reports steps, images, wall seconds, images/s and parameters. Measured: {speed}.")
     return Claim(text, "reviewers", "bpd_table", CONFIRMED if not lacking else INCONCLUSIVE, evidence)
@@ -411,7 +412,7 @@ def _iw_claim(text: str, iw: pd.DataFrame | None) -> Claim:
 
 
 def _macow_claims(profile, root) -> list[Claim]:
-    """MaCow's and variational dequantisation's claims, paired by seed at equal wall time over the table's rows
+    """MaCow's and variational dequantisation's claims, paired by seed at equal training time over the table's rows
     (:data:`TABLE_MODELS`), and the importance-weighted bound's."""
     texts = ["MaCow reaches lower bits/dim than Glow (MaCow, Table 2: CIFAR-10 3.16 vs Glow's 3.35)",
              "Variational dequantisation lowers bits/dim below uniform dequantisation (MaCow Tables 2-3, Flow++)",

@@ -1,9 +1,9 @@
 """What makes Glow work (the reviewers: "ablation of what makes Glow work (depth? ActNorm? permutation?)", "baselines
 trained with the same compute", "error bars over seeds"): depth K at a fixed parameter count, ActNorm against no
 normalisation, the learned prior against a standard normal, each changed alone from the permutation ablation's
-1x1/affine model, at equal training compute (same steps and batch; wall time recorded), over seeds; each compared
-with the reference paired by seed (``ablation.paired_claim``) at equal steps and at equal wall time, and the
-permutation ablation (paper Fig. 3) at equal wall time. The logic of ``notebooks/what_works.py``.
+1x1/affine model, at equal training compute (same steps and batch; training time recorded), over seeds; each compared
+with the reference paired by seed (``ablation.paired_claim``) at equal steps and at equal training time, and the
+permutation ablation (paper Fig. 3) at equal training time. The logic of ``notebooks/what_works.py``.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..config import RunConfig, check_choice, check_range
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config
 from ..results import read_table
 from .ablation import ablation, pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from .ablation import paired_claim, paired_table, read_optional
+from .ablation import CLOCKS, paired_claim, paired_table, read_optional
 from .ablation import runs as ablation_runs
 from .base import (NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice, config_parameters, curves, int_in,
                    list_of, n_parameters, need)
@@ -122,7 +122,7 @@ def check_parameters(**params) -> SimpleNamespace:
 
 def runs(profile: str) -> list[RunConfig]:
     """Every variant for the ablation's seeds (the K=reference runs are the ablation's conv1x1/affine runs), then
-    the permutation ablation's runs, which the notebook compares at equal wall time."""
+    the permutation ablation's runs, which the notebook compares at equal training time."""
     return [what_works_config(profile, v, s) for v in what_works_variants(profile) for s in WHAT_WORKS_SEEDS] \
         + ablation_runs(profile)
 
@@ -133,7 +133,7 @@ def what_works(profile: str, variants, n_seeds: int, seed: int = 0) -> Experimen
     Tables: ``runs`` (one row per run: test bits/dim at the best-validation checkpoint, the architecture,
     parameters, steps, images seen, wall seconds, non-finite events), ``curves`` (one row per run, evaluation
     and split, with wall seconds) and ``pairs`` (each variant against the reference, paired by seed, at equal steps
-    and at equal wall time: ``ablation.paired_table``; group "variants").
+    and at equal training time: ``ablation.paired_table``; group "variants").
     """
     rows, frames, models, metrics = [], [], {}, {}
     for variant in variants:
@@ -218,11 +218,14 @@ def plot_what_works(summary: pd.DataFrame, reference: str):
 # ---------------------------------------------------------------------------------------------------- wall time
 def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, wall_s: float, split: str = "test", panel: str | None = None,
                      title: str = ""):
-    """``split`` bits/dim against wall-clock seconds, one thin line per run coloured by ``by`` (one panel per value
-    of ``panel`` if given), and ``wall_s`` (e.g. the mean time at which pairs were compared) as a dashed line."""
+    """``split`` bits/dim against training time on the runs' clock (``ablation.training_clock``: CPU seconds of
+    the training process where every run recorded them, else wall seconds), one thin line per run coloured by
+    ``by`` (one panel per value of ``panel`` if given), and ``wall_s`` (the mean time at which pairs were compared,
+    on the same clock) as a dashed line."""
     import matplotlib.pyplot as plt
     by = list(by)
     data = curves_df[curves_df.split == split]
+    clock = "cpu_s" if "cpu_s" in data and np.isfinite(data.cpu_s.to_numpy(float)).all() else "wall_s"
     panels = list(dict.fromkeys(data[panel])) if panel else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False, sharey=True)
     for ax, value in zip(axes[0], panels):
@@ -231,32 +234,32 @@ def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, wall_s: float, split: str = "t
         for i, label in enumerate(labels):
             runs = part[(part[by] == pd.Series(label, index=by)).all(axis=1)]
             for j, (_, run) in enumerate(runs.groupby("seed")):
-                run = run.sort_values("wall_s")
-                ax.plot(run.wall_s, run.bpd, color=f"C{i}", lw=1, alpha=0.8,
+                run = run.sort_values(clock)
+                ax.plot(run[clock], run.bpd, color=f"C{i}", lw=1, alpha=0.8,
                         label=" / ".join(map(str, label)) if j == 0 else None)
         ax.axvline(wall_s, color="k", ls="--", lw=1)
         lows = part.groupby(by + ["seed"]).bpd.min()
         ax.set_ylim(lows.min() - 0.05, np.percentile(part.bpd, 90) + 0.05)
-        ax.set(xlabel="wall-clock seconds", ylabel=f"{split} bits/dim", title="" if value is None else str(value))
+        ax.set(xlabel=CLOCKS[clock], ylabel=f"{split} bits/dim", title="" if value is None else str(value))
         ax.legend(fontsize="small")
-    fig.suptitle(title or f"{split} bits/dim against wall time (dashed: the mean time the pairs were compared at)")
+    fig.suptitle(title or f"{split} bits/dim against training time (dashed: the mean time the pairs were compared at)")
     fig.tight_layout()
     return fig
 
 
 # ---------------------------------------------------------------------------------------------------- claims
 VARIANTS_WHY = ("each variant changes one thing in the reference and keeps its steps, batch and data, as the "
-                "ablation does; a deeper, narrower model costs more time per step, which equal wall time shows")
+                "ablation does; a deeper, narrower model costs more time per step, which equal training time shows")
 TIME_WHY = "the reviewers asked whether the 1x1's gain survives its extra cost per step"
 
 
 def claims(profile: str, root=None) -> list[Claim]:
     """The reviewers' questions this page answers, each decided by paired tests over seeds
-    (``ablation.paired_claim``): the one-change ablations against the reference at equal steps (equal wall time
-    beside), and the permutation ablation at equal wall time (equal steps beside)."""
+    (``ablation.paired_claim``): the one-change ablations against the reference at equal steps (equal training time
+    beside), and the permutation ablation at equal training time (equal steps beside)."""
     texts = ["What makes Glow work: more depth at a fixed parameter count, ActNorm and the learned prior each lower "
              "bits/dim (reviewers: ablations of depth, ActNorm and the prior, with error bars)",
-             "The learned 1x1 convolution still beats shuffle and reverse at equal wall-clock time (reviewers: same "
+             "The learned 1x1 convolution still beats shuffle and reverse at equal training time (reviewers: same "
              "compute)"]
     missing = need(profile, root, "what_works")
     if missing:
