@@ -88,9 +88,9 @@ display(Markdown(scale_words(
 show(summary, "summary", columns=["permutation", "coupling", "test_bpd_mean", "test_bpd_std", "curve_mean_bpd",
                                   "n_parameters", "wall_s_mean", "parameters_vs_reverse", "wall_vs_reverse"],
      names={"test_bpd_mean": "test bits/dim", "test_bpd_std": "std over seeds", "curve_mean_bpd": "curve mean",
-            "n_parameters": "parameters", "wall_s_mean": "training time",
+            "n_parameters": "parameters", "wall_s_mean": "wall time",
             "parameters_vs_reverse": "parameters vs reverse",
-            "wall_vs_reverse": "time vs reverse"},
+            "wall_vs_reverse": "wall time vs reverse"},
      units={"wall_s_mean": "s"}, percent=["parameters_vs_reverse", "wall_vs_reverse"],
      decimals={"wall_s_mean": 1})
 

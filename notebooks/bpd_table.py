@@ -72,7 +72,7 @@ seeds, pairs, iw = result.tables["seeds"], result.tables["pairs"], result.tables
 # %%
 show(ours, "bpd", columns=["dataset", "model_type", "n_seeds", "test_bpd", "images_seen", "wall_s", "n_parameters"],
      intervals={"test_bpd": ("test_bpd_ci_low", "test_bpd_ci_high")},
-     names={"model_type": "model", "n_seeds": "seeds", "test_bpd": "test bits/dim", "wall_s": "training time",
+     names={"model_type": "model", "n_seeds": "seeds", "test_bpd": "test bits/dim", "wall_s": "wall time",
             "n_parameters": "parameters"},
      units={"wall_s": "s"}, decimals={"test_bpd": 3, "wall_s": 1})
 
@@ -87,7 +87,7 @@ show(ours, "bpd", columns=["dataset", "model_type", "n_seeds", "test_bpd", "imag
 quality = result.tables["quality"]
 if len(quality):
     show(quality, "quality", columns=["dataset", "steps", "images_seen", "epochs", "test_bpd", "test_sem", "wall_s"],
-         names={"test_bpd": "test bits/dim", "test_sem": "± SE (test images)", "wall_s": "training time"},
+         names={"test_bpd": "test bits/dim", "test_sem": "± SE (test images)", "wall_s": "wall time"},
          units={"wall_s": "s"}, decimals={"test_bpd": 3, "test_sem": 3, "epochs": 1, "wall_s": 0})
 else:
     display(Markdown("This profile has no separate longer run: the table's seed-0 Glow is the figures' model."))

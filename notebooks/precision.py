@@ -59,7 +59,7 @@ Markdown("\n".join(f"- {line}" for line in [f"Device: {device}; {study.bf16_supp
 table = study.evaluate(models, p.seed, device)
 show(table, "runs", columns=["precision", "seed", "dataset", "steps", "test_bpd", "test_sem", "val_bpd", "wall_s",
                              "images_per_s"],
-     names={"test_bpd": "test bits/dim", "test_sem": "± sem", "val_bpd": "val bits/dim", "wall_s": "training time",
+     names={"test_bpd": "test bits/dim", "test_sem": "± sem", "val_bpd": "val bits/dim", "wall_s": "wall time",
             "images_per_s": "images/s"},
      units={"wall_s": "s"}, decimals={"test_sem": 4, "wall_s": 1, "images_per_s": 1})
 

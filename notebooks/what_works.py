@@ -68,7 +68,7 @@ show(summary, "summary", columns=["variant", "K", "width", "test_bpd_mean", "dif
                                   "n_parameters", "parameters_vs_reference", "wall_vs_reference"],
      names={"test_bpd_mean": "test bits/dim", "diff_vs_reference": "vs reference", "diff_sem": "sem",
             "n_parameters": "parameters", "parameters_vs_reference": "parameters vs ref.",
-            "wall_vs_reference": "time vs ref."},
+            "wall_vs_reference": "wall time vs ref."},
      percent=["parameters_vs_reference", "wall_vs_reference"])
 
 # %% [markdown]
