@@ -41,8 +41,8 @@ PAPER_TRAIN = TrainConfig(batch_size=64, steps=400_000, warmup_steps=5_000, eval
 #   after a fixed 500-step warmup: 4.175 against 4.371 (Adamax 3e-3).
 # - Polyak averaging kept (the paper's), though with the lr decayed to 0 it changes little: 4.175 with it, 4.166
 #   without (Adamax). Gradient clipping at norm 50 kept: without it Adam 3e-3 reached 4.335 against 3.823
-#   (results/bench/recipe/no_clip.json). beta2 0.999 as before (the official 1 - 1/steps-per-epoch: see the
-#   summary, bench/recipe.py --summary, once its run is recorded).
+#   (results/bench/recipe/no_clip.json). beta2 0.999 kept: the official 1 - 1/(steps per epoch), 0.99890 here,
+#   reached 3.851 against 3.823 (results/bench/recipe/beta2_official.json; one seed, so "no better", not "worse").
 # - batch 32: at the wall time of 800 steps of 64 (a step of 32 takes 0.59 of one of 64, measured in alternating
 #   rounds) it reached 3.725 against 3.823, and its T = 1 draws overflowed less (11.6% against 20.6%).
 # - width 128 at K=8, not K=16 at width 64: the deeper model reached 3.768 at equal time but 41% of its T = 1
