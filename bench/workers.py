@@ -33,22 +33,13 @@ from glowlib.runtime import usable_cores  # noqa: E402
 
 
 def child(dataset: str, threads: int, steps: int, warmup: int) -> dict:
-    """One process's part of a round: the median of ``steps`` timed training steps at ``threads`` threads."""
-    import torch
-    torch.set_num_threads(threads)
-    from glowlib.plan import probe_session
+    """One process's part of a round: the median of ``steps`` timed training steps at ``threads`` threads, as the
+    plan times a step (``glowlib.plan.measure``)."""
+    from glowlib.plan import measure
     from glowlib.profiles import profile_config
-    from glowlib.training.loop import train_step
     run = profile_config("cpu", dataset, "glow")
-    session = probe_session(run, run.train.batch_size, torch.device("cpu"))
-    for _ in range(warmup):
-        train_step(session)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        train_step(session)
-        times.append(time.perf_counter() - start)
-    return {"threads": torch.get_num_threads(), "batch": run.train.batch_size, "median_s": statistics.median(times)}
+    cost = measure(run, "cpu", n_warmup=warmup, n_timed=steps, threads=threads)
+    return {"threads": cost["threads"], "batch": run.train.batch_size, "median_s": cost["s_per_step"]}
 
 
 def round_of(args, processes: int, threads: int) -> dict:

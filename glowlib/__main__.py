@@ -34,7 +34,8 @@ from .studies import STUDIES, all_runs, check_parameters
 from .studies.base import classifier_datasets
 from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of,
                        train)
-from .workers import default_workers, order_for, run_workers, work_through
+from .runtime import default_workers
+from .workers import order_for, run_workers, work_through
 
 
 # papermill's parameter options: (short, long) -> (how many values follow, form)
@@ -154,9 +155,9 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
                  n_workers: int = 1, only_mine: bool = False) -> int:
     """Train (or find in the cache) every model the notebooks of ``profile`` use (``studies.all_runs``), one line
     per run with its estimate (``glowlib.plan``'s kept measurements) and its progress; then the measuring
-    classifiers they use. ``workers`` > 1: that many processes, one per GPU (``glowlib.workers``); default: one per
-    visible GPU, else one per core (``runtime.cpu_workers``). ``worker_index``/``n_workers``: this process is one of several (say on the nodes of a
-    Slurm array) sharing the cache; ``only_mine``: train only this worker's share. Returns the exit status."""
+    classifiers they use. ``workers`` > 1: that many processes (``glowlib.workers``); default: one per visible GPU,
+    else one per core (``runtime.default_workers``). ``worker_index``/``n_workers``: this process is one of several
+    (say on the nodes of a Slurm array) sharing the cache; ``only_mine``: train only this worker's share. Returns the exit status."""
     check_choice("profile", profile, PROFILES)
     runs = all_runs(profile)
     workers = default_workers() if workers is None else workers

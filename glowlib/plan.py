@@ -342,7 +342,7 @@ def makespan(seconds, n_workers: int) -> float:
 
 def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=None,
          workers: int | None = None) -> dict:
-    """The plan of ``profile`` trained by ``workers`` processes (default: ``glowlib.workers.default_workers``, as
+    """The plan of ``profile`` trained by ``workers`` processes (default: ``runtime.default_workers``, as
     ``python -m glowlib models`` starts them; on a CPU each times its steps at its share of the cores): rows
     (:class:`Row`, each one worker's time), the total wall time, missing data, optional datasets left out."""
     check_choice("profile", profile, PROFILES)

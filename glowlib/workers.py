@@ -7,8 +7,8 @@ other is trained. At the end the worker comes back to the runs it set aside and 
 that every worker ends when the whole list is trained; a run whose worker failed is trained by the next one to get
 its lock. Worker i starts at its own share of the list (runs i, i + N, ...) and goes on to the others', so the N
 workers start on different runs. Without a GPU the default is one worker per core, each with an equal share of the
-cores as threads (``runtime.cpu_workers``: small steps split poorly across threads). Every worker is pinned to one GPU: its process sees only that one
-(``CUDA_VISIBLE_DEVICES``), which its runs' ``train.device="auto"`` then picks as cuda:0, so the runs' configs and
+cores as threads (``runtime.cpu_workers``: small steps split poorly across threads). With GPUs every worker is
+pinned to one GPU: its process sees only that one (``CUDA_VISIBLE_DEVICES``), which its runs' ``train.device="auto"`` then picks as cuda:0, so the runs' configs and
 cache keys stay the same whichever GPU trains them.
 
 On several nodes (a Slurm array, say) each node runs one worker with ``--worker-index $SLURM_ARRAY_TASK_ID
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .plan import describe, hours, measured_seconds
-from .runtime import default_workers, visible_gpus, worker_threads  # noqa: F401  (default_workers: for callers)
+from .runtime import visible_gpus, worker_threads
 from .training.cache import run_dir, train_if_free
 
 

@@ -24,8 +24,8 @@
 # training time, each at its best-validation evaluation up to then). Training time is the training process's CPU
 # seconds on a CPU (each training has its own core, and other load on the machine stretches a run's wall clock
 # but not its CPU seconds) and wall seconds on a GPU; the CSV's `clock` says which. The claims are decided at
-# equal training time, the reviewers' "same compute"; equal steps stands beside it. The published numbers stand beside ours; where ours
-# differ, the text below says by how much and what differs in scale, computed from the runs.
+# equal training time, the reviewers' "same compute"; equal steps stands beside it. The published numbers stand
+# beside ours; where ours differ, the text below says by how much and what differs in scale, computed from the runs.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -38,7 +38,6 @@ model_types = ["realnvp", "glow", "glow+vardeq", "macow", "macow+vardeq"]
 n_seeds = 3
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from glowlib.analysis.presentation import beside_paper, paper_line, percentage, show

@@ -9,9 +9,9 @@
 # (`TrainConfig.y_weight`; the official conditional runs use 0.01). We train the study model
 # (`conditional_config` in `glowlib.studies.class_conditional`: the bits/dim table's model of the dataset with a
 # conditional prior and additive coupling, as the official conditional runs, `--flow_coupling 0`; its length is
-# the profile's study tier, `glowlib.studies.base.study_config`) for several y_weight and several training seeds, draw samples of each requested class, and
-# ask the measuring classifier (trained on real images only) whether it sees that class; its accuracy on real test
-# images is the baseline beside every number. The model's own classifier head is scored on the real test images
+# the profile's study tier, `glowlib.studies.base.study_config`) for several y_weight and several training seeds,
+# draw samples of each requested class, and ask the measuring classifier (trained on real images only) whether it
+# sees that class; its accuracy on real test images is the baseline beside every number. The model's own classifier head is scored on the real test images
 # too. Every model must first pass three **sanity gates** on its T = 1 samples: a classifier reading faint blobs
 # as some class says nothing about conditioning.
 

@@ -171,3 +171,18 @@ def test_claimed_directions_follow_the_reference_depth():
     assert what_works.claimed_direction("smoke", "no_actnorm") == "higher"
     with pytest.raises(ValueError, match="variant"):
         what_works.claimed_direction("smoke", "no_prior")
+
+
+def test_the_1x1_time_beside_the_paper_compares_what_it_adds_not_its_share():
+    """The paper's "~7% more wall time" is what the 1x1 adds against a model without it: share / (1 - share)."""
+    profiled = pd.DataFrame([{"group": "conv1x1", "config": "x", "channels": 3, "image_size": 32, "levels": 3,
+                              "depth": 8, "width": 512, "batch": 16, "precision": "fp32", "ms_per_step": 20.0,
+                              "share": 0.2},
+                             {"group": "actnorm", "config": "x", "channels": 3, "image_size": 32, "levels": 3,
+                              "depth": 8, "width": 512, "batch": 16, "precision": "fp32", "ms_per_step": 5.0,
+                              "share": 0.05}])
+    table = ablation.conv1x1_time_beside_paper(profiled)
+    assert list(table.source) == ["ours: profile_x.json",
+                                  "paper: Kingma & Dhariwal 2018, Sec. 5.1 (CIFAR-10, 3x32x32, full scale, GPUs)"]
+    assert table.extra.tolist() == pytest.approx([0.25, ablation.PAPER_CONV1X1["time"]])
+    assert table.depth.iloc[1] == 32 and ablation.conv1x1_time(None).empty

@@ -116,7 +116,7 @@ def test_without_a_gpu_cpu_workers_get_one_core_each_unless_omp_num_threads_says
     monkeypatch.setattr(runtime, "visible_gpus", lambda: [])
     monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert workers.default_workers() == 6
+    assert runtime.default_workers() == 6
     monkeypatch.setattr(subprocess, "Popen", Started)
     assert run_workers(tiny_runs(2), 3) == 0
     assert [env["OMP_NUM_THREADS"] for env in started] == ["2", "2", "2"]
@@ -125,7 +125,7 @@ def test_without_a_gpu_cpu_workers_get_one_core_each_unless_omp_num_threads_says
     assert run_workers(tiny_runs(2), 2) == 0
     assert [env["OMP_NUM_THREADS"] for env in started] == ["1", "1"]
     monkeypatch.setattr(runtime, "usable_cores", lambda: 64)
-    assert workers.default_workers() == runtime.CPU_MAX_WORKERS
+    assert runtime.default_workers() == runtime.CPU_MAX_WORKERS
 
 
 def test_a_finished_run_says_when_it_finished_and_on_how_many_threads(tmp_path, monkeypatch):

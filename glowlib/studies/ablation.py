@@ -262,7 +262,8 @@ def paired_claim(text: str, source: str, where: str, pairs: pd.DataFrame, compar
     name, decision = decide_all(decisions[decide_on])
     evidence = (f"{PAIR_METRICS[metric][0].upper()}{PAIR_METRICS[metric][1:]}, paired by training seed ({PAIRED_T}); "
                 f"decided at {BASES[decide_on]} ({why}), by the comparison {name}; at equal training time each "
-                f"seed's two runs are cut at the shorter one's training time ({clocks_text(pairs)}). At {BASES[decide_on]}: "
+                f"seed's two runs are cut at the shorter one's training time ({clocks_text(pairs)}). "
+                f"At {BASES[decide_on]}: "
                 + "; ".join(lines[decide_on]) + f". At {BASES[other]} (shown, not deciding): "
                 + "; ".join(lines[other]) + ".")
     return Claim.decided(text, source, where, decision, evidence)
@@ -408,16 +409,38 @@ def conv1x1_cost(bench_dir="results/bench", config=None, batch: int | None = Non
     rows.append({"measure": "flops", "source": "counted, FlopCounterMode per image", **shape, "batch": batch,
                  "precision": config.precision, "conv1x1": with_conv - without, "total": with_conv,
                  "share": (with_conv - without) / with_conv, "extra": (with_conv - without) / without})
-    notes = Cost()
-    profiled = profiles(bench_path(bench_dir), notes)
-    if profiled is not None:
-        for r in profiled[profiled.group == "conv1x1"].itertuples():
-            rows.append({"measure": "time", "source": f"profile_{r.config}.json", "channels": r.channels,
-                         "image_size": r.image_size, "levels": r.levels, "depth": r.depth, "width": r.width,
-                         "batch": r.batch, "precision": r.precision, "conv1x1": r.ms_per_step,
-                         "total": r.ms_per_step / r.share if r.share else math.nan, "share": r.share,
-                         "extra": r.share / (1 - r.share)})
+    rows += conv1x1_time(profiles(bench_path(bench_dir), Cost())).to_dict("records")
     return pd.DataFrame(rows)
+
+
+def conv1x1_time(profiled: pd.DataFrame | None) -> pd.DataFrame:
+    """The ``time`` rows of :func:`conv1x1_cost` from profiled training steps (``cost.profiles``; None: no
+    record): per step, the 1x1 group's milliseconds, its ``share`` of the step and ``extra``, share / (1 - share),
+    what it adds against a model without it (an upper bound: a shuffle costs a copy), the quantity of the paper's
+    "~7% more wall time" (:data:`PAPER_CONV1X1`)."""
+    if profiled is None:
+        return pd.DataFrame()
+    return pd.DataFrame([{"measure": "time", "source": f"profile_{r.config}.json", "channels": r.channels,
+                          "image_size": r.image_size, "levels": r.levels, "depth": r.depth, "width": r.width,
+                          "batch": r.batch, "precision": r.precision, "conv1x1": r.ms_per_step,
+                          "total": r.ms_per_step / r.share if r.share else math.nan, "share": r.share,
+                          "extra": r.share / (1 - r.share)}
+                         for r in profiled[profiled.group == "conv1x1"].itertuples()])
+
+
+def conv1x1_time_beside_paper(profiled: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`conv1x1_time`'s rows (empty without a profile record) beside the paper's Sec. 5.1 figure, a row at
+    the paper's configuration (``profiles.PAPER_MODEL``, ``PAPER_TRAIN``'s batch) marked as the paper's."""
+    from ..analysis.presentation import beside_paper
+    from ..profiles import PAPER_MODEL, PAPER_TRAIN
+    ours = conv1x1_time(profiled)
+    if not len(ours):
+        return ours
+    paper = pd.DataFrame({"depth": [PAPER_MODEL.depth], "width": [PAPER_MODEL.width], "batch": [PAPER_TRAIN.batch_size],
+                          "extra": [PAPER_CONV1X1["time"]],
+                          "source": ["Kingma & Dhariwal 2018, Sec. 5.1 (CIFAR-10, 3x32x32, full scale, GPUs)"]})
+    columns = ["source", "depth", "width", "batch", "precision", "conv1x1", "share", "extra"]
+    return beside_paper(ours[columns], paper, label="depth")
 
 
 # ---------------------------------------------------------------------------------------------------- claims

@@ -225,11 +225,10 @@ def study_config(profile: str, seed: int = 0) -> RunConfig:
     overrides only what it varies (bit depth, coupling and prior, class conditioning).
 
     Why not the bits/dim table's affine model: an affine inverse divides by the coupling's scale, and at the cpu
-    profile's length the model's T = 1 draws overflow too often for the sanity gates (mnist5k, 1,500 steps: 7.6%
-    of draws; 3,000 steps: 2.0%; the gate allows 1%), whereas an additive inverse only subtracts: at 1,500 steps
-    none of its draws overflowed, and its samples fell just short of the classifier-confidence gate (0.675
-    against 0.676), so the study tier trains it longer. The smoke profile's is tiny (CI): its samples fail the
-    sanity gates, and its claims are then not testable at this scale."""
+    profile's lengths the affine model's T = 1 draws overflow too often for the sanity gates, an additive one's
+    never (``bench/model_gates.py``'s records; the figures are cited beside ``profiles.CPU_STUDY_STEPS``). The
+    smoke profile's is tiny (CI): its samples fail the sanity gates, and its claims are then not testable at
+    this scale."""
     check_choice("profile", profile, PROFILES)
     return profile_config(profile, STUDY_DATASET[profile], "glow", seed, ["model.coupling='additive'"], tier="study")
 

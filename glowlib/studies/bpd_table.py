@@ -1,7 +1,8 @@
 """Bits per dimension (Kingma & Dhariwal 2018, Sec. 5.2, Table 2; MaCow's Tables 2-3): RealNVP, Glow and MaCow,
 with uniform and variational dequantisation, on every dataset present, each row trained with several seeds,
 beside the published numbers; the claims of Table 2 and MaCow's decided by paired tests over the seeds at equal
-training time (``ablation.training_clock``), with equal steps beside (``ablation.paired_claim``). The logic of ``notebooks/bpd_table.py``.
+training time (``ablation.training_clock``), with equal steps beside (``ablation.paired_claim``). The logic of
+``notebooks/bpd_table.py``.
 
 Every row trains the same number of steps as the others of its dataset (equal steps is the default; equal
 training time is read from the measured curves). Its seed-0 models are the ones the samples notebook shows (the table's

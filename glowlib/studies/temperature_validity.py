@@ -51,7 +51,7 @@ def check_parameters(**params) -> SimpleNamespace:
 def validity_config(profile: str, coupling: str, prior: str, seed: int = 0) -> RunConfig:
     """The Glow of the studies' dataset (``base.STUDY_DATASET``) with ``coupling`` and a ``learned`` (split priors
     and top) or ``standard`` normal prior, at the profile's "compare" tier of steps (the bits/dim table's length):
-    the study needs the affine model, whose T = 1 draws overflow at the cpu profile's lengths (1.5% to 8% of them,
+    the study needs the affine model, whose T = 1 draws overflow at the cpu profile's lengths (2.0% to 7.6% of them,
     ``results/bench/model_gates/``) and so fail a sanity gate there whatever the tier; the longer study tier would
     buy no verdict."""
     check_choice("profile", profile, PROFILES)

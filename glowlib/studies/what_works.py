@@ -17,7 +17,7 @@ from ..config import RunConfig, check_choice, check_range
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config
 from ..results import read_table
 from .ablation import ablation, pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from .ablation import CLOCKS, paired_claim, paired_table, read_optional
+from .ablation import CLOCKS, paired_claim, paired_table, read_optional, training_clock
 from .ablation import runs as ablation_runs
 from .base import (NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice, config_parameters, curves, int_in,
                    list_of, n_parameters, need)
@@ -216,16 +216,16 @@ def plot_what_works(summary: pd.DataFrame, reference: str):
 
 
 # ---------------------------------------------------------------------------------------------------- wall time
-def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, wall_s: float, split: str = "test", panel: str | None = None,
+def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, time_s: float, split: str = "test", panel: str | None = None,
                      title: str = ""):
     """``split`` bits/dim against training time on the runs' clock (``ablation.training_clock``: CPU seconds of
     the training process where every run recorded them, else wall seconds), one thin line per run coloured by
-    ``by`` (one panel per value of ``panel`` if given), and ``wall_s`` (the mean time at which pairs were compared,
+    ``by`` (one panel per value of ``panel`` if given), and ``time_s`` (the mean time at which pairs were compared,
     on the same clock) as a dashed line."""
     import matplotlib.pyplot as plt
     by = list(by)
     data = curves_df[curves_df.split == split]
-    clock = "cpu_s" if "cpu_s" in data and np.isfinite(data.cpu_s.to_numpy(float)).all() else "wall_s"
+    clock = training_clock(data)
     panels = list(dict.fromkeys(data[panel])) if panel else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False, sharey=True)
     for ax, value in zip(axes[0], panels):
@@ -237,7 +237,7 @@ def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, wall_s: float, split: str = "t
                 run = run.sort_values(clock)
                 ax.plot(run[clock], run.bpd, color=f"C{i}", lw=1, alpha=0.8,
                         label=" / ".join(map(str, label)) if j == 0 else None)
-        ax.axvline(wall_s, color="k", ls="--", lw=1)
+        ax.axvline(time_s, color="k", ls="--", lw=1)
         lows = part.groupby(by + ["seed"]).bpd.min()
         ax.set_ylim(lows.min() - 0.05, np.percentile(part.bpd, 90) + 0.05)
         ax.set(xlabel=CLOCKS[clock], ylabel=f"{split} bits/dim", title="" if value is None else str(value))

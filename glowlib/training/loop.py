@@ -535,7 +535,8 @@ def _snapshot(r: _Run) -> dict:
     return {**extra, "model": r.model.state_dict(), "ema": r.ema.state_dict(), "optimizer": r.optimizer.state_dict(),
             "step": r.step, "config": r.run.to_dict(), "best_val": r.best_val, "test_at_best": r.test_at_best,
             "lr_scale": r.lr_scale, "nonfinite_events": r.events, "metrics": r.rows, "window": r.window,
-            "window_images": r.window_images, "wall_s": r.wall_s(), "cpu_s": r.cpu_s(), "torch_version": str(torch.__version__),
+            "window_images": r.window_images, "wall_s": r.wall_s(), "cpu_s": r.cpu_s(),
+            "torch_version": str(torch.__version__),
             "allocator": r.allocator, "rng": {"torch": torch.get_rng_state()}, "world_size": r.world,
             "global_batch": r.global_batch, "good_steps": r.good_steps, "stopped": r.stopped,
             "max_minutes": r.run.train.max_minutes, "tf32": tf32_state()}
