@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from bench.common import sample_gates  # noqa: E402
 from glowlib.files import atomic_write_bytes  # noqa: E402
-from glowlib.profiles import profile_config  # noqa: E402
+from glowlib.profiles import CPU_EVALUATIONS, profile_config  # noqa: E402
 from glowlib.results import cpu_name, git_state  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "model_gates"
@@ -35,8 +35,9 @@ ADDITIVE = ["model.coupling='additive'"]
 # name: (overrides of the cpu profile's mnist5k Glow, seed 0, its tier, what it is)
 VARIANTS = {
     "affine_1500": ([], "compare", "the bits/dim table's model: affine coupling, 1,500 steps"),
-    "affine_3000": (["train.steps=3000", "train.eval_every=375", "train.ckpt_every=375"], "compare",
-                    "the same, twice as long"),
+    # the profile's evaluation rule (profiles.profile_config) at 3,000 steps
+    "affine_3000": (["train.steps=3000", f"train.eval_every={3000 // CPU_EVALUATIONS}",
+                     f"train.ckpt_every={3000 // CPU_EVALUATIONS}"], "compare", "the same, twice as long"),
     "additive_1500": (ADDITIVE, "compare", "additive coupling (the official code's qualitative models), 1,500 steps"),
     "additive_2500": (ADDITIVE, "study", "additive coupling, the study tier's steps"),
 }

@@ -98,17 +98,23 @@ def busy_seconds(models) -> float | None:
     return total
 
 
-def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
-    """What a profile's recorded run cost: models (each counted once), training minutes (summed over models, and
-    the wall time they took side by side), notebook minutes, hardware."""
-    records = [r for nb in notebooks if (r := provenance(root / profile / nb)) is not None]
-    if not records:
-        return None
+def training_summary(records) -> dict:
+    """The models that the provenance ``records`` used, each counted once: how many, their training minutes summed
+    and as wall time side by side (None where a finish time is missing), the longest, the threads they ran on."""
     models = {m["key"]: m for r in records for m in r.get("models", {}).values()}
     busy = busy_seconds(models.values())
     return {"n_models": len(models), "train_min": sum(map(training_seconds, models.values())) / 60,
             "train_wall_min": None if busy is None else busy / 60,
             "longest_min": max(map(training_seconds, models.values()), default=0) / 60,
+            "threads": sorted({str(m["threads"]) for m in models.values() if m.get("threads")})}
+
+
+def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
+    """What a profile's recorded run cost: :func:`training_summary`, notebook minutes, hardware."""
+    records = [r for nb in notebooks if (r := provenance(root / profile / nb)) is not None]
+    if not records:
+        return None
+    return {**training_summary(records),
             "notebook_min": sum(r["wall_s"] for r in records) / 60, "n_notebooks": len(records),
             "hardware": "; ".join(sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
                                           f"({r['hardware']['cpu_count']} CPU cores)" for r in records}))}
@@ -145,7 +151,10 @@ def intro(profile: str, root: Path, notebooks) -> str:
         return "\n".join(lines + [f"**No results for profile `{profile}` yet.** Run `make reproduce "
                                   f"PROFILE={profile}`."]) + "\n"
     first = min(r["start_time"] for r in records.values())
-    models = {m["key"]: m for r in records.values() for m in r.get("models", {}).values()}
+    trained = training_summary(records.values())
+    side_by_side = "" if trained["train_wall_min"] is None else (
+        f", {trained['train_wall_min']:.1f} minutes of wall time with trainings side by side"
+        + (f" ({', '.join(trained['threads'])} thread(s) each)" if trained["threads"] else ""))
     shas = sorted({f"{r['git_sha'][:10]}{' (uncommitted changes)' if r['git_dirty'] is True else ''}"
                    for r in records.values()})
     hardware_seen = sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
@@ -158,12 +167,8 @@ def intro(profile: str, root: Path, notebooks) -> str:
               f"- **Code:** git {', '.join(shas)}; torch {torch_versions}",
               f"- **Run:** from {first}; executing the notebooks took "
               f"{sum(r['wall_s'] for r in records.values()) / 60:.1f} minutes",
-              f"- **Training:** {len(models)} models, {sum(map(training_seconds, models.values())) / 60:.1f} "
-              f"minutes in all (each counted once; trained models are cached and shared between notebooks)"
-              + ("" if (busy := busy_seconds(models.values())) is None else
-                 f", {busy / 60:.1f} minutes of wall time with trainings side by side"
-                 + (f" ({', '.join(threads)} thread(s) each)" if (threads := sorted(
-                     {str(m["threads"]) for m in models.values() if m.get("threads")})) else "")), ""]
+              f"- **Training:** {trained['n_models']} models, {trained['train_min']:.1f} minutes in all (each counted "
+              f"once; trained models are cached and shared between notebooks){side_by_side}", ""]
     missing = [nb for nb in notebooks if nb not in records]
     if missing:
         lines += [f"Not yet run for this profile: {', '.join(missing)}.", ""]

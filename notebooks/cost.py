@@ -155,8 +155,8 @@ if fig is not None:
 # ## The 1x1 convolution's cost in time, beside the paper's
 # The share of each profiled training step spent in the invertible 1x1 convolutions (their forward, backward and
 # log-determinants), and what that adds against a model without them (`extra`, share / (1 - share)), beside the
-# paper's Sec. 5.1 figure: about 7% more wall time than a fixed permutation, measured on its GPUs with the full
-# CIFAR-10 model. Ours are CPU steps of smaller configurations (the `source` record's).
+# paper's Sec. 5.1 figure (`ablation.PAPER_CONV1X1`): about 7% more wall time than a fixed permutation, measured on
+# its GPUs with the full CIFAR-10 model. Ours are CPU steps of smaller configurations (the `source` record's).
 
 # %%
 time_1x1 = ablation.conv1x1_time_beside_paper(result.tables.get("profile"))
