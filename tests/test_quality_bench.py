@@ -130,3 +130,11 @@ def test_model_gates_variants_are_the_runs_they_name_and_the_summary_reads_every
         "variant": "x", "steps": 10, "test_bpd_at_best_val": 2.5,
         "gates": [{"gate": "share of non-finite draws", "value": 0.02, "passed": False}]}))
     assert model_gates.summary() == ["x: 10 steps, test 2.500 bits/dim; share of non-finite draws 0.02 (FAIL)"]
+
+
+def test_the_cost_page_records_where_its_quality_and_recipe_records_came_from():
+    from glowlib.studies.cost import cost_tables
+    cost = cost_tables(ROOT / "results" / "bench")
+    for folder in ("quality_vs_time", "recipe"):
+        names = sorted(p.name for p in (ROOT / "results" / "bench" / folder).glob("*.json"))
+        assert names and all(cost.sources[f"{folder}/{n}"]["git_sha"] for n in names), folder

@@ -11,21 +11,29 @@ import pandas as pd
 WORDS = {"ours": "glowlib, cpu profile recipe", "reference": "plain reference, official recipe as ports run it"}
 
 
-def _read(folder: Path, notes: list[str]) -> list[tuple[str, dict]]:
+def _read(folder: Path, notes: list[str], sources: dict) -> list[tuple[str, dict]]:
+    """(name, record) of every JSON record in ``folder``; each record's machine and code go into ``sources``
+    (``<folder>/<file>``: the page's provenance, as ``cost._records`` does for the speed benchmarks), an
+    unreadable one into ``notes``."""
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            out.append((path.stem, json.loads(path.read_text())))
+            record = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             notes.append(f"`{path.name}` could not be read ({e}); it is left out.")
+            continue
+        out.append((path.stem, record))
+        sources[f"{folder.name}/{path.name}"] = {k: record.get(k) for k in ("machine", "threads", "git_sha",
+                                                                            "git_dirty", "time", "load_average_end")}
     return out
 
 
-def quality_vs_time(bench_dir: Path, notes: list[str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def quality_vs_time(bench_dir: Path, notes: list[str],
+                    sources: dict) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """(``chosen``: one row per contender's run and budget, the validation-chosen checkpoint's bits/dim on the
     whole test split; ``curves``: one row per evaluation, seconds of training against validation bits/dim and
     test bits/dim on a class-balanced 2,000-image part of the test split), or Nones with a note."""
-    records = _read(bench_dir / "quality_vs_time", notes)
+    records = _read(bench_dir / "quality_vs_time", notes, sources)
     if not records:
         notes.append("No quality-against-time record: run `python bench/quality_vs_time.py` (see its docstring).")
         return None, None
@@ -39,11 +47,11 @@ def quality_vs_time(bench_dir: Path, notes: list[str]) -> tuple[pd.DataFrame | N
     return pd.DataFrame(chosen), pd.DataFrame(curves)
 
 
-def recipe(bench_dir: Path, notes: list[str]) -> pd.DataFrame | None:
+def recipe(bench_dir: Path, notes: list[str], sources: dict) -> pd.DataFrame | None:
     """One row per recipe experiment: what it changed, its steps and wall time, its best validation bits/dim and
     the difference from the Adam base (same data, seed and wall time), and its sanity gates where checked."""
     rows = []
-    for _, r in _read(bench_dir / "recipe", notes):
+    for _, r in _read(bench_dir / "recipe", notes, sources):
         gates = {g["gate"]: g for g in r.get("gates", [])}
         rows.append({"variant": r["variant"], "dataset": r["config"]["data"]["dataset"], "what": r["what"],
                      "steps": r["steps"], "batch": r["config"]["train"]["batch_size"], "wall_s": r["wall_s"],

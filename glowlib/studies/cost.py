@@ -315,8 +315,8 @@ def cost_tables(bench_dir="results/bench") -> Cost:
     tables["throughput"], tables["peak"] = throughput(train, bench_dir, cost)
     tables["batch_sweep"], tables["compile"] = batch_sweep(bench_dir, cost), compiled(bench_dir, cost)
     tables["profile"] = profiles(bench_dir, cost)
-    tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, cost.notes)
-    tables["recipe"] = recipe(bench_dir, cost.notes)
+    tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, cost.notes, cost.sources)
+    tables["recipe"] = recipe(bench_dir, cost.notes, cost.sources)
     cost.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
     return cost
 
