@@ -40,7 +40,7 @@ n_seeds = 3
 # %%
 from IPython.display import Markdown, display
 
-from glowlib.analysis.presentation import beside_paper, paper_line, percentage, show
+from glowlib.analysis.presentation import beside_paper, percentage, show
 from glowlib.results import Recorder
 from glowlib.studies import bpd_table as study
 
@@ -179,13 +179,7 @@ show(published, "published", columns=["model", "dataset", "bpd", "kind", "source
 # test bits/dim is the dotted line marked `paper:`, reached at full scale (the scale table above gives ours).
 
 # %%
-fig = study.plot_splits(curves, by="model", title="bits/dim by split during training (mean ± std over seeds)")
-table2_rows = published[published.kind == "original"]
-for ax in fig.axes:
-    for row in curves[curves.model == ax.get_title()][["dataset", "model_type"]].drop_duplicates().itertuples():
-        same = table2_rows[(table2_rows.dataset == row.dataset) & (table2_rows.model.str.lower() == row.model_type)]
-        if len(same):
-            paper_line(fig, same.bpd.iloc[0], f"{same.model.iloc[0]} on {row.dataset}, Table 2 (full scale)", [ax])
+fig = study.plot_curves(curves, published, title="bits/dim by split during training (mean ± std over seeds)")
 rec.figure(fig, "curves")
 
 # %%

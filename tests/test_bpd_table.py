@@ -272,3 +272,23 @@ def test_old_results_without_per_seed_tables_say_how_to_remake_them(tmp_path):
     claims = bpd_table.claims("smoke", tmp_path)
     assert len(claims) == 7 and {c.verdict for c in claims} == {NOT_TESTABLE}
     assert "make notebook NB=bpd_table" in claims[0].evidence
+
+
+def test_the_curves_draw_the_papers_table_2_number_only_on_the_same_model_and_data():
+    import matplotlib.pyplot as plt
+    curves = pd.DataFrame([{"model": m, "dataset": d, "model_type": t, "seed": 0, "step": s, "epoch": s / 10,
+                            "split": "test",
+                            "bpd": 4.0 - s / 100}
+                           for m, d, t in (("glow", "cifar10", "glow"), ("macow+vardeq", "cifar10", "macow+vardeq"),
+                                           ("glow (mnist5k)", "mnist5k", "glow"))
+                           for s in (10, 20)])
+    published = pd.DataFrame({"model": ["Glow", "MaCow (variational dequantisation)", "Glow"],
+                              "dataset": ["cifar10", "cifar10", "mnist"], "bpd": [3.35, 3.16, 1.05],
+                              "kind": ["original", "original", "original"], "source": ["a", "b", "c"]})
+    fig = bpd_table.plot_curves(curves, published)
+    lines = {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts() if t.get_text().startswith("paper:")]
+             for ax in fig.axes if ax.get_legend()}
+    assert lines.get("glow") == ["paper: Glow on cifar10, Table 2 (full scale)"]
+    assert lines.get("macow+vardeq") == ["paper: MaCow (variational dequantisation) on cifar10, Table 2 (full scale)"]
+    assert not lines.get("glow (mnist5k)")                    # MNIST is not the same data as mnist5k
+    plt.close(fig)

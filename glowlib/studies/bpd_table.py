@@ -278,6 +278,23 @@ def compare_with_published(ours: pd.DataFrame, scale: pd.DataFrame, published: p
     return pd.DataFrame(rows)
 
 
+def plot_curves(curves_df: pd.DataFrame, published: pd.DataFrame, title: str = ""):
+    """``base.plot_splits`` of the table's curves, one panel per model, with the paper's Table 2 number (rows of
+    kind "original") as a dotted ``paper:`` line in each panel whose model (:data:`PUBLISHED_MODEL`) and dataset
+    it reports: the same data only, so at the small profiles (no CIFAR-10) none."""
+    from ..analysis.presentation import paper_line
+    fig = plot_splits(curves_df, by="model", title=title)
+    table2 = published[published.kind == "original"]
+    for ax in fig.axes:
+        shown = curves_df[curves_df.model == ax.get_title()][["dataset", "model_type"]].drop_duplicates()
+        for row in shown.itertuples():
+            same = table2[(table2.dataset == row.dataset) &
+                          (table2.model.str.lower() == PUBLISHED_MODEL.get(row.model_type, ""))]
+            if len(same):
+                paper_line(fig, same.bpd.iloc[0], f"{same.model.iloc[0]} on {row.dataset}, Table 2 (full scale)", [ax])
+    return fig
+
+
 def explain_differences(comparison: pd.DataFrame) -> list[str]:
     """Sentences, computed from the comparison, saying where ours differs from the published number and why. Ours
     is the mean over seeds with its 95% interval (``ours_ci_low``/``_high``; a table with only ``ours_sem``, one
