@@ -23,8 +23,10 @@ def _read(folder: Path, notes: list[str], sources: dict) -> list[tuple[str, dict
             notes.append(f"`{path.name}` could not be read ({e}); it is left out.")
             continue
         out.append((path.stem, record))
-        sources[f"{folder.name}/{path.name}"] = {k: record.get(k) for k in ("machine", "threads", "git_sha",
-                                                                            "git_dirty", "time", "load_average_end")}
+        sources[f"{folder.name}/{path.name}"] = {"device_name": record.get("machine"), "threads": record.get("threads"),
+                                                 "git_sha": record.get("git_sha"), "git_dirty": record.get("git_dirty"),
+                                                 "time": record.get("time"),
+                                                 "load_average": record.get("load_average_end")}
     return out
 
 
