@@ -44,9 +44,11 @@ PAPER_TRAIN = TrainConfig(batch_size=64, steps=400_000, warmup_steps=5_000, eval
 #   (results/bench/recipe/no_clip.json). beta2 0.999 kept: the official 1 - 1/(steps per epoch), 0.99890 here,
 #   reached 3.851 against 3.823 (results/bench/recipe/beta2_official.json; one seed, so "no better", not "worse").
 # - batch 32: at the wall time of 800 steps of 64 (a step of 32 takes 0.59 of one of 64, measured in alternating
-#   rounds) it reached 3.725 against 3.823, and its T = 1 draws overflowed less (11.6% against 20.6%).
+#   rounds) it reached 3.725 against 3.823, and its T = 1 draws overflowed less (11.6% against 20.6%); batch 128
+#   at the same time reached 4.098 (results/bench/recipe/batch128.json).
 # - width 128 at K=8, not K=16 at width 64: the deeper model reached 3.768 at equal time but 41% of its T = 1
-#   draws overflowed (more affine inverses compound).
+#   draws overflowed (more affine inverses compound); K=4 width 256 reached 4.173 (shallow_wide.json). Both timed
+#   while other trainings shared the machine: their equal-time step ratios are the records' "timing".
 # inv_backprop off: at K=8, width 128 memory is no constraint and recomputation costs ~x1.33 in time
 # (bench/options.py); it changes how, not what, the model computes, so cache keys are the same either way.
 CPU_MODEL = GlowConfig(n_levels=2, depth=8, width=128, inv_backprop=False)
