@@ -15,8 +15,9 @@ PROFILES := smoke cpu gpu paper
 # as threads: glowlib/runtime.py, bench/workers.py); e.g. make models WORKERS=1
 WORKERS ?=
 # one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order from the
-# registry (plain Python, read before .venv exists); claims reads the others' results, so it comes last
-NOTEBOOKS := $(shell python3 glowlib/studies/registry.py)
+# registry (plain Python, read before .venv exists), less those PROFILE leaves out (registry.LEFT_OUT: `make
+# notebook NB=...` still runs one); claims reads the others' results, so it comes last
+NOTEBOOKS := $(shell python3 glowlib/studies/registry.py $(PROFILE))
 RESULTS := results/$(PROFILE)
 EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun

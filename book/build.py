@@ -169,9 +169,13 @@ def intro(profile: str, root: Path, notebooks) -> str:
               f"{sum(r['wall_s'] for r in records.values()) / 60:.1f} minutes",
               f"- **Training:** {trained['n_models']} models, {trained['train_min']:.1f} minutes in all (each counted "
               f"once; trained models are cached and shared between notebooks){side_by_side}", ""]
-    missing = [nb for nb in notebooks if nb not in records]
+    left_out = registry().LEFT_OUT.get(profile, {})
+    missing = [nb for nb in notebooks if nb not in records and nb not in left_out]
     if missing:
         lines += [f"Not yet run for this profile: {', '.join(missing)}.", ""]
+    if left_out:
+        lines += [f"Left out by this profile (their pages say why; each runs with `make notebook NB=...`): "
+                  f"{', '.join(nb for nb in notebooks if nb in left_out)}.", ""]
     scale_csv = root / profile / "bpd_table" / "scale.csv"
     if "bpd_table" in records and scale_csv.is_file():
         lines += ["## How far from the paper's scale", "",
@@ -340,9 +344,14 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
 
 
 def placeholder(profile: str, notebook: str) -> str:
-    return (f"# {notebook} (not run)\n\nThe notebook `notebooks/{notebook}.py` has no results for profile "
-            f"`{profile}` yet. Run `make notebook NB={notebook} PROFILE={profile}`, then `make book "
-            f"PROFILE={profile}`.\n")
+    """The page of a notebook without results: left out by the profile (``registry.LEFT_OUT``, with the reason) or
+    not run yet; either way, how to run it."""
+    left_out = registry().LEFT_OUT.get(profile, {}).get(notebook)
+    why = (f"The `{profile}` profile leaves this study out: {left_out}. Its claims are therefore not testable at "
+           f"this scale (the claims page)." if left_out else
+           f"The notebook `notebooks/{notebook}.py` has no results for profile `{profile}` yet.")
+    return (f"# {notebook} (not run)\n\n{why} Run `make notebook NB={notebook} PROFILE={profile}` (it trains the "
+            f"models it needs first), then `make book PROFILE={profile}`.\n")
 
 
 def copy_tables(source: Path, target: Path, tables) -> None:

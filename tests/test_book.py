@@ -125,11 +125,15 @@ def test_every_page_has_a_title_and_only_real_images(pages):
 
 def test_every_notebook_page_was_run_shows_a_figure_and_no_errors(pages):
     from PIL import Image
+    from glowlib.studies import LEFT_OUT
     profile = _built_profile()
     for nb in NOTEBOOKS:
         path = HTML / "generated" / f"{nb}.html"
         assert path in pages, f"no page for notebook {nb}"
         page = pages[path]
+        if nb in LEFT_OUT.get(profile, {}):      # the profile leaves it out: its page says so, and why
+            assert "(not run)" in page.title and "leaves this study out" in path.read_text(), nb
+            continue
         assert "(not run)" not in page.title, f"{nb} has no results for profile {profile}"
         assert page.images, f"{nb}: the page shows no figure"
         assert not page.errors, f"{nb}: error output on the page: {page.errors}"
@@ -284,6 +288,18 @@ def test_prepare_book_writes_intro_placeholders_and_the_toc(tmp_path):
     assert json.loads((out / "profile.json").read_text())["profile"] == "smoke"
     with pytest.raises(ValueError, match="profile='huge'"):
         build["prepare_book"]("huge", book, root)
+
+
+def test_a_study_the_profile_leaves_out_gets_a_page_saying_why(tmp_path):
+    from glowlib.studies import LEFT_OUT
+    build = _build()
+    profile, left_out = next(iter(LEFT_OUT.items()))
+    out = build["prepare_book"](profile, tmp_path / "book", tmp_path / "results")
+    name, why = next(iter(left_out.items()))
+    page = (out / f"{name}.md").read_text()
+    assert why in page and f"make notebook NB={name} PROFILE={profile}" in page
+    kept = next(nb for nb in NOTEBOOKS if nb not in left_out)
+    assert "has no results" in (out / f"{kept}.md").read_text()
 
 
 def test_toc_lists_every_notebook_in_the_registrys_order():

@@ -93,7 +93,9 @@ def test_the_quality_run_is_the_cpu_tables_longer_headline_row_and_the_figures_m
         same = {k: v for k, v in q.to_dict()["train"].items() if k not in ("steps", "eval_every", "ckpt_every")}
         assert same == {k: v for k, v in row.to_dict()["train"].items() if k not in ("steps", "eval_every",
                                                                                       "ckpt_every")}
-        assert q.to_dict()["model"] == row.to_dict()["model"]
+        # mnist5k's figures judge samples: additive coupling there (the cpu profile's CPU_QUALITY_OVERRIDES)
+        changed = {k for k, v in q.to_dict()["model"].items() if row.to_dict()["model"][k] != v}
+        assert changed == ({"coupling"} if dataset in profiles.CPU_QUALITY_OVERRIDES else set()), dataset
         assert q.key() in {r.key() for r in bpd_table.runs("cpu")}
     assert base.shared_runs("cpu")[0].key() == bpd_table.quality_run("cpu", base.SHARED_DATASET).key()
     # profiles without a separate quality run: the table's seed-0 Glow is the figures' model
@@ -101,6 +103,20 @@ def test_the_quality_run_is_the_cpu_tables_longer_headline_row_and_the_figures_m
     assert base.shared_runs("smoke", "digits")[0].key() == bpd_table.table_run("smoke", "digits", "glow").key()
     with pytest.raises(ValueError, match="tier"):
         profiles.profile_config("cpu", "mnist5k", tier="best")
+
+
+def test_the_cpu_quality_run_of_mnist5k_is_the_gated_additive_study_model():
+    """mnist5k's figures judge samples: its quality run is the additive model bench/model_gates.py passed, the very
+    model of the 5-bit study's 8-bit arm (one training, shared), while Fashion-MNIST's stays affine."""
+    from glowlib.studies import base
+    quality = profiles.profile_config("cpu", "mnist5k", tier="quality")
+    assert quality.key() == base.study_config("cpu").key()
+    assert quality.model.coupling == "additive" and quality.train.steps == profiles.CPU_QUALITY_STEPS["mnist5k"]
+    assert profiles.profile_config("cpu", "fashion_mnist", tier="quality").model.coupling == "affine"
+    assert profiles.profile_config("gpu", "mnist5k", tier="quality").model.coupling == "affine"
+    # nothing is compared on mnist5k at the cpu profile: the table trains no seeds of it, only the quality run
+    assert {r.data.dataset for r in bpd_table.runs("cpu") if r.train.seed > 0} == {"fashion_mnist", "digits"}
+    assert bpd_table.quality_run("cpu", "mnist5k").key() == quality.key()
 
 
 def test_the_study_tier_is_longer_only_where_the_profile_says():

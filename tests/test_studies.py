@@ -37,10 +37,35 @@ def code_of(name: str) -> ast.Module:
 def test_the_registry_is_every_notebook_once_and_pure_python():
     assert sorted(STUDIES) == sorted(p.stem for p in NOTEBOOKS.glob("*.py")) and len(set(STUDIES)) == len(STUDIES)
     assert STUDIES[-1] == "claims", "the claims page reads every other notebook's results"
-    assert not [n for n in ast.walk(ast.parse(Path(registry.__file__).read_text()))
-                if isinstance(n, (ast.Import, ast.ImportFrom))], "the registry imports nothing"
+    imported = [a.name for n in ast.walk(ast.parse(Path(registry.__file__).read_text()))
+                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+    assert imported == ["sys"], "the registry imports nothing but sys (read by the system Python, before .venv)"
     printed = subprocess.run(["python3", registry.__file__], capture_output=True, text=True, check=True).stdout
     assert printed.split() == list(STUDIES)
+
+
+def test_a_profile_leaves_out_only_named_studies_with_a_reason_and_trains_nothing_for_them():
+    for profile, left_out in registry.LEFT_OUT.items():
+        assert set(left_out) <= set(STUDIES) and "claims" not in left_out
+        assert all(len(why) > 40 for why in left_out.values()), "each left-out study says why"
+        printed = subprocess.run(["python3", registry.__file__, profile], capture_output=True, text=True,
+                                 check=True).stdout.split()
+        assert printed == [s for s in STUDIES if s not in left_out] == list(registry.studies_of(profile))
+        trained = {r.key() for r in all_runs(profile)}
+        kept = {r.key() for name in registry.studies_of(profile) for r in study(name).runs(profile)}
+        assert trained == kept
+        for name in left_out:             # a left-out study's own models are not trained (shared ones may be)
+            assert {r.key() for r in study(name).runs(profile)} - kept, name
+    assert registry.studies_of("smoke") == STUDIES          # CI runs every notebook
+
+
+def test_a_left_out_study_is_not_testable_with_the_profile_s_reason(tmp_path):
+    from glowlib.studies.base import NOT_TESTABLE, need
+    profile, (name, why) = next((p, next(iter(o.items()))) for p, o in registry.LEFT_OUT.items())
+    claim = need(profile, tmp_path, name)
+    assert claim.verdict == NOT_TESTABLE and why in claim.evidence and f"NB={name} PROFILE={profile}" in claim.evidence
+    other = next(s for s in STUDIES if s not in registry.LEFT_OUT[profile] and s != "claims")
+    assert "no results" in need(profile, tmp_path, other).evidence
 
 
 def test_the_makefile_and_the_book_read_the_registry():

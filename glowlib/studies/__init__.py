@@ -14,9 +14,9 @@ import importlib
 from types import ModuleType, SimpleNamespace
 
 from ..config import check_choice
-from .registry import PARTS, STUDIES
+from .registry import LEFT_OUT, PARTS, STUDIES, studies_of
 
-__all__ = ["PARTS", "STUDIES", "study", "check_parameters", "all_runs", "all_claims"]
+__all__ = ["LEFT_OUT", "PARTS", "STUDIES", "studies_of", "study", "check_parameters", "all_runs", "all_claims"]
 
 
 def study(name: str) -> ModuleType:
@@ -31,11 +31,12 @@ def check_parameters(name: str, **params) -> SimpleNamespace:
 
 
 def all_runs(profile: str) -> list:
-    """Every RunConfig the notebooks of ``profile`` use, each once, in the order they are trained: the bits/dim
-    table's models first (the paper-figure notebooks share them), then every other study's in the book's order
-    (a run two studies share is trained once, in its first place)."""
+    """Every RunConfig the notebooks that ``profile`` runs use (``registry.studies_of``: a study the profile leaves
+    out trains nothing), each once, in the order they are trained: the bits/dim table's models first (the
+    paper-figure notebooks share them), then every other study's in the book's order (a run two studies share is
+    trained once, in its first place)."""
     unique = {}
-    for name in sorted(STUDIES, key=lambda n: n != "bpd_table"):
+    for name in sorted(studies_of(profile), key=lambda n: n != "bpd_table"):
         for run in study(name).runs(profile):
             unique.setdefault(run.key(), run)
     return list(unique.values())

@@ -23,6 +23,7 @@ from ..data import DATASETS, is_available
 from ..profiles import PROFILES, profile_config
 from ..results import has_results, results_dir
 from ..training import build_model, get_model, trained
+from .registry import LEFT_OUT
 
 SHARED_DATASET = "mnist5k"       # the one model that samples, temperature, interpolation, ... share
 # the 5-bit, temperature-validity and class-conditional studies: labelled images, so the measuring classifier can
@@ -84,12 +85,19 @@ class Experiment:
 
 
 def need(profile: str, root, *notebooks) -> Claim | None:
-    """None when every notebook has results for ``profile``, else a NOT_TESTABLE claim saying how to make them."""
+    """None when every notebook has results for ``profile``, else a NOT_TESTABLE claim saying why: the profile
+    leaves the study out (``registry.LEFT_OUT``, with its reason) or it has not been run, and how to run it."""
     missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
-    if missing:
+    if not missing:
+        return None
+    first = missing[0]
+    run = f"`make notebook NB={first} PROFILE={profile}`"
+    if first in LEFT_OUT.get(profile, {}):
         return Claim("", "paper", notebooks[0], NOT_TESTABLE,
-                     f"no results of {missing} for profile {profile!r}: run `make notebook NB={missing[0]}`")
-    return None
+                     f"the {profile} profile leaves the study {first!r} out: {LEFT_OUT[profile][first]}; {run} "
+                     f"runs it, training its models first")
+    return Claim("", "paper", notebooks[0], NOT_TESTABLE,
+                 f"no results of {missing} for profile {profile!r}: run {run}")
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
