@@ -28,6 +28,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -185,7 +186,8 @@ def train_for(contender: str, budgets_min: list[float], threads: int) -> dict:
         best = min(within, key=lambda s: s["val_bpd"])
         model.load_state_dict(best["state"])
         if contender == "ours":         # kept (out of git) so that its samples can be checked: --gates
-            save_checkpoint(cache_root() / "quality_vs_time" / f"ours_{minutes:g}min.pt",
+            kept = cache_root() / "quality_vs_time" / f"{record_name(contender, [minutes], cpu_name())}.pt"
+            save_checkpoint(kept,
                             {"model": best["state"], "ema": best["state"], "config": run.to_dict(),
                              "step": best["step"], "optimizer": {}})
         test, sem = _score(model, splits.test_x, n_bits)
@@ -195,7 +197,15 @@ def train_for(contender: str, budgets_min: list[float], threads: int) -> dict:
             "recipe": REFERENCE_RECIPE if contender == "reference" else run.to_dict()["train"],
             "model": run.to_dict()["model"], "pilot": pilot, "n_val": N_VAL, "n_test": len(splits.test_x),
             "machine": cpu_name(), "threads": threads, "allocator": allocator, "torch": torch.__version__,
-            "skipped_steps": getattr(trainer, "skipped", None), "load_average_end": os.getloadavg(), **git_state(ROOT), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "skipped_steps": getattr(trainer, "skipped", None), "load_average_end": os.getloadavg(),
+            **git_state(ROOT), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def record_name(contender: str, budgets_min: list[float], machine: str) -> str:
+    """The record's file stem: contender, budgets and the machine (a slug of its CPU name), so that runs on
+    different machines stand side by side instead of replacing each other."""
+    slug = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((r|tm)\)", "", machine.lower())).strip("-")
+    return f"{contender}_{'_'.join(f'{m:g}' for m in budgets_min)}min_{slug}"
 
 
 def add_gates(n: int = 500) -> dict[str, list]:
@@ -206,9 +216,9 @@ def add_gates(n: int = 500) -> dict[str, list]:
     out = {}
     for path in sorted(OUT.glob("ours_*.json")):
         record = json.loads(path.read_text())
-        record["gates"] = {}
+        record.setdefault("gates", {})      # gates recorded before stay: the model may be on another machine
         for minutes in record["budgets_min"]:
-            model_path = cache_root() / "quality_vs_time" / f"ours_{minutes:g}min.pt"
+            model_path = cache_root() / "quality_vs_time" / f"{path.stem}.pt"
             if model_path.is_file():
                 record["gates"][f"{minutes:g}"] = sample_gates(f"ours_{minutes:g}min", load_trained(model_path),
                                                                our_run(), n)
@@ -242,7 +252,7 @@ def main(argv=None) -> int:
             raise SystemExit("ours decays its learning rate to the end of its budget: give one --minutes per run")
         record = train_for(args.contender, args.minutes, args.threads)
         OUT.mkdir(parents=True, exist_ok=True)
-        name = f"{args.contender}_{'_'.join(f'{m:g}' for m in args.minutes)}min.json"
+        name = record_name(args.contender, args.minutes, record["machine"]) + ".json"
         atomic_write_bytes(OUT / name, (json.dumps(record, indent=1) + "\n").encode())
         for c in record["chosen"]:
             print(f"{args.contender} {c['minutes']:g} min: test {c['test_bpd']:.4f} +- {c['test_sem']:.4f} "

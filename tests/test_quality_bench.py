@@ -51,7 +51,8 @@ def test_each_budget_reports_its_validation_chosen_checkpoint_on_the_whole_test_
     assert all(c["train_s"] <= 60 * max(budgets) + 30 for c in record["curve"])      # stops at its budget
     if contender == "ours":                   # the schedule was sized to the budget by a measured pilot
         assert record["pilot"]["s_per_step"] > 0 and record["recipe"]["lr_schedule"] == "cosine"
-        assert (qvt.cache_root() / "quality_vs_time" / f"ours_{budgets[0]:g}min.pt").is_file()
+        name = qvt.record_name("ours", budgets, record["machine"])
+        assert (qvt.cache_root() / "quality_vs_time" / f"{name}.pt").is_file()
     json.dumps(record)                        # the record is plain JSON
 
 
@@ -67,6 +68,26 @@ def test_summary_gathers_every_record(toy):
     rows = qvt.summary()
     assert {r["contender"] for r in rows} == {"reference", "ours"}
     assert {r["minutes"] for r in rows} == {2.0} and not list(qvt.OUT.glob("*.csv"))      # records stay JSON
+
+
+def test_records_from_two_machines_stand_side_by_side_and_keep_their_gates(toy):
+    from glowlib.studies._training_cost import plot_quality_vs_time, quality_summary, quality_vs_time
+    qvt.OUT.mkdir(parents=True)
+    for machine, ours in (("Intel(R) Xeon(R) Processor @ 2.80GHz", 3.3), ("AMD EPYC", 3.4)):
+        for contender, bpd in (("ours", ours), ("reference", 3.9)):
+            record = {"contender": contender, "model": {"precision": "fp32"}, "machine": machine, "threads": 2,
+                      "budgets_min": [25.0], "gates": {"25": {"gates": [{"gate": "g", "passed": True}]}},
+                      "chosen": [{"minutes": 25.0, "step": 5, "train_s": 1500.0, "val_bpd": bpd, "test_bpd": bpd,
+                                  "test_sem": 0.01}],
+                      "curve": [{"step": 5, "train_s": 1500.0, "val_bpd": bpd, "test_curve_bpd": bpd}]}
+            (qvt.OUT / f"{qvt.record_name(contender, [25.0], machine)}.json").write_text(json.dumps(record))
+    assert len(list(qvt.OUT.glob("*.json"))) == 4          # a second machine's run replaces nothing
+    chosen, curves = quality_vs_time(qvt.OUT.parent, [], {})
+    sentences = quality_summary(chosen)
+    assert len(sentences) == 2 and "AMD EPYC" in sentences[1] and "ours 3.400" in sentences[1]
+    assert len(plot_quality_vs_time(chosen, curves).axes) == 2
+    qvt.add_gates()                     # no kept model on this machine: the recorded gates stay
+    assert all(json.loads(p.read_text())["gates"] for p in qvt.OUT.glob("ours_*.json"))
 
 
 def test_recipe_variants_change_only_what_they_name():

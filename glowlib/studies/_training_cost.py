@@ -77,20 +77,25 @@ def plot_quality_vs_time(chosen: pd.DataFrame | None, curves: pd.DataFrame | Non
     if chosen is None or curves is None:
         return None
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
+    machines = list(dict.fromkeys(chosen.device_name))         # one panel per machine: its runs share a clock
+    fig, axes = plt.subplots(1, len(machines), figsize=(7 * len(machines), 4), squeeze=False, sharey=True)
     colours = {"ours": "C0", "reference": "C1"}
-    for run, part in curves.groupby("run", sort=False):
-        c = part.contender.iloc[0]
-        ax.plot(part.train_s / 60, part.test_curve_bpd, color=colours.get(c, "C2"), alpha=0.8,
-                label=f"{WORDS.get(c, c)}, {part.budget_min.iloc[0]:g}-min run")
-    for r in chosen.itertuples():
-        ax.plot(r.minutes, r.test_bpd, "o", color=colours.get(r.contender, "C2"), markersize=7)
-        ax.annotate(f"{r.test_bpd:.3f}", (r.minutes, r.test_bpd), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
-    machine = f"{chosen.device_name.iloc[0]}, {chosen.threads.iloc[0]} threads"
-    ax.set(xlabel="minutes of training", ylabel="test bits/dim", ylim=(None, min(6.0, curves.test_curve_bpd.max())),
-           title=f"Fashion-MNIST: quality against training time\n{machine}")
-    ax.legend(fontsize=8)
+    for ax, machine in zip(axes[0], machines):
+        runs = set(chosen[chosen.device_name == machine].run)
+        for run, part in curves[curves.run.isin(runs)].groupby("run", sort=False):
+            c = part.contender.iloc[0]
+            ax.plot(part.train_s / 60, part.test_curve_bpd, color=colours.get(c, "C2"), alpha=0.8,
+                    label=f"{WORDS.get(c, c)}, {part.budget_min.iloc[0]:g}-min run")
+        here = chosen[chosen.device_name == machine]
+        for r in here.itertuples():
+            ax.plot(r.minutes, r.test_bpd, "o", color=colours.get(r.contender, "C2"), markersize=7)
+            ax.annotate(f"{r.test_bpd:.3f}", (r.minutes, r.test_bpd), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        ax.set(xlabel="minutes of training", ylim=(None, min(6.0, curves.test_curve_bpd.max())),
+               title=f"{machine}, {here.threads.iloc[0]} threads, {here.precision.iloc[0]}")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("test bits/dim")
+    fig.suptitle("Fashion-MNIST: quality against training time")
     fig.tight_layout()
     return fig
 
@@ -100,7 +105,7 @@ def quality_summary(chosen: pd.DataFrame | None) -> list[str]:
     if chosen is None:
         return []
     out = []
-    for minutes, part in chosen.groupby("minutes"):
+    for (_, minutes), part in chosen.groupby(["device_name", "minutes"], sort=False):
         by = {r.contender: r for r in part.itertuples()}
         if {"ours", "reference"} <= set(by):
             o, ref = by["ours"], by["reference"]
