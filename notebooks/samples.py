@@ -9,7 +9,9 @@
 # So: a grid of samples for Glow **and** RealNVP {cite}`dinh2017realnvp` on every dataset of the bits/dim table, and
 # for MaCow {cite}`ma2019macow` and the variational-dequantisation models {cite}`ho2019flowpp` where the table has
 # them, at T = 0.7 and T = 1, from the same trained models
-# as the table (cached; nothing is retrained). Each grid is also saved as its own PNG.
+# as the table (cached; nothing is retrained), and beside them the dataset's longer Glow run where the profile has
+# one ("glow (quality run)": the model the temperature, interpolation, manipulation and nearest-neighbour pages
+# share; every table gives each model's training steps). Each grid is also saved as its own PNG.
 #
 # A grid alone says little (a near-blank grid is still a grid), so every model must first pass three **sanity
 # gates** on its T = 1 samples, and each model's samples are measured in the features of a classifier trained on
@@ -87,7 +89,7 @@ show(study.quality_table(quality), "quality", names={"model_type": "model", "tem
 # temperature, not hidden.
 
 # %%
-show(table, "samples", columns=["dataset", "model_type", "temperature", "n", "pixel_mean", "pixel_std",
+show(table, "samples", columns=["dataset", "model_type", "steps", "temperature", "n", "pixel_mean", "pixel_std",
                                 "clipped_fraction"],
      names={"model_type": "model", "temperature": "T"}, percent=["clipped_fraction"], decimals=2)
 

@@ -311,3 +311,17 @@ def test_the_curves_draw_the_papers_table_2_number_only_on_the_same_model_and_da
     assert lines.get("macow+vardeq") == ["paper: MaCow (variational dequantisation) on cifar10, Table 2 (full scale)"]
     assert not lines.get("glow (mnist5k)")                    # MNIST is not the same data as mnist5k
     plt.close(fig)
+
+
+def test_a_left_out_row_says_why_and_every_row_reports_a_standard_error():
+    from types import SimpleNamespace
+    assert "LEFT_OUT_ROWS" in bpd_table.why_left_out("cpu", "mnist5k", "glow")
+    assert "LEFT_OUT_ROWS" in bpd_table.why_left_out("cpu", "fashion_mnist", "macow+vardeq")
+    assert "trains it only on ['fashion_mnist']" in bpd_table.why_left_out("cpu", "digits", "macow")
+    metrics = pd.DataFrame({"step": [10, 20], "wall_s": [1.0, 2.0], "val_bpd": [3.0, 2.9], "test_bpd": [3.1, 2.8],
+                            "test_sem": [0.02, 0.03]})
+    chosen = bpd_table.chosen_at(metrics)
+    # periodic evaluations saw the whole test split (mnist5k): the chosen evaluation's own error
+    assert bpd_table.test_score(SimpleNamespace(summary={}, metrics=metrics), chosen) == (2.8, 0.03)
+    whole = SimpleNamespace(summary={"test_bpd_full": 2.75, "test_sem_full": 0.01}, metrics=metrics)
+    assert bpd_table.test_score(whole, chosen) == (2.75, 0.01)

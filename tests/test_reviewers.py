@@ -436,3 +436,36 @@ def test_auto_arms_train_only_what_decides_the_claim_at_cpu():
         name = "y_weights" if study is class_conditional else "priors"
         with pytest.raises(ValueError, match=name):
             study.check_parameters(**{**notebook_defaults(study.NOTEBOOK), name: "all"})
+
+
+def test_the_samples_page_shows_the_longer_glow_run_beside_the_tables_rows():
+    from glowlib.studies import bpd_table
+    shown = samples.sample_models("cpu", "mnist5k", bpd_table.TABLE_MODELS)
+    # cpu compares no mnist5k rows: the figures' model is the only one, and it is the quality run
+    assert [(label, run.key()) for label, _, run in shown] == [
+        (samples.QUALITY, bpd_table.quality_run("cpu", "mnist5k").key())]
+    fashion = samples.sample_models("cpu", "fashion_mnist", bpd_table.TABLE_MODELS)
+    assert [label for label, _, _ in fashion] == bpd_table.table_models("cpu", "fashion_mnist") + [samples.QUALITY]
+    assert fashion[-1][2].train.steps > fashion[0][2].train.steps
+    assert samples.sample_models("cpu", "fashion_mnist", ["realnvp"])[-1][0] == "realnvp"   # glow not asked for
+
+
+def test_the_samples_claim_names_the_longer_runs_gates_beside_the_failed_table_rows(tmp_path):
+    bpd = pd.DataFrame({"dataset": ["digits"] * 2, "model_type": ["glow", "realnvp"]})
+    grids = pd.DataFrame({"dataset": ["digits"] * 3, "model_type": ["glow", "realnvp", samples.QUALITY],
+                          "steps": [600, 600, 6000], "temperature": [0.7] * 3})
+    quality = pd.DataFrame([{"dataset": "digits", "source": src, "model_type": m, "temperature": t,
+                             "precision": 0.5, "recall": 0.5, "frechet": 10.0}
+                            for src, m, t in (("real vs real", "", float("nan")), ("model", "glow", 0.7),
+                                              ("model", "realnvp", 0.7), ("model", samples.QUALITY, 0.7))])
+    quality.loc[0, "source"] = samples.REAL_VS_REAL
+    write(tmp_path, "bpd_table", bpd=bpd)
+    write(tmp_path, "samples", samples=grids, quality=quality,
+          gates=gates_of("glow-digits", "realnvp-digits", "glow-quality-digits", fail=["glow-digits"]))
+    [claim] = samples.claims("smoke", tmp_path)
+    assert claim.verdict == NOT_TESTABLE and claim.gate.startswith("glow-digits: pixel mean")
+    assert "longer Glow runs the paper's figures use (digits: 6000 steps) pass every gate" in claim.evidence
+    write(tmp_path, "samples", samples=grids, quality=quality,
+          gates=gates_of("glow-digits", "realnvp-digits", "glow-quality-digits",
+                         fail=["glow-digits", "glow-quality-digits"]))
+    assert "fail too: glow-quality-digits: pixel mean" in samples.claims("smoke", tmp_path)[0].evidence
