@@ -332,10 +332,10 @@ def missing_data(profile: str, runs) -> list[tuple[str, str]]:
 
 
 def makespan(seconds, n_workers: int) -> float:
-    """Wall time of ``n_workers`` processes working through trainings of ``seconds`` (in list order, each taken by
-    the first worker free, as ``glowlib.workers`` share a list)."""
+    """Wall time of ``n_workers`` processes working through trainings of ``seconds``, longest first, each taken by
+    the first worker free (as ``python -m glowlib models`` deals them: ``glowlib.workers.longest_first``)."""
     loads = [0.0] * n_workers
-    for s in seconds:
+    for s in sorted(seconds, key=lambda s: -s if s == s else 0.0):
         loads[loads.index(min(loads))] += s
     return max(loads)
 

@@ -41,6 +41,15 @@ def order_for(runs: list, worker_index: int = 0, n_workers: int = 1, only_mine: 
     return mine if only_mine else mine + [r for r in runs if not any(r is m for m in mine)]
 
 
+def longest_first(runs: list, seconds=measured_seconds) -> list:
+    """``runs`` with the longest estimated first (``seconds(run)``: the plan's kept measurements; unmeasured runs
+    keep their order, after the measured ones): dealt out in turn to the workers, a long run started last would
+    leave one worker training alone at the end."""
+    estimates = [seconds(run) for run in runs]
+    order = sorted(range(len(runs)), key=lambda i: (estimates[i] is None, -(estimates[i] or 0.0), i))
+    return [runs[i] for i in order]
+
+
 def work_through(runs: list, progress=True, log=print, name: str = "") -> dict[str, str]:
     """Train every run of ``runs`` that is not cached, skipping those another process holds and coming back to
     them at the end (waiting for each still held). Returns {cache key: what happened} (``train_if_free``'s

@@ -91,6 +91,7 @@ def test_the_total_is_the_wall_time_of_the_workers_sharing_the_list():
     assert plan.makespan([1, 1, 1, 1], 2) == 2
     assert plan.makespan([1, 2, 3], 1) == 6
     assert plan.makespan([5], 4) == 5
+    assert plan.makespan([1, 1, 1, 1, 4], 2) == 4                 # dealt longest first, not in list order (5)
 
 
 def test_a_cpu_step_is_measured_at_the_threads_a_worker_gets(two_runs):

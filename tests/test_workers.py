@@ -147,3 +147,9 @@ def test_a_finished_run_says_when_it_finished_and_on_how_many_threads(tmp_path, 
     done.write_text(json.dumps(written))
     os.utime(done, (1_700_000_000, 1_700_000_000))                  # 2023-11-14
     assert trained(run, progress=False).summary["finished"].startswith("2023-11-1")
+
+
+def test_workers_are_dealt_the_longest_runs_first_and_unmeasured_ones_last():
+    from glowlib.workers import longest_first
+    seconds = {"a": 10.0, "b": None, "c": 300.0, "d": 10.0, "e": None}
+    assert longest_first(list("abcde"), seconds.get) == ["c", "a", "d", "b", "e"]
