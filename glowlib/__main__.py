@@ -35,7 +35,7 @@ from .studies.base import classifier_datasets
 from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of,
                        train)
 from .runtime import default_workers
-from .workers import longest_first, order_for, run_workers, work_through
+from .workers import order_for, run_workers, work_through
 
 
 # papermill's parameter options: (short, long) -> (how many values follow, form)
@@ -167,7 +167,8 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
         if n_workers > 1:
             raise ValueError("--workers N starts N workers on this machine; with --n-workers (several machines) "
                              "start one per machine (--workers 1)")
-        status = run_workers(longest_first(runs), workers, progress="lines" if progress else False)
+        status = run_workers(planning.longest_first(runs, planning.measured_seconds), workers,
+                             progress="lines" if progress else False)
         if status:
             return status
     else:

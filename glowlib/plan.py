@@ -331,11 +331,21 @@ def missing_data(profile: str, runs) -> list[tuple[str, str]]:
     return [(d, HOW_TO_GET[d]) for d in needed if not is_available(d)]
 
 
+def longest_first(items: list, seconds) -> list:
+    """``items`` with the longest estimated first (``seconds(item)``; None or NaN: unmeasured, after the measured
+    ones in their order): the order in which ``python -m glowlib models`` deals trainings to its workers, since a
+    long run started last would leave one worker training alone at the end."""
+    estimates = [seconds(item) for item in items]
+    known = [e is not None and e == e for e in estimates]
+    order = sorted(range(len(items)), key=lambda i: (not known[i], -estimates[i] if known[i] else 0.0, i))
+    return [items[i] for i in order]
+
+
 def makespan(seconds, n_workers: int) -> float:
-    """Wall time of ``n_workers`` processes working through trainings of ``seconds``, longest first, each taken by
-    the first worker free (as ``python -m glowlib models`` deals them: ``glowlib.workers.longest_first``)."""
+    """Wall time of ``n_workers`` processes working through trainings of ``seconds``, dealt as the workers deal
+    them (:func:`longest_first`), each taken by the first worker free."""
     loads = [0.0] * n_workers
-    for s in sorted(seconds, key=lambda s: -s if s == s else 0.0):
+    for s in longest_first(list(seconds), lambda s: s):
         loads[loads.index(min(loads))] += s
     return max(loads)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .plan import describe, hours, measured_seconds
+from .plan import longest_first  # noqa: F401  (the order python -m glowlib models deals runs in)
 from .runtime import visible_gpus, worker_threads
 from .training.cache import run_dir, train_if_free
 
@@ -39,15 +40,6 @@ def order_for(runs: list, worker_index: int = 0, n_workers: int = 1, only_mine: 
         raise ValueError(f"worker_index={worker_index} must be in [0, n_workers={n_workers})")
     mine = runs[worker_index::n_workers]
     return mine if only_mine else mine + [r for r in runs if not any(r is m for m in mine)]
-
-
-def longest_first(runs: list, seconds=measured_seconds) -> list:
-    """``runs`` with the longest estimated first (``seconds(run)``: the plan's kept measurements; unmeasured runs
-    keep their order, after the measured ones): dealt out in turn to the workers, a long run started last would
-    leave one worker training alone at the end."""
-    estimates = [seconds(run) for run in runs]
-    order = sorted(range(len(runs)), key=lambda i: (estimates[i] is None, -(estimates[i] or 0.0), i))
-    return [runs[i] for i in order]
 
 
 def work_through(runs: list, progress=True, log=print, name: str = "") -> dict[str, str]:

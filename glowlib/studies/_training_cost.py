@@ -81,12 +81,11 @@ def plot_quality_vs_time(chosen: pd.DataFrame | None, curves: pd.DataFrame | Non
     fig, axes = plt.subplots(1, len(machines), figsize=(7 * len(machines), 4), squeeze=False, sharey=True)
     colours = {"ours": "C0", "reference": "C1"}
     for ax, machine in zip(axes[0], machines):
-        runs = set(chosen[chosen.device_name == machine].run)
-        for run, part in curves[curves.run.isin(runs)].groupby("run", sort=False):
+        here = chosen[chosen.device_name == machine]
+        for run, part in curves[curves.run.isin(set(here.run))].groupby("run", sort=False):
             c = part.contender.iloc[0]
             ax.plot(part.train_s / 60, part.test_curve_bpd, color=colours.get(c, "C2"), alpha=0.8,
                     label=f"{WORDS.get(c, c)}, {part.budget_min.iloc[0]:g}-min run")
-        here = chosen[chosen.device_name == machine]
         for r in here.itertuples():
             ax.plot(r.minutes, r.test_bpd, "o", color=colours.get(r.contender, "C2"), markersize=7)
             ax.annotate(f"{r.test_bpd:.3f}", (r.minutes, r.test_bpd), textcoords="offset points", xytext=(4, 4),

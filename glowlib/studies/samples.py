@@ -28,6 +28,7 @@ MEASURES = ("precision", "recall", "frechet")
 # table's rows: at cpu the table's rows are short runs judged by likelihood, and this is the model whose samples
 # the paper's figures use
 QUALITY = "glow (quality run)"
+QUALITY_SLUG = "glow-quality"          # in its grids' file names and its model name, glow-quality-<dataset>
 
 
 def check_parameters(**params) -> SimpleNamespace:
@@ -45,7 +46,7 @@ def sample_models(profile: str, dataset: str, model_types) -> list[tuple]:
     table's rows among ``model_types``, then the dataset's longer Glow run where the profile has one."""
     out = [(m, m, table_run(profile, dataset, m)) for m in model_types if m in table_models(profile, dataset)]
     longer = quality_run(profile, dataset) if "glow" in model_types else None
-    return out + ([(QUALITY, "glow-quality", longer)] if longer is not None else [])
+    return out + ([(QUALITY, QUALITY_SLUG, longer)] if longer is not None else [])
 
 
 def sample_grids(profile: str, datasets, model_types, temperatures, n: int, seed: int,
@@ -157,7 +158,7 @@ def claims(profile: str, root=None) -> list[Claim]:
                        f"Fréchet {r.frechet:.1f} (real "
                        f"{r.frechet_real_vs_real:.1f})" for r in at.itertuples())
     grids = f"{len(needed)} of {len(needed)} (dataset, model) rows of the bits/dim table have sample grids"
-    longer = sorted(set(gates.model[gates.model.str.startswith("glow-quality-")]))
+    longer = sorted(set(gates.model[gates.model.str.startswith(f"{QUALITY_SLUG}-")]))
     longer_failed = failed_gates_of(gates, longer)
     steps = dict(zip(s.dataset[s.model_type == QUALITY], s.steps[s.model_type == QUALITY])) if "steps" in s else {}
     beside = "" if not longer else (
