@@ -12,7 +12,7 @@ import torch
 
 from glowlib.training import load_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETS = ["model.depth=1", "model.width=8", "train.steps=8", "train.eval_every=4", "train.init_batch=32",
         "train.n_train_eval=64", "data.n_val=64", "train.device='cpu'"]
 

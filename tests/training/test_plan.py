@@ -12,7 +12,7 @@ import glowlib.plan as plan
 from glowlib.profiles import profile_config
 from glowlib.training import run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny(seed=0, dataset="digits", **train):

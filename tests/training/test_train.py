@@ -14,7 +14,7 @@ from glowlib.training import get_model, run_dir, trained
 from glowlib.profiles import profile_config
 from glowlib.training import CheckpointError, TrainingFailed, evaluate, load_checkpoint, load_trained, train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOSSES = ["train_bpd", "train_eval_bpd", "val_bpd", "test_bpd"]
 
 

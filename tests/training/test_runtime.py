@@ -8,7 +8,7 @@ import pytest
 
 from glowlib import runtime
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # malloc 64 MiB, write it, free it, then ask glibc how much free memory its heap holds (mallinfo2, glibc >= 2.33)
 PROBE = """

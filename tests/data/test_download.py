@@ -19,7 +19,7 @@ pytest.importorskip("pooch")
 from glowlib import data as gd  # noqa: E402
 from glowlib import download as dl  # noqa: E402
 from glowlib.download import DownloadError, Remote, download  # noqa: E402
-from test_data import make_cifar_dir, make_idx_dir, set_counts  # noqa: E402
+from fakedata import make_cifar_dir, make_idx_dir, set_counts  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

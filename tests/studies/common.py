@@ -19,7 +19,7 @@ from glowlib.layers import bf16_support
 from glowlib.studies import STUDIES, all_claims, all_runs, check_parameters, registry, study
 from glowlib.studies.base import NOT_TESTABLE, Claim
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -116,14 +116,14 @@ def test_parameter_cells_carry_no_trailing_comments():
 # ---------------------------------------------------------------------------------------------------- runs, claims
 def test_the_run_lists_are_the_recorded_ones():
     """Each key names a cached model, so a change to what the notebooks train retrains models: it must be a
-    decision, re-recorded with tests/data/record_run_keys.py, never a side effect."""
-    recorded = json.loads((ROOT / "tests" / "data" / "all_runs_keys.json").read_text())
+    decision, re-recorded with tests/fixtures/record_run_keys.py, never a side effect."""
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "all_runs_keys.json").read_text())
     here = {"bf16_fast_cpu": bf16_support("cpu")[0], "available": [d for d in DATASETS if is_available(d)]}
     if here != recorded["environment"] or sys.modules["torch"].cuda.is_available():
         pytest.skip(f"the recorded keys are for {recorded['environment']} on a CPU; this machine has {here}")
     for profile in ("smoke", "cpu"):
         assert [r.key() for r in all_runs(profile)] == recorded[profile], \
-            f"{profile}: the run list changed; if that is intended, run tests/data/record_run_keys.py"
+            f"{profile}: the run list changed; if that is intended, run tests/fixtures/record_run_keys.py"
 
 
 def test_all_claims_come_in_the_books_order_each_from_its_study(tmp_path):
