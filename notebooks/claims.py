@@ -35,7 +35,7 @@ rec = Recorder("claims", p.out_dir, p.profile, None, vars(p), study.device())
 
 # %%
 previous = study.previous_table(p.out_dir)
-table = study.claims_table(p.profile)
+table, numbers = study.claims_and_numbers(p.profile)
 counts = table.verdict.value_counts()
 display(Markdown(f"**Profile `{p.profile}`:** " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."))
 display(HTML(study.claims_html(table)))
@@ -60,6 +60,7 @@ rec.figure(fig, "verdicts")
 
 # %%
 rec.table(table, "claims", keys=["id"])
+rec.table(numbers, "claim_numbers", keys=["id", "name"])
 if not changes.empty:
     rec.table(changes, "changes", keys=["id"])
 wall_s = rec.finish()["wall_s"]

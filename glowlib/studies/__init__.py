@@ -1,8 +1,8 @@
 """One module per notebook: ``glowlib.studies.<name>`` holds everything ``notebooks/<name>.py`` computes and plots.
 
 Each study module defines ``PARAMETERS`` (its notebook's parameters, name -> checker), ``check_parameters(**params)``,
-``runs(profile)`` (the trained models its notebook uses at its default parameters; [] if none), ``claims(profile,
-root)`` (the claims its results decide; [] if none), and its tables and figures. ``registry.STUDIES`` lists them in
+``runs(profile)`` (the trained models its notebook uses at its default parameters; [] if none), ``CLAIMS`` (the
+claims its results decide, declared once: ``analysis.claims.ClaimSpec``; () if none), and its tables and figures. ``registry.STUDIES`` lists them in
 the book's order; ``base`` holds what several share.
 
 This package imports only the registry and the config's checks: a study module is loaded when it is asked for
@@ -16,7 +16,7 @@ from types import ModuleType, SimpleNamespace
 from ..config import check_choice
 from .registry import LEFT_OUT, PARTS, STUDIES, studies_of
 
-__all__ = ["LEFT_OUT", "PARTS", "STUDIES", "studies_of", "study", "check_parameters", "all_runs", "all_claims"]
+__all__ = ["LEFT_OUT", "PARTS", "STUDIES", "studies_of", "study", "check_parameters", "all_runs", "all_claims", "claim_specs"]
 
 
 def study(name: str) -> ModuleType:
@@ -42,7 +42,14 @@ def all_runs(profile: str) -> list:
     return list(unique.values())
 
 
-def all_claims(profile: str, root=None) -> list:
-    """Every study's claims (``base.Claim``), each decided from the results of ``profile`` under ``root``, in the
-    book's order."""
-    return [claim for name in STUDIES for claim in study(name).claims(profile, root)]
+def claim_specs() -> list:
+    """Every study's declared claims (``analysis.claims.ClaimSpec``, each study's ``CLAIMS``), in the book's
+    order."""
+    return [spec for name in STUDIES for spec in study(name).CLAIMS]
+
+
+def all_claims(profile: str, root=None) -> tuple:
+    """(claims table, numbers table): every declared claim decided from the results of ``profile`` under ``root``
+    (``analysis.claims.decide_claims``), in the book's order."""
+    from ..analysis.claims import decide_claims
+    return decide_claims(claim_specs(), profile, root, LEFT_OUT.get(profile, {}))

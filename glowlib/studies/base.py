@@ -314,3 +314,26 @@ def show(image: np.ndarray, title: str = "", zoom: float = 2.0):
     ax.set_title(title, fontsize="small")
     ax.axis("off")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------- page values
+def publish(out_dir, **values) -> dict:
+    """The numbers a page's words quote, computed by its study: written to ``values.json`` beside the page's tables
+    and glued (myst-nb's ``glue``), so that the notebook's markdown fills them in with ``{glue:text}`name``` and
+    never builds a sentence in Python. Values are numbers or short strings; numpy scalars become Python ones."""
+    import json
+    from pathlib import Path
+
+    from myst_nb import glue
+
+    from ..files import atomic_write_bytes
+    clean = {}
+    for name, value in values.items():
+        value = value.item() if hasattr(value, "item") else value
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            raise ValueError(f"page value {name}={value!r} must be a number or a string")
+        clean[name] = value
+    atomic_write_bytes(Path(out_dir) / "values.json", (json.dumps(clean, indent=1, sort_keys=True) + "\n").encode())
+    for name, value in clean.items():
+        glue(name, value, display=False)
+    return clean

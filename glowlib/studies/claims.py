@@ -1,5 +1,5 @@
 """The claims page: every claim of the paper (Kingma & Dhariwal 2018) and every reviewer question, each with a
-verdict computed from the results of the study that decides it (each study's ``claims``, gathered in the book's
+verdict computed from the results of the study that decides it (each study's ``CLAIMS``, decided in the book's
 order by ``glowlib.studies.all_claims``). The logic of ``notebooks/claims.py``."""
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pandas as pd
 
 from ..config import check_choice
 from ..profiles import PROFILES
+from ..analysis.claims import COLUMNS as CLAIM_COLUMNS
 from . import all_claims
-from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS, Claim
+from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
 from .base import device  # noqa: F401  (the notebook calls it through this module)
 from .base import check_values
 
@@ -28,24 +29,21 @@ def runs(profile: str) -> list:
     return []
 
 
-def claims(profile: str, root=None) -> list[Claim]:
-    """None of its own: the page gathers the other studies' (:func:`claims_table`)."""
-    return []
-
-
-# the claims table's columns, in order; empty where a column does not apply to a claim
-COLUMNS = ("id", "claim", "source", "verdict", "difference", "ci_low", "ci_high", "n_seeds", "test", "gate",
-           "evidence", "where")
+CLAIMS = ()          # none of its own: the page gathers every study's (:func:`claims_table`)
+COLUMNS = CLAIM_COLUMNS
 COLOURS = {CONFIRMED: "#1a7f37", CONTRADICTED: "#cf222e", INCONCLUSIVE: "#9a6700", NOT_TESTABLE: "#6e7781"}
 
 
 def claims_table(profile: str, root=None) -> pd.DataFrame:
     """Every claim of the paper and every reviewer question, each with a verdict computed from the other
-    notebooks' results of ``profile``: one row per claim in :data:`COLUMNS`."""
+    notebooks' results of ``profile``: one row per claim in :data:`COLUMNS`, keyed by its stable id."""
+    return claims_and_numbers(profile, root)[0]
+
+
+def claims_and_numbers(profile: str, root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`claims_table` and the numbers each claim rests on (one row per claim and named number)."""
     check_choice("profile", profile, PROFILES)
-    table = pd.DataFrame([c.__dict__ for c in all_claims(profile, root)])
-    table.insert(0, "id", [f"C{i + 1}" for i in range(len(table))])
-    return table[list(COLUMNS)]
+    return all_claims(profile, root)
 
 
 def previous_table(out_dir) -> pd.DataFrame | None:
@@ -67,15 +65,18 @@ def _basis(row) -> str:
 
 
 def verdict_changes(previous: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame:
-    """Each claim whose verdict differs from the previous run's (matched by the claim's text): what it was, what it
-    is, and how each was decided, so a reader sees why it changed."""
+    """Each claim whose verdict differs from the previous run's, matched by its stable id (a previous table of
+    positional ids, ``C1``, ``C2``, ..., is matched by the claim's text instead), with what it was, what it is, and
+    how each was decided, so a reader sees why it changed."""
     columns = ["id", "claim", "before", "after", "decided before by", "decided now by"]
-    if previous is None or "claim" not in previous.columns:
+    if previous is None or not {"id", "claim", "verdict"} <= set(previous.columns):
         return pd.DataFrame(columns=columns)
-    before = {r["claim"]: r for r in previous.to_dict("records")}
-    rows = [{"id": r["id"], "claim": r["claim"], "before": before[r["claim"]]["verdict"], "after": r["verdict"],
-             "decided before by": _basis(before[r["claim"]]), "decided now by": _basis(r)}
-            for r in table.to_dict("records") if r["claim"] in before and before[r["claim"]]["verdict"] != r["verdict"]]
+    positional = previous.id.astype(str).str.fullmatch(r"C\d+").all()
+    key = "claim" if positional else "id"
+    before = {r[key]: r for r in previous.to_dict("records")}
+    rows = [{"id": r["id"], "claim": r["claim"], "before": before[r[key]]["verdict"], "after": r["verdict"],
+             "decided before by": _basis(before[r[key]]), "decided now by": _basis(r)}
+            for r in table.to_dict("records") if r[key] in before and before[r[key]]["verdict"] != r["verdict"]]
     return pd.DataFrame(rows, columns=columns)
 
 

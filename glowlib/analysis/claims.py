@@ -1,0 +1,155 @@
+"""Claims as data, decided by one engine.
+
+A study declares each claim it decides once, where the study lives (``CLAIMS`` in ``glowlib.studies.<study>``), as
+a :class:`ClaimSpec`: a stable id ``<study>.<name>``, the claim's text, where it comes from, the other notebooks
+whose results it reads, and a ``decide`` function. ``decide`` reads recorded tables through :class:`Results` and
+returns an :class:`Outcome`: a ``stats.Decision`` (verdict, paired difference and interval, test, failed gate, why
+not testable) and a dict of named numbers. It builds no sentence: the page that shows a claim explains it.
+
+:func:`decide_claims` does for every claim what each study once repeated: results missing at the profile (or the
+study left out of it), a table a claim reads missing from older results, and the row of the claims table. The id
+never depends on a claim's position, so adding or renaming a claim renumbers nothing, and two runs of the claims
+page are compared by id.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import pandas as pd
+
+from ..results import has_results, read_table, results_dir
+from .stats import NOT_TESTABLE, VERDICTS, Decision
+
+# Where a claim comes from: the Glow or MaCow paper itself, their reviews, or what users of the peer repositories
+# ask for (a question the paper never answered is not the paper's claim)
+SOURCES = ("paper", "reviewers", "users")
+# the claims table's columns, in order: the decision's numbers in their own columns, one short line of evidence
+# (which comparison decided, or why a claim is not testable), the page that explains it and the command that
+# reruns that page
+COLUMNS = ("id", "claim", "source", "verdict", "difference", "ci_low", "ci_high", "n_seeds", "test", "gate",
+           "evidence", "where", "rerun")
+NUMBER_COLUMNS = ("id", "name", "value")
+
+
+class Stale(LookupError):
+    """A table a claim reads is missing from its notebook's results: they were recorded by an older glowlib."""
+
+    def __init__(self, notebook: str, name: str):
+        super().__init__(f"{notebook}/{name}.csv")
+        self.notebook, self.name = notebook, name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``decide`` returns: the decision and the numbers it rests on (name -> value), and which comparison or
+    cell decided it (a short label, e.g. ``"equal_steps affine: shuffle - reverse"``)."""
+
+    decision: Decision
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    decided_by: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim, declared once. ``reads``: notebooks besides the claim's own study whose results it needs."""
+
+    id: str
+    text: str
+    source: str
+    decide: Callable[["Results"], Outcome]
+    reads: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        study, _, name = self.id.partition(".")
+        if not (study.isidentifier() and name.isidentifier()):
+            raise ValueError(f"claim id {self.id!r} must be '<study>.<name>', e.g. 'ablation.permutation_order'")
+        if self.source not in SOURCES:
+            raise ValueError(f"claim {self.id}: source={self.source!r} must be one of {SOURCES}")
+        if not self.text.strip():
+            raise ValueError(f"claim {self.id} has no text")
+
+    @property
+    def study(self) -> str:
+        return self.id.partition(".")[0]
+
+
+class Results:
+    """The recorded tables of one profile, read on demand (``results/<profile>/<notebook>/<name>.csv``)."""
+
+    def __init__(self, profile: str, root=None):
+        self.profile, self.root = profile, root
+        self._cache = {}
+
+    def table(self, notebook: str, name: str) -> pd.DataFrame:
+        """A recorded table; :class:`Stale` where the notebook's results predate it."""
+        key = (notebook, name)
+        if key not in self._cache:
+            if not (results_dir(self.profile, notebook, self.root) / f"{name}.csv").is_file():
+                raise Stale(notebook, name)
+            self._cache[key] = read_table(self.profile, notebook, name, self.root)
+        return self._cache[key]
+
+    def optional(self, notebook: str, name: str) -> pd.DataFrame | None:
+        """A recorded table, or None where the notebook's results predate it."""
+        try:
+            return self.table(notebook, name)
+        except Stale:
+            return None
+
+
+def rerun_command(notebook: str, profile: str) -> str:
+    return "make notebook NB=" + notebook + " PROFILE=" + profile
+
+
+def not_testable(reason: str) -> Outcome:
+    return Outcome(Decision(NOT_TESTABLE, reason=reason))
+
+
+def decide_claim(spec: ClaimSpec, profile: str, root=None, left_out: Mapping[str, str] | None = None) -> tuple:
+    """(row of the claims table, {name: number}) for one claim at ``profile``. ``left_out``: the studies the
+    profile does not run, with the reason."""
+    left_out = left_out or {}
+    notebooks = (spec.study, *spec.reads)
+    missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
+    if missing:
+        first = missing[0]
+        why = (f"not run at the {profile} profile: {left_out[first]}" if first in left_out
+               else f"no results of {first} at the {profile} profile")
+        outcome, rerun = not_testable(why), rerun_command(first, profile)
+    else:
+        try:
+            outcome = spec.decide(Results(profile, root))
+        except Stale as stale:
+            outcome = not_testable(f"the results of {stale.notebook} predate {stale.name}.csv")
+            stale_nb = stale.notebook
+        else:
+            stale_nb = spec.study
+        rerun = rerun_command(stale_nb, profile)
+    d = outcome.decision
+    if d.verdict not in VERDICTS:
+        raise ValueError(f"claim {spec.id}: verdict {d.verdict!r} is not one of {VERDICTS}")
+    evidence = d.reason if d.verdict == NOT_TESTABLE and d.reason else outcome.decided_by
+    row = {"id": spec.id, "claim": spec.text, "source": spec.source, "verdict": d.verdict,
+           "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "n_seeds": d.n_seeds,
+           "test": d.test, "gate": d.gate, "evidence": evidence, "where": spec.study, "rerun": rerun}
+    numbers = {k: float(v) for k, v in outcome.numbers.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(float(v))}
+    return row, numbers
+
+
+def decide_claims(specs, profile: str, root=None, left_out: Mapping[str, str] | None = None) -> tuple:
+    """The claims table (one row per claim, :data:`COLUMNS`) and its numbers (one row per claim and named number,
+    :data:`NUMBER_COLUMNS`) of ``specs`` at ``profile``. Ids must be unique."""
+    specs = list(specs)
+    seen = [s.id for s in specs]
+    repeated = sorted({i for i in seen if seen.count(i) > 1})
+    if repeated:
+        raise ValueError(f"claim ids {repeated} are declared more than once")
+    rows, numbers = [], []
+    for spec in specs:
+        row, named = decide_claim(spec, profile, root, left_out)
+        rows.append(row)
+        numbers += [{"id": spec.id, "name": k, "value": v} for k, v in named.items()]
+    return pd.DataFrame(rows, columns=list(COLUMNS)), pd.DataFrame(numbers, columns=list(NUMBER_COLUMNS))

@@ -1,0 +1,194 @@
+"""Paired comparisons of trained models over training seeds, at equal steps and at equal training time.
+
+A claim such as "the learned 1x1 convolution beats shuffle" compares two arms, each trained with the same seeds
+(the same data order, noise and initialisation stream on both sides), so their difference is paired by seed
+(``stats.decide_paired``). The studies that compare models (the permutation ablation, the bits/dim table, what makes
+Glow work) all decide their claims here, from per-seed rows (:func:`paired_table`) that they record as ``pairs``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .claims import Outcome
+from .stats import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, Decision, decide_paired
+
+# Every comparison of two models is made twice, paired by training seed (the same seed: the same data order, noise
+# and initialisation stream on both sides), and both are shown:
+# - at equal steps: each run's whole training, the same steps and batch on both sides;
+# - at equal training time, measured: the two runs of one seed are cut at the shorter run's total training time
+#   (its clock at its last evaluation in metrics.csv, which counts the periodic evaluations that both runs make on
+#   the same images), each reporting what it would have reported had it stopped then (:func:`chosen_at`).
+# The clock (:func:`training_clock`) is the training process's CPU seconds where both runs recorded them (training
+# on a CPU: one worker per core, so CPU seconds are the run's compute, which other processes on the machine cannot
+# stretch as they stretch its wall time), else wall seconds (a GPU, one worker per GPU; or runs of an older glowlib).
+# Each claim's verdict says which of the two decides it, and why.
+BASES = {"equal_steps": "equal steps", "equal_time": "equal training time"}
+CLOCKS = {"cpu_s": "CPU seconds of the training process", "wall_s": "wall seconds"}
+PAIR_KEYS = ["group", "a", "b", "seed"]
+# what a pair's value measures: the test bits/dim of the validation-chosen evaluation ("bpd"), or the mean of the
+# test curve over the evaluations (lower: ahead during training, "curve_mean")
+PAIR_METRICS = {"bpd": "test bits/dim of the validation-chosen evaluation",
+                "curve_mean": "mean test bits/dim over the evaluations (lower: ahead during training)"}
+# the comparisons' verdicts combine into the claim's: any contradicted makes it contradicted; else any not testable
+# or inconclusive makes it that; it is confirmed only when every comparison confirms it
+_PRECEDENCE = (CONTRADICTED, NOT_TESTABLE, INCONCLUSIVE)
+
+
+def training_clock(*metrics: pd.DataFrame) -> str:
+    """The column of metrics.csv that times the runs ``metrics`` alike (:data:`CLOCKS`): "cpu_s" when every one
+    recorded a finite value at every evaluation, else "wall_s"."""
+    def has_cpu(m):
+        return "cpu_s" in m and len(m) > 0 and bool(np.isfinite(m.cpu_s.to_numpy(float)).all())
+    return "cpu_s" if metrics and all(has_cpu(m) for m in metrics) else "wall_s"
+
+
+def chosen_at(metrics: pd.DataFrame, time_s: float = math.inf, clock: str = "wall_s") -> dict:
+    """What a run would have reported had it stopped at ``time_s`` seconds of training on ``clock`` (a column of
+    :data:`CLOCKS`): among its evaluations at or before then (``metrics``: metrics.csv's ``step``, the clock,
+    ``val_bpd``, ``test_bpd``), the one with the lowest validation bits/dim (the earliest of equal ones; a
+    non-finite one is never chosen), its ``bpd`` (test bits/dim), ``val_bpd``, ``step`` and ``time_s``;
+    ``steps_reached``, the last step evaluated by then; and ``curve_mean``, the mean test bits/dim over those
+    evaluations. NaN where no evaluation is that early. ``time_s=inf``: the whole run (the equal-steps value)."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock={clock!r} must be one of {tuple(CLOCKS)}")
+    m = metrics.sort_values("step")
+    m = m[m[clock].astype(float) <= time_s] if math.isfinite(time_s) else m
+    out = {"bpd": math.nan, "val_bpd": math.nan, "step": math.nan, "time_s": math.nan,
+           "steps_reached": float(m.step.max()) if len(m) else math.nan,
+           "curve_mean": float(m.test_bpd.mean()) if len(m) else math.nan}
+    finite = m[np.isfinite(m.val_bpd.to_numpy(float))]
+    if len(finite):
+        best = finite.loc[finite.val_bpd.idxmin()]
+        out.update(bpd=float(best.test_bpd), val_bpd=float(best.val_bpd), step=float(best.step),
+                   time_s=float(best[clock]))
+    return out
+
+
+def at_equal_compute(a: dict, b: dict) -> pd.DataFrame:
+    """Two models' runs ({seed: metrics.csv frame} each) compared seed by seed, at equal steps and at the shorter
+    run's total training time (:func:`chosen_at`, on the pair's :func:`training_clock`). One row per seed both
+    have: ``clock``, ``time_s`` (the common time), ``a_total_s``/``b_total_s``, and for each side
+    ``<side>_<value>_<basis>`` for value in ``bpd``, ``step`` (of the chosen evaluation), ``curve_mean`` and basis in
+    :data:`BASES`, with ``<side>_steps`` (the run's steps) and ``<side>_steps_by_time`` (its last step evaluated by
+    the common time)."""
+    rows = []
+    for seed in sorted(set(a) & set(b)):
+        clock = training_clock(a[seed], b[seed])
+        total = {side: float(m[clock].astype(float).max()) for side, m in (("a", a[seed]), ("b", b[seed]))}
+        t = min(total.values())
+        row = {"seed": seed, "clock": clock, "time_s": t, "a_total_s": total["a"], "b_total_s": total["b"]}
+        for side, m in (("a", a[seed]), ("b", b[seed])):
+            for basis, chosen in (("equal_steps", chosen_at(m)), ("equal_time", chosen_at(m, t, clock))):
+                row.update({f"{side}_{v}_{basis}": chosen[v] for v in ("bpd", "step", "curve_mean")})
+                row[f"{side}_steps" if basis == "equal_steps" else f"{side}_steps_by_time"] = chosen["steps_reached"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_table(metrics: dict, comparisons) -> pd.DataFrame:
+    """One row per comparison and seed (:data:`PAIR_KEYS`, then :func:`at_equal_compute`'s columns).
+    ``comparisons`` are (group, a, b, key of a, key of b) with ``metrics[key] = {seed: metrics.csv frame}``; one
+    whose runs are not both in ``metrics`` is left out."""
+    frames = [at_equal_compute(metrics[ka], metrics[kb]).assign(group=group, a=a, b=b)
+              for group, a, b, ka, kb in comparisons if ka in metrics and kb in metrics]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=PAIR_KEYS)
+    table = pd.concat(frames, ignore_index=True)
+    return table[PAIR_KEYS + [c for c in table.columns if c not in PAIR_KEYS]]
+
+
+def decide_comparison(pairs: pd.DataFrame, group: str, a: str, b: str, claimed: str, basis: str,
+                      metric: str = "bpd") -> Decision:
+    """``stats.decide_paired`` on one comparison's per-seed values (``a`` minus ``b``) at ``basis``; not testable,
+    saying why, where the comparison has no runs or a run had no evaluation by the common time."""
+    if basis not in BASES or metric not in PAIR_METRICS:
+        raise ValueError(f"basis={basis!r} must be one of {tuple(BASES)} and metric={metric!r} one of "
+                         f"{tuple(PAIR_METRICS)}")
+    rows = pairs[(pairs.group == group) & (pairs.a == a) & (pairs.b == b)] if len(pairs) else pairs
+    if not len(rows):
+        return Decision(NOT_TESTABLE, reason=f"no runs of both {a} and {b} ({group})")
+    x, y = rows[f"a_{metric}_{basis}"].to_numpy(float), rows[f"b_{metric}_{basis}"].to_numpy(float)
+    missing = ~(np.isfinite(x) & np.isfinite(y))
+    if missing.any():
+        seeds = rows.seed[missing].tolist()
+        why = (f"seed(s) {seeds} had no evaluation by the shorter run's time" if basis == "equal_time"
+               else f"seed(s) {seeds} have no finite evaluation")
+        return Decision(NOT_TESTABLE, n_seeds=len(rows), reason=why)
+    return decide_paired(x, y, claimed)
+
+
+def decide_all(decisions: dict) -> tuple[str, Decision]:
+    """The claim's decision from its comparisons' ({name: Decision}, in order): the first contradicted one, else
+    the first not testable, else the first inconclusive; when every one is confirmed, the one whose interval lies
+    nearest 0 (the weakest confirmation)."""
+    if not decisions:
+        raise ValueError("a claim needs at least one comparison")
+    for verdict in _PRECEDENCE:
+        for name, d in decisions.items():
+            if d.verdict == verdict:
+                return name, d
+    return min(decisions.items(), key=lambda item: min(abs(item[1].ci_low), abs(item[1].ci_high)))
+
+
+def pair_summary(pairs: pd.DataFrame, claimed="lower", metric: str = "bpd") -> pd.DataFrame:
+    """One row per comparison and basis: the mean of each side over seeds, the mean paired difference ``a - b``
+    with its 95% interval, the mean steps each side reached (and the common time, at equal training time), and the
+    verdict for the ``claimed`` direction of ``a - b`` (one for all, or {(group, a, b): direction})."""
+    rows = []
+    for (group, a, b), part in pairs.groupby(["group", "a", "b"], sort=False):
+        direction = claimed if isinstance(claimed, str) else claimed.get((group, a, b), "lower")
+        for basis in BASES:
+            d = decide_comparison(part, group, a, b, direction, basis, metric)
+            steps = "steps" if basis == "equal_steps" else "steps_by_time"
+            rows.append({"group": group, "a": a, "b": b, "basis": basis, "n_seeds": len(part),
+                         "a_mean": part[f"a_{metric}_{basis}"].mean(), "b_mean": part[f"b_{metric}_{basis}"].mean(),
+                         "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high,
+                         "a_steps": part[f"a_{steps}"].mean(), "b_steps": part[f"b_{steps}"].mean(),
+                         "time_s": part.time_s.mean() if basis == "equal_time" else math.nan,
+                         "clock": "/".join(dict.fromkeys(part["clock"])) if basis == "equal_time" and "clock" in part
+                         else "", "claimed": direction, "verdict": d.verdict})
+    return pd.DataFrame(rows)
+
+
+def plot_pairs(summary: pd.DataFrame, title: str = "", unit: str = "bits/dim"):
+    """The paired differences ``a - b`` with their 95% intervals over seeds, one row per comparison, at equal
+    steps and at equal training time side by side (:func:`pair_summary`)."""
+    import matplotlib.pyplot as plt
+    names = list(dict.fromkeys(f"{r.group}: {r.a} - {r.b}" for r in summary.itertuples()))
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(names) + 1.4))
+    for k, (basis, words) in enumerate(BASES.items()):
+        part = summary[summary.basis == basis]
+        y = [names.index(f"{r.group}: {r.a} - {r.b}") + (k - 0.5) * 0.3 for r in part.itertuples()]
+        low = (part.difference - part.ci_low).fillna(0).clip(lower=0)
+        high = (part.ci_high - part.difference).fillna(0).clip(lower=0)
+        ax.errorbar(part.difference, y, xerr=[low.to_numpy(), high.to_numpy()], fmt="o" if k == 0 else "s",
+                    capsize=3, label=words)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"a - b, {unit} (mean over seeds, 95% paired t-interval)")
+    ax.legend(fontsize="small")
+    fig.suptitle(title or "Paired differences at equal steps and at equal training time")
+    fig.tight_layout()
+    return fig
+
+
+def paired_outcome(pairs: pd.DataFrame, comparisons, decide_on: str, metric: str = "bpd") -> Outcome:
+    """A claim decided by paired comparisons: ``comparisons`` are (group, a, b, claimed direction of a - b); each is
+    decided at both :data:`BASES` and the verdict taken at ``decide_on`` (:func:`decide_all`). The numbers: every
+    comparison's difference and interval at both bases, named ``<basis> <group>: <a> - <b>``."""
+    if decide_on not in BASES:
+        raise ValueError(f"decide_on={decide_on!r} must be one of {tuple(BASES)}")
+    decisions, numbers = {}, {}
+    for group, a, b, claimed in comparisons:
+        name = f"{group}: {a} - {b}"
+        for basis in BASES:
+            d = decide_comparison(pairs, group, a, b, claimed, basis, metric)
+            decisions.setdefault(basis, {})[name] = d
+            numbers.update({f"{basis} {name} {k}": getattr(d, k) for k in ("difference", "ci_low", "ci_high")})
+    name, decision = decide_all(decisions[decide_on])
+    return Outcome(decision, numbers, f"{BASES[decide_on]}, {name}")
