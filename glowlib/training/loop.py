@@ -350,7 +350,7 @@ def _resume_or_initialise(r: _Run, resume: bool) -> None:
                                   f"(nothing was overwritten)")
         _initialise(r)
         return
-    state = load_checkpoint(r.last_path, map_location=r.device)
+    state = load_checkpoint(r.last_path, map_location=r.device, resume=True)   # checked before any use
     if run_config_of(state, r.last_path).key() != run.key():         # execution-only fields may differ
         raise CheckpointError(f"{r.last_path} was written by a different config; use another --out or drop "
                               f"--resume (the file was left as it is)")
@@ -471,7 +471,7 @@ def _read(r: _Run) -> None:
 
 def _reload(r: _Run) -> None:
     """The model, optimizer and Polyak weights of ``last.pt`` (the step counter and schedule go on)."""
-    state = load_checkpoint(r.last_path, map_location=r.device)
+    state = load_checkpoint(r.last_path, map_location=r.device, resume=True)   # checked before any use
     r.model.load_state_dict(state["model"])
     r.optimizer.load_state_dict(state["optimizer"])
     place_optimizer(r.optimizer, r.device)

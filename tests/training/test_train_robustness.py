@@ -94,7 +94,8 @@ def test_a_damaged_checkpoint_is_refused_with_advice_that_works(tmp_path):
     with pytest.raises(CheckpointError, match="do not match the checksum") as refused:
         train(run, tmp_path, resume=True, progress=False)
     message = str(refused.value)
-    assert f"delete {tmp_path / 'last.pt'} and {tmp_path / 'best.pt'}" in message and "--restart" in message
+    assert f"move {tmp_path / 'last.pt'} and {tmp_path / 'best.pt'} aside" in message
+    assert f"python -m glowlib train --restart --out {tmp_path}" in message
     assert last.read_bytes() == damaged
     result = train(run, tmp_path, restart=True, progress=False)        # the advice: start over, nothing lost
     assert result.step == 8 and load_checkpoint(last)["step"] == 8
