@@ -22,8 +22,8 @@ from ..data import is_available
 from ..profiles import PROFILES, profile_config
 from ..results import read_table
 from ..training import bits_per_image, evaluate, prepare_splits, warmup_steps
-from .ablation import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from .ablation import chosen_at, clocks_text, paired_claim, paired_table, read_optional
+from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
+from ..analysis.paired import chosen_at, paired_table
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Claim, Experiment, available_dataset,
                    cached_model, choice, config_parameters, curves, int_in, list_of, n_parameters, need)
 from .base import device, plot_splits  # noqa: F401  (the notebook calls them through this module)

@@ -16,8 +16,9 @@ import pandas as pd
 from ..config import RunConfig, check_choice, check_range
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config
 from ..results import read_table
-from .ablation import ablation, pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from .ablation import CLOCKS, paired_claim, paired_table, read_optional, training_clock
+from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
+from ..analysis.paired import CLOCKS, paired_table, training_clock
+from .ablation import ablation  # noqa: F401
 from .ablation import runs as ablation_runs
 from .base import (NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice, config_parameters, curves, int_in,
                    list_of, n_parameters, need)
