@@ -1,6 +1,12 @@
 # %% [markdown]
 # # Claims and verdicts
 #
+# At this profile: {glue:text}`n_confirmed` confirmed, {glue:text}`n_contradicted` contradicted,
+# {glue:text}`n_inconclusive` inconclusive and {glue:text}`n_not_testable` not testable at this scale, of
+# {glue:text}`n_claims` claims. Each claim is declared once, with a stable id (`<study>.<name>`), in the study of
+# the page that decides it; the table below gives its verdict, the paired difference with its interval where a
+# comparison decides it, and the command that reruns the deciding page.
+#
 # Every claim of the paper (Kingma & Dhariwal 2018 {cite}`kingma2018glow`), every question its reviewers (and
 # MaCow's {cite}`ma2019macow`) raised, and what
 # users of the peer repositories ask for, each with one of four verdicts:
@@ -34,20 +40,19 @@ p = study.check_parameters(profile=profile, out_dir=out_dir)
 rec = Recorder("claims", p.out_dir, p.profile, None, vars(p), study.device())
 
 # %%
-previous = study.previous_table(p.out_dir)
+previous = study.previous_table(p.profile)
 table, numbers = study.claims_and_numbers(p.profile)
-counts = table.verdict.value_counts()
-display(Markdown(f"**Profile `{p.profile}`:** " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."))
 display(HTML(study.claims_html(table)))
 display(Markdown(csv_link("claims")))
 
 # %% [markdown]
 # ## What changed since the previous run
-# Each claim whose verdict differs from the one this page showed before it was rerun, with how each was decided.
+# {glue:text}`n_changed` verdicts differ from the ones this page showed before it was rerun; each is listed with how
+# it was decided before and now.
 
 # %%
 changes = study.verdict_changes(previous, table)
-display(Markdown("No verdict changed." if changes.empty else f"{len(changes)} verdicts changed:"))
+study.publish(p.out_dir, **study.verdict_counts(table), n_changed=len(changes))
 if not changes.empty:
     show(changes, "changes")
 

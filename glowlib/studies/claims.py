@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import pandas as pd
 
 from ..config import check_choice
+from ..results import results_dir
 from ..profiles import PROFILES
 from ..analysis.claims import COLUMNS as CLAIM_COLUMNS
 from . import all_claims
 from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
-from .base import device  # noqa: F401  (the notebook calls it through this module)
+from .base import device, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
 NOTEBOOK = "claims"
@@ -46,10 +47,18 @@ def claims_and_numbers(profile: str, root=None) -> tuple[pd.DataFrame, pd.DataFr
     return all_claims(profile, root)
 
 
-def previous_table(out_dir) -> pd.DataFrame | None:
-    """The claims table of this page's previous run (its ``claims.csv``, before this run replaces it), if any."""
-    from pathlib import Path
-    path = Path(out_dir) / "claims.csv"
+def verdict_counts(table: pd.DataFrame) -> dict:
+    """The page's values: how many claims there are and how many got each verdict."""
+    counts = table.verdict.value_counts()
+    names = {CONFIRMED: "n_confirmed", CONTRADICTED: "n_contradicted", INCONCLUSIVE: "n_inconclusive",
+             NOT_TESTABLE: "n_not_testable"}
+    return {"n_claims": len(table), **{name: int(counts.get(v, 0)) for v, name in names.items()}}
+
+
+def previous_table(profile: str, root=None) -> pd.DataFrame | None:
+    """The claims table of this page's last complete run at ``profile`` (the published ``claims.csv``, which a
+    new run replaces only when it succeeds), if any."""
+    path = results_dir(profile, NOTEBOOK, root) / "claims.csv"
     return pd.read_csv(path) if path.is_file() else None
 
 
