@@ -21,7 +21,7 @@ from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Ex
                    curves, folder, int_in, list_of, n_parameters)
 from .base import device, plot_splits  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
-from .cost import Cost, bench_path, profiles
+from ..analysis.bench_records import profiles
 
 NOTEBOOK = "ablation"
 PARAMETERS = {**SEED, "permutations": list_of(choice(ABLATION_PERMUTATIONS)),
@@ -203,7 +203,7 @@ def conv1x1_cost(bench_dir="results/bench", config=None, batch: int | None = Non
     rows.append({"measure": "flops", "source": "counted, FlopCounterMode per image", **shape, "batch": batch,
                  "precision": config.precision, "conv1x1": with_conv - without, "total": with_conv,
                  "share": (with_conv - without) / with_conv, "extra": (with_conv - without) / without})
-    rows += conv1x1_time(profiles(bench_path(bench_dir), Cost())).to_dict("records")
+    rows += conv1x1_time(profiles(bench_dir)).to_dict("records")
     return pd.DataFrame(rows)
 
 

@@ -344,9 +344,10 @@ def _resume_or_initialise(r: _Run, resume: bool) -> None:
     """Continue from ``last.pt`` (``resume``), or initialise ActNorm from data and start the Polyak copies."""
     run = r.run
     if not (resume and r.last_path.exists()):
-        if r.out_dir.exists() and any(r.out_dir.glob("*.pt")) and r.rank == 0:
-            raise FileExistsError(f"{r.out_dir} already holds checkpoints; pass --resume to continue them, "
-                                  f"--restart to move them aside and start over, or choose another --out "
+        held = [f.name for f in (*r.out_dir.glob("*.pt"), r.out_dir / "metrics.csv") if f.exists()]
+        if held and r.rank == 0:                 # metrics.csv too: a fresh run would write over another's curves
+            raise FileExistsError(f"{r.out_dir} already holds {', '.join(sorted(held))}; pass --resume to continue "
+                                  f"them, --restart to move them aside and start over, or choose another --out "
                                   f"(nothing was overwritten)")
         _initialise(r)
         return
