@@ -6,6 +6,14 @@ of every model used, seed, torch version, device, hardware, start time, wall sec
 written through a temporary file and ``os.replace``, so a killed run never leaves half a file, and a
 :class:`Recorder` only ever writes into a folder that is empty or holds an earlier run of the same notebook.
 
+``make`` runs a notebook with ``$GLOWLIB_STAGE`` set (:data:`STAGE_ENV`): the Recorder then writes into that
+staging folder instead of ``out_dir``, and make puts it in place of ``out_dir`` only when the notebook succeeded,
+so an interrupted or failed run leaves the previous results whole. ``out_dir`` (what the notebook and its
+provenance name) stays the final folder, so the notebook still reads its previous run there.
+
+File names read back from a file (a previous ``provenance.json``) are only used through :func:`confined`: a plain
+name of a file inside the folder, never a path that leads out of it.
+
 It imports no model or training code: the book's build (``book/build.py``) and the claims read what it wrote.
 """
 from __future__ import annotations
@@ -23,12 +31,14 @@ from pathlib import Path
 import pandas as pd
 
 from .config import check_choice
-from .files import atomic_write_bytes
+from .files import TMP_SUFFIX, atomic_write_bytes
 
 # glowlib.profiles.PROFILES (tests/test_results.py checks they agree), named here so that this module needs no
 # model code
 PROFILES = ("smoke", "cpu", "gpu", "paper")
 PROVENANCE = "provenance.json"
+# the folder a Recorder writes into instead of out_dir, set by the Makefile's execute macro
+STAGE_ENV = "GLOWLIB_STAGE"
 REQUIRED_PROVENANCE = ("notebook", "git_sha", "git_dirty", "profile", "configs", "seed", "torch_version", "device",
                        "hardware", "start_time", "wall_s", "parameters", "tables", "figures")
 
@@ -132,6 +142,43 @@ def check_tidy(df: pd.DataFrame, keys, name: str) -> None:
                          f"observation")
 
 
+def confined(folder, name, listed_in) -> Path:
+    """``folder / name`` for a file name read from a file (``listed_in``, named in the error): a plain name of a
+    file in ``folder``: no folder part, not ``.`` or ``..``, not absolute, and not a symbolic link to a place
+    outside ``folder``. Anything else is a ``ValueError`` naming the file and the entry: such an entry would have
+    the caller delete or read a file that is not its own."""
+    folder = Path(folder)
+    plain = (isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0"))
+    path = folder / name if plain else None
+    if path is not None and path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        path = None
+    if path is None:
+        raise ValueError(f"{listed_in} lists {name!r}, which is not a plain file name inside {folder} (a name "
+                         f"without folders, '..' or a link out of the folder); correct or remove that entry")
+    return path
+
+
+def listed_outputs(folder, record: dict, listed_in) -> list[Path]:
+    """The tables and figures a provenance ``record`` of ``folder`` lists, each checked by :func:`confined`."""
+    names = []
+    for key in ("tables", "figures"):
+        entries = record.get(key) or {}
+        if not isinstance(entries, dict):
+            raise ValueError(f"{listed_in}: {key!r} must map file names to their records, not {entries!r}; "
+                             f"correct or remove that entry")
+        names += list(entries)
+    return [confined(folder, name, listed_in) for name in names]
+
+
+def _read_provenance(path: Path) -> dict | None:
+    """A provenance record, or None where the file is missing or is not a JSON object."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 class Recorder:
     """Writes one notebook's outputs into ``out_dir`` and, at :meth:`finish`, its provenance.
 
@@ -149,20 +196,42 @@ class Recorder:
         self.start_time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.configs, self.models, self.tables, self.figures, self.extra = {}, {}, {}, {}, {}
         self.torch_version = torch.__version__
+        stage = os.environ.get(STAGE_ENV)
+        # where the files go: out_dir itself, or make's staging folder that replaces out_dir on success
+        self.folder = Path(stage) if stage else self.out_dir
         previous = self.out_dir / PROVENANCE
+        old = _read_provenance(previous) if previous.exists() else None
         if previous.exists():
-            try:
-                owner = json.loads(previous.read_text()).get("notebook")
-            except (OSError, ValueError):
-                owner = None
+            owner = (old or {}).get("notebook")
             if owner != notebook:
                 raise FileExistsError(f"{self.out_dir} holds the results of {owner!r}, not {notebook!r}; choose "
                                       f"another out_dir (nothing was overwritten)")
-        elif self.out_dir.exists() and any(p for p in self.out_dir.iterdir()
-                                           if p.suffix in (".csv", ".png", ".json")):
-            raise FileExistsError(f"{self.out_dir} holds files that no glowlib run wrote; choose another out_dir "
-                                  f"(nothing was overwritten)")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+            # checked now, before any work, as finish() deletes by these names
+            self.previous_outputs = listed_outputs(self.out_dir, old, previous)
+        else:
+            self.previous_outputs = []
+            if self.out_dir.exists() and any(p for p in self.out_dir.iterdir()
+                                             if p.suffix in (".csv", ".png", ".json")):
+                raise FileExistsError(f"{self.out_dir} holds files that no glowlib run wrote (no {PROVENANCE}); move "
+                                      f"them elsewhere, or delete them if an interrupted run left them, or choose "
+                                      f"another out_dir (nothing was overwritten)")
+        if stage:
+            if self.folder.resolve() == self.out_dir.resolve():
+                raise ValueError(f"{STAGE_ENV}={stage} is out_dir itself; the staging folder must be another one")
+            if self.out_dir.exists():
+                # the staging folder replaces out_dir whole: a file there that no run of this notebook listed
+                # would be lost with it
+                known = {p.name for p in self.previous_outputs} | {PROVENANCE, f"{notebook}.ipynb"}
+                foreign = sorted(p.name for p in self.out_dir.iterdir()
+                                 if p.name not in known and not p.name.endswith(TMP_SUFFIX))
+                if foreign:
+                    raise FileExistsError(f"{self.out_dir} holds {foreign}, which no run of {notebook!r} wrote and "
+                                          f"which replacing the folder would lose; move them elsewhere (nothing "
+                                          f"was overwritten)")
+            if self.folder.exists() and any(self.folder.iterdir()):
+                raise FileExistsError(f"the staging folder {self.folder} ({STAGE_ENV}) is not empty; remove it (make "
+                                      f"removes it before each run)")
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     # ---------------------------------------------------------------- what was used
     def config(self, name: str, run) -> None:
@@ -190,7 +259,7 @@ class Recorder:
             raise ValueError(f"output name {name!r} must be a plain file name without folders")
         if name + suffix == PROVENANCE:
             raise ValueError(f"{PROVENANCE} is written by finish()")
-        return self.out_dir / (name + suffix)
+        return self.folder / (name + suffix)
 
     def table(self, df: pd.DataFrame, name: str, keys=()) -> None:
         """Write a tidy CSV ``name.csv``; ``keys`` are the columns that identify one observation."""
@@ -218,20 +287,22 @@ class Recorder:
         self.figures[path.name] = {"what": what or name}
 
     def finish(self) -> dict:
-        """Write ``provenance.json`` and remove outputs of this notebook's previous run that were not rewritten."""
-        previous = self.out_dir / PROVENANCE
-        if previous.exists():
-            old = json.loads(previous.read_text())
-            for stale in set(old.get("tables", {})) | set(old.get("figures", {})):
-                if stale not in self.tables and stale not in self.figures:
-                    (self.out_dir / stale).unlink(missing_ok=True)
+        """Write ``provenance.json`` and, when writing into ``out_dir`` itself, remove the outputs of this notebook's
+        previous run that were not rewritten (a staging folder starts empty and replaces ``out_dir`` whole)."""
+        if self.folder == self.out_dir:
+            previous = self.out_dir / PROVENANCE
+            old = _read_provenance(previous) if previous.exists() else None
+            # read again: the names are only used once confined to out_dir
+            for stale in listed_outputs(self.out_dir, old or {}, previous):
+                if stale.name not in self.tables and stale.name not in self.figures:
+                    stale.unlink(missing_ok=True)
         record = {"notebook": self.notebook, **git_state(), "profile": self.profile, "seed": self.seed,
                   "parameters": self.parameters, "configs": self.configs, "models": self.models,
                   "torch_version": self.torch_version, "device": self.device, "hardware": hardware(self.device),
                   "start_time": self.start_time, "wall_s": round(time.time() - self.started, 2),
                   "tables": self.tables, "figures": self.figures, **self.extra}
         text = json.dumps(_clean(record), indent=1, default=_json_default)
-        atomic_write_bytes(previous, text.encode())
+        atomic_write_bytes(self.folder / PROVENANCE, text.encode())
         return record
 
 

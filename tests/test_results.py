@@ -65,6 +65,83 @@ def test_recorder_refuses_a_folder_of_another_notebook(tmp_path):
     assert (other / "data.csv").read_text() == "x\n1\n"
 
 
+def _tamper(out, tables):
+    """Rewrite the previous run's provenance as a damaged or hostile file could have it."""
+    record = json.loads((out / PROVENANCE).read_text())
+    record["tables"] = {name: {} for name in tables}
+    (out / PROVENANCE).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("entry", ["ABSOLUTE", "../victim.csv", "sub/../../victim.csv", "..", "", "LINK"])
+def test_a_rerun_never_deletes_a_file_its_old_provenance_names_outside_its_folder(tmp_path, entry):
+    """An absolute name, a '..' or a link out of the folder in the previous provenance.json is refused when the
+    Recorder starts, naming the file and the entry; the file it names is untouched."""
+    out = tmp_path / "results" / "smoke" / "samples"
+    victim = tmp_path / "results" / "smoke" / "victim.csv"
+    _record(out, tables=("a", "b"))
+    victim.write_text("keep\n")
+    if entry == "LINK":
+        (out / "link.csv").symlink_to(victim)
+    name = {"ABSOLUTE": str(victim), "LINK": "link.csv"}.get(entry, entry)
+    _tamper(out, [name, "a.csv"])
+    with pytest.raises(ValueError) as error:
+        _record(out, tables=("c",))
+    message = str(error.value)
+    assert str(out / PROVENANCE) in message and repr(name) in message and "\n" not in message
+    assert victim.read_text() == "keep\n"
+    assert (out / "a.csv").is_file(), "a refused run deletes nothing"
+
+
+def test_stale_outputs_are_removed_by_plain_names_and_links_inside_the_folder(tmp_path):
+    out = tmp_path / "out"
+    _record(out, tables=("a", "b"))
+    (out / "alias.csv").symlink_to(out / "b.csv")                 # a link that stays in the folder is allowed
+    _tamper(out, ["a.csv", "b.csv", "alias.csv"])
+    _record(out, tables=("a",))
+    assert (out / "a.csv").is_file() and not (out / "b.csv").exists() and not (out / "alias.csv").is_symlink()
+
+
+def test_confined_accepts_plain_names_only():
+    from glowlib.results import confined
+    assert confined("/r/x", "a.csv", "p.json") == results.Path("/r/x/a.csv")
+    for bad in ("/etc/passwd", "../a.csv", "a/b.csv", "..", ".", "", "a\\b", 3, None):
+        with pytest.raises(ValueError, match="p.json lists"):
+            confined("/r/x", bad, "p.json")
+
+
+# ---------------------------------------------------------------------------------------------------- staging
+def test_a_staged_run_writes_only_into_the_staging_folder(tmp_path, monkeypatch):
+    """With $GLOWLIB_STAGE (make sets it) the Recorder leaves out_dir as it was, writes everything into the
+    staging folder, and records no path of the staging folder (make moves it to out_dir)."""
+    out, stage = tmp_path / "results" / "samples", tmp_path / "results" / ".samples.staging"
+    _record(out, tables=("a", "b"))
+    (out / "samples.ipynb").write_text("{}")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setenv(results.STAGE_ENV, str(stage))
+    record = _record(out, tables=("a",))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "out_dir changed during a staged run"
+    assert sorted(p.name for p in stage.iterdir()) == ["a.csv", "f.png", PROVENANCE]
+    assert ".samples.staging" not in (stage / PROVENANCE).read_text() and record["tables"].keys() == {"a.csv"}
+
+
+def test_a_staged_run_refuses_a_staging_folder_in_use_and_files_it_would_lose(tmp_path, monkeypatch):
+    out, stage = tmp_path / "samples", tmp_path / ".samples.staging"
+    _record(out, tables=("a",))
+    monkeypatch.setenv(results.STAGE_ENV, str(stage))
+    stage.mkdir()
+    (stage / "x.csv").write_text("x\n")
+    with pytest.raises(FileExistsError, match=r"staging folder .*\.samples\.staging .* is not empty"):
+        Recorder("samples", out, "smoke", 0, {})
+    (stage / "x.csv").unlink()
+    (out / "notes.txt").write_text("mine")                           # replacing out_dir would lose it
+    with pytest.raises(FileExistsError, match=r"holds \['notes.txt'\], which no run of 'samples' wrote"):
+        Recorder("samples", out, "smoke", 0, {})
+    monkeypatch.setenv(results.STAGE_ENV, str(out))
+    (out / "notes.txt").unlink()
+    with pytest.raises(ValueError, match="is out_dir itself"):
+        Recorder("samples", out, "smoke", 0, {})
+
+
 @pytest.mark.parametrize("df, keys, message", [
     (pd.DataFrame({"k": []}), ["k"], "empty"),
     (pd.DataFrame({"k": [1, 1], "v": [1, 2]}), ["k"], "same"),
