@@ -40,6 +40,7 @@ from .studies import all_runs
 from .studies.base import classifier_datasets, config_parameters
 from .studies.bpd_table import OPTIONAL_DATASETS
 from .training import cache_root, run_dir
+from .training.cache import is_cached
 from .training.evaluate import Splits
 from .training.loop import session, train_step, training_device
 
@@ -314,7 +315,7 @@ def gpu_step_seconds(cost: dict) -> float:
 def status(run: RunConfig) -> tuple[str, int]:
     """("cached" | "partial (step k)" | "to train", steps left), from the cache folder (no checkpoint is read)."""
     folder = run_dir(run)
-    if (folder / "done.json").exists():
+    if is_cached(run):                          # finished and whole (a done.json alone is not)
         return "cached", 0
     metrics = folder / "metrics.csv"
     if metrics.is_file():

@@ -7,21 +7,29 @@ writable before the first step, left tidy by killed writes, and never emptied si
 - Writability: ``claim`` creates the folder and writes and removes a probe file, so a read-only or missing disk
   fails before any training time is spent, not at the first checkpoint.
 - Killed writes: a file is written to a temporary beside it and renamed (``glowlib.files``); ``claim`` removes
-  the temporaries that a killed process left (safe: it holds the lock).
-- Starting over: ``set_aside`` moves checkpoints and metrics into a dated subfolder instead of deleting them.
+  the temporaries that a killed process left (safe: it holds the lock), and only those of the files a run writes
+  (``.last.pt.<pid>.tmp``, ...): another program's hidden ``*.tmp`` (an editor's) is not glowlib's to remove.
+- Starting over: ``set_aside`` moves checkpoints and metrics into a dated subfolder instead of deleting them. A run
+  that fails again keeps one ``failed-<date>/`` folder: a run is a pure function of its config, so each failure
+  writes the same states, and stacking a copy per attempt would only fill the disk.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from pathlib import Path
 
-from ..files import WriteError, atomic_write_bytes, remove_orphaned_temporaries
+from ..files import TMP_SUFFIX, WriteError, atomic_write_bytes
 from .checkpoint import CheckpointError, CheckpointWriteError
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
+# the temporaries of glowlib's own writes in a run folder (``files.temporary_name``): a run's files, the cache's
+# done.json, and claim's probe
+_OWN_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.csv|done\.json|\.write-probe-\d+)\.\d+"
+                            + re.escape(TMP_SUFFIX))
 
 
 class RunFolderBusy(CheckpointError):
@@ -65,7 +73,7 @@ def claim(path: Path) -> RunFolder:
         probe = path / f".write-probe-{os.getpid()}"
         atomic_write_bytes(probe, b"probe")
         probe.unlink()
-        remove_orphaned_temporaries(path)
+        remove_own_temporaries(path)
     except (WriteError, OSError) as e:
         folder.release()
         raise CheckpointWriteError(str(e) if isinstance(e, WriteError) else
@@ -73,12 +81,29 @@ def claim(path: Path) -> RunFolder:
     return folder
 
 
+def remove_own_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries that glowlib's writes killed mid-way left in ``folder`` (``_OWN_TEMPORARY``), no
+    other file. Call it only while holding the folder (``claim``). Returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        if _OWN_TEMPORARY.fullmatch(tmp.name) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def set_aside(path: Path, why: str) -> Path | None:
     """Move the run files of ``path`` (checkpoints, metrics) into ``path/<why>-<date-time>/``; None if there were
-    none. The caller holds the folder (``claim``)."""
+    none. ``why="failed"`` reuses an earlier ``failed-*`` folder, its files replaced by this failure's (module
+    docstring). The caller holds the folder (``claim``)."""
     present = [path / name for name in RUN_FILES if (path / name).exists()]
     if not present:
         return None
+    earlier = sorted(d for d in path.glob("failed-*") if d.is_dir()) if why == "failed" else []
+    if earlier:
+        for file in present:
+            os.replace(file, earlier[-1] / file.name)
+        return earlier[-1]
     target = path / f"{why}-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while target.exists():
