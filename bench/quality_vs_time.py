@@ -228,9 +228,10 @@ def add_gates(n: int = 500) -> dict[str, list]:
 
 
 def summary() -> list[dict]:
-    """One row per recorded run and budget, as the Cost page has them (``glowlib.studies.cost.quality_vs_time``)."""
-    from glowlib.studies.cost import quality_vs_time
-    chosen, _ = quality_vs_time(OUT.parent, [], {})
+    """One row per recorded run and budget, as the Cost page has them
+    (``glowlib.analysis.bench_records.quality_vs_time``)."""
+    from glowlib.analysis.bench_records import quality_vs_time
+    chosen, _ = quality_vs_time(OUT.parent)
     return [] if chosen is None else chosen.to_dict("records")
 
 

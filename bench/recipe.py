@@ -148,9 +148,10 @@ def add_gates(name: str, n: int = 500) -> dict:
 
 
 def summary() -> list[dict]:
-    """One row per recorded variant, as the Cost page's recipe table has them (``glowlib.studies.cost.recipe``)."""
-    from glowlib.studies.cost import recipe
-    table = recipe(OUT.parent, [], {})
+    """One row per recorded variant, as the Cost page's recipe table has them
+    (``glowlib.analysis.bench_records.recipe``)."""
+    from glowlib.analysis.bench_records import recipe
+    table = recipe(OUT.parent)
     return [] if table is None else table.to_dict("records")
 
 

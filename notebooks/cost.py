@@ -13,6 +13,9 @@
 # each record names its machine, thread count, load, git SHA and command), compared with a plain reference Glow
 # of the same architecture and weights (`bench/reference.py`). A record that is missing is named below with the
 # command that makes it.
+#
+# Claims decided on other pages from these records: `ablation.conv1x1_cost` (the 1x1 convolution's cost) and
+# `sampling_cost.paper_sampling_speed` (the paper's sampling time).
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -25,14 +28,14 @@ from IPython.display import Markdown, display
 
 from glowlib.analysis.presentation import show
 from glowlib.results import Recorder
-from glowlib.studies import ablation
 from glowlib.studies import cost as study
 
 p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, bench_dir=bench_dir)
 rec = Recorder("cost", p.out_dir, p.profile, p.seed, vars(p), "cpu")
 result = study.cost_tables(p.bench_dir)
 rec.note(bench_records=result.sources)
-Markdown("\n".join(f"- {line}" for line in study.summary(result) + [f"**Note:** {n}" for n in result.notes]))
+study.publish(p.out_dir, **study.page_values(result.tables))
+Markdown("\n".join(f"- **Note:** {n}" for n in result.notes))
 
 # %% [markdown]
 # ## Quality per hour of training, against a plain port
@@ -133,6 +136,11 @@ if fig is not None:
 # glibc's allocator as it is, as every other record here does; solid lines set it as `glowlib.training` does
 # (`glowlib.runtime.tune_allocator`: large freed buffers stay in the heap instead of going back to the kernel, so a
 # step does not page-fault its activations in afresh; `GLOWLIB_ALLOCATOR=system` turns it off).
+#
+# Each precision at its best batch and options, bf16 trains ×{glue:text}`bf16_over_fp32_tuned:.2f` the images/s of
+# fp32 with the allocator tuned (×{glue:text}`bf16_over_fp32_system:.2f` with it as it is). Compiled with
+# `torch.compile` (`bench/options.py --compile`), the same training step runs ×{glue:text}`compile_speedup:.2f`
+# eager's images/s, after a first step of {glue:text}`compile_first_step_s:.0f` s of tracing and code generation.
 
 # %%
 fig = study.plot_batch_sweep(result.tables.get("batch_sweep"))
@@ -154,14 +162,15 @@ if fig is not None:
 # %% [markdown]
 # ## The 1x1 convolution's cost in time, beside the paper's
 # The share of each profiled training step spent in the invertible 1x1 convolutions (their forward, backward and
-# log-determinants), and what that adds against a model without them (`extra`, share / (1 - share)), beside the
-# paper's Sec. 5.1 figure (`ablation.PAPER_CONV1X1`): about 7% more wall time than a fixed permutation, measured on
-# its GPUs with the full CIFAR-10 model. Ours are CPU steps of smaller configurations (the `source` record's).
+# log-determinants), and what that adds against a model without them (`extra`, share / (1 - share)), to set beside
+# the paper's Sec. 5.1 figure: about 7% more wall time than a fixed permutation, measured on its GPUs with the full
+# CIFAR-10 model. Ours are CPU steps of smaller configurations (the `source` record's). The ablation page decides
+# the claim from the same records.
 
 # %%
-time_1x1 = ablation.conv1x1_time_beside_paper(result.tables.get("profile"))
+time_1x1 = study.conv1x1_time(result.tables.get("profile"))
 if len(time_1x1):
-    show(time_1x1, "profile",
+    show(time_1x1, "profile", columns=["source", "depth", "width", "batch", "precision", "conv1x1", "share", "extra"],
          names={"conv1x1": "1x1 time per step", "share": "1x1 share of the step", "extra": "1x1 adds"},
          units={"conv1x1": "ms"}, percent=["share", "extra"], decimals={"conv1x1": 1})
 else:

@@ -25,6 +25,7 @@ Tables (:func:`cost_tables`, keys in :data:`KEYS`):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -277,6 +278,21 @@ def profiles(bench_dir, into: BenchTables | None = None) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def conv1x1_time(profiled: pd.DataFrame | None) -> pd.DataFrame:
+    """The invertible 1x1 convolutions' time in profiled training steps (:func:`profiles`' table; None: no record),
+    one row per step: its milliseconds, its ``share`` of the step and ``extra``, share / (1 - share), what it adds
+    against a model without it (an upper bound: a shuffle costs a copy), the quantity of the paper's "~7% more wall
+    time" (Sec. 5.1)."""
+    if profiled is None:
+        return pd.DataFrame()
+    return pd.DataFrame([{"measure": "time", "source": f"profile_{r.config}.json", "channels": r.channels,
+                          "image_size": r.image_size, "levels": r.levels, "depth": r.depth, "width": r.width,
+                          "batch": r.batch, "precision": r.precision, "conv1x1": r.ms_per_step,
+                          "total": r.ms_per_step / r.share if r.share else math.nan, "share": r.share,
+                          "extra": r.share / (1 - r.share)}
+                         for r in profiled[profiled.group == "conv1x1"].itertuples()])
+
+
 def _peak_row(source: str, e: dict, record: dict) -> dict:
     return {"source": source, "op": e["op"], "precision": e["precision"], "layout": e["layout"] or "",
             "shape": "x".join(map(str, e["shape"])), "gflops": e["gflops"], "gflops_best": e["gflops_best"],
@@ -313,10 +329,10 @@ def _read(folder: Path, into: BenchTables) -> list[tuple[str, dict]]:
             into.notes.append(f"`{path.name}` could not be read ({e}); it is left out.")
             continue
         out.append((path.stem, record))
-        into.sources[f"{folder.name}/{path.name}"] = {"device_name": record.get("machine"), "threads": record.get("threads"),
-                                                 "git_sha": record.get("git_sha"), "git_dirty": record.get("git_dirty"),
-                                                 "time": record.get("time"),
-                                                 "load_average": record.get("load_average_end")}
+        into.sources[f"{folder.name}/{path.name}"] = {
+            "device_name": record.get("machine"), "threads": record.get("threads"), "git_sha": record.get("git_sha"),
+            "git_dirty": record.get("git_dirty"), "time": record.get("time"),
+            "load_average": record.get("load_average_end")}
     return out
 
 
@@ -353,7 +369,8 @@ def recipe(bench_dir: Path, into: BenchTables | None = None) -> pd.DataFrame | N
                      "gates_passed": all(g["passed"] for g in gates.values()) if gates else None,
                      "device_name": r["machine"], "threads": r["threads"]})
     if not rows:
-        into.notes.append("No recipe experiment recorded: run `python bench/recipe.py --variant NAME` (see its docstring).")
+        into.notes.append("No recipe experiment recorded: run `python bench/recipe.py --variant NAME` (see its "
+                          "docstring).")
         return None
     df = pd.DataFrame(rows)
     base = df[(df.variant == "adam")].best_val_bpd

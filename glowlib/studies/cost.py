@@ -1,53 +1,26 @@
-"""The Cost page: what training and sampling cost, read from the recorded benchmarks.
-
-Nothing here times anything: ``bench/`` measures (``bench/run_all.py`` writes ``results/bench/<job>.json``), this
-module turns those records into tidy tables and figures, and ``notebooks/cost.py`` shows and records them. A record
-that is missing (a benchmark not run yet) leaves its table out and adds a note saying which command makes it.
-
-Tables (one row per observation):
-
-- ``epoch_time``: seconds and minutes per training epoch, ours and the reference, per benchmarked config, from
-  ``train_*.json`` (images/s of forward, backward and an Adamax step). An epoch is the training set of the data the
-  config's shape stands for: 50,000 images for 3x32x32 (CIFAR-10), 60,000 for one-channel 28x28 or 32x32
-  (MNIST / Fashion-MNIST, padded to 32x32 in the benchmark configs); other shapes have no epoch and are left out.
-- ``sampling``: ms per sample against the image size, from ``sample_*.json``, beside the published figure of
-  ``glowlib/published_speed.csv`` (the paper's ~130 ms for a 256x256 sample on a GTX 1080 Ti).
-- ``memory``: peak memory of a training step against the depth K, with and without invertible backprop and for
-  the reference, from ``memory_*.json``.
-- ``throughput`` and ``peak``: achieved GFLOP/s of a training step per config (``train_*.json`` written by
-  ``bench/train_throughput.py``) and the machine's measured matmul/conv peak per precision (``peak.json`` and the
-  peak each train record measured in its own process).
-"""
+"""The Cost page's figures and values: what training and sampling cost, from the benchmark records of ``bench/``
+read by ``glowlib.analysis.bench_records`` (nothing here times anything). The logic of ``notebooks/cost.py``."""
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 
-from ..results import repo_root
-from ._training_cost import plot_quality_vs_time, quality_summary, quality_vs_time, recipe  # noqa: F401  (notebook)
-from .base import SEED, Claim, folder
+from ..analysis.bench_records import KEYS, conv1x1_time, cost_tables  # noqa: F401  (the notebook calls them here)
+from .base import SEED, folder, publish  # noqa: F401  (publish: the notebook calls it through this module)
 from .base import check_values
 
 NOTEBOOK = "cost"
 PARAMETERS = {**SEED, "bench_dir": folder}
-# (channels, image size) -> (training images per epoch, the data set it stands for)
-EPOCH_IMAGES = {(3, 32): (50_000, "CIFAR-10"), (1, 28): (60_000, "MNIST / Fashion-MNIST"),
-                (1, 32): (60_000, "MNIST / Fashion-MNIST (padded to 32x32)")}
-KEYS = {"epoch_time": ["config", "implementation"], "sampling": ["source", "config", "implementation"],
-        "memory": ["config", "variant", "depth"], "throughput": ["config", "implementation"],
-        "peak": ["source", "op", "precision", "layout"], "batch_sweep": ["config", "variant", "batch"],
-        "compile": ["config", "variant"], "profile": ["config", "group"], "quality_vs_time": ["run", "minutes"],
-        "quality_curves": ["run", "step"], "recipe": ["variant"]}
 IMPLEMENTATION_WORDS = {"ours": "glowlib", "ours_T0": "glowlib, T = 0", "reference": "plain reference",
                         "ours_inv_backprop": "glowlib, invertible backprop", "ours_stored": "glowlib, autograd stores",
                         }
-RUN = "python bench/run_all.py"
+ALLOCATOR_WORDS = {"tuned": "tuned", "system": "as it is"}
+QUALITY_WORDS = {"ours": "glowlib, cpu profile recipe", "reference": "plain reference, official recipe as ports run it"}
+# the 1x1 convolution's cost (``ablation.conv1x1_cost``) and the paper's sampling speed
+# (``sampling_cost.paper_sampling_speed``) are decided on their own pages; this page reports costs
+CLAIMS = ()
 
 
 def check_parameters(**params) -> SimpleNamespace:
@@ -60,265 +33,28 @@ def runs(profile: str) -> list:
     return []
 
 
-def claims(profile: str, root=None) -> list[Claim]:
-    """None: the page reports costs; the sampling-speed claim is the sampling-cost study's."""
-    return []
-
-
-def published_speed() -> pd.DataFrame:
-    """The published speed figures (``glowlib/published_speed.csv``), with their source."""
-    with resources.files("glowlib").joinpath("published_speed.csv").open() as f:
-        return pd.read_csv(f)
-
-
-def bench_path(bench_dir) -> Path:
-    """``bench_dir``; a relative one is taken from the repository root (where ``make`` runs the notebooks)."""
-    path = Path(bench_dir)
-    if not path.is_absolute() and not path.exists():
-        path = repo_root() / path
-    return path
-
-
-@dataclass
-class Cost:
-    """The tables that could be made, one note per table that could not (or per record that was skipped), and
-    where each record came from (file, git SHA, time, command, machine)."""
-
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    sources: dict[str, dict] = field(default_factory=dict)
-
-
-def _records(bench_dir: Path, prefix: str, cost: Cost, benchmarks) -> dict[str, dict]:
-    """``{config name: record}`` of ``<prefix>_<config>.json`` (and ``<prefix>.json``, config name "") whose
-    benchmark is one of ``benchmarks``."""
-    out = {}
-    for path in sorted(bench_dir.glob(f"{prefix}_*.json")) + sorted(bench_dir.glob(f"{prefix}.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            cost.notes.append(f"`{path.name}` could not be read ({e}); it is left out.")
-            continue
-        if record.get("benchmark") not in benchmarks:
-            continue
-        out[path.stem[len(prefix) + 1:]] = record
-        env = record.get("env", {})
-        cost.sources[path.name] = {k: env.get(k) for k in ("device_name", "threads", "git_sha", "git_dirty", "time",
-                                                           "command", "load_average")}
-    return out
-
-
-def _model_columns(record: dict) -> dict:
-    m = record["config"]["model"]
-    return {"channels": m["in_channels"], "image_size": m["image_size"], "levels": m["n_levels"],
-            "depth": m["depth"], "width": m["width"], "batch": record["config"]["batch"],
-            "precision": m.get("precision", "fp32")}
-
-
-def _precision_of(impl: str, model: dict) -> str:
-    """The precision a contender computed in: ours in its config's, the reference always in float32."""
-    return "fp32" if impl == "reference" else model["precision"]
-
-
-def _machine(record: dict) -> dict:
-    env = record.get("env", {})
-    return {"device": env.get("device"), "device_name": env.get("device_name"), "threads": env.get("threads")}
-
-
-def _allocator(record: dict) -> str:
-    """How the record's process left glibc's allocator: ``tuned`` as glowlib.training sets it, else ``system``
-    (records made before the setting existed included)."""
-    return "tuned" if (record.get("env", {}).get("allocator") or {}).get("applied") else "system"
-
-
-ALLOCATOR_WORDS = {"tuned": "tuned", "system": "as it is"}
-TRAIN_BENCHMARKS = ("train_throughput", "train_speed")        # train_speed: records made before the rename
-
-
-def epoch_time(records: dict[str, dict], bench_dir, cost: Cost) -> pd.DataFrame | None:
-    """Minutes per epoch from the training records (``_records(bench_dir, "train", ...)``)."""
-    rows = []
-    for config, record in records.items():
-        model = _model_columns(record)
-        epoch = EPOCH_IMAGES.get((model["channels"], model["image_size"]))
-        if epoch is None:
-            cost.notes.append(f"`train_{config}.json` ({model['channels']}x{model['image_size']}x"
-                              f"{model['image_size']}) has no data set of that shape, so no epoch; left out of the "
-                              f"epoch table.")
-            continue
-        for impl in ("ours", "reference"):
-            res = record["results"].get(impl)
-            if res is None:
-                continue
-            seconds = epoch[0] / res["images_per_s"]
-            rows.append({"config": config, "implementation": impl, **model,
-                         "precision": _precision_of(impl, model), "epoch_images": epoch[0],
-                         "epoch_of": epoch[1], "images_per_s": res["images_per_s"], "seconds_per_epoch": seconds,
-                         "minutes_per_epoch": seconds / 60, **_machine(record)})
-    if not rows:
-        cost.notes.append(f"No training throughput recorded (`train_*.json` in {bench_dir}): no epoch times. "
-                          f"Run `{RUN} --only train_small train_cifar`.")
-        return None
-    return pd.DataFrame(rows)
-
-
-def sampling(bench_dir, cost: Cost) -> pd.DataFrame | None:
-    rows = []
-    for config, record in _records(bench_dir, "sample", cost, ("sample_speed",)).items():
-        for impl in ("ours", "ours_T0", "reference"):
-            res = record["results"].get(impl)
-            if res is not None:
-                model = _model_columns(record)
-                rows.append({"source": "measured", "config": config, "implementation": impl, **model,
-                             "precision": _precision_of(impl, model), "temperature": 0.0 if impl == "ours_T0" else
-                             record.get("temperature"), "ms_per_image": res["ms_per_image"],
-                             **_machine(record), "citation": ""})
-    if not rows:
-        cost.notes.append(f"No sampling speed recorded (`sample_*.json` in {bench_dir}): the sampling figure shows "
-                          f"only the published number. Run `{RUN} --only sample_small sample_cifar sample_64`.")
-    for r in published_speed().itertuples():
-        if r.what == "sampling":
-            rows.append({"source": "published", "config": f"paper_{r.image_size}", "implementation": r.model,
-                         "channels": r.channels, "image_size": r.image_size, "ms_per_image": float(r.ms_per_image),
-                         "device": "cuda", "device_name": r.hardware, "citation": r.source})
-    df = pd.DataFrame(rows)
-    ints = [c for c in ("levels", "depth", "width", "batch", "threads") if c in df]
-    df[ints] = df[ints].astype("Int64")          # the published row has no model or batch: missing, not NaN floats
-    return df
-
-
-def memory(bench_dir, cost: Cost) -> pd.DataFrame | None:
-    rows = []
-    for config, record in _records(bench_dir, "memory", cost, ("memory",)).items():
-        model = {k: v for k, v in _model_columns(record).items() if k != "depth"}
-        for r in record["rows"]:
-            rows.append({"config": config, "variant": r["variant"], "depth": r["depth"], **model,
-                         "peak_mb": r["peak_mb"], "step_mb": r.get("step_mb"), "saved_mb": r.get("saved_mb"),
-                         "measure": r.get("measure"), **_machine(record)})
-    if not rows:
-        cost.notes.append(f"No memory benchmark recorded (`memory_*.json` in {bench_dir}). Run "
-                          f"`{RUN} --only memory_small memory_cifar`.")
-        return None
-    return pd.DataFrame(rows)
-
-
-def throughput(records: dict[str, dict], bench_dir,
-               cost: Cost) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """(achieved GFLOP/s per config and implementation, measured peak entries) from the training records and
-    ``peak.json``; None where not recorded."""
-    rows, peaks = [], []
-    for config, record in records.items():
-        res = record["results"]
-        if "flops_per_image" not in res.get("ours", {}):
-            cost.notes.append(f"`train_{config}.json` was recorded before FLOPs were counted "
-                              f"({record['benchmark']}); rerun `{RUN} --only train_{config}` for the roofline.")
-            continue
-        for impl in ("ours", "reference"):
-            if impl in res:
-                r = res[impl]
-                model = _model_columns(record)
-                rows.append({"config": config, "implementation": impl, **model,
-                             "precision": _precision_of(impl, model),
-                             "peak_precision": r.get("precision", res["precision"] if impl == "ours" else "float32"),
-                             "flops_per_image": r["flops_per_image"],
-                             "model_flops_per_image": res["model_flops_per_image"],
-                             "images_per_s": r["images_per_s"], "gflops_per_s": r["gflops_per_s"],
-                             "model_gflops_per_s": r["model_gflops_per_s"],
-                             "peak_gflops": r.get("peak_gflops", res["peak_gflops"]),
-                             "fraction_of_peak": r["fraction_of_peak"], **_machine(record)})
-        for e in (record.get("peak") or {}).get("entries", []):
-            peaks.append(_peak_row(f"train_{config}", e, record))
-    peak = _records(bench_dir, "peak", cost, ("peak",)).get("")        # peak.json: the name has no config part
-    if peak is not None:
-        peaks += [_peak_row("peak", e, peak) for e in peak["results"]["entries"]]
-    else:
-        cost.notes.append(f"No peak measurement (`peak.json` in {bench_dir}). Run `{RUN} --only peak`.")
-    if not records:
-        cost.notes.append("No training FLOPs recorded: no roofline. Run "
-                          f"`{RUN} --only peak train_small train_cifar`.")
-    return (pd.DataFrame(rows) if rows else None), (pd.DataFrame(peaks) if peaks else None)
-
-
-def batch_sweep(bench_dir, cost: Cost) -> pd.DataFrame | None:
-    """Training images/s and fraction of peak against the batch, per variant and allocator setting, from
-    ``batch_sweep_*.json`` (``bench/batch_sweep.py``)."""
-    rows = []
-    for config, record in _records(bench_dir, "batch_sweep", cost, ("batch_sweep",)).items():
-        model = {k: v for k, v in _model_columns(record).items() if k not in ("batch", "precision")}
-        for r in record["rows"]:
-            variant_model = {**record["config"]["model"], **record["variants"][r["variant"]]}
-            rows.append({"config": config, "variant": r["variant"], "batch": r["batch"], **model,
-                         "precision": variant_model.get("precision", "fp32"),
-                         "inv_backprop": variant_model.get("inv_backprop", True),
-                         "allocator": _allocator(record),
-                         "peak_precision": r["precision"], "images_per_s": r["images_per_s"],
-                         "flops_per_image": r["flops_per_image"], "model_flops_per_image": r["model_flops_per_image"],
-                         "gflops_per_s": r["gflops_per_s"], "model_gflops_per_s": r["model_gflops_per_s"],
-                         "peak_gflops": r["peak_gflops"], "fraction_of_peak": r["fraction_of_peak"],
-                         "model_fraction_of_peak": r["model_fraction_of_peak"], **_machine(record)})
-    if not rows:
-        cost.notes.append(f"No batch sweep recorded (`batch_sweep_*.json` in {bench_dir}). Run "
-                          f"`{RUN} --only batch_sweep_cifar batch_sweep_cifar_tuned`.")
-        return None
-    return pd.DataFrame(rows)
-
-
-def compiled(bench_dir, cost: Cost) -> pd.DataFrame | None:
-    """``torch.compile`` against eager (``compile_*.json``, ``bench/options.py --compile``): images/s per variant,
-    and the first step's seconds (tracing and code generation) of the compiled one."""
-    rows = []
-    for config, record in _records(bench_dir, "compile", cost, ("options",)).items():
-        for variant, r in record["results"].get("train", {}).items():
-            rows.append({"config": config, "variant": variant, **_model_columns(record),
-                         "compiled": variant.startswith("compiled_"), "images_per_s": r["images_per_s"],
-                         "first_step_s": r.get("first_step_s"), **_machine(record)})
-    if not rows:
-        cost.notes.append(f"No torch.compile measurement (`compile_*.json` in {bench_dir}). Run "
-                          f"`{RUN} --only compile_cifar`.")
-        return None
-    return pd.DataFrame(rows)
-
-
-def profiles(bench_dir, cost: Cost) -> pd.DataFrame | None:
-    """Where a training step's time goes (``profile_*.json``, ``bench/profile_ops.py``): self time per group of ops
-    and its share of the step, per profiled config."""
-    rows = []
-    for config, record in _records(bench_dir, "profile", cost, ("profile_ops",)).items():
-        model = record["config"]["model"]
-        for group, g in record["results"]["groups"].items():
-            rows.append({"config": config, "group": group, **_model_columns(record),
-                         "inv_backprop": model.get("inv_backprop", True),
-                         "allocator": _allocator(record),
-                         "ms_per_step": g["ms_per_step"], "share": g["share"], **_machine(record)})
-    if not rows:
-        cost.notes.append(f"No profile recorded (`profile_*.json` in {bench_dir}). Run "
-                          f"`{RUN} --only profile_cifar profile_cifar_b64`.")
-        return None
-    return pd.DataFrame(rows)
-
-
-def _peak_row(source: str, e: dict, record: dict) -> dict:
-    return {"source": source, "op": e["op"], "precision": e["precision"], "layout": e["layout"] or "",
-            "shape": "x".join(map(str, e["shape"])), "gflops": e["gflops"], "gflops_best": e["gflops_best"],
-            **_machine(record)}
-
-
-def cost_tables(bench_dir="results/bench") -> Cost:
-    """Every table that the records in ``bench_dir`` allow, and a note for each that they do not."""
-    bench_dir = bench_path(bench_dir)
-    cost = Cost()
-    if not bench_dir.is_dir():
-        cost.notes.append(f"{bench_dir} does not exist: no benchmark has been recorded. Run `{RUN}`.")
-    train = _records(bench_dir, "train", cost, TRAIN_BENCHMARKS)      # read once, used by two tables
-    tables = {"epoch_time": epoch_time(train, bench_dir, cost), "sampling": sampling(bench_dir, cost),
-              "memory": memory(bench_dir, cost)}
-    tables["throughput"], tables["peak"] = throughput(train, bench_dir, cost)
-    tables["batch_sweep"], tables["compile"] = batch_sweep(bench_dir, cost), compiled(bench_dir, cost)
-    tables["profile"] = profiles(bench_dir, cost)
-    tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, cost.notes, cost.sources)
-    tables["recipe"] = recipe(bench_dir, cost.notes, cost.sources)
-    cost.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
-    return cost
+def page_values(tables: dict) -> dict:
+    """The numbers the page's words quote that no table or figure beside them shows (NaN where not recorded):
+    ``bf16_over_fp32_<allocator>``, the best bf16 images/s of the batch sweep over the best fp32 (each at its best
+    batch and options), per allocator setting; ``compile_speedup``, a compiled training step's images/s over eager's
+    of the same variant, and ``compile_first_step_s``, its first step's seconds (tracing and code generation)."""
+    values = {f"bf16_over_fp32_{a}": math.nan for a in ALLOCATOR_WORDS}
+    sweep = tables.get("batch_sweep")
+    if sweep is not None:
+        best = sweep.groupby(["allocator", "precision"]).images_per_s.max()
+        for allocator in ALLOCATOR_WORDS:
+            if (allocator, "bf16") in best and (allocator, "fp32") in best:
+                values[f"bf16_over_fp32_{allocator}"] = best[allocator, "bf16"] / best[allocator, "fp32"]
+    values.update(compile_speedup=math.nan, compile_first_step_s=math.nan)
+    timed = tables.get("compile")
+    if timed is not None:
+        eager = timed[~timed.compiled].set_index(["config", "variant"]).images_per_s
+        for r in timed[timed.compiled].itertuples():
+            if (r.config, r.variant.removeprefix("compiled_")) in eager:
+                values.update(compile_speedup=r.images_per_s / eager[r.config, r.variant.removeprefix("compiled_")],
+                              compile_first_step_s=r.first_step_s)
+                break
+    return values
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -519,75 +255,32 @@ def plot_profile(df: pd.DataFrame | None):
     return fig
 
 
-def summary(cost: Cost) -> list[str]:
-    """Sentences computed from the tables: the headline of each (for the page's text)."""
-    out = quality_summary(cost.tables.get("quality_vs_time"))
-    t = cost.tables.get("epoch_time")
-    if t is not None:
-        for config, part in t.groupby("config", sort=False):
-            by = part.set_index("implementation").minutes_per_epoch
-            line = (f"`{config}`: {by['ours']:.1f} min per epoch of {part.epoch_images.iloc[0]:,} images "
-                    f"({part.epoch_of.iloc[0]})" if "ours" in by else f"`{config}`:")
-            if "reference" in by:
-                line += f", the reference {by['reference']:.1f} min"
-            out.append(line + f" on {_hardware(part)}.")
-    s = cost.tables.get("sampling")
-    if s is not None:
-        paper = s[s.source == "published"]
-        ours = s[(s.source == "measured") & (s.implementation == "ours")].sort_values("image_size")
-        for r in paper.itertuples():
-            line = (f"The paper: about {r.ms_per_image:.0f} ms per {r.image_size}x{r.image_size} sample on one "
-                    f"{r.device_name} ({r.citation}).")
-            if len(ours):
-                big = ours.iloc[-1]
-                line += (f" Ours, largest measured: {big.ms_per_image:.1f} ms per {big.image_size}x"
-                         f"{big.image_size} sample (K={big.depth}, L={big.levels}) on {big.device_name}; the models "
-                         f"and the hardware differ, so this places the figures side by side, it does not rank them.")
-            out.append(line)
-    m = cost.tables.get("memory")
-    if m is not None:
-        for (config, variant), part in m.groupby(["config", "variant"], sort=False):
-            part = part.sort_values("depth")
-            lo, hi = part.iloc[0], part.iloc[-1]
-            if hi.depth != lo.depth:
-                out.append(f"`{config}`, {IMPLEMENTATION_WORDS.get(variant, variant)}: {lo.peak_mb:.0f} MiB at "
-                           f"K={lo.depth}, {hi.peak_mb:.0f} MiB at K={hi.depth} (x{hi.peak_mb / lo.peak_mb:.2f}).")
-    r = cost.tables.get("throughput")
-    if r is not None:
-        for row in r.itertuples():
-            frac = "" if row.fraction_of_peak is None or (isinstance(row.fraction_of_peak, float) and
-                                                           math.isnan(row.fraction_of_peak)) \
-                else f", {row.fraction_of_peak:.1%} of the measured {row.peak_precision} peak"
-            out.append(f"`{row.config}`, {IMPLEMENTATION_WORDS[row.implementation]}: "
-                       f"{row.flops_per_image / 1e9:.2f} GFLOP per training image, {row.gflops_per_s:.1f} GFLOP/s"
-                       f"{frac}.")
-    b = cost.tables.get("batch_sweep")
-    if b is not None:
-        best = b.loc[b.groupby(["precision", "allocator"]).images_per_s.idxmax()]
-        for row in best.itertuples():
-            out.append(f"Batch sweep, best {row.precision} with the allocator "
-                       f"{ALLOCATOR_WORDS[row.allocator]}: {row.images_per_s:.1f} images/s "
-                       f"({VARIANT_WORDS.get(row.variant, row.variant)}, batch {row.batch}), "
-                       f"{row.model_fraction_of_peak:.1%} of the measured {row.peak_precision} peak in useful work.")
-        for allocator, part in best.groupby("allocator"):
-            by = part.set_index("precision").images_per_s
-            if {"fp32", "bf16"} <= set(by.index):
-                out.append(f"bf16 over fp32, each at its best batch and options (allocator "
-                           f"{ALLOCATOR_WORDS[allocator]}): x{by['bf16'] / by['fp32']:.2f}.")
-    p = cost.tables.get("profile")
-    if p is not None:
-        for config, part in p.groupby("config", sort=False):
-            shares = ", ".join(f"{r.group.replace('_', ' ')} {r.share:.0%}"
-                               for r in part.sort_values("share", ascending=False, kind="stable").itertuples())
-            out.append(f"Profile `{config}` (batch {part.batch.iloc[0]}, {part.precision.iloc[0]}): {shares}.")
-    c = cost.tables.get("compile")
-    if c is not None:
-        for config, part in c.groupby("config", sort=False):
-            eager, comp = part[~part.compiled], part[part.compiled]
-            for row in comp.itertuples():
-                twin = eager[eager.variant == row.variant.removeprefix("compiled_")]
-                if len(twin):
-                    out.append(f"`{config}`: torch.compile ran {row.images_per_s:.1f} images/s against eager's "
-                               f"{twin.images_per_s.iloc[0]:.1f} (x{row.images_per_s / twin.images_per_s.iloc[0]:.2f})"
-                               f", after a first step of {row.first_step_s:.0f} s.")
-    return out
+
+def plot_quality_vs_time(chosen: pd.DataFrame | None, curves: pd.DataFrame | None):
+    """Test bits/dim (2,000-image part) against minutes of training, a line per run, and each budget's
+    validation-chosen checkpoint on the whole test split as a marker (None without records)."""
+    if chosen is None or curves is None:
+        return None
+    import matplotlib.pyplot as plt
+    machines = list(dict.fromkeys(chosen.device_name))         # one panel per machine: its runs share a clock
+    fig, axes = plt.subplots(1, len(machines), figsize=(7 * len(machines), 4), squeeze=False, sharey=True)
+    colours = {"ours": "C0", "reference": "C1"}
+    for ax, machine in zip(axes[0], machines):
+        here = chosen[chosen.device_name == machine]
+        for run, part in curves[curves.run.isin(set(here.run))].groupby("run", sort=False):
+            c = part.contender.iloc[0]
+            ax.plot(part.train_s / 60, part.test_curve_bpd, color=colours.get(c, "C2"), alpha=0.8,
+                    label=f"{QUALITY_WORDS.get(c, c)}, {part.budget_min.iloc[0]:g}-min run")
+        for r in here.itertuples():
+            ax.plot(r.minutes, r.test_bpd, "o", color=colours.get(r.contender, "C2"), markersize=7)
+            ax.annotate(f"{r.test_bpd:.3f}", (r.minutes, r.test_bpd), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        ax.set(xlabel="minutes of training", ylim=(None, min(6.0, curves.test_curve_bpd.max())),
+               title=f"{machine}, {here.threads.iloc[0]} threads, {here.precision.iloc[0]}")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("test bits/dim")
+    fig.suptitle("Fashion-MNIST: quality against training time")
+    fig.tight_layout()
+    return fig
+
+

@@ -71,7 +71,8 @@ def test_summary_gathers_every_record(toy):
 
 
 def test_records_from_two_machines_stand_side_by_side_and_keep_their_gates(toy):
-    from glowlib.studies._training_cost import plot_quality_vs_time, quality_summary, quality_vs_time
+    from glowlib.analysis.bench_records import quality_vs_time
+    from glowlib.studies.cost import plot_quality_vs_time
     qvt.OUT.mkdir(parents=True)
     for machine, ours in (("Intel(R) Xeon(R) Processor @ 2.80GHz", 3.3), ("AMD EPYC", 3.4)):
         for contender, bpd in (("ours", ours), ("reference", 3.9)):
@@ -82,10 +83,10 @@ def test_records_from_two_machines_stand_side_by_side_and_keep_their_gates(toy):
                       "curve": [{"step": 5, "train_s": 1500.0, "val_bpd": bpd, "test_curve_bpd": bpd}]}
             (qvt.OUT / f"{qvt.record_name(contender, [25.0], machine)}.json").write_text(json.dumps(record))
     assert len(list(qvt.OUT.glob("*.json"))) == 4          # a second machine's run replaces nothing
-    chosen, curves = quality_vs_time(qvt.OUT.parent, [], {})
-    sentences = quality_summary(chosen)
-    [amd] = [x for x in sentences if "AMD EPYC" in x]                  # one sentence per machine and budget
-    assert len(sentences) == 2 and "ours 3.400" in amd and "reference 3.900" in amd
+    chosen, curves = quality_vs_time(qvt.OUT.parent)
+    amd = chosen[chosen.device_name == "AMD EPYC"].set_index("contender")      # one row per machine and contender
+    assert len(chosen) == 4 and len(amd) == 2 and (amd.minutes == 25.0).all()
+    assert amd.test_bpd["ours"] == 3.4 and amd.test_bpd["reference"] == 3.9
     assert len(plot_quality_vs_time(chosen, curves).axes) == 2
     qvt.add_gates()                     # no kept model on this machine: the recorded gates stay
     assert all(json.loads(p.read_text())["gates"] for p in qvt.OUT.glob("ours_*.json"))
@@ -155,7 +156,7 @@ def test_model_gates_variants_are_the_runs_they_name_and_the_summary_reads_every
 
 
 def test_the_cost_page_records_where_its_quality_and_recipe_records_came_from():
-    from glowlib.studies.cost import cost_tables
+    from glowlib.analysis.bench_records import cost_tables
     cost = cost_tables(ROOT / "results" / "bench")
     for folder in ("quality_vs_time", "recipe"):
         names = sorted(p.name for p in (ROOT / "results" / "bench" / folder).glob("*.json"))
