@@ -7,8 +7,8 @@
 - the fused layers, channels-last and the eval-mode caches compute the same function, and the caches follow
   weight changes;
 - the benchmark scripts run and print their JSON (their figures are not checked: timings belong in bench/); the
-  FLOPs they count are FlopCounterMode's, the profile's groups add up, and the Cost page's tables (glowlib.analysis.bench_records)
-  come out tidy from such records, or say what is missing.
+  FLOPs they count are FlopCounterMode's, the profile's groups add up, and the Cost page's tables
+  (glowlib.analysis.bench_records) come out tidy from such records, or say what is missing.
 """
 import json
 import math
