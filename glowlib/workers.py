@@ -42,139 +42,29 @@ def order_for(runs: list, worker_index: int = 0, n_workers: int = 1, only_mine: 
     return mine if only_mine else mine + [r for r in runs if not any(r is m for m in mine)]
 
 
-def work_through(runs: list, progress=True, log=print, name: str = "", failures: list | None = None) -> dict[str, str]:
+def work_through(runs: list, progress=True, log=print, name: str = "") -> dict[str, str]:
     """Train every run of ``runs`` that is not cached, skipping those another process holds and coming back to
     them at the end (waiting for each still held). Returns {cache key: what happened} (``train_if_free``'s
-    words, or "failed"). Each run gets a line: its place, what happens, its estimate (from the plan's kept
-    measurements). A run that fails (an exception other than a stop) does not stop the others: it is logged, added
-    to ``failures`` (:func:`failure_record`) and the next run trains. A stop (``RunStopped``: SIGTERM or SIGHUP,
-    :func:`stop_on_signals`) ends the list at once, the interrupted run's ``last.pt`` saved."""
+    words). Each run gets a line: its place, what happens, its estimate (from the plan's kept measurements)."""
     prefix = f"[{name}] " if name else ""
-    failures = [] if failures is None else failures
     outcomes, held = {}, []
-
-    def attempt(run, where, wait=False):
-        try:
-            outcome = train_if_free(run, progress, wait=wait, announce=lambda: log(f"{where}training {_planned(run)}"))
-        except RunStopped:
-            raise
-        except Exception as e:                  # noqa: BLE001  (any failure of one run; the list goes on)
-            failures.append(failure_record(run, e))
-            log(f"{where}FAILED {describe(run)}: {failures[-1]['why']} (its files: {failures[-1]['files']}); "
-                f"going on with the other runs")
-            del e
-            _free_device_memory()
-            return "failed"
-        if outcome in ("trained", "waited", "cached"):
-            prune_finished(run)
-        return outcome
-
     for i, run in enumerate(runs, 1):
         where = f"{prefix}[{i}/{len(runs)}]"
         if is_cached(run):                      # finished and whole (a done.json alone is not)
             outcomes[run.key()] = "cached"
-            prune_finished(run)
             log(f"{where} cached   {describe(run)}: {run_dir(run)}")
             continue
-        outcome = attempt(run, f"{where} ")
+        outcome = train_if_free(run, progress, announce=lambda: log(f"{where} training {_planned(run)}"))
         if outcome == "busy":
             log(f"{where} held by another worker, coming back to it at the end: {describe(run)}")
             held.append(run)
         outcomes[run.key()] = outcome
     for run in held:
         log(f"{prefix}waiting for {describe(run)} (another worker holds it)")
-        outcomes[run.key()] = attempt(run, prefix, wait=True)
-        if outcomes[run.key()] != "failed":
-            log(f"{prefix}{outcomes[run.key()]} {describe(run)}")
+        outcomes[run.key()] = train_if_free(run, progress, wait=True,
+                                            announce=lambda: log(f"{prefix}training {_planned(run)}"))
+        log(f"{prefix}{outcomes[run.key()]} {describe(run)}")
     return outcomes
-
-
-def failure_record(run: RunConfig, error: BaseException) -> dict:
-    """What a failed run's report says: the run, why (one line: the exception's type and first line) and where its
-    files are (a run without a finite evaluation has them set aside in a ``failed-*`` subfolder and starts afresh
-    next time; any other failure leaves its folder as it was, ``last.pt`` resuming from the last checkpoint)."""
-    folder = run_dir(run)
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    why = f"{type(error).__name__}: {first}" if first else type(error).__name__
-    aside = sorted(folder.glob("failed-*"), key=lambda p: p.stat().st_mtime) if isinstance(error, TrainingFailed) \
-        else []
-    files = (f"{aside[-1]} (set aside; the next attempt starts afresh)" if aside else
-             f"{folder} ({'last.pt resumes from step ' + str(_saved_step(folder)) if (folder / 'last.pt').exists() else 'no checkpoint yet'})")
-    return {"run": describe(run), "key": run.key(), "why": why, "files": files}
-
-
-def _saved_step(folder: Path) -> str:
-    """The last step of ``folder``'s metrics.csv (the checkpoints are saved with the evaluations), or "?"."""
-    try:
-        lines = (folder / "metrics.csv").read_text().strip().splitlines()
-        return f"{int(float(lines[-1].split(',')[0])):,}" if len(lines) > 1 else "0"
-    except (OSError, ValueError, IndexError):
-        return "?"
-
-
-def _free_device_memory() -> None:
-    """After a failed run (a CUDA out-of-memory error among them), give its memory back before the next run: the
-    failed run's tensors are garbage once its exception is dropped, but the caching allocator keeps their blocks."""
-    gc.collect()
-    import torch
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def prune_finished(run: RunConfig) -> list[Path]:
-    """Remove what a finished cache entry no longer needs: its ``last.pt`` (the weights, the Polyak weights and the
-    optimizer's state of the last step, kept only so that an interrupted run resumes). A finished entry is served
-    from ``best.pt`` and ``metrics.csv`` (``training.cache``), and its config fixes its number of steps, so it never
-    resumes. Only once the entry is whole (``is_cached``). Returns what was removed."""
-    if not is_cached(run):
-        return []
-    last = run_dir(run) / "last.pt"
-    if last.is_file():
-        last.unlink()
-        return [last]
-    return []
-
-
-def failure_report(failures: list[dict], retry: str = "the same command") -> list[str]:
-    """The lines that end a list with failed runs: each run, why, where its files are, and how to retry them."""
-    lines = [f"{len(failures)} run(s) failed; the others were trained:"]
-    lines += [f"  - {f['run']} [{f['key']}]: {f['why']}; its files: {f['files']}" for f in failures]
-    lines.append(f"to retry only these, run {retry} again: finished runs are found in the cache, each failed one "
-                 f"resumes from its last.pt or, set aside, starts afresh")
-    return lines
-
-
-def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP stop this process's training cleanly: the first one asks the training loop to save
-    ``last.pt`` after its current step and raise ``RunStopped`` (``training.loop.request_stop``); outside a training
-    loop (waiting for a lock, scoring a finished run), or at a second signal, ``RunStopped`` is raised at once.
-    Files are written atomically, so a stop anywhere leaves every file whole."""
-    def handler(signum, frame):
-        first = stop_requested() is None
-        request_stop(signum)
-        if not (first and training_now()):
-            raise RunStopped(f"stopped by {signal.Signals(signum).name}", signum)
-    for number in STOP_SIGNALS:
-        signal.signal(number, handler)
-
-
-def train_here(runs: list, progress=True, name: str = "", retry: str = "the same command") -> int:
-    """Work through ``runs`` in this process (``python -m glowlib models --workers 1``), stopped cleanly by SIGTERM
-    or SIGHUP; the exit status: 0, 1 when a run failed (after the report), 128 + the signal's number when stopped."""
-    stop_on_signals()
-    failures = []
-    say = lambda line: print(line, flush=True)  # noqa: E731
-    try:
-        work_through(runs, progress, log=say, name=name, failures=failures)
-    except RunStopped as e:
-        say(f"{e}; rerun {retry} to resume")
-        if failures:
-            say("\n".join(failure_report(failures, retry)))
-        return 128 + e.signal
-    if failures:
-        print("\n".join(failure_report(failures, retry)), file=sys.stderr, flush=True)
-        return 1
-    return 0
 
 
 def _planned(run) -> str:
