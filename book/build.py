@@ -17,12 +17,19 @@ Sphinx copies to ``tables/<notebook>/`` in the HTML (``html_extra_path`` in ``_c
 point there (:func:`csv_links`).
 The intro's and the reproduce page's sentences about time and scale are computed from the runs' provenance, never
 typed (``QUANTITY`` is what the tests look for).
+
+What it reads is checked before it is published: a file name a provenance record lists must name a file inside
+its results folder (:func:`confined`), and ``claims.csv`` must have the columns, verdicts and numbers of
+:func:`read_claims`; anything else stops the build naming the file and the entry. Every text from the results
+that goes onto a page is escaped (:func:`md_text`, :func:`md_code`), so it shows as written and never becomes
+markup or HTML.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import copy
+import html
 import importlib.util
 import json
 import math
@@ -43,6 +50,13 @@ PROFILE_WORDS = {"smoke": "tiny models for CI: the numbers mean nothing, only th
                  "cpu": "small models sized for a 2-core CPU",
                  "gpu": "the paper's CIFAR-10 architecture for fewer steps, on one GPU",
                  "paper": "the official hyperparameters, for a GPU box"}
+# the claims table's columns that the pages use (glowlib.studies.claims.COLUMNS names the table's columns): each
+# must be present; those in CLAIM_NUMBERS are numbers, empty where they do not apply
+CLAIM_COLUMNS = ("id", "claim", "source", "verdict", "difference", "ci_low", "ci_high", "n_seeds", "test", "gate",
+                 "evidence", "where")
+CLAIM_NUMBERS = ("difference", "ci_low", "ci_high", "n_seeds")
+# glowlib.analysis.stats.VERDICTS (tests/test_book_inputs.py compares; importing it would load the package)
+VERDICTS = ("confirmed", "contradicted", "inconclusive", "not testable at this scale")
 # a time, size or scale figure in a sentence (the reproduce and intro pages may only have computed ones)
 QUANTITY = re.compile(r"(?i)(\b\d[\d,.]*\s*|\b(an?|one|few|several|some)\s+)"
                       r"(ms|s|sec|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|[kMG]i?B|TFLOP/s|"
@@ -55,6 +69,18 @@ def registry():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def left_out(profile: str) -> dict:
+    """{study: reason} of the studies ``profile`` leaves out of ``make reproduce``: the registry's ``LEFT_OUT``
+    where it names them itself, else its ``left_out(profile)``, which reads them from ``glowlib.profiles`` (and so
+    loads the package)."""
+    reg = registry()
+    if hasattr(reg, "LEFT_OUT"):
+        return dict(reg.LEFT_OUT.get(profile, {}))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return dict(reg.left_out(profile))
 
 
 def results_root() -> Path:
@@ -73,6 +99,113 @@ def write(path: Path, text: str) -> None:
 def provenance(folder: Path) -> dict | None:
     path = folder / PROVENANCE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def confined(folder: Path, name, listed_in) -> Path:
+    """``folder / name`` for a file name read from a file (``listed_in``): a plain name of a file in ``folder``, not
+    absolute, without folders or ``..``, and not a link that leads out of ``folder``; anything else is a
+    ``ValueError`` naming the file and the entry (as ``glowlib.results.confined``, which this module cannot import
+    without loading torch; tests/test_book_inputs.py holds the two to the same answers)."""
+    folder = Path(folder)
+    plain = isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+    path = folder / name if plain else None
+    if path is not None and path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        path = None
+    if path is None:
+        raise ValueError(f"{listed_in} lists {name!r}, which is not a plain file name inside {folder} (a name "
+                         f"without folders, '..' or a link out of the folder); correct or remove that entry")
+    return path
+
+
+def listed_tables(folder: Path, record: dict) -> list[str]:
+    """The CSVs a provenance ``record`` of ``folder`` lists that are there, every listed name (tables and figures)
+    checked by :func:`confined` first."""
+    listed_in = folder / PROVENANCE
+    names = {}
+    for key in ("tables", "figures"):
+        entries = record.get(key) or {}
+        if not isinstance(entries, dict):
+            raise ValueError(f"{listed_in}: {key!r} must map file names to their records, not {entries!r}; "
+                             f"correct or remove that entry")
+        names[key] = [name for name in entries if confined(folder, name, listed_in)]
+    return [name for name in names["tables"] if (folder / name).is_file()]
+
+
+# --------------------------------------------------------------------------------------------- text on a page
+# characters that start Markdown or MyST syntax, or HTML, inside a line: each is written backslash-escaped, which
+# CommonMark shows as the character itself (a line's start is never ours: line breaks become spaces)
+MARKUP = re.compile(r"([\\`*_{}\[\]<>|~$&])")
+
+
+def md_text(value, in_table: bool = False) -> str:
+    """A text from the results as plain text on a page: no Markdown, MyST role, math or HTML in it takes effect.
+    Its code spans (`...`, as in "run `make ...`") stay code spans, whose content is shown literally."""
+    text = " ".join(str(value).split())
+    parts = re.split(r"(`[^`]+`)", text)
+    return "".join(md_code(p[1:-1], in_table) if i % 2 else MARKUP.sub(r"\\\1", p) for i, p in enumerate(parts))
+
+
+def md_code(value, in_table: bool = False) -> str:
+    """``value`` as a code span, shown literally: fenced by more backticks than it holds in a row; in a table
+    its ``|`` escaped, as GitHub-flavoured tables split cells before reading code spans."""
+    text = " ".join(str(value).split())
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    if in_table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+# -------------------------------------------------------------------------------------------------- claims
+def read_claims(path: Path, studies) -> list[dict]:
+    """The rows of ``claims.csv`` (none where the file is missing), checked for what the pages publish: every
+    column of :data:`CLAIM_COLUMNS`, an id and a claim, a verdict among :data:`VERDICTS`, finite numbers where
+    given (``n_seeds`` a count), both ends of an interval or neither, ``ci_low <= difference <= ci_high``, and a
+    ``where`` that names a study of ``studies`` (or is empty). Anything else is a ``ValueError`` naming the file and
+    the row. Numbers come back as floats or None, texts as strings ("" where empty)."""
+    if not path.is_file():
+        return []
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ValueError(f"{path} is not a readable CSV table: {' '.join(str(e).split())}") from e
+    missing = [c for c in CLAIM_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing} (it has {list(table.columns)}); rerun the claims "
+                         f"notebook (make notebook NB=claims)")
+    rows, seen = [], set()
+    for i, raw in enumerate(table.to_dict("records")):
+        where = f"{path} row {i + 1} (id {raw['id']!r})"
+        row = dict(raw)
+        for column in CLAIM_NUMBERS:
+            text = raw[column].strip()
+            try:
+                row[column] = float(text) if text else None
+            except ValueError:
+                raise ValueError(f"{where}: {column}={text!r} is not a number") from None
+            if row[column] is not None and not math.isfinite(row[column]):
+                raise ValueError(f"{where}: {column}={text!r} is not a finite number")
+        if not raw["id"].strip() or not raw["claim"].strip():
+            raise ValueError(f"{where}: the id and the claim must not be empty")
+        if raw["id"] in seen:
+            raise ValueError(f"{where}: the id {raw['id']!r} is given to an earlier row too")
+        seen.add(raw["id"])
+        if raw["verdict"] not in VERDICTS:
+            raise ValueError(f"{where}: verdict={raw['verdict']!r} is not one of {VERDICTS}")
+        if raw["where"] and raw["where"] not in studies:
+            raise ValueError(f"{where}: where={raw['where']!r} names no study; choose one of {tuple(studies)}")
+        n = row["n_seeds"]
+        if n is not None and (n < 0 or n != int(n)):
+            raise ValueError(f"{where}: n_seeds={raw['n_seeds']!r} is not a count of seeds")
+        low, high, difference = row["ci_low"], row["ci_high"], row["difference"]
+        if (low is None) != (high is None):
+            raise ValueError(f"{where}: an interval needs both ends, ci_low={raw['ci_low']!r} and "
+                             f"ci_high={raw['ci_high']!r}")
+        if low is not None and not (low <= high and (difference is None or low <= difference <= high)):
+            raise ValueError(f"{where}: ci_low <= difference <= ci_high does not hold for {raw['ci_low']}, "
+                             f"{raw['difference']}, {raw['ci_high']}")
+        rows.append(row)
+    return rows
 
 
 def training_seconds(model: dict) -> float:
@@ -116,8 +249,9 @@ def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
         return None
     return {**training_summary(records),
             "notebook_min": sum(r["wall_s"] for r in records) / 60, "n_notebooks": len(records),
-            "hardware": "; ".join(sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
-                                          f"({r['hardware']['cpu_count']} CPU cores)" for r in records}))}
+            "hardware": "; ".join(sorted({f"{md_text(r['hardware'].get('gpu') or r['hardware']['cpu'], True)} "
+                                          f"({md_text(r['hardware']['cpu_count'], True)} CPU cores)"
+                                          for r in records}))}
 
 
 def costs(root: Path, notebooks) -> str:
@@ -150,17 +284,17 @@ def intro(profile: str, root: Path, notebooks) -> str:
     if not records:
         return "\n".join(lines + [f"**No results for profile `{profile}` yet.** Run `make reproduce "
                                   f"PROFILE={profile}`."]) + "\n"
-    first = min(r["start_time"] for r in records.values())
+    first = md_text(min(r["start_time"] for r in records.values()))
     trained = training_summary(records.values())
     side_by_side = "" if trained["train_wall_min"] is None else (
         f", {trained['train_wall_min']:.1f} minutes of wall time with trainings side by side"
         + (f" ({', '.join(trained['threads'])} thread(s) each)" if trained["threads"] else ""))
-    shas = sorted({f"{r['git_sha'][:10]}{' (uncommitted changes)' if r['git_dirty'] is True else ''}"
+    shas = sorted({f"{md_text(str(r['git_sha'])[:10])}{' (uncommitted changes)' if r['git_dirty'] is True else ''}"
                    for r in records.values()})
-    hardware_seen = sorted({f"{r['hardware'].get('gpu') or r['hardware']['cpu']} "
-                            f"({r['hardware']['cpu_count']} CPU cores), device `{r['device']}`"
+    hardware_seen = sorted({f"{md_text(r['hardware'].get('gpu') or r['hardware']['cpu'])} "
+                            f"({md_text(r['hardware']['cpu_count'])} CPU cores), device {md_code(r['device'])}"
                             for r in records.values()})
-    torch_versions = ", ".join(sorted({r["torch_version"] for r in records.values()}))
+    torch_versions = ", ".join(sorted({md_text(r["torch_version"]) for r in records.values()}))
     lines += ["## These results", "",
               f"- **Profile:** `{profile}` ({PROFILE_WORDS.get(profile, '')})",
               f"- **Hardware:** {'; '.join(hardware_seen)}",
@@ -169,13 +303,13 @@ def intro(profile: str, root: Path, notebooks) -> str:
               f"{sum(r['wall_s'] for r in records.values()) / 60:.1f} minutes",
               f"- **Training:** {trained['n_models']} models, {trained['train_min']:.1f} minutes in all (each counted "
               f"once; trained models are cached and shared between notebooks){side_by_side}", ""]
-    left_out = registry().LEFT_OUT.get(profile, {})
-    missing = [nb for nb in notebooks if nb not in records and nb not in left_out]
+    skipped = left_out(profile)
+    missing = [nb for nb in notebooks if nb not in records and nb not in skipped]
     if missing:
         lines += [f"Not yet run for this profile: {', '.join(missing)}.", ""]
-    if left_out:
+    if skipped:
         lines += [f"Left out by this profile (their pages say why; each runs with `make notebook NB=...`): "
-                  f"{', '.join(nb for nb in notebooks if nb in left_out)}.", ""]
+                  f"{', '.join(nb for nb in notebooks if nb in skipped)}.", ""]
     scale_csv = root / profile / "bpd_table" / "scale.csv"
     if "bpd_table" in records and scale_csv.is_file():
         lines += ["## How far from the paper's scale", "",
@@ -184,7 +318,7 @@ def intro(profile: str, root: Path, notebooks) -> str:
                   "| data | model | parameters (ours / paper) | images seen (ours / paper) | training images (ours / full) |",
                   "|---|---|---|---|---|"]
         for row in pd.read_csv(scale_csv).itertuples():
-            lines.append(f"| {row.dataset} | {row.model_type} | {row.n_parameters:,} / {row.paper_n_parameters:,} "
+            lines.append(f"| {md_text(row.dataset, True)} | {md_text(row.model_type, True)} | {row.n_parameters:,} / {row.paper_n_parameters:,} "
                          f"({row.n_parameters / row.paper_n_parameters:.2%}) | {row.images_seen:,} / "
                          f"{row.paper_images_seen:,} ({row.images_seen / row.paper_images_seen:.2%}) | "
                          f"{row.n_train:,} / {row.full_n_train:,} |")
@@ -226,7 +360,7 @@ def captions(names: list[str], figures: dict, n_images: int) -> list[tuple[str, 
         found += [m for m in matched if m not in found]
     if len(found) != n_images:
         return None
-    return [(n, (figures.get(f"{n}.png") or {}).get("what") or n.replace("_", " ")) for n in found]
+    return [(n, md_text((figures.get(f"{n}.png") or {}).get("what") or n.replace("_", " "))) for n in found]
 
 
 def _values(source: str) -> dict:
@@ -248,8 +382,8 @@ def _markdown(text: str, name: str) -> dict:
 def parameters_table(defaults: dict, injected: dict) -> str:
     """The values the run used (papermill's injected ones over the notebook's defaults), one row each."""
     ran = {**defaults, **injected}
-    rows = "".join(f"| `{name}` | `{value!r}` |{' set for this run' if name in injected else ''}\n"
-                   for name, value in ran.items())
+    rows = "".join(f"| {md_code(name, True)} | {md_code(repr(value), True)} |"
+                   f"{' set for this run' if name in injected else ''}\n" for name, value in ran.items())
     return "**Parameters of this run**\n\n| parameter | value | |\n|---|---|---|\n" + rows
 
 
@@ -266,9 +400,10 @@ def answer(rows: list[dict]) -> str:
         numbers = ""
         if r.get("n_seeds") and _number(r.get("difference")):
             numbers = (f" Difference {_number(r['difference'])} [{_number(r['ci_low'])}, {_number(r['ci_high'])}] "
-                       f"over {int(r['n_seeds'])} seeds ({r.get('test') or 'paired test'}).")
-        gate = f" Failed gate: {r['gate']}." if isinstance(r.get("gate"), str) and r["gate"] else ""
-        lines.append(f"- **{r['id']}** {r['claim']}: **{r['verdict']}**.{numbers}{gate} {r['evidence']}")
+                       f"over {int(r['n_seeds'])} seeds ({md_text(r.get('test') or 'paired test')}).")
+        gate = f" Failed gate: {md_text(r['gate'])}." if isinstance(r.get("gate"), str) and r["gate"] else ""
+        lines.append(f"- **{md_text(r['id'])}** {md_text(r['claim'])}: **{md_text(r['verdict'])}**.{numbers}{gate} "
+                     f"{md_text(r['evidence'])}")
     return "\n".join(lines + ["```", ""])
 
 
@@ -344,11 +479,11 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
 
 
 def placeholder(profile: str, notebook: str) -> str:
-    """The page of a notebook without results: left out by the profile (``registry.LEFT_OUT``, with the reason) or
+    """The page of a notebook without results: left out by the profile (:func:`left_out`, with the reason) or
     not run yet; either way, how to run it."""
-    left_out = registry().LEFT_OUT.get(profile, {}).get(notebook)
-    why = (f"The `{profile}` profile leaves this study out: {left_out}. Its claims are therefore not testable at "
-           f"this scale (the claims page)." if left_out else
+    reason = left_out(profile).get(notebook)
+    why = (f"The `{profile}` profile leaves this study out: {reason}. Its claims are therefore not testable at "
+           f"this scale (the claims page)." if reason else
            f"The notebook `notebooks/{notebook}.py` has no results for profile `{profile}` yet.")
     return (f"# {notebook} (not run)\n\n{why} Run `make notebook NB={notebook} PROFILE={profile}` (it trains the "
             f"models it needs first), then `make book PROFILE={profile}`.\n")
@@ -388,8 +523,7 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write(out / "intro.md", intro(profile, root, reg.STUDIES))
     write(out / "costs.md", costs(root, reg.STUDIES))
-    claims_csv = root / profile / "claims" / "claims.csv"
-    claims = pd.read_csv(claims_csv).to_dict("records") if claims_csv.is_file() else []
+    claims = read_claims(root / profile / "claims" / "claims.csv", reg.STUDIES)
     for nb in reg.STUDIES:
         executed = root / profile / nb / f"{nb}.ipynb"
         for stale in (out / f"{nb}.ipynb", out / f"{nb}.md"):
@@ -397,7 +531,7 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
         if executed.is_file():
             record = provenance(root / profile / nb) or {}
             rows = [r for r in claims if r.get("where") == nb]
-            tables = [t for t in record.get("tables", {}) if (root / profile / nb / t).is_file()]
+            tables = listed_tables(root / profile / nb, record)
             built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}), tables)
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
