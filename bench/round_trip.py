@@ -3,10 +3,10 @@
     python bench/round_trip.py --channels 1 --size 32 --levels 3 --depth 8 --width 128 --batch 64
     python bench/round_trip.py --profile cpu --dataset mnist5k --n 500     # a trained model, on its test images
 
-The modes (``glowlib.studies.precision.ROUND_TRIP_MODES``), all with the same weights: ``fp32``; ``bf16``
+The modes (``glowlib.analysis.round_trip.ROUND_TRIP_MODES``), all with the same weights: ``fp32``; ``bf16``
 (``precision="bf16"``: the coupling networks in bf16 inside a float32 flow); ``bf16_flow64`` (the same bf16
 networks inside a float64 flow, ``model.double()``); ``fp64``. Why ``bf16`` alone is not exact, and why the float64
-flow is: ``tests/test_precision.py`` and ``notebooks/precision.py``.
+flow is: ``glowlib/analysis/round_trip.py`` and ``notebooks/precision.py``.
 
 Without ``--profile`` the weights are moved off their initial values (as every bench script does) and the images
 are random 8-bit ones; with ``--profile`` the model comes from the trained-model cache (``glowlib.training.cache``, which
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from common import build, config_record, emit, environment, glow_config, images, parser, setup
 
-from glowlib.studies.precision import round_trip, test_images
+from glowlib.analysis.round_trip import round_trip, test_images
 
 
 def main(argv=None) -> dict:
