@@ -17,7 +17,7 @@ WORKERS ?=
 # one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order from the
 # registry (plain Python, read before .venv exists), less those PROFILE leaves out (registry.LEFT_OUT: `make
 # notebook NB=...` still runs one); claims reads the others' results, so it comes last
-NOTEBOOKS := $(shell python3 glowlib/studies/registry.py $(PROFILE))
+NOTEBOOKS := $(shell { [ -x $(PY) ] && $(PY) -m glowlib.studies.registry $(PROFILE) 2>/dev/null; } || python3 glowlib/studies/registry.py)
 RESULTS := results/$(PROFILE)
 EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun
