@@ -66,6 +66,24 @@ def check_range(field: str, value, low=None, high=None, kind=int) -> None:
         raise ValueError(f"{field}={value!r} is out of range; allowed: {bounds}")
 
 
+# Upper bounds of the sizes a config may ask for: far above any run glowlib makes (the paper's largest: CelebA-HQ at
+# 256x256, L=6, K=32, width 512, 400,000 steps), far below what would exhaust a machine's memory while the model is
+# built (a depth of 10^7 builds 10^7 modules before any check of memory could fail): a mistyped size fails at once.
+LIMITS = {"in_channels": 64, "image_size": 4096, "n_levels": 12, "depth": 1024, "width": 16384, "n_classes": 100_000,
+          "n_units": 64, "mcf_width": 16384, "kernel_height": 64, "kernel_width": 65, "fine_splits": 64,
+          "n_val": 10_000_000, "batch_size": 1_000_000, "steps": 100_000_000, "warmup_steps": 100_000_000,
+          "init_batch": 1_000_000, "eval_every": 100_000_000, "ckpt_every": 100_000_000,
+          "n_train_eval": 10_000_000, "n_test_eval": 10_000_000, "eval_batch": 1_000_000, "max_skips": 1_000_000,
+          "seed": 2 ** 31 - 1}
+# Adam(ax)'s step size: above 1 every update overshoots weights of order 1 and the first step diverges
+MAX_LR = 1.0
+
+
+def check_size(field: str, value, low: int = 1) -> None:
+    """``check_range`` of an int size field between ``low`` and its ``LIMITS`` bound."""
+    check_range(field, value, low, LIMITS[field.split(".")[-1]])
+
+
 def check_finite_floats(config) -> None:
     """Raise a ValueError naming the first float field of a config dataclass that is NaN or infinite: no run can
     use one, and NaN compares false with every bound, so range checks alone would let it through."""
@@ -139,13 +157,10 @@ class GlowConfig(MultiScaleConfig):
 
     def __post_init__(self):
         check_finite_floats(self)
-        check_range("in_channels", self.in_channels, 1)
-        check_range("image_size", self.image_size, 1)
-        check_range("n_levels", self.n_levels, 1)
-        check_range("depth", self.depth, 1)
-        check_range("width", self.width, 1)
+        for name in ("in_channels", "image_size", "n_levels", "depth", "width"):
+            check_size(name, getattr(self, name))
         check_range("n_bits", self.n_bits, 1, 8)
-        check_range("n_classes", self.n_classes, 0)
+        check_size("n_classes", self.n_classes, 0)
         check_choice("permutation", self.permutation, PERMUTATIONS)
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("precision", self.precision, PRECISIONS)
@@ -190,10 +205,10 @@ class MaCowConfig(MultiScaleConfig):
         check_choice("precision", self.precision, PRECISIONS)
         for name in ("in_channels", "image_size", "n_levels", "depth", "width", "n_units", "kernel_height",
                      "kernel_width", "fine_splits"):
-            check_range(name, getattr(self, name), 1)
+            check_size(name, getattr(self, name))
         check_range("n_bits", self.n_bits, 1, 8)
         if self.mcf_width is not None:
-            check_range("mcf_width", self.mcf_width, 1)
+            check_size("mcf_width", self.mcf_width)
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("multiscale", self.multiscale, MULTISCALES)
         for flag in ("learn_top", "learned_prior"):
@@ -257,7 +272,10 @@ class DataConfig:
         if isinstance(self.n_val, int) and not isinstance(self.n_val, bool) and self.n_val == 0:
             raise ValueError("n_val=0: a validation part is required (checkpoints are chosen on validation "
                              "bits/dim, never on test); hold out at least 1 training image, e.g. n_val=500")
-        check_range("n_val", self.n_val, 1)
+        check_size("n_val", self.n_val)
+        if self.data_root is not None and (not isinstance(self.data_root, str) or not self.data_root.strip()):
+            raise ValueError(f"data.data_root={self.data_root!r} must be a folder's path as a non-empty string, or "
+                             f"None for $GLOWLIB_DATA (else ~/.glowlib/data); e.g. --set data.data_root='/data'")
 
 
 @dataclass(frozen=True)
@@ -308,14 +326,14 @@ class TrainConfig:
             raise ValueError(f"beta2={self.beta2!r} must lie strictly between 0 and 1 (torch's default: 0.999)")
         check_choice("dequantization", self.dequantization, DEQUANTIZATIONS)
         check_choice("nonfinite_policy", self.nonfinite_policy, NONFINITE_POLICIES)
-        check_range("lr", self.lr, 0.0, kind=float)
+        check_range("lr", self.lr, 0.0, MAX_LR, kind=float)
         check_range("grad_clip", self.grad_clip, 0.0, kind=float)
         check_range("ema_decay", self.ema_decay, 0.0, 1.0, kind=float)
         check_range("y_weight", self.y_weight, 0.0, kind=float)
         for name in ("warmup_steps", "n_train_eval", "n_test_eval", "seed"):
-            check_range(name, getattr(self, name), 0)
+            check_size(name, getattr(self, name), 0)
         for name in ("batch_size", "steps", "init_batch", "eval_every", "ckpt_every", "eval_batch", "max_skips"):
-            check_range(name, getattr(self, name), 1)
+            check_size(name, getattr(self, name))
         if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise ValueError(f"device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 

@@ -247,10 +247,19 @@ class MultiScaleFlow(nn.Module):
         cfg = self.config
         expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
         check_tensor("x", x)
+        self._check_dtype("x", x)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x has shape {tuple(x.shape)}; expected (B, {', '.join(map(str, expected))}) "
                              f"for this model's config")
         check_finite("x", x)
+
+    def _check_dtype(self, name: str, x: torch.Tensor) -> None:
+        """Inputs in the dtype of the model's weights (float32; the coupling networks cast to bf16 themselves
+        where ``precision="bf16"``): not cast silently, since float64 would lose the precision the caller asked
+        for and float16 inputs would come from code that expects float16 arithmetic, which the model never does."""
+        if x.dtype != self.top.dtype:
+            raise ValueError(f"{name} is {x.dtype}, but the model computes in {self.top.dtype}; pass "
+                             f"{name}.to({self.top.dtype}) (glowlib.data.to_float gives {self.top.dtype})")
 
     def _check_entry(self, y) -> None:
         """Run first by ``encode``, ``log_prob``, ``decode`` and ``sample``. Glow checks labels only where the top
@@ -316,6 +325,7 @@ class MultiScaleFlow(nn.Module):
             if z is None:
                 continue
             check_tensor(f"latent {i}", z)
+            self._check_dtype(f"latent {i}", z)
             if tuple(z.shape[1:]) != shape:
                 raise ValueError(f"latent of shape {tuple(z.shape)}; expected (B, {', '.join(map(str, shape))})")
             check_finite(f"latent {i}", z)
@@ -333,8 +343,8 @@ class MultiScaleFlow(nn.Module):
         outside the data's range. ``log_prob`` of a sample is its exact log-density; clip (or quantise with
         ``glowlib.analysis.to_uint8``) only to display or store images."""
         self._check_entry(y)
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n={n!r} must be an int >= 1 (the number of images to draw)")
         with torch.inference_mode():
             x = self._decode([None] * len(self.levels), n, y, temperature, generator)
         return x.clone()                   # an ordinary tensor, which later autograd code may use

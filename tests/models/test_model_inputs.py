@@ -85,3 +85,25 @@ def test_the_data_range_is_still_checked_where_data_enters():
         nll_bits_per_dim(model, images)
     with pytest.raises(ValueError, match="uint8"):
         bits_per_image(model, torch.rand(4, 1, 8, 8), n_bits=8)
+
+
+# ------------------------------------------------------------------ dtypes and counts that used to crash
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_inputs_of_another_float_dtype_are_refused_naming_the_cast(dtype):
+    model = Glow(GlowConfig(in_channels=1, image_size=8, n_levels=2, depth=1, width=8))
+    x = torch.rand(2, 1, 8, 8, dtype=dtype) - 0.5
+    for call in (model.log_prob, model.encode, model.initialize):
+        with pytest.raises(ValueError, match=rf"x is {dtype}, but the model computes in torch.float32; pass "
+                                             rf"x.to\(torch.float32\)"):
+            call(x)
+    zs, _ = model.encode(x.float())
+    with pytest.raises(ValueError, match=rf"latent 0 is {dtype}"):
+        model.decode([zs[0].to(dtype), None])
+    assert torch.isfinite(model.log_prob(x.float())).all()      # the named cast works
+
+
+@pytest.mark.parametrize("n", ["3", 2.0, True, 0])
+def test_sample_counts_that_are_not_positive_ints_are_refused(n):
+    model = Glow(GlowConfig(in_channels=1, image_size=8, n_levels=2, depth=1, width=8))
+    with pytest.raises(ValueError, match=r"n=.* must be an int >= 1"):
+        model.sample(n)
