@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..config import check_range
 from ..data import stratified_order
+from .claims import Outcome
 from .images import check_images, reduce_bits
 from .sampling import samples
 from .stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, PAIRED_T, Decision, Gate, decide_paired,
@@ -140,6 +141,16 @@ def deciding(decisions: list[Decision]) -> int:
     return min(range(len(decisions)), key=lambda i: (_PRIORITY.index(decisions[i].verdict), i))
 
 
+DECISION_COLUMNS = ("verdict", "difference", "ci_low", "ci_high", "n", "test", "gate", "reason")
+
+
+def decision_columns(d: Decision) -> dict:
+    """A decision as the columns of a study's decision table (:data:`DECISION_COLUMNS`, ``n`` its replicates),
+    which :func:`decision_of` reads back."""
+    return {"verdict": d.verdict, "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high,
+            "n": d.n_seeds, "test": d.test, "gate": d.gate, "reason": d.reason}
+
+
 def decision_of(row) -> Decision:
     """A row of a study's decision table (a named tuple or a Series, as read back from its CSV: empty strings come
     back as NaN) as the ``stats.Decision`` it holds, from its ``verdict, difference, ci_low, ci_high, n, test,
@@ -150,13 +161,6 @@ def decision_of(row) -> Decision:
                     text(row.test), text(row.gate), text(row.reason))
 
 
-def interval_text(d: Decision, unit: str = "") -> str:
-    """A decision in words: "+0.12 [+0.05, +0.19] over 5" or its reason."""
-    if d.verdict == NOT_TESTABLE or not d.n_seeds:
-        return f"not testable ({d.reason or d.gate})"
-    return f"{d.difference:+.3g}{unit} [{d.ci_low:+.3g}, {d.ci_high:+.3g}] over {d.n_seeds} ({d.verdict})"
-
-
 def paired_values(table: pd.DataFrame, by: str, a, b, pair: str, value: str) -> tuple[np.ndarray, np.ndarray]:
     """The ``value`` column of the rows with ``by == a`` and ``by == b``, aligned on the ``pair`` column (the
     seed), keeping the pairs both have."""
@@ -164,3 +168,22 @@ def paired_values(table: pd.DataFrame, by: str, a, b, pair: str, value: str) -> 
     right = table[table[by] == b].set_index(pair)[value]
     common = sorted(set(left.index) & set(right.index))
     return left.loc[common].to_numpy(float), right.loc[common].to_numpy(float)
+
+
+def _name(label: str, value) -> str:
+    return f"{label} {value:g}" if isinstance(value, (int, float, np.number)) else str(value)
+
+
+def table_outcome(table: pd.DataFrame, label: str, columns=(), deciding_rows=None, extra=None) -> Outcome:
+    """A claim decided by the rows of a study's decision table (as :func:`decision_columns` writes them), which
+    must all hold: the decision of the row :func:`deciding` picks among ``deciding_rows`` (index labels of
+    ``table``; default every row), and ``decided_by`` that row's ``label`` value. The numbers: every row's
+    difference, interval and ``columns``, each named "<label value> <column>", and those of ``extra``."""
+    rows = table if deciding_rows is None else table.loc[list(deciding_rows)]
+    decisions = [decision_of(r) for r in rows.itertuples()]
+    i = deciding(decisions)
+    numbers = {_name(label, getattr(r, label)) + " " + c: getattr(r, c)
+               for r in table.itertuples() for c in ("difference", "ci_low", "ci_high", *columns)}
+    numbers.update(extra or {})
+    return Outcome(decisions[i], numbers, _name(label, rows[label].iloc[i]))
+

@@ -13,12 +13,12 @@ import torch
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import reduce_bits as _reduce_bits
 from ..analysis import sample_quality, samples
-from ..analysis.judging import decision_of, interval_text, paired_values
-from ..analysis.stats import decide_paired
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.judging import decision_columns, paired_values, table_outcome
+from ..analysis.stats import Decision, decide_paired
 from ..config import RunConfig, check_range
-from ..results import read_table
 from ..training import evaluate, prepare_splits
-from .base import (NOT_TESTABLE, SEED, Claim, Experiment, cached_model, device, int_in, list_of, n_parameters, need,
+from .base import (NOT_TESTABLE, SEED, Experiment, cached_model, device, int_in, list_of, n_parameters,
                    sampler_temperatures, study_config)
 from .base import STUDY_DATASET, classifier_provenance, plot_named_grids  # noqa: F401  (for the notebook)
 from .base import check_values
@@ -27,6 +27,7 @@ NOTEBOOK = "bits_5v8"
 BIT_DEPTHS = (5, 8)                          # the paper's CelebA-HQ samples are 5-bit, its tables 8-bit
 N_SEEDS = 3                                  # training seeds of each model: the replicates of the comparison
 PAPER_T = 0.7                                # the temperature of the paper's samples
+TWO_DEPTHS = "needs models at two bit depths"
 PARAMETERS = {**SEED, "bit_depths": list_of(int_in(1, 8)), "n_seeds": int_in(1), "temperatures": sampler_temperatures,
               "n_samples": int_in(4), "n_grid": int_in(1, 400)}
 
@@ -144,8 +145,7 @@ def decisions(quality: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     fewer than two bit depths were trained."""
     model = quality[quality.source == "model"]
     if model.model_bits.nunique() < 2:
-        return pd.DataFrame([{"temperature": math.nan, "verdict": NOT_TESTABLE,
-                              "reason": "needs models at two bit depths"}])
+        return pd.DataFrame([{"temperature": math.nan, "verdict": NOT_TESTABLE, "reason": TWO_DEPTHS}])
     lo, hi = int(model.model_bits.min()), int(model.model_bits.max())
     real = quality[(quality.source == REAL_VS_REAL) & (quality.shown_bits == lo)].iloc[0]
     at = model[model.shown_bits == lo]
@@ -161,8 +161,7 @@ def decisions(quality: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
                         f"{measure}_real_vs_real": real[measure]})
         a, b = paired_values(part, "model_bits", lo, hi, "seed", "frechet")
         d = decide_paired(a, b, "lower", failed)
-        row.update(verdict=d.verdict, difference=d.difference, ci_low=d.ci_low, ci_high=d.ci_high, n=d.n_seeds,
-                   test=d.test, gate=d.gate, reason=d.reason)
+        row.update(decision_columns(d))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -206,29 +205,24 @@ def plot_bits_quality(quality: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """The reviewers' 5-bit question: at T = 0.7 (or the nearest T run), the low-bit model's samples against the
-    high-bit model's shown at the low depth, Fréchet distance paired by training seed."""
-    claim = ("5-bit vs 8-bit: the better-looking samples come from training at 5 bits, not only from showing fewer "
-             "bits (reviewers)")
-    missing = need(profile, root, "bits_5v8")
-    if missing:
-        return [Claim(claim, "reviewers", "bits_5v8", missing.verdict, missing.evidence)]
-    q, b = read_table(profile, "bits_5v8", "quality", root), read_table(profile, "bits_5v8", "bpd", root)
-    d = decisions(q, read_table(profile, "bits_5v8", "gates", root))
+def decide_bits(results: Results) -> Outcome:
+    """The reviewers' 5-bit question, from :func:`decisions` at T = 0.7 (or the nearest T run): the low-bit
+    model's Fréchet distance against the high-bit model's shown at the low depth, paired by training seed; the
+    bits/dim of both on the high-bit scale beside it."""
+    d = decisions(results.table(NOTEBOOK, "quality"), results.table(NOTEBOOK, "gates"))
     if d.temperature.isna().all():
-        return [Claim(claim, "reviewers", "bits_5v8", NOT_TESTABLE, d.reason.iloc[0])]
-    row = d.loc[(d.temperature - PAPER_T).abs().idxmin()]
-    decision = decision_of(row)
-    lo, hi = int(row.low_bits), int(row.high_bits)
-    bb = b.groupby(["model_bits", "eval_bits"]).bpd.mean()
-    return [Claim.decided(
-        claim, "reviewers", "bits_5v8", decision,
-        f"Fréchet distance (classifier features) of samples at T={row.temperature:g} shown at {lo} bits, against a "
-        f"random class-balanced real reference: {lo}-bit model {row.frechet_low:.2f} vs {hi}-bit model "
-        f"{row.frechet_high:.2f} (real vs real {row.frechet_real_vs_real:.2f}); {lo}-bit minus {hi}-bit "
-        f"{interval_text(decision)}, paired by training seed (claimed lower). Precision {row.precision_low:.2f} vs "
-        f"{row.precision_high:.2f} (real {row.precision_real_vs_real:.2f}), recall {row.recall_low:.2f} vs "
-        f"{row.recall_high:.2f} (real {row.recall_real_vs_real:.2f}). Bits/dim on the {hi}-bit scale: {lo}-bit "
-        f"model {bb[(lo, hi)]:.3f} (its {lo}-bit value {bb[(lo, lo)]:.3f} + {hi - lo}, exact) vs {hi}-bit model "
-        f"{bb[(hi, hi)]:.3f}.")]
+        return Outcome(Decision(NOT_TESTABLE, reason=TWO_DEPTHS))
+    nearest = (d.temperature - PAPER_T).abs().idxmin()
+    lo, hi = int(d.low_bits[nearest]), int(d.high_bits[nearest])
+    bpd = results.table(NOTEBOOK, "bpd").groupby(["model_bits", "eval_bits"]).bpd.mean()
+    measures = [m + side for m in ("frechet", "precision", "recall") for side in ("_low", "_high", "_real_vs_real")]
+    return table_outcome(d, "temperature", measures, [nearest],
+                         {"low-bit model bpd": bpd[(lo, lo)], "low-bit model bpd at high bits": bpd[(lo, hi)],
+                          "high-bit model bpd": bpd[(hi, hi)]})
+
+
+CLAIMS = (
+    ClaimSpec("bits_5v8.trained_at_fewer_bits",
+              "5-bit vs 8-bit: the better-looking samples come from training at 5 bits, not only from showing fewer "
+              "bits (reviewers)", "reviewers", decide_bits),
+)

@@ -12,13 +12,13 @@ import torch
 
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, sample_quality
 from ..analysis import samples
-from ..analysis.judging import decision_of, interval_text, paired_values, real_half_indices
-from ..analysis.stats import NOT_TESTABLE, decide_paired
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.judging import decision_columns, paired_values, real_half_indices, table_outcome
+from ..analysis.stats import NOT_TESTABLE, Decision, decide_paired
 from ..config import RunConfig
 from ..data import to_float
-from ..results import read_table
 from ..training import prepare_splits
-from .base import (N_CLASSES, SEED, Claim, Experiment, auto_or, cached_model, device, int_in, list_of, n_parameters, need,
+from .base import (N_CLASSES, SEED, Experiment, auto_or, cached_model, device, int_in, list_of, n_parameters,
                    number_in, sampler_temperatures, study_config)
 from .base import STUDY_DATASET, classifier_provenance, plot_named_grids  # noqa: F401  (for the notebook)
 from .base import check_values
@@ -178,9 +178,7 @@ def decisions(per_class: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     def row(label, a, b, names, w, against):
         d = decide_paired(a, b, "higher", failed_gates_of(gates, names))
         rows.append({"comparison": label, "y_weight": w, "against": against, "temperature": t,
-                     "accuracy": a.mean(), "baseline": b.mean(), "real_test_images": real, "verdict": d.verdict,
-                     "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "n": d.n_seeds,
-                     "test": d.test, "gate": d.gate, "reason": d.reason})
+                     "accuracy": a.mean(), "baseline": b.mean(), "real_test_images": real, **decision_columns(d)})
 
     for w in sorted(set(acc.y_weight)):
         part = acc[acc.y_weight == w]
@@ -219,27 +217,23 @@ def plot_conditional(per_class: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
+def decide_requested_class(results: Results) -> Outcome:
     """The class conditioning users of the peer repositories ask for (the official code's ``--ycond``; the paper
-    makes no class-conditional claim): at the official y_weight, samples of the requested class more often than
-    chance, over training seeds; the y_weight comparisons in the evidence."""
-    claim = "Class-conditional Glow (official --ycond) generates the requested class (users of the peer repositories)"
-    missing = need(profile, root, "class_conditional")
-    if missing:
-        return [Claim(claim, "users", "class_conditional", missing.verdict, missing.evidence)]
-    d = decisions(read_table(profile, "class_conditional", "samples", root),
-                  read_table(profile, "class_conditional", "gates", root))
-    vs_chance = d[d.against == "chance"]
+    makes no class-conditional claim), from :func:`decisions`: at the official y_weight (else the first weight
+    above 0, else the first), samples of the requested class more often than chance, over training seeds; every
+    comparison's numbers beside it."""
+    d = decisions(results.table(NOTEBOOK, "samples"), results.table(NOTEBOOK, "gates"))
+    vs_chance = d[d.against == "chance"] if len(d) else d
     if vs_chance.empty:
-        return [Claim(claim, "users", "class_conditional", NOT_TESTABLE, "no conditional model was sampled")]
+        return Outcome(Decision(NOT_TESTABLE, reason="no conditional model was sampled"))
     weights = vs_chance.y_weight.tolist()
     w = OFFICIAL_Y_WEIGHT if OFFICIAL_Y_WEIGHT in weights else ([v for v in weights if v > 0] or weights)[0]
-    main = vs_chance[vs_chance.y_weight == w].iloc[0]
-    others = "; ".join(f"{r.comparison}: {r.accuracy:.2f} vs {r.baseline:.2f}, {interval_text(decision_of(r))}"
-                       for r in d.itertuples() if r.comparison != main.comparison)
-    return [Claim.decided(
-        claim, "users", "class_conditional", decision_of(main),
-        f"Fraction of samples at T={main.temperature:g} that the measuring classifier assigns to the requested class "
-        f"(mean over classes), y_weight={w:g} (the official runs'): {main.accuracy:.2f} against chance "
-        f"{main.baseline:.2f} (real test images {main.real_test_images:.2f}), difference "
-        f"{interval_text(decision_of(main))} over training seeds (claimed higher). Also: {others}.")]
+    return table_outcome(d, "comparison", ("temperature", "accuracy", "baseline", "real_test_images"),
+                         [vs_chance.index[vs_chance.y_weight == w][0]])
+
+
+CLAIMS = (
+    ClaimSpec("class_conditional.requested_class",
+              "Class-conditional Glow (official --ycond) generates the requested class (users of the peer "
+              "repositories)", "users", decide_requested_class),
+)

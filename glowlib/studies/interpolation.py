@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 
 from ..analysis import image_grid, interpolate, to_uint8
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.stats import Decision
 from ..data import load_dataset, to_float
-from ..results import read_table
 from ..training import seeded
-from .base import (CONFIRMED, CONTRADICTED, SEED, Claim, Experiment, available_dataset, int_in, need,
-                   shared_runs)
+from .base import CONFIRMED, CONTRADICTED, SEED, Experiment, available_dataset, int_in, shared_runs
 from .base import device, shared_model, show  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
@@ -82,17 +82,19 @@ def plot_distance_along_path(table: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """Fig. 5's premise, from the reconstruction table: decoded endpoints are the real images."""
-    claim = "Encoding and decoding are exact, so interpolations start and end at the real images (Sec. 5, Fig. 5)"
-    missing = need(profile, root, "interpolation")
-    if missing:
-        return [Claim(claim, "paper", "interpolation", missing.verdict, missing.evidence)]
-    r = read_table(profile, "interpolation", "reconstruction", root)
+def decide_exact(results: Results) -> Outcome:
+    """Fig. 5's premise, from the reconstruction table: decoded endpoints are the real images. Exactness is a
+    property, not a comparison: one endpoint pixel decoded into another bin contradicts it."""
+    r = results.table(NOTEBOOK, "reconstruction")
     err, half = r.max_abs_error_all_pairs.max(), r.half_bin.iloc[0]
     differing = int(r.pixels_differing_a.sum() + r.pixels_differing_b.sum())
-    ok = err < half and differing == 0
-    # exactness is a property, not a comparison: one endpoint pixel decoded into another bin contradicts it
-    return [Claim(claim, "paper", "interpolation", CONFIRMED if ok else CONTRADICTED,
-                  f"Largest decode error of the endpoints {err:.2e} (half a quantisation bin is {half:.2e}); "
-                  f"{differing} endpoint pixels differ from the real images over {len(r)} pairs.")]
+    verdict = CONFIRMED if err < half and differing == 0 else CONTRADICTED
+    return Outcome(Decision(verdict), {"largest decode error": err, "half bin": half, "pixels differing": differing,
+                                       "pairs": len(r)}, "reconstruction.csv")
+
+
+CLAIMS = (
+    ClaimSpec("interpolation.exact_reconstruction",
+              "Encoding and decoding are exact, so interpolations start and end at the real images (Sec. 5, Fig. 5)",
+              "paper", decide_exact),
+)

@@ -11,13 +11,13 @@ import pandas as pd
 import torch
 
 from ..analysis import attribute_direction, image_grid, manipulate, measure_attributes
-from ..analysis.stats import MIN_SEEDS, paired_interval
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
 from ..config import check_choice
 from ..data import split_validation
-from ..results import read_table, results_dir
 from ..training import prepare_splits, seeded
-from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Claim, Experiment, available_dataset,
-                   choice, int_in, list_of, need, number_in, shared_runs)
+from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, available_dataset,
+                   choice, int_in, list_of, number_in, shared_runs)
 from .base import device, shared_model, show  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
@@ -164,30 +164,34 @@ def plot_response(table: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """Fig. 6's claim, from the slopes of the measured attributes against α."""
-    claim = "Moving a latent along an attribute direction changes that attribute (Sec. 5, Fig. 6)"
-    missing = need(profile, root, "manipulation")
-    if missing:
-        return [Claim(claim, "paper", "manipulation", missing.verdict, missing.evidence)]
-    if not (results_dir(profile, "manipulation", root) / "response.csv").is_file():
-        return [Claim(claim, "paper", "manipulation", NOT_TESTABLE,
-                      "the manipulated attributes cannot be measured from these images")]
-    r = read_table(profile, "manipulation", "response", root)
+SLOPES_T = "t-interval over images of per-image slopes (95%, two-sided)"
+
+
+def decide_direction(results: Results) -> Outcome:
+    """Fig. 6's claim, from the slopes of the measured attributes against α (the image as the unit, ``response``):
+    confirmed when every attribute's interval lies above 0, contradicted when one lies below, inconclusive else;
+    not testable with fewer than ``stats.MIN_SEEDS`` images. The interval is the deciding attribute's: the lowest
+    interval among those below 0, else among those not above it, else among all."""
+    r = results.optional(NOTEBOOK, "response")
+    if r is None:
+        return Outcome(Decision(NOT_TESTABLE, reason="the manipulated attributes cannot be measured from these "
+                                                     "images"))
     if "slope_ci_low" not in r:
-        return [Claim(claim, "paper", "manipulation", NOT_TESTABLE, "the results predate the per-image slopes: "
-                      "rerun `make notebook NB=manipulation`")]
+        return Outcome(Decision(NOT_TESTABLE, reason="the results predate the per-image slopes"))
     n = int(r.n_slopes.min())
     above, below = r.slope_ci_low > 0, r.slope_ci_high < 0
     verdict = (NOT_TESTABLE if n < MIN_SEEDS else CONTRADICTED if below.any() else CONFIRMED if above.all()
                else INCONCLUSIVE)
     decisive = (r[below] if below.any() else r[~above] if not above.all() else r).sort_values("slope_ci_low").iloc[0]
-    detail = "; ".join(f"{x.attribute}: {x.slope:+.3f} [{x.slope_ci_low:+.3f}, {x.slope_ci_high:+.3f}] per unit α "
-                       f"over {x.n_slopes:.0f} images" for x in r.itertuples())
-    evidence = (f"Measured attribute of the manipulated images against α, the image as the unit (each image's "
-                f"slope over its α values, then their mean and 95% t-interval over images); confirmed when every "
-                f"attribute's interval lies above 0, contradicted when one lies below. {detail}")
-    if verdict == NOT_TESTABLE:
-        evidence = f"{n} image(s); the interval needs {MIN_SEEDS}. " + evidence
-    return [Claim(claim, "paper", "manipulation", verdict, evidence, decisive.slope, decisive.slope_ci_low,
-                  decisive.slope_ci_high, 0, "t-interval over images of per-image slopes (95%, two-sided)")]
+    numbers = {x.attribute + " " + c: getattr(x, c) for x in r.itertuples()
+               for c in ("slope", "slope_ci_low", "slope_ci_high", "n_slopes")}
+    reason = "fewer images than the interval needs" if verdict == NOT_TESTABLE else ""
+    return Outcome(Decision(verdict, decisive.slope, decisive.slope_ci_low, decisive.slope_ci_high, 0, SLOPES_T,
+                            reason=reason), numbers, decisive.attribute)
+
+
+CLAIMS = (
+    ClaimSpec("manipulation.attribute_direction",
+              "Moving a latent along an attribute direction changes that attribute (Sec. 5, Fig. 6)", "paper",
+              decide_direction),
+)

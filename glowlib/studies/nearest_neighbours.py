@@ -11,10 +11,10 @@ import torch
 
 from ..analysis import cached_classifier, check_gates, failed_gates_of, image_grid, nearest_neighbours, reference_set
 from ..analysis import samples
-from ..analysis.judging import SAMPLING_SEEDS_T, decide_non_inferior, deciding, decision_of, interval_text
-from ..results import read_table
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.judging import SAMPLING_SEEDS_T, decide_non_inferior, decision_columns, table_outcome
 from ..training import prepare_splits
-from .base import SEED, Claim, Experiment, available_dataset, device, int_in, need, number_in, shared_runs, show
+from .base import SEED, Experiment, available_dataset, device, int_in, number_in, shared_runs, show
 from .base import classifier_provenance, curves, plot_splits, shared_model  # noqa: F401  (for the notebook)
 from .base import check_values
 
@@ -90,9 +90,7 @@ def decisions(summary: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     for space in SPACES:
         part = summary[summary.space == space]
         d = decide_non_inferior(part.ratio.to_numpy(float), np.ones(len(part)), MARGIN, failed, SAMPLING_SEEDS_T)
-        rows.append({"space": space, "mean_ratio": part.ratio.mean(), "verdict": d.verdict,
-                     "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "n": d.n_seeds,
-                     "test": d.test, "gate": d.gate, "reason": d.reason})
+        rows.append({"space": space, "mean_ratio": part.ratio.mean(), **decision_columns(d)})
     return pd.DataFrame(rows)
 
 
@@ -124,26 +122,19 @@ def plot_distances(table: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """The reviewers' memorisation question: in both spaces, samples no closer to the training set than unseen
-    test images (ratio of medians over sampling seeds, non-inferiority); not testable when a gate fails."""
-    claim = "Samples are not copies of training images: nearest-neighbour check in pixel and feature space (reviewers)"
-    missing = need(profile, root, "nearest_neighbours")
-    if missing:
-        return [Claim(claim, "reviewers", "nearest_neighbours", missing.verdict, missing.evidence)]
-    summary = read_table(profile, "nearest_neighbours", "summary", root)
-    gates = read_table(profile, "nearest_neighbours", "gates", root)
-    table = decisions(summary, gates)
-    outcome = [decision_of(r) for r in table.itertuples()]
-    decided = deciding(outcome)
+def decide_not_copies(results: Results) -> Outcome:
+    """The reviewers' memorisation question, from :func:`decisions`: in both spaces, samples no closer to the
+    training set than unseen test images (ratio of medians over sampling seeds, non-inferiority); not testable
+    when a gate fails."""
+    summary = results.table(NOTEBOOK, "summary")
+    table = decisions(summary, results.table(NOTEBOOK, "gates"))
     medians = summary.groupby("space")[["median_sample_to_train", "median_test_to_train"]].mean()
-    detail = "; ".join(f"{space}: median distance to the nearest training image, samples "
-                       f"{medians.loc[space].median_sample_to_train:.3f} vs real test images "
-                       f"{medians.loc[space].median_test_to_train:.3f}, ratio - 1 {interval_text(d)}"
-                       for space, d in zip(table.space, outcome))
-    return [Claim.decided(claim, "reviewers", "nearest_neighbours", outcome[decided],
-                          f"Confirmed when, in both spaces, the samples' median distance to the training set is "
-                          f"not below the test images' by more than {MARGIN:.0%} (non-inferiority over sampling "
-                          f"seeds, each with its own random class-balanced test draw: one trained model, so the "
-                          f"draws are the noise). {detail}. The interval columns are the "
-                          f"{table.space.iloc[decided]} space's.")]
+    return table_outcome(table.join(medians, on="space"), "space",
+                         ("mean_ratio", "median_sample_to_train", "median_test_to_train"))
+
+
+CLAIMS = (
+    ClaimSpec("nearest_neighbours.not_copies",
+              "Samples are not copies of training images: nearest-neighbour check in pixel and feature space "
+              "(reviewers)", "reviewers", decide_not_copies),
+)

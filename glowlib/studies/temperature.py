@@ -13,11 +13,10 @@ import pandas as pd
 
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import sample_quality, samples, temperature_samples_table
-from ..analysis.judging import decide_over_sampling_seeds, deciding, decision_of, interval_text, paired_values
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.judging import decide_over_sampling_seeds, decision_columns, paired_values, table_outcome
 from ..data import load_dataset
-from ..results import read_table
-from .base import (SEED, Claim, Experiment, available_dataset, device, int_in, list_of, need, number_in,
-                   shared_runs)
+from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
 from .base import classifier_provenance, plot_named_grids, shared_model, show  # noqa: F401  (for the notebook)
 from .base import check_values
 
@@ -105,8 +104,7 @@ def decisions(table: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
         row = {"measure": measure, "t_low": low, "mean_t_low": a.mean(), "mean_t1": b.mean(), "real_vs_real": real}
         if measure in CLAIMED:
             d = decide_over_sampling_seeds(a, b, CLAIMED[measure], failed)
-            row.update(claimed=CLAIMED[measure], verdict=d.verdict, difference=d.difference, ci_low=d.ci_low,
-                       ci_high=d.ci_high, n=d.n_seeds, test=d.test, gate=d.gate, reason=d.reason)
+            row.update(claimed=CLAIMED[measure], **decision_columns(d))
         else:
             row.update(claimed="", verdict="", difference=float(np.mean(a - b)), n=len(a))
         rows.append(row)
@@ -143,30 +141,16 @@ def plot_tradeoff(table: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """Fig. 8's claim: T = 0.7 against T = 1, precision higher and recall lower, paired over sampling seeds; not
-    testable when the model fails a sanity gate. (Whether T-samples follow p(x)^(1/T²) is the temperature-validity
-    study's claim.)"""
-    claim = ("Lowering the temperature (T = 0.7 against T = 1) trades diversity (recall) for fidelity (precision) "
-             "(Sec. 5, Fig. 8)")
-    missing = need(profile, root, "temperature")
-    if missing:
-        return [Claim(claim, "paper", "temperature", missing.verdict, missing.evidence)]
-    table = read_table(profile, "temperature", "temperature", root)
-    gates = read_table(profile, "temperature", "gates", root)
-    d = decisions(table, gates).set_index("measure")
-    outcome = {m: decision_of(d.loc[m]) for m in CLAIMED}
-    decided = list(CLAIMED)[deciding(list(outcome.values()))]
-    low = d.loc["precision", "t_low"]
-    detail = "; ".join(f"{m} at T={low:g} minus T=1: {interval_text(outcome[m])} (claimed {CLAIMED[m]}; means "
-                       f"{d.loc[m, 'mean_t_low']:.3f} vs {d.loc[m, 'mean_t1']:.3f}, real vs real "
-                       f"{d.loc[m, 'real_vs_real']:.3f})" for m in CLAIMED)
-    return [Claim.decided(
-        claim, "paper", "temperature", outcome[decided],
-        f"Precision and recall (k=3 nearest-neighbour manifolds in the measuring classifier's features) against a "
-        f"random class-balanced real reference. {detail}. Fréchet distance T={low:g} "
-        f"{d.loc['frechet', 'mean_t_low']:.1f} vs T=1 {d.loc['frechet', 'mean_t1']:.1f} (real vs real "
-        f"{d.loc['frechet', 'real_vs_real']:.1f}). The replicates are seeds of the sampler, not training seeds: one "
-        f"trained model, and the claim is about how its sampler behaves at two temperatures, so the noise to beat is "
-        f"that of the draws (both temperatures share each seed's standard-normal draws). Confirmed when both hold; "
-        f"the interval columns are {decided}'s.")]
+def decide_trade(results: Results) -> Outcome:
+    """Fig. 8's claim from :func:`decisions`: precision higher and recall lower at the compared T than at T = 1,
+    both needed (``analysis.judging.table_outcome``); not testable when the model fails a sanity gate."""
+    d = decisions(results.table(NOTEBOOK, "temperature"), results.table(NOTEBOOK, "gates")).set_index("measure",
+                                                                                                       drop=False)
+    return table_outcome(d, "measure", ("t_low", "mean_t_low", "mean_t1", "real_vs_real"), list(CLAIMED))
+
+
+CLAIMS = (
+    ClaimSpec("temperature.fidelity_for_diversity",
+              "Lowering the temperature (T = 0.7 against T = 1) trades diversity (recall) for fidelity (precision) "
+              "(Sec. 5, Fig. 8)", "paper", decide_trade),
+)

@@ -13,14 +13,14 @@ import pandas as pd
 import torch
 
 from ..analysis import cached_classifier, check_gates, failed_gates_of, image_grid, real_halves, samples
-from ..analysis.judging import decide_non_inferior, decision_of, interval_text, paired_values
-from ..analysis.stats import NOT_TESTABLE
+from ..analysis.claims import ClaimSpec, Outcome, Results
+from ..analysis.judging import decide_non_inferior, decision_columns, paired_values, table_outcome
+from ..analysis.stats import NOT_TESTABLE, Decision
 from ..config import RunConfig, check_choice, check_range
 from ..layers import gaussian_log_prob
-from ..results import read_table
 from ..training import prepare_splits
 from ..profiles import PROFILES, profile_config
-from .base import (SEED, STUDY_DATASET, Claim, Experiment, auto_or, cached_model, choice, int_in, list_of, need,
+from .base import (SEED, STUDY_DATASET, Experiment, auto_or, cached_model, choice, int_in, list_of,
                    sampler_temperatures)
 from .base import device, plot_named_grids  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
@@ -239,9 +239,7 @@ def decisions(validity: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
         d = decide_non_inferior(a, b, ESS_MARGIN, failed)
         kl_a, kl_b = paired_values(part, "coupling", "affine", "additive", "seed", "kl_bits_per_dim")
         rows.append({"prior": prior, "temperature": t, "ess_affine": a.mean(), "ess_additive": b.mean(),
-                     "kl_affine": kl_a.mean(), "kl_additive": kl_b.mean(), "verdict": d.verdict,
-                     "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "n": d.n_seeds,
-                     "test": d.test, "gate": d.gate, "reason": d.reason})
+                     "kl_affine": kl_a.mean(), "kl_additive": kl_b.mean(), **decision_columns(d)})
     return pd.DataFrame(rows)
 
 
@@ -266,28 +264,20 @@ def plot_validity(table: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """The MaCow reviewers' question: affine against additive coupling, ESS/n at T = 0.7 paired by training seed
-    (non-inferiority), decided on the standard prior, where additive coupling is exact by construction."""
-    claim = "The temperature trick is valid beyond additive coupling (MaCow reviewers)"
-    missing = need(profile, root, "temperature_validity")
-    if missing:
-        return [Claim(claim, "reviewers", "temperature_validity", missing.verdict, missing.evidence)]
-    v = read_table(profile, "temperature_validity", "validity", root)
-    table = decisions(v, read_table(profile, "temperature_validity", "gates", root))
+def decide_validity(results: Results) -> Outcome:
+    """The MaCow reviewers' question, from :func:`decisions`: affine against additive coupling, ESS/n at T = 0.7
+    paired by training seed (non-inferiority), decided on the standard prior, where additive coupling is exact by
+    construction (else on the first prior that has both)."""
+    table = decisions(results.table(NOTEBOOK, "validity"), results.table(NOTEBOOK, "gates"))
     if table.empty:
-        return [Claim(claim, "reviewers", "temperature_validity", NOT_TESTABLE,
-                      "needs additive and affine models with the same prior")]
-    row = table.loc[(table.prior == "standard").idxmax()] if (table.prior == "standard").any() else table.iloc[0]
-    decision = decision_of(row)
-    others = "; ".join(f"{r.prior} prior: affine ESS/n {r.ess_affine:.3f} vs additive {r.ess_additive:.3f}, "
-                       f"affine minus additive {interval_text(decision_of(r))}"
-                       for r in table.itertuples() if r.prior != row.prior)
-    return [Claim.decided(
-        claim, "reviewers", "temperature_validity", decision,
-        f"Self-normalised importance sampling of p^(1/T²) with the T-sampler as proposal at T={row.temperature:g}, "
-        f"{row.prior} prior (there additive coupling is exact by construction, ESS/n = 1): affine ESS/n "
-        f"{row.ess_affine:.3f} vs additive {row.ess_additive:.3f} (KL {row.kl_affine:.2e} vs {row.kl_additive:.2e} "
-        f"bits/dim); affine minus additive {interval_text(decision)}, paired by training seed. Confirmed when "
-        f"affine's ESS/n is not below additive's by more than {ESS_MARGIN:g}."
-        + (f" Also: {others}." if others else ""))]
+        return Outcome(Decision(NOT_TESTABLE, reason="needs additive and affine models with the same prior"))
+    standard = table.prior == "standard"
+    return table_outcome(table, "prior", ("temperature", "ess_affine", "ess_additive", "kl_affine", "kl_additive"),
+                         [standard.idxmax() if standard.any() else table.index[0]], {"margin": ESS_MARGIN})
+
+
+CLAIMS = (
+    ClaimSpec("temperature_validity.beyond_additive",
+              "The temperature trick is valid beyond additive coupling (MaCow reviewers)", "reviewers",
+              decide_validity),
+)

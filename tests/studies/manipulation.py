@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from glowlib.analysis.claims import decide_claims
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, t_quantile
 from glowlib.results import PROVENANCE
 from glowlib.studies import manipulation
@@ -43,7 +44,17 @@ def test_claim_from_the_per_image_interval(tmp_path, slopes, verdict):
         rows.append({"attribute": attribute, **manipulation.image_slopes(image, np.tile(ALPHAS, len(slopes)), y)})
     pd.DataFrame(rows).to_csv(out / "response.csv", index=False)
     (out / PROVENANCE).write_text(json.dumps({"notebook": "manipulation"}))
-    claim = manipulation.claims("smoke", tmp_path)[0]
-    assert claim.verdict == verdict and "the image as the unit" in claim.evidence
-    if verdict != NOT_TESTABLE:
-        assert claim.difference == pytest.approx(np.mean(slopes)) and not math.isnan(claim.ci_low)
+    [claim] = decide_claims(manipulation.CLAIMS, "smoke", tmp_path)[0].itertuples()
+    assert claim.id == "manipulation.attribute_direction" and claim.verdict == verdict
+    assert claim.test == manipulation.SLOPES_T                   # the image as the unit of the interval
+    # the interval is the deciding attribute's (both are alike here: the first)
+    assert claim.difference == pytest.approx(np.mean(slopes)) and not math.isnan(claim.ci_low)
+    assert claim.evidence == ("thickness" if verdict != NOT_TESTABLE else "fewer images than the interval needs")
+
+
+def test_unmeasurable_attributes_leave_the_claim_not_testable(tmp_path):
+    out = tmp_path / "smoke" / "manipulation"
+    out.mkdir(parents=True)
+    (out / PROVENANCE).write_text(json.dumps({"notebook": "manipulation"}))     # a run without a response table
+    [claim] = decide_claims(manipulation.CLAIMS, "smoke", tmp_path)[0].itertuples()
+    assert claim.verdict == NOT_TESTABLE and "cannot be measured" in claim.evidence

@@ -1,0 +1,36 @@
+"""Results as the sample-judging notebooks write them, for the tests of their claims: a gates table, a notebook's
+tables under a results root, and one study's claims decided from them."""
+from pathlib import Path
+
+import pandas as pd
+
+from glowlib.analysis.claims import decide_claims
+
+GATE_NAMES = ("classifier confidence on T=1 samples", "share of non-finite draws", "pixel mean of T=1 samples")
+
+
+def gates_of(*models, fail=()):
+    """A gates table of passing gates, with the named models' pixel-mean gate failed."""
+    rows = []
+    for m in models:
+        for g in GATE_NAMES:
+            bad = m in fail and g.startswith("pixel")
+            rows.append({"model": m, "gate": g, "value": 0.01 if bad else 0.12, "reference": 0.13,
+                         "threshold": "within x2 of real", "passed": not bad, "n": 500})
+    return pd.DataFrame(rows)
+
+
+def write(root, notebook, **tables):
+    """Tables of a notebook's results under ``root`` as the notebook writes them (CSV), with a provenance file."""
+    folder = Path(root) / "smoke" / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "provenance.json").write_text("{}")
+    for name, df in tables.items():
+        df.to_csv(folder / f"{name}.csv", index=False)
+
+
+def claim_of(study, root):
+    """The row of the claims table of ``study``'s one claim at the smoke profile under ``root``."""
+    table, _ = decide_claims(study.CLAIMS, "smoke", root)
+    assert len(table) == 1
+    return table.iloc[0]

@@ -1,0 +1,59 @@
+"""The temperature study's claim (glowlib.studies.temperature): T = 0.7 against T = 1 over sampling seeds, precision
+higher and recall lower, never past a failed sanity gate."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE
+from glowlib.studies import temperature
+from judged import claim_of, gates_of, write
+
+
+def temperature_rows(precision_low=0.8, recall_low=0.3, seeds=5, spread=0.01):
+    """A temperature table: T in {0, 0.5, 0.7, 1}, ``seeds`` sampling seeds, T = 1 precision 0.5 and recall 0.6."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in (0.0, 0.5, 0.7, 1.0):
+        for s in range(seeds):
+            p, r = (precision_low, recall_low) if t < 1 else (0.5, 0.6)
+            rows.append({"source": "model", "temperature": t, "sampling_seed": s,
+                         "precision": p + spread * rng.standard_normal(), "recall": r + spread * rng.standard_normal(),
+                         "frechet": 50.0 + t, "confidence": 0.9, "n": 500})
+    rows.append({"source": "real vs real", "temperature": np.nan, "sampling_seed": 0, "precision": 0.9,
+                 "recall": 0.9, "frechet": 3.0, "confidence": 0.95, "n": 500})
+    return pd.DataFrame(rows)
+
+
+def test_temperature_compares_t07_with_t1_over_sampling_seeds(tmp_path):
+    d = temperature.decisions(temperature_rows(), gates_of("glow-mnist5k")).set_index("measure")
+    assert list(d.index) == ["precision", "recall", "frechet"]
+    assert (d.t_low == 0.7).all() and d.loc["precision", "n"] == 5            # T = 0.7, not a fit over T in [0, 1]
+    assert d.loc["precision", "verdict"] == CONFIRMED and d.loc["recall", "verdict"] == CONFIRMED
+    assert d.loc["precision", "difference"] == pytest.approx(0.3, abs=0.02)
+    assert d.loc["precision", "real_vs_real"] == 0.9 and "sampling seeds" in d.loc["precision", "test"]
+    write(tmp_path, "temperature", temperature=temperature_rows(), gates=gates_of("glow-mnist5k"))
+    claim = claim_of(temperature, tmp_path)
+    assert claim.id == "temperature.fidelity_for_diversity" and claim["where"] == "temperature"
+    assert claim.source == "paper" and claim.verdict == CONFIRMED and claim.n_seeds == 5
+    # the replicates are the sampler's seeds, not training seeds; both confirmed: the first measure's interval
+    assert "sampling seeds" in claim.test and claim.evidence == "precision"
+    assert claim.difference == pytest.approx(d.loc["precision", "difference"])
+    # fidelity not raised at T = 0.7: the claim is contradicted, whatever the recall does
+    write(tmp_path, "temperature", temperature=temperature_rows(precision_low=0.3), gates=gates_of("glow-mnist5k"))
+    assert claim_of(temperature, tmp_path).verdict == CONTRADICTED
+    # no trade at all: inconclusive
+    write(tmp_path, "temperature", temperature=temperature_rows(0.5, 0.6, spread=0.05),
+          gates=gates_of("glow-mnist5k"))
+    assert claim_of(temperature, tmp_path).verdict == INCONCLUSIVE
+
+
+def test_a_failed_gate_makes_the_claim_not_testable_naming_the_gate(tmp_path):
+    write(tmp_path, "temperature", temperature=temperature_rows(),
+          gates=gates_of("glow-mnist5k", fail=["glow-mnist5k"]))
+    claim = claim_of(temperature, tmp_path)
+    assert claim.verdict == NOT_TESTABLE and "glow-mnist5k: pixel mean of T=1 samples = 0.01" in claim.gate
+
+
+def test_without_results_the_claim_is_not_testable(tmp_path):
+    claim = claim_of(temperature, tmp_path)
+    assert claim.verdict == NOT_TESTABLE and claim.rerun == "make notebook NB=temperature PROFILE=smoke"
