@@ -14,9 +14,9 @@ import importlib
 from types import ModuleType, SimpleNamespace
 
 from ..config import check_choice
-from .registry import LEFT_OUT, PARTS, STUDIES, studies_of
+from .registry import PARTS, STUDIES, left_out, studies_of
 
-__all__ = ["LEFT_OUT", "PARTS", "STUDIES", "studies_of", "study", "check_parameters", "all_runs", "all_claims", "claim_specs"]
+__all__ = ["PARTS", "STUDIES", "left_out", "studies_of", "study", "check_parameters", "all_runs", "all_claims", "claim_specs"]
 
 
 def study(name: str) -> ModuleType:
@@ -52,4 +52,4 @@ def all_claims(profile: str, root=None) -> tuple:
     """(claims table, numbers table): every declared claim decided from the results of ``profile`` under ``root``
     (``analysis.claims.decide_claims``), in the book's order."""
     from ..analysis.claims import decide_claims
-    return decide_claims(claim_specs(), profile, root, LEFT_OUT.get(profile, {}))
+    return decide_claims(claim_specs(), profile, root, left_out(profile))
