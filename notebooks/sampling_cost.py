@@ -1,6 +1,9 @@
 # %% [markdown]
 # # Sampling cost against image height: Glow and MaCow
 #
+# Claims decided here: `sampling_cost.macow_sequential_passes`, `sampling_cost.macow_wall_clock` and
+# `sampling_cost.paper_sampling_speed`.
+#
 # **Reviewers (MaCow, NeurIPS 2019):** how fast is generation? MaCow (Ma, Kong, Zhang & Hovy 2019
 # {cite}`ma2019macow`) replaces part of Glow's {cite}`kingma2018glow` step with masked convolutional flows:
 # autoregressive maps whose scale and shift at a pixel come from a
@@ -40,8 +43,6 @@ n_repeats = "auto"
 batch = "auto"
 
 # %%
-from IPython.display import Markdown
-
 from glowlib.analysis.presentation import readable, show, styled
 from glowlib.results import Recorder
 from glowlib.studies import sampling_cost as study
@@ -80,7 +81,6 @@ show(timings[["device", "device_name", "threads", "torch_version", "load_average
 # %%
 fit = study.fit_growth(timings)
 rec.figure(study.plot_growth(timings, fit), "growth")
-Markdown("\n".join(f"- {line}" for line in study.summary_lines(fit, timings)))
 
 # %%
 show(fit, "fit", columns=["model", "clock", "exponent", "r2", "last_exponent", "ms_at_height_max", "flops_exponent",
@@ -99,7 +99,15 @@ show(fit, "fit", columns=["model", "clock", "exponent", "r2", "last_exponent", "
 # %%
 ratios = study.ratios(timings)
 trend = study.ratio_trend(timings)
-Markdown("\n".join(f"- {line}" for line in study.ratio_lines(ratios, trend)))
+study.publish(p.out_dir, **study.page_values(fit, trend))
+
+# %% [markdown]
+# MaCow's wall-clock growth exponent minus Glow's is {glue:text}`exponent_difference:+.2f`; their 95% intervals
+# {glue:text}`exponent_intervals`. Against H the ratio of their times {glue:text}`ratio_trend`: it grows as
+# H^{glue:text}`ratio_exponent:.2f` [{glue:text}`ratio_exponent_ci_low:.2f`,
+# {glue:text}`ratio_exponent_ci_high:.2f`], and over the last doubling (H = {glue:text}`last_height_from` to
+# {glue:text}`last_height_to`) it changes ×{glue:text}`last_change:.2f` [{glue:text}`last_change_ci_low:.2f`,
+# {glue:text}`last_change_ci_high:.2f`].
 
 # %%
 show(ratios, "ratios", columns=["clock", "height", "n_repeats", "ratio", "glow_ms", "macow_ms"],
@@ -121,7 +129,7 @@ show(local, "local", decimals=2)
 # ## Reading the result
 # - **The structural claim holds by construction and is counted, not timed:** MaCow's sequential convolutions
 #   per sample grow linearly with H and Glow's do not change, while both models' FLOPs grow as H² (the right-hand
-#   panel and the `conv_calls_exponent` and `flops_exponent` columns; `tests/test_sampling_cost.py` checks the
+#   panel and the `conv_calls_exponent` and `flops_exponent` columns; `tests/studies/sampling_cost.py` checks the
 #   counts row by row).
 # - **What that costs in time depends on the device.** On one CPU thread the arithmetic is serial anyway, so both
 #   models tend to H² once the images are large enough that arithmetic outweighs the per-operation overhead; the

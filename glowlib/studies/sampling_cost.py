@@ -37,13 +37,15 @@ import pandas as pd
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..analysis.stats import MIN_SEEDS, paired_interval
+from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
+from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
 from ..config import GlowConfig, MaCowConfig, check_choice, check_range
 from ..models import Glow, MaCow
 from ..profiles import PROFILES
-from ..results import hardware, read_table, results_dir
-from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Claim, auto_or, choice, int_in,
-                   list_of, need, number_in)
+from ..results import hardware
+from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, auto_or, choice, int_in, list_of,
+                   number_in)
+from .base import publish  # noqa: F401  (the notebook calls it through this module)
 from .base import device  # noqa: F401  (the notebook calls it through this module)
 from .base import check_values
 
@@ -52,7 +54,6 @@ MODELS = ("glow", "macow")
 MODEL_WORDS = {"glow": "Glow", "macow": "MaCow"}
 CLOCKS = {"wall": "ms_per_image", "cpu": "cpu_ms_per_image"}
 TEMPERATURE = 0.7                                        # the paper's samples (Glow Sec. 5)
-BEND = 0.5              # local exponents spread over more than this: the summary calls the growth no power law
 KEYS = {"timings": ["model", "height", "repeat"], "fit": ["model", "clock"],
         "local": ["model", "clock", "height_from", "height_to"], "ratios": ["clock", "height"],
         "ratio_trend": ["clock"]}
@@ -415,18 +416,6 @@ def trend_words(low: float, high: float) -> str:
     return "rises" if low > 0 else "falls" if high < 0 else "shows no trend these repeats can resolve"
 
 
-def ratio_lines(ratio_table: pd.DataFrame, trend: pd.DataFrame) -> list[str]:
-    """Sentences computed from :func:`ratios` and :func:`ratio_trend`."""
-    t = trend.iloc[0]
-    per = "; ".join(f"H = {r.height}: ×{r.ratio:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]" for r in ratio_table.itertuples())
-    return [f"MaCow's {t.clock} time over Glow's, per height (geometric mean over {t.n_repeats} repeats, 95% "
-            f"interval): {per}.",
-            f"Against H the ratio {trend_words(t.exponent_ci_low, t.exponent_ci_high)}: it grows as H^"
-            f"{t.exponent:.2f} [{t.exponent_ci_low:.2f}, {t.exponent_ci_high:.2f}]; over the last doubling "
-            f"(H = {t.last_height_from} to {t.height_max}) it changes ×{t.last_change:.2f} "
-            f"[{t.last_change_ci_low:.2f}, {t.last_change_ci_high:.2f}]."]
-
-
 # ---------------------------------------------------------------------------------------------------- reporting
 def _exponent_text(r) -> str:
     if math.isnan(r.exponent_se):
@@ -434,52 +423,23 @@ def _exponent_text(r) -> str:
     return f"H^{r.exponent:.2f} ± {r.exponent_se:.2f}"
 
 
-def summary_lines(fit: pd.DataFrame, timings: pd.DataFrame | None = None) -> list[str]:
-    """Markdown sentences computed from :func:`fit_growth`'s table (and, given the timings, the ratio of the two
-    models at the largest height)."""
-    out = []
-    for model, part in fit.groupby("model", sort=False):
-        by = part.set_index("clock")
-        name = MODEL_WORDS.get(model, model)
-        if "wall" in by.index:
-            w = by.loc["wall"]
-            line = (f"**{name}**: wall time per sample grows as {_exponent_text(w)} (SE over {w.n_repeats} "
-                    f"repeats; 95% CI {w.exponent_ci_low:.2f} to {w.exponent_ci_high:.2f}; R² {w.r2:.3f} on the "
-                    f"medians, H = {w.height_min} to {w.height_max})")
-            line += f", {w.last_exponent:.2f} over the last doubling"
-            if w.local_exponent_max - w.local_exponent_min > BEND:
-                line += (f"; not one power law: the local exponents run from {w.local_exponent_min:.2f} to "
-                         f"{w.local_exponent_max:.2f}")
-        else:
-            w = by.iloc[0]
-            line = f"**{name}**:"
-        if "cpu" in by.index:
-            line += f"; CPU time as {_exponent_text(by.loc['cpu'])}"
-        if "flops_exponent" in by:
-            line += f". Its FLOPs grow as H^{w.flops_exponent:.2f}"
-        if "conv_calls_exponent" in by:
-            line += f", the convolutions it runs in sequence as H^{w.conv_calls_exponent:.2f}"
-        out.append(line + ".")
+def page_values(fit: pd.DataFrame, trend: pd.DataFrame) -> dict:
+    """The numbers the page's words quote that its tables do not show: MaCow's wall-clock growth exponent minus
+    Glow's (:func:`fit_growth`) and whether their 95% intervals overlap; the trend of MaCow's time over Glow's
+    against H (:func:`ratio_trend`): its exponent with interval, its direction in words (:func:`trend_words`), and
+    its change over the last doubling with interval."""
     walls = fit[fit.clock == "wall"].set_index("model")
-    if {"glow", "macow"} <= set(walls.index):
-        g, m = walls.loc["glow"], walls.loc["macow"]
-        if math.isnan(m.exponent_se) or math.isnan(g.exponent_se):
-            verdict = "one repeat gives no interval"
-        elif m.exponent_ci_low > g.exponent_ci_high or g.exponent_ci_low > m.exponent_ci_high:
-            verdict = "their 95% intervals do not overlap"
-        else:
-            verdict = "their 95% intervals overlap, so these repeats do not tell the two growth rates apart"
-        out.append(f"MaCow's exponent minus Glow's: {m.exponent - g.exponent:+.2f}; {verdict}.")
-    if timings is not None and {"glow", "macow"} <= set(timings.model):
-        work = per_flop(timings)
-        top = work[work.height == work.height.max()].set_index("model")
-        if {"glow", "macow"} <= set(top.index):
-            g, m = top.loc["glow"], top.loc["macow"]
-            out.append(f"At H = {int(work.height.max())}, MaCow takes {m.ms_per_image / g.ms_per_image:.1f}× Glow's "
-                       f"wall time per sample ({m.ms_per_image:.1f} against {g.ms_per_image:.1f} ms) for "
-                       f"{m.flops_per_image / g.flops_per_image:.1f}× its FLOPs and "
-                       f"{m.conv_calls / g.conv_calls:.0f}× its sequential convolutions.")
-    return out
+    g, m = walls.loc["glow"], walls.loc["macow"]
+    overlap = ("not measured: one repeat" if math.isnan(m.exponent_se) or math.isnan(g.exponent_se) else
+               "do not overlap" if m.exponent_ci_low > g.exponent_ci_high or g.exponent_ci_low > m.exponent_ci_high
+               else "overlap")
+    t = trend.iloc[0]
+    return {"exponent_difference": m.exponent - g.exponent, "exponent_intervals": overlap,
+            "ratio_trend": trend_words(t.exponent_ci_low, t.exponent_ci_high), "ratio_exponent": t.exponent,
+            "ratio_exponent_ci_low": t.exponent_ci_low, "ratio_exponent_ci_high": t.exponent_ci_high,
+            "last_height_from": int(t.last_height_from), "last_height_to": int(t.height_max),
+            "last_change": t.last_change, "last_change_ci_low": t.last_change_ci_low,
+            "last_change_ci_high": t.last_change_ci_high}
 
 
 def plot_growth(timings: pd.DataFrame, fit: pd.DataFrame):
@@ -535,59 +495,66 @@ def plot_growth(timings: pd.DataFrame, fit: pd.DataFrame):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """Sampling speed: the paper's figure (not testable here), and MaCow's generation cost (the MaCow reviewers'
-    question) from the fitted growth."""
-    out = [Claim("Sampling is fast: ~130 ms per 256×256 sample on a GTX 1080 Ti (Sec. 5)", "paper", "",
-                 NOT_TESTABLE, "no 256×256 model is trained in this book (CelebA-HQ is not among its datasets)")]
-    texts = ["MaCow inverts a masked convolutional flow in O(H) sequential passes, not O(H·W) (MaCow, Sec. 3)",
-             "MaCow: wall-clock sampling cost against image height, beside Glow's (MaCow reviewers)"]
-    missing = need(profile, root, "sampling_cost")
-    if missing:
-        return out + [Claim(c, s, "sampling_cost", missing.verdict, missing.evidence)
-                      for c, s in zip(texts, ("paper", "reviewers"))]
-    fit = read_table(profile, "sampling_cost", "fit", root)
+LINEAR = 0.15           # MaCow's sequential convolutions grow as H^(1 ± this), Glow's as H^(0 ± this)
+
+
+def decide_paper_speed(results: Results) -> Outcome:
+    """The paper's ~130 ms per 256×256 sample: not testable without a 256×256 model."""
+    return not_testable("no 256×256 model is trained in this book (CelebA-HQ is not among its datasets)")
+
+
+def _walls(results: Results) -> pd.DataFrame | None:
+    """The wall-clock rows of :func:`fit_growth`'s table by model, or None unless both models were timed."""
+    fit = results.table(NOTEBOOK, "fit")
     wall = fit[fit.clock == "wall"].set_index("model")
-    if not {"glow", "macow"} <= set(wall.index):
-        return out + [Claim(c, s, "sampling_cost", NOT_TESTABLE, "the notebook timed only one of Glow and MaCow")
-                      for c, s in zip(texts, ("paper", "reviewers"))]
+    return wall if {"glow", "macow"} <= set(wall.index) else None
+
+
+def decide_sequential(results: Results) -> Outcome:
+    """MaCow's convolutions run in sequence per sample, counted (exact): confirmed when they grow as H^(1 ±
+    :data:`LINEAR`) while Glow's stay H^(0 ± :data:`LINEAR`), contradicted otherwise."""
+    wall = _walls(results)
+    if wall is None:
+        return not_testable("the notebook timed only one of Glow and MaCow")
     g, m = wall.loc["glow"], wall.loc["macow"]
-    heights = f"H = {int(m.height_min)} to {int(m.height_max)}"
-    linear = abs(m.conv_calls_exponent - 1) <= 0.15 and abs(g.conv_calls_exponent) <= 0.15
-    out.append(Claim(texts[0], "paper", "sampling_cost", CONFIRMED if linear else CONTRADICTED,
-                     f"Convolutions run one after another per sample, counted (exact, no noise) over {heights}: "
-                     f"MaCow's grow as H^{m.conv_calls_exponent:.2f}, Glow's as H^{g.conv_calls_exponent:.2f} "
-                     f"(confirmed when MaCow's exponent is 1 ± 0.15 and Glow's 0 ± 0.15, contradicted otherwise). "
-                     f"FLOPs grow as H^{m.flops_exponent:.2f} and H^{g.flops_exponent:.2f}: MaCow's extra cost is in "
-                     f"sequence, not in arithmetic."))
-    out.append(ratio_claim(texts[1], *(read_optional_table(profile, name, root) for name in ("ratios", "ratio_trend"))))
-    return out
+    numbers = {"macow conv_calls exponent": m.conv_calls_exponent, "glow conv_calls exponent": g.conv_calls_exponent,
+               "macow flops exponent": m.flops_exponent, "glow flops exponent": g.flops_exponent,
+               "height min": float(m.height_min), "height max": float(m.height_max)}
+    linear = abs(m.conv_calls_exponent - 1) <= LINEAR and abs(g.conv_calls_exponent) <= LINEAR
+    return Outcome(Decision(CONFIRMED if linear else CONTRADICTED), numbers, "fit.csv conv_calls_exponent")
 
 
-def read_optional_table(profile: str, name: str, root=None) -> pd.DataFrame | None:
-    """One of the notebook's tables, or None where its results predate it."""
-    path = results_dir(profile, NOTEBOOK, root) / f"{name}.csv"
-    return pd.read_csv(path) if path.is_file() else None
-
-
-def ratio_claim(text: str, table: pd.DataFrame | None, trend: pd.DataFrame | None) -> Claim:
-    """MaCow's sampling cost beside Glow's: decided from the per-height ratios (:func:`ratios`, wall clock), MaCow
-    slower at every height (confirmed when every ratio's interval lies above 1, contradicted when one lies below,
-    inconclusive otherwise); the trend against H is stated from its own interval (:func:`ratio_trend`), never
-    assumed."""
-    if table is None or trend is None:
-        return Claim(text, "reviewers", "sampling_cost", NOT_TESTABLE,
-                     "the results predate the per-height ratios (ratios.csv): rerun `make notebook NB=sampling_cost`")
+def decide_wall_clock(results: Results) -> Outcome:
+    """MaCow slower than Glow at every height, from the per-height ratios of wall-clock time (:func:`ratios`):
+    confirmed when every ratio's interval lies above 1, contradicted when one lies below, inconclusive otherwise;
+    the deciding height is the first contradicting one, else the first undecided one, else the lowest interval."""
+    if _walls(results) is None:
+        return not_testable("the notebook timed only one of Glow and MaCow")
+    table = results.table(NOTEBOOK, "ratios")
+    trend = results.table(NOTEBOOK, "ratio_trend")
     table, trend = table[table.clock == "wall"], trend[trend.clock == "wall"]
     n = int(table.n_repeats.min())
     if n < MIN_SEEDS:
-        return Claim(text, "reviewers", "sampling_cost", NOT_TESTABLE,
-                     f"{n} repeat(s) at some height; the interval needs {MIN_SEEDS}")
+        return Outcome(Decision(NOT_TESTABLE, reason="fewer timing repeats than the interval needs"),
+                       {"repeats": n, "repeats needed": MIN_SEEDS})
     above, below = table.ci_low > 1, table.ci_high < 1
     verdict = CONTRADICTED if below.any() else CONFIRMED if above.all() else INCONCLUSIVE
     decisive = (table[below] if below.any() else table[~above] if not above.all() else table).sort_values("ci_low")
     r = decisive.iloc[0]
-    evidence = (" ".join(ratio_lines(table, trend)) + f" Decided per height: MaCow slower where the ratio's "
-                f"interval lies above 1; the row shown is H = {r.height:.0f}. Fresh models of the same L, K and "
-                f"width; ms per sample, wall clock.")
-    return Claim(text, "reviewers", "sampling_cost", verdict, evidence, r.ratio, r.ci_low, r.ci_high, 0, RATIO_TEST)
+    numbers = {f"ratio at H = {h.height:.0f}": h.ratio for h in table.itertuples()}
+    numbers.update({"deciding height": float(r.height), "trend exponent": trend.exponent.iloc[0],
+                    "trend exponent ci_low": trend.exponent_ci_low.iloc[0],
+                    "trend exponent ci_high": trend.exponent_ci_high.iloc[0]})
+    return Outcome(Decision(verdict, r.ratio, r.ci_low, r.ci_high, 0, RATIO_TEST), numbers, "ratios.csv")
+
+
+CLAIMS = (
+    ClaimSpec("sampling_cost.paper_sampling_speed",
+              "Sampling is fast: ~130 ms per 256×256 sample on a GTX 1080 Ti (Sec. 5)", "paper", decide_paper_speed),
+    ClaimSpec("sampling_cost.macow_sequential_passes",
+              "MaCow inverts a masked convolutional flow in O(H) sequential passes, not O(H·W) (MaCow, Sec. 3)",
+              "paper", decide_sequential),
+    ClaimSpec("sampling_cost.macow_wall_clock",
+              "MaCow: wall-clock sampling cost against image height, beside Glow's (MaCow reviewers)", "reviewers",
+              decide_wall_clock),
+)

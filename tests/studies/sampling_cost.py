@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from glowlib.analysis.claims import decide_claims
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, t_quantile
 from glowlib.results import PROVENANCE
 from glowlib.studies import sampling_cost as sc
@@ -80,7 +81,9 @@ def test_timing_table_has_one_row_per_model_height_and_repeat_with_positive_time
     assert set(zip(fit.model, fit.clock)) == set(itertools.product(sc.MODELS, sc.CLOCKS))
     assert fit.flops_exponent.to_numpy() == pytest.approx(2, abs=0.05)
     check_tidy(sc.local_exponents(df), sc.KEYS["local"], "local")
-    assert len(sc.summary_lines(fit, df)) == 4
+    values = sc.page_values(fit, sc.ratio_trend(df))
+    assert values["last_height_to"] == 32 and values["ratio_trend"] in ("rises", "falls",
+                                                                         "shows no trend these repeats can resolve")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,21 +132,20 @@ def test_fit_sees_a_steepening_curve_in_its_local_exponents_and_least_squares_er
     fit = sc.fit_growth(df, clocks=("wall",))
     assert fit.exponent_se.iloc[0] == pytest.approx(0) and fit.exponent_se_ols.iloc[0] > 0.05
     assert fit.local_exponent_max.iloc[0] == pytest.approx(local.exponent.max())
-    assert "not one power law: the local exponents run from 0.79 to 1.99" in sc.summary_lines(fit)[0]
-    assert "not one power law" not in sc.summary_lines(sc.fit_growth(synthetic({"macow": 2.0})))[0]
+    assert (fit.local_exponent_min.iloc[0], fit.local_exponent_max.iloc[0]) == pytest.approx((0.79, 1.99), abs=0.005)
+    straight = sc.fit_growth(synthetic({"macow": 2.0})).iloc[0]
+    assert straight.local_exponent_max - straight.local_exponent_min < 0.1
 
 
-def test_summary_lines_state_each_models_exponent():
+def test_page_values_set_the_two_exponents_apart_by_their_intervals():
     df = synthetic({"glow": 1.0, "macow": 2.0})
-    lines = sc.summary_lines(sc.fit_growth(df), df)
-    assert lines[0].startswith("**Glow**") and "H^1.0" in lines[0]
-    assert lines[1].startswith("**MaCow**") and "H^2.0" in lines[1]
-    difference = float(lines[2].split("Glow's: ")[1].split(";")[0])
-    assert difference == pytest.approx(1.0, abs=0.03) and "do not overlap" in lines[2]
-    ratio = float(lines[3].split("MaCow takes ")[1].split("×")[0])
-    assert lines[3].startswith("At H = 128") and ratio == pytest.approx(128, rel=0.1)    # 0.01·128² / (0.01·128)
+    values = sc.page_values(sc.fit_growth(df), sc.ratio_trend(df))
+    assert values["exponent_difference"] == pytest.approx(1.0, abs=0.03)
+    assert values["exponent_intervals"] == "do not overlap"
+    top = sc.per_flop(df).query("height == 128").set_index("model").ms_per_image
+    assert top["macow"] / top["glow"] == pytest.approx(128, rel=0.1)                     # 0.01·128² / (0.01·128)
     same = synthetic({"glow": 2.0, "macow": 2.0}, n_repeats=3, noise=0.3)
-    assert "overlap, so these repeats do not tell" in sc.summary_lines(sc.fit_growth(same))[2]
+    assert sc.page_values(sc.fit_growth(same), sc.ratio_trend(same))["exponent_intervals"] == "overlap"
 
 
 def test_fit_needs_two_heights():
@@ -190,8 +192,9 @@ def test_the_ratios_trend_is_read_from_its_interval(ratio, words, sign):
     trend = sc.ratio_trend(timings).iloc[0]
     assert trend.exponent == pytest.approx(sign, abs=0.05) and trend.exponent_ci_low < trend.exponent_ci_high
     assert trend.last_height_from == 32 and trend.height_max == 64
-    lines = sc.ratio_lines(sc.ratios(timings), sc.ratio_trend(timings))
-    assert f"Against H the ratio {words}" in lines[1] and "H = 64: ×" in lines[0]
+    values = sc.page_values(sc.fit_growth(timings), sc.ratio_trend(timings))
+    assert values["ratio_trend"].startswith(words) and values["ratio_exponent"] == trend.exponent
+    assert list(sc.ratios(timings).height) == [8, 16, 32, 64]
     if sign:
         assert trend.last_change == pytest.approx(2.0 ** sign, rel=0.1)
 
@@ -216,21 +219,36 @@ def write_results(root, timings: pd.DataFrame) -> None:
 ])
 def test_the_wall_clock_claim_is_decided_from_the_per_height_ratios(tmp_path, ratio, noise, verdict):
     write_results(tmp_path, paired_timings(ratio, log_noise=noise))
-    claims = {c.claim: c for c in sc.claims("smoke", tmp_path)}
-    c = claims["MaCow: wall-clock sampling cost against image height, beside Glow's (MaCow reviewers)"]
+    table, numbers = decide_claims(sc.CLAIMS, "smoke", tmp_path)
+    claims = table.set_index("id")
+    c = claims.loc["sampling_cost.macow_wall_clock"]
     assert c.verdict == verdict
     if verdict != NOT_TESTABLE:
-        assert c.test == sc.RATIO_TEST and c.ci_low <= c.difference <= c.ci_high and "Against H the ratio" in c.evidence
+        assert c.test == sc.RATIO_TEST and c.ci_low <= c.difference <= c.ci_high and c.evidence == "ratios.csv"
+        named = numbers[numbers.id == "sampling_cost.macow_wall_clock"].set_index("name").value
+        assert {"ratio at H = 8", "ratio at H = 64", "trend exponent"} <= set(named.index)
     if verdict == INCONCLUSIVE:
-        assert c.difference == pytest.approx(1.0) and "H = 64" in c.evidence.split("the row shown is")[1]
-    counted = claims["MaCow inverts a masked convolutional flow in O(H) sequential passes, not O(H·W) (MaCow, Sec. 3)"]
-    assert counted.verdict == CONFIRMED
+        assert c.difference == pytest.approx(1.0) and named["deciding height"] == 64
+    assert claims.loc["sampling_cost.macow_sequential_passes"].verdict == CONFIRMED
+    assert claims.loc["sampling_cost.paper_sampling_speed"].verdict == NOT_TESTABLE
+
+
+def test_the_claims_are_not_testable_without_both_models_or_with_older_results(tmp_path):
+    write_results(tmp_path, paired_timings(lambda h: 20.0))
+    (tmp_path / "smoke" / "sampling_cost" / "ratios.csv").unlink()
+    claims = decide_claims(sc.CLAIMS, "smoke", tmp_path)[0].set_index("id")
+    assert claims.loc["sampling_cost.macow_wall_clock"].verdict == NOT_TESTABLE
+    assert "predate ratios.csv" in claims.loc["sampling_cost.macow_wall_clock"].evidence
+    fit = pd.read_csv(tmp_path / "smoke" / "sampling_cost" / "fit.csv")
+    fit[fit.model == "glow"].to_csv(tmp_path / "smoke" / "sampling_cost" / "fit.csv", index=False)
+    claims = decide_claims(sc.CLAIMS, "smoke", tmp_path)[0].set_index("id")
+    assert (claims.verdict == NOT_TESTABLE).all()
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
 def test_auto_parameters_become_the_profiles_setup():
     p = sc.check_parameters(**PARAMS)
-    smoke = sc.SETUPS["smoke"]
+    smoke = sc.setup("smoke")
     assert p.heights == list(smoke.heights) and p.batch == smoke.batch and p.n_repeats == smoke.n_repeats
     assert p.out_dir == "/tmp/unused"
     p = sc.check_parameters(**{**PARAMS, "heights": [32, 8], "batch": 2, "n_repeats": 3})
