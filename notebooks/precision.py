@@ -48,7 +48,11 @@ models = study.train_all(configs, device)
 for (precision, s), tm in models.items():
     rec.model(f"{precision}_seed{s}", tm)
 rec.note(skipped=skipped, bf16_path=study.bf16_support(device)[1])
-Markdown("\n".join(f"- {line}" for line in [f"Device: {device}; {study.bf16_support(device)[1]}."] + skipped))
+study.publish(p.out_dir, device=device, bf16_path=study.bf16_support(device)[1])
+Markdown("\n".join(f"- {line}" for line in skipped))
+
+# %% [markdown]
+# Device: {glue:text}`device`; {glue:text}`bf16_path`.
 
 # %% [markdown]
 # ## Test bits/dim after the same steps
@@ -92,9 +96,7 @@ trip = study.round_trip_table(models, p.n_round_trip, device)
 rec.figure(study.plot(table, trip if len(trip) else None), "precision")
 
 # %%
-Markdown("\n".join(f"- {line}" for line in study.summary_lines(table, comparison, trip))
-         + "\n\n" + " ".join(csv_link(name) for name, t in (("comparison", comparison), ("round_trip", trip))
-                               if len(t)))
+Markdown(" ".join(csv_link(name) for name, t in (("comparison", comparison), ("round_trip", trip)) if len(t)))
 
 # %%
 rec.table(table, "runs", keys=study.KEYS["runs"])

@@ -8,25 +8,22 @@ evaluates every model on the whole test split, and measures each trained bf16 mo
 hardware has a bf16 path (``glowlib.layers.bf16_support``): emulated bf16 is several times slower than fp32 and
 would say nothing about the hardware this option is for; the notebook then says so and shows the fp32 runs alone.
 
-``bench/round_trip.py`` uses :func:`round_trip` too, on weights moved off initialisation or on a cached model.
+The round trip itself is ``glowlib.analysis.round_trip``'s, which ``bench/round_trip.py`` runs on any weights.
 """
 from __future__ import annotations
 
-import math
-import time
-import warnings
 from types import SimpleNamespace
 
 import pandas as pd
-import torch
 
+from ..analysis.round_trip import ROUND_TRIP_MODES, ROUND_TRIP_TOLERANCE, round_trip, test_images  # noqa: F401
 from ..config import PRECISIONS, check_choice
-from ..data import is_available, load_dataset, to_float
+from ..data import is_available, load_dataset
 from ..layers import bf16_support
 from ..profiles import PROFILES, profile_config
 from ..training import bits_per_image, mean_and_sem, trained
-from .base import SEED, Claim, auto_or, available_dataset, choice, device, int_in, list_of
-from .base import check_values
+from .base import SEED, auto_or, available_dataset, choice, device, int_in, list_of
+from .base import check_values, publish  # noqa: F401  (publish: the notebook calls it through this module)
 
 NOTEBOOK = "precision"
 # smoke: the 8x8 digits (every code path in a minute); cpu: Fashion-MNIST, the bits/dim table's largest data set;
@@ -35,11 +32,6 @@ NOTEBOOK = "precision"
 DATASETS = {"smoke": "digits", "cpu": "fashion_mnist", "gpu": "cifar10", "paper": "cifar10"}
 STEPS = {"gpu": 3_000, "paper": 20_000}
 SEEDS = (0, 1)
-# each a (GlowConfig.precision, dtype of the flow's own arithmetic); the weights are the same in all three
-ROUND_TRIP_MODES = {"fp32": ("fp32", torch.float32), "bf16": ("bf16", torch.float32),
-                    "bf16_flow64": ("bf16", torch.float64), "fp64": ("fp32", torch.float64)}
-# the largest round-trip error counted as exact, on the [-0.5, 0.5] scale: about a quarter of an 8-bit bin
-ROUND_TRIP_TOLERANCE = 1e-3
 KEYS = {"runs": ["precision", "seed"], "comparison": ["quantity"], "round_trip": ["seed", "mode"]}
 PARAMETERS = {**SEED, "seeds": list_of(int_in(0)), "dataset": auto_or(available_dataset),
               "precisions": list_of(choice(PRECISIONS)), "n_round_trip": int_in(1)}
@@ -75,9 +67,8 @@ def runs(profile: str, on: str | None = None) -> list:
     return list(configs(profile, dataset, SEEDS, precisions).values())
 
 
-def claims(profile: str, root=None) -> list[Claim]:
-    """None: the precision page states its own test (:func:`compare`); no claim of the paper rests on it."""
-    return []
+# none: the page states its own test (:func:`compare`); no claim of the paper rests on it
+CLAIMS = ()
 
 
 def runnable(precisions, device: str) -> tuple[list[str], list[str]]:
@@ -144,53 +135,6 @@ def compare(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------------------------------------- round trip
-def round_trip(model, x: torch.Tensor, n_bits: int) -> dict[str, dict]:
-    """|x - decode(encode(x))| of ``model``'s weights in each of :data:`ROUND_TRIP_MODES` (x: images in [-0.5, 0.5]):
-    the largest error over finite pixels and its 99.99th percentile, the fraction of pixels off by more than
-    :data:`ROUND_TRIP_TOLERANCE`, the non-finite pixels, the fraction of images whose n-bit bins change, mean
-    bits/dim and ms per image of encode (with the prior's log-density) + decode, after a warm-up call."""
-    state, cfg = model.state_dict(), model.config
-    out = {}
-    for mode, (precision, dtype) in ROUND_TRIP_MODES.items():
-        m = type(model)(cfg.replace(precision=precision)).to(x.device)
-        m.load_state_dict(state)
-        m = m.to(dtype).eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)            # emulated bf16: slower, still correct
-            out[mode] = _round_trip(m, x.to(dtype), n_bits, cfg.n_dims)
-    return out
-
-
-def _round_trip(model, x, n_bits: int, n_dims: int) -> dict:
-    bins = 2 ** n_bits
-    with torch.no_grad():
-        model.decode(model.encode(x[:8])[0])                       # warm-up: first calls allocate, pick kernels
-        start = time.perf_counter()
-        zs, logdet, log_pz = model._encode(x, None)                # one pass gives the latents and log p(x)
-        decoded = model.decode(zs)
-        seconds = time.perf_counter() - start
-        log_px = log_pz + logdet
-    err = (decoded - x).abs().double()
-    finite = torch.isfinite(err)
-    e = err[finite]
-    same_bin = (torch.floor((decoded + 0.5) * bins) == torch.floor((x + 0.5) * bins)).flatten(1).all(1)
-    bpd = -log_px.double() / (n_dims * math.log(2)) + n_bits
-    return {"max_error": e.max().item() if e.numel() else float("nan"),
-            "p9999_error": e.quantile(0.9999).item() if e.numel() else float("nan"),
-            "fraction_over_1e-3": (err > ROUND_TRIP_TOLERANCE).double().mean().item(),
-            "nonfinite_pixels": int((~finite).sum()),
-            "fraction_images_bin_changed": 1 - same_bin.double().mean().item(),
-            "bits_per_dim": bpd[torch.isfinite(bpd)].mean().item(),
-            "ms_per_image": 1e3 * seconds / x.shape[0]}
-
-
-def test_images(dataset: str, n: int, n_bits: int) -> torch.Tensor:
-    """The first ``n`` test images of ``dataset`` at the centres of their n-bit bins (as the interpolation study
-    encodes them), so that a pixel decodes into another bin only when its error exceeds half a bin."""
-    images = load_dataset(dataset, max_images=n).test_images
-    return to_float(images, n_bits) + 0.5 / 2 ** n_bits
-
 
 def round_trip_table(models: dict, n: int, device: str = "cpu") -> pd.DataFrame:
     """:func:`round_trip` of every bf16-trained model on its first ``n`` test images (:func:`test_images`), one row
@@ -203,39 +147,6 @@ def round_trip_table(models: dict, n: int, device: str = "cpu") -> pd.DataFrame:
         for mode, r in round_trip(tm.model.to(device), x, tm.run.data.n_bits).items():   # reads its weights only
             rows.append({"seed": s, "mode": mode, "n_images": len(x), **r})
     return pd.DataFrame(rows)
-
-
-def summary_lines(table: pd.DataFrame, comparison: pd.DataFrame, trip: pd.DataFrame) -> list[str]:
-    """The result in words, every number read from the tables."""
-    lines = []
-    for precision, part in table.groupby("precision", sort=True):
-        runs = ", ".join(f"seed {r.seed}: {r.test_bpd:.3f} ± {r.test_sem:.3f} in {r.wall_s:.0f} s"
-                         for r in part.itertuples())
-        lines.append(f"{precision}, {int(part.steps.iloc[0])} steps on {part.dataset.iloc[0]}: {runs}.")
-    if len(comparison):
-        c = comparison.set_index("quantity")
-        worst = c.loc["worst_bf16_minus_fp32"]
-        lines.append(f"bf16 minus fp32 at the same seed: at worst {worst.value:+.3f} bits/dim, against an fp32 "
-                     f"seed spread of {c.loc['fp32_seed_spread'].value:.3f}: "
-                     f"{'within it (the test passes)' if worst.passes else 'beyond it (the test fails)'}. "
-                     f"Training took {c.loc['mean_speedup'].value:.2f}x less wall time in bf16.")
-    if len(trip):
-        by = trip.groupby("mode").agg(max_error=("max_error", "max"), over=("fraction_over_1e-3", "max"),
-                                      changed=("fraction_images_bin_changed", "max"),
-                                      nonfinite=("nonfinite_pixels", "sum"), n=("n_images", "first"),
-                                      ms=("ms_per_image", "mean"))
-        b, f = by.loc["bf16"], by.loc["bf16_flow64"]
-        lines.append(f"Round trip on {int(b.n)} test images, worst model: bf16 networks in a float32 flow "
-                     f"{b.max_error:.2g} at most ({b.over:.2%} of pixels beyond 1e-3, {b.changed:.1%} of images with "
-                     f"a pixel decoded into another bin); the same networks in a float64 flow {f.max_error:.2g} "
-                     f"({'within' if f.max_error <= ROUND_TRIP_TOLERANCE else 'beyond'} the "
-                     f"{ROUND_TRIP_TOLERANCE:g} that counts as exact, a quarter of an 8-bit bin), at {f.ms:.2f} "
-                     f"against {b.ms:.2f} ms per image for encode + decode.")
-        if by.nonfinite.sum():
-            lines.append("Non-finite decoded pixels per mode: " + ", ".join(
-                f"{m} {int(v)}" for m, v in by.nonfinite.items()) + " (an affine scale that underflows in float32 "
-                "loses its input; float64 keeps it).")
-    return lines
 
 
 def plot(table: pd.DataFrame, trip: pd.DataFrame | None):
