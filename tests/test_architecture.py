@@ -209,3 +209,50 @@ def test_history_pattern_catches_what_it_must():
         assert HISTORY.search(text), text
     for text in ("a 1x1 convolution", "stopping at step 13", "the official commit log", "issued 5 samples"):
         assert not HISTORY.search(text), text
+
+
+# ---------------------------------------------------------------------------------------------------- studies
+STUDIES_DIR = PACKAGE / "studies"
+# what every study may import: the shared helpers, the registry, and the package (which loads a study by name)
+SHARED_STUDY_MODULES = {"glowlib.studies", "glowlib.studies.base", "glowlib.studies.registry"}
+
+
+def study_modules() -> set[str]:
+    return {module_name(p) for p in STUDIES_DIR.glob("*.py") if p.stem not in ("__init__", "base", "registry")}
+
+
+def imported_modules(path: Path, name: str) -> set[str]:
+    """The glowlib modules a file imports (``from glowlib.studies import ablation`` counts as the module
+    ``glowlib.studies.ablation``)."""
+    mods, out = set(modules()), set()
+    for target, names, _ in imports_of(name, path):
+        if target.startswith("glowlib"):
+            subs = {f"{target}.{n}" for n in names if f"{target}.{n}" in mods}
+            out |= subs or {target}
+    return out
+
+
+def test_no_study_imports_another_study():
+    """Studies are siblings: what two share lives in ``analysis/`` or ``studies/base.py``."""
+    studies = study_modules()
+    bad = [f"{name} imports {other}" for name in sorted(studies)
+           for other in sorted(imported_modules(modules()[name], name) & studies - {name})]
+    assert not bad, "\n".join(bad)
+
+
+def test_a_notebook_imports_no_other_notebooks_study():
+    """``notebooks/<name>.py`` imports at most ``glowlib.studies.<name>`` of the studies."""
+    studies = study_modules()
+    bad = []
+    for path in sorted((ROOT / "notebooks").glob("*.py")):
+        own = f"glowlib.studies.{path.stem}"
+        bad += [f"notebooks/{path.name} imports {m}" for m in sorted(imported_modules(path, f"notebooks.{path.stem}")
+                                                                     & studies - {own})]
+    assert not bad, "\n".join(bad)
+
+
+def test_bench_imports_no_study():
+    """The benchmarks measure; what they share with a page lives in ``analysis/`` or ``training/``."""
+    bad = [f"bench/{path.name}:{line} imports {target}" for path in sorted((ROOT / "bench").glob("*.py"))
+           for target, _, line in imports_of(f"bench.{path.stem}", path) if target.startswith("glowlib.studies")]
+    assert not bad, "\n".join(bad)
