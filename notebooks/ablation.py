@@ -1,12 +1,11 @@
 # %% [markdown]
 # # Permutation ablation (Fig. 3)
 #
-# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5.1 and Fig. 3. **Claim:** with the same architecture
-# and training,
-# the learned invertible 1x1 convolution reaches a lower negative log-likelihood than a fixed channel shuffle,
-# which beats reversing the channels as in RealNVP {cite}`dinh2017realnvp`; it converges faster; affine coupling beats
-# additive coupling; and the 1x1
-# convolution costs only ~7% more wall time and ~0.2% more parameters.
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5.1 and Fig. 3: the learned invertible 1x1
+# convolution against a fixed channel shuffle and the channel reversal of RealNVP {cite}`dinh2017realnvp`, with
+# affine and additive coupling. Claims decided here: `ablation.permutation_order`,
+# `ablation.conv1x1_converges_faster`, `ablation.affine_beats_additive`, `ablation.conv1x1_cost`,
+# `ablation.learned_beats_rotation`, `ablation.error_bars`.
 #
 # We train every permutation × coupling variant for several seeds (through the trained-model cache: nothing is
 # retrained when this notebook is rerun), plus the *fixed random rotation* the reviewers asked for (a 1x1
@@ -39,9 +38,8 @@ bench_dir = "results/bench"
 
 # %%
 import pandas as pd
-from IPython.display import Markdown, display
 
-from glowlib.analysis.presentation import beside_paper, scale_words, show
+from glowlib.analysis.presentation import beside_paper, show
 from glowlib.results import Recorder
 from glowlib.studies import ablation as study
 
@@ -55,27 +53,23 @@ for name, trained in result.models.items():
     rec.model(name, trained)
 runs, curves = result.tables["runs"], result.tables["curves"]
 summary = study.ablation_summary(runs, curves)
-display(Markdown(f"{len(runs)} training runs on `{runs.dataset.iloc[0]}`, {runs.steps.iloc[0]} steps each "
-                 f"({runs.images_seen.iloc[0]:,} images); test bits/dim on {runs.n_test.iloc[0]:,} test images."))
+conv1x1 = study.conv1x1_cost(p.bench_dir)
+study.publish(p.out_dir, **study.page_values(runs, conv1x1))
 
 # %% [markdown]
+# {glue:text}`n_runs` training runs on {glue:text}`dataset`, {glue:text}`steps` steps each
+# ({glue:text}`images_seen:,` images); test bits/dim on {glue:text}`n_test:,` test images.
+#
 # ## Test bits/dim during training (Fig. 3)
-# Mean over seeds, with a band of ± one standard deviation. The paper's Fig. 3 gives these curves on CIFAR-10 and
-# no final numbers in its text, so there is no published value to draw beside ours; the sentence below the figure
-# says how far our runs are from the paper's scale.
+# Mean over seeds, with a band of ± one standard deviation. The paper's Fig. 3 gives these curves on CIFAR-10
+# (3x32x32, 50,000 training images) and no final numbers in its text, so there is no published value to draw beside
+# ours, and no step count. Our largest variant has {glue:text}`n_parameters:,` parameters against the
+# {glue:text}`paper_parameters:,` of the paper's CIFAR-10 configuration (counted from a built model), that is
+# {glue:text}`parameters_share:.2%` of it.
 
 # %%
 fig = study.plot_ablation(curves, "test")
 rec.figure(fig, "test_curves")
-conv1x1 = study.conv1x1_cost(p.bench_dir)
-paper_size = conv1x1.loc[conv1x1.measure == "parameters", "total"]
-display(Markdown(scale_words(
-    {"data": f"`{runs.dataset.iloc[0]}`", "parameters": int(runs.n_parameters.max()),
-     "images_seen": int(runs.images_seen.iloc[0])},
-    {"data": "CIFAR-10 (3x32x32, 50,000 training images)",
-     **({"parameters": int(paper_size.iloc[0])} if len(paper_size) else {})})
-    + " The paper's parameters are its CIFAR-10 configuration counted from a built model; the paper gives no step "
-      "count for Fig. 3."))
 
 # %% [markdown]
 # ## Final bits/dim, parameters and wall time

@@ -3,8 +3,8 @@
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 (Figs. 1, 4, 8). **Claim:** Glow's samples are
 # realistic, shown at
-# temperature T = 0.7, i.e. z ~ N(μ, (T·σ)²). **Reviewers asked:** samples from the baselines too, and for every
-# dataset with a number in a table, not only the 5-bit CelebA-HQ {cite}`karras2018progressive` Glow.
+# temperature T = 0.7, i.e. z ~ N(μ, (T·σ)²); its reviewers asked to see the baselines' samples too, not only the
+# 5-bit CelebA-HQ {cite}`karras2018progressive` Glow's. Claim decided here: `samples.baselines_sampled`.
 #
 # So: a grid of samples for Glow **and** RealNVP {cite}`dinh2017realnvp` on every dataset of the bits/dim table, and
 # for MaCow {cite}`ma2019macow` and the variational-dequantisation models {cite}`ho2019flowpp` where the table has

@@ -1,8 +1,7 @@
 """The permutation ablation (Kingma & Dhariwal 2018, Sec. 5.1, Fig. 3): every permutation × coupling variant of
-the profile's ablation model (``glowlib.profiles.ablation_config``) over seeds, its training curves, and the
-claims of Fig. 3 and Sec. 5.1 (:data:`CLAIMS`): the comparisons paired by training seed (``analysis.paired``) at
-equal steps and at equal training time, and the 1x1 convolution's cost counted and profiled. The logic of
-``notebooks/ablation.py``."""
+the profile's ablation model (``profiles.ablation_config``) over seeds, its training curves, its comparisons paired
+by seed (``analysis.paired``), the 1x1 convolution's cost counted and profiled, and the claims these decide
+(:data:`CLAIMS`). The logic of ``notebooks/ablation.py``."""
 from __future__ import annotations
 
 import math
@@ -19,9 +18,9 @@ from ..data import load_dataset
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, ablation_config
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, cached_model, choice,
                    curves, folder, int_in, list_of, n_parameters)
-from .base import device, plot_splits  # noqa: F401  (the notebook calls them through this module)
+from .base import device, plot_splits, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
-from ..analysis.bench_records import profiles
+from ..analysis.bench_records import conv1x1_time, profiles
 
 NOTEBOOK = "ablation"
 PARAMETERS = {**SEED, "permutations": list_of(choice(ABLATION_PERMUTATIONS)),
@@ -207,34 +206,15 @@ def conv1x1_cost(bench_dir="results/bench", config=None, batch: int | None = Non
     return pd.DataFrame(rows)
 
 
-def conv1x1_time(profiled: pd.DataFrame | None) -> pd.DataFrame:
-    """The ``time`` rows of :func:`conv1x1_cost` from profiled training steps (``cost.profiles``; None: no
-    record): per step, the 1x1 group's milliseconds, its ``share`` of the step and ``extra``, share / (1 - share),
-    what it adds against a model without it (an upper bound: a shuffle costs a copy), the quantity of the paper's
-    "~7% more wall time" (:data:`PAPER_CONV1X1`)."""
-    if profiled is None:
-        return pd.DataFrame()
-    return pd.DataFrame([{"measure": "time", "source": f"profile_{r.config}.json", "channels": r.channels,
-                          "image_size": r.image_size, "levels": r.levels, "depth": r.depth, "width": r.width,
-                          "batch": r.batch, "precision": r.precision, "conv1x1": r.ms_per_step,
-                          "total": r.ms_per_step / r.share if r.share else math.nan, "share": r.share,
-                          "extra": r.share / (1 - r.share)}
-                         for r in profiled[profiled.group == "conv1x1"].itertuples()])
-
-
-def conv1x1_time_beside_paper(profiled: pd.DataFrame | None) -> pd.DataFrame:
-    """:func:`conv1x1_time`'s rows (empty without a profile record) beside the paper's Sec. 5.1 figure, a row at
-    the paper's configuration (``profiles.PAPER_MODEL``, ``PAPER_TRAIN``'s batch) marked as the paper's."""
-    from ..analysis.presentation import beside_paper
-    from ..profiles import PAPER_MODEL, PAPER_TRAIN
-    ours = conv1x1_time(profiled)
-    if not len(ours):
-        return ours
-    paper = pd.DataFrame({"depth": [PAPER_MODEL.depth], "width": [PAPER_MODEL.width], "batch": [PAPER_TRAIN.batch_size],
-                          "extra": [PAPER_CONV1X1["time"]],
-                          "source": ["Kingma & Dhariwal 2018, Sec. 5.1 (CIFAR-10, 3x32x32, full scale, GPUs)"]})
-    columns = ["source", "depth", "width", "batch", "precision", "conv1x1", "share", "extra"]
-    return beside_paper(ours[columns], paper, label="depth")
+def page_values(runs: pd.DataFrame, cost: pd.DataFrame) -> dict:
+    """The numbers the page's words quote: the runs' count, data, steps, images and test images, and our largest
+    variant's parameters beside the paper's CIFAR-10 model's (``cost``: :func:`conv1x1_cost`)."""
+    paper = int(cost.loc[cost.measure == "parameters", "total"].iloc[0])
+    first = runs.iloc[0]
+    return {"n_runs": len(runs), "dataset": first.dataset, "steps": int(first.steps),
+            "images_seen": int(first.images_seen), "n_test": int(first.n_test),
+            "n_parameters": int(runs.n_parameters.max()), "paper_parameters": paper,
+            "parameters_share": runs.n_parameters.max() / paper}
 
 
 # ---------------------------------------------------------------------------------------------------- claims

@@ -21,15 +21,11 @@ from ..analysis.stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABL
 from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available
 from ..profiles import PROFILES, profile_config
+from ..profiles import profile as profile_of
 from ..results import has_results, results_dir
 from ..training import build_model, get_model, trained
-from .registry import LEFT_OUT
+from .registry import left_out
 
-SHARED_DATASET = "mnist5k"       # the one model that samples, temperature, interpolation, ... share
-# the 5-bit, temperature-validity and class-conditional studies: labelled images, so the measuring classifier can
-# say which class a sample shows; cpu: mnist5k, the shared model's dataset (its table model and classifier serve
-# both)
-STUDY_DATASET = {"smoke": "digits", "cpu": "mnist5k", "gpu": "cifar10", "paper": "cifar10"}
 N_CLASSES = {"digits": 10, "mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 # columns of a training run's metrics.csv, by the split they measure (train: running loss of the training weights)
 CURVE_COLUMNS = {"train": "train_bpd", "train_eval": "train_eval_bpd", "val": "val_bpd", "test": "test_bpd"}
@@ -86,15 +82,16 @@ class Experiment:
 
 def need(profile: str, root, *notebooks) -> Claim | None:
     """None when every notebook has results for ``profile``, else a NOT_TESTABLE claim saying why: the profile
-    leaves the study out (``registry.LEFT_OUT``, with its reason) or it has not been run, and how to run it."""
+    leaves the study out (``Profile.left_out``, with its reason) or it has not been run, and how to run it."""
     missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
     if not missing:
         return None
     first = missing[0]
     run = f"`make notebook NB={first} PROFILE={profile}`"
-    if first in LEFT_OUT.get(profile, {}):
+    skipped = left_out(profile)
+    if first in skipped:
         return Claim("", "paper", notebooks[0], NOT_TESTABLE,
-                     f"the {profile} profile leaves the study {first!r} out: {LEFT_OUT[profile][first]}; {run} "
+                     f"the {profile} profile leaves the study {first!r} out: {skipped[first]}; {run} "
                      f"runs it, training its models first")
     return Claim("", "paper", notebooks[0], NOT_TESTABLE,
                  f"no results of {missing} for profile {profile!r}: run {run}")
@@ -156,6 +153,14 @@ def available_dataset(name, value):
     return value
 
 
+def with_figure_dataset(values: dict, dataset: str | None = None) -> dict:
+    """A figure notebook's checked ``values`` with ``dataset="auto"`` made ``dataset`` (default: the profile's
+    :func:`figure_dataset`), whose files must be on this machine."""
+    if values["dataset"] == "auto":
+        values["dataset"] = available_dataset("dataset", dataset or figure_dataset(values["profile"]))
+    return values
+
+
 def out_dir_path(name, value):
     if not isinstance(value, str):
         raise ValueError(f"{name}={value!r} must be a path string ('' for results/<profile>/<notebook>/)")
@@ -212,39 +217,50 @@ def cached_model(run: RunConfig):
     return trained(run, device=device(), progress=False)
 
 
-def shared_model(profile: str, dataset: str = SHARED_DATASET):
-    """The one Glow of ``dataset`` that the samples, interpolation, manipulation, temperature and
-    nearest-neighbour notebooks share (trained once, through the cache): the profile's "quality" run of it
-    (``profiles.CPU_QUALITY_STEPS``), the bits/dim table's headline row."""
-    return get_model(profile, dataset, "glow", device=device(), progress=False, tier="quality")
+def figure_dataset(profile: str) -> str:
+    """The dataset of the one Glow the figure notebooks share (``Profile.figure_dataset``)."""
+    return profile_of(profile).figure_dataset
 
 
-def shared_runs(profile: str, dataset: str = SHARED_DATASET) -> list[RunConfig]:
+def study_dataset(profile: str) -> str:
+    """The dataset of the 5-bit, temperature-validity and class-conditional studies (``Profile.study_dataset``)."""
+    return profile_of(profile).study_dataset
+
+
+def shared_model(profile: str, dataset: str | None = None):
+    """The one Glow of ``dataset`` (default: the profile's :func:`figure_dataset`) that the samples, interpolation,
+    manipulation, temperature and nearest-neighbour notebooks share (trained once, through the cache): the
+    profile's "quality" run of it (``Profile.quality_steps``), the bits/dim table's headline row."""
+    return get_model(profile, dataset or figure_dataset(profile), "glow", device=device(), progress=False,
+                     tier="quality")
+
+
+def shared_runs(profile: str, dataset: str | None = None) -> list[RunConfig]:
     """The config of :func:`shared_model`, as a study's ``runs``."""
-    return [profile_config(profile, dataset, "glow", tier="quality")]
+    return [profile_config(profile, dataset or figure_dataset(profile), "glow", tier="quality")]
 
 
 def study_config(profile: str, seed: int = 0) -> RunConfig:
     """The model of the 5-bit, temperature-validity and class-conditional studies: the Glow of
-    :data:`STUDY_DATASET` at the profile's size and schedule, its "study" tier of steps
-    (``profiles.CPU_STUDY_STEPS``), with ADDITIVE coupling, as the official code trains every model whose samples
+    :func:`study_dataset` at the profile's size and schedule, its "study" tier of steps
+    (``Profile.study_steps``), with ADDITIVE coupling, as the official code trains every model whose samples
     the paper shows (its README: CelebA-HQ, LSUN and the class-conditional CIFAR-10 and ImageNet models all use
     ``--flow_coupling 0``; the affine coupling is for the likelihood results), trained with ``seed``. Each study
     overrides only what it varies (bit depth, coupling and prior, class conditioning).
 
     Why not the bits/dim table's affine model: an affine inverse divides by the coupling's scale, and at the cpu
     profile's lengths the affine model's T = 1 draws overflow too often for the sanity gates, an additive one's
-    never (``bench/model_gates.py``'s records; the figures are cited beside ``profiles.CPU_STUDY_STEPS``). The
+    never (``bench/model_gates.py``'s records; cited beside ``Profile.study_steps``). The
     smoke profile's is tiny (CI): its samples fail the sanity gates, and its claims are then not testable at
     this scale."""
     check_choice("profile", profile, PROFILES)
-    return profile_config(profile, STUDY_DATASET[profile], "glow", seed, ["model.coupling='additive'"], tier="study")
+    return profile_config(profile, study_dataset(profile), "glow", seed, ["model.coupling='additive'"], tier="study")
 
 
 def classifier_datasets(profile: str) -> list[str]:
     """The datasets whose measuring classifier the notebooks of ``profile`` use: the shared model's and the
     reviewers' studies'."""
-    return list(dict.fromkeys([SHARED_DATASET, STUDY_DATASET[profile]]))
+    return list(dict.fromkeys([figure_dataset(profile), study_dataset(profile)]))
 
 
 def classifier_provenance(dataset: str) -> dict:
@@ -337,3 +353,68 @@ def publish(out_dir, **values) -> dict:
     for name, value in clean.items():
         glue(name, value, display=False)
     return clean
+
+
+# ---------------------------------------------------------------------------------------------------- table rows
+# The bits/dim table's rows: the models its page trains over seeds and the samples page draws from, so both read
+# them here (a study never imports another).
+ALWAYS_DATASETS = ("mnist5k", "fashion_mnist", "digits")
+OPTIONAL_DATASETS = ("cifar10", "mnist", "celeba")   # in the bits/dim table when their files are present
+MODEL_TYPES = ("realnvp", "glow")
+# rows of the bits/dim table: a model type, "+vardeq" for variational dequantisation (train.dequantization)
+TABLE_MODELS = ("realnvp", "glow", "glow+vardeq", "macow", "macow+vardeq")
+TABLE_SEEDS = 3                # training seeds of every row: the paired tests need stats.MIN_SEEDS (3)
+
+
+def table_datasets() -> list[str]:
+    """The bits/dim table's datasets: the three always present, plus each optional one whose files are here."""
+    return list(ALWAYS_DATASETS) + [d for d in OPTIONAL_DATASETS if is_available(d)]
+
+
+def table_models(profile: str, dataset: str) -> list[str]:
+    """The bits/dim table's rows for ``dataset`` at ``profile`` (:data:`TABLE_MODELS` on the profile's
+    ``table_dequant_datasets``, else :data:`MODEL_TYPES`, less its ``table_left_out``)."""
+    p = profile_of(profile)
+    rows = TABLE_MODELS if dataset in p.table_dequant_datasets else MODEL_TYPES
+    left, _ = p.table_left_out.get(dataset, ((), ""))
+    return [m for m in rows if m not in left]
+
+
+def scaled_warmup(steps: int, warmup: int) -> int:
+    """A row's learning-rate warmup: the preset's, unless the run is shorter than 4 times it, then a tenth of the
+    run (never more than the preset's): a 700-step run must not spend 500 steps warming up."""
+    return warmup if steps >= 4 * warmup else min(warmup, steps // 10)
+
+
+def table_run(profile: str, dataset: str, name: str, seed: int = 0) -> RunConfig:
+    """The RunConfig of the table row ``name`` (one of :data:`TABLE_MODELS`): the profile's preset of its model type,
+    with variational dequantisation for a "+vardeq" row and the warmup of :func:`scaled_warmup`. Every row of a
+    dataset trains the same steps and batch."""
+    check_choice("model", name, TABLE_MODELS)
+    model_type, _, vardeq = name.partition("+")
+    run = profile_config(profile, dataset, model_type, seed, ["train.dequantization='variational'"] if vardeq else [])
+    if run.train.warmup_fraction > 0:                # the warmup already scales with the run's length
+        return run
+    warmup = scaled_warmup(run.train.steps, run.train.warmup_steps)
+    return run if warmup == run.train.warmup_steps else run.override([f"train.warmup_steps={warmup}"])
+
+
+def quality_run(profile: str, dataset: str) -> RunConfig | None:
+    """The profile's longer "quality" run of Glow on ``dataset`` (``profiles.profile_config(tier="quality")``: the
+    model the figures share), or None where it is the table's own seed-0 row."""
+    run = profile_config(profile, dataset, "glow", 0, tier="quality")
+    return None if run.key() == table_run(profile, dataset, "glow", 0).key() else run
+
+
+def table_runs(profile: str) -> list[RunConfig]:
+    """Every row of the table for seeds 0 .. :data:`TABLE_SEEDS` - 1, seed by seed (each dataset present × the
+    profile's rows for it, :func:`table_models`), then each dataset's :func:`quality_run`."""
+    return [table_run(profile, d, m, s) for s in range(TABLE_SEEDS) for d in table_datasets()
+            for m in table_models(profile, d)] + [r for d in table_datasets() if (r := quality_run(profile, d))]
+
+
+def datasets_or_auto(name, value):
+    """"auto" (the bits/dim table's datasets, :func:`table_datasets`) or a list of available datasets."""
+    if value == "auto":
+        return table_datasets()
+    return list_of(available_dataset)(name, value)

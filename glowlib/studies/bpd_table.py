@@ -1,12 +1,10 @@
 """Bits per dimension (Kingma & Dhariwal 2018, Sec. 5.2, Table 2; MaCow's Tables 2-3): RealNVP, Glow and MaCow,
-with uniform and variational dequantisation, on every dataset present, each row trained with several seeds,
-beside the published numbers; the claims of Table 2 and MaCow's decided by paired tests over the seeds at equal
-training time (``ablation.training_clock``), with equal steps beside (``ablation.paired_claim``). The logic of
-``notebooks/bpd_table.py``.
+with uniform and variational dequantisation, on every dataset present, each row trained with several seeds, beside
+the published numbers, and the claims the table decides (:data:`CLAIMS`): rows compared paired by seed
+(``analysis.paired``) at equal training time, with equal steps beside. The logic of ``notebooks/bpd_table.py``.
 
-Every row trains the same number of steps as the others of its dataset (equal steps is the default; equal
-training time is read from the measured curves). Its seed-0 models are the ones the samples notebook shows (the table's
-seed-0 Glow on mnist5k is ``base.shared_model``).
+The rows and their runs (``base.table_run``, ``base.table_models``) are shared with the samples page; every row
+trains the same number of steps as the others of its dataset.
 """
 from __future__ import annotations
 
@@ -16,32 +14,20 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from ..analysis.stats import MIN_SEEDS, paired_interval
-from ..config import check_choice
-from ..data import is_available
-from ..profiles import PROFILES, profile_config
-from ..results import read_table
-from ..training import bits_per_image, evaluate, prepare_splits, warmup_steps
+from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from ..analysis.paired import chosen_at, paired_table
-from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Claim, Experiment, available_dataset,
-                   cached_model, choice, config_parameters, curves, int_in, list_of, n_parameters, need)
-from .base import device, plot_splits  # noqa: F401  (the notebook calls them through this module)
+from ..analysis.paired import chosen_at, paired_outcome, paired_table
+from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
+from ..profiles import profile as profile_of
+from ..training import bits_per_image, evaluate, prepare_splits, warmup_steps
+from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, MODEL_TYPES, NOT_TESTABLE, SEED, TABLE_MODELS,  # noqa: F401
+                   Experiment, cached_model, choice, config_parameters, curves, datasets_or_auto, int_in, list_of,
+                   n_parameters, quality_run, scaled_warmup, table_datasets, table_models, table_run, table_runs)
+from .base import TABLE_SEEDS as N_SEEDS
+from .base import device, plot_splits, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
 NOTEBOOK = "bpd_table"
-ALWAYS_DATASETS = ("mnist5k", "fashion_mnist", "digits")
-OPTIONAL_DATASETS = ("cifar10", "mnist", "celeba")   # in the bits/dim table when their files are present
-MODEL_TYPES = ("realnvp", "glow")
-# rows of the bits/dim table: a model type, "+vardeq" for variational dequantisation (train.dequantization)
-TABLE_MODELS = ("realnvp", "glow", "glow+vardeq", "macow", "macow+vardeq")
-# datasets whose table gets the MaCow and variational-dequantisation rows; the others RealNVP and Glow.
-# cpu: Fashion-MNIST, the full real dataset a fresh machine has and the most CIFAR-like
-DEQUANT_DATASETS = {"smoke": ("digits",), "cpu": ("fashion_mnist",), "gpu": ("cifar10",),
-                    "paper": ("cifar10", "mnist")}
-# the importance-weighted bound of the table: k samples per image on the first n test images (k x the cost of
-# one evaluation, so on a part of the test split at cpu), beside the ELBO (k = 1) on the same images
-IW_SAMPLES = {"smoke": (4, 100), "cpu": (8, 2000), "gpu": (16, 5000), "paper": (64, 10_000)}
 # the published row each table row is compared with (published_bpd.csv's model column, lower case)
 PUBLISHED_MODEL = {"realnvp": "realnvp", "glow": "glow", "macow": "macow",
                    "macow+vardeq": "macow (variational dequantisation)"}
@@ -52,55 +38,12 @@ FULL_TRAIN_IMAGES = {"mnist5k": 60_000, "mnist": 60_000, "fashion_mnist": 60_000
                      "cifar10": 50_000, "celeba": 27_000}
 
 
-def table_datasets() -> list[str]:
-    """The bits/dim table's datasets: the three always present, plus each optional one whose files are here."""
-    return list(ALWAYS_DATASETS) + [d for d in OPTIONAL_DATASETS if is_available(d)]
-
-
-# rows a profile leaves out, by dataset. cpu: on Fashion-MNIST, MaCow with variational dequantisation, the costliest
-# row (MaCow's slower step with a dequantising flow on top), whose three comparisons the other rows cover one factor
-# at a time (MaCow against Glow, variational against uniform dequantisation); on mnist5k, every compared row:
-# Glow against RealNVP is decided on Fashion-MNIST and the 8x8 digits, so three seeds of Glow there would compare
-# nothing, and the profile's 3-hour budget goes to those; mnist5k's row is its quality run (one seed)
-LEFT_OUT_ROWS = {"cpu": {"fashion_mnist": ("macow+vardeq",), "mnist5k": ("realnvp", "glow")}}
-LEFT_OUT_WHY = {("cpu", "fashion_mnist"): "the costliest row; MaCow against Glow and variational against uniform "
-                                          "dequantisation are each compared on their own",
-                ("cpu", "mnist5k"): "Glow against RealNVP is decided on Fashion-MNIST and the 8x8 digits; this "
-                                    "dataset's row is its quality run (one seed), the model the figures share"}
-
-
 def why_left_out(profile: str, dataset: str, model_type: str) -> str:
     """Why the table at ``profile`` has no row ``model_type`` on ``dataset`` (the page's ``skipped`` table)."""
-    if model_type in LEFT_OUT_ROWS.get(profile, {}).get(dataset, ()):
-        return f"profile {profile!r} leaves it out (bpd_table.LEFT_OUT_ROWS): {LEFT_OUT_WHY[profile, dataset]}"
-    return f"profile {profile!r} trains it only on {list(DEQUANT_DATASETS[profile])}"
-
-
-def table_models(profile: str, dataset: str) -> list[str]:
-    """The bits/dim table's rows for ``dataset`` at ``profile`` (:data:`TABLE_MODELS`, :data:`DEQUANT_DATASETS`,
-    less :data:`LEFT_OUT_ROWS`)."""
-    check_choice("profile", profile, PROFILES)
-    rows = TABLE_MODELS if dataset in DEQUANT_DATASETS[profile] else MODEL_TYPES
-    return [m for m in rows if m not in LEFT_OUT_ROWS.get(profile, {}).get(dataset, ())]
-
-
-def scaled_warmup(steps: int, warmup: int) -> int:
-    """A row's learning-rate warmup: the preset's, unless the run is shorter than 4 times it, then a tenth of the
-    run (never more than the preset's): a 700-step run must not spend 500 steps warming up."""
-    return warmup if steps >= 4 * warmup else min(warmup, steps // 10)
-
-
-def table_run(profile: str, dataset: str, name: str, seed: int = 0):
-    """The RunConfig of the table row ``name`` (one of :data:`TABLE_MODELS`): the profile's preset of its model type,
-    with variational dequantisation for a "+vardeq" row and the warmup of :func:`scaled_warmup`. Every row of a
-    dataset trains the same steps and batch."""
-    check_choice("model", name, TABLE_MODELS)
-    model_type, _, vardeq = name.partition("+")
-    run = profile_config(profile, dataset, model_type, seed, ["train.dequantization='variational'"] if vardeq else [])
-    if run.train.warmup_fraction > 0:                # the warmup already scales with the run's length
-        return run
-    warmup = scaled_warmup(run.train.steps, run.train.warmup_steps)
-    return run if warmup == run.train.warmup_steps else run.override([f"train.warmup_steps={warmup}"])
+    rows, why = profile_of(profile).table_left_out.get(dataset, ((), ""))
+    if model_type in rows:
+        return f"profile {profile!r} leaves it out (Profile.table_left_out): {why}"
+    return f"profile {profile!r} trains it only on {list(profile_of(profile).table_dequant_datasets)}"
 
 
 QUALITY_COLUMNS = ["dataset", "model_type", "seed", "test_bpd", "test_sem", "best_val_bpd", "best_step", "steps",
@@ -117,23 +60,8 @@ def test_score(tm, chosen: dict) -> tuple[float, float]:
     return chosen["bpd"], float(at.test_sem.iloc[0]) if "test_sem" in at and len(at) else np.nan
 
 
-def quality_run(profile: str, dataset: str):
-    """The profile's longer "quality" run of Glow on ``dataset`` (``profiles.profile_config(tier="quality")``: the
-    model the figures share), or None where it is the table's own seed-0 row."""
-    run = profile_config(profile, dataset, "glow", 0, tier="quality")
-    return None if run.key() == table_run(profile, dataset, "glow", 0).key() else run
-
-
-def datasets_or_auto(name, value):
-    """"auto" (the bits/dim table's datasets, :func:`table_datasets`) or a list of available datasets."""
-    if value == "auto":
-        return table_datasets()
-    return list_of(available_dataset)(name, value)
-
-
 PARAMETERS = {**SEED, "datasets": datasets_or_auto, "model_types": list_of(choice(TABLE_MODELS)),
               "n_seeds": int_in(1)}
-N_SEEDS = 3                    # training seeds of every row: the paired tests need MIN_SEEDS (3)
 # the comparisons the claims make, a - b, within each dataset: model families at the same dequantisation, and
 # variational against uniform dequantisation for the same model
 COMPARISONS = (("glow", "realnvp"), ("macow", "glow"), ("macow+vardeq", "glow+vardeq"), ("glow+vardeq", "glow"),
@@ -146,10 +74,9 @@ def check_parameters(**params) -> SimpleNamespace:
 
 
 def runs(profile: str) -> list:
-    """Every row of the table for seeds 0 .. :data:`N_SEEDS` - 1, seed by seed: each dataset present × the profile's
-    rows for it (:func:`table_models`)."""
-    return [table_run(profile, d, m, s) for s in range(N_SEEDS) for d in table_datasets()
-            for m in table_models(profile, d)] + [r for d in table_datasets() if (r := quality_run(profile, d))]
+    """Every row of the table for seeds 0 .. :data:`N_SEEDS` - 1 and each dataset's quality run
+    (``base.table_runs``)."""
+    return table_runs(profile)
 
 
 def published_bpd() -> pd.DataFrame:
@@ -162,7 +89,7 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
     """Our bits/dim table (paper Table 2; MaCow's Tables 2-3): every row trained with seeds 0 .. ``n_seeds`` - 1.
 
     A run's value is the test bits/dim (FULL test split, Polyak weights) of its evaluation with the lowest
-    validation bits/dim: from its training curve (:func:`ablation.chosen_at`), or, where the periodic evaluations
+    validation bits/dim: from its training curve (``analysis.paired.chosen_at``), or, where the periodic evaluations
     saw only a class-balanced part of the test split (``train.n_test_eval``), from the one evaluation of that
     checkpoint on the whole split at the end of training (``test_bpd_full`` of the run's summary); ``test_bpd`` is the ELBO, with uniform
     noise (Glow's) or the learned q(u | x) ("+vardeq"). ``model_types`` are rows of :data:`TABLE_MODELS`; a row that
@@ -175,7 +102,7 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
     evaluated with noise seed ``seed``), ``curves`` (training curves), ``scale`` (ours vs paper), ``skipped``.
     """
     rows, iw_rows, scale, curve_frames, models, skipped, metrics = [], [], [], [], {}, [], {}
-    k, n_iw = IW_SAMPLES[profile]
+    k, n_iw = profile_of(profile).iw_samples
     for dataset in datasets:
         for model_type in model_types:
             if model_type not in table_models(profile, dataset):
@@ -312,167 +239,125 @@ def plot_curves(curves_df: pd.DataFrame, published: pd.DataFrame, title: str = "
     return fig
 
 
-def explain_differences(comparison: pd.DataFrame) -> list[str]:
-    """Sentences, computed from the comparison, saying where ours differs from the published number and why. Ours
-    is the mean over seeds with its 95% interval (``ours_ci_low``/``_high``; a table with only ``ours_sem``, one
-    network's standard error over test images, is read as ± 2 of it)."""
-    out = []
-    for r in comparison.itertuples():
-        low, high = ((r.ours_ci_low, r.ours_ci_high) if hasattr(r, "ours_ci_low")
-                     else (r.ours - 2 * r.ours_sem, r.ours + 2 * r.ours_sem))
-        ours = f"{r.ours:.3f} [{low:.3f}, {high:.3f}]"
-        if np.isnan(r.published):
-            out.append(f"- **{r.model_type} on {r.dataset}**: {ours} bits/dim; no published number for this data to "
-                       f"compare with.")
-            continue
-        reasons = []
-        if r.parameters_ratio < 0.5:
-            reasons.append(f"{r.parameters_ratio:.1%} of the paper-scale model's parameters")
-        if r.images_seen_ratio < 0.5:
-            reasons.append(f"{r.images_seen_ratio:.2%} of its training images seen (steps × batch)")
-        if r.train_images_ratio < 0.9:
-            reasons.append(f"a training set {r.train_images_ratio:.1%} the size of the full one")
-        outside = not low <= r.published <= high
-        verdict = (f"{abs(r.gap):.3f} bits/dim {'above' if r.gap > 0 else 'below'} the published "
-                   f"{r.published:.2f} ({r.source})" + ("" if outside else ", inside our interval"))
-        why = f"; ours used {', '.join(reasons)}" if reasons and r.gap > 0 else ""
-        out.append(f"- **{r.model_type} on {r.dataset}**: {ours}, {verdict}{why}.")
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------- claims
-FAMILY_WHY = ("the families differ in cost per step, and the reviewers asked for baselines at the same compute: at "
-              "equal steps the model that is slower per step gets more compute")
 GLOW_CIFAR = 3.35              # Table 2
 GLOW_CIFAR_TOLERANCE = 0.05    # peer ports reach 3.39-3.49
+CIFAR_TEST = "t-interval over training seeds of the mean minus 3.35 (95%, two-sided)"
+# The families differ in cost per step, and the reviewers asked for baselines at the same compute: at equal steps
+# the model that is slower per step gets more compute, so the table's claims are decided at equal training time.
+DECIDE_ON = "equal_time"
 
 
-def _present(pairs: pd.DataFrame, wanted) -> list[tuple[str, str, str]]:
-    """The (dataset, a, b) comparisons among ``wanted`` pairs of rows that the pairs table has, in its order."""
+def _name(*parts) -> str:
+    """A number's name in the claims' numbers table."""
+    return " ".join(str(p) for p in parts)
+
+
+def _present(pairs: pd.DataFrame, wanted) -> list[tuple[str, str, str, str]]:
+    """The (dataset, a, b, "lower") comparisons among ``wanted`` pairs of rows that the pairs table has, in its
+    order."""
     have = list(dict.fromkeys(zip(pairs.group, pairs.a, pairs.b))) if len(pairs) else []
-    return [c for c in have if (c[1], c[2]) in wanted]
+    return [(d, a, b, "lower") for d, a, b in have if (a, b) in wanted]
 
 
-def _cifar_claim(text: str, profile: str, seeds: pd.DataFrame) -> Claim:
+def _families(results: Results, wanted, missing: str) -> Outcome:
+    """Rows ``a`` below rows ``b`` for every dataset with both, paired by seed, decided at equal training time."""
+    found = _present(results.table(NOTEBOOK, "pairs"), wanted)
+    return paired_outcome(results.table(NOTEBOOK, "pairs"), found, DECIDE_ON) if found else not_testable(missing)
+
+
+def decide_glow(results: Results) -> Outcome:
+    results.table(NOTEBOOK, "seeds")
+    return _families(results, {("glow", "realnvp")}, "the table has no Glow and RealNVP rows of one dataset")
+
+
+def decide_macow(results: Results) -> Outcome:
+    return _families(results, {("macow", "glow"), ("macow+vardeq", "glow+vardeq")}, "the table has no MaCow rows")
+
+
+def decide_vardeq(results: Results) -> Outcome:
+    return _families(results, {("glow+vardeq", "glow"), ("macow+vardeq", "macow")},
+                     "the table has no variational-dequantisation rows")
+
+
+def decide_compute(results: Results) -> Outcome:
+    """Every compared pair of rows trained the same steps and batch and has an evaluation by the shorter run's
+    time (confirmed; else inconclusive); the numbers: each pair's ratios of measured images/s and parameters."""
+    pairs, _ = results.table(NOTEBOOK, "pairs"), results.table(NOTEBOOK, "seeds")
+    if not len(pairs):
+        return not_testable("the table has no pair of rows to compare")
+    rows = results.table(NOTEBOOK, "bpd").set_index(["dataset", "model_type"])
+    numbers, lacking = {}, 0
+    for (d, a, b), g in pairs.groupby(["group", "a", "b"], sort=False):
+        unequal = not (g.a_steps == g.b_steps).all()
+        late = not (np.isfinite(g.a_bpd_equal_time) & np.isfinite(g.b_bpd_equal_time)).all()
+        lacking += unequal + late
+        numbers[_name(d, a, "-", b, "steps")] = g.a_steps.iloc[0]
+        numbers[_name(d, a, "-", b, "steps of", b)] = g.b_steps.iloc[0]
+        if (d, a) in rows.index and (d, b) in rows.index:
+            for column in ("images_per_s", "n_parameters"):
+                numbers[_name(d, a, "/", b, column, "ratio")] = rows.loc[(d, a), column] / rows.loc[(d, b), column]
+    numbers["pairs lacking equal compute"] = lacking
+    return Outcome(Decision(INCONCLUSIVE if lacking else CONFIRMED), numbers, "pairs.csv steps + bpd.csv compute")
+
+
+def decide_cifar(results: Results) -> Outcome:
     """Glow's 3.35 on CIFAR-10: the mean over seeds minus 3.35 with its 95% interval; confirmed when the interval
     lies within ± :data:`GLOW_CIFAR_TOLERANCE`, contradicted when it lies wholly outside, inconclusive otherwise.
     Only the paper profile trains the paper's model for the paper's steps."""
+    seeds = results.table(NOTEBOOK, "seeds")
+    results.table(NOTEBOOK, "pairs")
     glow = seeds[(seeds.dataset == "cifar10") & (seeds.model_type == "glow")]
     if not len(glow):
-        return Claim(text, "paper", "bpd_table", NOT_TESTABLE, "the CIFAR-10 files are not on this machine")
-    if profile != "paper":
-        return Claim(text, "paper", "bpd_table", NOT_TESTABLE,
-                     f"not testable at this scale: profile {profile!r} trains a far smaller model than the paper's "
-                     f"for far fewer steps (ours: {glow.test_bpd.mean():.3f} over {len(glow)} seeds)")
+        return not_testable("the CIFAR-10 files are not on this machine")
+    numbers = {"ours": glow.test_bpd.mean(), "seeds": len(glow), "paper": GLOW_CIFAR}
+    if results.profile != "paper":
+        return Outcome(Decision(NOT_TESTABLE, reason="the profile trains a far smaller model than the paper's for "
+                                "far fewer steps"), numbers)
     v = glow.test_bpd.to_numpy(float)
     iv = paired_interval(v, np.full_like(v, GLOW_CIFAR))
     tol = GLOW_CIFAR_TOLERANCE
     verdict = (NOT_TESTABLE if iv.n < MIN_SEEDS else CONFIRMED if -tol <= iv.low and iv.high <= tol
                else CONTRADICTED if iv.low > tol or iv.high < -tol else INCONCLUSIVE)
-    evidence = (f"Ours minus {GLOW_CIFAR} over {iv.n} seeds, 95% t-interval; confirmed when it lies within "
-                f"±{tol} (peer ports reach 3.39-3.49), contradicted when wholly outside.")
-    if verdict == NOT_TESTABLE:
-        evidence = f"{iv.n} seed(s); the test needs {MIN_SEEDS}. " + evidence
-    return Claim(text, "paper", "bpd_table", verdict, evidence, iv.difference, iv.low, iv.high, iv.n,
-                 "t-interval over training seeds of the mean minus 3.35 (95%, two-sided)")
+    return Outcome(Decision(verdict, iv.difference, iv.low, iv.high, iv.n, CIFAR_TEST,
+                            reason="fewer seeds than the test needs" if verdict == NOT_TESTABLE else ""),
+                   {**numbers, "tolerance": tol}, "seeds.csv: ours - 3.35")
 
 
-def _compute_claim(text: str, pairs: pd.DataFrame, ours: pd.DataFrame) -> Claim:
-    """The reviewers' request: every compared pair of rows trained the same steps and batch, compared at equal
-    training time too, with the compute reported (steps, images, wall seconds, measured images/s, parameters)."""
-    if not len(pairs):
-        return Claim(text, "reviewers", "bpd_table", NOT_TESTABLE, "the table has no pair of rows to compare")
-    lacking = []
-    for (d, a, b), g in pairs.groupby(["group", "a", "b"], sort=False):
-        if not (g.a_steps == g.b_steps).all():
-            lacking.append(f"{d} {a}/{b}: {g.a_steps.iloc[0]:.0f} vs {g.b_steps.iloc[0]:.0f} steps")
-        if not (np.isfinite(g.a_bpd_equal_time) & np.isfinite(g.b_bpd_equal_time)).all():
-            lacking.append(f"{d} {a}/{b}: no evaluation by the shorter run's time")
-    rows = ours.set_index(["dataset", "model_type"])
-    speed = "; ".join(
-        f"{d} {a}/{b} images/s ratio {rows.loc[(d, a), 'images_per_s'] / rows.loc[(d, b), 'images_per_s']:.2f}, "
-        f"parameters {rows.loc[(d, a), 'n_parameters'] / rows.loc[(d, b), 'n_parameters']:.2f}"
-        for d, a, b in dict.fromkeys(zip(pairs.group, pairs.a, pairs.b))
-        if (d, a) in rows.index and (d, b) in rows.index)
-    evidence = (("Every compared pair of rows trained the same steps and batch and is compared at equal training time "
-                 "too (each seed's pair cut at the shorter run's training time, read from the measured curves, "
-                 f"{clocks_text(pairs)}); "
-                 if not lacking else "Not every pair could be compared at equal compute: " + "; ".join(lacking)
-                 + ". ") + f"the table reports steps, images, wall seconds, images/s and parameters. Measured: {speed}.")
-    return Claim(text, "reviewers", "bpd_table", CONFIRMED if not lacking else INCONCLUSIVE, evidence)
+def decide_imagenet(results: Results) -> Outcome:
+    return not_testable("glowlib reads no ImageNet or LSUN files; the published numbers are listed beside ours")
 
 
-def _bpd_claims(profile, root) -> list[Claim]:
-    texts = ["Glow reaches lower bits/dim than RealNVP (Table 2)",
-             "Baselines trained with the same compute, and the compute reported (reviewers)",
-             "Glow: 3.35 bits/dim on CIFAR-10 (Table 2)",
-             "ImageNet 32/64 and LSUN numbers of Table 2"]
-    sources = ["paper", "reviewers", "paper", "paper"]
-    missing = need(profile, root, "bpd_table")
-    imagenet = Claim(texts[3], "paper", "bpd_table", NOT_TESTABLE,
-                     "glowlib reads no ImageNet or LSUN files (see README, Data); the published numbers are listed "
-                     "beside ours")
-    if missing:
-        return [Claim(c, s, "bpd_table", missing.verdict, missing.evidence) for c, s in zip(texts, sources)]
-    pairs, seeds = read_optional(profile, "bpd_table", "pairs", root), read_optional(profile, "bpd_table", "seeds",
-                                                                                      root)
-    if pairs is None or seeds is None:
-        why = "the table's results predate its per-seed rows (seeds.csv, pairs.csv): rerun `make notebook NB=bpd_table`"
-        return [Claim(c, s, "bpd_table", NOT_TESTABLE, why) for c, s in zip(texts[:3], sources)] + [imagenet]
-    found = _present(pairs, {("glow", "realnvp")})
-    glow = (paired_claim(texts[0], "paper", "bpd_table", pairs, [(d, a, b, "lower") for d, a, b in found],
-                         "equal_time", FAMILY_WHY) if found
-            else Claim(texts[0], "paper", "bpd_table", NOT_TESTABLE, "the table has no Glow and RealNVP rows of one "
-                       "dataset"))
-    return [glow, _compute_claim(texts[1], pairs, read_table(profile, "bpd_table", "bpd", root)),
-            _cifar_claim(texts[2], profile, seeds), imagenet]
-
-
-def _iw_claim(text: str, iw: pd.DataFrame | None) -> Claim:
+def decide_iw(results: Results) -> Outcome:
     """The importance-weighted bound is no looser than the ELBO, row by row on the images each was evaluated on:
     confirmed when no bound exceeds its ELBO, contradicted when one does by more than twice its standard error
     over images (one network's evaluation is the unit here: no models are compared), inconclusive otherwise."""
+    iw = results.optional(NOTEBOOK, "iw")
     iw = None if iw is None else iw[iw.iw_bpd.notna() & (iw.iw_k > 1)]
     if iw is None or not len(iw):
-        return Claim(text, "paper", "bpd_table", NOT_TESTABLE, "the table has no importance-weighted bound")
+        return not_testable("the table has no importance-weighted bound")
     excess = iw.iw_bpd - iw.elbo_iw_images
     verdict = (CONFIRMED if (excess <= 0).all() else CONTRADICTED if (excess > 2 * iw.iw_sem).any()
                else INCONCLUSIVE)
-    parts = "; ".join(f"{r.dataset} {r.model_type} (seed {r.seed:.0f}, first {r.iw_n:.0f} test images): ELBO "
-                      f"{r.elbo_iw_images:.4f} → k={r.iw_k:.0f} bound {r.iw_bpd:.4f} ({r.iw_bpd - r.elbo_iw_images:+.4f})"
-                      for r in iw.itertuples())
-    return Claim(text, "paper", "bpd_table", verdict,
-                 f"Each row's bound and ELBO on the same images, with the same noise; confirmed when no bound exceeds "
-                 f"its ELBO. {parts}.")
+    numbers = {_name(r.dataset, r.model_type, "bound - ELBO"): r.iw_bpd - r.elbo_iw_images for r in iw.itertuples()}
+    return Outcome(Decision(verdict), numbers, "iw.csv")
 
 
-def _macow_claims(profile, root) -> list[Claim]:
-    """MaCow's and variational dequantisation's claims, paired by seed at equal training time over the table's rows
-    (:data:`TABLE_MODELS`), and the importance-weighted bound's."""
-    texts = ["MaCow reaches lower bits/dim than Glow (MaCow, Table 2: CIFAR-10 3.16 vs Glow's 3.35)",
-             "Variational dequantisation lowers bits/dim below uniform dequantisation (MaCow Tables 2-3, Flow++)",
-             "The importance-weighted bound is no looser than the ELBO (Burda et al.; MaCow's reported bound)"]
-    missing = need(profile, root, "bpd_table")
-    if missing:
-        return [Claim(c, "paper", "bpd_table", missing.verdict, missing.evidence) for c in texts]
-    pairs = read_optional(profile, "bpd_table", "pairs", root)
-    if pairs is None:
-        why = "the table's results predate its per-seed rows (pairs.csv): rerun `make notebook NB=bpd_table`"
-        return [Claim(c, "paper", "bpd_table", NOT_TESTABLE, why) for c in texts]
-    out = []
-    for text, wanted, what in ((texts[0], {("macow", "glow"), ("macow+vardeq", "glow+vardeq")}, "MaCow"),
-                               (texts[1], {("glow+vardeq", "glow"), ("macow+vardeq", "macow")},
-                                "variational-dequantisation")):
-        found = _present(pairs, wanted)
-        out.append(paired_claim(text, "paper", "bpd_table", pairs, [(d, a, b, "lower") for d, a, b in found],
-                                "equal_time", FAMILY_WHY) if found else
-                   Claim(text, "paper", "bpd_table", NOT_TESTABLE,
-                         f"the table has no {what} rows (at profile {profile!r} they are trained on "
-                         f"{list(DEQUANT_DATASETS[profile])})"))
-    out.append(_iw_claim(texts[2], read_optional(profile, "bpd_table", "iw", root)))
-    return out
-
-
-def claims(profile: str, root=None) -> list[Claim]:
-    """Table 2's claims (and the reviewers' question about equal compute), then MaCow's."""
-    return _bpd_claims(profile, root) + _macow_claims(profile, root)
+CLAIMS = (
+    ClaimSpec("bpd_table.glow_beats_realnvp", "Glow reaches lower bits/dim than RealNVP (Table 2)", "paper",
+              decide_glow),
+    ClaimSpec("bpd_table.same_compute",
+              "Baselines trained with the same compute, and the compute reported (reviewers)", "reviewers",
+              decide_compute),
+    ClaimSpec("bpd_table.glow_cifar10", "Glow: 3.35 bits/dim on CIFAR-10 (Table 2)", "paper", decide_cifar),
+    ClaimSpec("bpd_table.imagenet_lsun", "ImageNet 32/64 and LSUN numbers of Table 2", "paper", decide_imagenet),
+    ClaimSpec("bpd_table.macow_beats_glow",
+              "MaCow reaches lower bits/dim than Glow (MaCow, Table 2: CIFAR-10 3.16 vs Glow's 3.35)", "paper",
+              decide_macow),
+    ClaimSpec("bpd_table.vardeq_beats_uniform",
+              "Variational dequantisation lowers bits/dim below uniform dequantisation (MaCow Tables 2-3, Flow++)",
+              "paper", decide_vardeq),
+    ClaimSpec("bpd_table.iw_bound_tighter",
+              "The importance-weighted bound is no looser than the ELBO (Burda et al.; MaCow's reported bound)",
+              "paper", decide_iw),
+)

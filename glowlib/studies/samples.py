@@ -11,20 +11,19 @@ import pandas as pd
 
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import sample_quality, samples
+from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
+from ..analysis.stats import Decision
 from ..data import load_dataset
-from ..results import read_table
-from .base import CONFIRMED, NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice, int_in, list_of, need
-from .base import number_in
+from .base import (CONFIRMED, NOT_TESTABLE, SEED, TABLE_MODELS, Experiment, cached_model, choice, datasets_or_auto,
+                   int_in, list_of, number_in, quality_run, table_models, table_run, table_runs)
 from .base import device  # noqa: F401  (the notebook calls it through this module)
 from .base import check_values
-from .bpd_table import TABLE_MODELS, datasets_or_auto, quality_run, table_models, table_run
-from .bpd_table import runs as table_runs
 
 NOTEBOOK = "samples"
 PARAMETERS = {**SEED, "datasets": datasets_or_auto, "model_types": list_of(choice(TABLE_MODELS)),
               "temperatures": list_of(number_in(0.0)), "n_samples": int_in(1, 400), "n_measure": int_in(4)}
 MEASURES = ("precision", "recall", "frechet")
-# the label of the longer Glow run that a profile's figures share (``bpd_table.quality_run``), shown beside the
+# the label of the longer Glow run that a profile's figures share (``base.quality_run``), shown beside the
 # table's rows: at cpu the table's rows are short runs judged by likelihood, and this is the model whose samples
 # the paper's figures use
 QUALITY = "glow (quality run)"
@@ -37,7 +36,7 @@ def check_parameters(**params) -> SimpleNamespace:
 
 
 def runs(profile: str) -> list:
-    """The bits/dim table's models (``bpd_table.runs``): a grid of each."""
+    """The bits/dim table's models (``base.table_runs``): a grid of each."""
     return table_runs(profile)
 
 
@@ -53,7 +52,7 @@ def sample_grids(profile: str, datasets, model_types, temperatures, n: int, seed
                  n_measure: int = 500) -> Experiment:
     """Sample grids of each model of the bits/dim table at each temperature (uint8 grids in ``images``), and the
     measures that say what they show. Rows of :data:`TABLE_MODELS` that the profile does not train for a dataset
-    (:func:`table_models`) are left out; the dataset's longer Glow run (``bpd_table.quality_run``), where the
+    (:func:`table_models`) are left out; the dataset's longer Glow run (``base.quality_run``), where the
     profile has one, is shown beside them as :data:`QUALITY` (name ``glow-quality-<dataset>``). Every row gives
     its model's training steps.
 
@@ -133,41 +132,38 @@ def plot_grids(images: dict, table: pd.DataFrame, rows: str, cols):
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def claims(profile: str, root=None) -> list[Claim]:
-    """The reviewers' request for the baselines' samples: every row of the bits/dim table has sample grids from a
-    model that passes the sanity gates, measured beside the real-vs-real baseline."""
-    claim = "Samples from the baselines too, for every dataset with a number in a table (reviewers)"
-    missing = need(profile, root, "samples", "bpd_table")
-    if missing:
-        return [Claim(claim, "reviewers", "samples", missing.verdict, missing.evidence)]
-    s = read_table(profile, "samples", "samples", root)
-    t = read_table(profile, "bpd_table", "bpd", root)
-    gates = read_table(profile, "samples", "gates", root)
-    q = quality_table(read_table(profile, "samples", "quality", root))
+SHOWN_T = 0.7                  # the temperature whose measures the claim's numbers give (the paper's figures)
+
+
+def decide_baselines(results: Results) -> Outcome:
+    """Every row of the bits/dim table has sample grids, from a model that passes the sanity gates (else not
+    testable, naming the failed gate); the numbers: each model's precision, recall and Fréchet distance at the
+    temperature nearest :data:`SHOWN_T`, beside the real-vs-real baseline, and whether the longer Glow runs pass."""
+    s = results.table(NOTEBOOK, "samples")
+    t = results.table("bpd_table", "bpd")
+    gates = results.table(NOTEBOOK, "gates")
+    q = quality_table(results.table(NOTEBOOK, "quality"))
     needed = set(map(tuple, t[["dataset", "model_type"]].values))
     shown = set(map(tuple, s[["dataset", "model_type"]].values))
-    lacking = sorted(needed - shown)
-    if lacking:
-        return [Claim(claim, "reviewers", "samples", NOT_TESTABLE,
-                      f"no samples of {lacking}: run the samples notebook with every model of the bits/dim table")]
-    failed = failed_gates_of(gates, [f"{m}-{d}" for d, m in sorted(needed)])
-    shown_t = q.temperature[(q.temperature - 0.7).abs().idxmin()] if len(q) else math.nan
-    at = q[q.temperature == shown_t]
-    detail = "; ".join(f"{r.model_type}-{r.dataset}: precision {r.precision:.2f} (real "
-                       f"{r.precision_real_vs_real:.2f}), recall {r.recall:.2f} (real {r.recall_real_vs_real:.2f}), "
-                       f"Fréchet {r.frechet:.1f} (real "
-                       f"{r.frechet_real_vs_real:.1f})" for r in at.itertuples())
-    grids = f"{len(needed)} of {len(needed)} (dataset, model) rows of the bits/dim table have sample grids"
-    longer = sorted(set(gates.model[gates.model.str.startswith(f"{QUALITY_SLUG}-")]))
-    longer_failed = failed_gates_of(gates, longer)
-    steps = dict(zip(s.dataset[s.model_type == QUALITY], s.steps[s.model_type == QUALITY])) if "steps" in s else {}
-    beside = "" if not longer else (
-        f" The longer Glow runs the paper's figures use ({', '.join(f'{d}: {int(n)} steps' for d, n in steps.items())})"
-        + (f" fail too: {'; '.join(longer_failed)}." if longer_failed else " pass every gate."))
+    if needed - shown:
+        return not_testable("a row of the bits/dim table has no samples: run the samples notebook with every model")
+    failed = failed_gates_of(gates, [m + "-" + d for d, m in sorted(needed)])
+    longer = sorted(set(gates.model[gates.model.str.startswith(QUALITY_SLUG + "-")]))
+    numbers = {"rows with grids": len(needed), "longer runs failing a gate": len(failed_gates_of(gates, longer))}
+    if len(q):
+        at = q[q.temperature == q.temperature[(q.temperature - SHOWN_T).abs().idxmin()]]
+        for r in at.itertuples():
+            for m in MEASURES:
+                numbers[" ".join((r.model_type, r.dataset, m))] = getattr(r, m)
+                numbers[" ".join((r.dataset, m, "real vs real"))] = getattr(r, m + "_real_vs_real")
     if failed:
-        return [Claim(claim, "reviewers", "samples", NOT_TESTABLE,
-                      f"a sanity gate failed: {'; '.join(failed)}. {grids}, but a model that fails a gate does not "
-                      f"draw images like its data at this scale.{beside}", gate="; ".join(failed))]
-    return [Claim(claim, "reviewers", "samples", CONFIRMED,
-                  f"{grids}, at T = {sorted(set(s.temperature))}, and every model passes the sanity gates (T = 1). "
-                  f"At T = {shown_t:g}, against a random class-balanced real reference: {detail}")]
+        return Outcome(Decision(NOT_TESTABLE, gate="; ".join(failed), reason="a sanity gate failed"), numbers,
+                       "gates.csv")
+    return Outcome(Decision(CONFIRMED), numbers, "gates.csv + quality.csv")
+
+
+CLAIMS = (
+    ClaimSpec("samples.baselines_sampled",
+              "Samples from the baselines too, for every dataset with a number in a table (reviewers)", "reviewers",
+              decide_baselines, reads=("bpd_table",)),
+)

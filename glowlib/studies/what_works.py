@@ -1,9 +1,9 @@
-"""What makes Glow work (the reviewers: "ablation of what makes Glow work (depth? ActNorm? permutation?)", "baselines
-trained with the same compute", "error bars over seeds"): depth K at a fixed parameter count, ActNorm against no
-normalisation, the learned prior against a standard normal, each changed alone from the permutation ablation's
-1x1/affine model, at equal training compute (same steps and batch; training time recorded), over seeds; each compared
-with the reference paired by seed (``ablation.paired_claim``) at equal steps and at equal training time, and the
-permutation ablation (paper Fig. 3) at equal training time. The logic of ``notebooks/what_works.py``.
+"""What makes Glow work: depth K at a fixed parameter count, ActNorm against no normalisation, the learned prior
+against a standard normal, each changed alone from the permutation ablation's 1x1/affine model, at equal training
+compute (same steps and batch; training time recorded), over seeds, each compared with the reference paired by seed
+(``analysis.paired``) at equal steps and at equal training time; and the permutation ablation's recorded pairs
+(``results/<profile>/ablation/``) read and shown at equal training time. Its claims: :data:`CLAIMS`. The logic of
+``notebooks/what_works.py``.
 """
 from __future__ import annotations
 
@@ -14,21 +14,20 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig, check_choice, check_range
-from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, PROFILES, ablation_config
-from ..results import read_table
+from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from ..analysis.paired import CLOCKS, paired_table, training_clock
-from .ablation import ablation  # noqa: F401
-from .ablation import runs as ablation_runs
-from .base import (NOT_TESTABLE, SEED, Claim, Experiment, cached_model, choice, config_parameters, curves, int_in,
-                   list_of, n_parameters, need)
-from .base import device  # noqa: F401  (the notebook calls it through this module)
+from ..analysis.paired import CLOCKS, paired_outcome, paired_table, training_clock
+from ..analysis.stats import NOT_TESTABLE, Decision
+from ..profiles import ABLATION_SEEDS, ablation_config
+from ..profiles import profile as profile_of
+from ..results import read_table
+from .base import SEED, Experiment, cached_model, config_parameters, curves, int_in, n_parameters
+from .base import device, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
 NOTEBOOK = "what_works"
 # Each variant changes one thing in the permutation ablation's conv1x1/affine model (the reference), with its
-# steps, batch and data. Depths: half, the same and twice the reference's K.
-WHAT_WORKS_DEPTHS = {"smoke": (1, 2, 4), "cpu": (2, 4, 8), "gpu": (16, 32, 64), "paper": (16, 32, 64)}
+# steps, batch and data. Depths: the profile's ``what_works_depths`` (half, the same and twice the reference's K).
 WHAT_WORKS_OTHER = ("no_actnorm", "standard_prior")
 WHAT_WORKS_SEEDS = ABLATION_SEEDS
 # parameter counts of the depth variants match the reference's within this fraction (widths are integers)
@@ -70,8 +69,7 @@ def matched_width(profile: str, depth: int, tolerance: float = WIDTH_TOLERANCE) 
 def what_works_variants(profile: str) -> list[str]:
     """The variants' names: ``K=<depth>`` for each depth (the reference's own K is the reference), then
     ``no_actnorm`` and ``standard_prior``."""
-    check_choice("profile", profile, PROFILES)
-    return [f"K={k}" for k in WHAT_WORKS_DEPTHS[profile]] + list(WHAT_WORKS_OTHER)
+    return [f"K={k}" for k in profile_of(profile).what_works_depths] + list(WHAT_WORKS_OTHER)
 
 
 def what_works_config(profile: str, variant: str, seed: int) -> RunConfig:
@@ -104,9 +102,7 @@ def variants_or_auto(name, value):
     return list(value)
 
 
-PARAMETERS = {**SEED, "variants": variants_or_auto, "n_seeds": int_in(1),
-              "permutations": list_of(choice(ABLATION_PERMUTATIONS)),
-              "couplings": list_of(choice(ABLATION_COUPLINGS))}
+PARAMETERS = {**SEED, "variants": variants_or_auto, "n_seeds": int_in(1)}
 
 
 def check_parameters(**params) -> SimpleNamespace:
@@ -122,10 +118,15 @@ def check_parameters(**params) -> SimpleNamespace:
 
 
 def runs(profile: str) -> list[RunConfig]:
-    """Every variant for the ablation's seeds (the K=reference runs are the ablation's conv1x1/affine runs), then
-    the permutation ablation's runs, which the notebook compares at equal training time."""
-    return [what_works_config(profile, v, s) for v in what_works_variants(profile) for s in WHAT_WORKS_SEEDS] \
-        + ablation_runs(profile)
+    """Every variant for the ablation's seeds (the K=reference runs are the ablation's conv1x1/affine runs; the
+    ablation's other runs are its own page's, whose recorded tables this page reads)."""
+    return [what_works_config(profile, v, s) for v in what_works_variants(profile) for s in WHAT_WORKS_SEEDS]
+
+
+def ablation_tables(profile: str, root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves, pairs) recorded by the permutation ablation's page at ``profile`` (its runs' curves and its
+    comparisons paired by seed at equal steps and equal training time); the error says how to make them."""
+    return read_table(profile, "ablation", "curves", root), read_table(profile, "ablation", "pairs", root)
 
 
 def what_works(profile: str, variants, n_seeds: int, seed: int = 0) -> Experiment:
@@ -134,7 +135,7 @@ def what_works(profile: str, variants, n_seeds: int, seed: int = 0) -> Experimen
     Tables: ``runs`` (one row per run: test bits/dim at the best-validation checkpoint, the architecture,
     parameters, steps, images seen, wall seconds, non-finite events), ``curves`` (one row per run, evaluation
     and split, with wall seconds) and ``pairs`` (each variant against the reference, paired by seed, at equal steps
-    and at equal training time: ``ablation.paired_table``; group "variants").
+    and at equal training time: ``analysis.paired.paired_table``; group "variants").
     """
     rows, frames, models, metrics = [], [], {}, {}
     for variant in variants:
@@ -219,7 +220,7 @@ def plot_what_works(summary: pd.DataFrame, reference: str):
 # ---------------------------------------------------------------------------------------------------- wall time
 def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, time_s: float, split: str = "test", panel: str | None = None,
                      title: str = ""):
-    """``split`` bits/dim against training time on the runs' clock (``ablation.training_clock``: CPU seconds of
+    """``split`` bits/dim against training time on the runs' clock (``analysis.paired.training_clock``: CPU seconds of
     the training process where every run recorded them, else wall seconds), one thin line per run coloured by
     ``by`` (one panel per value of ``panel`` if given), and ``time_s`` (the mean time at which pairs were compared,
     on the same clock) as a dashed line."""
@@ -249,47 +250,39 @@ def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, time_s: float, split: str = "t
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-VARIANTS_WHY = ("each variant changes one thing in the reference and keeps its steps, batch and data, as the "
-                "ablation does; a deeper, narrower model costs more time per step, which equal training time shows")
-TIME_WHY = "the reviewers asked whether the 1x1's gain survives its extra cost per step"
+def decide_one_change(results: Results) -> Outcome:
+    """Each variant against the reference, paired by seed, in its claimed direction (:func:`claimed_direction`),
+    decided at equal steps (each variant changes one thing and keeps the reference's steps, batch and data, as the
+    ablation does; equal training time beside). Not testable where a depth variant misses the reference's
+    parameter count by more than :data:`WIDTH_TOLERANCE`: depth is then not compared at a fixed parameter count."""
+    pairs = results.table(NOTEBOOK, "pairs")
+    summary = results.table(NOTEBOOK, "summary")
+    miss = summary[summary.variant.str.startswith("K=")].parameters_vs_reference.abs().max()
+    comparisons = [(GROUP, v, b, claimed_direction(results.profile, v)) for v, b in dict.fromkeys(zip(pairs.a,
+                                                                                                        pairs.b))]
+    outcome = paired_outcome(pairs, comparisons, "equal_steps")
+    numbers = {**outcome.numbers, "depth parameter miss": miss, "parameter tolerance": WIDTH_TOLERANCE}
+    if miss > WIDTH_TOLERANCE:
+        return Outcome(Decision(NOT_TESTABLE, reason="a depth variant misses the reference's parameter count"),
+                       numbers, outcome.decided_by)
+    return Outcome(outcome.decision, numbers, outcome.decided_by)
 
 
-def claims(profile: str, root=None) -> list[Claim]:
-    """The reviewers' questions this page answers, each decided by paired tests over seeds
-    (``ablation.paired_claim``): the one-change ablations against the reference at equal steps (equal training time
-    beside), and the permutation ablation at equal training time (equal steps beside)."""
-    texts = ["What makes Glow work: more depth at a fixed parameter count, ActNorm and the learned prior each lower "
-             "bits/dim (reviewers: ablations of depth, ActNorm and the prior, with error bars)",
-             "The learned 1x1 convolution still beats shuffle and reverse at equal training time (reviewers: same "
-             "compute)"]
-    missing = need(profile, root, "what_works")
-    if missing:
-        return [Claim(c, "reviewers", "what_works", missing.verdict, missing.evidence) for c in texts]
-    stale = ("the page's results predate its per-seed pairs ({}.csv): rerun `make notebook NB=what_works`")
-    out = []
-    pairs = read_optional(profile, "what_works", "pairs", root)
-    if pairs is None:
-        out.append(Claim(texts[0], "reviewers", "what_works", NOT_TESTABLE, stale.format("pairs")))
-    else:
-        s = read_table(profile, "what_works", "summary", root)
-        matched = s[s.variant.str.startswith("K=")].parameters_vs_reference.abs().max()
-        comparisons = [(GROUP, v, b, claimed_direction(profile, v)) for v, b in
-                       dict.fromkeys(zip(pairs.a, pairs.b))]
-        claim = paired_claim(texts[0], "reviewers", "what_works", pairs, comparisons, "equal_steps", VARIANTS_WHY)
-        if matched > WIDTH_TOLERANCE:
-            claim = Claim(texts[0], "reviewers", "what_works", NOT_TESTABLE,
-                          f"a depth variant misses the reference's parameter count by {matched:.2%} (more than "
-                          f"{WIDTH_TOLERANCE:.0%}), so depth is not compared at a fixed parameter count. "
-                          + claim.evidence)
-        else:
-            claim.evidence += f" Depth variants match the reference's parameters within {matched:.2%}."
-        out.append(claim)
-    ab = read_optional(profile, "what_works", "ablation_pairs", root)
-    if ab is None:
-        out.append(Claim(texts[1], "reviewers", "what_works", NOT_TESTABLE, stale.format("ablation_pairs")))
-    else:
-        couplings = list(dict.fromkeys(ab[ab.a != "affine"].group))
-        out.append(paired_claim(texts[1], "reviewers", "what_works", ab,
-                                [(c, "conv1x1", b, "lower") for c in couplings for b in ("shuffle", "reverse")],
-                                "equal_time", TIME_WHY))
-    return out
+def decide_conv1x1_time(results: Results) -> Outcome:
+    """The permutation ablation's learned 1x1 against shuffle and reverse for each coupling, paired by seed, at
+    equal training time (the reviewers asked whether its gain survives its extra cost per step)."""
+    pairs = results.table("ablation", "pairs")
+    couplings = list(dict.fromkeys(pairs[pairs.a != "affine"].group))
+    return paired_outcome(pairs, [(c, "conv1x1", b, "lower") for c in couplings for b in ("shuffle", "reverse")],
+                          "equal_time")
+
+
+CLAIMS = (
+    ClaimSpec("what_works.one_change_ablations",
+              "What makes Glow work: more depth at a fixed parameter count, ActNorm and the learned prior each lower "
+              "bits/dim (reviewers: ablations of depth, ActNorm and the prior, with error bars)", "reviewers",
+              decide_one_change),
+    ClaimSpec("what_works.conv1x1_at_equal_time",
+              "The learned 1x1 convolution still beats shuffle and reverse at equal training time (reviewers: same "
+              "compute)", "reviewers", decide_conv1x1_time, reads=("ablation",)),
+)

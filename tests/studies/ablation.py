@@ -1,14 +1,17 @@
-"""The permutation ablation's and the what-makes-Glow-work page's claims (glowlib.studies.ablation, what_works),
-decided by paired tests over training seeds from hand-made per-seed tables: every verdict reachable, the basis
-(equal steps or equal training time) named, a claim over several comparisons confirmed only when all are."""
+"""The permutation ablation's claims (glowlib.studies.ablation.CLAIMS), decided by paired tests over training seeds
+from hand-made per-seed tables: every verdict reachable, the basis (equal steps or equal training time) that decides
+named, a claim over several comparisons confirmed only when all are; and the 1x1's profiled time share."""
 import json
 
 import pandas as pd
 import pytest
 
+from glowlib.analysis.bench_records import conv1x1_time
+from glowlib.analysis.claims import decide_claims
+from glowlib.analysis.paired import decide_all
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, Decision
 from glowlib.results import PROVENANCE
-from glowlib.studies import ablation, what_works
+from glowlib.studies import ablation
 
 SEEDS = (0, 1, 2)
 # per-seed final test bits/dim with a seed effect common to every variant (cancelled by pairing)
@@ -56,67 +59,74 @@ def cost_table(param_extra=0.0022, time_extras=(0.04, 0.009)) -> pd.DataFrame:
 
 
 def ablation_claims(tmp_path, pairs, cost=None, n_seeds=3):
+    """{claim id: row of the claims table}, and {claim id: {name: number}}."""
     summary = pd.DataFrame([dict(permutation=p, coupling=c, n_seeds=n_seeds) for p in ORDERED
                             for c in ("additive", "affine")])
     write(tmp_path, "ablation", {"pairs": pairs, "summary": summary, "conv1x1_cost": cost_table() if cost is None
                                  else cost})
-    return {c.claim: c for c in ablation.claims("smoke", tmp_path)}
+    table, numbers = decide_claims(ablation.CLAIMS, "smoke", tmp_path)
+    return ({r["id"]: r for r in table.to_dict("records")},
+            {i: dict(zip(g.name, g.value)) for i, g in numbers.groupby("id")})
 
 
-ORDER = "1x1 convolution < shuffle < reverse in final NLL (Fig. 3)"
-FASTER = "The learned 1x1 convolution converges faster than shuffle and reverse (Fig. 3)"
-AFFINE = "Affine coupling reaches lower NLL than additive coupling (Fig. 3)"
-COST = "The 1x1 convolution costs little: ~0.2% more parameters and ~7% more wall time (Sec. 5.1)"
-ROTATION = "A learned 1x1 convolution beats a fixed random rotation (reviewers: ablate what makes Glow work)"
-BARS = "Error bars over seeds (reviewers)"
+ORDER, FASTER, AFFINE = "ablation.permutation_order", "ablation.conv1x1_converges_faster", "ablation.affine_beats_additive"
+COST, ROTATION, BARS = "ablation.conv1x1_cost", "ablation.learned_beats_rotation", "ablation.error_bars"
 
 
 def test_ordered_variants_confirm_every_claim_at_equal_steps(tmp_path):
-    claims = ablation_claims(tmp_path, ablation_pairs(finals()))
-    for text in (ORDER, FASTER, AFFINE, ROTATION):
-        c = claims[text]
-        assert c.verdict == CONFIRMED and c.n_seeds == 3 and "decided at equal steps" in c.evidence, text
+    claims, _ = ablation_claims(tmp_path, ablation_pairs(finals()))
+    for claim_id in (ORDER, FASTER, AFFINE, ROTATION):
+        c = claims[claim_id]
+        assert c["verdict"] == CONFIRMED and c["n_seeds"] == 3 and c["evidence"].startswith("equal steps"), claim_id
     # the weakest confirmation decides: shuffle - reverse is -0.2, conv1x1 - shuffle -0.2 too; both exact
-    assert claims[ORDER].difference == pytest.approx(-0.2)
-    assert claims[AFFINE].difference == pytest.approx(-0.1)
-    assert "Mean test bits/dim over the evaluations" in claims[FASTER].evidence
-    assert claims[COST].verdict == CONFIRMED and claims[BARS].verdict == CONFIRMED
+    assert claims[ORDER]["difference"] == pytest.approx(-0.2)
+    assert claims[AFFINE]["difference"] == pytest.approx(-0.1)
+    assert claims[COST]["verdict"] == CONFIRMED and claims[BARS]["verdict"] == CONFIRMED
+
+
+def test_convergence_is_decided_on_the_mean_of_the_test_curve(tmp_path):
+    """The curves fall 0.6 and 0.2 above their last value: the curve mean of conv1x1 - shuffle is its final -0.2."""
+    claims, numbers = ablation_claims(tmp_path, ablation_pairs(finals(affine_gain=0.0)))
+    assert claims[FASTER]["verdict"] == CONFIRMED
+    assert numbers[FASTER]["equal_steps additive: conv1x1 - shuffle difference"] == pytest.approx(-0.2)
 
 
 def test_a_reversed_pair_contradicts_and_a_noisy_one_is_inconclusive(tmp_path):
     swapped = dict(ORDERED, shuffle=3.5)                            # shuffle now worse than reverse
-    claims = ablation_claims(tmp_path, ablation_pairs(finals(swapped)))
+    claims, _ = ablation_claims(tmp_path, ablation_pairs(finals(swapped)))
     c = claims[ORDER]
-    assert c.verdict == CONTRADICTED and "by the comparison additive: shuffle - reverse" in c.evidence
-    assert c.ci_low > 0
+    assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, additive: shuffle - reverse"
+    assert c["ci_low"] > 0
     noisy = ablation_pairs(finals(), jitter={("rotation", "additive"): -0.5, ("rotation", "affine"): -0.5})
-    assert ablation_claims(tmp_path / "b", noisy)[ROTATION].verdict == INCONCLUSIVE
+    assert ablation_claims(tmp_path / "b", noisy)[0][ROTATION]["verdict"] == INCONCLUSIVE
 
 
 def test_a_slower_variant_can_lose_at_equal_time_while_the_steps_verdict_stands(tmp_path):
     slow = {key: 0.5 for key in finals() if key[0] == "conv1x1"}           # the 1x1 runs at half the speed
-    pairs = ablation_pairs(finals(), speed=slow)
-    c = ablation_claims(tmp_path, pairs)[ORDER]
-    assert c.verdict == CONFIRMED                                           # decided at equal steps
-    at_time = c.evidence.split("At equal training time (shown, not deciding): ")[1]
-    assert "additive: conv1x1 - shuffle +0.400" in at_time and "contradicted" in at_time
+    claims, numbers = ablation_claims(tmp_path, ablation_pairs(finals(), speed=slow))
+    assert claims[ORDER]["verdict"] == CONFIRMED                            # decided at equal steps
+    at_time = numbers[ORDER]
+    assert at_time["equal_time additive: conv1x1 - shuffle difference"] == pytest.approx(0.4)
+    assert at_time["equal_time additive: conv1x1 - shuffle ci_low"] > 0     # contradicted at equal time
 
 
 def test_the_cost_claim_reads_counts_and_profiles(tmp_path):
     pairs = ablation_pairs(finals())
-    assert ablation_claims(tmp_path, pairs, cost_table(0.05))[COST].verdict == CONTRADICTED
-    assert ablation_claims(tmp_path / "b", pairs, cost_table(time_extras=(0.2, 0.01)))[COST].verdict == INCONCLUSIVE
-    assert ablation_claims(tmp_path / "c", pairs, cost_table(time_extras=(0.2, 0.3)))[COST].verdict == CONTRADICTED
-    c = ablation_claims(tmp_path / "d", pairs)[COST]
-    assert "96,768 of 44,054,256" in c.evidence and "+0.220% against shuffle" in c.evidence
-    assert "profile_0.json" in c.evidence and "+4.0%" in c.evidence
+    assert ablation_claims(tmp_path, pairs, cost_table(0.05))[0][COST]["verdict"] == CONTRADICTED
+    assert ablation_claims(tmp_path / "b", pairs, cost_table(time_extras=(0.2, 0.01)))[0][COST]["verdict"] == \
+        INCONCLUSIVE
+    assert ablation_claims(tmp_path / "c", pairs, cost_table(time_extras=(0.2, 0.3)))[0][COST]["verdict"] == \
+        CONTRADICTED
+    claims, numbers = ablation_claims(tmp_path / "d", pairs)
+    assert numbers[COST]["extra parameters"] == pytest.approx(0.0022)
+    assert numbers[COST]["extra time, profile_0.json"] == pytest.approx(0.04)
 
 
 def test_too_few_seeds(tmp_path):
     pairs = ablation_pairs(finals())
-    claims = ablation_claims(tmp_path, pairs[pairs.seed < 2], n_seeds=2)
-    assert claims[ORDER].verdict == NOT_TESTABLE and claims[BARS].verdict == NOT_TESTABLE
-    assert "2 seed(s); the test needs at least 3" in claims[ORDER].evidence
+    claims, _ = ablation_claims(tmp_path, pairs[pairs.seed < 2], n_seeds=2)
+    assert claims[ORDER]["verdict"] == NOT_TESTABLE and claims[BARS]["verdict"] == NOT_TESTABLE
+    assert claims[ORDER]["n_seeds"] == 2 and "2 seed(s); the test needs at least 3" in claims[ORDER]["evidence"]
 
 
 def test_decide_all_prefers_contradiction_then_not_testable_then_inconclusive():
@@ -125,55 +135,13 @@ def test_decide_all_prefers_contradiction_then_not_testable_then_inconclusive():
     unsure = Decision(INCONCLUSIVE, -0.1, -0.3, 0.1, 3, "t")
     against = Decision(CONTRADICTED, 0.3, 0.1, 0.5, 3, "t")
     missing = Decision(NOT_TESTABLE, reason="no runs")
-    assert ablation.decide_all({"a": ok, "b": weak}) == ("b", weak)
-    assert ablation.decide_all({"a": ok, "b": unsure, "c": missing})[0] == "c"
-    assert ablation.decide_all({"a": unsure, "b": missing, "c": against})[0] == "c"
-    assert ablation.decide_all({"a": ok, "b": unsure})[0] == "b"
+    assert decide_all({"a": ok, "b": weak}) == ("b", weak)
+    assert decide_all({"a": ok, "b": unsure, "c": missing})[0] == "c"
+    assert decide_all({"a": unsure, "b": missing, "c": against})[0] == "c"
+    assert decide_all({"a": ok, "b": unsure})[0] == "b"
 
 
-# ---------------------------------------------------------------------------------------------------- what_works
-DEPTH = "What makes Glow work: more depth at a fixed parameter count, ActNorm and the learned prior each lower " \
-        "bits/dim (reviewers: ablations of depth, ActNorm and the prior, with error bars)"
-TIME = "The learned 1x1 convolution still beats shuffle and reverse at equal training time (reviewers: same " \
-       "compute)"
-
-
-def what_works_claims(tmp_path, variants: dict, ablation_finals: dict, conv_speed=1.0, miss=0.005):
-    reference = what_works.reference_variant("smoke")
-    metrics = {v: {s: run(b, s) for s in SEEDS} for v, b in variants.items()}
-    pairs = what_works.paired_table(metrics, [(what_works.GROUP, v, reference, v, reference) for v in variants
-                                              if v != reference])
-    summary = pd.DataFrame([dict(variant=v, n_seeds=3, parameters_vs_reference=0.0 if v == reference else miss)
-                            for v in variants])
-    slow = {key: conv_speed for key in ablation_finals if key[0] == "conv1x1"}
-    write(tmp_path, "what_works", {"pairs": pairs, "summary": summary,
-                                   "ablation_pairs": ablation_pairs(ablation_finals, speed=slow)})
-    return {c.claim: c for c in what_works.claims("smoke", tmp_path)}
-
-
-def test_what_works_claims(tmp_path):
-    helps = {"K=1": 3.4, "K=2": 3.0, "K=4": 2.8, "no_actnorm": 3.5, "standard_prior": 3.2}     # smoke: K=2 reference
-    claims = what_works_claims(tmp_path, helps, finals())
-    assert claims[DEPTH].verdict == CONFIRMED and "decided at equal steps" in claims[DEPTH].evidence
-    assert "variants: no_actnorm - K=2 +0.500" in claims[DEPTH].evidence
-    assert claims[TIME].verdict == CONFIRMED and "decided at equal training time" in claims[TIME].evidence
-    hurts = dict(helps, standard_prior=2.9)                      # the standard prior does better
-    assert what_works_claims(tmp_path / "b", hurts, finals())[DEPTH].verdict == CONTRADICTED
-    # half as fast: at the shorter run's time the 1x1 has its first evaluation only, 0.6 above its last
-    assert what_works_claims(tmp_path / "c", helps, finals(), conv_speed=0.5)[TIME].verdict == CONTRADICTED
-    unmatched = what_works_claims(tmp_path / "d", helps, finals(), miss=0.05)[DEPTH]
-    assert unmatched.verdict == NOT_TESTABLE and "misses the reference's parameter count" in unmatched.evidence
-
-
-def test_claimed_directions_follow_the_reference_depth():
-    assert what_works.claimed_direction("smoke", "K=4") == "lower"
-    assert what_works.claimed_direction("smoke", "K=1") == "higher"
-    assert what_works.claimed_direction("smoke", "no_actnorm") == "higher"
-    with pytest.raises(ValueError, match="variant"):
-        what_works.claimed_direction("smoke", "no_prior")
-
-
-def test_the_1x1_time_beside_the_paper_compares_what_it_adds_not_its_share():
+def test_the_1x1_time_is_what_it_adds_not_its_share():
     """The paper's "~7% more wall time" is what the 1x1 adds against a model without it: share / (1 - share)."""
     profiled = pd.DataFrame([{"group": "conv1x1", "config": "x", "channels": 3, "image_size": 32, "levels": 3,
                               "depth": 8, "width": 512, "batch": 16, "precision": "fp32", "ms_per_step": 20.0,
@@ -181,8 +149,6 @@ def test_the_1x1_time_beside_the_paper_compares_what_it_adds_not_its_share():
                              {"group": "actnorm", "config": "x", "channels": 3, "image_size": 32, "levels": 3,
                               "depth": 8, "width": 512, "batch": 16, "precision": "fp32", "ms_per_step": 5.0,
                               "share": 0.05}])
-    table = ablation.conv1x1_time_beside_paper(profiled)
-    assert list(table.source) == ["ours: profile_x.json",
-                                  "paper: Kingma & Dhariwal 2018, Sec. 5.1 (CIFAR-10, 3x32x32, full scale, GPUs)"]
-    assert table.extra.tolist() == pytest.approx([0.25, ablation.PAPER_CONV1X1["time"]])
-    assert table.depth.iloc[1] == 32 and ablation.conv1x1_time(None).empty
+    table = conv1x1_time(profiled)
+    assert list(table.source) == ["profile_x.json"] and table.extra.tolist() == pytest.approx([0.25])
+    assert conv1x1_time(None).empty

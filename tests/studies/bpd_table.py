@@ -1,8 +1,10 @@
 """The bits/dim table (glowlib.studies.bpd_table): the equal-wall-time reader on hand-made curves, the rows' configs
 (equal steps for every model of a dataset, warmup scaled to short runs, three seeds), the summary over seeds, and
-its claims decided by paired tests over seeds from hand-made per-seed tables, each verdict reachable."""
+its claims (``bpd_table.CLAIMS``) decided by paired tests over seeds from hand-made per-seed tables, each verdict
+reachable."""
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,9 @@ import pytest
 from glowlib import profiles
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, t_quantile
 from glowlib.results import PROVENANCE
-from glowlib.studies import ablation, bpd_table
+from glowlib.analysis import paired
+from glowlib.analysis.claims import decide_claims
+from glowlib.studies import bpd_table
 
 T95_2 = t_quantile(0.95, 2)          # 4.303: the 95% t quantile with 3 seeds
 
@@ -25,25 +29,25 @@ def metrics(wall, val, test=None, step=None) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------- equal time
 def test_chosen_at_takes_the_best_validation_evaluation_at_or_before_the_time():
     m = metrics(wall=[1.0, 2.0, 3.0, 4.0], val=[5.0, 4.0, 4.5, 3.0], test=[5.1, 4.1, 4.6, 3.1])
-    whole = ablation.chosen_at(m)                                # equal steps: the whole run
+    whole = paired.chosen_at(m)                                # equal steps: the whole run
     assert (whole["bpd"], whole["step"], whole["steps_reached"]) == (3.1, 40, 40)
-    at3 = ablation.chosen_at(m, 3.0)                             # "at or before": the evaluation at 3.0 counts
+    at3 = paired.chosen_at(m, 3.0)                             # "at or before": the evaluation at 3.0 counts
     assert (at3["bpd"], at3["val_bpd"], at3["step"], at3["steps_reached"]) == (4.1, 4.0, 20, 30)
     assert at3["curve_mean"] == pytest.approx((5.1 + 4.1 + 4.6) / 3)
-    assert ablation.chosen_at(m, 2.5)["bpd"] == 4.1
-    early = ablation.chosen_at(m, 0.5)                           # nothing evaluated yet
+    assert paired.chosen_at(m, 2.5)["bpd"] == 4.1
+    early = paired.chosen_at(m, 0.5)                           # nothing evaluated yet
     assert math.isnan(early["bpd"]) and math.isnan(early["steps_reached"])
     # ties go to the earliest evaluation (training keeps best.pt only on a strictly lower val), NaN never chosen
     tie = metrics(wall=[1.0, 2.0, 3.0], val=[4.0, float("nan"), 4.0], test=[1.0, 0.0, 2.0])
-    assert ablation.chosen_at(tie)["bpd"] == 1.0
+    assert paired.chosen_at(tie)["bpd"] == 1.0
     # the rows' order in the file does not matter
-    assert ablation.chosen_at(m.iloc[::-1], 3.0)["bpd"] == 4.1
+    assert paired.chosen_at(m.iloc[::-1], 3.0)["bpd"] == 4.1
 
 
 def test_at_equal_compute_cuts_both_runs_of_a_seed_at_the_shorter_ones_time():
     fast = metrics(wall=[1.0, 2.0, 3.0], val=[3.0, 2.5, 2.2])                  # same steps, half the time
     slow = metrics(wall=[2.0, 4.0, 6.0], val=[3.1, 2.4, 2.0])
-    table = ablation.at_equal_compute({0: slow, 1: slow}, {0: fast, 2: fast})    # seed 1 and 2 have no pair
+    table = paired.at_equal_compute({0: slow, 1: slow}, {0: fast, 2: fast})    # seed 1 and 2 have no pair
     assert list(table.seed) == [0]
     row = table.iloc[0]
     assert (row.time_s, row.a_total_s, row.b_total_s) == (3.0, 6.0, 3.0)
@@ -59,15 +63,15 @@ def test_equal_training_time_is_cpu_seconds_where_both_runs_recorded_them():
     older glowlib) are timed on wall seconds, both sides alike."""
     slowed = metrics(wall=[4.0, 8.0, 12.0], val=[3.1, 2.4, 2.0]).assign(cpu_s=[1.0, 2.0, 3.0])
     quiet = metrics(wall=[1.5, 3.0, 4.5], val=[3.0, 2.5, 2.2]).assign(cpu_s=[1.5, 3.0, 4.5])
-    row = ablation.at_equal_compute({0: slowed}, {0: quiet}).iloc[0]
+    row = paired.at_equal_compute({0: slowed}, {0: quiet}).iloc[0]
     assert row.clock == "cpu_s" and (row.time_s, row.a_total_s, row.b_total_s) == (3.0, 3.0, 4.5)
     assert (row.a_bpd_equal_time, row.b_bpd_equal_time) == (2.0, 2.5)         # on wall seconds: 3.1 against 2.2
     older = quiet.assign(cpu_s=[1.5, float("nan"), 4.5])
-    assert ablation.at_equal_compute({0: slowed}, {0: older}).iloc[0].clock == "wall_s"
-    assert ablation.training_clock(slowed.drop(columns="cpu_s")) == "wall_s"
-    assert ablation.chosen_at(slowed, 2.0, "cpu_s")["step"] == 20
+    assert paired.at_equal_compute({0: slowed}, {0: older}).iloc[0].clock == "wall_s"
+    assert paired.training_clock(slowed.drop(columns="cpu_s")) == "wall_s"
+    assert paired.chosen_at(slowed, 2.0, "cpu_s")["step"] == 20
     with pytest.raises(ValueError, match="clock='gpu_s'"):
-        ablation.chosen_at(slowed, 2.0, "gpu_s")
+        paired.chosen_at(slowed, 2.0, "gpu_s")
 
 
 # ---------------------------------------------------------------------------------------------------- configs
@@ -75,8 +79,8 @@ def test_every_row_of_a_dataset_trains_the_same_steps_and_warms_up_over_a_share_
     from glowlib.training import warmup_steps
     for dataset in ("mnist5k", "fashion_mnist", "digits"):
         rows = [bpd_table.table_run("cpu", dataset, m) for m in bpd_table.table_models("cpu", dataset)]
-        if not rows:        # cpu compares no mnist5k rows (bpd_table.LEFT_OUT_ROWS): nothing to hold equal
-            assert bpd_table.LEFT_OUT_ROWS["cpu"].get(dataset), dataset
+        if not rows:        # cpu compares no mnist5k rows (Profile.table_left_out): nothing to hold equal
+            assert profiles.profile("cpu").table_left_out.get(dataset), dataset
             continue
         assert len({(r.train.steps, r.train.batch_size) for r in rows}) == 1, dataset
         # cpu: the warmup is a fraction of the run (train.warmup_fraction), so it scales with the run's length
@@ -96,11 +100,11 @@ def test_the_quality_run_is_the_cpu_tables_longer_headline_row_and_the_figures_m
         same = {k: v for k, v in q.to_dict()["train"].items() if k not in ("steps", "eval_every", "ckpt_every")}
         assert same == {k: v for k, v in row.to_dict()["train"].items() if k not in ("steps", "eval_every",
                                                                                       "ckpt_every")}
-        # mnist5k's figures judge samples: additive coupling there (the cpu profile's CPU_QUALITY_OVERRIDES)
+        # mnist5k's figures judge samples: additive coupling there (the cpu profile's quality_overrides)
         changed = {k for k, v in q.to_dict()["model"].items() if row.to_dict()["model"][k] != v}
-        assert changed == ({"coupling"} if dataset in profiles.CPU_QUALITY_OVERRIDES else set()), dataset
+        assert changed == ({"coupling"} if dataset in profiles.profile("cpu").quality_overrides else set()), dataset
         assert q.key() in {r.key() for r in bpd_table.runs("cpu")}
-    assert base.shared_runs("cpu")[0].key() == bpd_table.quality_run("cpu", base.SHARED_DATASET).key()
+    assert base.shared_runs("cpu")[0].key() == bpd_table.quality_run("cpu", base.figure_dataset("cpu")).key()
     # profiles without a separate quality run: the table's seed-0 Glow is the figures' model
     assert bpd_table.quality_run("smoke", "digits") is None
     assert base.shared_runs("smoke", "digits")[0].key() == bpd_table.table_run("smoke", "digits", "glow").key()
@@ -114,7 +118,7 @@ def test_the_cpu_quality_run_of_mnist5k_is_the_gated_additive_study_model():
     from glowlib.studies import base
     quality = profiles.profile_config("cpu", "mnist5k", tier="quality")
     assert quality.key() == base.study_config("cpu").key()
-    assert quality.model.coupling == "additive" and quality.train.steps == profiles.CPU_QUALITY_STEPS["mnist5k"]
+    assert quality.model.coupling == "additive" and quality.train.steps == profiles.profile("cpu").quality_steps["mnist5k"]
     assert profiles.profile_config("cpu", "fashion_mnist", tier="quality").model.coupling == "affine"
     assert profiles.profile_config("gpu", "mnist5k", tier="quality").model.coupling == "affine"
     # nothing is compared on mnist5k at the cpu profile: the table trains no seeds of it, only the quality run
@@ -125,8 +129,8 @@ def test_the_cpu_quality_run_of_mnist5k_is_the_gated_additive_study_model():
 def test_the_study_tier_is_longer_only_where_the_profile_says():
     compare = profiles.profile_config("cpu", "mnist5k")
     study = profiles.profile_config("cpu", "mnist5k", tier="study")
-    assert study.train.steps == profiles.CPU_STUDY_STEPS["mnist5k"] > compare.train.steps
-    assert study.train.eval_every == study.train.steps // profiles.CPU_EVALUATIONS
+    assert study.train.steps == profiles.profile("cpu").study_steps["mnist5k"] > compare.train.steps
+    assert study.train.eval_every == study.train.steps // profiles.profile("cpu").evaluations
     # datasets and profiles without a study length: the compare tier itself
     assert profiles.profile_config("cpu", "digits", tier="study").key() == profiles.profile_config("cpu", "digits").key()
     assert profiles.profile_config("smoke", "digits", tier="study").key() == \
@@ -153,15 +157,6 @@ def test_seed_summary_is_the_mean_with_its_t_interval():
     assert row.wall_s == pytest.approx(3.0) and row.test_sem == pytest.approx(0.01)
 
 
-def test_differences_from_the_published_numbers_use_the_interval_over_seeds():
-    comparison = pd.DataFrame([dict(dataset="mnist5k", model_type="glow", ours=1.30, ours_ci_low=1.2,
-                                    ours_ci_high=1.4, n_seeds=3, published=1.25, published_dataset="mnist", source="S",
-                                    parameters_ratio=0.01, images_seen_ratio=0.001, train_images_ratio=0.06,
-                                    gap=0.05)])
-    text = bpd_table.explain_differences(comparison)[0]
-    assert "1.300 [1.200, 1.400]" in text and "inside our interval" in text
-
-
 # ---------------------------------------------------------------------------------------------------- claims
 def write(root, tables: dict) -> None:
     out = root / "smoke" / "bpd_table"
@@ -185,7 +180,7 @@ def table_of(comparisons: dict) -> pd.DataFrame:
     metrics_ = {}
     for (d, a, b), (ra, rb) in comparisons.items():
         metrics_[(d, a)], metrics_[(d, b)] = ra, rb
-    return ablation.paired_table(metrics_, [(d, a, b, (d, a), (d, b)) for d, a, b in comparisons])
+    return paired.paired_table(metrics_, [(d, a, b, (d, a), (d, b)) for d, a, b in comparisons])
 
 
 def bpd_rows(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -196,19 +191,22 @@ def bpd_rows(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return seeds, seeds.groupby(["dataset", "model_type"], as_index=False).first()
 
 
+def decided(tmp_path) -> dict:
+    """{claim id: row of the claims table, with its numbers under "numbers"}."""
+    table, numbers = decide_claims(bpd_table.CLAIMS, "smoke", tmp_path)
+    named = {i: dict(zip(g.name, g.value)) for i, g in numbers.groupby("id")}
+    return {r["id"]: SimpleNamespace(**r, numbers=named.get(r["id"], {})) for r in table.to_dict("records")}
+
+
 def claims_of(tmp_path, comparisons: dict, iw=None) -> dict:
     pairs = table_of(comparisons)
     seeds, bpd = bpd_rows(pairs)
     write(tmp_path, {"pairs": pairs, "seeds": seeds, "bpd": bpd, **({"iw": iw} if iw is not None else {})})
-    return {c.claim: c for c in bpd_table.claims("smoke", tmp_path)}
+    return decided(tmp_path)
 
 
-GLOW = "Glow reaches lower bits/dim than RealNVP (Table 2)"
-COMPUTE = "Baselines trained with the same compute, and the compute reported (reviewers)"
-CIFAR = "Glow: 3.35 bits/dim on CIFAR-10 (Table 2)"
-MACOW = "MaCow reaches lower bits/dim than Glow (MaCow, Table 2: CIFAR-10 3.16 vs Glow's 3.35)"
-VARDEQ = "Variational dequantisation lowers bits/dim below uniform dequantisation (MaCow Tables 2-3, Flow++)"
-IW = "The importance-weighted bound is no looser than the ELBO (Burda et al.; MaCow's reported bound)"
+GLOW, COMPUTE, CIFAR = "bpd_table.glow_beats_realnvp", "bpd_table.same_compute", "bpd_table.glow_cifar10"
+MACOW, VARDEQ, IW = "bpd_table.macow_beats_glow", "bpd_table.vardeq_beats_uniform", "bpd_table.iw_bound_tighter"
 
 
 @pytest.mark.parametrize("glow, realnvp, glow_speed, verdict", [
@@ -222,7 +220,8 @@ def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_training_time(t
     claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
     c = claims[GLOW]
     assert c.verdict == verdict and c.n_seeds == 3 and c.test.startswith("paired t-interval over training seeds")
-    assert "decided at equal training time" in c.evidence and "At equal steps (shown, not deciding)" in c.evidence
+    assert c.evidence == "equal training time, mnist5k: glow - realnvp"
+    assert "equal_steps mnist5k: glow - realnvp difference" in c.numbers          # equal steps beside
     if glow_speed == 1.0:
         d = np.subtract(glow, realnvp)
         half = T95_2 * d.std(ddof=1) / math.sqrt(3)
@@ -230,7 +229,7 @@ def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_training_time(t
         assert claims[COMPUTE].verdict == CONFIRMED
     else:                     # glow is cut at 3 s after its first evaluation: 0.5 above its final value
         assert c.difference == pytest.approx(np.mean(np.add(glow, 0.5) - realnvp))
-        assert "confirmed" in c.evidence.split("At equal steps")[1]          # equal steps beside, confirmed
+        assert c.numbers["equal_steps mnist5k: glow - realnvp ci_high"] < 0     # equal steps beside, confirmed
     assert claims[CIFAR].verdict == NOT_TESTABLE and claims[MACOW].verdict == NOT_TESTABLE
 
 
@@ -239,7 +238,7 @@ def test_a_claim_over_several_datasets_is_confirmed_only_when_every_one_is(tmp_p
     worse_g, worse_r = pair([2.4, 2.5, 2.6], [2.2, 2.3, 2.3])
     c = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r),
                              ("digits", "glow", "realnvp"): (worse_g, worse_r)})[GLOW]
-    assert c.verdict == CONTRADICTED and "by the comparison digits: glow - realnvp" in c.evidence
+    assert c.verdict == CONTRADICTED and c.evidence == "equal training time, digits: glow - realnvp"
     assert c.difference > 0 and c.ci_low > 0
 
 
@@ -260,11 +259,11 @@ def test_macow_and_dequantisation_claims(tmp_path, macow, vardeq_gain, expected)
                             iw_bpd=3.99, iw_sem=0.01) for m, n in (("glow", 100), ("macow", 37))])
     claims = claims_of(tmp_path, comparisons, iw)
     assert (claims[MACOW].verdict, claims[VARDEQ].verdict) == expected
-    assert "digits: macow+vardeq - glow+vardeq" in claims[MACOW].evidence
-    assert "digits: glow+vardeq - glow" in claims[VARDEQ].evidence
+    assert "equal_time digits: macow+vardeq - glow+vardeq difference" in claims[MACOW].numbers
+    assert "equal_time digits: glow+vardeq - glow difference" in claims[VARDEQ].numbers
     bound = claims[IW]
-    assert bound.verdict == CONFIRMED and "first 100 test images" in bound.evidence
-    assert "first 37 test images" in bound.evidence                          # each row's own count, from the data
+    assert bound.verdict == CONFIRMED and bound.numbers == pytest.approx({"digits glow bound - ELBO": -0.01,
+                                                                          "digits macow bound - ELBO": -0.01})
 
 
 def test_bound_looser_than_the_elbo_beyond_its_error_contradicts(tmp_path):
@@ -280,17 +279,21 @@ def test_too_few_seeds_or_unequal_steps_are_named(tmp_path):
     g, r = pair([2.0, 2.1], [2.2, 2.4], seeds=(0, 1))
     claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
     assert claims[GLOW].verdict == NOT_TESTABLE and "2 seed(s); the test needs at least 3" in claims[GLOW].evidence
+    assert claims[GLOW].n_seeds == 2
     g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
     r = {s: m.iloc[:2] for s, m in r.items()}                               # realnvp stopped a step short
     compute = claims_of(tmp_path / "b", {("mnist5k", "glow", "realnvp"): (g, r)})[COMPUTE]
-    assert compute.verdict == INCONCLUSIVE and "30 vs 20 steps" in compute.evidence
+    assert compute.verdict == INCONCLUSIVE and compute.numbers["pairs lacking equal compute"] == 1
+    assert (compute.numbers["mnist5k glow - realnvp steps"], compute.numbers["mnist5k glow - realnvp steps of realnvp"]) \
+        == (30, 20)
 
 
 def test_old_results_without_per_seed_tables_say_how_to_remake_them(tmp_path):
     write(tmp_path, {"bpd": pd.DataFrame([dict(dataset="digits", model_type="glow", test_bpd=4.0)])})
-    claims = bpd_table.claims("smoke", tmp_path)
-    assert len(claims) == 7 and {c.verdict for c in claims} == {NOT_TESTABLE}
-    assert "make notebook NB=bpd_table" in claims[0].evidence
+    claims = decided(tmp_path)
+    assert len(claims) == 7 and {c.verdict for c in claims.values()} == {NOT_TESTABLE}
+    assert claims[GLOW].evidence == "the results of bpd_table predate seeds.csv"
+    assert claims[GLOW].rerun == "make notebook NB=bpd_table PROFILE=smoke"
 
 
 def test_the_curves_draw_the_papers_table_2_number_only_on_the_same_model_and_data():
@@ -315,12 +318,12 @@ def test_the_curves_draw_the_papers_table_2_number_only_on_the_same_model_and_da
 
 def test_a_left_out_row_says_why_and_every_row_reports_a_standard_error():
     from types import SimpleNamespace
-    assert "LEFT_OUT_ROWS" in bpd_table.why_left_out("cpu", "mnist5k", "glow")
-    assert "LEFT_OUT_ROWS" in bpd_table.why_left_out("cpu", "fashion_mnist", "macow+vardeq")
+    assert "table_left_out" in bpd_table.why_left_out("cpu", "mnist5k", "glow")
+    assert "table_left_out" in bpd_table.why_left_out("cpu", "fashion_mnist", "macow+vardeq")
     assert "trains it only on ['fashion_mnist']" in bpd_table.why_left_out("cpu", "digits", "macow")
     metrics = pd.DataFrame({"step": [10, 20], "wall_s": [1.0, 2.0], "val_bpd": [3.0, 2.9], "test_bpd": [3.1, 2.8],
                             "test_sem": [0.02, 0.03]})
-    chosen = bpd_table.chosen_at(metrics)
+    chosen = paired.chosen_at(metrics)
     # periodic evaluations saw the whole test split (mnist5k): the chosen evaluation's own error
     assert bpd_table.test_score(SimpleNamespace(summary={}, metrics=metrics), chosen) == (2.8, 0.03)
     whole = SimpleNamespace(summary={"test_bpd_full": 2.75, "test_sem_full": 0.01}, metrics=metrics)

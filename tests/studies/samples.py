@@ -1,0 +1,61 @@
+"""The samples page (glowlib.studies.samples): which models it shows (the bits/dim table's rows and the longer
+Glow run beside them) and its claim (``samples.CLAIMS``), never decided past a failed sanity gate."""
+import pandas as pd
+
+from glowlib.analysis.claims import decide_claims
+from glowlib.analysis.stats import CONFIRMED, NOT_TESTABLE
+from glowlib.studies import base, samples
+from judged import claim_of, gates_of, write
+
+
+def test_the_samples_page_shows_the_longer_glow_run_beside_the_tables_rows():
+    shown = samples.sample_models("cpu", "mnist5k", base.TABLE_MODELS)
+    # cpu compares no mnist5k rows: the figures' model is the only one, and it is the quality run
+    assert [(label, run.key()) for label, _, run in shown] == [
+        (samples.QUALITY, base.quality_run("cpu", "mnist5k").key())]
+    fashion = samples.sample_models("cpu", "fashion_mnist", base.TABLE_MODELS)
+    assert [label for label, _, _ in fashion] == base.table_models("cpu", "fashion_mnist") + [samples.QUALITY]
+    assert fashion[-1][2].train.steps > fashion[0][2].train.steps
+    assert samples.sample_models("cpu", "fashion_mnist", ["realnvp"])[-1][0] == "realnvp"   # glow not asked for
+    assert [r.key() for r in samples.runs("smoke")] == [r.key() for r in base.table_runs("smoke")]
+
+
+def sample_tables(tmp_path, fail=(), rows=("glow", "realnvp")):
+    bpd = pd.DataFrame({"dataset": ["digits"] * 2, "model_type": ["glow", "realnvp"]})
+    shown = [*rows, samples.QUALITY]
+    grids = pd.DataFrame({"dataset": ["digits"] * len(shown), "model_type": shown,
+                          "steps": [600] * len(rows) + [6000], "temperature": [0.7] * len(shown)})
+    quality = pd.DataFrame([{"dataset": "digits", "source": src, "model_type": m, "temperature": t,
+                             "precision": 0.5, "recall": 0.5, "frechet": 10.0}
+                            for src, m, t in ((samples.REAL_VS_REAL, "", float("nan")),
+                                              *(("model", m, 0.7) for m in shown))])
+    write(tmp_path, "bpd_table", bpd=bpd)
+    write(tmp_path, "samples", samples=grids, quality=quality,
+          gates=gates_of("glow-digits", "realnvp-digits", "glow-quality-digits", fail=fail))
+    _, numbers = decide_claims(samples.CLAIMS, "smoke", tmp_path)
+    return claim_of(samples, tmp_path), dict(zip(numbers.name, numbers.value))
+
+
+def test_the_samples_claim_names_the_failed_gate_and_counts_the_longer_runs_beside(tmp_path):
+    claim, numbers = sample_tables(tmp_path, fail=["glow-digits"])
+    assert claim.verdict == NOT_TESTABLE and claim.gate.startswith("glow-digits: pixel mean")
+    assert numbers["longer runs failing a gate"] == 0                       # the longer Glow run passes
+    claim, numbers = sample_tables(tmp_path / "b", fail=["glow-digits", "glow-quality-digits"])
+    assert claim.verdict == NOT_TESTABLE and numbers["longer runs failing a gate"] == 1
+
+
+def test_every_row_sampled_and_every_gate_passed_confirms(tmp_path):
+    claim, numbers = sample_tables(tmp_path)
+    assert claim.verdict == CONFIRMED and numbers["rows with grids"] == 2
+    assert numbers["glow digits precision"] == 0.5 and numbers["digits precision real vs real"] == 0.5
+    claim, _ = sample_tables(tmp_path / "b", rows=("glow",))                 # realnvp has no grid
+    assert claim.verdict == NOT_TESTABLE and "has no samples" in claim.evidence
+
+
+def test_the_samples_page_uses_only_the_four_verdicts(tmp_path):
+    from pathlib import Path
+    notebook = Path(samples.__file__).parents[2] / "notebooks" / "samples.py"
+    for text in (Path(samples.__file__).read_text(), notebook.read_text()):
+        assert "NOT_CONFIRMED" not in text and "not confirmed" not in text.lower()
+    table, _ = decide_claims(samples.CLAIMS, "smoke", tmp_path)
+    assert set(table.verdict) == {NOT_TESTABLE} and set(table.source) <= {"paper", "reviewers", "users"}

@@ -1,0 +1,121 @@
+"""What makes Glow work (glowlib.studies.what_works): depth variants matched to the reference's parameter count, one
+change at a time from the ablation's model, and its claims (``what_works.CLAIMS``) decided by paired tests over
+training seeds from hand-made per-seed tables, the ablation's read from the ablation page's results."""
+import json
+
+import pandas as pd
+import pytest
+
+from glowlib.analysis.claims import decide_claims
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, NOT_TESTABLE
+from glowlib.profiles import ablation_config
+from glowlib.profiles import profile as profile_of
+from glowlib.results import PROVENANCE
+from glowlib.studies import ablation, what_works
+from glowlib.studies.base import config_parameters
+
+SEEDS = (0, 1, 2)
+SEED_EFFECT = (0.0, 0.3, -0.2)           # common to every variant of a seed, cancelled by pairing
+
+
+# ---------------------------------------------------------------------------------------------------- variants
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_depth_variants_match_the_reference_parameter_count(profile):
+    reference = what_works.what_works_reference(profile, 0)
+    target = config_parameters(reference)
+    widths = set()
+    for k in profile_of(profile).what_works_depths:
+        run = what_works.what_works_config(profile, f"K={k}", 0)
+        assert run.model.depth == k
+        assert abs(config_parameters(run) / target - 1) <= what_works.WIDTH_TOLERANCE
+        widths.add(run.model.width)
+    assert len(widths) == len(profile_of(profile).what_works_depths)            # the widths really differ
+    assert what_works.what_works_config(profile, f"K={reference.model.depth}", 0) == reference   # the ablation's run
+
+
+def test_variants_change_one_thing_and_the_reference_is_the_ablations_run():
+    ref = what_works.what_works_reference("smoke", 1)
+    assert what_works.what_works_config("smoke", "no_actnorm", 1) == ref.override(["model.actnorm=False"])
+    prior = what_works.what_works_config("smoke", "standard_prior", 1).model
+    assert not prior.learned_prior and not prior.learn_top
+    keys = [r.key() for r in what_works.runs("smoke")]
+    assert ablation_config("smoke", "conv1x1", "affine", 0).key() in keys and len(set(keys)) == len(keys)
+    with pytest.raises(ValueError, match="variant"):
+        what_works.what_works_config("smoke", "K=3", 0)
+    with pytest.raises(ValueError, match="variants\\[0\\]"):
+        what_works.check_parameters(profile="smoke", seed=0, out_dir="", variants=["K=3"], n_seeds=1)
+
+
+def test_claimed_directions_follow_the_reference_depth():
+    assert what_works.claimed_direction("smoke", "K=4") == "lower"
+    assert what_works.claimed_direction("smoke", "K=1") == "higher"
+    assert what_works.claimed_direction("smoke", "no_actnorm") == "higher"
+    with pytest.raises(ValueError, match="variant"):
+        what_works.claimed_direction("smoke", "no_prior")
+
+
+# ---------------------------------------------------------------------------------------------------- claims
+def run(final: float, seed: int, speed: float = 1.0) -> pd.DataFrame:
+    """A metrics.csv of three evaluations ending at ``final`` + the seed effect."""
+    end = final + SEED_EFFECT[seed]
+    return pd.DataFrame({"step": [10, 20, 30], "wall_s": [1 / speed, 2 / speed, 3 / speed],
+                         "val_bpd": [end + 0.6, end + 0.2, end], "test_bpd": [end + 0.6, end + 0.2, end]})
+
+
+def write(root, notebook: str, tables: dict) -> None:
+    out = root / "smoke" / notebook
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+    (out / PROVENANCE).write_text(json.dumps({"notebook": notebook}))
+
+
+ORDERED = {"conv1x1": 3.0, "rotation": 3.1, "shuffle": 3.2, "reverse": 3.4}
+DEPTH, TIME = "what_works.one_change_ablations", "what_works.conv1x1_at_equal_time"
+
+
+def what_works_claims(tmp_path, variants: dict, conv_speed=1.0, miss=0.005, with_ablation=True) -> dict:
+    """{claim id: row of the claims table} from the variants' final bits/dim and the ablation's runs (the 1x1 at
+    ``conv_speed``), the depth variants ``miss``-ing the reference's parameters."""
+    reference = what_works.reference_variant("smoke")
+    metrics = {v: {s: run(b, s) for s in SEEDS} for v, b in variants.items()}
+    pairs = what_works.paired_table(metrics, [(what_works.GROUP, v, reference, v, reference) for v in variants
+                                              if v != reference])
+    summary = pd.DataFrame([dict(variant=v, n_seeds=3, parameters_vs_reference=0.0 if v == reference else miss)
+                            for v in variants])
+    write(tmp_path, "what_works", {"pairs": pairs, "summary": summary})
+    if with_ablation:
+        ab = {(p, c): {s: run(v - (0.1 if c == "affine" else 0.0), s, conv_speed if p == "conv1x1" else 1.0)
+                       for s in SEEDS} for p, v in ORDERED.items() for c in ("additive", "affine")}
+        write(tmp_path, "ablation", {"pairs": ablation.ablation_pairs(ab, list(ORDERED), ["additive", "affine"])})
+    table, _ = decide_claims(what_works.CLAIMS, "smoke", tmp_path)
+    return {r["id"]: r for r in table.to_dict("records")}
+
+
+def test_what_works_claims(tmp_path):
+    helps = {"K=1": 3.4, "K=2": 3.0, "K=4": 2.8, "no_actnorm": 3.5, "standard_prior": 3.2}     # smoke: K=2 reference
+    claims = what_works_claims(tmp_path, helps)
+    assert claims[DEPTH]["verdict"] == CONFIRMED and claims[DEPTH]["evidence"].startswith("equal steps")
+    assert claims[TIME]["verdict"] == CONFIRMED and claims[TIME]["evidence"].startswith("equal training time")
+    hurts = dict(helps, standard_prior=2.9)                      # the standard prior does better
+    c = what_works_claims(tmp_path / "b", hurts)[DEPTH]
+    assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, variants: standard_prior - K=2"
+    # half as fast: at the shorter run's time the 1x1 has its first evaluation only, 0.6 above its last
+    assert what_works_claims(tmp_path / "c", helps, conv_speed=0.5)[TIME]["verdict"] == CONTRADICTED
+
+
+def test_a_depth_variant_off_the_reference_parameters_makes_the_claim_not_testable(tmp_path):
+    helps = {"K=1": 3.4, "K=2": 3.0, "K=4": 2.8, "no_actnorm": 3.5, "standard_prior": 3.2}
+    unmatched = what_works_claims(tmp_path, helps, miss=0.05)[DEPTH]
+    assert unmatched["verdict"] == NOT_TESTABLE and "misses the reference's parameter count" in unmatched["evidence"]
+    assert pd.isna(unmatched["difference"]) and unmatched["n_seeds"] == 0
+    assert what_works_claims(tmp_path / "b", helps, miss=0.02)[DEPTH]["verdict"] == CONFIRMED   # within 2%: kept
+    _, numbers = decide_claims(what_works.CLAIMS, "smoke", tmp_path)
+    assert dict(zip(numbers.name, numbers.value))["depth parameter miss"] == pytest.approx(0.05)
+
+
+def test_the_equal_time_claim_reads_the_ablation_pages_results(tmp_path):
+    helps = {"K=1": 3.4, "K=2": 3.0, "K=4": 2.8, "no_actnorm": 3.5, "standard_prior": 3.2}
+    claims = what_works_claims(tmp_path, helps, with_ablation=False)
+    assert claims[DEPTH]["verdict"] == CONFIRMED
+    assert claims[TIME]["verdict"] == NOT_TESTABLE and claims[TIME]["rerun"] == "make notebook NB=ablation PROFILE=smoke"
