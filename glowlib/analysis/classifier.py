@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
+import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +17,9 @@ from torch import Tensor, nn
 
 from ..config import check_choice, check_range
 from ..data import load_dataset
-from ..files import atomic_write_bytes
+from ..files import WriteError, atomic_write_bytes
 from ..training import cache_root
+from ..training.checkpoint import CheckpointError, checked_bytes, read_checked
 from .images import check_images
 
 
@@ -136,26 +139,52 @@ class Classifier:
         return (self.predict_proba(images_uint8).argmax(1) == labels).double().mean().item()
 
     def save(self, path) -> None:
-        """Write atomically (temporary file, then rename), so a crash never leaves a half-written classifier."""
-        state = {"version": _CLASSIFIER_VERSION, "settings": dataclasses.asdict(self.settings),
-                 "image_shape": list(self.image_shape), "n_classes": self.n_classes, "seed": self.seed,
-                 "test_accuracy": self.test_accuracy,
-                 "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()}}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(Path(path), buffer.getvalue())
+        """Write atomically (temporary file, then rename), so a crash never leaves a half-written classifier, in
+        the checkpoints' checksummed wrapper (``training.checkpoint``), so a file damaged later is refused instead
+        of measuring with wrong weights."""
+        atomic_write_bytes(Path(path), checked_bytes(self._state()))
+
+    def _state(self) -> dict:
+        return {"version": _CLASSIFIER_VERSION, "settings": dataclasses.asdict(self.settings),
+                "image_shape": list(self.image_shape), "n_classes": self.n_classes, "seed": self.seed,
+                "test_accuracy": self.test_accuracy,
+                "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()}}
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "Classifier":
-        state = torch.load(path, map_location=device, weights_only=True)
-        if state.get("version") != _CLASSIFIER_VERSION:
-            raise ValueError(f"{path}: classifier format version {state.get('version')!r}, this glowlib reads "
-                             f"{_CLASSIFIER_VERSION}; delete the file to retrain")
-        settings = ClassifierSettings(**{**state["settings"], "channels": tuple(state["settings"]["channels"])})
-        image_shape = tuple(state["image_shape"])
-        net = _ConvNet(image_shape, state["n_classes"], settings).to(device)
-        net.load_state_dict(state["state_dict"])
-        return cls(net, image_shape, state["n_classes"], settings, state["seed"], state["test_accuracy"])
+        """The classifier of ``path``, checked: its checksum, its format version, and its weights' names, shapes
+        and finiteness against the network its settings build. A file of before checksums that passes is
+        rewritten with one. Anything else raises CheckpointError naming the file (left as it is)."""
+        path = Path(path)
+        advice = "Move it aside; cached_classifier then trains it again"
+        state, checksummed = read_checked(path, device, advice)
+
+        def bad(what):
+            return CheckpointError(f"classifier {path} is malformed: {what}. It was left as it is. {advice}.")
+
+        if not isinstance(state, dict) or state.get("version") != _CLASSIFIER_VERSION:
+            version = state.get("version") if isinstance(state, dict) else None
+            raise bad(f"format version {version!r}, this glowlib reads {_CLASSIFIER_VERSION}")
+        try:
+            settings = ClassifierSettings(**{**state["settings"], "channels": tuple(state["settings"]["channels"])})
+            image_shape = tuple(int(v) for v in state["image_shape"])
+            net = _ConvNet(image_shape, state["n_classes"], settings).to(device)
+            net.load_state_dict(state["state_dict"])
+            accuracy = state["test_accuracy"]
+            seed = state["seed"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise bad(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        if not all(bool(torch.isfinite(v).all()) for v in net.state_dict().values()):
+            raise bad("its weights hold non-finite values")
+        if accuracy is not None and (not isinstance(accuracy, float) or not 0 <= accuracy <= 1):
+            raise bad(f"test_accuracy={accuracy!r} is not a fraction")
+        classifier = cls(net, image_shape, state["n_classes"], settings, seed, accuracy)
+        if not checksummed:
+            try:
+                classifier.save(path)
+            except WriteError:
+                pass                            # a read-only cache: checked again on the next load
+        return classifier
 
 
 def _check_labels(labels: Tensor, n: int, n_classes: int) -> Tensor:
@@ -185,7 +214,13 @@ def cached_classifier(dataset: str, seed: int = 0, device: str = "cpu") -> Class
     check_range("seed", seed, 0)
     path = classifier_path(dataset, seed)
     if path.is_file():
-        return Classifier.load(path, device)
+        try:
+            return Classifier.load(path, device)
+        except CheckpointError as e:          # damaged or foreign: kept beside it, and the classifier retrained
+            aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, aside)
+            print(f"cache: {path} set aside to {aside} and trained again: {str(e).split('. ')[0]}", file=sys.stderr,
+                  flush=True)
     data = load_dataset(dataset)
     if data.n_classes < 2:
         raise ValueError(f"dataset={dataset!r} has no class labels to train a classifier on; use a labelled one")
