@@ -8,7 +8,7 @@
 # (`bits_config` in `glowlib.studies.bits_5v8`: the bits/dim table's model of the dataset at its size, with
 # additive coupling as in the official code's 5-bit CelebA-HQ run, `--flow_coupling 0`, and the profile's study
 # length: `glowlib.studies.base.study_config` says why) is trained on 5-bit and on 8-bit versions of the same
-# images, with three training seeds each.
+# images, with three training seeds each. Claim decided here: `bits_5v8.trained_at_fewer_bits`.
 #
 # **Comparing bits/dim across bit depths.** Bits/dim is −log₂ P_n(x)/D, the probability of the image's n-bit
 # bins. Each 5-bit bin is the union of 2³ = 8 eight-bit bins per dimension. Spreading a 5-bit model's

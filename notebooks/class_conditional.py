@@ -3,7 +3,8 @@
 #
 # **Users of the peer repositories** of Glow {cite}`kingma2018glow` ask for class conditioning; the official code has
 # it (`--ycond`,
-# `--weight_y`), the paper makes no class-conditional claim. A one-hot label shifts the top prior's mean and
+# `--weight_y`), the paper makes no class-conditional claim; claim decided here:
+# `class_conditional.requested_class`. A one-hot label shifts the top prior's mean and
 # log-std through a zero-initialised linear map, and a linear classifier on the mean top latent gives an optional
 # classification loss: the training loss is bits/dim + y_weight · cross-entropy in bits per image
 # (`TrainConfig.y_weight`; the official conditional runs use 0.01). We train the study model

@@ -4,6 +4,7 @@
 # **Reviewers asked** (Glow {cite}`kingma2018glow`, NeurIPS 2018 reviews): a nearest-neighbour analysis in pixel space
 # and in feature
 # space, to judge overfitting; users of the peer repositories ask the related question of train vs test bits/dim.
+# Claim decided here: `nearest_neighbours.not_copies`.
 #
 # For generated samples (at temperature T) we find the nearest training image in pixel space and in the feature
 # space of a classifier trained on the real training images (scikit-learn `NearestNeighbors` through

@@ -1,9 +1,8 @@
 # %% [markdown]
 # # Temperature: fidelity against diversity, T = 0.7 against T = 1 (Fig. 8)
 #
-# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 8. **Claim:** sampling at a reduced
-# temperature,
-# z ~ N(μ, (T·σ)²) with T = 0.7 rather than T = 1, gives better-looking samples at the cost of diversity.
+# **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 8: sampling at a reduced temperature,
+# z ~ N(μ, (T·σ)²) with T = 0.7 rather than T = 1. Claim decided here: `temperature.fidelity_for_diversity`.
 #
 # The paper judges this by eye. Here fidelity and diversity are measured apart, in the features of a small
 # classifier trained on the **real** training images (`glowlib.analysis.cached_classifier`): **precision** (the

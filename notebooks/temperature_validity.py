@@ -2,8 +2,9 @@
 # # Is the temperature trick valid? Samples at T against p(x)^(1/T²)
 #
 # **Reviewers (MaCow {cite}`ma2019macow`):** "temperature trick validity beyond additive coupling" (the additive
-# coupling of NICE {cite}`dinh2015nice`). The Glow paper {cite}`kingma2018glow` samples at a
-# temperature T by scaling every prior standard deviation by T (Sec. 5): z ~ N(μ, (T·σ)²), x = f⁻¹(z). The
+# coupling of NICE {cite}`dinh2015nice`); claim decided here: `temperature_validity.beyond_additive`. The Glow
+# paper {cite}`kingma2018glow` samples at a temperature T by scaling every prior standard deviation by T (Sec. 5):
+# z ~ N(μ, (T·σ)²), x = f⁻¹(z). The
 # distribution this is meant to approximate is π_T(x) ∝ p(x)^(1/T²). The two agree **exactly** only when the
 # flow's log-determinant is constant (additive coupling; ActNorm and 1x1 convolutions have data-independent
 # log-dets) and every prior scale σ is constant (a learned *top* prior is fine; split priors predicted from the

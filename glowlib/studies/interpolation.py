@@ -1,6 +1,5 @@
-"""Latent interpolation between real test images (Kingma & Dhariwal 2018, Sec. 5, Fig. 5) and the
-exact-reconstruction check: the decoded endpoints must be the real images. The logic of
-``notebooks/interpolation.py``."""
+"""Latent interpolation between real test images (Kingma & Dhariwal 2018, Sec. 5, Fig. 5) and the check that the
+decoded endpoints are the real images. The logic of ``notebooks/interpolation.py``."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ from ..analysis.stats import Decision
 from ..data import load_dataset, to_float
 from ..training import seeded
 from .base import CONFIRMED, CONTRADICTED, SEED, Experiment, available_dataset, int_in, shared_runs
-from .base import device, shared_model, show  # noqa: F401  (the notebook calls them through this module)
+from .base import device, publish, shared_model, show  # noqa: F401  (the notebook calls them here)
 from .base import check_values
 
 NOTEBOOK = "interpolation"
@@ -28,25 +27,21 @@ def check_parameters(**params) -> SimpleNamespace:
 
 
 def runs(profile: str) -> list:
-    """The shared Glow (``base.shared_model``)."""
-    return shared_runs(profile)
+    return shared_runs(profile)                     # the shared Glow (``base.shared_model``)
 
 
 def test_pairs(dataset: str, n_pairs: int, seed: int):
     """``n_pairs`` seeded pairs of distinct test images: (x_a, x_b, index_a, index_b)."""
     test = load_dataset(dataset).test_images
     order = torch.randperm(len(test), generator=seeded(seed, 7))[:2 * n_pairs]
-    ia, ib = order[:n_pairs], order[n_pairs:]
-    return test[ia], test[ib], ia, ib
+    return test[order[:n_pairs]], test[order[n_pairs:]], order[:n_pairs], order[n_pairs:]
 
 
 def interpolation(model, x_a, x_b, index_a, index_b, n_points: int) -> Experiment:
-    """Latent interpolation between real test images (Sec. 5, Fig. 5) and the exact-reconstruction check.
-
-    Tables: ``interpolation`` (one row per pair and point: mean absolute pixel difference to each endpoint image)
-    and ``reconstruction`` (one row per pair: the endpoints' decoded pixels that differ from the real images at the
-    model's bit depth, and the largest decode error on the [-0.5, 0.5] scale over all pairs).
-    """
+    """Latent interpolation between real test images (Sec. 5, Fig. 5). Tables: ``interpolation`` (one row per pair
+    and point: mean absolute pixel difference to each endpoint image) and ``reconstruction`` (one row per pair: the
+    endpoints' decoded pixels that differ from the real images at the model's bit depth, and the largest decode
+    error on the [-0.5, 0.5] scale over all pairs)."""
     path, max_error = interpolate(model, x_a, x_b, n_points)       # (P, n_points, C, H, W)
     n_bits = model.config.n_bits
     a, b = (to_uint8(to_float(x, n_bits), n_bits) for x in (x_a, x_b))   # the real images at the model's bits
@@ -65,8 +60,7 @@ def interpolation(model, x_a, x_b, index_a, index_b, n_points: int) -> Experimen
 
 def path_grid(x_a: torch.Tensor, path: torch.Tensor, x_b: torch.Tensor):
     """One row per pair: the real image a, the decoded path from z_a to z_b, the real image b (uint8 grid)."""
-    n_points = path.shape[1]
-    return image_grid(torch.cat([x_a[:, None], path, x_b[:, None]], 1).flatten(0, 1), nrow=n_points + 2)
+    return image_grid(torch.cat([x_a[:, None], path, x_b[:, None]], 1).flatten(0, 1), nrow=path.shape[1] + 2)
 
 
 def plot_distance_along_path(table: pd.DataFrame):
@@ -81,16 +75,19 @@ def plot_distance_along_path(table: pd.DataFrame):
     return fig
 
 
+def page_values(recon: pd.DataFrame) -> dict:
+    """The numbers the page quotes and its claim rests on, from the reconstruction table."""
+    return {"largest_error": float(recon.max_abs_error_all_pairs.max()), "half_bin": float(recon.half_bin.iloc[0]),
+            "pixels_differing": int(recon.pixels_differing_a.sum() + recon.pixels_differing_b.sum()),
+            "pairs": len(recon)}
+
+
 # ---------------------------------------------------------------------------------------------------- claims
 def decide_exact(results: Results) -> Outcome:
-    """Fig. 5's premise, from the reconstruction table: decoded endpoints are the real images. Exactness is a
-    property, not a comparison: one endpoint pixel decoded into another bin contradicts it."""
-    r = results.table(NOTEBOOK, "reconstruction")
-    err, half = r.max_abs_error_all_pairs.max(), r.half_bin.iloc[0]
-    differing = int(r.pixels_differing_a.sum() + r.pixels_differing_b.sum())
-    verdict = CONFIRMED if err < half and differing == 0 else CONTRADICTED
-    return Outcome(Decision(verdict), {"largest decode error": err, "half bin": half, "pixels differing": differing,
-                                       "pairs": len(r)}, "reconstruction.csv")
+    """Fig. 5's premise, a property: one endpoint pixel decoded into another bin contradicts it."""
+    v = page_values(results.table(NOTEBOOK, "reconstruction"))
+    exact = v["largest_error"] < v["half_bin"] and v["pixels_differing"] == 0
+    return Outcome(Decision(CONFIRMED if exact else CONTRADICTED), v, "reconstruction.csv")
 
 
 CLAIMS = (

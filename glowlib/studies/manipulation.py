@@ -165,29 +165,24 @@ def plot_response(table: pd.DataFrame):
 
 # ---------------------------------------------------------------------------------------------------- claims
 SLOPES_T = "t-interval over images of per-image slopes (95%, two-sided)"
+UNMEASURED = "the manipulated attributes cannot be measured from these images"
 
 
 def decide_direction(results: Results) -> Outcome:
-    """Fig. 6's claim, from the slopes of the measured attributes against α (the image as the unit, ``response``):
-    confirmed when every attribute's interval lies above 0, contradicted when one lies below, inconclusive else;
-    not testable with fewer than ``stats.MIN_SEEDS`` images. The interval is the deciding attribute's: the lowest
-    interval among those below 0, else among those not above it, else among all."""
+    """Fig. 6's claim, from the per-image slopes of the measured attributes against α: every attribute's interval
+    above 0, none below. The interval is the lowest among those below 0, else not above it, else all."""
     r = results.optional(NOTEBOOK, "response")
-    if r is None:
-        return Outcome(Decision(NOT_TESTABLE, reason="the manipulated attributes cannot be measured from these "
-                                                     "images"))
-    if "slope_ci_low" not in r:
-        return Outcome(Decision(NOT_TESTABLE, reason="the results predate the per-image slopes"))
-    n = int(r.n_slopes.min())
+    if r is None or "slope_ci_low" not in r:        # CelebA's or a class's direction, or results before the slopes
+        return Outcome(Decision(NOT_TESTABLE, reason=UNMEASURED if r is None else "results before per-image slopes"))
     above, below = r.slope_ci_low > 0, r.slope_ci_high < 0
-    verdict = (NOT_TESTABLE if n < MIN_SEEDS else CONTRADICTED if below.any() else CONFIRMED if above.all()
-               else INCONCLUSIVE)
+    verdict = (NOT_TESTABLE if r.n_slopes.min() < MIN_SEEDS else CONTRADICTED if below.any()
+               else CONFIRMED if above.all() else INCONCLUSIVE)
     decisive = (r[below] if below.any() else r[~above] if not above.all() else r).sort_values("slope_ci_low").iloc[0]
     numbers = {x.attribute + " " + c: getattr(x, c) for x in r.itertuples()
                for c in ("slope", "slope_ci_low", "slope_ci_high", "n_slopes")}
-    reason = "fewer images than the interval needs" if verdict == NOT_TESTABLE else ""
     return Outcome(Decision(verdict, decisive.slope, decisive.slope_ci_low, decisive.slope_ci_high, 0, SLOPES_T,
-                            reason=reason), numbers, decisive.attribute)
+                            reason="fewer images than the interval needs" if verdict == NOT_TESTABLE else ""),
+                   numbers, decisive.attribute)
 
 
 CLAIMS = (
