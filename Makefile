@@ -14,12 +14,10 @@ PROFILES := smoke cpu gpu paper
 # worker processes for the trainings (default: one per visible GPU, else one per core with its share of the cores
 # as threads: glowlib/runtime.py, bench/workers.py); e.g. make models WORKERS=1
 WORKERS ?=
-# one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order from the
-# registry (plain Python, read before .venv exists), less those PROFILE leaves out (registry.LEFT_OUT: `make
-# notebook NB=...` still runs one); claims reads the others' results, so it comes last
-NOTEBOOKS := $(shell { [ -x $(PY) ] && $(PY) -m glowlib.studies.registry $(PROFILE) 2>/dev/null; } || python3 glowlib/studies/registry.py)
+# every study, one per paper figure or table (notebooks/<name>.py, glowlib/studies/<name>.py), in the book's order
+# from the registry (plain Python, read before .venv exists); `make notebook NB=...` runs any of them
+STUDIES := $(shell python3 glowlib/studies/registry.py)
 RESULTS := results/$(PROFILE)
-EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 # a notebook reruns when its source or the library changes; training is cached by config hash, so a rerun
 # only retrains a model whose config changed (a plot-only edit never retrains)
 LIB := $(wildcard glowlib/*.py glowlib/*/*.py) glowlib/published_bpd.csv glowlib/published_speed.csv
@@ -38,12 +36,26 @@ endif
 endif
 ifneq ($(filter notebook,$(MAKECMDGOALS)),)
 ifeq ($(words $(NB)),0)
-$(error NB is not set; choose one of: $(NOTEBOOKS) (e.g. make notebook NB=temperature PARAMS="-p temperature 0.5"))
+$(error NB is not set; choose one of: $(STUDIES) (e.g. make notebook NB=temperature PARAMS="-p temperature 0.5"))
 endif
-ifeq ($(filter $(NB),$(NOTEBOOKS)),)
-$(error NB=$(NB) is not a notebook; choose one of: $(NOTEBOOKS))
+ifneq ($(words $(NB)),1)
+$(error NB=$(NB) names several notebooks; run one at a time (e.g. make notebook NB=$(firstword $(NB))))
+endif
+ifeq ($(filter $(NB),$(STUDIES)),)
+$(error NB=$(NB) is not a notebook; choose one of: $(STUDIES))
 endif
 endif
+
+# The notebooks `make results` (and so reproduce) runs: PROFILE's, in the book's order, less the studies it leaves
+# out (`make notebook NB=...` still runs one); claims reads the others' results, so it comes last. Listing them
+# asks the profile, which needs .venv's Python (glowlib and torch), so only the goal that uses them does.
+ifneq ($(filter results,$(MAKECMDGOALS)),)
+NOTEBOOKS := $(shell $(PY) -m glowlib.studies.registry $(PROFILE))
+ifeq ($(NOTEBOOKS),)
+$(error could not list the notebooks of PROFILE=$(PROFILE) with $(PY) (the message is above); run make env first)
+endif
+endif
+EXECUTED := $(foreach nb,$(NOTEBOOKS),$(RESULTS)/$(nb)/$(nb).ipynb)
 
 .PHONY: help env test system-packages data plan reproduce reproduce-steps models results notebook book
 
@@ -61,7 +73,7 @@ help:
 	@echo "make test                                  make reproduce PROFILE=smoke, then the tests (what CI runs)"
 	@echo "make env                                   create .venv with everything installed"
 	@echo "make data                                  download MNIST and CIFAR-10 into \$$GLOWLIB_DATA (checksums checked)"
-	@echo "notebooks: $(NOTEBOOKS); PROFILE now: $(PROFILE)"
+	@echo "notebooks (make notebook NB=...; make results runs PROFILE's): $(STUDIES); PROFILE now: $(PROFILE)"
 
 env: $(STAMP)
 
@@ -73,14 +85,28 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Fashion-MNIST (real data for the cpu profile's bits/dim table) and Chromium (the book's page checks) come from
-# Debian. Without root or apt, say what to do instead; the rest of the project still works.
+# Debian. Without root or apt, say what to do instead; the rest of the project still works. Only the dataset's
+# install can fail the target: Chromium serves the book's browser tests alone, and its package can fail where the
+# dataset's works (Ubuntu's `chromium` is a shim that installs a snap, which a container cannot run), so a failed or
+# unusable Chromium is a note.
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+CHROMIUM_NOTE := note: Chromium is missing; only the book's browser tests (tests/test_book.py) need it: install Debian's \
+  chromium package (apt-get install chromium), or put any Chromium or Google Chrome on PATH as chromium
 system-packages:
-	@if [ -d /usr/share/datasets/fashion-mnist ] && command -v chromium >/dev/null; then exit 0; fi; \
+	@if [ -d $(FASHION_MNIST_DIR) ] && command -v chromium >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist chromium >/dev/null; \
+	  apt-get update -qq || exit 1; \
+	  if [ ! -d $(FASHION_MNIST_DIR) ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null || exit 1; \
+	  fi; \
+	  if ! command -v chromium >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; \
+	    chromium --version >/dev/null 2>&1 || echo "$(CHROMIUM_NOTE)"; \
+	  fi; \
 	else \
-	  echo "note: install Debian's dataset-fashion-mnist and chromium (as root: apt-get install dataset-fashion-mnist chromium)," ; \
+	  echo "note: install Debian's dataset-fashion-mnist (as root: apt-get install dataset-fashion-mnist)," ; \
 	  echo "      or put Fashion-MNIST's four idx files in \$$GLOWLIB_DATA/fashion_mnist/"; \
+	  command -v chromium >/dev/null || echo "$(CHROMIUM_NOTE)"; \
 	fi
 
 # MNIST and CIFAR-10 for the paper-scale profiles, verified by SHA-256 (glowlib/download.py); CelebA(-HQ) is named,
@@ -96,12 +122,14 @@ test: $(STAMP)
 # A sub-make after $(STAMP), so that the default PROFILE is computed with the environment in place; it hands that
 # PROFILE to each step, so that every step and the last line name the profile that ran. The plan comes first: it
 # says what will train and what it costs, and missing data stops everything within seconds, before any training.
+# Each step is a sub-make, so that `make -n reproduce` only prints what would run (make runs a line that names
+# $(MAKE) even under -n, and everything else on that line with it).
 reproduce: $(STAMP)
 	@$(MAKE) --no-print-directory reproduce-steps
 
 reproduce-steps:
 	@start=$$(date +%s) && \
-	$(PY) -m glowlib plan --profile $(PROFILE) --check-data $(if $(WORKERS),--workers $(WORKERS)) && \
+	$(MAKE) --no-print-directory plan PROFILE=$(PROFILE) CHECK_DATA=1 && \
 	$(MAKE) --no-print-directory models PROFILE=$(PROFILE) && \
 	$(MAKE) --no-print-directory results PROFILE=$(PROFILE) && \
 	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) && \
@@ -109,9 +137,10 @@ reproduce-steps:
 
 # the plan of PROFILE: one line per training (dataset, model, parameters, steps, batch, FLOPs, operations and host
 # syncs per step, the step's time measured on this machine's device, the time left, cached or not), the total,
-# and every missing data file with how to get it. Measurements are kept in $(GLOWLIB_CACHE)/plan/.
+# and every missing data file with how to get it (CHECK_DATA=1: missing data is an error, as reproduce wants it).
+# Measurements are kept in $(GLOWLIB_CACHE)/plan/.
 plan: $(STAMP)
-	$(PY) -m glowlib plan --profile $(PROFILE) $(if $(WORKERS),--workers $(WORKERS))
+	$(PY) -m glowlib plan --profile $(PROFILE) $(if $(CHECK_DATA),--check-data) $(if $(WORKERS),--workers $(WORKERS))
 
 # every model the notebooks use, trained once into $(GLOWLIB_CACHE) (a finished one is only looked up): one line
 # per run with its estimate, and its progress (a line per evaluation when the output is not a terminal); with
@@ -122,24 +151,43 @@ models: $(STAMP)
 results: $(EXECUTED)
 
 # Run notebook $(1) with papermill and extra arguments $(2) into $(RESULTS)/$(1)/, after checking every parameter in
-# $(2). The executed notebook replaces the previous one only on success; a failure keeps the previous results and
-# says where the failed run is. The kernel is notebooks/jupyter's python3: ipykernel's own, its log cut to CRITICAL.
+# $(2). The run writes into a staging folder beside it, .$(1).staging ($$GLOWLIB_STAGE, which glowlib.results.Recorder
+# writes into), while the notebook's out_dir, and so every path it records, names $(RESULTS)/$(1)/, which keeps the
+# previous run, whole, until this one has succeeded. Then the staging folder, with the executed notebook, takes its
+# place by two renames (in between the previous folder is .$(1).previous, which a run started after a kill there
+# puts back first). A failed run removes its staging folder; a killed run's is removed by the next run, so neither
+# leaves anything that blocks a rerun. Only these three names under $(RESULTS)/ are ever moved or removed.
+# The kernel is notebooks/jupyter's python3: ipykernel's own, its log cut to CRITICAL.
 # Its log held two lines a run: a warning that the local connection is TCP, and at random an ERROR
 # "KeyboardInterrupt caught in kernel": papermill asks for kernel_info after the last cell and shuts the kernel
 # down at once, and jupyter_client's shutdown interrupts it (SIGINT) while it may still be in that request's
 # handler. Errors in the notebook itself still fail the run with their traceback.
 define execute
-	@mkdir -p $(RESULTS)/$(1)
 	@$(if $(strip $(2)),$(PY) -m glowlib check-params --profile $(PROFILE) $(1) $(2))
-	@tmp=$$(mktemp -d) && export JUPYTER_PATH=$(CURDIR)/notebooks/jupyter && \
+	@final=$(RESULTS)/$(1) && stage=$(abspath $(RESULTS))/.$(1).staging && previous=$(RESULTS)/.$(1).previous && \
+	if [ ! -e $$final ] && [ -d $$previous ]; then mv $$previous $$final; fi && \
+	for d in $(RESULTS) $$final; do \
+	  if [ -e $$d ] && [ ! -w $$d ]; then \
+	    echo "error: $$d is not writable, so its results could not be replaced; make it writable (chmod u+w $$d) and rerun (nothing was changed)" >&2; \
+	    exit 1; \
+	  fi; \
+	done && \
+	rm -rf $$stage $$previous && mkdir -p $$stage && \
+	tmp=$$(mktemp -d) && export JUPYTER_PATH=$(CURDIR)/notebooks/jupyter && \
 	$(PY) -m jupytext --quiet --to ipynb --set-kernel python3 -o $$tmp/$(1).ipynb notebooks/$(1).py && \
-	echo "running notebooks/$(1).py (PROFILE=$(PROFILE) $(strip $(2))) -> $(RESULTS)/$(1)/" && \
-	if $(PY) -m papermill --no-progress-bar --log-level WARNING --cwd . -p profile $(PROFILE) \
-	     -p out_dir $(RESULTS)/$(1) $(2) $$tmp/$(1).ipynb $$tmp/$(1).out.ipynb; then \
-	  cp $$tmp/$(1).out.ipynb $(RESULTS)/$(1)/.$(1).ipynb.tmp && mv $(RESULTS)/$(1)/.$(1).ipynb.tmp $(RESULTS)/$(1)/$(1).ipynb && \
-	  rm -rf $$tmp; \
+	echo "running notebooks/$(1).py (PROFILE=$(PROFILE) $(strip $(2))) -> $$final/" && \
+	if GLOWLIB_STAGE=$$stage $(PY) -m papermill --no-progress-bar --log-level WARNING --cwd . -p profile $(PROFILE) \
+	     -p out_dir $$final $(2) $$tmp/$(1).ipynb $$tmp/$(1).out.ipynb; then \
+	  if [ ! -f $$stage/provenance.json ]; then \
+	    rm -rf $$stage; \
+	    echo "error: notebook $(1) ran but wrote no provenance.json (its Recorder's finish() was not called); the previous results in $$final/ are kept" >&2; \
+	    exit 1; \
+	  fi; \
+	  cp $$tmp/$(1).out.ipynb $$stage/$(1).ipynb && \
+	  { [ ! -e $$final ] || mv $$final $$previous; } && mv $$stage $$final && rm -rf $$previous $$tmp; \
 	else \
-	  echo "error: notebook $(1) failed (the exception is above); the partly executed notebook is $$tmp/$(1).out.ipynb" >&2; \
+	  rm -rf $$stage; \
+	  echo "error: notebook $(1) failed (the exception is above); the previous results in $$final/ are kept, and the partly executed notebook is $$tmp/$(1).out.ipynb" >&2; \
 	  exit 1; \
 	fi
 endef

@@ -3,6 +3,8 @@
 No training here: the claims are computed from small hand-made results tables whose verdicts are known.
 """
 import json
+import os
+import subprocess
 
 import pandas as pd
 import pytest
@@ -286,3 +288,97 @@ def test_git_state_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     assert git_state(tmp_path)["git_dirty"] is False
     (tmp_path / "code.py").write_text("a = 2\n")
     assert git_state(tmp_path)["git_dirty"] is True
+
+
+# ---------------------------------------------------------------------------------------------------- make notebook
+FAKE_PAPERMILL = '''
+import json, os, signal, sys
+from pathlib import Path
+import pandas as pd
+from glowlib.results import Recorder
+args = sys.argv[1:]
+params = {args[i + 1]: args[i + 2] for i, a in enumerate(args) if a == "-p"}
+mode, value = os.environ["FAKE_RUN"].split(":")
+rec = Recorder(Path(args[-1]).name.split(".")[0], params["out_dir"], params["profile"], 0, params, "cpu")
+rec.table(pd.DataFrame({"k": [1], "v": [value], "t": [params.get("temperature")]}), "a", keys=["k"])
+if mode == "kill":                                   # as a Ctrl-C or an out-of-memory kill of the run
+    os.kill(os.getppid(), signal.SIGKILL)
+    sys.exit(1)
+if mode == "fail":
+    sys.exit(1)
+rec.table(pd.DataFrame({"k": [1]}), f"only_{value}", keys=["k"])
+rec.finish()
+Path(args[-1]).write_text(json.dumps({"run": value}))
+'''
+
+
+def _make_notebook(tmp_path, run: str, params: str = "") -> subprocess.CompletedProcess:
+    """`make notebook NB=temperature PROFILE=smoke` with the real Makefile and the Recorder, but a papermill that
+    runs FAKE_PAPERMILL (``run``: "ok:<value>", "fail:<value>" or "kill:<value>") instead of a kernel; results
+    under ``tmp_path``."""
+    import sys
+    venv = tmp_path / "venv"
+    if not venv.exists():
+        (venv / "bin").mkdir(parents=True)
+        (tmp_path / "fake_papermill.py").write_text(FAKE_PAPERMILL)
+        python = venv / "bin" / "python"
+        python.write_text(f"""#!/bin/bash
+if [ "$1 $2" = "-m jupytext" ]; then while [ $# -gt 0 ]; do [ "$1" = -o ] && echo '{{}}' > "$2"; shift; done; exit 0; fi
+if [ "$1 $2" = "-m papermill" ]; then shift 2; exec {sys.executable} {tmp_path / 'fake_papermill.py'} "$@"; fi
+exec {sys.executable} "$@"
+""")
+        python.chmod(0o755)
+        (venv / ".installed-stamp").touch()
+        os.utime(venv / ".installed-stamp", (2**31, 2**31))       # newer than pyproject.toml
+    command = ["make", "--no-print-directory", "notebook", "NB=temperature", "PROFILE=smoke", f"VENV={venv}",
+               f"RESULTS={tmp_path / 'results' / 'smoke'}"] + ([f"PARAMS={params}"] if params else [])
+    return subprocess.run(command, cwd=results.repo_root(), capture_output=True, text=True,
+                          env={**os.environ, "FAKE_RUN": run}, timeout=300)
+
+
+def test_make_notebook_replaces_the_results_only_when_the_run_succeeds(tmp_path):
+    """A killed first run blocks nothing; a failed or killed rerun leaves the previous results whole (tables,
+    figure, provenance and executed notebook of one run); a success replaces them all at once; a publish killed
+    between its two renames gets the previous folder back."""
+    final = tmp_path / "results" / "smoke" / "temperature"
+    stage = final.parent / ".temperature.staging"
+
+    def state():
+        return {p.name: p.read_text() for p in final.iterdir()} if final.exists() else None
+
+    done = _make_notebook(tmp_path, "kill:1")
+    assert done.returncode != 0 and state() is None
+    done = _make_notebook(tmp_path, "ok:2")
+    assert done.returncode == 0, done.stderr
+    assert sorted(state()) == sorted(["a.csv", PROVENANCE, "only_2.csv", "temperature.ipynb"]) and not stage.exists()
+    saved = json.loads((final / PROVENANCE).read_text())
+    assert saved["parameters"]["out_dir"] == str(final) and ".staging" not in json.dumps(saved)
+    before = state()
+    for run in ("fail:3", "kill:4"):
+        done = _make_notebook(tmp_path, run)
+        assert done.returncode != 0 and state() == before, run
+    assert "the previous results in" in _make_notebook(tmp_path, "fail:5").stderr
+    done = _make_notebook(tmp_path, "ok:6", params="-p temperature 0.5")
+    assert done.returncode == 0, done.stderr
+    assert sorted(state()) == sorted(["a.csv", PROVENANCE, "only_6.csv", "temperature.ipynb"]) and not stage.exists()
+    assert pd.read_csv(final / "a.csv").to_dict("records") == [{"k": 1, "v": 6, "t": 0.5}]
+    previous = final.parent / ".temperature.previous"
+    final.rename(previous)                                           # killed between the two renames
+    done = _make_notebook(tmp_path, "fail:7")
+    assert done.returncode != 0 and sorted(state()) == sorted(["a.csv", PROVENANCE, "only_6.csv", "temperature.ipynb"])
+    assert sorted(p.name for p in final.parent.iterdir()) == ["temperature"]
+
+
+def test_make_notebook_refuses_a_results_folder_it_cannot_replace(tmp_path):
+    done = _make_notebook(tmp_path, "ok:1")
+    assert done.returncode == 0, done.stderr
+    final = tmp_path / "results" / "smoke" / "temperature"
+    final.chmod(0o555)
+    try:
+        if os.access(final, os.W_OK):
+            pytest.skip("running as root: every folder is writable")
+        done = _make_notebook(tmp_path, "ok:2")
+        assert done.returncode != 0 and f"error: {final} is not writable" in done.stderr
+        assert (final / "only_1.csv").exists()
+    finally:
+        final.chmod(0o755)
