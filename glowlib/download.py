@@ -1,6 +1,6 @@
-"""Download MNIST and CIFAR-10 into the layout :mod:`glowlib.data` reads, with checksums.
+"""Download MNIST, Fashion-MNIST and CIFAR-10 into the layout :mod:`glowlib.data` reads, with checksums.
 
-    python -m glowlib.download [cifar10|mnist|all|celeba] [--data-root DIR]
+    python -m glowlib.download [cifar10|mnist|fashion_mnist|all|celeba] [--data-root DIR]
 
 Files go under the data root (``--data-root``, else ``$GLOWLIB_DATA``, else
 ``~/.glowlib/data``): MNIST's four idx ``.gz`` files into ``<root>/mnist/`` (read gzipped,
@@ -14,12 +14,20 @@ Each request has a timeout and a failed download is retried a few times. (A run 
 outright, by SIGKILL, leaves a hidden ``.<name>-download-*`` folder, which glowlib.data
 ignores and the next run removes.)
 
+Runs that download the same dataset into the same folder at once take turns (a lock per destination, in the
+temporary folder so that the data root holds only data): the second finds the files in place. A file is cut off
+and refused once it grows past the size in :data:`SOURCES` (a wrong URL or a hostile server cannot fill the disk),
+a full disk is one line, and the files land with the mode the umask gives, as any file the user writes.
+
 CelebA and CelebA-HQ are not downloaded: see :data:`CELEBA_HELP`.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -29,6 +37,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -39,35 +48,50 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Remote:
-    """One file to fetch: its name, its URL and its hash as pooch writes it ("sha256:<hex>")."""
+    """One file to fetch: its name, its URL, its hash as pooch writes it ("sha256:<hex>") and its size in bytes
+    (None: unbounded; a download past it is refused)."""
 
     filename: str
     url: str
     known_hash: str
+    size: int | None = None
 
 
 _MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's MNIST mirror
+_FASHION_MIRROR = ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
+                   "b2617bb6d3ffa2e429640350f613e3291e10b141/data/fashion/")
 
 # dataset -> files. The SHA-256 sums are those TensorFlow Datasets and Keras check; the MD5
 # sums in the comments are torchvision's and the CIFAR page's, for cross-checking.
 SOURCES: dict[str, tuple[Remote, ...]] = {
     "mnist": (
         Remote("train-images-idx3-ubyte.gz", _MNIST_MIRROR + "train-images-idx3-ubyte.gz",  # md5 f68b3c2dcbeaaa9fbdd348bbdeb94873
-               "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+               "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
         Remote("train-labels-idx1-ubyte.gz", _MNIST_MIRROR + "train-labels-idx1-ubyte.gz",  # md5 d53e105ee54ea40749a09fcbcd1e9432
-               "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+               "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
         Remote("t10k-images-idx3-ubyte.gz", _MNIST_MIRROR + "t10k-images-idx3-ubyte.gz",  # md5 9fb629c4189551a2d022fa330f9573f3
-               "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+               "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
         Remote("t10k-labels-idx1-ubyte.gz", _MNIST_MIRROR + "t10k-labels-idx1-ubyte.gz",  # md5 ec29112dd5afa0611ce80d1b7f02629c
-               "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+               "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
     ),
     "cifar10": (
         Remote("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",  # md5 c58f30108f718f92721af3b95e74349a
-               "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+               "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170498071),
     ),
+    # Zalando's files at a fixed revision of their repository (the same bytes as their S3 bucket: the SHA-256 sums
+    # are TensorFlow Datasets' for the S3 files); sizes as listed in the repository's README
+    "fashion_mnist": tuple(
+        Remote(f"{part}-ubyte.gz", _FASHION_MIRROR + f"{part}-ubyte.gz", f"sha256:{digest}", size)
+        for part, digest, size in (
+            ("train-images-idx3", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
+            ("train-labels-idx1", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
+            ("t10k-images-idx3", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
+            ("t10k-labels-idx1", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148))),
 }
 DOWNLOADABLE: tuple[str, ...] = tuple(SOURCES)
-_FOLDERS = {"mnist": "mnist", "cifar10": "cifar10"}  # under the data root, as glowlib.data reads them
+_IDX_SETS = ("mnist", "fashion_mnist")  # four idx .gz files each, kept as they are
+# under the data root, as glowlib.data reads them
+_FOLDERS = {"mnist": "mnist", "cifar10": "cifar10", "fashion_mnist": "fashion_mnist"}
 _CIFAR_DIR = "cifar-10-batches-py"  # the archive's only top-level folder
 _BACKOFF_S = 2.0  # wait before retry k (k = 1, 2, ...): _BACKOFF_S * k seconds
 
@@ -116,50 +140,117 @@ def download(name: str, data_root: str | os.PathLike | None = None, base_url: st
     root = _data.data_root(data_root)
     target = root / _FOLDERS[name]
     remotes = sources[name]
-
-    if name == "mnist":
-        todo = [r for r in remotes if not _matches(target / r.filename, r.known_hash)]
-    else:
-        todo = list(remotes)
-        batches = target / _CIFAR_DIR
-        if batches.exists():
-            missing = [f for f in _data._CIFAR_FILES if not (batches / f).is_file()]
-            if not missing:
-                todo = []
-            else:
-                raise DownloadError(f"{name}: {batches} exists but is incomplete (missing "
-                                    f"{', '.join(missing)}); remove it and run again")
-    if not todo:
-        log.info("%s: already in %s", name, target)
-        return target
-
     made = _make_dirs(target)
-    for stale in target.glob(f".{name}-download-*"):  # left by a run killed outright (SIGKILL)
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=target))
-    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
     try:
-        for remote in todo:
-            url = remote.url if base_url is None else base_url.rstrip("/") + "/" + remote.filename
-            _fetch(url, remote, staging, downloader, retries)
-        if name == "mnist":
-            for remote in todo:  # each verified; a rename within one folder is atomic
-                os.replace(staging / remote.filename, target / remote.filename)
-        else:
-            unpacked = staging / "unpacked"
-            _unpack_cifar(staging / remotes[0].filename, unpacked)
-            os.rename(unpacked / _CIFAR_DIR, target / _CIFAR_DIR)
+        with _download_lock(target):
+            _download_locked(name, target, remotes, base_url, retries, timeout, progress)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         for d in reversed(made):  # folders this call created, deepest first, if left empty
             try:
                 d.rmdir()
             except OSError:
                 break
         raise
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("%s: ready in %s", name, target)
     return target
+
+
+def _todo(name: str, target: Path, remotes) -> list[Remote]:
+    """The files of ``name`` not yet in place (idx files whose SHA-256 matches; a complete CIFAR-10 folder)."""
+    if name in _IDX_SETS:
+        return [r for r in remotes if not _matches(target / r.filename, r.known_hash)]
+    batches = target / _CIFAR_DIR
+    if batches.exists():
+        missing = [f for f in _data._CIFAR_FILES if not (batches / f).is_file()]
+        if not missing:
+            return []
+        raise DownloadError(f"{name}: {batches} exists but is incomplete (missing "
+                            f"{', '.join(missing)}); remove it and run again")
+    return list(remotes)
+
+
+def _download_locked(name, target: Path, remotes, base_url, retries, timeout, progress) -> None:
+    """The download itself, with this destination's lock held (so the files in place are decided afresh: a run
+    that held the lock before may have fetched them)."""
+    todo = _todo(name, target, remotes)
+    if not todo:
+        log.info("%s: already in %s", name, target)
+        return
+    for stale in target.glob(f".{name}-download-*"):  # left by a run killed outright (SIGKILL); we hold the lock
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=target))
+    downloader = _CappedDownloader(timeout, progress)
+    mode = 0o666 & ~_umask()
+    try:
+        for remote in todo:
+            url = remote.url if base_url is None else base_url.rstrip("/") + "/" + remote.filename
+            os.chmod(_fetch(url, remote, staging, downloader, retries), mode)   # pooch's temporary file is 0600
+        if name in _IDX_SETS:
+            for remote in todo:  # each verified; a rename within one folder is atomic
+                os.replace(staging / remote.filename, target / remote.filename)
+        else:
+            unpacked = staging / "unpacked"
+            _unpack_cifar(staging / remotes[0].filename, unpacked)
+            os.rename(unpacked / _CIFAR_DIR, target / _CIFAR_DIR)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("%s: ready in %s", name, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _download_lock(target: Path):
+    """Exclusive lock on downloads into ``target``, held until the files are in place; its file lives in the
+    temporary folder, named by a hash of the destination's path."""
+    digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"glowlib-download-{digest}.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another download into %s is running; waiting for it", target)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class DownloadTooLarge(DownloadError):
+    """A download that grew past its expected size: refused, not retried."""
+
+
+class _CappedDownloader:
+    """A pooch downloader (``downloader(url, output_file, pooch)``) that streams with requests and stops a file
+    that grows past the size the current :class:`Remote` gives (``limit``)."""
+
+    def __init__(self, timeout: float, progress: bool):
+        self.timeout, self.progress, self.limit = timeout, progress, None
+
+    def __call__(self, url, output_file, pooch_, check_only=False):
+        import requests
+        from tqdm.auto import tqdm
+
+        with requests.get(url, stream=True, timeout=self.timeout) as response:
+            response.raise_for_status()
+            declared = int(response.headers.get("Content-Length") or 0)
+            if self.limit is not None and declared > self.limit:
+                raise DownloadTooLarge(f"{url} announces {declared:,} bytes, more than the {self.limit:,} expected; "
+                                       f"refused (a wrong URL or mirror?)")
+            received = 0
+            with open(output_file, "wb") as f, tqdm(total=declared or None, unit="B", unit_scale=True,
+                                                    disable=not self.progress, leave=False) as bar:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    received += len(chunk)
+                    if self.limit is not None and received > self.limit:
+                        raise DownloadTooLarge(f"{url} sent more than the {self.limit:,} bytes expected; cut off "
+                                               f"and refused (a wrong URL or mirror?)")
+                    f.write(chunk)
+                    bar.update(len(chunk))
 
 
 def _fetch(url: str, remote: Remote, folder: Path, downloader, retries: int) -> Path:
@@ -168,10 +259,13 @@ def _fetch(url: str, remote: Remote, folder: Path, downloader, retries: int) -> 
     import pooch
     import requests
 
+    downloader.limit = remote.size
     for attempt in range(retries + 1):
         try:
             return Path(pooch.retrieve(url, remote.known_hash, fname=remote.filename, path=folder,
                                        downloader=downloader))
+        except DownloadError:
+            raise                               # too large: refused, not retried
         except (requests.RequestException, ValueError) as e:
             status = getattr(getattr(e, "response", None), "status_code", None)
             final = attempt == retries or (status is not None and 400 <= status < 500)
@@ -181,6 +275,10 @@ def _fetch(url: str, remote: Remote, folder: Path, downloader, retries: int) -> 
                                     f"{attempt + 1} attempt(s)): {e}") from e
             log.warning("%s %s (%s); retrying", remote.filename, what, e)
             time.sleep(_BACKOFF_S * (attempt + 1))
+        except OSError as e:                    # writing it failed (requests' errors are OSErrors too: above)
+            hint = "; free some space and run again" if e.errno == errno.ENOSPC else ""
+            raise DownloadError(f"{remote.filename} could not be written into {folder}: {e.strerror or e}{hint}") \
+                from e
     raise AssertionError("unreachable")
 
 
@@ -226,7 +324,8 @@ def _unpack_cifar(archive: Path, into: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m glowlib.download",
-        description="Download MNIST and CIFAR-10 into the layout glowlib.data reads, checking their SHA-256.")
+        description="Download MNIST, Fashion-MNIST and CIFAR-10 into the layout glowlib.data reads, checking "
+                    "their SHA-256.")
     parser.add_argument("dataset", nargs="?", default="all", choices=(*DOWNLOADABLE, "all", "celeba"),
                         help="what to download (default: all = %s; celeba only explains where to "
                              "get it)" % " and ".join(DOWNLOADABLE))
@@ -244,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             download(name, args.data_root, args.base_url, retries=args.retries)
-        except DownloadError as e:
+        except (DownloadError, OSError) as e:   # OSError: a data root that cannot be created or written
             print(f"error: {e}", file=sys.stderr)
             return 1
     if args.dataset == "all":

@@ -1,10 +1,15 @@
 """Tests for glowlib.download, fully offline: a local HTTP server on 127.0.0.1 serves small
 fixture archives in the real layouts; the table's hashes are replaced by the fixtures'."""
 
+import errno
 import gzip
 import hashlib
 import io
+import os
 import socket
+import stat
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -268,10 +273,12 @@ def test_leftovers_of_a_killed_run_are_removed(server, tmp_path):
 
 
 def test_table_has_every_file_data_reads_with_sha256():
-    assert set(dl.SOURCES) == {"mnist", "cifar10"}
+    assert set(dl.SOURCES) == {"mnist", "cifar10", "fashion_mnist"}
     assert [r.filename for r in dl.SOURCES["mnist"]] == list(MNIST_FILES)
+    assert [r.filename for r in dl.SOURCES["fashion_mnist"]] == list(MNIST_FILES)
     assert [r.filename for r in dl.SOURCES["cifar10"]] == ["cifar-10-python.tar.gz"]
-    for remote in (*dl.SOURCES["mnist"], *dl.SOURCES["cifar10"]):
+    for remote in (*dl.SOURCES["mnist"], *dl.SOURCES["cifar10"], *dl.SOURCES["fashion_mnist"]):
+        assert isinstance(remote.size, int) and remote.size > 0
         assert remote.url.startswith("https://") and remote.url.endswith("/" + remote.filename)
         alg, hexdigest = remote.known_hash.split(":")
         assert alg == "sha256" and len(hexdigest) == 64 and int(hexdigest, 16) >= 0
@@ -300,3 +307,106 @@ def test_gzip_fixtures_are_real_idx_files(tmp_path):
     make_idx_dir(tmp_path, "all")
     raw = gzip.decompress((tmp_path / MNIST_FILES[0]).read_bytes())
     assert raw[:4] == (0x803).to_bytes(4, "big")
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+def test_every_downloadable_dataset_of_the_gpu_profile_is_fetched_by_make_data():
+    """make data runs ``python -m glowlib.download all``: every dataset glowlib reads from files (the gpu profile
+    trains on each) is in the table; mnist5k and digits ship with packages, CelebA is explained, not fetched."""
+    needed = set(gd.DATASETS) - {"mnist5k", "digits", "celeba"}
+    assert needed == {"mnist", "fashion_mnist", "cifar10"} and needed <= set(dl.DOWNLOADABLE)
+
+
+def test_fashion_mnist_downloads_into_the_folder_data_reads(server, tmp_path, monkeypatch):
+    sources, arrays, _ = publish(server, tmp_path)
+    fashion = {"fashion_mnist": tuple(Remote(r.filename, r.url, r.known_hash) for r in sources["mnist"])}
+    root = tmp_path / "data"
+    assert download("fashion_mnist", root, sources=fashion, progress=False) == root / "fashion_mnist"
+    set_counts(monkeypatch)
+    data = gd.load_dataset("fashion_mnist", data_root=root, order="file")
+    assert np.array_equal(data.train_images[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
+
+
+def test_a_download_larger_than_expected_is_cut_off_and_refused(server, tmp_path):
+    sources, _, _ = publish(server, tmp_path)
+    name = MNIST_FILES[0]
+    small = dict(sources)
+    small["mnist"] = tuple(Remote(r.filename, r.url, r.known_hash, len(server.files[r.filename]) // 4
+                                  if r.filename == name else None) for r in sources["mnist"])
+    with pytest.raises(DownloadError, match=r"more than the [\d,]+ expected"):
+        download("mnist", tmp_path / "data", sources=small, retries=3, progress=False)
+    assert server.hits.count(name) == 1                   # refused, not retried
+    assert not (tmp_path / "data").exists()
+
+
+def test_downloaded_files_take_the_umask_mode(server, tmp_path):
+    sources, _, _ = publish(server, tmp_path)
+    old = os.umask(0o022)
+    try:
+        download("mnist", tmp_path / "data", sources=sources, progress=False)
+    finally:
+        os.umask(old)
+    for f in MNIST_FILES:
+        assert stat.S_IMODE((tmp_path / "data" / "mnist" / f).stat().st_mode) == 0o644
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(server, tmp_path, monkeypatch, capsys):
+    sources, _, _ = publish(server, tmp_path)
+    plain_open = open
+
+    def full_disk_open(file, mode="r", *args, **kwargs):
+        handle = plain_open(file, mode, *args, **kwargs)
+        if "w" in mode and ".mnist-download-" in str(file):
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            handle.write = write
+        return handle
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    monkeypatch.setattr(dl, "SOURCES", sources)
+    rc = dl.main(["mnist", "--data-root", str(tmp_path / "data"), "--retries", "2"])
+    monkeypatch.setattr("builtins.open", plain_open)
+    err = capsys.readouterr().err.split("\r")[-1]           # after the progress bar, which clears its line
+    assert rc == 1 and err.startswith("error: ") and err.count("\n") == 1
+    assert "No space left on device; free some space" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_concurrent_downloads_take_turns(server, tmp_path):
+    """Two downloads of one dataset into one folder at once: the second waits for the first, then finds the files
+    in place; neither removes the other's staging folder."""
+    sources, _, _ = publish(server, tmp_path)
+    server.stall.add(MNIST_FILES[0])                         # the first holds its staging folder open
+    root = tmp_path / "data"
+    errors = []
+
+    def first():
+        try:
+            download("mnist", root, sources=sources, progress=False, timeout=20)
+        except Exception as e:                                # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not list((root / "mnist").glob(".mnist-download-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.Popen([sys.executable, "-c", SECOND.format(root=str(root), sources=repr(
+        {k: [tuple(r.__dict__.values()) for r in v] for k, v in sources.items()}))], stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    assert second.poll() is None                             # waiting for the lock, the staging folder intact
+    assert list((root / "mnist").glob(".mnist-download-*"))
+    server.stall.clear()
+    server.release.set()                                     # the stalled response ends; the first retries
+    thread.join(60)
+    assert second.wait(60) == 0, second.stderr.read().decode()
+    assert errors == [] and tree(root / "mnist") == sorted(MNIST_FILES)
+
+
+SECOND = """
+from glowlib.download import Remote, download
+sources = {{k: tuple(Remote(*r) for r in v) for k, v in {sources}.items()}}
+download("mnist", {root!r}, sources=sources, progress=False)
+"""
