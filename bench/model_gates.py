@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from bench.common import sample_gates  # noqa: E402
 from glowlib.files import atomic_write_bytes  # noqa: E402
-from glowlib.profiles import CPU_EVALUATIONS, profile_config  # noqa: E402
+from glowlib.profiles import profile, profile_config  # noqa: E402
 from glowlib.results import cpu_name, git_state  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "model_gates"
@@ -36,8 +36,8 @@ ADDITIVE = ["model.coupling='additive'"]
 VARIANTS = {
     "affine_1500": ([], "compare", "the bits/dim table's model: affine coupling, 1,500 steps"),
     # the profile's evaluation rule (profiles.profile_config) at 3,000 steps
-    "affine_3000": (["train.steps=3000", f"train.eval_every={3000 // CPU_EVALUATIONS}",
-                     f"train.ckpt_every={3000 // CPU_EVALUATIONS}"], "compare", "the same, twice as long"),
+    "affine_3000": (["train.steps=3000", f"train.eval_every={3000 // profile("cpu").evaluations}",
+                     f"train.ckpt_every={3000 // profile("cpu").evaluations}"], "compare", "the same, twice as long"),
     "additive_1500": (ADDITIVE, "compare", "additive coupling (the official code's qualitative models), 1,500 steps"),
     "additive_2500": (ADDITIVE, "study", "additive coupling, the study tier's steps"),
 }

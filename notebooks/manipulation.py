@@ -9,15 +9,16 @@
 # (`glowlib.analysis.measure_attributes`:
 # stroke thickness and slant), each binarised at its median over the training images used. The claim is then
 # quantified: we measure the same attribute on the manipulated images and plot it against α; it should rise
-# with α. On CelebA {cite}`liu2015celeba` (when its files are present) the attribute file gives the labels, and only
-# the images are
-# shown. The model is the one shared Glow of the dataset (trained once, cached).
+# with α. On CelebA {cite}`liu2015celeba` (at gpu and paper, when its files are present) the attribute file gives the
+# labels; without CelebA, CIFAR-10 has no attributes, so a class is one (mean z of the class − mean z of the other
+# classes); on both only the images are shown. The table's `direction` column says which. The model is the one
+# shared Glow of the dataset (trained once, cached).
 
 # %% tags=["parameters"]
 profile = "smoke"
 seed = 0
 out_dir = ""
-dataset = "mnist5k"
+dataset = "auto"
 attributes = "auto"
 alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]
 n_images = 8

@@ -21,7 +21,7 @@
 profile = "smoke"
 seed = 0
 out_dir = ""
-dataset = "mnist5k"
+dataset = "auto"
 temperature = 0.7
 # samples per sampling seed, and the size of each test draw (at most the test split)
 n_samples = 500

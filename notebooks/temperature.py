@@ -18,7 +18,7 @@
 profile = "smoke"
 seed = 0
 out_dir = ""
-dataset = "mnist5k"
+dataset = "auto"
 # the whole curve; the compared temperature and T = 1 are always among them
 temperatures = [0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 # the temperature compared with T = 1 (the paper's)

@@ -125,13 +125,13 @@ def test_every_page_has_a_title_and_only_real_images(pages):
 
 def test_every_notebook_page_was_run_shows_a_figure_and_no_errors(pages):
     from PIL import Image
-    from glowlib.studies import LEFT_OUT
+    from glowlib.studies import left_out
     profile = _built_profile()
     for nb in NOTEBOOKS:
         path = HTML / "generated" / f"{nb}.html"
         assert path in pages, f"no page for notebook {nb}"
         page = pages[path]
-        if nb in LEFT_OUT.get(profile, {}):      # the profile leaves it out: its page says so, and why
+        if nb in left_out(profile):      # the profile leaves it out: its page says so, and why
             assert "(not run)" in page.title and "leaves this study out" in path.read_text(), nb
             continue
         assert "(not run)" not in page.title, f"{nb} has no results for profile {profile}"
@@ -158,9 +158,9 @@ def test_pages_read_like_a_paper(pages):
             f"{path}: a table needs a scroll to be read: {page.layout.get('scrolling-table-columns')}"
         assert page.layout["uncaptioned-figures"] == "0", f"{path}: {page.layout['uncaptioned-figures']} figures " \
                                                           f"without a caption"
-    from glowlib.studies import LEFT_OUT
+    from glowlib.studies import left_out
     for nb in NOTEBOOKS:
-        if nb in LEFT_OUT.get(_built_profile(), {}):      # a page saying why the profile leaves it out: no notebook
+        if nb in left_out(_built_profile()):      # a page saying why the profile leaves it out: no notebook
             continue
         built = json.loads((GENERATED / f"{nb}.ipynb").read_text())
         tags = [t for c in built["cells"] for t in c["metadata"].get("tags", [])]
@@ -294,9 +294,11 @@ def test_prepare_book_writes_intro_placeholders_and_the_toc(tmp_path):
 
 
 def test_a_study_the_profile_leaves_out_gets_a_page_saying_why(tmp_path):
-    from glowlib.studies import LEFT_OUT
+    from glowlib.profiles import PROFILES
+    from glowlib.studies import registry
     build = _build()
-    profile, left_out = next(iter(LEFT_OUT.items()))
+    profile = next(p for p in PROFILES if registry.left_out(p))
+    left_out = registry.left_out(profile)
     out = build["prepare_book"](profile, tmp_path / "book", tmp_path / "results")
     name, why = next(iter(left_out.items()))
     page = (out / f"{name}.md").read_text()

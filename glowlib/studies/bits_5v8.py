@@ -20,7 +20,7 @@ from ..config import RunConfig, check_range
 from ..training import evaluate, prepare_splits
 from .base import (NOT_TESTABLE, SEED, Experiment, cached_model, device, int_in, list_of, n_parameters,
                    sampler_temperatures, study_config)
-from .base import STUDY_DATASET, classifier_provenance, plot_named_grids  # noqa: F401  (for the notebook)
+from .base import classifier_provenance, study_dataset, plot_named_grids  # noqa: F401  (for the notebook)
 from .base import check_values
 
 NOTEBOOK = "bits_5v8"

@@ -16,20 +16,18 @@ from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import decision_columns, paired_values, real_half_indices, table_outcome
 from ..analysis.stats import NOT_TESTABLE, Decision, decide_paired
 from ..config import RunConfig
+from ..profiles import profile as profile_of
 from ..data import to_float
 from ..training import prepare_splits
 from .base import (N_CLASSES, SEED, Experiment, auto_or, cached_model, device, int_in, list_of, n_parameters,
                    number_in, sampler_temperatures, study_config)
-from .base import STUDY_DATASET, classifier_provenance, plot_named_grids  # noqa: F401  (for the notebook)
+from .base import classifier_provenance, study_dataset, plot_named_grids  # noqa: F401  (for the notebook)
 from .base import check_values
 
 NOTEBOOK = "class_conditional"
 Y_WEIGHTS = (0.0, 0.01, 1.0)                 # 0: likelihood only; 0.01: official conditional runs; 1: strong
 OFFICIAL_Y_WEIGHT = 0.01
 N_SEEDS = 3                                  # training seeds of each model: the replicates of the comparisons
-# y_weights="auto": every weight, except at cpu, where the official weight alone is trained: its claim is decided
-# on that row, and the other two weights would add six mnist5k trainings to a profile sized for a 2-core machine
-PROFILE_Y_WEIGHTS = {"cpu": (OFFICIAL_Y_WEIGHT,)}
 PAPER_T = 0.7
 PARAMETERS = {**SEED, "y_weights": auto_or(list_of(number_in(0.0))), "temperatures": sampler_temperatures,
               "n_per_class": int_in(2), "n_show": int_in(1, 32), "n_seeds": int_in(1)}
@@ -48,9 +46,9 @@ def conditional_config(profile: str, y_weight: float, seed: int = 0) -> RunConfi
 
 
 def y_weights_of(profile: str, value="auto") -> list[float]:
-    """The weights the notebook trains: ``value``, or for "auto" the profile's (:data:`PROFILE_Y_WEIGHTS`, else
+    """The weights the notebook trains: ``value``, or for "auto" the profile's (``Profile.y_weights``, else
     :data:`Y_WEIGHTS`)."""
-    return list(PROFILE_Y_WEIGHTS.get(profile, Y_WEIGHTS)) if value == "auto" else list(value)
+    return list(profile_of(profile).y_weights or Y_WEIGHTS) if value == "auto" else list(value)
 
 
 def runs(profile: str) -> list[RunConfig]:

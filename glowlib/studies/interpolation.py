@@ -15,15 +15,15 @@ from ..data import load_dataset, to_float
 from ..training import seeded
 from .base import CONFIRMED, CONTRADICTED, SEED, Experiment, available_dataset, int_in, shared_runs
 from .base import device, publish, shared_model, show  # noqa: F401  (the notebook calls them here)
-from .base import check_values
+from .base import auto_or, check_values, with_figure_dataset
 
 NOTEBOOK = "interpolation"
-PARAMETERS = {**SEED, "dataset": available_dataset, "n_pairs": int_in(1, 64), "n_points": int_in(2, 64)}
+PARAMETERS = {**SEED, "dataset": auto_or(available_dataset), "n_pairs": int_in(1, 64), "n_points": int_in(2, 64)}
 
 
 def check_parameters(**params) -> SimpleNamespace:
     """The notebook's parameters checked (``base.check_values``)."""
-    return SimpleNamespace(**check_values(NOTEBOOK, PARAMETERS, params))
+    return SimpleNamespace(**with_figure_dataset(check_values(NOTEBOOK, PARAMETERS, params)))
 
 
 def runs(profile: str) -> list:

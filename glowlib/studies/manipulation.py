@@ -14,50 +14,71 @@ from ..analysis import attribute_direction, image_grid, manipulate, measure_attr
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
 from ..config import check_choice
-from ..data import split_validation
+from ..data import is_available, split_validation
+from ..profiles import profile as profile_of
 from ..training import prepare_splits, seeded
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, available_dataset,
                    choice, int_in, list_of, number_in, shared_runs)
 from .base import device, shared_model, show  # noqa: F401  (the notebook calls them through this module)
-from .base import check_values
+from .base import auto_or, check_values, with_figure_dataset
 
 NOTEBOOK = "manipulation"
 MNIST_ATTRIBUTES = ("thickness", "slant")            # measured from the images (analysis.measure_attributes)
 CELEBA_ATTRIBUTES = ("Smiling", "Young", "Blond_Hair")
+# CIFAR-10 has no attribute labels: a class is the attribute (mean latent of the class minus that of the others)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_AUTO = ("automobile", "cat", "ship")
+# where each dataset's direction comes from (the table's ``direction`` column)
+DIRECTIONS = {"celeba": "CelebA attribute file", "cifar10": "CIFAR-10 class: mean latent of the class minus the rest"}
+MEASURED_DIRECTION = "measured from the images, split at the median"
+
+
+def manipulation_dataset(profile: str) -> str:
+    """The first of the profile's ``manipulation_datasets`` whose files are here (else its last): CelebA's
+    attributes where CelebA is present, else a CIFAR-10 class, at the profiles that train them."""
+    choices = profile_of(profile).manipulation_datasets
+    return next((d for d in choices if is_available(d)), choices[-1])
+
+
+def attributes_of(dataset: str) -> tuple:
+    """The attributes a direction can be found for on ``dataset``."""
+    return {"celeba": CELEBA_ATTRIBUTES, "cifar10": CIFAR10_CLASSES}.get(dataset, MNIST_ATTRIBUTES)
 
 
 def attributes_or_auto(name, value):
     """"auto" (the dataset's attributes) or a list of attribute names."""
     if value == "auto":
         return value
-    return list_of(choice(MNIST_ATTRIBUTES + CELEBA_ATTRIBUTES))(name, value)
+    return list_of(choice(MNIST_ATTRIBUTES + CELEBA_ATTRIBUTES + CIFAR10_CLASSES))(name, value)
 
 
-PARAMETERS = {**SEED, "dataset": available_dataset, "attributes": attributes_or_auto,
+PARAMETERS = {**SEED, "dataset": auto_or(available_dataset), "attributes": attributes_or_auto,
               "alphas": list_of(number_in()), "n_images": int_in(1, 64), "n_direction": int_in(2)}
 
 
 def check_parameters(**params) -> SimpleNamespace:
-    """The notebook's parameters checked (``base.check_values``); ``attributes="auto"`` becomes the dataset's,
-    and every attribute must be one the dataset has."""
+    """The notebook's parameters checked (``base.check_values``); ``dataset="auto"`` becomes the profile's
+    (:func:`manipulation_dataset`), ``attributes="auto"`` the dataset's (CIFAR-10: :data:`CIFAR10_AUTO`), and every
+    attribute must be one the dataset has."""
     values = check_values(NOTEBOOK, PARAMETERS, params)
-    allowed = CELEBA_ATTRIBUTES if values["dataset"] == "celeba" else MNIST_ATTRIBUTES
+    values = with_figure_dataset(values, manipulation_dataset(values["profile"]))
+    allowed = attributes_of(values["dataset"])
     if values["attributes"] == "auto":
-        values["attributes"] = list(allowed)
+        values["attributes"] = list(CIFAR10_AUTO if values["dataset"] == "cifar10" else allowed)
     for a in values["attributes"]:
         check_choice(f"attributes (for dataset={values['dataset']!r})", a, allowed)
     return SimpleNamespace(**values)
 
 
 def runs(profile: str) -> list:
-    """The shared Glow (``base.shared_model``)."""
-    return shared_runs(profile)
+    """The shared Glow (``base.shared_model``) of :func:`manipulation_dataset`."""
+    return shared_runs(profile, manipulation_dataset(profile))
 
 
 def manipulation(model, run, attributes, alphas, n_images: int, n_direction: int, seed: int) -> Experiment:
     """Attribute manipulation (Sec. 5, Fig. 6). For each attribute a direction = mean z(with) − mean z(without)
     over ``n_direction`` training images (MNIST-like data: the attribute measured from the image, binarised at its
-    median; CelebA: its attribute file), then ``n_images`` test images decoded at z + α·direction.
+    median; CelebA: its attribute file; CIFAR-10: a class against the others), then ``n_images`` test images decoded at z + α·direction.
 
     Tables: ``manipulation`` (one row per attribute, image and α, with the measured attributes of the result where
     they can be measured) and ``response`` (:func:`image_slopes`: one row per attribute, the image as the unit: each
@@ -68,12 +89,15 @@ def manipulation(model, run, attributes, alphas, n_images: int, n_direction: int
     data = splits.data
     pick = torch.randperm(len(splits.train_x), generator=seeded(seed, 8))[:n_direction]
     train_x = splits.train_x[pick]
-    measured = measure_attributes(train_x) if data.attribute_names == () else None
+    source = DIRECTIONS.get(run.data.dataset, MEASURED_DIRECTION)
+    measured = measure_attributes(train_x) if source == MEASURED_DIRECTION else None
     test_x = splits.test_x[torch.randperm(len(splits.test_x), generator=seeded(seed, 9))[:n_images]]
     rows, response, images = [], [], {}
     for attribute in attributes:
         if measured is not None:
             has = torch.from_numpy((measured[attribute] > measured[attribute].median()).to_numpy(copy=True))
+        elif run.data.dataset == "cifar10":       # a class against the rest
+            has = splits.train_y[pick] == data.class_names.index(attribute)
         else:                                     # CelebA: the attribute file, in the training split's order
             column = data.attribute_names.index(attribute)
             train_attr = _celeba_train_attributes(run, data)[pick]
@@ -84,7 +108,7 @@ def manipulation(model, run, attributes, alphas, n_images: int, n_direction: int
         values = measure_attributes(out.flatten(0, 1)) if measured is not None else None
         for i in range(out.shape[0]):
             for j, alpha in enumerate(alphas):
-                row = {"attribute": attribute, "image": i, "alpha": float(alpha),
+                row = {"attribute": attribute, "direction": source, "image": i, "alpha": float(alpha),
                        "decoded_finite": bool(finite[i, j])}
                 if values is not None:
                     row.update({f"measured_{m}": values[m].iloc[i * len(alphas) + j] for m in MNIST_ATTRIBUTES})

@@ -16,10 +16,10 @@ from ..analysis.judging import SAMPLING_SEEDS_T, decide_non_inferior, decision_c
 from ..training import prepare_splits
 from .base import SEED, Experiment, available_dataset, device, int_in, number_in, shared_runs, show
 from .base import classifier_provenance, curves, plot_splits, shared_model  # noqa: F401  (for the notebook)
-from .base import check_values
+from .base import auto_or, check_values, with_figure_dataset
 
 NOTEBOOK = "nearest_neighbours"
-PARAMETERS = {**SEED, "dataset": available_dataset, "temperature": number_in(0.0), "n_samples": int_in(4),
+PARAMETERS = {**SEED, "dataset": auto_or(available_dataset), "temperature": number_in(0.0), "n_samples": int_in(4),
               "n_sampling_seeds": int_in(1), "n_show": int_in(1, 64)}
 SPACES = ("pixel", "feature")
 # samples count as no closer to the training set than unseen test images when the ratio of their median
@@ -29,7 +29,7 @@ MARGIN = 0.1
 
 def check_parameters(**params) -> SimpleNamespace:
     """The notebook's parameters checked (``base.check_values``)."""
-    return SimpleNamespace(**check_values(NOTEBOOK, PARAMETERS, params))
+    return SimpleNamespace(**with_figure_dataset(check_values(NOTEBOOK, PARAMETERS, params)))
 
 
 def runs(profile: str) -> list:

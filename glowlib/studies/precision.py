@@ -17,20 +17,17 @@ from types import SimpleNamespace
 import pandas as pd
 
 from ..analysis.round_trip import ROUND_TRIP_MODES, ROUND_TRIP_TOLERANCE, round_trip, test_images  # noqa: F401
-from ..config import PRECISIONS, check_choice
+from ..config import PRECISIONS
 from ..data import is_available, load_dataset
 from ..layers import bf16_support
-from ..profiles import PROFILES, profile_config
+from ..profiles import profile_config
+from ..profiles import profile as profile_of
 from ..training import bits_per_image, mean_and_sem, trained
 from .base import SEED, auto_or, available_dataset, choice, device, int_in, list_of
 from .base import check_values, publish  # noqa: F401  (publish: the notebook calls it through this module)
 
 NOTEBOOK = "precision"
-# smoke: the 8x8 digits (every code path in a minute); cpu: Fashion-MNIST, the bits/dim table's largest data set;
-# paper: CIFAR-10 at the official settings for 20,000 steps (a full 400,000-step run per seed and precision would
-# be four of the paper's runs for one comparison)
-DATASETS = {"smoke": "digits", "cpu": "fashion_mnist", "gpu": "cifar10", "paper": "cifar10"}
-STEPS = {"gpu": 3_000, "paper": 20_000}
+# the data set and steps: the profile's ``precision_dataset`` and ``precision_steps``
 SEEDS = (0, 1)
 KEYS = {"runs": ["precision", "seed"], "comparison": ["quantity"], "round_trip": ["seed", "mode"]}
 PARAMETERS = {**SEED, "seeds": list_of(int_in(0)), "dataset": auto_or(available_dataset),
@@ -39,10 +36,10 @@ PARAMETERS = {**SEED, "seeds": list_of(int_in(0)), "dataset": auto_or(available_
 
 def check_parameters(**params) -> SimpleNamespace:
     """The notebook's parameters checked (``base.check_values``); ``dataset="auto"`` becomes the profile's
-    (:data:`DATASETS`), and ``seeds`` must hold two different ones."""
+    (``Profile.precision_dataset``), and ``seeds`` must hold two different ones."""
     values = check_values(NOTEBOOK, PARAMETERS, params)
     if values["dataset"] == "auto":
-        values["dataset"] = DATASETS[values["profile"]]
+        values["dataset"] = profile_of(values["profile"]).precision_dataset
     if len(set(values["seeds"])) < 2:
         raise ValueError(f"seeds={values['seeds']!r}: give at least two different seeds, so that the precisions' "
                          f"difference can be set beside the seeds'")
@@ -51,8 +48,8 @@ def check_parameters(**params) -> SimpleNamespace:
 
 def configs(profile: str, dataset: str, seeds, precisions) -> dict[tuple[str, int], object]:
     """{(precision, seed): RunConfig}: the profile's Glow for ``dataset`` with only the precision and seed changed."""
-    check_choice("profile", profile, PROFILES)
-    steps = [f"train.steps={STEPS[profile]}"] if profile in STEPS else []
+    steps = profile_of(profile).precision_steps
+    steps = [f"train.steps={steps}"] if steps is not None else []
     return {(p, s): profile_config(profile, dataset, "glow", s, [f"model.precision={p!r}"] + steps)
             for p in precisions for s in seeds}
 
@@ -60,7 +57,7 @@ def configs(profile: str, dataset: str, seeds, precisions) -> dict[tuple[str, in
 def runs(profile: str, on: str | None = None) -> list:
     """The runs the notebook trains with its default parameters on device ``on`` (default: ``base.device()``);
     none when the profile's data set is not on this machine."""
-    dataset = DATASETS[profile]
+    dataset = profile_of(profile).precision_dataset
     if not is_available(dataset):
         return []
     precisions, _ = runnable(PRECISIONS, on or device())

@@ -2,8 +2,10 @@
 figures and tables, the reviewers' questions, the cost pages, and the claims page, which reads the others'
 results and so comes last. Samples and their temperature stand together (both draw from the same models).
 
-Pure Python without imports: the Makefile reads the list with the system Python (``python3
-glowlib/studies/registry.py`` prints one name a line) and the book is built from it without torch.
+Pure Python without imports at the top: the Makefile reads the list with the system Python before .venv exists
+(``python3 glowlib/studies/registry.py`` prints every study, one a line). A profile's own list, less the studies it
+leaves out (``Profile.left_out``), needs glowlib and so the venv's Python: ``python -m glowlib.studies.registry
+cpu``.
 """
 
 PARTS = (
@@ -16,24 +18,20 @@ PARTS = (
 )
 STUDIES = tuple(name for _, names in PARTS for name in names)
 
-# Studies a profile leaves out of `make reproduce` (their notebooks are not run, their models not trained, their
-# claims "not testable at this scale"), with the reason. cpu: the 5-bit, temperature-validity and class-conditional
-# studies judge the samples of mnist5k models over three training seeds each; at the size and length whose samples
-# pass the sanity gates (bench/model_gates.py: an additive K=8, width 128 Glow at 2,500 steps) their models cost
-# about as much as the rest of the profile together on a 2-core CPU in fp32 (`make plan PROFILE=cpu` measured 4.3
-# against 4.2 hours of training on a 2-core AMD EPYC), beyond the profile's budget of 3 hours. `make notebook NB=<name> PROFILE=cpu` still runs one (training its models first).
-LEFT_OUT = {
-    "cpu": {name: ("its models (three training seeds each, at the size and length whose samples pass the sanity "
-                   "gates) would double the cpu profile's training time, beyond its budget of 3 hours "
-                   "on a 2-core CPU")
-            for name in ("bits_5v8", "temperature_validity", "class_conditional")},
-}
+
+def left_out(profile: str) -> dict:
+    """{study: reason} of the studies ``profile`` leaves out of `make reproduce` (their notebooks are not run, their
+    models not trained, their claims "not testable at this scale"): the Profile's ``left_out`` field, where the
+    reason is given. Imports ``glowlib.profiles`` (so torch): only :data:`STUDIES` is free of imports."""
+    from glowlib.profiles import profile as _profile
+    return dict(_profile(profile).left_out)
 
 
 def studies_of(profile: str) -> tuple:
     """The studies `make reproduce PROFILE=profile` runs, in the book's order (:data:`STUDIES` less
-    :data:`LEFT_OUT`)."""
-    return tuple(name for name in STUDIES if name not in LEFT_OUT.get(profile, {}))
+    :func:`left_out`)."""
+    skipped = left_out(profile)
+    return tuple(name for name in STUDIES if name not in skipped)
 
 
 if __name__ == "__main__":

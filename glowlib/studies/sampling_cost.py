@@ -42,6 +42,7 @@ from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
 from ..config import GlowConfig, MaCowConfig, check_choice, check_range
 from ..models import Glow, MaCow
 from ..profiles import PROFILES
+from ..profiles import profile as profile_of
 from ..results import hardware
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, auto_or, choice, int_in, list_of,
                    number_in)
@@ -103,17 +104,7 @@ class Setup:
         object.__setattr__(self, "heights", tuple(check_heights("heights", self.heights, self.n_levels)))
 
 
-# smoke: seconds of CPU (three repeats: with two, the t-interval is 12.7 standard errors wide); cpu: under a
-# minute on a laptop core, up to heights where Glow's arithmetic outweighs its fixed costs; paper: the GPU box, up
-# to CelebA-HQ's 256x256 (L = 4 so that the smallest height, 16, still halves L times)
-SMOKE = Setup(heights=(8, 16, 32), n_levels=2, depth=2, width=32, batch=4, n_repeats=3)
-SETUPS = {
-    "smoke": SMOKE,
-    "cpu": dataclasses.replace(SMOKE, heights=(8, 16, 32, 64, 128), n_levels=3, depth=4, width=128, n_repeats=5),
-    "paper": dataclasses.replace(SMOKE, heights=(16, 32, 64, 128, 256), n_levels=4, depth=8, width=256, batch=8,
-                                 n_repeats=5),
-}
-SETUPS["gpu"] = SETUPS["paper"]
+# each profile's setup is its ``Profile.sampling_cost`` (the fields of :class:`Setup`)
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -143,7 +134,7 @@ def check_parameters(**params) -> SimpleNamespace:
 def setup(profile: str, heights="auto", batch="auto", n_repeats="auto") -> Setup:
     """The profile's :class:`Setup`, with the heights, batch and repeats given in place of ``"auto"``."""
     check_choice("profile", profile, PROFILES)
-    base = SETUPS[profile]
+    base = Setup(**profile_of(profile).sampling_cost)
     changes = {}
     if heights != "auto":
         changes["heights"] = tuple(check_heights("heights", heights, base.n_levels, f" of profile {profile!r}"))

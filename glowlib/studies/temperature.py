@@ -18,11 +18,11 @@ from ..analysis.judging import decide_over_sampling_seeds, decision_columns, pai
 from ..data import load_dataset
 from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
 from .base import classifier_provenance, plot_named_grids, shared_model, show  # noqa: F401  (for the notebook)
-from .base import check_values
+from .base import auto_or, check_values, with_figure_dataset
 
 NOTEBOOK = "temperature"
 PAPER_T = 0.7
-PARAMETERS = {**SEED, "dataset": available_dataset, "temperatures": list_of(number_in(0.0)),
+PARAMETERS = {**SEED, "dataset": auto_or(available_dataset), "temperatures": list_of(number_in(0.0)),
               "temperature": number_in(0.0, 1.0), "n_samples": int_in(2), "n_sampling_seeds": int_in(1),
               "n_grid": int_in(1, 400)}
 # the claim: at the lower temperature, precision (fidelity) is higher and recall (diversity) lower than at T = 1
@@ -33,7 +33,7 @@ MEASURES = ("precision", "recall", "frechet")
 def check_parameters(**params) -> SimpleNamespace:
     """The notebook's parameters checked (``base.check_values``); the compared ``temperature`` and T = 1 join
     ``temperatures`` if they are not among them."""
-    values = check_values(NOTEBOOK, PARAMETERS, params)
+    values = with_figure_dataset(check_values(NOTEBOOK, PARAMETERS, params))
     values["temperatures"] = sorted(set(values["temperatures"]) | {values["temperature"], 1.0})
     return SimpleNamespace(**values)
 

@@ -20,8 +20,9 @@ from ..config import RunConfig, check_choice, check_range
 from ..layers import gaussian_log_prob
 from ..training import prepare_splits
 from ..profiles import PROFILES, profile_config
-from .base import (SEED, STUDY_DATASET, Experiment, auto_or, cached_model, choice, int_in, list_of,
-                   sampler_temperatures)
+from ..profiles import profile as profile_of
+from .base import (SEED, Experiment, auto_or, cached_model, choice, int_in, list_of, sampler_temperatures,
+                   study_dataset)
 from .base import device, plot_named_grids  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
@@ -29,9 +30,6 @@ NOTEBOOK = "temperature_validity"
 VALIDITY_COUPLINGS = ("additive", "affine")
 VALIDITY_PRIORS = ("learned", "standard")    # learned: split priors from a conv and a learned top; standard: N(0, 1)
 N_SEEDS = 3                                  # training seeds of each model: the replicates of the comparison
-# priors="auto": both, except at cpu, where the standard prior alone is trained: the claim is decided on it (with it
-# additive coupling is exact, the yardstick), and the learned-prior pair would add six mnist5k trainings
-PROFILE_PRIORS = {"cpu": ("standard",)}
 PAPER_T = 0.7
 # affine coupling keeps the temperature trick valid when its ESS/n at T = 0.7 is not below additive coupling's
 # (same prior) by more than this: with the standard prior additive coupling is exact (ESS/n = 1), so this is the
@@ -49,7 +47,7 @@ def check_parameters(**params) -> SimpleNamespace:
 
 
 def validity_config(profile: str, coupling: str, prior: str, seed: int = 0) -> RunConfig:
-    """The Glow of the studies' dataset (``base.STUDY_DATASET``) with ``coupling`` and a ``learned`` (split priors
+    """The Glow of the studies' dataset (``base.study_dataset``) with ``coupling`` and a ``learned`` (split priors
     and top) or ``standard`` normal prior, at the profile's "compare" tier of steps (the bits/dim table's length):
     the study needs the affine model, whose T = 1 draws overflow at the cpu profile's lengths (2.0% to 7.6% of them,
     ``results/bench/model_gates/``) and so fail a sanity gate there whatever the tier; the longer study tier would
@@ -58,15 +56,15 @@ def validity_config(profile: str, coupling: str, prior: str, seed: int = 0) -> R
     check_choice("coupling", coupling, VALIDITY_COUPLINGS)
     check_choice("prior", prior, VALIDITY_PRIORS)
     learned = prior == "learned"
-    return profile_config(profile, STUDY_DATASET[profile], "glow", seed,
+    return profile_config(profile, study_dataset(profile), "glow", seed,
                           [f"model.coupling={coupling!r}", f"model.learned_prior={learned}",
                            f"model.learn_top={learned}"])
 
 
 def priors_of(profile: str, value="auto") -> list[str]:
-    """The priors the notebook trains: ``value``, or for "auto" the profile's (:data:`PROFILE_PRIORS`, else
+    """The priors the notebook trains: ``value``, or for "auto" the profile's (``Profile.validity_priors``, else
     :data:`VALIDITY_PRIORS`)."""
-    return list(PROFILE_PRIORS.get(profile, VALIDITY_PRIORS)) if value == "auto" else list(value)
+    return list(profile_of(profile).validity_priors or VALIDITY_PRIORS) if value == "auto" else list(value)
 
 
 def runs(profile: str) -> list[RunConfig]:

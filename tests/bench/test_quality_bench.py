@@ -142,11 +142,12 @@ def test_the_workers_bench_compares_one_process_with_one_per_core(monkeypatch, c
 
 def test_model_gates_variants_are_the_runs_they_name_and_the_summary_reads_every_record(tmp_path, monkeypatch):
     from bench import model_gates
-    from glowlib.profiles import CPU_STEPS, CPU_STUDY_STEPS
+    from glowlib.profiles import profile
+    cpu = profile("cpu")
     runs = {name: model_gates.run_of(name) for name in model_gates.VARIANTS}
     assert len({r.key() for r in runs.values()}) == len(runs)
-    assert runs["affine_1500"].train.steps == CPU_STEPS["mnist5k"] and runs["affine_3000"].train.steps == 3000
-    assert runs["additive_2500"].train.steps == CPU_STUDY_STEPS["mnist5k"]
+    assert runs["affine_1500"].train.steps == cpu.steps["mnist5k"] and runs["affine_3000"].train.steps == 3000
+    assert runs["additive_2500"].train.steps == cpu.study_steps["mnist5k"]
     assert {r.model.coupling for n, r in runs.items() if n.startswith("additive")} == {"additive"}
     monkeypatch.setattr(model_gates, "OUT", tmp_path)
     (tmp_path / "x.json").write_text(json.dumps({
