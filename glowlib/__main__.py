@@ -35,7 +35,7 @@ from .studies.base import classifier_datasets
 from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of,
                        train)
 from .runtime import default_workers
-from .workers import order_for, run_workers, work_through
+from .workers import order_for, run_workers, train_here
 
 
 # papermill's parameter options: (short, long) -> (how many values follow, form)
@@ -168,13 +168,15 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
             raise ValueError("--workers N starts N workers on this machine; with --n-workers (several machines) "
                              "start one per machine (--workers 1)")
         status = run_workers(planning.longest_first(runs, planning.measured_seconds), workers,
-                             progress="lines" if progress else False)
+                             progress="lines" if progress else False, retry=f"make models PROFILE={profile}")
         if status:
             return status
     else:
         name = f"worker {worker_index} of {n_workers}" if n_workers > 1 else ""
-        work_through(order_for(runs, worker_index, n_workers, only_mine), progress,
-                     log=lambda line: print(line, flush=True), name=name)
+        status = train_here(order_for(runs, worker_index, n_workers, only_mine), progress, name=name,
+                            retry=f"python -m glowlib models --profile {profile} (or make models PROFILE={profile})")
+        if status:
+            return status
     for dataset in classifier_datasets(profile):
         if not classifier_path(dataset).is_file():
             print(f"training the measuring classifier of {dataset}", flush=True)

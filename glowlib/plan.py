@@ -38,7 +38,6 @@ from .results import cpu_name
 from .runtime import default_workers, usable_cores, worker_threads
 from .studies import all_runs
 from .studies.base import classifier_datasets, config_parameters
-from .studies.bpd_table import OPTIONAL_DATASETS
 from .training import cache_root, run_dir
 from .training.cache import is_cached
 from .training.evaluate import Splits
@@ -82,9 +81,14 @@ class StepCounter(TorchDispatchMode):
 
     It also adds up the FLOPs of the matrix products and convolutions with ``torch.utils.flop_counter``'s
     formulas, those of ``FlopCounterMode``, without that mode's module tracking, whose backward hooks fail inside
-    the nested ``autograd.grad`` of invertible backprop."""
+    the nested ``autograd.grad`` of invertible backprop. Syncs inside torch's own functions count too (the
+    operations they dispatch pass through here: ``LIBRARY_CHECKS``)."""
 
     SIZE_FROM_VALUES = ("nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive")
+    # torch's own checks that read a status back from the device: torch.linalg.inv, cholesky, solve, ... dispatch
+    # ``_linalg_check_errors`` after the factorisation, which on CUDA copies its ``info`` to the host (the *_ex
+    # variants skip it)
+    LIBRARY_CHECKS = ("_linalg_check_errors",)
 
     def __init__(self, host=()):
         super().__init__()
@@ -101,8 +105,10 @@ class StepCounter(TorchDispatchMode):
         return sum(self.syncs.values())
 
     def _sync(self, name, args, kwargs) -> str | None:
-        if name in ("_local_scalar_dense", "item", "is_nonzero"):
+        if name in ("_local_scalar_dense", "item", "is_nonzero", "equal"):
             return None if args[0].data_ptr() in self.host else "value read"
+        if name in self.LIBRARY_CHECKS:
+            return "library error check"
         if name in self.SIZE_FROM_VALUES:
             return "size from values"
         if name == "_to_copy":
@@ -369,12 +375,10 @@ def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=
         seconds = run_seconds(run, left, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else math.nan
         gpu = run_seconds(run, left, gpu_step_seconds(cost)) if cost else math.nan
         rows.append(Row(run, config_parameters(run), state, left, cost, seconds, gpu))
-    optional = [d for d in OPTIONAL_DATASETS if not is_available(d)]
     return {"profile": profile, "rows": rows, "workers": workers, "threads": threads,
             "seconds": makespan([r.seconds for r in rows], workers),
             "serial_seconds": sum(r.seconds for r in rows),
             "gpu_seconds": sum(r.gpu_seconds for r in rows), "missing": missing_data(profile, runs),
-            "optional_missing": [(d, HOW_TO_GET[d]) for d in optional],
             "device": device_name(device)}
 
 
@@ -413,8 +417,6 @@ def format_plan(p: dict) -> str:
                f"{ASSUMED_GPU['s_per_op'] * 1e6:g} µs to queue an operation)")
     for d, how in p["missing"]:
         out.append(f"MISSING DATA: {d} (needed by this run list): {how}")
-    for d, how in p["optional_missing"]:
-        out.append(f"optional data not here: {d} (its bits/dim table rows are left out): {how}")
     if not p["missing"]:
         out.append("data: every dataset this run list needs is here")
     return "\n".join(out)

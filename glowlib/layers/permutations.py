@@ -40,6 +40,14 @@ class OneByOneConv(Flow):
         return F.conv2d(y, self.inverse_weight()[:, :, None, None])
 
 
+def inverse(w: torch.Tensor) -> torch.Tensor:
+    """W⁻¹ without ``torch.linalg.inv``'s check that W is invertible: that check reads the factorisation's status
+    back to the host, a wait for the GPU at every 1x1 convolution of every inverse (invertible backprop's too:
+    128 a step for CelebA's L=4, K=32 model). A W that is singular to working precision gives inf or NaN instead
+    of an error, which the training step treats as any non-finite step (it is undone)."""
+    return torch.linalg.inv_ex(w)[0]
+
+
 class InvConv1x1(OneByOneConv):
     """Invertible 1x1 convolution y = W x per pixel (Sec. 3.2); logdet = H·W·log|det W| via ``slogdet``.
 
@@ -61,7 +69,7 @@ class InvConv1x1(OneByOneConv):
         return w, self._forward_cache.get(self, [w], lambda: torch.linalg.slogdet(w)[1])
 
     def inverse_weight(self):
-        return self._inverse_cache.get(self, [self.weight], lambda: torch.linalg.inv(self.weight))
+        return self._inverse_cache.get(self, [self.weight], lambda: inverse(self.weight))
 
 
 
@@ -98,7 +106,7 @@ class InvConv1x1LU(OneByOneConv):
         return self._forward_cache.get(self, self._params(), self._compose), self.log_s.sum()
 
     def inverse_weight(self):
-        return self._inverse_cache.get(self, self._params(), lambda: torch.linalg.inv(self._compose()))
+        return self._inverse_cache.get(self, self._params(), lambda: inverse(self._compose()))
 
 
 class Permute(Flow):

@@ -15,7 +15,7 @@ network evaluation per step (the forward pass without a graph), instead of two.
 The rebuilt inputs carry floating-point round-off, so the gradients match plain autograd's to that accuracy, not
 bit for bit (``tests/test_speed.py`` checks 1e-5 in float64). The input of each level is kept, so the drift of the
 rebuilt one is measured (``reconstruction_error`` on the ``FlowSequence``) and a warning is raised when it is
-large. Only first derivatives are supported (the backward pass is not itself differentiable).
+large (inside the training loop, read with its statistics: ``deferred_drift_checks``). Only first derivatives are supported (the backward pass is not itself differentiable).
 
 With bf16 coupling networks (``precision="bf16"``) a rebuilt input that lies near a bf16 rounding boundary would
 round the other way than in the forward pass, and NN would see another input: on the 3x32x32, width-512 benchmark
@@ -109,15 +109,52 @@ class _InvertibleSequence(torch.autograd.Function):
         return g_x, None, *(grads.get(p) for p in trainable(flows))
 
 
+_defer = {"on": False}
+
+
+class deferred_drift_checks:
+    """Inside it, the drift of the rebuilt inputs is kept on the device (``FlowSequence.drift_since_check``, the
+    largest since the last check) instead of read at once: reading it makes the host wait for the GPU at every
+    level of every step. The training loop enters it for its steps and calls :func:`check_drift` where it reads
+    its statistics anyway."""
+
+    def __enter__(self):
+        self.before, _defer["on"] = _defer["on"], True
+
+    def __exit__(self, *exc):
+        _defer["on"] = self.before
+
+
 def _record_drift(flows, err) -> None:
-    """Keep the largest error of the rebuilt level input relative to the input's scale on
-    ``flows.reconstruction_error`` and warn when it is large: the gradients are then inaccurate (an
-    ill-conditioned step, e.g. coupling scales near 0). Train with ``inv_backprop=False`` if this persists."""
+    """Keep the error of the rebuilt level input relative to the input's scale on ``flows.reconstruction_error``
+    and warn when it is large: the gradients are then inaccurate (an ill-conditioned step, e.g. coupling scales
+    near 0). Train with ``inv_backprop=False`` if this persists. Deferred (:class:`deferred_drift_checks`): the
+    largest since the last :func:`check_drift`, kept on the device."""
     flows.reconstruction_error = err
+    if _defer["on"]:
+        previous = getattr(flows, "drift_since_check", None)
+        flows.drift_since_check = err if previous is None else torch.maximum(previous, err)   # NaN stays NaN
+        return
+    _warn_if_drifted(flows, err)
+
+
+def _warn_if_drifted(flows, err) -> None:
     if not bool(err <= DRIFT_WARNING):           # also catches NaN
         warnings.warn(f"invertible backprop: the input rebuilt through {len(flows.flows)} inverse steps is off by "
-                      f"{err.item():.3g} relative to its scale; the gradients are inaccurate. Train with "
+                      f"{float(err):.3g} relative to its scale; the gradients are inaccurate. Train with "
                       f"GlowConfig(inv_backprop=False) if this persists.", RuntimeWarning, stacklevel=2)
+
+
+def check_drift(module: nn.Module) -> None:
+    """Warn for each level of ``module`` whose rebuilt input drifted too far since the last check (deferred by
+    :class:`deferred_drift_checks`): one read of all the levels' errors, then they start afresh."""
+    kept = [m for m in module.modules() if getattr(m, "drift_since_check", None) is not None]
+    if not kept:
+        return
+    errors = torch.stack([m.drift_since_check.float() for m in kept]).tolist()
+    for m, err in zip(kept, errors):
+        m.drift_since_check = None
+        _warn_if_drifted(m, torch.tensor(err))
 
 
 def invertible_forward(flows, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

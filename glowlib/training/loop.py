@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import to_float
+from ..layers.revgrad import check_drift, deferred_drift_checks
 from ..models import Dequantizer, Glow
 from ..objective import bits_per_dim, dequantize
 from ..runtime import tune_allocator
@@ -95,6 +97,37 @@ def training_loss(net, x, y, run: RunConfig, **kwargs) -> tuple[torch.Tensor, to
     bpd = bits_per_dim(net(x, y, **kwargs), run.model.n_dims, run.data.n_bits).mean()   # log p(x) (or the ELBO's
     # integrand log p(x̃) − log q(u | x); bits_per_dim adds the D·n·ln 2 of q's bin units)
     return bpd, bpd
+
+
+class RunStopped(RuntimeError):
+    """A run stopped at a step boundary because the process was asked to stop (SIGTERM, SIGHUP: ``request_stop``),
+    after saving ``last.pt`` at that step; ``signal`` is the signal's number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signal = signum
+
+
+# The signal that asked this process to stop, if any (``request_stop``): the training loop checks it between steps,
+# where the model, the optimizer and the Polyak copies agree, so that the checkpoint it then saves resumes exactly.
+_stop = {"signal": None, "training": False}
+
+
+def request_stop(signum: int) -> None:
+    """Ask the training loop of this process to save ``last.pt`` and raise ``RunStopped`` after the current step
+    (a signal handler calls this; it does nothing else, so it is safe at any point)."""
+    _stop["signal"] = signum
+
+
+def stop_requested() -> int | None:
+    """The signal that asked this process to stop (``request_stop``), or None."""
+    return _stop["signal"]
+
+
+def training_now() -> bool:
+    """Whether this process is inside ``train``, whose loop checks ``stop_requested`` between steps (a stop asked
+    while the run is set up takes effect at its first step; one asked while it saves its end, when it returns)."""
+    return _stop["training"]
 
 
 class TrainingFailed(RuntimeError):
@@ -214,18 +247,22 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
                          "it aside and starts over")
     device = training_device(run.train.device)
     maybe_init_distributed(device)
-    r = _setup(run, Path(out_dir), device=device)
-    folder = claim(r.out_dir) if r.rank == 0 else None      # only rank 0 writes the folder
+    _stop["training"] = True                    # a stop signal from here on waits for the next step boundary
     try:
-        if restart and r.rank == 0:
-            set_aside(r.out_dir, "replaced")
-        _resume_or_initialise(r, resume)
-        _prepare_step(r)
-        _steps(r, stop_after, progress)
-        return _finish(r)
+        r = _setup(run, Path(out_dir), device=device)
+        folder = claim(r.out_dir) if r.rank == 0 else None      # only rank 0 writes the folder
+        try:
+            if restart and r.rank == 0:
+                set_aside(r.out_dir, "replaced")
+            _resume_or_initialise(r, resume)
+            _prepare_step(r)
+            _steps(r, stop_after, progress)
+            return _finish(r)
+        finally:
+            if folder is not None:
+                folder.release()
     finally:
-        if folder is not None:
-            folder.release()
+        _stop["training"] = False
 
 
 def session(run: RunConfig, splits: Splits | None = None, device: torch.device | str | None = None) -> _Run:
@@ -257,6 +294,8 @@ def _steps(r: _Run, stop_after: int | None, progress) -> None:
     end = tc.steps if stop_after is None else min(tc.steps, r.step + stop_after)
     r.model.train()
     while r.step < end:
+        if stop_requested() is not None:
+            _stop_now(r)
         if _out_of_time(r):
             r.stopped = f"time budget train.max_minutes={tc.max_minutes:g} reached at step {r.step}"
             r.progress.write(f"{r.progress.desc}: {r.stopped}; evaluating and saving")
@@ -266,6 +305,18 @@ def _steps(r: _Run, stop_after: int | None, progress) -> None:
         r.progress.update()
         _after_step(r)
     r.progress.close()
+
+
+def _stop_now(r: _Run) -> None:
+    """Save ``last.pt`` at this step (rank 0) and raise ``RunStopped``: a stop asked by a signal."""
+    _read(r)
+    if r.rank == 0 and r.saved_step != r.step:
+        save_checkpoint(r.last_path, _snapshot(r))
+        r.saved_step = r.step
+    r.progress.close()
+    number = stop_requested()
+    raise RunStopped(f"{r.progress.desc}: stopped by {signal.Signals(number).name} at step {r.step:,} of "
+                     f"{r.run.train.steps:,}; {r.last_path} holds it, and the same command resumes it", number)
 
 
 def _out_of_time(r: _Run) -> bool:
@@ -428,8 +479,9 @@ def _step(r: _Run) -> None:
     for group in r.optimizer.param_groups:
         group["lr"] = lr
     r.grads.zero()
-    loss, bpd = training_loss(r.net, x, y, r.run, **kwargs)
-    loss.backward()
+    with deferred_drift_checks():          # invertible backprop's drift read at _read, not at every level
+        loss, bpd = training_loss(r.net, x, y, r.run, **kwargs)
+        loss.backward()
     norm = r.grads.norm()
     stats = torch.stack([loss.detach().float(), norm, bpd.detach().float()])
     if r.world > 1:                        # the global batch's mean loss; every rank takes the same decision
@@ -463,6 +515,7 @@ def _read(r: _Run) -> None:
             r.events[-1]["action"] = f"reload last good checkpoint, lr x{r.lr_scale:g}"
             r.skips, reload = 0, True
         r.progress.write(f"non-finite loss/gradient at step {step}: {r.events[-1]['action']}")
+    check_drift(r.model)
     if reload and r.last_path.exists():
         _reload(r)
     if not r.grads.intact():

@@ -153,3 +153,110 @@ def test_workers_are_dealt_the_longest_runs_first_and_unmeasured_ones_last():
     from glowlib.workers import longest_first
     seconds = {"a": 10.0, "b": None, "c": 300.0, "d": 10.0, "e": None}
     assert longest_first(list("abcde"), seconds.get) == ["c", "a", "d", "b", "e"]
+
+
+def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
+    """An out-of-memory error and a checkpoint that cannot be written each end their own run only: the failure is
+    recorded (why, where its files are), the next runs train, and the report says how to retry."""
+    import torch
+
+    import glowlib.workers as workers
+    from glowlib.training.checkpoint import CheckpointWriteError
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
+    runs = tiny_runs(3)
+    real = workers.train_if_free
+
+    def flaky(run, *args, **kwargs):
+        if run is runs[0]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        if run is runs[2]:
+            raise CheckpointWriteError(f"could not write {run_dir(run) / 'last.pt'}: No space left on device")
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "train_if_free", flaky)
+    failures, lines = [], []
+    outcomes = work_through(runs, False, lines.append, failures=failures)
+    assert outcomes == {runs[0].key(): "failed", runs[1].key(): "trained", runs[2].key(): "failed"}
+    assert (run_dir(runs[1]) / "done.json").exists()
+    assert [f["key"] for f in failures] == [runs[0].key(), runs[2].key()]
+    assert failures[0]["why"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert "No space left on device" in failures[1]["why"] and str(run_dir(runs[2])) in failures[1]["files"]
+    assert any(line.startswith("[1/3] FAILED") for line in lines)
+    report = workers.failure_report(failures, "make models PROFILE=smoke")
+    assert report[0].startswith("2 run(s) failed") and "make models PROFILE=smoke" in report[-1]
+
+
+def test_the_command_ends_non_zero_with_the_failures_listed(tmp_path, monkeypatch, capfd):
+    """Through the worker processes: a run whose data is missing fails, the others train, and the command ends
+    with status 1 and the list of failures."""
+    from glowlib.data import is_available
+    if is_available("cifar10"):
+        pytest.skip("CIFAR-10 is present here: this test needs a dataset that is missing")
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
+    good = tiny_runs(2)
+    missing = good[0].override(["data.dataset='cifar10'", "model.in_channels=3", "model.image_size=32"])
+    assert run_workers([missing] + good, 2, progress=False, retry="make models PROFILE=smoke") == 1
+    err = capfd.readouterr().err
+    assert "1 run(s) failed" in err and missing.key() in err and "make models PROFILE=smoke" in err
+    assert all((run_dir(run) / "done.json").exists() for run in good)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in __import__("pathlib").Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_stops_every_worker_leaving_resumable_checkpoints(tmp_path, signal_name):
+    """SIGTERM (or SIGHUP) to the command that started the workers reaches every worker: each saves its run's
+    last.pt at the step it reached and ends, the command ends with 128 + the signal, and the runs resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from glowlib.training import load_checkpoint, train
+    runs = [run.override(["train.steps=100000", "train.ckpt_every=50000", "train.eval_every=50000"])
+            for run in tiny_runs(2)]
+    listing = tmp_path / "runs.json"
+    listing.write_text(json.dumps([run.to_dict() for run in runs]))
+    script = ("import json, sys; from glowlib.config import RunConfig; from glowlib.workers import run_workers; "
+              f"runs = [RunConfig.from_dict(d) for d in json.load(open({str(listing)!r}))]; "
+              "sys.exit(run_workers(runs, 2, progress=False))")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "GLOWLIB_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    command = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in command.stdout:                     # both workers are training
+        seen.append(line)
+        if sum(" training " in x for x in seen) == 2:
+            break
+    workers = _children(command.pid)
+    assert len(workers) == 2
+    time.sleep(3)                                   # some steps
+    command.send_signal(getattr(signal, signal_name))
+    try:
+        rest = command.communicate(timeout=120)[0]
+    finally:                                        # never leave a worker behind, whatever happened
+        for pid in workers + [command.pid]:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+    assert command.returncode == 128 + getattr(signal, signal_name), rest
+    for pid in workers:                             # none left training in the background
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert f"stopped by {signal_name}" in rest
+    os.environ["GLOWLIB_CACHE"] = str(tmp_path / "cache")
+    try:
+        for run in runs:
+            folder = run_dir(run)
+            assert not (folder / "done.json").exists()
+            step = load_checkpoint(folder / "last.pt")["step"]
+            assert 0 <= step < 100000
+            result = train(run, folder, resume=True, stop_after=2, progress=False)
+            assert result.step == step + 2
+    finally:
+        del os.environ["GLOWLIB_CACHE"]
