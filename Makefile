@@ -50,7 +50,7 @@ endif
 # out (`make notebook NB=...` still runs one); claims reads the others' results, so it comes last. Listing them
 # asks the profile, which needs .venv's Python (glowlib and torch), so only the goal that uses them does.
 ifneq ($(filter results,$(MAKECMDGOALS)),)
-NOTEBOOKS := $(shell $(PY) -m glowlib.studies.registry $(PROFILE))
+NOTEBOOKS := $(shell $(PY) -m glowlib.studies $(PROFILE))
 ifeq ($(NOTEBOOKS),)
 $(error could not list the notebooks of PROFILE=$(PROFILE) with $(PY) (the message is above); run make env first)
 endif

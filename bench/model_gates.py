@@ -36,8 +36,8 @@ ADDITIVE = ["model.coupling='additive'"]
 VARIANTS = {
     "affine_1500": ([], "compare", "the bits/dim table's model: affine coupling, 1,500 steps"),
     # the profile's evaluation rule (profiles.profile_config) at 3,000 steps
-    "affine_3000": (["train.steps=3000", f"train.eval_every={3000 // profile("cpu").evaluations}",
-                     f"train.ckpt_every={3000 // profile("cpu").evaluations}"], "compare", "the same, twice as long"),
+    "affine_3000": (["train.steps=3000", f"train.eval_every={3000 // profile('cpu').evaluations}",
+                     f"train.ckpt_every={3000 // profile('cpu').evaluations}"], "compare", "the same, twice as long"),
     "additive_1500": (ADDITIVE, "compare", "additive coupling (the official code's qualitative models), 1,500 steps"),
     "additive_2500": (ADDITIVE, "study", "additive coupling, the study tier's steps"),
 }

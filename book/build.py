@@ -72,15 +72,13 @@ def registry():
 
 
 def left_out(profile: str) -> dict:
-    """{study: reason} of the studies ``profile`` leaves out of ``make reproduce``: the registry's ``LEFT_OUT``
-    where it names them itself, else its ``left_out(profile)``, which reads them from ``glowlib.profiles`` (and so
-    loads the package)."""
-    reg = registry()
-    if hasattr(reg, "LEFT_OUT"):
-        return dict(reg.LEFT_OUT.get(profile, {}))
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return dict(reg.left_out(profile))
+    """{study: reason} of the studies ``profile`` leaves out of ``make reproduce``, as the claims page recorded
+    them (``claims/left_out.csv``: the profile's own list is in ``glowlib.profiles``, which needs torch); {} where
+    the claims page has not run."""
+    path = results_root() / profile / "claims" / "left_out.csv"
+    if not path.is_file():
+        return {}
+    return {row["study"]: row["reason"] for row in pd.read_csv(path).to_dict("records")}
 
 
 def results_root() -> Path:

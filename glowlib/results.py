@@ -37,6 +37,8 @@ from .files import TMP_SUFFIX, atomic_write_bytes
 # model code
 PROFILES = ("smoke", "cpu", "gpu", "paper")
 PROVENANCE = "provenance.json"
+# the numbers a page's words quote (``Recorder.values``), beside its tables
+VALUES = "values.json"
 # the folder a Recorder writes into instead of out_dir, set by the Makefile's execute macro
 STAGE_ENV = "GLOWLIB_STAGE"
 REQUIRED_PROVENANCE = ("notebook", "git_sha", "git_dirty", "profile", "configs", "seed", "torch_version", "device",
@@ -195,6 +197,7 @@ class Recorder:
         self.started = time.time()
         self.start_time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.configs, self.models, self.tables, self.figures, self.extra = {}, {}, {}, {}, {}
+        self.page_values = {}
         self.torch_version = torch.__version__
         stage = os.environ.get(STAGE_ENV)
         # where the files go: out_dir itself, or make's staging folder that replaces out_dir on success
@@ -221,7 +224,7 @@ class Recorder:
             if self.out_dir.exists():
                 # the staging folder replaces out_dir whole: a file there that no run of this notebook listed
                 # would be lost with it
-                known = {p.name for p in self.previous_outputs} | {PROVENANCE, f"{notebook}.ipynb"}
+                known = {p.name for p in self.previous_outputs} | {PROVENANCE, VALUES, f"{notebook}.ipynb"}
                 foreign = sorted(p.name for p in self.out_dir.iterdir()
                                  if p.name not in known and not p.name.endswith(TMP_SUFFIX))
                 if foreign:
@@ -286,6 +289,18 @@ class Recorder:
         atomic_write_bytes(path, buffer.getvalue())
         self.figures[path.name] = {"what": what or name}
 
+    def values(self, **values) -> dict:
+        """Record the numbers (or short strings) that the page's words quote into ``values.json``, added to those
+        recorded before; returns them all. Numpy scalars become Python numbers."""
+        for name, value in values.items():
+            value = value.item() if hasattr(value, "item") else value
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(f"page value {name}={value!r} must be a number or a string")
+            self.page_values[name] = value
+        text = json.dumps(_clean(self.page_values), indent=1, sort_keys=True) + "\n"
+        atomic_write_bytes(self.folder / VALUES, text.encode())
+        return dict(self.page_values)
+
     def finish(self) -> dict:
         """Write ``provenance.json`` and, when writing into ``out_dir`` itself, remove the outputs of this notebook's
         previous run that were not rewritten (a staging folder starts empty and replaces ``out_dir`` whole)."""
@@ -300,7 +315,7 @@ class Recorder:
                   "parameters": self.parameters, "configs": self.configs, "models": self.models,
                   "torch_version": self.torch_version, "device": self.device, "hardware": hardware(self.device),
                   "start_time": self.start_time, "wall_s": round(time.time() - self.started, 2),
-                  "tables": self.tables, "figures": self.figures, **self.extra}
+                  "tables": self.tables, "figures": self.figures, "values": self.page_values, **self.extra}
         text = json.dumps(_clean(record), indent=1, default=_json_default)
         atomic_write_bytes(self.folder / PROVENANCE, text.encode())
         return record

@@ -54,7 +54,7 @@ for name, trained in result.models.items():
 runs, curves = result.tables["runs"], result.tables["curves"]
 summary = study.ablation_summary(runs, curves)
 conv1x1 = study.conv1x1_cost(p.bench_dir)
-study.publish(p.out_dir, **study.page_values(runs, conv1x1))
+study.publish(rec, **study.page_values(runs, conv1x1))
 
 # %% [markdown]
 # {glue:text}`n_runs` training runs on {glue:text}`dataset`, {glue:text}`steps` steps each

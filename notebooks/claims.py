@@ -52,7 +52,7 @@ display(Markdown(csv_link("claims")))
 
 # %%
 changes = study.verdict_changes(previous, table)
-study.publish(p.out_dir, **study.verdict_counts(table), n_changed=len(changes))
+study.publish(rec, **study.verdict_counts(table), n_changed=len(changes))
 if not changes.empty:
     show(changes, "changes")
 
@@ -66,6 +66,7 @@ rec.figure(fig, "verdicts")
 # %%
 rec.table(table, "claims", keys=["id"])
 rec.table(numbers, "claim_numbers", keys=["id", "name"])
+rec.table(study.left_out_table(p.profile), "left_out", keys=["study"])
 if not changes.empty:
     rec.table(changes, "changes", keys=["id"])
 wall_s = rec.finish()["wall_s"]

@@ -34,7 +34,7 @@ p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, bench_di
 rec = Recorder("cost", p.out_dir, p.profile, p.seed, vars(p), "cpu")
 result = study.cost_tables(p.bench_dir)
 rec.note(bench_records=result.sources)
-study.publish(p.out_dir, **study.page_values(result.tables))
+study.publish(rec, **study.page_values(result.tables))
 Markdown("\n".join(f"- **Note:** {n}" for n in result.notes))
 
 # %% [markdown]

@@ -34,7 +34,7 @@ rec.model(f"glow-{p.dataset}", trained)
 x_a, x_b, index_a, index_b = study.test_pairs(p.dataset, p.n_pairs, p.seed)
 result = study.interpolation(trained.model, x_a, x_b, index_a, index_b, p.n_points)
 recon = result.tables["reconstruction"]
-study.publish(p.out_dir, **study.page_values(recon))
+study.publish(rec, **study.page_values(recon))
 
 # %% [markdown]
 # Largest decode error at the endpoints: {glue:text}`largest_error:.2e` (half a quantisation bin:

@@ -48,7 +48,7 @@ models = study.train_all(configs, device)
 for (precision, s), tm in models.items():
     rec.model(f"{precision}_seed{s}", tm)
 rec.note(skipped=skipped, bf16_path=study.bf16_support(device)[1])
-study.publish(p.out_dir, device=device, bf16_path=study.bf16_support(device)[1])
+study.publish(rec, device=device, bf16_path=study.bf16_support(device)[1])
 Markdown("\n".join(f"- {line}" for line in skipped))
 
 # %% [markdown]

@@ -99,7 +99,7 @@ show(fit, "fit", columns=["model", "clock", "exponent", "r2", "last_exponent", "
 # %%
 ratios = study.ratios(timings)
 trend = study.ratio_trend(timings)
-study.publish(p.out_dir, **study.page_values(fit, trend))
+study.publish(rec, **study.page_values(fit, trend))
 
 # %% [markdown]
 # MaCow's wall-clock growth exponent minus Glow's is {glue:text}`exponent_difference:+.2f`; their 95% intervals

@@ -46,7 +46,7 @@ for name, trained in result.models.items():
     rec.model(name, trained)
 runs, curves = result.tables["runs"], result.tables["curves"]
 summary = study.what_works_summary(runs, reference)
-study.publish(p.out_dir, n_runs=len(runs), dataset=runs.dataset.iloc[0], steps=int(runs.steps.iloc[0]),
+study.publish(rec, n_runs=len(runs), dataset=runs.dataset.iloc[0], steps=int(runs.steps.iloc[0]),
               batch=int(runs.images_seen.iloc[0] // runs.steps.iloc[0]), reference=reference)
 
 # %% [markdown]

@@ -295,10 +295,14 @@ def test_prepare_book_writes_intro_placeholders_and_the_toc(tmp_path):
 
 def test_a_study_the_profile_leaves_out_gets_a_page_saying_why(tmp_path):
     from glowlib.profiles import PROFILES
-    from glowlib.studies import registry
+    from glowlib.studies import left_out as left_out_of
     build = _build()
-    profile = next(p for p in PROFILES if registry.left_out(p))
-    left_out = registry.left_out(profile)
+    profile = next(p for p in PROFILES if left_out_of(p))
+    left_out = left_out_of(profile)
+    claims = tmp_path / "results" / profile / "claims"      # the claims page records what the profile left out
+    claims.mkdir(parents=True)
+    pd.DataFrame({"study": list(left_out), "reason": list(left_out.values())}).to_csv(claims / "left_out.csv",
+                                                                                      index=False)
     out = build["prepare_book"](profile, tmp_path / "book", tmp_path / "results")
     name, why = next(iter(left_out.items()))
     page = (out / f"{name}.md").read_text()

@@ -14,9 +14,23 @@ import importlib
 from types import ModuleType, SimpleNamespace
 
 from ..config import check_choice
-from .registry import PARTS, STUDIES, left_out, studies_of
+from .registry import PARTS, STUDIES
 
 __all__ = ["PARTS", "STUDIES", "left_out", "studies_of", "study", "check_parameters", "all_runs", "all_claims", "claim_specs"]
+
+
+def left_out(profile: str) -> dict:
+    """{study: reason} of the studies ``profile`` leaves out of `make reproduce` (their notebooks are not run,
+    their models not trained; `make notebook` still runs one): the Profile's ``left_out``."""
+    from ..profiles import profile as profile_of
+    return dict(profile_of(profile).left_out)
+
+
+def studies_of(profile: str) -> tuple:
+    """The studies `make reproduce PROFILE=profile` runs, in the book's order (:data:`STUDIES` less
+    :func:`left_out`)."""
+    skipped = left_out(profile)
+    return tuple(name for name in STUDIES if name not in skipped)
 
 
 def study(name: str) -> ModuleType:

@@ -1,5 +1,5 @@
-"""What several studies share: the claims page's verdicts, what an experiment returns, the checks of notebook
-parameters, the trained models several notebooks use, and plot helpers.
+"""What several studies share: what an experiment returns, the checks of notebook parameters, the trained models
+and run lists several notebooks use, a page's values, and plot helpers.
 
 A study module (``glowlib.studies.<notebook>``) builds its ``PARAMETERS`` from the checkers here (:func:`int_in`,
 :func:`number_in`, :func:`list_of`, :func:`choice`, ...) and checks its notebook's values with
@@ -22,9 +22,8 @@ from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available
 from ..profiles import PROFILES, profile_config
 from ..profiles import profile as profile_of
-from ..results import has_results, results_dir
+from ..results import results_dir
 from ..training import build_model, get_model, trained
-from .registry import left_out
 
 N_CLASSES = {"digits": 10, "mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 # columns of a training run's metrics.csv, by the split they measure (train: running loss of the training weights)
@@ -32,45 +31,6 @@ CURVE_COLUMNS = {"train": "train_bpd", "train_eval": "train_eval_bpd", "val": "v
 
 
 # ---------------------------------------------------------------------------------------------------- results
-# Where a claim comes from: the Glow or MaCow paper itself, their reviews, or what users of the peer repositories
-# ask for (a question the paper never answered is not the paper's claim)
-SOURCES = ("paper", "reviewers", "users")
-
-
-@dataclass
-class Claim:
-    """A claim of the paper or a reviewer question, with the verdict computed from a study's results.
-
-    ``verdict`` is one of ``analysis.stats.VERDICTS``. A comparison of models fills ``difference`` (mean paired
-    difference, in the claim's units), its ``ci_low``/``ci_high`` interval, ``n_seeds`` and ``test`` (from a
-    ``stats.Decision``); a sample-judging claim names the failed sanity ``gate`` where one failed."""
-
-    claim: str
-    source: str
-    where: str                       # the page (notebook) whose figure or table decides it; "" if none
-    verdict: str
-    evidence: str
-    difference: float = math.nan
-    ci_low: float = math.nan
-    ci_high: float = math.nan
-    n_seeds: int = 0
-    test: str = ""
-    gate: str = ""
-
-    def __post_init__(self):
-        check_choice("verdict", self.verdict, VERDICTS)
-        check_choice("source", self.source, SOURCES)
-
-    @classmethod
-    def decided(cls, claim: str, source: str, where: str, decision: Decision, evidence: str) -> "Claim":
-        """A claim decided by a paired test (``stats.decide_paired``); a not-testable decision's reason leads the
-        evidence."""
-        if decision.verdict == NOT_TESTABLE and decision.reason:
-            evidence = f"{decision.reason}. {evidence}".strip()
-        return cls(claim, source, where, decision.verdict, evidence, decision.difference, decision.ci_low,
-                   decision.ci_high, decision.n_seeds, decision.test, decision.gate)
-
-
 @dataclass
 class Experiment:
     """What an experiment returns: its tables, and the trained models it used (for the provenance)."""
@@ -78,23 +38,6 @@ class Experiment:
     tables: dict[str, pd.DataFrame]
     models: dict = field(default_factory=dict)
     images: dict = field(default_factory=dict)
-
-
-def need(profile: str, root, *notebooks) -> Claim | None:
-    """None when every notebook has results for ``profile``, else a NOT_TESTABLE claim saying why: the profile
-    leaves the study out (``Profile.left_out``, with its reason) or it has not been run, and how to run it."""
-    missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
-    if not missing:
-        return None
-    first = missing[0]
-    run = f"`make notebook NB={first} PROFILE={profile}`"
-    skipped = left_out(profile)
-    if first in skipped:
-        return Claim("", "paper", notebooks[0], NOT_TESTABLE,
-                     f"the {profile} profile leaves the study {first!r} out: {skipped[first]}; {run} "
-                     f"runs it, training its models first")
-    return Claim("", "paper", notebooks[0], NOT_TESTABLE,
-                 f"no results of {missing} for profile {profile!r}: run {run}")
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -333,26 +276,15 @@ def show(image: np.ndarray, title: str = "", zoom: float = 2.0):
 
 
 # ---------------------------------------------------------------------------------------------------- page values
-def publish(out_dir, **values) -> dict:
-    """The numbers a page's words quote, computed by its study: written to ``values.json`` beside the page's tables
-    and glued (myst-nb's ``glue``), so that the notebook's markdown fills them in with ``{glue:text}`name``` and
-    never builds a sentence in Python. Values are numbers or short strings; numpy scalars become Python ones."""
-    import json
-    from pathlib import Path
-
+def publish(rec, **values) -> dict:
+    """The numbers a page's words quote, computed by its study: recorded by the page's ``Recorder`` into
+    ``values.json`` beside its tables, and glued (myst-nb's ``glue``) so that the notebook's markdown fills them in
+    with ``{glue:text}`name``` and no sentence is built in Python. Values are numbers or short strings."""
     from myst_nb import glue
-
-    from ..files import atomic_write_bytes
-    clean = {}
-    for name, value in values.items():
-        value = value.item() if hasattr(value, "item") else value
-        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
-            raise ValueError(f"page value {name}={value!r} must be a number or a string")
-        clean[name] = value
-    atomic_write_bytes(Path(out_dir) / "values.json", (json.dumps(clean, indent=1, sort_keys=True) + "\n").encode())
-    for name, value in clean.items():
-        glue(name, value, display=False)
-    return clean
+    recorded = rec.values(**values)
+    for name in values:
+        glue(name, recorded[name], display=False)
+    return recorded
 
 
 # ---------------------------------------------------------------------------------------------------- table rows

@@ -11,7 +11,7 @@ from ..config import check_choice
 from ..results import results_dir
 from ..profiles import PROFILES
 from ..analysis.claims import COLUMNS as CLAIM_COLUMNS
-from . import all_claims
+from . import all_claims, left_out
 from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
 from .base import device, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
@@ -53,6 +53,12 @@ def verdict_counts(table: pd.DataFrame) -> dict:
     names = {CONFIRMED: "n_confirmed", CONTRADICTED: "n_contradicted", INCONCLUSIVE: "n_inconclusive",
              NOT_TESTABLE: "n_not_testable"}
     return {"n_claims": len(table), **{name: int(counts.get(v, 0)) for v, name in names.items()}}
+
+
+def left_out_table(profile: str) -> pd.DataFrame:
+    """The studies ``profile`` leaves out, with the reason (the book's pages for them say why)."""
+    skipped = left_out(profile)
+    return pd.DataFrame({"study": list(skipped), "reason": list(skipped.values())}, columns=["study", "reason"])
 
 
 def previous_table(profile: str, root=None) -> pd.DataFrame | None:

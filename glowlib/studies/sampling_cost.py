@@ -532,7 +532,7 @@ def decide_wall_clock(results: Results) -> Outcome:
     verdict = CONTRADICTED if below.any() else CONFIRMED if above.all() else INCONCLUSIVE
     decisive = (table[below] if below.any() else table[~above] if not above.all() else table).sort_values("ci_low")
     r = decisive.iloc[0]
-    numbers = {f"ratio at H = {h.height:.0f}": h.ratio for h in table.itertuples()}
+    numbers = {"ratio at H = " + str(int(h.height)): h.ratio for h in table.itertuples()}
     numbers.update({"deciding height": float(r.height), "trend exponent": trend.exponent.iloc[0],
                     "trend exponent ci_low": trend.exponent_ci_low.iloc[0],
                     "trend exponent ci_high": trend.exponent_ci_high.iloc[0]})

@@ -121,11 +121,11 @@ def test_registry_lists_every_study_without_imports_and_a_profiles_from_the_prof
     import subprocess
     import sys
 
-    from glowlib.studies.registry import STUDIES, left_out, studies_of
+    from glowlib.studies import STUDIES, left_out, studies_of
     plain = subprocess.run(["python3", str(STUDIES_DIR / "registry.py")], capture_output=True, text=True, check=True)
     assert plain.stdout.split() == list(STUDIES)
     assert left_out("cpu") == dict(profile("cpu").left_out) and left_out("smoke") == {}
     assert set(studies_of("cpu")) == set(STUDIES) - set(profile("cpu").left_out)
-    cpu = subprocess.run([sys.executable, "-m", "glowlib.studies.registry", "cpu"], capture_output=True, text=True,
+    cpu = subprocess.run([sys.executable, "-m", "glowlib.studies", "cpu"], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert cpu.stdout.split() == list(studies_of("cpu"))

@@ -17,8 +17,10 @@ from glowlib.config import RunConfig
 from glowlib.data import DATASETS, is_available
 from glowlib.layers import bf16_support
 from glowlib.profiles import PROFILES
+from glowlib import studies
+from glowlib.analysis.claims import ClaimSpec
+from glowlib.analysis.stats import NOT_TESTABLE
 from glowlib.studies import STUDIES, all_claims, all_runs, check_parameters, registry, study
-from glowlib.studies.base import NOT_TESTABLE, Claim
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -46,35 +48,37 @@ def test_the_registry_is_every_notebook_once_and_pure_python():
 
 def test_a_profile_leaves_out_only_named_studies_with_a_reason_and_trains_nothing_for_them():
     for profile in PROFILES:
-        left_out = registry.left_out(profile)
+        left_out = studies.left_out(profile)
         assert set(left_out) <= set(STUDIES) and "claims" not in left_out
         assert all(len(why) > 40 for why in left_out.values()), "each left-out study says why"
-        printed = subprocess.run([sys.executable, "-m", "glowlib.studies.registry", profile], capture_output=True,
+        printed = subprocess.run([sys.executable, "-m", "glowlib.studies", profile], capture_output=True,
                                  text=True, check=True, cwd=ROOT).stdout.split()
-        assert printed == [s for s in STUDIES if s not in left_out] == list(registry.studies_of(profile))
+        assert printed == [s for s in STUDIES if s not in left_out] == list(studies.studies_of(profile))
         trained = {r.key() for r in all_runs(profile)}
-        kept = {r.key() for name in registry.studies_of(profile) for r in study(name).runs(profile)}
+        kept = {r.key() for name in studies.studies_of(profile) for r in study(name).runs(profile)}
         assert trained == kept
         for name in left_out:             # a left-out study's own models are not trained (shared ones may be)
             assert {r.key() for r in study(name).runs(profile)} - kept, name
-    assert registry.studies_of("smoke") == STUDIES          # CI runs every notebook
+    assert studies.studies_of("smoke") == STUDIES          # CI runs every notebook
 
 
 def test_a_left_out_study_is_not_testable_with_the_profile_s_reason(tmp_path):
-    from glowlib.studies.base import NOT_TESTABLE, need
-    profile = next(p for p in PROFILES if registry.left_out(p))
-    name, why = next(iter(registry.left_out(profile).items()))
-    claim = need(profile, tmp_path, name)
-    assert claim.verdict == NOT_TESTABLE and why in claim.evidence and f"NB={name} PROFILE={profile}" in claim.evidence
-    other = next(s for s in STUDIES if s not in registry.left_out(profile) and s != "claims")
-    assert "no results" in need(profile, tmp_path, other).evidence
+    from glowlib.analysis.claims import decide_claims
+    profile = next(p for p in PROFILES if studies.left_out(p))
+    name, why = next(iter(studies.left_out(profile).items()))
+    table, _ = decide_claims(study(name).CLAIMS, profile, tmp_path, studies.left_out(profile))
+    assert (table.verdict == NOT_TESTABLE).all() and table.evidence.str.contains(why, regex=False).all()
+    assert (table.rerun == f"make notebook NB={name} PROFILE={profile}").all()
+    other = next(s for s in STUDIES if s not in studies.left_out(profile) and study(s).CLAIMS)
+    table, _ = decide_claims(study(other).CLAIMS, profile, tmp_path, studies.left_out(profile))
+    assert table.evidence.str.startswith("no results").all()
 
 
 def test_the_makefile_and_the_book_read_the_registry():
     shown = subprocess.run(["make", "-s", "--no-print-directory", "help", "PROFILE=smoke"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
-    line = next(l for l in shown.splitlines() if l.startswith("notebooks: "))
-    assert line.removeprefix("notebooks: ").split(";")[0].split() == list(STUDIES)
+    line = next(l for l in shown.splitlines() if l.startswith("notebooks "))
+    assert line.partition(": ")[2].split(";")[0].split() == list(STUDIES)
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     assert [c["file"] for part in toc["parts"] for c in part["chapters"]] == \
         [f"generated/{name}" for name in STUDIES] + ["reproduce", "bibliography"]
@@ -87,9 +91,8 @@ def test_every_study_module_has_the_interface(name):
     assert all(callable(check) for check in module.PARAMETERS.values())
     runs = module.runs("smoke")
     assert isinstance(runs, list) and all(isinstance(r, RunConfig) for r in runs)
-    claims = module.claims("smoke", ROOT / "tests" / "no-results-here")
-    assert all(isinstance(c, Claim) and c.verdict == NOT_TESTABLE for c in claims)
-    assert all(c.where in (name, "") for c in claims), "a study decides its own claims"
+    assert isinstance(module.CLAIMS, tuple) and all(isinstance(c, ClaimSpec) for c in module.CLAIMS)
+    assert all(c.study == name for c in module.CLAIMS), "a study declares only its own claims"
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -129,10 +132,10 @@ def test_the_run_lists_are_the_recorded_ones():
 
 
 def test_all_claims_come_in_the_books_order_each_from_its_study(tmp_path):
-    claims = all_claims("smoke", tmp_path)
-    order = [STUDIES.index(c.where) for c in claims if c.where]
+    claims, _ = all_claims("smoke", tmp_path)
+    order = [STUDIES.index(w) for w in claims["where"]]
     assert order == sorted(order) and len(claims) == 26
-    assert {c.verdict for c in claims} == {NOT_TESTABLE}
+    assert set(claims.verdict) == {NOT_TESTABLE}
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -242,8 +245,8 @@ def test_make_refuses_bad_parameters_before_the_notebook_runs(tmp_path, params, 
 def test_every_claim_has_one_of_the_four_verdicts_and_a_known_source(tmp_path):
     """'not confirmed' could mean 'the paper is wrong' or 'we cannot tell': neither the code nor a page uses it."""
     from glowlib.analysis.stats import VERDICTS
-    from glowlib.studies.base import SOURCES
+    from glowlib.analysis.claims import SOURCES
     for path in list((ROOT / "glowlib" / "studies").glob("*.py")) + list((ROOT / "notebooks").glob("*.py")):
         assert "not confirmed" not in path.read_text().lower(), path
-    for claim in all_claims("smoke", tmp_path):
+    for claim in all_claims("smoke", tmp_path)[0].itertuples():
         assert claim.verdict in VERDICTS and claim.source in SOURCES, claim
