@@ -199,6 +199,8 @@ endef
 $(foreach nb,$(NOTEBOOKS),$(eval $(call notebook_rule,$(nb))))
 # the Cost page reads the benchmark records
 $(RESULTS)/cost/cost.ipynb: $(wildcard results/bench/*.json)
+# the what-makes-Glow-work page compares the ablation's recorded runs at equal training time
+$(RESULTS)/what_works/what_works.ipynb: $(RESULTS)/ablation/ablation.ipynb
 # the claims page computes its verdicts from the other notebooks' results
 $(RESULTS)/claims/claims.ipynb: $(filter-out $(RESULTS)/claims/claims.ipynb,$(EXECUTED))
 
