@@ -1,41 +1,26 @@
 """Sampling cost against image height, Glow against MaCow (the MaCow reviewers' question about generation speed).
 The logic of ``notebooks/sampling_cost.py``.
 
-Glow's inverse is one parallel pass per flow step, whatever the image size. MaCow's masked convolutional flows
-(``glowlib.layers.MaskedConvFlow.reverse``) invert one row (or column) at a time: H sequential passes per flow, each
-on a window of constant size (MaCow Sec. 3.1: O(H) against the O(H·W) of a fully autoregressive model). Both do
-O(H·W) arithmetic per sample; what differs is how much of it has to run in sequence.
-
-What is measured, per model and height H (square H×H images, the architecture otherwise fixed):
-
-- wall-clock and process-CPU milliseconds per image of ``model.sample(batch, T)`` in inference mode, after a
-  warm-up, the repeats interleaved (each repeat sweeps every height and model, the next sweeps them in reverse), so
-  that load from other processes falls on both models alike (:func:`measure`);
-- what one sample computes, counted rather than timed (:func:`count_work`): FLOPs (``torch.utils.flop_counter``),
-  convolutions, and aten operations dispatched, each a separate step of a single-stream program;
-- the growth law ms ∝ H^b, fitted by least squares on log ms = a + b·log H (:func:`fit_growth`). A power law
-  because the question is the order of growth (H against H² against H³), which its exponent answers directly and
-  whatever the constant factors; a straight line in H would assume the answer. Local exponents between successive
-  heights (:func:`local_exponents`) show whether the growth steepens, as it does once fixed per-call costs stop
-  dominating.
-
-Models are freshly initialised (ActNorm set from random images, so that sampling takes the fused path a trained
-model takes): the work of a sample does not depend on the weights' values.
+Glow's inverse is one parallel pass per flow step; MaCow's masked convolutional flows invert one row (or column) at
+a time, H sequential passes per flow on a window of constant size (MaCow Sec. 3.1: O(H) against the O(H·W) of a
+fully autoregressive model). Per model and height H, the architecture otherwise fixed: wall and process-CPU ms per
+image of ``model.sample`` after a warm-up, repeats interleaved so that load falls on both models alike
+(:func:`measure`); the work of one sample counted (``analysis.timing.count_work``: FLOPs, convolutions, aten
+operations); and the growth law ms ∝ H^b fitted on log ms = a + b·log H (:func:`fit_growth`), a power law because
+the question is the order of growth, which its exponent answers whatever the constant factors. Models are freshly
+initialised (ActNorm set from random images): the work of a sample does not depend on the weights' values.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-import time
-from collections import Counter
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
 from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
@@ -43,7 +28,7 @@ from ..config import GlowConfig, MaCowConfig, check_choice, check_range
 from ..models import Glow, MaCow
 from ..profiles import PROFILES
 from ..profiles import profile as profile_of
-from ..results import hardware
+from ..analysis.timing import count_work, machine, power_law, successive_exponents, timed
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, auto_or, choice, int_in, list_of,
                    number_in)
 from .base import publish  # noqa: F401  (the notebook calls it through this module)
@@ -179,56 +164,6 @@ def build(model: str, height: int, s: Setup, seed: int = 0, device="cpu"):
     return net.eval()
 
 
-class _OpCounter(TorchDispatchMode):
-    """Counts the aten operations dispatched (each a separate step of the program; on a GPU, about a kernel)."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-
-CONV_OPS = ("conv2d", "convolution")
-
-
-def count_work(net, temperature: float = TEMPERATURE, seed: int = 0) -> dict:
-    """What one sample (batch of one) computes: ``flops`` (matmul and convolution FLOPs,
-    ``torch.utils.flop_counter``), ``conv_calls`` (convolutions, run one after another) and ``op_calls`` (aten
-    operations dispatched). A first, uncounted call computes what the model caches (Glow's inverse 1x1 weights),
-    which later calls do not."""
-    from torch.utils.flop_counter import FlopCounterMode
-    device = next(net.parameters()).device
-    net.sample(1, temperature, torch.Generator(device).manual_seed(seed))
-    with FlopCounterMode(display=False) as flops, _OpCounter() as ops:
-        net.sample(1, temperature, torch.Generator(device).manual_seed(seed))
-    return {"flops": int(flops.get_total_flops()), "conv_calls": sum(ops.counts[o] for o in CONV_OPS),
-            "op_calls": sum(ops.counts.values())}
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call, the device synchronised before and after."""
-    _sync(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def machine(device="cpu") -> dict:
-    """Where the times were taken: device, CPU or GPU model, threads, torch version, load average."""
-    info = hardware(str(device))
-    return {"device": str(device), "device_name": info.get("gpu", info["cpu"]), "threads": torch.get_num_threads(),
-            "torch_version": torch.__version__, "load_average_1min": os.getloadavg()[0]}
-
-
 # ---------------------------------------------------------------------------------------------------- measurement
 def measure(s: Setup, models=MODELS, temperature: float = TEMPERATURE, seed: int = 0, device="cpu") -> pd.DataFrame:
     """Milliseconds per image of ``model.sample(s.batch, temperature)`` for each model and height of ``s``.
@@ -256,7 +191,7 @@ def measure(s: Setup, models=MODELS, temperature: float = TEMPERATURE, seed: int
         for r in range(s.n_repeats):
             for m, h in (order if r % 2 == 0 else order[::-1]):
                 net, g = nets[m, h], torch.Generator(device).manual_seed(seed + r)
-                wall, cpu = _timed(lambda: net.sample(s.batch, temperature, g), device)
+                wall, cpu = timed(lambda: net.sample(s.batch, temperature, g), device)
                 rows.append({"model": m, "height": h, "repeat": r, "batch": s.batch,
                              "ms_per_image": 1e3 * wall / s.batch, "cpu_ms_per_image": 1e3 * cpu / s.batch,
                              "flops_per_image": work[m, h]["flops"], "conv_calls": work[m, h]["conv_calls"],
@@ -270,26 +205,6 @@ def measure(s: Setup, models=MODELS, temperature: float = TEMPERATURE, seed: int
 
 
 # ---------------------------------------------------------------------------------------------------- growth
-def _line(log_h, log_y) -> tuple[float, float, float, float]:
-    """Least squares log_y = a + b·log_h: (b, a, standard error of b, R²); the error is NaN with < 3 points."""
-    x, y = np.asarray(log_h, float), np.asarray(log_y, float)
-    xc = x - x.mean()
-    sxx = float(xc @ xc)
-    b = float(xc @ (y - y.mean())) / sxx
-    a = float(y.mean() - b * x.mean())
-    resid = y - a - b * x
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1 - float(resid @ resid) / ss_tot if ss_tot > 0 else 1.0
-    se = math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx) if len(x) > 2 else math.nan
-    return b, a, se, r2
-
-
-def _local(medians: pd.Series) -> list[tuple[int, int, float]]:
-    """(h0, h1, log(t1/t0) / log(h1/h0)) for each pair of successive heights of a Series of times by height."""
-    pairs = list(medians.items())
-    return [(int(h0), int(h1), math.log(t1 / t0) / math.log(h1 / h0)) for (h0, t0), (h1, t1) in zip(pairs, pairs[1:])]
-
-
 def fit_growth(timings: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
     """One row per model and clock ("wall", "cpu"): the exponent b of ms ∝ H^b.
 
@@ -311,9 +226,9 @@ def fit_growth(timings: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
             if len(med) < 2:
                 raise ValueError(f"model {model!r} was timed at heights {list(med.index)}; a growth law needs two "
                                  f"heights at least")
-            b, a, se_ols, r2 = _line(np.log(med.index), np.log(med.values))
-            local = [e for _, _, e in _local(med)]
-            per_repeat = [_line(np.log(p.height), np.log(p[column]))[0]
+            b, a, se_ols, r2 = power_law(np.log(med.index), np.log(med.values))
+            local = [e for _, _, e in successive_exponents(med)]
+            per_repeat = [power_law(np.log(p.height), np.log(p[column]))[0]
                           for _, p in part.groupby("repeat") if p.height.nunique() >= 2]
             n = len(per_repeat)
             se = float(np.std(per_repeat, ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
@@ -326,7 +241,7 @@ def fit_growth(timings: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
             for what in ("flops_per_image", "conv_calls"):
                 if what in part:
                     counts = part.groupby("height")[what].first()
-                    row[f"{what.removesuffix('_per_image')}_exponent"] = _line(np.log(counts.index),
+                    row[f"{what.removesuffix('_per_image')}_exponent"] = power_law(np.log(counts.index),
                                                                                np.log(counts.values))[0]
             rows.append(row)
     return pd.DataFrame(rows)
@@ -339,7 +254,7 @@ def local_exponents(timings: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame
     for clock in clocks:
         check_choice("clock", clock, tuple(CLOCKS))
         for model, part in timings.groupby("model", sort=False):
-            for h0, h1, e in _local(part.groupby("height")[CLOCKS[clock]].median()):
+            for h0, h1, e in successive_exponents(part.groupby("height")[CLOCKS[clock]].median()):
                 rows.append({"model": model, "clock": clock, "height_from": h0, "height_to": h1, "exponent": e})
     return pd.DataFrame(rows)
 
@@ -388,7 +303,7 @@ def ratio_trend(timings: pd.DataFrame, clock: str = "wall") -> pd.DataFrame:
     One row."""
     logs = _paired_logs(timings, clock)
     gap = (logs.macow - logs.glow).rename("log_ratio").reset_index()
-    slopes = [_line(np.log(g.height), g.log_ratio)[0] for _, g in gap.groupby("repeat") if g.height.nunique() >= 2]
+    slopes = [power_law(np.log(g.height), g.log_ratio)[0] for _, g in gap.groupby("repeat") if g.height.nunique() >= 2]
     if not slopes:
         raise ValueError("the ratio's trend needs two heights at least")
     iv = paired_interval(np.asarray(slopes), np.zeros(len(slopes)))
