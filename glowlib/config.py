@@ -24,6 +24,9 @@ DEQUANTIZATIONS = ("uniform", "variational")
 # GlowConfig fields that change how the model is computed, not what it computes: left out of RunConfig.key(), so
 # that a trained model is found in the cache whichever way it was (or will be) run
 EXECUTION_FIELDS = ("inv_backprop", "fused", "channels_last")
+# TrainConfig fields that change how a run is computed, not what: left out of RunConfig.key() likewise
+TRAIN_EXECUTION_FIELDS = ("compile", "deterministic")
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 # The fields each section had when cache keys were first defined, frozen here (never derived from the dataclasses):
 # RunConfig.key() always hashes these, and hashes any other field only when it differs from its legacy value
 # (LEGACY_VALUES below, else its default). So a
@@ -314,6 +317,13 @@ class TrainConfig:
     lr_schedule: str = "constant"
     lr_final_fraction: float = 0.0  # "cosine": the learning rate at the last step, as a fraction of ``lr``
     beta2: float = 0.999            # Adam(ax)'s second-moment decay (torch's default; official: 1 - 1/steps per epoch)
+    # execution only (left out of the cache key, TRAIN_EXECUTION_FIELDS): "auto" compiles the step's objective with
+    # torch.compile where glowlib.training.device.compile_mode says it pays (CUDA; the CPU only where a bench record
+    # measured it faster), "off" runs eager, or a torch.compile mode to force it
+    compile: str = "auto"
+    # CUDA: deterministic algorithms (torch.use_deterministic_algorithms, cuBLAS workspace, cuDNN without
+    # benchmarking), so that a run and its resume repeat bit for bit on the same GPU and software; the CPU always is
+    deterministic: bool = False
 
     def __post_init__(self):
         check_finite_floats(self)
@@ -326,6 +336,7 @@ class TrainConfig:
             raise ValueError(f"beta2={self.beta2!r} must lie strictly between 0 and 1 (torch's default: 0.999)")
         check_choice("dequantization", self.dequantization, DEQUANTIZATIONS)
         check_choice("nonfinite_policy", self.nonfinite_policy, NONFINITE_POLICIES)
+        check_choice("compile", self.compile, COMPILE_MODES)
         check_range("lr", self.lr, 0.0, MAX_LR, kind=float)
         check_range("grad_clip", self.grad_clip, 0.0, kind=float)
         check_range("ema_decay", self.ema_decay, 0.0, 1.0, kind=float)
@@ -407,7 +418,7 @@ class RunConfig:
         outside ``KEYED_FIELDS`` is left out while at its default (see ``KEYED_FIELDS``)."""
         d = {"model": _keyed(self.model, KEYED_FIELDS["model"][self.model_type], EXECUTION_FIELDS),
              "data": _keyed(self.data, KEYED_FIELDS["data"], legacy=LEGACY_VALUES["data"]),
-             "train": _keyed(self.train, KEYED_FIELDS["train"]),
+             "train": _keyed(self.train, KEYED_FIELDS["train"], TRAIN_EXECUTION_FIELDS),
              "model_type": self.model_type}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
