@@ -65,8 +65,11 @@ rec.figure(fig, "verdicts")
 
 # %%
 rec.table(table, "claims", keys=["id"])
-rec.table(numbers, "claim_numbers", keys=["id", "name"])
-rec.table(study.left_out_table(p.profile), "left_out", keys=["study"])
+if len(numbers):
+    rec.table(numbers, "claim_numbers", keys=["id", "name"])
+left_out = study.left_out_table(p.profile)
+if len(left_out):
+    rec.table(left_out, "left_out", keys=["study"])
 if not changes.empty:
     rec.table(changes, "changes", keys=["id"])
 wall_s = rec.finish()["wall_s"]
