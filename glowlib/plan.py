@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from collections import Counter
@@ -40,7 +41,9 @@ from .studies import all_runs
 from .studies.base import classifier_datasets, config_parameters
 from .training import cache_root, run_dir
 from .training.cache import is_cached
+from .training.checkpoint import build_dequantizer, build_model
 from .training.evaluate import Splits
+from .training.step import PHASE
 from .training.loop import session, train_step, training_device
 
 MEASURE_VERSION = 2          # bump when the step changes so much that kept measurements no longer hold
@@ -51,6 +54,23 @@ CPU_PROBE_FLOPS = 2e11       # work of a timed CPU step: about a second on a 2-c
 # dispatched aten operation (eager PyTorch: Python, dispatcher and launch; a step never waits for the GPU, so the
 # two overlap and the longer one sets the pace).
 ASSUMED_GPU = {"name": "an H100-class GPU", "flops_per_s": 100e12, "s_per_op": 5e-6}
+# The same arithmetic in three cases, each stated: a step takes max(host time, device time); host time is the
+# dispatched operations x the host's cost per operation (eager), or with train.compile on CUDA one CUDA-graph launch
+# of the objective plus the operations left outside the graph (the optimizer's, the step guard's, the Polyak
+# update's multi-tensor operations) at the per-operation cost; device time is the counted FLOPs (matmuls and
+# convolutions) at a sustained rate that stands for everything else too (elementwise, memory-bound work). A
+# compiled run first spends compile_s compiling (inductor's cache shortens the runs that share an architecture).
+# None of these figures is measured on an H100 here: bench/gpu_check.sh measures the step against them.
+GPU_SCENARIOS = {
+    "optimistic": {"flops_per_s": 200e12, "s_per_op": 3e-6, "graph_launch_s": 50e-6, "compile_s": 30,
+                   "why": "a fifth of the dense bf16 peak; compiled graphs replay as recorded"},
+    "central": {"flops_per_s": 100e12, "s_per_op": 5e-6, "graph_launch_s": 200e-6, "compile_s": 90,
+                "why": "a tenth of the dense bf16 peak (small 4x4 to 16x16 convolutions); 5 us per eager op"},
+    "pessimistic": {"flops_per_s": 50e12, "s_per_op": 8e-6, "graph_launch_s": None, "compile_s": 0,
+                    "why": "a twentieth of the peak, and compile gives no graph (every run eager)"},
+}
+# the device each profile is sized for: where it is absent, the plan counts the steps and does not time them
+PROFILE_DEVICE = {"smoke": "cpu", "cpu": "cpu", "gpu": "cuda", "paper": "cuda"}
 # test images of each dataset, for the cost of the periodic evaluations (n_test_eval=0 evaluates all of them)
 TEST_IMAGES = {"mnist5k": 1_000, "fashion_mnist": 10_000, "digits": 300, "mnist": 10_000, "cifar10": 10_000,
                "celeba": 19_962}
@@ -95,6 +115,7 @@ class StepCounter(TorchDispatchMode):
         self.ops, self.syncs = Counter(), Counter()
         self.host = {t.data_ptr() for t in host}
         self.flops = 0
+        self.objective_ops = 0                 # dispatched in the objective's forward and backward (step.PHASE)
 
     @property
     def n_ops(self) -> int:
@@ -127,6 +148,7 @@ class StepCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
         self.ops[name] += 1
+        self.objective_ops += PHASE["name"] == "objective"
         kind = self._sync(name, args, kwargs)
         if kind:
             self.syncs[kind] += 1
@@ -174,6 +196,42 @@ def count_step(run: RunConfig, batch: int = 1, device="cpu") -> tuple[StepCounte
     return counter, counter.flops
 
 
+def meta_session(run: RunConfig, batch: int | None = None):
+    """A training session of ``run`` on the meta device: every operation is dispatched with its shapes and nothing
+    is computed or stored, so a paper-size step is counted in about a second. ActNorm's data-dependent
+    initialisation (which reads values) is marked done instead of run: it sets values, not the step's work."""
+    from .layers.actnorm import ActNorm
+    from .training.loop import _initialise_without_data, _prepare_step, _setup
+    batch = run.train.batch_size if batch is None else batch
+    probe = run.override([f"train.batch_size={batch}", f"train.init_batch={2 * batch}"])
+    splits = synthetic_splits(probe, 2 * batch)
+    meta = torch.device("meta")
+    with meta:
+        r = _setup(probe, None, splits, meta)
+    for module in list(r.model.modules()) + (list(r.deq.modules()) if r.deq is not None else []):
+        if isinstance(module, ActNorm):
+            module._known_initialized = True
+    _initialise_without_data(r)
+    _prepare_step(r)
+    r.model.train()
+    return r
+
+
+def count_meta(run: RunConfig) -> dict:
+    """The work of one training step of ``run`` at its batch, counted on the meta device (:func:`meta_session`):
+    FLOPs, dispatched operations and those of the objective's forward and backward pass (what ``train.compile``
+    puts into a graph). The first step is counted (a warm-up step costs as much again on the meta device): it
+    also creates the optimizer's state, a few hundred operations more than a later step. Host syncs are not
+    counted here (the meta device's own kernels read shapes, not values); :func:`measure` counts them where the
+    step runs."""
+    r = meta_session(run)
+    counter = StepCounter()
+    with counter:
+        train_step(r)
+    return {"flops_per_step": counter.flops, "ops_per_step": counter.n_ops, "syncs_per_step": None, "syncs": {},
+            "objective_ops": counter.objective_ops, "counted_on": "meta"}
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -215,6 +273,7 @@ def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5, th
         seconds = (time.perf_counter() - start) / n_timed
     return {"s_per_step": seconds * batch / probe, "flops_per_step": flops_one * batch,
             "ops_per_step": counter.n_ops, "syncs_per_step": counter.n_syncs, "syncs": dict(counter.syncs),
+            "objective_ops": counter.objective_ops,
             "probe_batch": probe, "setup_s": setup, "device": device_name(device),
             "threads": torch.get_num_threads() if device.type == "cpu" else None,
             "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -244,21 +303,29 @@ def measurements_path() -> Path:
     return cache_root() / "plan" / "steps.json"
 
 
-def measured(runs, remeasure: bool = False, log=None, threads: int | None = None) -> dict:
-    """{measurement key: :func:`measure` of one run with that key} for ``runs``, from ``measurements_path()``
-    where kept, measured (and kept) otherwise; CPU steps at ``threads`` threads (default: this process's)."""
+def cost_key(run: RunConfig, threads: int | None = None, timed: bool = True) -> str:
+    """The key a run's step cost is kept under: :func:`measurement_key` on the device it would train on
+    (``timed``), or on the meta device, where it is only counted."""
+    return measurement_key(run, training_device(run.train.device) if timed else torch.device("meta"), threads)
+
+
+def measured(runs, remeasure: bool = False, log=None, threads: int | None = None, timed: bool = True) -> dict:
+    """{cost key: :func:`measure` of one run with that key} for ``runs``, from ``measurements_path()`` where kept,
+    measured (and kept) otherwise; CPU steps at ``threads`` threads (default: this process's). ``timed=False``:
+    counted on the meta device (:func:`count_meta`), not timed."""
     path = measurements_path()
     kept = {} if remeasure or not path.is_file() else json.loads(path.read_text())
     todo = {}
     for run in runs:
-        todo.setdefault(measurement_key(run, training_device(run.train.device), threads), run)
+        todo.setdefault(cost_key(run, threads, timed), run)
     new = [key for key in todo if key not in kept]
     for i, key in enumerate(new, 1):
         run = todo[key]
         if log:
-            log(f"measuring the step {i}/{len(new)}: {describe(run)}, batch {run.train.batch_size}"
+            log(f"{'measuring' if timed else 'counting'} the step {i}/{len(new)}: {describe(run)}, batch "
+                f"{run.train.batch_size}"
                 f"{f', {threads} thread(s)' if threads and training_device(run.train.device).type == 'cpu' else ''}")
-        kept[key] = measure(run, threads=threads)
+        kept[key] = measure(run, threads=threads) if timed else count_meta(run)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(kept, indent=1).encode())
     return {key: kept[key] for key in todo}
@@ -273,6 +340,55 @@ def measured_seconds(run: RunConfig) -> float | None:
         return None
     cost = kept.get(measurement_key(run, training_device(run.train.device)))
     return run_seconds(run, run.train.steps, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else None
+
+
+# ---------------------------------------------------------------------------------------------------- disk
+# beside the tensors: metrics.csv, done.json, the config and the pickling (a few hundred kB at most a run)
+FILE_OVERHEAD = 1 << 20
+
+
+def checkpoint_bytes(run: RunConfig) -> dict:
+    """{"weights": bytes of the model's (and dequantiser's) state dict, "optimizer": bytes of Adam(ax)'s state}, from
+    the model built on the meta device (no memory, no time): each parameter's two moments, in its dtype."""
+    with torch.device("meta"):
+        modules = [m for m in (build_model(run), build_dequantizer(run)) if m is not None]
+    weights = sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
+    moments = sum(2 * p.numel() * p.element_size() for m in modules for p in m.parameters() if p.requires_grad)
+    return {"weights": weights, "optimizer": moments}
+
+
+def run_disk(run: RunConfig) -> dict:
+    """The disk one run takes: ``kept``, once finished (``best.pt``: weights and Polyak weights, no optimizer state;
+    ``python -m glowlib models`` removes the finished run's ``last.pt``: ``workers.prune_finished``), and ``peak``,
+    while it trains (``best.pt``, ``last.pt`` with the optimizer's state, and a second ``last.pt`` while a save
+    writes its temporary beside the old one)."""
+    size = checkpoint_bytes(run)
+    best = 2 * size["weights"]
+    last = 2 * size["weights"] + size["optimizer"]
+    return {"kept": best + FILE_OVERHEAD, "peak": best + 2 * last + FILE_OVERHEAD}
+
+
+def disk_needed(disks: list[dict], workers: int) -> float:
+    """Bytes a list of runs needs: every run's ``kept`` plus, for the ``workers`` runs that train at once, the
+    largest extra while training (``peak`` - ``kept``)."""
+    extras = sorted((d["peak"] - d["kept"] for d in disks), reverse=True)
+    return sum(d["kept"] for d in disks) + sum(extras[:workers])
+
+
+def free_bytes(path: Path) -> float:
+    """Free bytes of the file system that holds ``path`` (or, if it does not exist yet, its nearest parent)."""
+    path = Path(path).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) if Path(path).is_dir() else 0
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
 # ---------------------------------------------------------------------------------------------------- the plan
@@ -314,8 +430,30 @@ def run_seconds(run: RunConfig, steps: int, s_per_step: float, setup_s: float = 
     return (setup_s if steps else 0.0) + steps * s_per_step + evaluations * evaluation_images(run) * per_image / 3
 
 
-def gpu_step_seconds(cost: dict) -> float:
-    return max(cost["flops_per_step"] / ASSUMED_GPU["flops_per_s"], cost["ops_per_step"] * ASSUMED_GPU["s_per_op"])
+def gpu_step_seconds(cost: dict, scenario: str = "central", compiled: bool = False) -> float:
+    """A step's seconds on an H100-class GPU in ``scenario`` (:data:`GPU_SCENARIOS`): the longer of host and device
+    time; ``compiled``: the objective runs as a CUDA graph (train.compile on CUDA)."""
+    return max(gpu_host_seconds(cost, scenario, compiled), cost["flops_per_step"] / GPU_SCENARIOS[scenario]["flops_per_s"])
+
+
+def gpu_host_seconds(cost: dict, scenario: str = "central", compiled: bool = False) -> float:
+    case = GPU_SCENARIOS[scenario]
+    if compiled and case["graph_launch_s"] is not None and "objective_ops" in cost:
+        return case["graph_launch_s"] + (cost["ops_per_step"] - cost["objective_ops"]) * case["s_per_op"]
+    return cost["ops_per_step"] * case["s_per_op"]
+
+
+def compiles_on_gpu(run: RunConfig) -> bool:
+    from .training.device import compile_mode
+    return compile_mode(run.train.compile, torch.device("cuda"), getattr(run.model, "inv_backprop", False)) \
+        is not None
+
+
+def gpu_run_seconds(run: RunConfig, steps: int, cost: dict, scenario: str = "central") -> float:
+    """The run's ``steps`` and evaluations on an H100-class GPU in ``scenario``, with its compile time if any."""
+    compiled = compiles_on_gpu(run) and GPU_SCENARIOS[scenario]["graph_launch_s"] is not None
+    extra = GPU_SCENARIOS[scenario]["compile_s"] if compiled and steps else 0.0
+    return extra + run_seconds(run, steps, gpu_step_seconds(cost, scenario, compiled))
 
 
 def status(run: RunConfig) -> tuple[str, int]:
@@ -361,25 +499,37 @@ def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=
          workers: int | None = None) -> dict:
     """The plan of ``profile`` trained by ``workers`` processes (default: ``runtime.default_workers``, as
     ``python -m glowlib models`` starts them; on a CPU each times its steps at its share of the cores): rows
-    (:class:`Row`, each one worker's time), the total wall time, missing data, optional datasets left out."""
+    (:class:`Row`, each one worker's time), the total wall time, the disk, missing data. The steps are timed only
+    where this machine has the profile's device (:data:`PROFILE_DEVICE`); elsewhere they are counted on the meta
+    device and the times are the H100 arithmetic alone."""
     check_choice("profile", profile, PROFILES)
     workers = default_workers() if workers is None else workers
     device = training_device("auto")
+    timed = device.type == PROFILE_DEVICE[profile]
     threads = worker_threads(workers) if device.type == "cpu" else None
     runs = all_runs(profile)
-    costs = measured(runs, remeasure, log, threads) if measure_steps else {}
+    costs = measured(runs, remeasure, log, threads, timed) if measure_steps else {}
     rows = []
     for run in runs:
         state, left = status(run)
-        cost = costs.get(measurement_key(run, training_device(run.train.device), threads), {})
-        seconds = run_seconds(run, left, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else math.nan
-        gpu = run_seconds(run, left, gpu_step_seconds(cost)) if cost else math.nan
-        rows.append(Row(run, config_parameters(run), state, left, cost, seconds, gpu))
-    return {"profile": profile, "rows": rows, "workers": workers, "threads": threads,
+        cost = costs.get(cost_key(run, threads, timed), {})
+        seconds = run_seconds(run, left, cost["s_per_step"], cost.get("setup_s", 0.0)) if "s_per_step" in cost \
+            else math.nan
+        gpu = {case: gpu_run_seconds(run, left, cost, case) if cost else math.nan for case in GPU_SCENARIOS}
+        row = Row(run, config_parameters(run), state, left, cost, seconds, gpu["central"])
+        row.gpu_cases, row.disk = gpu, run_disk(run)
+        rows.append(row)
+    return {"profile": profile, "rows": rows, "workers": workers, "threads": threads, "timed": timed,
             "seconds": makespan([r.seconds for r in rows], workers),
             "serial_seconds": sum(r.seconds for r in rows),
-            "gpu_seconds": sum(r.gpu_seconds for r in rows), "missing": missing_data(profile, runs),
-            "device": device_name(device)}
+            "gpu_seconds": sum(r.gpu_seconds for r in rows),
+            "gpu_cases": {case: sum(r.gpu_cases[case] for r in rows) for case in GPU_SCENARIOS},
+            "gpu_cases_without": {case: sum(r.gpu_cases[case] for r in rows if r.run.data.dataset != "celeba")
+                                  for case in GPU_SCENARIOS},
+            "disk": disk_needed([r.disk for r in rows], workers),
+            "disk_left": disk_needed([r.disk for r in rows if r.status != "cached"], workers)
+            - sum(folder_bytes(run_dir(r.run)) for r in rows if r.status.startswith("partial")),
+            "missing": missing_data(profile, runs), "device": device_name(device)}
 
 
 def count(n: int) -> str:
@@ -395,41 +545,87 @@ def hours(seconds: float) -> str:
 
 
 def format_plan(p: dict) -> str:
-    """The plan as text: one line per training, the totals, the data."""
+    """The plan as text: one line per training, the totals (this machine; an H100-class GPU in three cases, with
+    their assumptions), the disk, the data."""
     rows = p["rows"]
     sharing = (f"{p['workers']} worker(s) of {p['threads']} thread(s) each" if p.get("threads")
                else f"{p['workers']} worker(s)")
-    out = [f"plan of profile {p['profile']}: {len(rows)} trainings, measured on {p['device']} for {sharing} (torch "
-           f"{torch.__version__})",
+    how = (f"steps measured on {p['device']} for {sharing}" if p.get("timed", True) else
+           f"steps counted on the meta device, NOT timed: this machine ({p['device']}) has no "
+           f"{PROFILE_DEVICE[p['profile']]} device, which profile {p['profile']} is sized for")
+    out = [f"plan of profile {p['profile']}: {len(rows)} trainings, {how} (torch {torch.__version__})",
            f"{'#':>3}  {'training':<58} {'params':>7} {'steps':>8} {'batch':>5} {'GFLOP/step':>10} {'ops':>6} "
-           f"{'syncs':>5} {'s/step':>7} {'time left':>9}  status"]
+           f"{'syncs':>5} {'s/step':>7} {'time left':>9} {'H100':>7} {'disk':>7}  status"]
     for i, r in enumerate(rows, 1):
         c = r.cost
-        cost = (f"{c['flops_per_step'] / 1e9:>10,.1f} {c['ops_per_step']:>6,} {c['syncs_per_step']:>5} "
-                f"{c['s_per_step']:>7.3g}" if c else f"{'':>10} {'':>6} {'':>5} {'':>7}")
+        syncs = "" if not c or c.get("syncs_per_step") is None else c["syncs_per_step"]
+        step = f"{c['s_per_step']:>7.3g}" if c and "s_per_step" in c else f"{'':>7}"
+        cost = (f"{c['flops_per_step'] / 1e9:>10,.1f} {c['ops_per_step']:>6,} {syncs:>5} {step}" if c
+                else f"{'':>10} {'':>6} {'':>5} {'':>7}")
         out.append(f"{i:>3}  {describe(r.run):<58.58} {count(r.n_parameters):>7} {r.run.train.steps:>8,} "
-                   f"{r.run.train.batch_size:>5} {cost} {hours(r.seconds):>9}  {r.status}")
+                   f"{r.run.train.batch_size:>5} {cost} {hours(r.seconds):>9} {hours(r.gpu_seconds):>7} "
+                   f"{gb(r.disk['kept']):>7}  {r.status}")
     n_left = sum(r.steps_left > 0 for r in rows)
-    out.append(f"total: {n_left} of {len(rows)} trainings to run: about {hours(p['seconds'])} on this machine "
-               f"with {sharing} (measured, evaluations included; {hours(p['serial_seconds'])} of training in all); "
-               f"about {hours(p['gpu_seconds'])} on {ASSUMED_GPU['name']} "
-               f"(assumed: {ASSUMED_GPU['flops_per_s'] / 1e12:g} TFLOP/s sustained, "
-               f"{ASSUMED_GPU['s_per_op'] * 1e6:g} µs to queue an operation)")
-    for d, how in p["missing"]:
-        out.append(f"MISSING DATA: {d} (needed by this run list): {how}")
+    here = (f"about {hours(p['seconds'])} on this machine with {sharing} (measured, evaluations included; "
+            f"{hours(p['serial_seconds'])} of training in all)" if p.get("timed", True) else
+            "not timed on this machine")
+    out.append(f"total: {n_left} of {len(rows)} trainings to run: {here}")
+    cases = p.get("gpu_cases", {})
+    if cases:
+        celeba = any(r.run.data.dataset == "celeba" for r in rows)
+        out.append(f"on {ASSUMED_GPU['name']} (arithmetic from the counted work, one GPU, not measured; a step is "
+                   f"the longer of host and device time; train.compile on CUDA replays the objective as one CUDA "
+                   f"graph, except with invertible backprop):")
+        for case, a in GPU_SCENARIOS.items():
+            without = f"; {hours(p['gpu_cases_without'][case])} without CelebA" if celeba else ""
+            out.append(f"  {case:<11} {hours(cases[case]):>7}{without}: {a['flops_per_s'] / 1e12:g} TFLOP/s "
+                       f"sustained, {a['s_per_op'] * 1e6:g} µs per eager operation, "
+                       + (f"{a['graph_launch_s'] * 1e6:g} µs per graph launch, {a['compile_s']} s compiling a run"
+                          if a["graph_launch_s"] is not None else "no CUDA graph") + f" ({a['why']})")
+    out.append(f"disk: {gb(p['disk'])} for the whole profile in {cache_root()} (each finished run keeps best.pt: "
+               f"weights and Polyak weights; while {p['workers']} run(s) train, each also holds last.pt with the "
+               f"optimizer's state and one save's temporary); {gb(max(p['disk_left'], 0))} still to be written; "
+               f"{gb(free_bytes(cache_root()))} free there")
+    for d, how_to in p["missing"]:
+        out.append(f"MISSING DATA: {d} (needed by this run list): {how_to}")
     if not p["missing"]:
         out.append("data: every dataset this run list needs is here")
     return "\n".join(out)
 
 
+def disk_shortfall(profile: str, workers: int | None = None) -> str | None:
+    """One line when the cache's file system has less free space than the runs of ``profile`` still to train
+    will write (:func:`disk_needed`, less what their partial folders already hold), else None. Seconds: no step
+    is counted."""
+    workers = default_workers() if workers is None else workers
+    runs = [run for run in all_runs(profile) if status(run)[0] != "cached"]
+    needed = disk_needed([run_disk(run) for run in runs], workers) - \
+        sum(folder_bytes(run_dir(run)) for run in runs if status(run)[0].startswith("partial"))
+    free = free_bytes(cache_root())
+    if needed <= free:
+        return None
+    return (f"profile {profile} needs {gb(needed)} more in {cache_root()} for its {len(runs)} trainings left, but "
+            f"only {gb(free)} is free; free {gb(needed - free)} there or set GLOWLIB_CACHE to a disk with room "
+            f"(nothing was trained)")
+
+
 def main(profile: str, check_data: bool = False, measure_steps: bool = True, remeasure: bool = False,
          workers: int | None = None) -> int:
     """``python -m glowlib plan``: print the plan for ``workers`` training processes (default: as ``models``
-    starts them); with ``check_data``, status 2 when data is missing."""
-    if check_data and missing_data(profile, all_runs(profile)):
-        measure_steps = False                   # say what is missing in seconds, before measuring anything
+    starts them); with ``check_data``, status 2 when data is missing or the disk is too small for what is left,
+    said in seconds before anything is measured."""
     if workers is not None and workers < 1:
         raise ValueError(f"--workers {workers}: give at least 1")
+    from .training.device import cuda_unavailable_reason
+    if PROFILE_DEVICE[profile] == "cuda" and cuda_unavailable_reason():
+        print(f"warning: {cuda_unavailable_reason()}", file=sys.stderr, flush=True)
+    if check_data:
+        short = disk_shortfall(profile, workers)
+        if short:
+            print(f"error: {short}", file=sys.stderr, flush=True)
+            return 2
+        if missing_data(profile, all_runs(profile)):
+            measure_steps = False               # say what is missing in seconds, before measuring anything
     p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True), workers=workers)
     print(format_plan(p), flush=True)
     if check_data and p["missing"]:

@@ -2,7 +2,9 @@
 sent to the device without blocking, and the optimizer's options for the device."""
 from __future__ import annotations
 
+import functools
 import os
+import sys
 
 import torch
 
@@ -52,6 +54,8 @@ def training_device(name: str) -> torch.device:
     each process takes ``cuda:LOCAL_RANK``, so that N processes use N GPUs rather than all cuda:0. The GPU becomes
     the process's current device (``torch.cuda.set_device``), which NCCL and the caching allocator follow."""
     device = resolve_device(name)
+    if name == "auto" and device.type == "cpu":
+        _say_once(cuda_unavailable_reason())
     if device.type != "cuda":
         return device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -67,6 +71,12 @@ def training_device(name: str) -> torch.device:
         device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.set_device(device)
     return device
+
+
+@functools.lru_cache(maxsize=None)
+def _say_once(line: str | None) -> None:
+    if line:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -94,3 +104,66 @@ def place_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> N
         step = state.get("step")
         if torch.is_tensor(step):
             state["step"] = step.to(device if options["capturable"] else "cpu", torch.float32)
+
+
+# torch.compile of the step's objective (forward and backward) on the CPU: off unless a bench record measured it
+# faster. bench/compile_step.py times both on this machine's CPU (results/bench/compile_step/*.json); the step is
+# convolutions that inductor leaves to oneDNN, and what it can fuse is a small part of the time.
+COMPILE_ON_CPU = False
+# on CUDA: "reduce-overhead" records the objective's kernels into CUDA graphs, so the host launches one graph
+# instead of queueing each of some 20,000 kernels (the eager step is launch-bound: glowlib.plan)
+CUDA_COMPILE_MODE = "reduce-overhead"
+
+
+def compile_mode(train_compile: str, device: torch.device, inv_backprop: bool = False) -> str | None:
+    """The torch.compile mode a run's objective is compiled with on ``device``, or None for eager: "off" is eager,
+    a mode is that mode, "auto" is :data:`CUDA_COMPILE_MODE` on CUDA, "default" on the CPU where
+    :data:`COMPILE_ON_CPU`, else eager. Invertible backprop stays eager under "auto": its backward is a custom
+    autograd function that calls ``autograd.grad`` inside, which torch.compile cannot trace into one graph."""
+    if train_compile == "off" or device.type not in ("cuda", "cpu"):
+        return None
+    if train_compile != "auto":
+        return train_compile
+    if inv_backprop:
+        return None
+    if device.type == "cuda":
+        return CUDA_COMPILE_MODE
+    return "default" if COMPILE_ON_CPU else None
+
+
+def set_deterministic(on: bool, device: torch.device) -> dict:
+    """Deterministic CUDA kernels when ``on`` (``train.deterministic``): ``torch.use_deterministic_algorithms``
+    (an operation without a deterministic kernel raises instead of varying), cuBLAS's fixed workspace
+    (``CUBLAS_WORKSPACE_CONFIG``, which must be set before the first cuBLAS call; set here if unset) and cuDNN
+    without benchmarking (which picks algorithms by timing, so by chance). The CPU kernels glowlib uses are
+    deterministic already. Returns the state, recorded with each run."""
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_unavailable_reason() -> str | None:
+    """One line when this machine has an NVIDIA GPU (``nvidia-smi`` lists one) that this torch cannot use, with
+    the fix; None otherwise. Without it, "auto" would train on the CPU without a word."""
+    import shutil
+    import subprocess
+    if torch.cuda.is_available() or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = [line for line in listed.splitlines() if line.startswith("GPU ")]
+    if not gpus:
+        return None
+    build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+    return (f"nvidia-smi lists {len(gpus)} GPU(s) ({gpus[0].split(' (')[0]}), but torch {torch.__version__} "
+            f"({build}) cannot use them, so training would run on the CPU; install a CUDA build of torch that "
+            f"matches the driver (pip install torch=={torch.__version__.split('+')[0]} --index-url "
+            f"https://download.pytorch.org/whl/cu126, say) or check the driver with nvidia-smi")

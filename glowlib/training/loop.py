@@ -40,10 +40,11 @@ from .checkpoint import (CheckpointError, build_dequantizer, build_model, load_c
                          save_checkpoint, write_csv)
 from .evaluate import NOISE_STREAM, Splits, evaluate, prepare_splits, seeded
 from .device import resolve_device  # noqa: F401  (glowlib.training's public name)
-from .device import optimizer_options, place_optimizer, set_tf32, tf32_state, to_device, training_device
+from .device import (compile_mode, optimizer_options, place_optimizer, set_deterministic, set_tf32, tf32_state,
+                     to_device, training_device)
 from .run_folder import claim, set_aside
 from .schedule import batch_indices, init_images, lr_factor, warmup_steps  # noqa: F401  (warmup_steps: public)
-from .step import FlatGradients, Likelihood, Polyak, Record, StepGuard, log_likelihood
+from .step import PHASE, FlatGradients, Likelihood, Polyak, Record, StepGuard, log_likelihood
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
                  "lr", "images_per_s", "wall_s", "cpu_s"]
@@ -361,6 +362,7 @@ def _setup(run: RunConfig, out_dir: Path | None, splits: Splits | None = None,
     device = training_device(tc.device) if device is None else device
     allocator = tune_allocator()                  # glibc: keep large buffers between steps ($GLOWLIB_ALLOCATOR)
     set_tf32()
+    set_deterministic(tc.deterministic, device)
     rank, world = _dist_info()
     torch.manual_seed(tc.seed)                                    # model initialisation
     splits = prepare_splits(run) if splits is None else splits
@@ -385,6 +387,11 @@ def _initialise(r: _Run) -> None:
     Polyak copies start as the model."""
     x0, init_idx = init_images(r.run, r.splits.train_x)
     r.model.initialize(x0.to(r.device), r.splits.train_y[init_idx].to(r.device) if r.conditional else None)
+    _initialise_without_data(r)
+
+
+def _initialise_without_data(r: _Run) -> None:
+    """The Polyak copies of the model and dequantiser as they stand."""
     r.ema = copy.deepcopy(r.model).eval()
     r.ema_deq = copy.deepcopy(r.deq)
     if r.deq is not None:
@@ -410,6 +417,10 @@ def _resume_or_initialise(r: _Run, resume: bool) -> None:
         raise CheckpointError(f"{r.last_path} was trained by {state.get('world_size', 1)} process(es), each with "
                               f"train.batch_size images; resuming with {r.world} would change the global batch. "
                               f"Resume with the same number of processes (the file was left as it is)")
+    if state["optimizer"] is None:
+        raise CheckpointError(f"{r.last_path} holds no optimizer state (a best.pt kept for evaluation), so it cannot "
+                              f"be resumed; resume from the run's own last.pt, or drop --resume (the file was left "
+                              f"as it is)")
     r.model.load_state_dict(state["model"])
     r.optimizer.load_state_dict(state["optimizer"])
     place_optimizer(r.optimizer, r.device)
@@ -447,6 +458,9 @@ def _objective(r: _Run) -> torch.nn.Module:
 def _prepare_step(r: _Run) -> None:
     """The objective and the step's machinery (``glowlib.training.step``) for a run set up and initialised."""
     r.net = _objective(r)
+    mode = compile_mode(r.run.train.compile, r.device, getattr(r.run.model, "inv_backprop", False))
+    if mode is not None:                   # forward and backward compiled; the optimizer's part stays eager
+        r.net = torch.compile(r.net, mode=mode)
     r.grads = FlatGradients(r.trainable)
     r.guard = StepGuard(r.optimizer, r.trainable)
     r.polyak = Polyak([(r.ema, r.model), (r.ema_deq, r.deq)])
@@ -480,8 +494,12 @@ def _step(r: _Run) -> None:
         group["lr"] = lr
     r.grads.zero()
     with deferred_drift_checks():          # invertible backprop's drift read at _read, not at every level
-        loss, bpd = training_loss(r.net, x, y, r.run, **kwargs)
-        loss.backward()
+        PHASE["name"] = "objective"
+        try:
+            loss, bpd = training_loss(r.net, x, y, r.run, **kwargs)
+            loss.backward()
+        finally:
+            PHASE["name"] = "step"
     norm = r.grads.norm()
     stats = torch.stack([loss.detach().float(), norm, bpd.detach().float()])
     if r.world > 1:                        # the global batch's mean loss; every rank takes the same decision
@@ -579,14 +597,18 @@ def _evaluate(r: _Run, train_window: float, images_per_s: float) -> dict:
     write_csv(r.out_dir / "metrics.csv", r.rows, METRIC_FIELDS)
     if val < r.best_val:                                         # False for NaN: never chosen
         r.best_val, r.test_at_best = val, test
-        save_checkpoint(r.best_path, _snapshot(r))
+        save_checkpoint(r.best_path, _snapshot(r, optimizer=False))
     return row
 
 
-def _snapshot(r: _Run) -> dict:
-    """The checkpoint of the run as it stands: everything ``_resume_or_initialise`` restores."""
+def _snapshot(r: _Run, optimizer: bool = True) -> dict:
+    """The checkpoint of the run as it stands: everything ``_resume_or_initialise`` restores. ``optimizer=False``
+    (``best.pt``): without the optimizer's state (None), which is twice the weights under Adam(ax) and needed only
+    to resume, which reads ``last.pt``; evaluation and the studies read the weights and Polyak weights of
+    ``best.pt``."""
     extra = {} if r.deq is None else {"dequantizer": r.deq.state_dict(), "dequantizer_ema": r.ema_deq.state_dict()}
-    return {**extra, "model": r.model.state_dict(), "ema": r.ema.state_dict(), "optimizer": r.optimizer.state_dict(),
+    return {**extra, "model": r.model.state_dict(), "ema": r.ema.state_dict(),
+            "optimizer": r.optimizer.state_dict() if optimizer else None,
             "step": r.step, "config": r.run.to_dict(), "best_val": r.best_val, "test_at_best": r.test_at_best,
             "lr_scale": r.lr_scale, "nonfinite_events": r.events, "metrics": r.rows, "window": r.window,
             "window_images": r.window_images, "wall_s": r.wall_s(), "cpu_s": r.cpu_s(),

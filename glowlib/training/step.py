@@ -29,6 +29,9 @@ from ..layers import gaussian_log_prob
 # read them too
 STATS_EVERY = 100
 RECORD_FIELDS = ("loss", "grad_norm", "bpd", "finite")
+# which part of the step runs: "objective" during the loss's forward and backward pass (what train.compile compiles),
+# "step" otherwise; read by glowlib.plan's counter to tell the operations a CUDA graph would launch as one
+PHASE = {"name": "step"}
 
 
 def log_likelihood(model, x: torch.Tensor, y=None, latents: bool = False):
