@@ -106,9 +106,11 @@ def place_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> N
             state["step"] = step.to(device if options["capturable"] else "cpu", torch.float32)
 
 
-# torch.compile of the step's objective (forward and backward) on the CPU: off unless a bench record measured it
-# faster. bench/compile_step.py times both on this machine's CPU (results/bench/compile_step/*.json); the step is
-# convolutions that inductor leaves to oneDNN, and what it can fuse is a small part of the time.
+# torch.compile of the step's objective (forward and backward) on the CPU: off. bench/compile_step.py times both
+# (results/bench/compile_step/cpu_smoke.json: the smoke profile's digits Glow, K=2, width 16, one thread of a
+# 2-core Xeon, a loaded machine: 2.1x faster a step, 0.065 s against 0.127 s, after 218 s of compiling, which is
+# more than a smoke run trains in all). The cpu profile's models are not measured yet; at width 512 inductor ran
+# at 0.95x eager (compile_cifar.json). Turn it on per run with train.compile="default".
 COMPILE_ON_CPU = False
 # on CUDA: "reduce-overhead" records the objective's kernels into CUDA graphs, so the host launches one graph
 # instead of queueing each of some 20,000 kernels (the eager step is launch-bound: glowlib.plan)
