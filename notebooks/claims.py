@@ -19,7 +19,14 @@
 #
 # A comparison of models is decided over training seeds, paired by seed (models with the same seed share their data
 # order, noise and initialisation stream), by a Student-t interval of the per-seed differences; the table gives the
-# mean difference, its interval, the number of seeds and the test. A test set's standard error, which measures how
+# mean difference, its interval, the number of seeds and the test. A general claim ("affine beats additive") spans
+# several cells (each permutation, each dataset): it is decided on the per-seed difference averaged over its cells,
+# and each cell's own interval is kept with the claim's numbers (`claim_numbers.csv`) and on its page. A claim that
+# needs several relations to hold at once ("1x1 < shuffle < reverse": two) widens each relation's interval for
+# their number (Bonferroni), so that the claim's error rate stays at 5%: {glue:text}`n_paired_claims` claims are
+# decided by paired comparisons over seeds, {glue:text}`n_corrected` of them rest on more than one relation
+# ({glue:text}`n_relations` relations in all), and "contradicted" always needs a corrected interval on the other
+# side. A test set's standard error, which measures how
 # precisely one trained network is evaluated, never decides: two seeds of one model differ by far more. The
 # verdicts are computed from the results tables of the other notebooks of this profile by
 # `glowlib.studies.claims`, never typed by hand; each row links to the page whose figure or table decides it. At
@@ -52,7 +59,7 @@ display(Markdown(csv_link("claims")))
 
 # %%
 changes = study.verdict_changes(previous, table)
-study.publish(rec, **study.verdict_counts(table), n_changed=len(changes))
+study.publish(rec, **study.verdict_counts(table), **study.correction_counts(numbers), n_changed=len(changes))
 if not changes.empty:
     show(changes, "changes")
 

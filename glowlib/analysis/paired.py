@@ -8,12 +8,14 @@ Glow work) all decide their claims here, from per-seed rows (:func:`paired_table
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from .claims import Outcome
-from .stats import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, Decision, decide_paired
+from .stats import (CONFIDENCE, CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, NOT_TESTABLE, Decision, decide_paired,
+                    paired_interval, verdict_of)
 
 # Every comparison of two models is made twice, paired by training seed (the same seed: the same data order, noise
 # and initialisation stream on both sides), and both are shown:
@@ -35,6 +37,9 @@ PAIR_METRICS = {"bpd": "test bits/dim of the validation-chosen evaluation",
 # the comparisons' verdicts combine into the claim's: any contradicted makes it contradicted; else any not testable
 # or inconclusive makes it that; it is confirmed only when every comparison confirms it
 _PRECEDENCE = (CONTRADICTED, NOT_TESTABLE, INCONCLUSIVE)
+# a claim that rests on several relations holds only if every one does: each relation's interval is widened for
+# their number (Bonferroni), so that the claim's error rate stays at most 5%
+CORRECTION = "Bonferroni"
 
 
 def training_clock(*metrics: pd.DataFrame) -> str:
@@ -177,18 +182,70 @@ def plot_pairs(summary: pd.DataFrame, title: str = "", unit: str = "bits/dim"):
     return fig
 
 
+def relation_effects(pairs: pd.DataFrame, groups, a: str, b: str, basis: str, metric: str = "bpd") -> pd.Series:
+    """The per-seed difference ``a - b`` at ``basis`` averaged over the cells (``groups``) a relation spans: one
+    value per training seed that every cell has, NaN where a cell's value at that seed is not finite."""
+    cells = []
+    for group in groups:
+        rows = pairs[(pairs.group == group) & (pairs.a == a) & (pairs.b == b)] if len(pairs) else pairs
+        cells.append((rows[f"a_{metric}_{basis}"] - rows[f"b_{metric}_{basis}"]).set_axis(rows.seed.to_numpy()))
+    if not cells or any(not len(c) for c in cells):
+        return pd.Series(dtype=float)
+    table = pd.concat(cells, axis=1, join="inner")
+    return table.mean(axis=1, skipna=False).sort_index()
+
+
+def decide_relation(pairs: pd.DataFrame, groups, a: str, b: str, claimed: str, basis: str, metric: str = "bpd",
+                    confidence: float = CONFIDENCE) -> Decision:
+    """"``a`` is ``claimed`` than ``b``" over the cells ``groups``: the t-interval, at ``confidence``, of the
+    per-seed difference averaged over the cells (:func:`relation_effects`), so that a general claim is decided on
+    its averaged effect rather than on every cell alone; not testable where a cell lacks the runs or a seed's value
+    is not finite."""
+    effects = relation_effects(pairs, groups, a, b, basis, metric)
+    if not len(effects):
+        return Decision(NOT_TESTABLE, reason=f"no runs of both {a} and {b} in every cell")
+    if not np.isfinite(effects.to_numpy(float)).all():
+        return Decision(NOT_TESTABLE, n_seeds=len(effects), reason=f"a seed of {a} - {b} has no finite value")
+    iv = paired_interval(effects.to_numpy(float), np.zeros(len(effects)), confidence)
+    verdict = verdict_of(iv, claimed)
+    reason = f"{iv.n} seed(s); the test needs at least {MIN_SEEDS}" if verdict == NOT_TESTABLE else ""
+    return Decision(verdict, iv.difference, iv.low, iv.high, iv.n, relation_test(confidence, len(groups)),
+                    reason=reason)
+
+
+def relation_test(confidence: float, n_cells: int) -> str:
+    """The test's name as the claims table gives it."""
+    cells = f"averaged over {n_cells} cells, " if n_cells > 1 else ""
+    return f"paired t-interval over training seeds ({cells}{confidence:.1%}, two-sided)"
+
+
 def paired_outcome(pairs: pd.DataFrame, comparisons, decide_on: str, metric: str = "bpd") -> Outcome:
-    """A claim decided by paired comparisons: ``comparisons`` are (group, a, b, claimed direction of a - b); each is
-    decided at both :data:`BASES` and the verdict taken at ``decide_on`` (:func:`decide_all`). The numbers: every
-    comparison's difference and interval at both bases, named ``<basis> <group>: <a> - <b>``."""
+    """A claim decided by paired comparisons: ``comparisons`` are (group, a, b, claimed direction of a - b). The
+    comparisons that share (a, b, direction) form one relation, decided on the per-seed difference averaged over
+    its cells (:func:`decide_relation`); a claim of R relations (e.g. "1x1 < shuffle < reverse": two) holds only
+    if every one does, so each relation's interval is widened to confidence 1 - 0.05 / R (Bonferroni). The claim
+    is contradicted when a corrected interval lies on the other side, confirmed when every one lies on the claimed
+    side, else inconclusive (:func:`decide_all`). The numbers: every cell's uncorrected difference and interval at
+    both bases, ``<basis> <group>: <a> - <b> <field>``, and every relation's at ``decide_on``, ``<a> - <b>
+    <field>``, with the number of relations."""
     if decide_on not in BASES:
         raise ValueError(f"decide_on={decide_on!r} must be one of {tuple(BASES)}")
-    decisions, numbers = {}, {}
+    relations, numbers = {}, {}
     for group, a, b, claimed in comparisons:
-        name = f"{group}: {a} - {b}"
+        relations.setdefault((a, b, claimed), []).append(group)
         for basis in BASES:
             d = decide_comparison(pairs, group, a, b, claimed, basis, metric)
-            decisions.setdefault(basis, {})[name] = d
-            numbers.update({f"{basis} {name} {k}": getattr(d, k) for k in ("difference", "ci_low", "ci_high")})
-    name, decision = decide_all(decisions[decide_on])
+            numbers.update({f"{basis} {group}: {a} - {b} {k}": getattr(d, k) for k in ("difference", "ci_low", "ci_high")})
+    if not relations:
+        raise ValueError("a claim needs at least one comparison")
+    confidence = 1 - (1 - CONFIDENCE) / len(relations)
+    decisions = {}
+    for (a, b, claimed), groups in relations.items():
+        d = decide_relation(pairs, groups, a, b, claimed, decide_on, metric, confidence)
+        decisions[f"{a} - {b}"] = d
+        numbers.update({f"{a} - {b} {k}": getattr(d, k) for k in ("difference", "ci_low", "ci_high")})
+    numbers["relations"] = len(relations)
+    name, decision = decide_all(decisions)
+    if len(relations) > 1:
+        decision = replace(decision, test=decision.test + f"; {CORRECTION} over {len(relations)} relations")
     return Outcome(decision, numbers, f"{BASES[decide_on]}, {name}")

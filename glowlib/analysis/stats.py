@@ -113,7 +113,7 @@ def decide_paired(a, b, claimed: str, failed_gates=(), min_seeds: int = MIN_SEED
     """Decide "a is ``claimed`` than b" from per-seed values paired by seed. A failed gate overrides the test."""
     failed = "; ".join(failed_gates)
     if failed:
-        return Decision(NOT_TESTABLE, gate=failed, reason=f"a sanity gate failed: {failed}")
+        return Decision(NOT_TESTABLE, gate=failed, reason="a sanity gate failed (the gate column names it)")
     iv = paired_interval(a, b)
     verdict = verdict_of(iv, claimed, min_seeds)
     reason = f"{iv.n} seed(s); the test needs at least {min_seeds}" if verdict == NOT_TESTABLE else ""

@@ -55,6 +55,15 @@ def verdict_counts(table: pd.DataFrame) -> dict:
     return {"n_claims": len(table), **{name: int(counts.get(v, 0)) for v, name in names.items()}}
 
 
+def correction_counts(numbers: pd.DataFrame) -> dict:
+    """The page's values on multiple comparisons: how many claims paired comparisons decide, how many of them rest
+    on more than one relation (their intervals Bonferroni-corrected: ``analysis.paired.paired_outcome``), and the
+    relations in all."""
+    relations = numbers[numbers.name == "relations"].value if len(numbers) else pd.Series(dtype=float)
+    return {"n_paired_claims": len(relations), "n_corrected": int((relations > 1).sum()),
+            "n_relations": int(relations.sum())}
+
+
 def left_out_table(profile: str) -> pd.DataFrame:
     """The studies ``profile`` leaves out, with the reason (the book's pages for them say why)."""
     skipped = left_out(profile)

@@ -11,7 +11,7 @@ import pytest
 
 from glowlib.analysis.claims import COLUMNS, ClaimSpec, Outcome, Results, decide_claims
 from glowlib.analysis.paired import paired_outcome
-from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, NOT_TESTABLE, VERDICTS, Decision
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS, Decision
 from glowlib.studies import STUDIES, claim_specs, study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,20 +91,52 @@ def test_adding_a_claim_renumbers_nothing(tmp_path):
     assert second.set_index("id").loc["alpha.positive"].equals(first.set_index("id").loc["alpha.positive"])
 
 
-def test_paired_outcome_takes_the_weakest_cell_and_names_every_number():
+def pairs_of(cells: dict) -> pd.DataFrame:
+    """A pairs table: {(group, a, b): [a - b per seed]}, the same at both bases (b's value 3.0)."""
     rows = []
-    for group, shift in (("additive", -1.0), ("affine", -0.1)):
-        for seed, noise in enumerate((0.0, 0.01, -0.01)):
-            rows.append({"group": group, "a": "conv1x1", "b": "shuffle", "seed": seed,
-                         "a_bpd_equal_steps": 3 + shift + noise, "b_bpd_equal_steps": 3.0,
-                         "a_bpd_equal_time": 3 + shift, "b_bpd_equal_time": 3.0 + noise})
-    pairs = pd.DataFrame(rows)
-    out = paired_outcome(pairs, [(g, "conv1x1", "shuffle", "lower") for g in ("additive", "affine")], "equal_steps")
+    for (group, a, b), diffs in cells.items():
+        for seed, d in enumerate(diffs):
+            rows.append({"group": group, "a": a, "b": b, "seed": seed, "a_bpd_equal_steps": 3.0 + d,
+                         "b_bpd_equal_steps": 3.0, "a_bpd_equal_time": 3.0 + d, "b_bpd_equal_time": 3.0})
+    return pd.DataFrame(rows)
+
+
+def test_a_general_claim_is_decided_on_the_effect_averaged_over_its_cells():
+    # each cell alone is inconclusive (one seed goes the other way); their per-seed average is clearly below 0
+    pairs = pairs_of({("additive", "affine", "additive"): [-0.9, -0.7, 0.1],
+                      ("affine", "affine", "additive"): [0.0, -0.6, -0.9]})
+    out = paired_outcome(pairs, [(g, "affine", "additive", "lower") for g in ("additive", "affine")], "equal_steps")
     assert out.decision.verdict == CONFIRMED
-    assert math.isclose(out.decision.difference, -0.1)          # the cell whose interval lies nearest 0
-    assert out.decided_by == "equal steps, affine: conv1x1 - shuffle"
-    assert set(out.numbers) == {f"{basis} {g}: conv1x1 - shuffle {k}" for basis in ("equal_steps", "equal_time")
-                                for g in ("additive", "affine") for k in ("difference", "ci_low", "ci_high")}
+    assert math.isclose(out.decision.difference, -0.5)
+    assert out.decided_by == "equal steps, affine - additive" and out.numbers["relations"] == 1
+    assert "averaged over 2 cells, 95.0%" in out.decision.test
+    for g in ("additive", "affine"):          # the per-cell numbers stay beside the averaged one
+        assert out.numbers[f"equal_steps {g}: affine - additive ci_high"] > 0
+
+
+def test_a_claim_of_several_relations_is_corrected_for_their_number():
+    # b - c: mean -0.2, standard error 0.040: its 95% interval excludes 0 (half width 4.30 se), its 97.5% one,
+    # Bonferroni's for two relations, does not (6.21 se)
+    pairs = pairs_of({("g", "a", "b"): [-1.0, -1.001, -0.999], ("g", "b", "c"): [-0.27, -0.2, -0.13]})
+    one = paired_outcome(pairs, [("g", "b", "c", "lower")], "equal_steps")
+    two = paired_outcome(pairs, [("g", "a", "b", "lower"), ("g", "b", "c", "lower")], "equal_steps")
+    assert one.decision.verdict == CONFIRMED
+    assert two.decision.verdict == INCONCLUSIVE and two.decided_by == "equal steps, b - c"
+    assert "Bonferroni over 2 relations" in two.decision.test and two.numbers["relations"] == 2
+    assert two.numbers["b - c ci_low"] < one.numbers["b - c ci_low"] < one.numbers["b - c ci_high"] < 0
+
+
+def test_contradicted_needs_a_corrected_interval_on_the_other_side():
+    pairs = pairs_of({("g", "a", "b"): [-1.0, -1.001, -0.999], ("g", "b", "c"): [0.5, 0.501, 0.499]})
+    out = paired_outcome(pairs, [("g", "a", "b", "lower"), ("g", "b", "c", "lower")], "equal_steps")
+    assert out.decision.verdict == CONTRADICTED and out.decided_by == "equal steps, b - c"
+    assert out.decision.ci_low > 0
+
+
+def test_a_seed_missing_in_one_cell_leaves_the_seeds_every_cell_has():
+    pairs = pairs_of({("x", "a", "b"): [-1.0, -1.1, -0.9], ("y", "a", "b"): [-1.0, -1.05]})
+    out = paired_outcome(pairs, [("x", "a", "b", "lower"), ("y", "a", "b", "lower")], "equal_steps")
+    assert out.decision.n_seeds == 2 and out.decision.verdict == NOT_TESTABLE
 
 
 # ------------------------------------------------------------------------------------ every study's declarations

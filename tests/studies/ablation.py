@@ -95,7 +95,7 @@ def test_a_reversed_pair_contradicts_and_a_noisy_one_is_inconclusive(tmp_path):
     swapped = dict(ORDERED, shuffle=3.5)                            # shuffle now worse than reverse
     claims, _ = ablation_claims(tmp_path, ablation_pairs(finals(swapped)))
     c = claims[ORDER]
-    assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, additive: shuffle - reverse"
+    assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, shuffle - reverse"
     assert c["ci_low"] > 0
     noisy = ablation_pairs(finals(), jitter={("rotation", "additive"): -0.5, ("rotation", "affine"): -0.5})
     assert ablation_claims(tmp_path / "b", noisy)[0][ROTATION]["verdict"] == INCONCLUSIVE

@@ -220,7 +220,7 @@ def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_training_time(t
     claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
     c = claims[GLOW]
     assert c.verdict == verdict and c.n_seeds == 3 and c.test.startswith("paired t-interval over training seeds")
-    assert c.evidence == "equal training time, mnist5k: glow - realnvp"
+    assert c.evidence == "equal training time, glow - realnvp"
     assert "equal_steps mnist5k: glow - realnvp difference" in c.numbers          # equal steps beside
     if glow_speed == 1.0:
         d = np.subtract(glow, realnvp)
@@ -233,19 +233,23 @@ def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_training_time(t
     assert claims[CIFAR].verdict == NOT_TESTABLE and claims[MACOW].verdict == NOT_TESTABLE
 
 
-def test_a_claim_over_several_datasets_is_confirmed_only_when_every_one_is(tmp_path):
+def test_a_claim_over_several_datasets_is_decided_on_their_averaged_effect(tmp_path):
+    """Glow wins on one dataset and loses on the other by about as much: the general claim is undecided, while
+    each dataset's own interval stays beside it."""
     g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
     worse_g, worse_r = pair([2.4, 2.5, 2.6], [2.2, 2.3, 2.3])
     c = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r),
                              ("digits", "glow", "realnvp"): (worse_g, worse_r)})[GLOW]
-    assert c.verdict == CONTRADICTED and c.evidence == "equal training time, digits: glow - realnvp"
-    assert c.difference > 0 and c.ci_low > 0
+    assert c.verdict == INCONCLUSIVE and c.evidence == "equal training time, glow - realnvp"
+    assert c.difference == pytest.approx(0.0) and "averaged over 2 cells" in c.test
+    assert c.numbers["equal_time mnist5k: glow - realnvp ci_high"] < 0
+    assert c.numbers["equal_time digits: glow - realnvp ci_low"] > 0
 
 
 @pytest.mark.parametrize("macow, vardeq_gain, expected", [
-    ([3.9, 3.95, 3.85], 0.05, (CONFIRMED, CONFIRMED)),
+    ([3.9, 3.93, 3.88], 0.05, (CONFIRMED, CONFIRMED)),
     ([4.1, 4.13, 4.1], 0.05, (CONTRADICTED, CONFIRMED)),
-    ([3.9, 3.95, 3.85], -0.05, (CONFIRMED, CONTRADICTED)),
+    ([3.9, 3.93, 3.88], -0.05, (CONFIRMED, CONTRADICTED)),
     ([3.9, 4.1, 4.0], 0.0, (INCONCLUSIVE, INCONCLUSIVE)),
 ])
 def test_macow_and_dequantisation_claims(tmp_path, macow, vardeq_gain, expected):

@@ -6,7 +6,7 @@ import torch
 
 import glowlib.studies.precision as ps
 from glowlib import profiles
-from glowlib.profiles import default_precision, profile_config
+from glowlib.profiles import default_precision, profile, profile_config
 
 
 def _table(fp32, bf16, wall=(100.0, 60.0)):
@@ -43,7 +43,7 @@ def test_configs_change_only_precision_and_seed():
     assert len({r.key() for r in runs.values()}) == 4
     a, b = runs["fp32", 0], runs["bf16", 0]
     assert b.model.precision == "bf16" and a.model.replace(precision="bf16") == b.model and a.train == b.train
-    assert ps.configs("paper", "cifar10", [0], ["fp32"])["fp32", 0].train.steps == ps.STEPS["paper"]
+    assert ps.configs("paper", "cifar10", [0], ["fp32"])["fp32", 0].train.steps == profile("paper").precision_steps
 
 
 @pytest.mark.parametrize("params, match", [(dict(seeds=[1, 1]), "at least two different seeds"),

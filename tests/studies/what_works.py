@@ -99,7 +99,7 @@ def test_what_works_claims(tmp_path):
     assert claims[TIME]["verdict"] == CONFIRMED and claims[TIME]["evidence"].startswith("equal training time")
     hurts = dict(helps, standard_prior=2.9)                      # the standard prior does better
     c = what_works_claims(tmp_path / "b", hurts)[DEPTH]
-    assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, variants: standard_prior - K=2"
+    assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, standard_prior - K=2"
     # half as fast: at the shorter run's time the 1x1 has its first evaluation only, 0.6 above its last
     assert what_works_claims(tmp_path / "c", helps, conv_speed=0.5)[TIME]["verdict"] == CONTRADICTED
 
