@@ -270,3 +270,16 @@ def test_a_chromium_that_cannot_be_installed_is_a_note_not_a_failure(tmp_path):
 def test_a_dataset_that_cannot_be_installed_still_fails_make_env(tmp_path):
     tools = _fake_tools(tmp_path, chromium_installs=True, dataset_installs=False)
     assert _system_packages(tmp_path, tools).returncode != 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["temperature", "-p", "seed", "12345678901234567890"], "seed=12345678901234567890 is out of range"),
+    (["cost", "-p", "bench_dir", "/etc"], "bench_dir='/etc' must be a folder inside the repository's results/"),
+    (["cost", "-p", "bench_dir", "results/../../etc"], "must be a folder inside the repository's results/"),
+])
+def test_check_params_refuses_unbounded_seeds_and_folders_outside_results(args, message, capsys):
+    from glowlib.__main__ import main
+    assert main(["check-params", "--profile", "smoke", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert main(["check-params", "--profile", "smoke", "cost", "-p", "bench_dir", "results/bench"]) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available
 from ..profiles import PROFILES, profile_config
 from ..profiles import profile as profile_of
-from ..results import results_dir
+from ..results import repo_root, results_dir
 from ..training import build_model, get_model, trained
 
 N_CLASSES = {"digits": 10, "mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
@@ -111,13 +112,19 @@ def out_dir_path(name, value):
 
 
 def folder(name, value):
+    """A folder of the repository's results (read by the notebook): a relative path that stays inside
+    ``results/`` (no absolute path, no ``..`` out of it, no link leading elsewhere)."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name}={value!r} must be a folder path (e.g. results/bench)")
+    results = (repo_root() / "results").resolve()
+    if Path(value).is_absolute() or not (repo_root() / value).resolve().is_relative_to(results):
+        raise ValueError(f"{name}={value!r} must be a folder inside the repository's results/ (e.g. results/bench), "
+                         f"given relative to the repository")
     return value
 
 
 COMMON = {"profile": choice(PROFILES), "out_dir": out_dir_path}     # every notebook's
-SEED = {"seed": int_in(0)}
+SEED = {"seed": int_in(0, 2**31 - 1)}                # as config.TrainConfig.seed
 # temperatures of the T-sampler where its density is needed: T > 0 (at T = 0 it has none)
 sampler_temperatures = list_of(number_in(1e-3, 10.0))
 
