@@ -34,7 +34,7 @@ from .studies import STUDIES, all_runs, check_parameters
 from .studies.base import classifier_datasets
 from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of,
                        train)
-from .runtime import default_workers
+from .runtime import check_workers, default_workers
 from .workers import order_for, run_workers, train_here
 
 
@@ -160,9 +160,7 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
     (say on the nodes of a Slurm array) sharing the cache; ``only_mine``: train only this worker's share. Returns the exit status."""
     check_choice("profile", profile, PROFILES)
     runs = all_runs(profile)
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"--workers {workers}: give at least 1")
+    workers = default_workers() if workers is None else check_workers(workers)
     if workers > 1:
         if n_workers > 1:
             raise ValueError("--workers N starts N workers on this machine; with --n-workers (several machines) "

@@ -36,7 +36,7 @@ from .data import ImageData, is_available
 from .files import atomic_write_bytes
 from .profiles import PROFILES
 from .results import cpu_name
-from .runtime import default_workers, usable_cores, worker_threads
+from .runtime import check_workers, default_workers, usable_cores, worker_threads
 from .studies import all_runs
 from .studies.base import classifier_datasets, config_parameters
 from .training import cache_root, run_dir
@@ -628,8 +628,8 @@ def main(profile: str, check_data: bool = False, measure_steps: bool = True, rem
     """``python -m glowlib plan``: print the plan for ``workers`` training processes (default: as ``models``
     starts them); with ``check_data``, status 2 when data is missing or the disk is too small for what is left,
     said in seconds before anything is measured."""
-    if workers is not None and workers < 1:
-        raise ValueError(f"--workers {workers}: give at least 1")
+    if workers is not None:
+        check_workers(workers)
     from .training.device import cuda_unavailable_reason
     if PROFILE_DEVICE[profile] == "cuda" and cuda_unavailable_reason():
         print(f"warning: {cuda_unavailable_reason()}", file=sys.stderr, flush=True)

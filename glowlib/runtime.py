@@ -100,6 +100,22 @@ def cpu_workers() -> int:
     return min(usable_cores(), CPU_MAX_WORKERS)
 
 
+def check_workers(workers: int) -> int:
+    """A ``--workers`` count: at least 1 and at most :func:`max_workers` (each worker is a process holding its own
+    copy of torch: a count meant for another machine would start them all here). Returns it; else ValueError."""
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: give at least 1")
+    if workers > max_workers():
+        raise ValueError(f"--workers {workers}: at most {max_workers()} on this machine (four per core, or the "
+                         f"visible GPUs); on a cluster start one per node with --worker-index and --n-workers")
+    return workers
+
+
+def max_workers() -> int:
+    """The most training processes one machine starts: four per core, at least 8."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def worker_threads(n_workers: int) -> int:
     """Threads each of ``n_workers`` CPU training processes gets: ``$OMP_NUM_THREADS`` when set (the user's or
     the Makefile's choice), else an equal share of the usable cores, at least one."""

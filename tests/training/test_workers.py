@@ -260,3 +260,17 @@ def test_a_stop_signal_stops_every_worker_leaving_resumable_checkpoints(tmp_path
             assert result.step == step + 2
     finally:
         del os.environ["GLOWLIB_CACHE"]
+
+
+@pytest.mark.parametrize("command", ["models", "plan"])
+def test_a_worker_count_past_the_machine_is_one_line_before_any_process_starts(command, capsys, monkeypatch):
+    from glowlib import runtime
+    from glowlib.__main__ import main
+    started = []
+    monkeypatch.setattr("subprocess.Popen", lambda *a, **k: started.append(a))
+    too_many = runtime.max_workers() + 1
+    assert main([command, "--profile", "smoke", "--workers", str(too_many), "--no-measure"][:5 if command == "models"
+                                                                                          else 6]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --workers {too_many}: at most") and err.count("\n") == 1
+    assert not started
