@@ -183,7 +183,9 @@ def _expected_shapes(run: RunConfig) -> dict:
             model, deq = build_model(run), build_dequantizer(run)
         _SHAPES[key] = {"model": {k: tuple(v.shape) for k, v in model.state_dict().items()},
                         "dequantizer": None if deq is None else
-                        {k: tuple(v.shape) for k, v in deq.state_dict().items()}}
+                        {k: tuple(v.shape) for k, v in deq.state_dict().items()},
+                        "floating": {k for part in (model, deq) if part is not None
+                                     for k, v in part.state_dict().items() if v.is_floating_point()}}
     return _SHAPES[key]
 
 
@@ -192,7 +194,7 @@ def _malformed(path: Path, what: str) -> CheckpointError:
                            f"{start_over_advice(path)}.")
 
 
-def _check_weights(path: Path, name: str, weights, expected: dict) -> None:
+def _check_weights(path: Path, name: str, weights, expected: dict, floating=frozenset()) -> None:
     if not isinstance(weights, dict):
         raise _malformed(path, f"its {name!r} is a {type(weights).__name__}, not a dict of tensors")
     missing = sorted(set(expected) - set(weights))
@@ -208,6 +210,9 @@ def _check_weights(path: Path, name: str, weights, expected: dict) -> None:
         if tuple(value.shape) != shape:
             raise _malformed(path, f"{name}[{key!r}] has shape {tuple(value.shape)}, but the model of its config "
                                    f"has {shape}")
+        if value.is_floating_point() != (key in floating):
+            raise _malformed(path, f"{name}[{key!r}] holds {value.dtype} values, but the model of its config has "
+                                   f"{'floating-point' if key in floating else 'integer'} ones there")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise _malformed(path, f"{name}[{key!r}] holds non-finite values (NaN or inf); these weights cannot "
                                    f"be evaluated or trained on")
@@ -227,13 +232,13 @@ def check_state(state, path: Path, resume: bool = False) -> RunConfig:
         raise _malformed(path, f"step={step!r}, but its run trains train.steps={run.train.steps} steps")
     shapes = _expected_shapes(run)
     for name in ("model", "ema"):
-        _check_weights(path, name, state[name], shapes["model"])
+        _check_weights(path, name, state[name], shapes["model"], shapes["floating"])
     if shapes["dequantizer"] is not None:
         for name in ("dequantizer", "dequantizer_ema"):
             if name not in state:
                 raise CheckpointError(f"checkpoint {path} is of a variational-dequantisation run but holds no "
                                       f"{name}; it is incomplete (the file was left as it is)")
-            _check_weights(path, name, state[name], shapes["dequantizer"])
+            _check_weights(path, name, state[name], shapes["dequantizer"], shapes["floating"])
     if not resume:
         return run
     for name, kinds in _RESUME_FIELDS.items():

@@ -48,12 +48,15 @@ def break_state(state, how):
         state["lr_scale"] = math.nan
     elif how == "model not a dict":
         state["model"] = [1, 2]
+    elif how == "integer weights":
+        name = first_weight(state, "ema")
+        state["ema"][name] = torch.zeros(state["ema"][name].shape, dtype=torch.int64)
     return state
 
 
 CASES = ["missing model weight", "wrong shape", "nan polyak weights", "inf model weights", "step beyond the run",
          "negative step", "step as text", "huge depth in config", "optimizer not a state", "metrics not rows",
-         "rng missing", "window images negative", "lr scale nan", "model not a dict"]
+         "rng missing", "window images negative", "lr scale nan", "model not a dict", "integer weights"]
 
 
 @pytest.mark.parametrize("how", CASES)
