@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import importlib.resources
 import importlib.util
 import math
@@ -81,6 +82,30 @@ EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "mnist5k": {"all": 5_000},
     "digits": {"all": 1_797},
 }
+
+
+# SHA-256 of the decompressed content of each idx file whose content is known, checked on every load (a file
+# can be well-formed, of the right count, and still altered). Fashion-MNIST: computed from Debian's
+# dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist/*.gz, decompressed); Debian re-gzipped the files,
+# so their .gz bytes differ from Zalando's while the content is the same, hence the content's hash and not the
+# .gz's. MNIST: no published hash of the decompressed files could be verified, so a gzipped MNIST file is checked
+# against the .gz's SHA-256 that the downloader checks (glowlib.download.SOURCES), and an uncompressed one by its
+# format and image count only. Tests that write small fixture files switch a dataset's check off by emptying its
+# entry (tests/fakedata.py set_counts); nothing else should.
+IDX_CONTENT_SHA256: dict[str, dict[str, str]] = {
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+    "mnist": {},
+}
+# datasets whose .gz files are checked against the downloader's hashes where their content's hash is not known
+IDX_GZ_CHECKED = ("mnist",)
+# files that passed their check in this process: (resolved path, size, mtime in ns, expected hash); a file changed
+# since (another size or time) is checked again
+_VERIFIED: set[tuple] = set()
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -258,10 +283,45 @@ def _locate(dataset: str, dirs: list[Path], files: tuple[str, ...], how_to_get: 
         + f"\nTo get them: {how_to_get}\n{_ROOT_HELP}")
 
 
-def _read_idx(path: Path, magic: int) -> np.ndarray:
+def _known_hash(dataset: str | None, name: str, path: Path) -> tuple[str, str] | None:
+    """(what is hashed: "content" or "gz", its expected SHA-256) for an idx file, or None where none is known."""
+    if dataset is None:
+        return None
+    content = IDX_CONTENT_SHA256.get(dataset, {}).get(name)
+    if content:
+        return "content", content
+    if dataset in IDX_GZ_CHECKED and path.suffix == ".gz":
+        from .download import SOURCES               # imported here: download imports this module
+        for remote in SOURCES.get(dataset, ()):
+            if remote.filename == name + ".gz":
+                return "gz", remote.known_hash.split(":", 1)[1]
+    return None
+
+
+def _check_hash(path: Path, raw: bytes, known: tuple[str, str]) -> None:
+    """Raise DataFormatError unless ``path`` (``raw``: its decompressed content) has the known SHA-256; a file that
+    passed once is remembered by its size and modification time."""
+    kind, expected = known
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
+    if memo in _VERIFIED:
+        return
+    data = raw if kind == "content" else path.read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected:
+        what = "decompressed content" if kind == "content" and path.suffix == ".gz" else \
+            "content" if kind == "content" else "gzipped file"
+        raise DataFormatError(f"{path}: the SHA-256 of its {what} is {got[:16]}..., not the published "
+                              f"{expected[:16]}...: a damaged or altered copy; fetch it again (python -m "
+                              f"glowlib.download) or restore it from its package")
+    _VERIFIED.add(memo)
+
+
+def _read_idx(path: Path, magic: int, dataset: str | None = None) -> np.ndarray:
     """Read an idx file (gzipped if its name ends in .gz) of unsigned bytes: big-endian
     magic number (0x00000803 images, 0x00000801 labels; low byte = number of dims), one
-    big-endian uint32 per dim, then the data. Validates magic and exact file length."""
+    big-endian uint32 per dim, then the data. Validates magic and exact file length, and, for a
+    ``dataset`` whose hashes are known (:data:`IDX_CONTENT_SHA256`), the file's SHA-256."""
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             raw = f.read()
@@ -278,6 +338,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) != header + math.prod(dims):
         raise DataFormatError(f"{path}: {len(raw)} bytes, but the header (dims {dims}) "
                               f"implies {header + math.prod(dims)}")
+    known = _known_hash(dataset, path.name.removesuffix(".gz"), path)
+    if known is not None:
+        if magic == _IDX_IMAGES_MAGIC:      # a short file says so first (usually an interrupted copy)
+            _check_count(path, dataset, path.name.split("-")[0], dims[0])
+        _check_hash(path, raw, known)
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
 
 
@@ -315,10 +380,10 @@ def _load_idx_dataset(name: str, root: Path) -> ImageData:
     paths = _locate_idx(name, root)
     splits = []
     for split in ("train", "t10k"):
-        images = _read_idx(paths[f"{split}-images-idx3-ubyte"], _IDX_IMAGES_MAGIC)
+        images = _read_idx(paths[f"{split}-images-idx3-ubyte"], _IDX_IMAGES_MAGIC, name)
         _check_count(paths[f"{split}-images-idx3-ubyte"], name, split, len(images))
         label_path = paths[f"{split}-labels-idx1-ubyte"]
-        labels = _read_idx(label_path, _IDX_LABELS_MAGIC)
+        labels = _read_idx(label_path, _IDX_LABELS_MAGIC, name)
         if len(labels) != len(images):
             raise DataFormatError(f"{label_path}: {len(labels)} labels for {len(images)} images")
         if len(labels) and labels.max() > 9:

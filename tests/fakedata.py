@@ -32,9 +32,15 @@ def small_data(monkeypatch):
     set_counts(monkeypatch)
 
 
-def set_counts(monkeypatch, n_train=5, n_test=3, n_batch=2, n_test_batch=None):
+def set_counts(monkeypatch, n_train=5, n_test=3, n_batch=2, n_test_batch=None, checksums=False):
+    """Accept fake files of these sizes; ``checksums=False`` also switches off the idx files' known SHA-256 (fake
+    files never have them)."""
     for name in ("mnist", "fashion_mnist"):
         monkeypatch.setitem(gd.EXPECTED_COUNTS, name, {"train": n_train, "t10k": n_test})
+        if not checksums:
+            monkeypatch.setitem(gd.IDX_CONTENT_SHA256, name, {})
+    if not checksums:
+        monkeypatch.setattr(gd, "IDX_GZ_CHECKED", ())
     monkeypatch.setitem(gd.EXPECTED_COUNTS, "cifar10",
                         {"data_batch": n_batch, "test_batch": n_test_batch or n_batch})
 

@@ -538,3 +538,52 @@ def test_split_validation_errors():
             split_validation(x, y, bad, seed=0)
     with pytest.raises(ValueError, match="length"):
         split_validation(x, y[:4], 1, seed=0)
+
+
+# ----------------------------------------------------------------------------- known checksums
+
+
+def _fashion_copy(tmp_path) -> Path:
+    system = gd._SYSTEM_FASHION_MNIST_DIR
+    if not system.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    d = tmp_path / "fashion_mnist"
+    d.mkdir()
+    for f in system.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    return d
+
+
+def test_an_altered_but_well_formed_fashion_mnist_file_is_refused_naming_it(tmp_path, monkeypatch):
+    import gzip
+    d = _fashion_copy(tmp_path)
+    monkeypatch.setattr(gd, "_VERIFIED", set())
+    assert gd.load_dataset("fashion_mnist", tmp_path).test_labels.shape == (10_000,)   # Debian's copy passes
+    labels = d / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[100] = (raw[100] + 1) % 10                 # one label changed: the same format and count
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(gd.DataFormatError, match=r"t10k-labels-idx1-ubyte.gz: the SHA-256 of its decompressed"):
+        gd.load_dataset("fashion_mnist", tmp_path)
+
+
+def test_a_verified_file_is_remembered_by_size_and_time(tmp_path, monkeypatch):
+    _fashion_copy(tmp_path)
+    monkeypatch.setattr(gd, "_VERIFIED", set())
+    gd.load_dataset("fashion_mnist", tmp_path)
+    hashed = []
+    monkeypatch.setattr(gd.hashlib, "sha256", lambda data: hashed.append(len(data)))
+    gd.load_dataset("fashion_mnist", tmp_path)
+    assert hashed == []
+
+
+def test_mnist_gz_files_are_checked_against_the_downloads_hashes(tmp_path, monkeypatch):
+    set_counts(monkeypatch, checksums=True)
+    monkeypatch.setitem(gd.EXPECTED_COUNTS, "mnist", {"train": 5, "t10k": 3})
+    make_idx_dir(tmp_path / "mnist", "all")
+    with pytest.raises(gd.DataFormatError, match=r"the SHA-256 of its gzipped file .* not the published"):
+        gd.load_dataset("mnist", tmp_path)
+    make_idx_dir(tmp_path / "plain" / "mnist", "none")       # uncompressed MNIST: format and count only
+    assert len(gd.load_dataset("mnist", tmp_path / "plain").train_images) == 5
+    set_counts(monkeypatch)                                    # the fixtures' switch turns the checks off
+    assert len(gd.load_dataset("mnist", tmp_path).train_images) == 5
