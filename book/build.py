@@ -95,8 +95,57 @@ def write(path: Path, text: str) -> None:
 
 
 def provenance(folder: Path) -> dict | None:
+    """``folder``'s provenance record (None where there is none), checked for what the book reads from it (a JSON
+    object; the start time, notebook seconds, hardware, code and models in the types :func:`check_provenance`
+    names); anything else is a ``ValueError`` naming the file and the field."""
     path = folder / PROVENANCE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path} is not a JSON provenance record ({' '.join(str(e).split())}); rerun its "
+                         f"notebook (make notebook NB={folder.name})") from e
+    check_provenance(record, path)
+    return record
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def check_provenance(record, path: Path) -> None:
+    """The fields of a provenance record that the book reads, each of its type; else a ``ValueError`` naming
+    ``path`` and the field."""
+    def bad(field, why):
+        return ValueError(f"{path}: {field} {why}; rerun its notebook (make notebook NB={path.parent.name})")
+    if not isinstance(record, dict):
+        raise bad("the record", f"is a {type(record).__name__}, not a JSON object")
+    for field in ("start_time", "torch_version", "device"):
+        if not isinstance(record.get(field), str) or not record[field]:
+            raise bad(field, f"is {record.get(field)!r}, not a text")
+    if not _finite(record.get("wall_s")):
+        raise bad("wall_s", f"is {record.get('wall_s')!r}, not a number of seconds")
+    hardware = record.get("hardware")
+    if not isinstance(hardware, dict) or not isinstance(hardware.get("cpu"), str) or "cpu_count" not in hardware:
+        raise bad("hardware", "lacks the cpu's name and cpu_count")
+    if "git_sha" not in record or "git_dirty" not in record:
+        raise bad("git_sha and git_dirty", "are not both there")
+    models = record.get("models", {})
+    if not isinstance(models, dict):
+        raise bad("models", f"is a {type(models).__name__}, not a mapping of names to models")
+    for name, model in models.items():
+        where = f"models[{name!r}]"
+        if not isinstance(model, dict) or not isinstance(model.get("key"), str):
+            raise bad(where, "is not a model record with its cache key")
+        for field in ("wall_s", "whole_test_s"):
+            if model.get(field) is not None and not _finite(model[field]):
+                raise bad(f"{where}.{field}", f"is {model[field]!r}, not a number of seconds")
+        if model.get("finished") is not None:
+            try:
+                pd.Timestamp(model["finished"])
+            except (TypeError, ValueError):
+                raise bad(f"{where}.finished", f"is {model['finished']!r}, not a time") from None
 
 
 def confined(folder: Path, name, listed_in) -> Path:

@@ -205,3 +205,24 @@ def test_md_text_keeps_plain_text_readable(build):
         "paired t-interval over training seeds (95%, two-sided)"
     assert md_text("a\n\n- b") == "a - b", "a line break cannot start a list or a block"
     assert md_code("a``b") == "```a``b```" and md_code("`a") == "`` `a ``"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: "{not json", "is not a JSON provenance record"),
+    (lambda r: "[1, 2]", "the record is a list, not a JSON object"),
+    (lambda r: {k: v for k, v in r.items() if k != "start_time"}, "start_time is None, not a text"),
+    (lambda r: {**r, "wall_s": "slow"}, "wall_s is 'slow', not a number of seconds"),
+    (lambda r: {**r, "hardware": {}}, "hardware lacks the cpu's name and cpu_count"),
+    (lambda r: {**r, "models": {"m": {"wall_s": 3}}}, "models['m'] is not a model record with its cache key"),
+    (lambda r: {**r, "models": {"m": {"key": "k", "finished": "yesterday"}}}, "models['m'].finished is 'yesterday'"),
+])
+def test_a_provenance_record_the_book_cannot_read_stops_it_naming_the_file_and_field(build, tmp_path, change,
+                                                                                      message, capsys):
+    run = _run(tmp_path / "results", "temperature")
+    changed = change(json.loads((run / PROVENANCE).read_text()))
+    (run / PROVENANCE).write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("GLOWLIB_RESULTS", str(tmp_path / "results"))
+        assert build["main"](["--profile", "smoke", "--book", str(tmp_path / "book")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / PROVENANCE}") and message in err and err.count("\n") == 1
