@@ -158,9 +158,12 @@ def confined(folder: Path, name, listed_in) -> Path:
     path = folder / name if plain else None
     if path is not None and path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
         path = None
+    if path is not None and path.exists() and not path.is_file():      # a folder: never a table or a figure
+        path = None
     if path is None:
         raise ValueError(f"{listed_in} lists {name!r}, which is not a plain file name inside {folder} (a name "
-                         f"without folders, '..' or a link out of the folder); correct or remove that entry")
+                         f"without folders, '..', a link out of the folder, or a folder); correct or remove "
+                         f"that entry")
     return path
 
 

@@ -94,7 +94,8 @@ def test_the_build_and_the_recorder_confine_names_alike(build, tmp_path):
     from glowlib.results import confined
     (tmp_path / "in.csv").write_text("")
     (tmp_path / "out").symlink_to("/etc")
-    for name in ["in.csv", "a b.csv", ".hidden.csv", "...", "/etc/passwd", "../x", "a/b", "..", ".", "", "out",
+    (tmp_path / "sub").mkdir()
+    for name in ["in.csv", "a b.csv", ".hidden.csv", "...", "/etc/passwd", "../x", "a/b", "..", ".", "", "out", "sub",
                  "a\\b", None, 7]:
         answers = []
         for check in (confined, build["confined"]):

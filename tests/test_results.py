@@ -111,6 +111,21 @@ def test_confined_accepts_plain_names_only():
             confined("/r/x", bad, "p.json")
 
 
+def test_a_listed_name_of_a_folder_is_refused_when_the_recorder_starts(tmp_path):
+    """finish() removes the previous run's outputs by name: a folder listed as one is refused before any work,
+    naming the file and the entry, and is left whole."""
+    out = tmp_path / "out"
+    _record(out, tables=("a",))
+    (out / "sub").mkdir()
+    (out / "sub" / "keep.txt").write_text("mine")
+    record = json.loads((out / PROVENANCE).read_text())
+    record["tables"]["sub"] = {}
+    (out / PROVENANCE).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"provenance.json lists 'sub', .* or a folder\)"):
+        _record(out, tables=("a",))
+    assert (out / "sub" / "keep.txt").read_text() == "mine"
+
+
 # ---------------------------------------------------------------------------------------------------- staging
 def test_a_staged_run_writes_only_into_the_staging_folder(tmp_path, monkeypatch):
     """With $GLOWLIB_STAGE (make sets it) the Recorder leaves out_dir as it was, writes everything into the
