@@ -1,5 +1,10 @@
 """glowlib: Glow (Kingma & Dhariwal 2018), its baselines and follow-ups, reproduced and tested."""
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:                                   # pyproject.toml's version, the single source (CITATION.cff repeats it)
+    __version__ = _version("glowlib")
+except PackageNotFoundError:           # the source tree on its own, not installed
+    __version__ = "0+unknown"
 
 from .config import GlowConfig, MaCowConfig
 from .models import Glow, MaCow, RealNVP

@@ -11,6 +11,12 @@ staging folder instead of ``out_dir``, and make puts it in place of ``out_dir`` 
 so an interrupted or failed run leaves the previous results whole. ``out_dir`` (what the notebook and its
 provenance name) stays the final folder, so the notebook still reads its previous run there.
 
+Results are recorded only from committed code, so that each can be cited by its commit: a :class:`Recorder` refuses
+to start in a checkout whose tracked files outside ``results/`` differ from the commit (:func:`check_committed`)
+unless ``GLOWLIB_ALLOW_DIRTY=1`` (:data:`ALLOW_DIRTY_ENV`) says to, which the provenance then records. Outside git
+(a copy without its history) there is no commit to cite: the run is recorded with ``git_sha`` "unknown" and the
+package's version, which then identifies the code.
+
 File names read back from a file (a previous ``provenance.json``) are only used through :func:`confined`: a plain
 name of a file inside the folder, never a path that leads out of it.
 
@@ -41,6 +47,8 @@ PROVENANCE = "provenance.json"
 VALUES = "values.json"
 # the folder a Recorder writes into instead of out_dir, set by the Makefile's execute macro
 STAGE_ENV = "GLOWLIB_STAGE"
+# set to 1 to record results from a checkout with uncommitted changes (the provenance says so)
+ALLOW_DIRTY_ENV = "GLOWLIB_ALLOW_DIRTY"
 REQUIRED_PROVENANCE = ("notebook", "git_sha", "git_dirty", "profile", "configs", "seed", "torch_version", "device",
                        "hardware", "start_time", "wall_s", "parameters", "tables", "figures")
 
@@ -78,6 +86,26 @@ def git_state(cwd=None) -> dict:
         return {"git_sha": sha, "git_dirty": bool(status.strip())}
     except (OSError, subprocess.CalledProcessError):
         return {"git_sha": "unknown", "git_dirty": "unknown"}
+
+
+class UncommittedChanges(RuntimeError):
+    """The checkout differs from its commit, so results made from it could not be cited (:func:`check_committed`)."""
+
+
+def dirty_allowed() -> bool:
+    """Whether ``$GLOWLIB_ALLOW_DIRTY`` says to record results from a checkout with uncommitted changes."""
+    return os.environ.get(ALLOW_DIRTY_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def check_committed(state: dict) -> None:
+    """Refuse (:class:`UncommittedChanges`, one line saying how to proceed) a :func:`git_state` with uncommitted
+    changes, unless :func:`dirty_allowed`. "unknown" (no git) passes: there is no commit to cite, and the
+    provenance records the package's version instead."""
+    if state.get("git_dirty") is True and not dirty_allowed():
+        raise UncommittedChanges(
+            "tracked files outside results/ differ from the commit (git status lists them), so these results "
+            "could not be cited to a commit; commit the changes and rerun, or set GLOWLIB_ALLOW_DIRTY=1 to record "
+            "them anyway (their provenance then says so)")
 
 
 def cpu_name() -> str:
@@ -202,6 +230,10 @@ class Recorder:
         self.configs, self.models, self.tables, self.figures, self.extra = {}, {}, {}, {}, {}
         self.page_values = {}
         self.torch_version = torch.__version__
+        # the code this run imported: checked before any work, recorded at finish()
+        self.git = git_state()
+        check_committed(self.git)
+        self.dirty_allowed = self.git["git_dirty"] is True
         stage = os.environ.get(STAGE_ENV)
         # where the files go: out_dir itself, or make's staging folder that replaces out_dir on success
         self.folder = Path(stage) if stage else self.out_dir
@@ -314,7 +346,9 @@ class Recorder:
             for stale in listed_outputs(self.out_dir, old or {}, previous):
                 if stale.name not in self.tables and stale.name not in self.figures:
                     stale.unlink(missing_ok=True)
-        record = {"notebook": self.notebook, **git_state(), "profile": self.profile, "seed": self.seed,
+        from . import __version__
+        record = {"notebook": self.notebook, **self.git, "dirty_allowed": self.dirty_allowed,
+                  "glowlib_version": __version__, "profile": self.profile, "seed": self.seed,
                   "parameters": self.parameters, "configs": self.configs, "models": self.models,
                   "torch_version": self.torch_version, "device": self.device, "hardware": hardware(self.device),
                   "start_time": self.start_time, "wall_s": round(time.time() - self.started, 2),
