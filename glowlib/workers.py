@@ -167,6 +167,20 @@ def failure_report(failures: list[dict], retry: str = "the same command") -> lis
     return lines
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent (the ``models`` command, pid ``parent_pid``) ends,
+    however it ends (kill -9 included, which it cannot pass on): the worker then saves its run's ``last.pt`` and
+    stops instead of training on unseen. Linux only (prctl); elsewhere nothing is done."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)                    # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:                                # it ended before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def stop_on_signals() -> None:
     """SIGTERM and SIGHUP stop this process's training cleanly: the first one asks the training loop to save
     ``last.pt`` after its current step and raise ``RunStopped`` (``training.loop.request_stop``); outside a training
@@ -232,7 +246,7 @@ def run_workers(runs: list, n_workers: int, progress="lines", retry: str = "the 
                 else:
                     env["OMP_NUM_THREADS"] = str(worker_threads(n_workers))
                 command = [sys.executable, "-m", "glowlib.workers", "--runs", str(listing), "--worker-index", str(i),
-                           "--n-workers", str(n_workers), "--progress", str(progress),
+                           "--n-workers", str(n_workers), "--progress", str(progress), "--parent", str(os.getpid()),
                            "--failures", str(Path(folder) / f"failures-{i}.json")]
                 if stopped:
                     break
@@ -262,8 +276,11 @@ def main(argv=None) -> int:
     parser.add_argument("--n-workers", type=int, default=1)
     parser.add_argument("--progress", default="lines")
     parser.add_argument("--failures", default=None, help="write the failed runs' records here (JSON list)")
+    parser.add_argument("--parent", type=int, default=None, help="stop (as by SIGTERM) when this process ends")
     args = parser.parse_args(argv)
     stop_on_signals()
+    if args.parent is not None:
+        die_with_parent(args.parent)
     runs = [RunConfig.from_dict(d) for d in json.loads(Path(args.runs).read_text())]
     progress = {"True": True, "False": False}.get(args.progress, args.progress)
     name = f"worker {args.worker_index}"

@@ -274,3 +274,28 @@ def test_a_worker_count_past_the_machine_is_one_line_before_any_process_starts(c
     err = capsys.readouterr().err
     assert err.startswith(f"error: --workers {too_many}: at most") and err.count("\n") == 1
     assert not started
+
+
+def test_a_worker_is_stopped_by_sigterm_when_its_parent_is_killed(tmp_path):
+    """kill -9 of the models command cannot be passed on: the kernel sends each worker SIGTERM instead, so it saves
+    its last.pt and stops rather than training on unseen."""
+    import subprocess
+    import sys
+    marker = tmp_path / "stopped"
+    child = ("import os, signal, sys, time\n"
+             "from glowlib.workers import die_with_parent\n"
+             f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(143)))\n"
+             "die_with_parent(os.getppid())\n"
+             f"open({str(marker)!r} + '.ready', 'w').close()\n"
+             "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time\n"
+                               f"subprocess.Popen([sys.executable, '-c', {child!r}])\ntime.sleep(60)\n"])
+    deadline = time.time() + 30
+    while not (tmp_path / "stopped.ready").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the worker went on after its parent was killed"
