@@ -163,12 +163,12 @@ if fig is not None:
 # ## The 1x1 convolution's cost in time, beside the paper's
 # The share of each profiled training step spent in the invertible 1x1 convolutions (their forward, backward and
 # log-determinants), and what that adds against a model without them (`extra`, share / (1 - share)), to set beside
-# the paper's Sec. 5.1 figure: about 7% more wall time than a fixed permutation, measured on its GPUs with the full
-# CIFAR-10 model. Ours are CPU steps of smaller configurations (the `source` record's). The ablation page decides
+# the paper's Sec. 5.1 figure (`PAPER_CONV1X1`, the last row): about 7% more wall time than a fixed permutation,
+# measured on its GPUs with the full CIFAR-10 model, which `beside_paper` marks as the paper's. Ours are CPU steps of smaller configurations (the `source` record's). The ablation page decides
 # the claim from the same records.
 
 # %%
-time_1x1 = study.conv1x1_time(result.tables.get("profile"))
+time_1x1 = study.conv1x1_time_beside_paper(result.tables.get("profile"))
 if len(time_1x1):
     show(time_1x1, "profile", columns=["source", "depth", "width", "batch", "precision", "conv1x1", "share", "extra"],
          names={"conv1x1": "1x1 time per step", "share": "1x1 share of the step", "extra": "1x1 adds"},

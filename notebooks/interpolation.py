@@ -7,7 +7,7 @@
 # The endpoints are decoded from the encoded latents themselves, so they test the inverse: below, the largest
 # decode error and the endpoint pixels that differ from the real images. The model is the one Glow of the
 # dataset that the samples, manipulation, temperature and nearest-neighbour notebooks share: the profile's
-# (`Profile.figure_dataset`: MNIST digits {cite}`lecun1998mnist` at smoke and cpu, CIFAR-10 at gpu and paper).
+# (`Profile.figure_dataset`: MNIST digits {cite}`lecun1998mnist` at smoke and cpu, CIFAR-10 {cite}`krizhevsky2009cifar` at gpu and paper).
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -795,7 +795,7 @@ def test_the_papers_numbers_stand_beside_ours_marked_as_the_papers():
                         {"data": "CIFAR-10", "parameters": 44054256, "images_seen": 25600000})
     assert "parameters 16,280 against 44,054,256 (0.04% of the paper's)" in words and "images seen" in words
     # the pages that have a published number for the same quantity show it beside ours
-    for nb, marks in {"ablation": ["beside_paper", "PAPER_CONV1X1", "scale_words"],
+    for nb, marks in {"ablation": ["beside_paper", "PAPER_CONV1X1", "paper_parameters"],
                       "bpd_table": ["beside_paper", "published_bpd"],
                       "cost": ["beside_paper", "PAPER_CONV1X1"]}.items():
         source = (NOTEBOOK_DIR / f"{nb}.py").read_text()

@@ -278,6 +278,24 @@ def profiles(bench_dir, into: BenchTables | None = None) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+# Kingma & Dhariwal 2018, Sec. 5.1: the learned 1x1 convolution costs ~0.2% more parameters and ~7% more wall time
+# than a fixed permutation (CIFAR-10, the full model, on the paper's GPUs)
+PAPER_CONV1X1 = {"parameters": 0.002, "time": 0.07}
+
+
+def conv1x1_time_beside_paper(profiled: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`conv1x1_time`'s rows (empty without a profile record) and, below them, the paper's Sec. 5.1 figure
+    marked as the paper's (``presentation.beside_paper``)."""
+    from .presentation import beside_paper
+    ours = conv1x1_time(profiled)
+    if not len(ours):
+        return ours
+    paper = pd.DataFrame({"extra": [PAPER_CONV1X1["time"]], "depth": [32], "width": [512], "batch": [64],
+                          "source": ["Kingma & Dhariwal 2018, Sec. 5.1 (CIFAR-10, 3x32x32, full scale, GPUs)"]})
+    columns = ["source", "depth", "width", "batch", "precision", "conv1x1", "share", "extra"]
+    return beside_paper(ours[columns], paper, label="depth")
+
+
 def conv1x1_time(profiled: pd.DataFrame | None) -> pd.DataFrame:
     """The invertible 1x1 convolutions' time in profiled training steps (:func:`profiles`' table; None: no record),
     one row per step: its milliseconds, its ``share`` of the step and ``extra``, share / (1 - share), what it adds

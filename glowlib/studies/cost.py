@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from ..analysis.bench_records import KEYS, conv1x1_time, cost_tables  # noqa: F401  (the notebook calls them here)
+from ..analysis.bench_records import KEYS, conv1x1_time_beside_paper, cost_tables  # noqa: F401  (the notebook calls them here)
 from .base import SEED, folder, publish  # noqa: F401  (publish: the notebook calls it through this module)
 from .base import check_values
 

@@ -519,7 +519,9 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
     profile = result.tables["profile"].set_index("group")
     assert profile.share.to_dict() == pytest.approx({g: ms / 100 for g, ms in groups.items()})
     assert list(profile.batch.unique()) == [16] and list(profile.precision.unique()) == ["fp32"]
-    assert cost.conv1x1_time(result.tables["profile"]).share.tolist() == [0.1]
+    beside = cost.conv1x1_time_beside_paper(result.tables["profile"])
+    assert beside.share.tolist()[0] == 0.1 and beside.extra.tolist()[-1] == 0.07      # ours, then the paper's row
+    assert beside.source.tolist()[-1].startswith("paper: Kingma & Dhariwal 2018, Sec. 5.1")
     import matplotlib
     matplotlib.use("Agg")
     for fig in (cost.plot_epoch_time(result.tables["epoch_time"]), cost.plot_sampling(sampling),
