@@ -331,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                              "get it)" % " and ".join(DOWNLOADABLE))
     parser.add_argument("--data-root", help="default: $GLOWLIB_DATA, else ~/.glowlib/data")
     parser.add_argument("--base-url", help="fetch the files from this mirror instead")
-    parser.add_argument("--retries", type=int, default=3)
+    parser.add_argument("--retries", type=int, default=3, help="attempts after the first (0 to 10)")
     args = parser.parse_args(argv)
+    if not 0 <= args.retries <= 10:
+        parser.error(f"argument --retries: {args.retries} is not between 0 and 10")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # SIGTERM (e.g. a job scheduler stopping us) exits through the cleanup in download()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

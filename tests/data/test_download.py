@@ -410,3 +410,13 @@ from glowlib.download import Remote, download
 sources = {{k: tuple(Remote(*r) for r in v) for k, v in {sources}.items()}}
 download("mnist", {root!r}, sources=sources, progress=False)
 """
+
+
+@pytest.mark.parametrize("retries", ["-1", "1000000"])
+def test_a_retry_count_out_of_range_is_one_line_before_anything_is_fetched(retries, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        dl.main(["mnist", "--retries", retries, "--data-root", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"error: argument --retries: {retries} is not between 0 and 10")
+    assert not any(tmp_path.iterdir())
