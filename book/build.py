@@ -112,6 +112,37 @@ def write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def executed_notebook(path: Path) -> dict:
+    """An executed notebook (nbformat JSON); anything else is a ``ValueError`` naming the file and how to remake it."""
+    try:
+        notebook = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path} is not an executed notebook ({' '.join(str(e).split())}); rerun it "
+                         f"(make notebook NB={path.stem})") from e
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise ValueError(f"{path} is not an executed notebook (no list of cells); rerun it "
+                         f"(make notebook NB={path.stem})")
+    return notebook
+
+
+SCALE_COLUMNS = ("dataset", "model_type", "n_parameters", "paper_n_parameters", "images_seen", "paper_images_seen",
+                 "n_train", "full_n_train")
+
+
+def scale_rows(path: Path) -> list:
+    """The bits/dim table's scale rows (``scale.csv``), checked for the columns the intro reads; anything else is a
+    ``ValueError`` naming the file and what is missing."""
+    table = pd.read_csv(path)
+    missing = [c for c in SCALE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; rerun its notebook (make notebook NB=bpd_table)")
+    for c in SCALE_COLUMNS[2:]:
+        if not pd.api.types.is_numeric_dtype(table[c]) or not (table[c] > 0).all():
+            raise ValueError(f"{path}: column {c!r} must hold positive numbers; rerun its notebook "
+                             f"(make notebook NB=bpd_table)")
+    return list(table.itertuples())
+
+
 def provenance(folder: Path) -> dict | None:
     """``folder``'s provenance record (None where there is none), checked for what the book reads from it (a JSON
     object; the start time, notebook seconds, hardware, code and models in the types :func:`check_provenance`
@@ -447,7 +478,7 @@ def intro(profile: str, root: Path, notebooks) -> str:
                   "(the official CIFAR-10 hyperparameters; the paper's own runs used 8 GPUs):", "",
                   "| data | model | parameters (ours / paper) | images seen (ours / paper) | training images (ours / full) |",
                   "|---|---|---|---|---|"]
-        for row in pd.read_csv(scale_csv).itertuples():
+        for row in scale_rows(scale_csv):
             lines.append(f"| {md_text(row.dataset, True)} | {md_text(MODEL_WORDS.get(row.model_type, row.model_type), True)} "
                          f"| {row.n_parameters:,} / {row.paper_n_parameters:,} "
                          f"({row.n_parameters / row.paper_n_parameters:.2%}) | {row.images_seen:,} / "
@@ -729,7 +760,7 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
             record = provenance(root / profile / nb) or {}
             rows = [r for r in claims if r.get("where") == nb]
             tables = listed_tables(root / profile / nb, record)
-            built = page(json.loads(executed.read_text()), nb, rows, record.get("figures", {}), tables, record,
+            built = page(executed_notebook(executed), nb, rows, record.get("figures", {}), tables, record,
                          claims if nb == "claims" else None)
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))

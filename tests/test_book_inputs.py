@@ -227,3 +227,34 @@ def test_a_provenance_record_the_book_cannot_read_stops_it_naming_the_file_and_f
         assert build["main"](["--profile", "smoke", "--book", str(tmp_path / "book")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {run / PROVENANCE}") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text, message", [("{not json", "is not an executed notebook"),
+                                           ('{"cells": 3}', "no list of cells")])
+def test_an_executed_notebook_the_book_cannot_read_is_named(build, tmp_path, capsys, text, message):
+    run = _run(tmp_path / "results", "temperature")
+    (run / "temperature.ipynb").write_text(text)
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("GLOWLIB_RESULTS", str(tmp_path / "results"))
+        assert build["main"](["--profile", "smoke", "--book", str(tmp_path / "book")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'temperature.ipynb'}") and message in err and err.count("\n") == 1
+    assert "make notebook NB=temperature" in err
+
+
+@pytest.mark.parametrize("drop, value, message", [("paper_images_seen", None, "lacks the columns ['paper_images_seen']"),
+                                                 (None, "many", "column 'n_parameters' must hold positive numbers")])
+def test_a_scale_table_the_intro_cannot_read_is_named(build, tmp_path, capsys, drop, value, message):
+    run = _run(tmp_path / "results", "bpd_table")
+    row = dict(dataset="digits", model_type="glow", n_parameters=100, paper_n_parameters=44_000_000,
+               images_seen=3200, paper_images_seen=25_600_000, n_train=1297, full_n_train=1797)
+    if drop:
+        row.pop(drop)
+    if value is not None:
+        row["n_parameters"] = value
+    pd.DataFrame([row]).to_csv(run / "scale.csv", index=False)
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("GLOWLIB_RESULTS", str(tmp_path / "results"))
+        assert build["main"](["--profile", "smoke", "--book", str(tmp_path / "book")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'scale.csv'}") and message in err and err.count("\n") == 1
