@@ -1,5 +1,12 @@
 """The measuring classifier: a small CNN trained on the *real* training images of a dataset, the instrument of the
-objective sample-quality measures (``quality``); cached by dataset, seed and settings beside the trained models."""
+objective sample-quality measures (``quality``); cached by dataset, seed and settings beside the trained models.
+
+The measures must see shape, not ink: a sampler at a lower temperature draws dimmer, thinner strokes, and a
+classifier of raw pixels reads that as lower fidelity (dimming real mnist5k test digits to 0.7 of their ink took its
+precision from 0.90 to 0.79 and its recall from 0.91 to 0.10). So every image is read intensity-normalised
+(:func:`normalise_ink`: dimming is undone exactly) and the network is trained on real images with random ink changes
+(:func:`ink_augment`: dimming, and grey-scale erosion or dilation part of the way), so that thinner or thicker strokes
+keep their features near those of the strokes themselves."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +30,73 @@ from ..training.checkpoint import CheckpointError, checked_bytes, read_checked
 from .images import check_images
 
 
+INTENSITIES = ("per-image", "raw")
+INK_QUANTILE = 0.99          # the pixel rank that becomes white under intensity="per-image" (robust to a stray pixel)
+_DARK = 1 / 255              # an image whose INK_QUANTILE pixel is below one grey level is left as it is (all black)
+
+
+def normalise_ink(x: Tensor) -> Tensor:
+    """Images in [0, 1] (N, C, H, W), each divided by its own INK_QUANTILE pixel value and clipped to 1: an image
+    multiplied by any factor in (0, 1] (dimmed) maps to the same image, up to the uint8 rounding of the dimmed one."""
+    flat = x.flatten(1)
+    k = max(1, min(flat.shape[1], round(INK_QUANTILE * flat.shape[1])))
+    scale = flat.kthvalue(k, dim=1).values
+    scale = torch.where(scale < _DARK, torch.ones_like(scale), scale)
+    return (x / scale.view(-1, *([1] * (x.ndim - 1)))).clamp(0, 1)
+
+
+def _grey_morphology(x: Tensor, op: str, shape: str) -> Tensor:
+    """Grey-scale erosion (``op="min"``) or dilation (``"max"``) of images (N, C, H, W) by a flat 3x3 square or a
+    3x3 cross (``shape``), outside the image taken as black."""
+    if shape not in ("square", "cross"):
+        raise ValueError(f"shape={shape!r} is not one of ('square', 'cross')")
+    padded = F.pad(x, (1, 1, 1, 1), value=0.0)
+    h, w = x.shape[-2:]
+    offsets = [(i, j) for i in range(3) for j in range(3) if shape == "square" or i == 1 or j == 1]
+    shifted = torch.stack([padded[..., i:i + h, j:j + w] for i, j in offsets])
+    return shifted.amin(0) if op == "min" else shifted.amax(0)
+
+
+def erode(images_uint8: Tensor, shape: str = "square") -> Tensor:
+    """Grey-scale erosion of uint8 images by a flat 3x3 ``shape`` ("square" or "cross"): strokes thinned."""
+    return _grey_morphology(images_uint8.float(), "min", shape).round().to(torch.uint8)
+
+
+def dilate(images_uint8: Tensor, shape: str = "square") -> Tensor:
+    """Grey-scale dilation of uint8 images by a flat 3x3 ``shape`` ("square" or "cross"): strokes thickened."""
+    return _grey_morphology(images_uint8.float(), "max", shape).round().to(torch.uint8)
+
+
+def dim(images_uint8: Tensor, factor: float) -> Tensor:
+    """uint8 images with every pixel multiplied by ``factor`` (rounded): less ink, the same shapes."""
+    return (images_uint8.float() * factor).round().clamp(0, 255).to(torch.uint8)
+
+
+# ink changes of training images: (share of images, operation); the rest are left as they are
+_INK_CHANGES = ((0.15, ("min", "cross")), (0.15, ("max", "cross")),
+                (0.1, ("min", "square")), (0.1, ("max", "square")))
+_DIM_RANGE = (0.4, 1.0)      # every training image multiplied by a factor drawn uniformly from this range
+
+
+def ink_augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Training images in [0, 1] with random ink changes: each multiplied by a factor in :data:`_DIM_RANGE`, and
+    some eroded or dilated (a 3x3 cross or square, :data:`_INK_CHANGES`), by a uniform random share of the way
+    (soft stroke edges as well as whole pixels): what a sampler's strokes vary by without changing what they
+    draw."""
+    n = len(x)
+    u = torch.rand(n, generator=generator)
+    out, start = x.clone(), 0.0
+    for share, (op, shape) in _INK_CHANGES:
+        chosen = ((u >= start) & (u < start + share)).nonzero().flatten()
+        start += share
+        if len(chosen):                      # part of the way: a blend towards the eroded (dilated) image
+            amount = torch.rand(len(chosen), generator=generator).view(-1, *([1] * (x.ndim - 1)))
+            out[chosen] = x[chosen] + amount * (_grey_morphology(x[chosen], op, shape) - x[chosen])
+    low, high = _DIM_RANGE
+    factor = low + (high - low) * torch.rand(n, generator=generator)
+    return out * factor.view(-1, *([1] * (x.ndim - 1)))
+
+
 @dataclass(frozen=True)
 class ClassifierSettings:
     """Network and training of the measuring classifier. ``cached_classifier`` hashes these."""
@@ -32,8 +106,17 @@ class ClassifierSettings:
     lr: float = 1e-3             # Adam
     channels: tuple[int, int] = (32, 64)
     n_features: int = 128        # width of the penultimate layer, the space of the Fréchet distance
+    # what the measures must not read as fidelity: how much ink an image has. "per-image" rescales every image so
+    # that its INK_QUANTILE pixel is white (a dimmed image becomes the image itself); "raw" reads pixels as they are
+    intensity: str = "per-image"
+    # train on images with random ink changes (global dimming, grey-scale erosion or dilation, :func:`ink_augment`),
+    # so that the features of a thinner or thicker stroke stay near those of the stroke itself
+    ink_augmentation: bool = True
 
     def __post_init__(self):
+        check_choice("intensity", self.intensity, INTENSITIES)
+        if not isinstance(self.ink_augmentation, bool):
+            raise ValueError(f"ink_augmentation={self.ink_augmentation!r} must be True or False")
         check_range("epochs", self.epochs, 1)
         check_range("batch_size", self.batch_size, 1)
         check_range("lr", self.lr, 0, kind=float)
@@ -44,7 +127,7 @@ class ClassifierSettings:
 
 
 # Bump when the network or the training loop changes, so that cached classifiers are retrained.
-_CLASSIFIER_VERSION = 1
+_CLASSIFIER_VERSION = 2
 _PREDICT_BATCH = 512
 
 
@@ -56,6 +139,7 @@ class _ConvNet(nn.Module):
         c, h, w = image_shape
         c1, c2 = settings.channels
         pooled = (min(h // 4, 4), min(w // 4, 4))
+        self.per_image = settings.intensity == "per-image"
         self.register_buffer("mean", torch.zeros(1, c, 1, 1))   # per-channel input standardisation, set by fit
         self.register_buffer("std", torch.ones(1, c, 1, 1))
         self.body = nn.Sequential(
@@ -65,12 +149,20 @@ class _ConvNet(nn.Module):
             nn.Linear(c2 * pooled[0] * pooled[1], settings.n_features), nn.ReLU())
         self.head = nn.Linear(settings.n_features, n_classes)
 
-    def features(self, images_uint8: Tensor) -> Tensor:
-        x = images_uint8.to(self.mean.device, torch.float32) / 255
-        return self.body((x - self.mean) / self.std)
+    def prepared(self, x: Tensor) -> Tensor:
+        """Images in [0, 1] as the network reads them: intensity-normalised where the settings say so."""
+        return normalise_ink(x) if self.per_image else x
 
-    def forward(self, images_uint8: Tensor) -> Tensor:
-        return self.head(self.features(images_uint8))
+    def features(self, x: Tensor) -> Tensor:
+        """Features of images in [0, 1] (float, on the network's device)."""
+        return self.body((self.prepared(x) - self.mean) / self.std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def _unit(images_uint8: Tensor, device) -> Tensor:
+    return images_uint8.to(device, torch.float32) / 255
 
 
 class Classifier:
@@ -104,15 +196,21 @@ class Classifier:
         with torch.random.fork_rng(devices=[]):          # seeded initialisation without touching global state
             torch.manual_seed(seed)
             net = _ConvNet(image_shape, n_classes, settings)
-        x = images_uint8.double() / 255
+        x = net.prepared(images_uint8.float() / 255).double()
         net.mean.copy_(x.mean((0, 2, 3), keepdim=True).float())
         net.std.copy_(x.std((0, 2, 3), keepdim=True).float().clamp_min(1e-3))   # constant channels: no blow-up
         net = net.to(device).train()
         optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
         order = torch.Generator().manual_seed(seed)
+        ink = torch.Generator().manual_seed(seed + 1)
         for _ in range(settings.epochs):
             for batch in torch.randperm(len(labels), generator=order).split(settings.batch_size):
-                loss = F.cross_entropy(net(images_uint8[batch]), labels[batch].to(device))
+                xb = (images_uint8[batch].float() / 255).to(device)
+                yb = labels[batch].to(device)
+                if settings.ink_augmentation:      # the image and its ink-changed copy, both classified
+                    xb = torch.cat([xb, ink_augment(xb.cpu(), ink).to(device)])
+                    yb = torch.cat([yb, yb])
+                loss = F.cross_entropy(net(xb), yb)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -128,11 +226,13 @@ class Classifier:
 
     def predict_proba(self, images_uint8: Tensor) -> Tensor:
         """Class probabilities, float (N, n_classes)."""
-        return self._batched(images_uint8, lambda x: torch.softmax(self.net(x), 1))
+        device = self.net.mean.device
+        return self._batched(images_uint8, lambda x: torch.softmax(self.net(_unit(x, device)), 1))
 
     def features(self, images_uint8: Tensor) -> Tensor:
         """Penultimate-layer activations, float (N, n_features): the space of :func:`frechet_distance`."""
-        return self._batched(images_uint8, self.net.features)
+        device = self.net.mean.device
+        return self._batched(images_uint8, lambda x: self.net.features(_unit(x, device)))
 
     def accuracy(self, images_uint8: Tensor, labels: Tensor) -> float:
         labels = _check_labels(labels, len(images_uint8), self.n_classes)
