@@ -37,9 +37,10 @@ from .runtime import visible_gpus, worker_threads
 from .training.cache import is_cached, run_dir, train_if_free
 from .training.loop import RunStopped, TrainingFailed, request_stop, stop_requested, training_now
 
-# the signals that stop ``python -m glowlib models`` and its workers cleanly (a service manager's SIGTERM, a closed
-# terminal's SIGHUP); SIGINT (Ctrl-C) reaches every process of the terminal's group by itself
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# the signals that stop ``python -m glowlib models`` and its workers cleanly, each run's last.pt saved at a step
+# boundary (a second one stops at once): a service manager's SIGTERM, a closed terminal's SIGHUP, and Ctrl-C's SIGINT,
+# which would otherwise end each process with a KeyboardInterrupt traceback
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def order_for(runs: list, worker_index: int = 0, n_workers: int = 1, only_mine: bool = False) -> list:
