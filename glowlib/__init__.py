@@ -1,10 +1,7 @@
 """glowlib: Glow (Kingma & Dhariwal 2018), its baselines and follow-ups, reproduced and tested."""
-from importlib.metadata import PackageNotFoundError, version as _version
+from .files import package_version
 
-try:                                   # pyproject.toml's version, the single source (CITATION.cff repeats it)
-    __version__ = _version("glowlib")
-except PackageNotFoundError:           # the source tree on its own, not installed
-    __version__ = "0+unknown"
+__version__ = package_version()
 
 from .config import GlowConfig, MaCowConfig
 from .models import Glow, MaCow, RealNVP

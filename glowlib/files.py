@@ -8,6 +8,17 @@ from pathlib import Path
 TMP_SUFFIX = ".tmp"      # temporary files are ``.<name>.<pid>.tmp`` beside their target
 
 
+def package_version() -> str:
+    """glowlib's version: pyproject.toml's, the single source (CITATION.cff repeats it), as the installed package
+    metadata gives it; ``0+unknown`` for a source tree that is not installed. Here, in a leaf, so that the results
+    writer records it without importing the package (and its model code)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("glowlib")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 class WriteError(OSError):
     """A file that could not be written; the message names it and says why, on one line."""
 

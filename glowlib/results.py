@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import check_choice
-from .files import TMP_SUFFIX, atomic_write_bytes
+from .files import TMP_SUFFIX, atomic_write_bytes, package_version
 
 # glowlib.profiles.PROFILES (tests/test_results.py checks they agree), named here so that this module needs no
 # model code
@@ -346,9 +346,8 @@ class Recorder:
             for stale in listed_outputs(self.out_dir, old or {}, previous):
                 if stale.name not in self.tables and stale.name not in self.figures:
                     stale.unlink(missing_ok=True)
-        from . import __version__
         record = {"notebook": self.notebook, **self.git, "dirty_allowed": self.dirty_allowed,
-                  "glowlib_version": __version__, "profile": self.profile, "seed": self.seed,
+                  "glowlib_version": package_version(), "profile": self.profile, "seed": self.seed,
                   "parameters": self.parameters, "configs": self.configs, "models": self.models,
                   "torch_version": self.torch_version, "device": self.device, "hardware": hardware(self.device),
                   "start_time": self.start_time, "wall_s": round(time.time() - self.started, 2),

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import __version__
+from ..files import package_version
 from ..config import RunConfig
 from ..files import atomic_write_bytes
 from ..models import Dequantizer, Glow
@@ -111,7 +111,7 @@ def _train_into_cache(run: RunConfig, progress) -> None:
                "cpu_s": None if math.isnan(result.cpu_s) else round(result.cpu_s, 1),
                "whole_test_s": round(time.perf_counter() - started, 1), "finished": _now(),
                "threads": torch.get_num_threads(),
-               "nonfinite_events": result.nonfinite_events, "glowlib_version": __version__,
+               "nonfinite_events": result.nonfinite_events, "glowlib_version": package_version(),
                "config": run.to_dict(), **({"stopped": result.stopped} if result.stopped else {})}
     atomic_write_bytes(folder / "done.json", json.dumps(summary, indent=1).encode())
 
