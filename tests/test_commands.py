@@ -200,7 +200,7 @@ def test_every_command_the_docs_and_messages_give_is_accepted(tmp_path, capsys):
 def test_a_study_the_profile_leaves_out_runs_with_make_notebook_but_not_with_reproduce():
     """make notebook takes any study of the registry, whatever PROFILE leaves out; make results (reproduce) runs
     only the profile's list."""
-    from glowlib.studies import registry
+    from glowlib import studies as registry
     profile, skipped = next((p, [s for s in STUDIES if s not in registry.studies_of(p)]) for p in PROFILES
                             if set(registry.studies_of(p)) != set(STUDIES))
     for study in skipped:
