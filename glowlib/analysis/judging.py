@@ -21,9 +21,10 @@ from ..config import check_range
 from ..data import stratified_order
 from .claims import Outcome
 from .images import check_images, reduce_bits
+from .quality import PR_NEIGHBOURS, precision_recall
 from .sampling import samples
-from .stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, PAIRED_T, Decision, Gate, decide_paired,
-                    sanity_gates)
+from .stats import (CONFIRMED, CONTRADICTED, GATE_CLASS_SHARE, INCONCLUSIVE, NOT_TESTABLE, PAIRED_T, Decision, Gate,
+                    decide_paired, sanity_gates)
 
 REAL_VS_REAL = "real vs real"      # the source of a baseline row: real images against a disjoint real reference
 GATE_COLUMNS = ("model", "gate", "value", "reference", "threshold", "passed", "n")
@@ -70,6 +71,26 @@ def real_halves(images: Tensor, labels: Tensor, n: int, seed: int) -> tuple[Tens
 
 
 # ---------------------------------------------------------------------------------------------------- gates
+# The gates' draws are never the draws a study then judges: they come from their own seed stream, GATE_SEED_BASE +
+# seed, far above any seed a study judges with (those count up from the profile's seed by the number of sampling
+# or training seeds), so a model cannot pass its gates on the very draws whose measures decide a claim.
+GATE_SEED_BASE = 1_000_000_000
+GATE_BOOTSTRAP = 200          # resamples of the draws for the standard error of class coverage
+
+
+def gate_seed(seed: int) -> int:
+    """The sampler's seed of the gate draws of a study run with ``seed`` (never one the study judges)."""
+    check_range("seed", seed, 0, GATE_SEED_BASE - 1)
+    return GATE_SEED_BASE + seed
+
+
+def nearest_temperature(temperatures, target: float, below_one: bool = False) -> float:
+    """The temperature of ``temperatures`` nearest ``target`` (below 1 only, if ``below_one``): the one a claim
+    reads beside T = 1, at which its model's gates must hold too; 1 where there is none."""
+    pool = [float(t) for t in temperatures if not below_one or float(t) < 1]
+    return min(pool, key=lambda t: (abs(t - target), t)) if pool else 1.0
+
+
 def _confidence(classifier, images_uint8: Tensor) -> float:
     return classifier.predict_proba(images_uint8).max(1).values.double().mean().item()
 
@@ -78,18 +99,82 @@ def _pixel_mean(images_uint8: Tensor) -> float:
     return images_uint8.double().mean().item() / 255
 
 
+def classes_found(predicted: Tensor, n_classes: int) -> float:
+    """The share of classes found among draws classified as ``predicted`` (labels, (n,)): a class is found when at
+    least ``stats.GATE_CLASS_SHARE`` of its balanced share n / n_classes of the draws are classified as it."""
+    need = max(1, math.ceil(GATE_CLASS_SHARE * len(predicted) / n_classes))
+    return (torch.bincount(predicted, minlength=n_classes) >= need).double().mean().item()
+
+
+def coverage_se(predicted: Tensor, n_classes: int, seed: int = 0) -> float:
+    """Bootstrap standard error of :func:`classes_found` at the number of draws (GATE_BOOTSTRAP resamples)."""
+    g = torch.Generator().manual_seed(seed)
+    values = [classes_found(predicted[torch.randint(len(predicted), (len(predicted),), generator=g)], n_classes)
+              for _ in range(GATE_BOOTSTRAP)]
+    return float(np.std(values, ddof=1))
+
+
+def gate_measures(classifier, images_uint8: Tensor, reference_uint8: Tensor, m: int) -> dict:
+    """The statistics the gates read from images (samples, or real images for the real side): confidence, pixel
+    mean and their standard errors over all of ``images_uint8``; recall against ``reference_uint8`` and class
+    coverage, with its bootstrap standard error, over the first ``m`` of them."""
+    probs = classifier.predict_proba(images_uint8)
+    top = probs.max(1).values.double()
+    per_image = images_uint8.double().flatten(1).mean(1) / 255
+    n = len(images_uint8)
+    first = images_uint8[:m]
+    predicted = probs[:m].argmax(1)
+    recall = precision_recall(classifier.features(reference_uint8), classifier.features(first))["recall"]
+    return {"confidence": top.mean().item(), "confidence_se": (top.std().item() / math.sqrt(n)) if n > 1 else 0.0,
+            "pixel_mean": per_image.mean().item(),
+            "pixel_mean_se": (per_image.std().item() / math.sqrt(n)) if n > 1 else 0.0,
+            "recall": recall, "coverage": classes_found(predicted, classifier.n_classes),
+            "coverage_se": coverage_se(predicted, classifier.n_classes)}
+
+
 def check_gates(name: str, model, classifier, real_uint8: Tensor, n: int, seed: int,
-                y: Tensor | None = None) -> tuple[list[dict], Tensor]:
-    """The three sanity gates (``stats.sanity_gates``) of ``model``: n samples at T = 1 (labels ``y`` for a
-    class-conditional model) against the real images ``real_uint8`` shown at the model's bit depth, under the
-    measuring classifier. Returns (one row per gate in :data:`GATE_COLUMNS`, the T = 1 samples)."""
-    counts = {}
-    x = samples(model, n, 1.0, seed, y=y, counts=counts)
+                y: Tensor | None = None, temperatures=(1.0,), held: Tensor | None = None) -> tuple[list[dict], Tensor]:
+    """The sanity gates (``stats.sanity_gates``) of ``model`` at each of ``temperatures`` (every temperature a
+    claim reads; T = 1 always among them): n draws at each T from the gate seed stream (:func:`gate_seed`, never
+    the draws a study judges; labels ``y`` for a class-conditional model) against the real images ``real_uint8``
+    shown at the model's bit depth, under the measuring classifier.
+
+    Recall and class coverage compare the first ``len(held)`` draws with ``held``, real images disjoint from
+    ``real_uint8`` (the real-vs-real baseline at the same count, ``real_halves``); without ``held``, ``real_uint8``
+    is split at random into two halves, one the reference and one the real side. Returns (one row per gate and T,
+    with :data:`GATE_COLUMNS` and ``temperature, noise, within_noise, draw_seed``, the draws at the first T)."""
+    temperatures = sorted({float(t) for t in temperatures} | {1.0}, key=lambda t: (t != 1.0, t))
     real = reduce_bits(real_uint8, model.config.n_bits)
-    gates = sanity_gates(_confidence(classifier, x), _confidence(classifier, real),
-                         counts["nonfinite_first_draw"] / n, _pixel_mean(x), _pixel_mean(real))
-    return [{"model": name, "gate": g.name, "value": g.value, "reference": g.reference, "threshold": g.threshold,
-             "passed": bool(g.passed), "n": n} for g in gates], x
+    if held is None:
+        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+        half = len(real) // 2
+        reference, held_real = real[order[:half]], real[order[half:2 * half]]
+    else:
+        check_images(held, "held")
+        reference, held_real = real, reduce_bits(held, model.config.n_bits)
+    m = min(n, len(held_real))
+    if m <= PR_NEIGHBOURS or len(reference) <= PR_NEIGHBOURS:
+        raise ValueError(f"the recall gate needs more than {PR_NEIGHBOURS} draws and real images, got n={n} and "
+                         f"{len(held_real)} real images beside the {len(reference)} of the reference")
+    real_side = {**gate_measures(classifier, held_real, reference, m),        # recall and coverage at m draws
+                 "confidence": _confidence(classifier, real), "pixel_mean": _pixel_mean(real)}
+    rows, first = [], None
+    draw_seed = gate_seed(seed)
+    for t in temperatures:
+        counts = {}
+        x = samples(model, n, t, draw_seed, y=y, counts=counts)
+        first = x if first is None else first
+        s = gate_measures(classifier, x, reference, m)
+        gates = sanity_gates(s["confidence"], real_side["confidence"], counts["nonfinite_first_draw"] / n,
+                             s["pixel_mean"], real_side["pixel_mean"], recall=s["recall"],
+                             real_recall=real_side["recall"], coverage=s["coverage"],
+                             real_coverage=real_side["coverage"], n=n, n_real=len(reference),
+                             confidence_se=s["confidence_se"], pixel_mean_se=s["pixel_mean_se"],
+                             coverage_se=s["coverage_se"], temperature=t)
+        rows += [{"model": name, "gate": g.name, "value": g.value, "reference": g.reference,
+                  "threshold": g.threshold, "passed": bool(g.passed), "n": n, "temperature": t, "noise": g.noise,
+                  "within_noise": bool(g.within_noise), "draw_seed": draw_seed} for g in gates]
+    return rows, first
 
 
 def failed_gates_of(gates: pd.DataFrame, models=None) -> list[str]:
@@ -102,9 +187,14 @@ def failed_gates_of(gates: pd.DataFrame, models=None) -> list[str]:
     if models is not None and set(models) - set(rows.model):
         raise ValueError(f"no gates for models {sorted(set(models) - set(rows.model))}; every model a verdict uses "
                          f"must be gated")
-    passed = rows.passed.map(lambda v: v if isinstance(v, (bool, np.bool_)) else str(v).strip() == "True")
-    return [f"{r.model}: " + Gate(r.gate, r.value, r.reference, r.threshold, False).describe()
-            for r, ok in zip(rows.itertuples(), passed) if not ok]
+    def flag(v):
+        return bool(v) if isinstance(v, (bool, np.bool_)) else str(v).strip() == "True"
+
+    passed = rows.passed.map(flag)
+    noise = rows.noise.astype(float).fillna(0.0) if "noise" in rows else pd.Series(0.0, index=rows.index)
+    within = rows.within_noise.map(flag) if "within_noise" in rows else pd.Series(False, index=rows.index)
+    return [f"{r.model}: " + Gate(r.gate, r.value, r.reference, r.threshold, False, nz, w).describe()
+            for r, ok, nz, w in zip(rows.itertuples(), passed, noise, within) if not ok]
 
 
 # ---------------------------------------------------------------------------------------------------- decisions

@@ -122,12 +122,29 @@ def decide_paired(a, b, claimed: str, failed_gates=(), min_seeds: int = MIN_SEED
 
 # ------------------------------------------------------------------------------------------------ sanity gates
 # A model whose samples do not resemble the data says nothing about the paper's claims on samples. Each gate
-# compares the model's T = 1 samples with real images under the same measure; the thresholds are loose on purpose:
-# they separate "draws faint blobs" (classifier confidence 0.31-0.39 against 0.95 on real digits, pixel mean 0.01
-# against 0.13) from a working generator, not good samples from better ones.
+# compares the model's samples at a temperature with real images under the same measure; the thresholds are loose on
+# purpose: they separate a generator that draws blobs, noise or a few classes from a working one, not good samples
+# from better ones. Confidence and pixel mean alone pass blobs of the data's ink (the classifier is confident about a
+# smudge that looks like an 8), so two gates look at what is drawn: recall (the share of real images near some
+# sample, in the measuring classifier's features) and class coverage (how many classes the classifier finds among
+# the draws).
+#
+# Every gate must pass by more than its sampling noise: by more than GATE_NOISE_SES standard errors of the
+# statistic at the number of draws; a gate that clears its threshold by less fails "within noise".
 GATE_CONFIDENCE_RATIO = 0.7   # samples' mean top-class probability at least 70% of real images'
 GATE_NONFINITE_SHARE = 0.01   # at most 1% of draws overflow to inf/NaN
 GATE_PIXEL_MEAN_RATIO = 0.5   # the samples' mean pixel within a factor 2 of the data's, either way
+# Recall at least half the real-vs-real recall at the same draw count. Real against real: 0.90-0.95 (mnist5k and
+# Fashion-MNIST test images, 300-500 a side; two disjoint draws differ by +-0.02); the stand-ins that draw no data
+# (``analysis.stand_ins``: mean-ink blobs, class means with noise, smoothed noise) have recall 0-0.09, a generator
+# of two classes 0.2-0.7 depending on the classes' spread (class coverage catches it).
+GATE_RECALL_RATIO = 0.5
+# Classes found (each by at least a quarter of its share of the draws) at least 80% of those found among as many
+# real images, which find every class (10 of 10 at 300-500 draws, no spread): at most one class in ten missing.
+# Two classes: 0.2-0.4; blobs and smoothed noise: 0.3-0.7; class means with noise find 0.8-1.0 (recall: 0).
+GATE_COVERAGE_RATIO = 0.8
+GATE_CLASS_SHARE = 0.25       # a class is found when at least this share of n / n_classes draws are classified as it
+GATE_NOISE_SES = 2.0          # a gate passes only by more than this many standard errors of its statistic
 
 
 @dataclass(frozen=True)
@@ -137,29 +154,75 @@ class Gate:
     reference: float
     threshold: str
     passed: bool
+    noise: float = 0.0        # standard error of ``value`` at the number of draws (0: not estimated)
+    within_noise: bool = False  # failed only because it clears the threshold by less than GATE_NOISE_SES x noise
 
     def describe(self) -> str:
-        return f"{self.name} = {self.value:.3g} (real {self.reference:.3g}; needs {self.threshold})"
+        noise = f" +- {self.noise:.2g}" if self.noise > 0 else ""
+        tail = f", passed by less than {GATE_NOISE_SES:g} standard errors: within noise" if self.within_noise else ""
+        return f"{self.name} = {self.value:.3g}{noise} (real {self.reference:.3g}; needs {self.threshold}{tail})"
+
+
+def _gate(name: str, value: float, reference: float, threshold: str, margin: float, noise: float) -> Gate:
+    """A gate that clears its threshold by ``margin`` (negative: misses it), in the units of ``noise``'s."""
+    noise = float(noise) if math.isfinite(noise) and noise > 0 else 0.0
+    passed = margin > GATE_NOISE_SES * noise if noise > 0 else margin >= 0
+    return Gate(name, float(value), float(reference), threshold, bool(passed),
+                noise, bool(margin >= 0 and not passed))
+
+
+def binomial_se(share: float, n: int | None) -> float:
+    """Standard error of a share measured on n independent draws (0 where n is unknown)."""
+    return math.sqrt(max(share * (1 - share), 0.0) / n) if n else 0.0
 
 
 def sanity_gates(sample_confidence: float, real_confidence: float, nonfinite_share: float,
-                 sample_pixel_mean: float, real_pixel_mean: float) -> list[Gate]:
-    """The three gates of a sample-judging study. Pixel means are in [0, 1] (uint8 / 255)."""
-    for name, v in dict(sample_confidence=sample_confidence, real_confidence=real_confidence,
-                        nonfinite_share=nonfinite_share, sample_pixel_mean=sample_pixel_mean,
-                        real_pixel_mean=real_pixel_mean).items():
+                 sample_pixel_mean: float, real_pixel_mean: float, *, recall: float | None = None,
+                 real_recall: float | None = None, coverage: float | None = None,
+                 real_coverage: float | None = None, n: int | None = None, n_real: int | None = None,
+                 confidence_se: float = 0.0, pixel_mean_se: float = 0.0, coverage_se: float = 0.0,
+                 temperature: float = 1.0) -> list[Gate]:
+    """The gates of a sample-judging study at one temperature. Pixel means are in [0, 1] (uint8 / 255).
+
+    Always: confidence, non-finite share, pixel mean; with ``recall``/``real_recall``: the recall floor; with
+    ``coverage``/``real_coverage``: class coverage. ``n`` (draws) and ``n_real`` (real images recall counts over)
+    give the binomial standard errors of the shares; ``confidence_se``, ``pixel_mean_se`` and ``coverage_se``
+    those of the other statistics. A gate passes by more than GATE_NOISE_SES of its standard errors."""
+    values = dict(sample_confidence=sample_confidence, real_confidence=real_confidence,
+                  nonfinite_share=nonfinite_share, sample_pixel_mean=sample_pixel_mean,
+                  real_pixel_mean=real_pixel_mean, recall=recall, real_recall=real_recall, coverage=coverage,
+                  real_coverage=real_coverage)
+    for name, v in values.items():
+        if v is None and name in ("recall", "real_recall", "coverage", "real_coverage"):
+            continue
         if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and 0 <= v <= 1):
             raise ValueError(f"{name}={v!r} must be a finite number in [0, 1]")
+    for name, v in dict(confidence_se=confidence_se, pixel_mean_se=pixel_mean_se, coverage_se=coverage_se).items():
+        if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}={v!r} must be a finite number >= 0")
+    if (recall is None) != (real_recall is None) or (coverage is None) != (real_coverage is None):
+        raise ValueError("recall needs real_recall and coverage needs real_coverage (the real images' value)")
+    t = f"T={temperature:g}"
     ratio = sample_pixel_mean / real_pixel_mean if real_pixel_mean > 0 else math.inf
-    return [
-        Gate("classifier confidence on T=1 samples", sample_confidence, real_confidence,
-             f">= {GATE_CONFIDENCE_RATIO:.0%} of real", sample_confidence >= GATE_CONFIDENCE_RATIO * real_confidence),
-        Gate("share of non-finite draws", nonfinite_share, 0.0, f"<= {GATE_NONFINITE_SHARE:.0%}",
-             nonfinite_share <= GATE_NONFINITE_SHARE),
-        Gate("pixel mean of T=1 samples", sample_pixel_mean, real_pixel_mean,
-             f"within x{1 / GATE_PIXEL_MEAN_RATIO:.0f} of real",
-             GATE_PIXEL_MEAN_RATIO <= ratio <= 1 / GATE_PIXEL_MEAN_RATIO),
+    ratio_se = pixel_mean_se / real_pixel_mean if real_pixel_mean > 0 else 0.0
+    low, high = GATE_PIXEL_MEAN_RATIO, 1 / GATE_PIXEL_MEAN_RATIO
+    gates = [
+        _gate(f"classifier confidence on {t} samples", sample_confidence, real_confidence,
+              f">= {GATE_CONFIDENCE_RATIO:.0%} of real", sample_confidence - GATE_CONFIDENCE_RATIO * real_confidence,
+              confidence_se),
+        _gate("share of non-finite draws" + ("" if temperature == 1 else f" at {t}"), nonfinite_share, 0.0, f"<= {GATE_NONFINITE_SHARE:.0%}",
+              GATE_NONFINITE_SHARE - nonfinite_share, binomial_se(nonfinite_share, n)),
+        _gate(f"pixel mean of {t} samples", sample_pixel_mean, real_pixel_mean, f"within x{high:.0f} of real",
+              min(ratio - low, high - ratio) * real_pixel_mean, ratio_se * real_pixel_mean),
     ]
+    if recall is not None:
+        gates.append(_gate(f"recall of {t} samples", recall, real_recall, f">= {GATE_RECALL_RATIO:.0%} of real",
+                           recall - GATE_RECALL_RATIO * real_recall, binomial_se(recall, n_real)))
+    if coverage is not None:
+        gates.append(_gate(f"classes found among {t} samples", coverage, real_coverage,
+                           f">= {GATE_COVERAGE_RATIO:.0%} of real", coverage - GATE_COVERAGE_RATIO * real_coverage,
+                           coverage_se))
+    return gates
 
 
 def failed_gates(gates: list[Gate]) -> list[str]:
