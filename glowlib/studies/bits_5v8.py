@@ -14,7 +14,7 @@ from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gate
 from ..analysis import reduce_bits as _reduce_bits
 from ..analysis import sample_quality, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
-from ..analysis.judging import decision_columns, paired_values, table_outcome
+from ..analysis.judging import decision_columns, nearest_temperature, paired_values, table_outcome
 from ..analysis.stats import Decision, decide_paired
 from ..config import RunConfig, check_range
 from ..training import evaluate, prepare_splits
@@ -120,7 +120,8 @@ def bits_5v8(profile: str, bit_depths, n_seeds: int, temperatures, n_samples: in
                                     **sample_quality(classifier, reduce_bits(held, shown),
                                                      reduce_bits(reference, shown)),
                                     "n": n_samples})
-            gates += check_gates(name, tm.model, classifier, reference, n_samples, seed)[0]
+            gates += check_gates(name, tm.model, classifier, reference, n_samples, seed, held=held,
+                                 temperatures=[nearest_temperature(temperatures, PAPER_T)])[0]
             for t in temperatures:
                 counts = {}                                        # draws whose decode overflowed, drawn again
                 x = samples(tm.model, n_samples, t, seed, counts=counts)   # shown at the model's own bit depth

@@ -13,7 +13,7 @@ import torch
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, sample_quality
 from ..analysis import samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
-from ..analysis.judging import decision_columns, paired_values, real_half_indices, table_outcome
+from ..analysis.judging import decision_columns, nearest_temperature, paired_values, real_half_indices, table_outcome
 from ..analysis.stats import NOT_TESTABLE, Decision, decide_paired
 from ..config import RunConfig
 from ..profiles import profile as profile_of
@@ -115,7 +115,8 @@ def class_conditional(profile: str, y_weights, temperatures, n_per_class: int, n
                                 "temperature": float("nan"), **sample_quality(classifier, held, reference),
                                 "n": size})
             gates += check_gates(name, tm.model, classifier, reference, len(reference), seed,
-                                 y=y[:len(reference)])[0]
+                                 y=y[:len(reference)], held=held,
+                                 temperatures=[nearest_temperature(temperatures, PAPER_T)])[0]
             rows.append({"y_weight": w, "seed": s, "test_bpd": tm.summary["test_bpd_at_best_val"],
                          "head_test_accuracy": head_accuracy(tm.model, splits.test_x, splits.test_y),
                          "n_parameters": n_parameters(tm.model), "wall_s": tm.summary["wall_s"],

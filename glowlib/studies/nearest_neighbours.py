@@ -53,7 +53,7 @@ def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_s
     classifier = cached_classifier(run.data.dataset, device=device())
     n = min(n, len(splits.test_x))
     gates, _ = check_gates(f"glow-{run.data.dataset}", model, classifier,
-                           reference_set(splits.test_x, splits.test_y, n, seed), n, seed)
+                           reference_set(splits.test_x, splits.test_y, n, seed), n, seed, temperatures=[temperature])
     rows, summary, index, shown = [], [], {}, None
     for r in range(n_sampling_seeds):
         generated = samples(model, n, temperature, seed + r)

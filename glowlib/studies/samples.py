@@ -12,6 +12,7 @@ import pandas as pd
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import sample_quality, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
+from ..analysis.judging import nearest_temperature
 from ..analysis.stats import Decision
 from ..data import load_dataset
 from .base import (CONFIRMED, NOT_TESTABLE, SEED, TABLE_MODELS, Experiment, cached_model, choice, datasets_or_auto,
@@ -78,7 +79,8 @@ def sample_grids(profile: str, datasets, model_types, temperatures, n: int, seed
             tm = cached_model(run)
             name = f"{slug}-{dataset}"
             models[name] = tm
-            gates += check_gates(name, tm.model, classifier, reference, size, seed)[0]
+            gates += check_gates(name, tm.model, classifier, reference, size, seed, held=held,
+                                 temperatures=[nearest_temperature(temperatures, SHOWN_T)])[0]
             for t in temperatures:
                 counts = {}
                 drawn = samples(tm.model, max(n, size), t, seed, counts=counts)

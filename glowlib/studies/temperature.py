@@ -14,7 +14,8 @@ import pandas as pd
 from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import sample_quality, samples, temperature_samples_table
 from ..analysis.claims import ClaimSpec, Outcome, Results
-from ..analysis.judging import decide_over_sampling_seeds, decision_columns, paired_values, table_outcome
+from ..analysis.judging import (decide_over_sampling_seeds, decision_columns, nearest_temperature, paired_values,
+                                table_outcome)
 from ..data import load_dataset
 from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
 from .base import classifier_provenance, plot_named_grids, shared_model, show  # noqa: F401  (for the notebook)
@@ -69,7 +70,8 @@ def temperature_table(model, dataset: str, temperatures, n: int, n_sampling_seed
     data = load_dataset(dataset)
     n = min(n, len(data.test_images) // 2)
     reference, held = real_halves(data.test_images, data.test_labels, n, seed)
-    gates, _ = check_gates(name, model, classifier, reference, n, seed)
+    gates, _ = check_gates(name, model, classifier, reference, n, seed, held=held,
+                           temperatures=[nearest_temperature(temperatures, PAPER_T, below_one=True), 1.0])
     table = temperature_samples_table(model, classifier, reference, temperatures, n,
                                       sampling_seeds(seed, n_sampling_seeds))
     table.insert(0, "source", "model")

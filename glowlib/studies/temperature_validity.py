@@ -14,7 +14,7 @@ import torch
 
 from ..analysis import cached_classifier, check_gates, failed_gates_of, image_grid, real_halves, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
-from ..analysis.judging import decide_non_inferior, decision_columns, paired_values, table_outcome
+from ..analysis.judging import decide_non_inferior, decision_columns, nearest_temperature, paired_values, table_outcome
 from ..analysis.stats import NOT_TESTABLE, Decision
 from ..config import RunConfig, check_choice, check_range
 from ..layers import gaussian_log_prob
@@ -192,8 +192,9 @@ def temperature_validity(profile: str, couplings, priors, temperatures, n: int, 
                     classifier = cached_classifier(tm.run.data.dataset, device=device())
                     splits = prepare_splits(tm.run)
                     n_real = min(n, len(splits.test_x) // 2)
-                    reference, _ = real_halves(splits.test_x, splits.test_y, n_real, seed)
-                gates += check_gates(name, tm.model, classifier, reference, len(reference), seed)[0]
+                    reference, held = real_halves(splits.test_x, splits.test_y, n_real, seed)
+                gates += check_gates(name, tm.model, classifier, reference, len(reference), seed, held=held,
+                                     temperatures=[nearest_temperature(temperatures, PAPER_T, below_one=True)])[0]
                 table = temperature_validity_table(tm.model, temperatures, n, seed)
                 table.insert(0, "seed", s)
                 table.insert(0, "prior", prior)
