@@ -438,7 +438,8 @@ def test_gates_pass_real_images_fed_as_samples(classifier, digits):
     pool = reference_set(digits.train_images, digits.train_labels, 500, seed=0)
     rows, x = check_gates("real", Drawer(pool), classifier, real, 150, seed=0)
     assert [r["gate"] for r in rows] == ["classifier confidence on T=1 samples", "share of non-finite draws",
-                                         "pixel mean of T=1 samples"]
+                                         "pixel mean of T=1 samples", "recall of T=1 samples",
+                                         "classes found among T=1 samples"]
     assert all(r["passed"] for r in rows) and x.shape == (150, 1, 8, 8)
     assert failed_gates_of(pd.DataFrame(rows)) == []
 
