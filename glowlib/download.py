@@ -38,56 +38,14 @@ import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import data as _data
+from .checksums import SOURCES, Remote
+from .datafiles import CIFAR_FILES
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Remote:
-    """One file to fetch: its name, its URL, its hash as pooch writes it ("sha256:<hex>") and its size in bytes
-    (None: unbounded; a download past it is refused)."""
-
-    filename: str
-    url: str
-    known_hash: str
-    size: int | None = None
-
-
-_MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's MNIST mirror
-_FASHION_MIRROR = ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
-                   "b2617bb6d3ffa2e429640350f613e3291e10b141/data/fashion/")
-
-# dataset -> files. The SHA-256 sums are those TensorFlow Datasets and Keras check; the MD5
-# sums in the comments are torchvision's and the CIFAR page's, for cross-checking.
-SOURCES: dict[str, tuple[Remote, ...]] = {
-    "mnist": (
-        Remote("train-images-idx3-ubyte.gz", _MNIST_MIRROR + "train-images-idx3-ubyte.gz",  # md5 f68b3c2dcbeaaa9fbdd348bbdeb94873
-               "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
-        Remote("train-labels-idx1-ubyte.gz", _MNIST_MIRROR + "train-labels-idx1-ubyte.gz",  # md5 d53e105ee54ea40749a09fcbcd1e9432
-               "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
-        Remote("t10k-images-idx3-ubyte.gz", _MNIST_MIRROR + "t10k-images-idx3-ubyte.gz",  # md5 9fb629c4189551a2d022fa330f9573f3
-               "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
-        Remote("t10k-labels-idx1-ubyte.gz", _MNIST_MIRROR + "t10k-labels-idx1-ubyte.gz",  # md5 ec29112dd5afa0611ce80d1b7f02629c
-               "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
-    ),
-    "cifar10": (
-        Remote("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",  # md5 c58f30108f718f92721af3b95e74349a
-               "sha256:6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170498071),
-    ),
-    # Zalando's files at a fixed revision of their repository (the same bytes as their S3 bucket: the SHA-256 sums
-    # are TensorFlow Datasets' for the S3 files); sizes as listed in the repository's README
-    "fashion_mnist": tuple(
-        Remote(f"{part}-ubyte.gz", _FASHION_MIRROR + f"{part}-ubyte.gz", f"sha256:{digest}", size)
-        for part, digest, size in (
-            ("train-images-idx3", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
-            ("train-labels-idx1", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
-            ("t10k-images-idx3", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
-            ("t10k-labels-idx1", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148))),
-}
 DOWNLOADABLE: tuple[str, ...] = tuple(SOURCES)
 _IDX_SETS = ("mnist", "fashion_mnist")  # four idx .gz files each, kept as they are
 # under the data root, as glowlib.data reads them
@@ -160,7 +118,7 @@ def _todo(name: str, target: Path, remotes) -> list[Remote]:
         return [r for r in remotes if not _matches(target / r.filename, r.known_hash)]
     batches = target / _CIFAR_DIR
     if batches.exists():
-        missing = [f for f in _data._CIFAR_FILES if not (batches / f).is_file()]
+        missing = [f for f in CIFAR_FILES if not (batches / f).is_file()]
         if not missing:
             return []
         raise DownloadError(f"{name}: {batches} exists but is incomplete (missing "
@@ -316,7 +274,7 @@ def _unpack_cifar(archive: Path, into: Path) -> None:
                     shutil.copyfileobj(src, dst)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DownloadError(f"{archive}: cannot unpack ({e})") from e
-    missing = [f for f in _data._CIFAR_FILES if not (out / f).is_file()]
+    missing = [f for f in CIFAR_FILES if not (out / f).is_file()]
     if missing:
         raise DownloadError(f"{archive}: no {', '.join(_CIFAR_DIR + '/' + f for f in missing)} in the archive")
 

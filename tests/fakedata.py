@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from glowlib import data as gd
+from glowlib import datafiles
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -40,7 +41,7 @@ def set_counts(monkeypatch, n_train=5, n_test=3, n_batch=2, n_test_batch=None, c
         if not checksums:
             monkeypatch.setitem(gd.IDX_CONTENT_SHA256, name, {})
     if not checksums:
-        monkeypatch.setattr(gd, "IDX_GZ_CHECKED", ())
+        monkeypatch.setattr(datafiles, "IDX_GZ_CHECKED", ())   # read there, by the idx reader
     monkeypatch.setitem(gd.EXPECTED_COUNTS, "cifar10",
                         {"data_batch": n_batch, "test_batch": n_test_batch or n_batch})
 

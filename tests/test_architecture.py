@@ -3,10 +3,10 @@ notebook, and a project that speaks of itself rather than of its development his
 
 Tiers, lowest first (a module may import its own tier and the ones below):
 
-    files, config                    leaves: no glowlib import at all
+    files, config, checksums         leaves: no glowlib import at all
     layers                           every invertible layer (torch only)
     models                           Glow, RealNVP, MaCow, dequantisers
-    objective, data, splits, profiles, runtime, download, results
+    objective, data, datafiles, splits, profiles, runtime, download, results
     training                         the loop, checkpoints, evaluation, the trained-model cache
     analysis                         measures on trained models
     studies                          one module per notebook
@@ -27,8 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "glowlib"
 MAX_LINES = 600
-TIERS = [("files", "config"), ("layers",), ("models",),
-         ("objective", "data", "splits", "profiles", "runtime", "download", "results"),
+TIERS = [("files", "config", "checksums"), ("layers",), ("models",),
+         ("objective", "data", "datafiles", "splits", "profiles", "runtime", "download", "results"),
          ("training",), ("analysis",), ("studies",), ("__init__", "__main__", "plan", "workers")]
 TIER = {name: i for i, names in enumerate(TIERS) for name in names}
 # the provenance writer records results; it must not pull in model or training code

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from glowlib import data as gd
+from glowlib import datafiles
 from glowlib.data import (
     DATASETS, DataFormatError, DataNotFoundError, ImageData, data_root, is_available,
     load_dataset, split_validation, stratified_order, to_float,
@@ -557,7 +558,7 @@ def _fashion_copy(tmp_path) -> Path:
 def test_an_altered_but_well_formed_fashion_mnist_file_is_refused_naming_it(tmp_path, monkeypatch):
     import gzip
     d = _fashion_copy(tmp_path)
-    monkeypatch.setattr(gd, "_VERIFIED", set())
+    monkeypatch.setattr(datafiles, "_VERIFIED", set())
     assert gd.load_dataset("fashion_mnist", tmp_path).test_labels.shape == (10_000,)   # Debian's copy passes
     labels = d / "t10k-labels-idx1-ubyte.gz"
     raw = bytearray(gzip.decompress(labels.read_bytes()))
@@ -569,10 +570,10 @@ def test_an_altered_but_well_formed_fashion_mnist_file_is_refused_naming_it(tmp_
 
 def test_a_verified_file_is_remembered_by_size_and_time(tmp_path, monkeypatch):
     _fashion_copy(tmp_path)
-    monkeypatch.setattr(gd, "_VERIFIED", set())
+    monkeypatch.setattr(datafiles, "_VERIFIED", set())
     gd.load_dataset("fashion_mnist", tmp_path)
     hashed = []
-    monkeypatch.setattr(gd.hashlib, "sha256", lambda data: hashed.append(len(data)))
+    monkeypatch.setattr(datafiles.hashlib, "sha256", lambda data: hashed.append(len(data)))
     gd.load_dataset("fashion_mnist", tmp_path)
     assert hashed == []
 

@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("pooch")
 
 from glowlib import data as gd  # noqa: E402
+from glowlib.datafiles import CIFAR_FILES  # noqa: E402
 from glowlib import download as dl  # noqa: E402
 from glowlib.download import DownloadError, Remote, download  # noqa: E402
 from fakedata import make_cifar_dir, make_idx_dir, set_counts  # noqa: E402
@@ -146,7 +147,7 @@ def test_download_unpacks_into_the_layout_data_reads(server, tmp_path, monkeypat
     assert download("cifar10", root, sources=sources, progress=False) == root / "cifar10"
     assert tree(root / "mnist") == sorted(MNIST_FILES)  # no temporary files left
     assert tree(root / "cifar10") == ["cifar-10-batches-py"] + sorted(
-        f"cifar-10-batches-py/{f}" for f in (*gd._CIFAR_FILES, "readme.html"))
+        f"cifar-10-batches-py/{f}" for f in (*CIFAR_FILES, "readme.html"))
     for f in MNIST_FILES:
         assert (root / "mnist" / f).read_bytes() == server.files[f]
 
