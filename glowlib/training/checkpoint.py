@@ -295,6 +295,23 @@ def run_config_of(state: dict, path: Path) -> RunConfig:
                               f"{e}. It was left as it is.") from e
 
 
+def check_resumable(state: dict, path: Path, run: RunConfig, world: int) -> None:
+    """Raise CheckpointError unless ``state``, read from ``path``, can resume ``run`` trained by ``world``
+    processes: written by the same config (execution-only fields may differ), by as many processes, and holding the
+    optimizer's state."""
+    if run_config_of(state, path).key() != run.key():         # execution-only fields may differ
+        raise CheckpointError(f"{path} was written by a different config; use another --out or drop "
+                              f"--resume (the file was left as it is)")
+    if state.get("world_size", 1) != world:
+        raise CheckpointError(f"{path} was trained by {state.get('world_size', 1)} process(es), each with "
+                              f"train.batch_size images; resuming with {world} would change the global batch. "
+                              f"Resume with the same number of processes (the file was left as it is)")
+    if state["optimizer"] is None:
+        raise CheckpointError(f"{path} holds no optimizer state (a best.pt kept for evaluation), so it cannot "
+                              f"be resumed; resume from the run's own last.pt, or drop --resume (the file was left "
+                              f"as it is)")
+
+
 def load_trained(path, device="cpu", ema: bool = True) -> Glow:
     """The model of a checkpoint, with its Polyak-averaged weights by default, in eval mode."""
     return load_trained_with_dequantizer(path, device, ema)[0]

@@ -18,6 +18,7 @@ import torch
 import glowlib.data as gd
 from glowlib.config import DataConfig
 from glowlib.profiles import DATASET_SHAPES, PROFILES, profile_config
+from glowlib.profiles import profile as profile_of
 from glowlib.studies import all_runs
 from glowlib.studies import precision as precision_study
 
@@ -65,7 +66,7 @@ def test_every_run_of_every_profile_is_valid_for_its_data(profile, cuda_machine_
         cifar = [r for r in runs if r.data.dataset == "cifar10" and r.model_type == "glow"]
         assert {(r.model.n_levels, r.model.depth) for r in cifar} >= {(3, 32)}
         fp32 = [r for r in runs if r.model.precision == "fp32"]            # tensor cores: bf16 networks, but
-        assert {r.train.steps for r in fp32} == {precision_study.STEPS[profile]} and len(fp32) == 2  # the baseline
+        assert {r.train.steps for r in fp32} == {profile_of(profile).precision_steps} and len(fp32) == 2  # the baseline
         assert not any(r.model.inv_backprop for r in cifar)               # 32x32 stores its activations
     if profile == "gpu":
         ablation = [r for r in runs if r.data.dataset == "cifar10" and r.model.width == 512 and r.model.depth == 32

@@ -74,9 +74,12 @@ def test_the_cache_refuses_a_tampered_checkpoint(tmp_path, monkeypatch):
     folder = run_dir(run)
     folder.mkdir(parents=True)
     torch.save(tampered_state(marker, run), folder / "last.pt")          # an unfinished run: trained() resumes it
-    with pytest.raises(CheckpointError, match=rf"{folder / 'last.pt'}.*could run code"):
-        trained(run, progress=False)
-    assert not marker.exists() and not (folder / "done.json").exists()
+    tampered = (folder / "last.pt").read_bytes()
+    trained(run, progress=False)                                         # set aside whole, then trained afresh
+    assert not marker.exists(), "loading the tampered checkpoint ran its code"
+    assert (folder / "done.json").exists()
+    kept = [p for p in folder.parent.glob(folder.name + ".set-aside-*/last.pt")]
+    assert len(kept) == 1 and kept[0].read_bytes() == tampered            # moved aside, never deleted
 
 
 # ------------------------------------------------------------------ checksums and starting over
