@@ -166,7 +166,12 @@ def _download_lock(target: Path):
     temporary folder, named by a hash of the destination's path."""
     digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"glowlib-download-{digest}.lock"
-    with open(path, "a") as handle:
+    try:            # a predictable name in a shared folder: never follow a link planted there, readable by us alone
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise DownloadError(f"cannot open the download lock {path} ({e.strerror}); remove it if it is not a plain "
+                            f"file of yours, and retry") from None
+    with os.fdopen(fd, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -304,6 +304,16 @@ def classifier_path(dataset: str, seed: int = 0) -> Path:
     return cache_root() / "classifiers" / f"{dataset}-{seed}-{key}.pt"
 
 
+def set_aside_name(path: Path) -> Path:
+    """A name beside ``path`` for setting it aside that no earlier set-aside file has: dated to the second and
+    numbered within it, so that a file damaged twice in one second never replaces the first copy."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = path.with_name(f"{path.name}.set-aside-{stamp}"), 1
+    while aside.exists():
+        aside, n = path.with_name(f"{path.name}.set-aside-{stamp}-{n}"), n + 1
+    return aside
+
+
 def cached_classifier(dataset: str, seed: int = 0, device: str = "cpu") -> Classifier:
     """The classifier of ``dataset``'s real training images (default :class:`ClassifierSettings`), trained the first
     time and loaded after that; its ``test_accuracy`` on the test split is stored with it.
@@ -317,7 +327,7 @@ def cached_classifier(dataset: str, seed: int = 0, device: str = "cpu") -> Class
         try:
             return Classifier.load(path, device)
         except CheckpointError as e:          # damaged or foreign: kept beside it, and the classifier retrained
-            aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = set_aside_name(path)
             os.replace(path, aside)
             print(f"cache: {path} set aside to {aside} and trained again: {str(e).split('. ')[0]}", file=sys.stderr,
                   flush=True)

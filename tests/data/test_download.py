@@ -421,3 +421,20 @@ def test_a_retry_count_out_of_range_is_one_line_before_anything_is_fetched(retri
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith(f"error: argument --retries: {retries} is not between 0 and 10")
     assert not any(tmp_path.iterdir())
+
+
+def test_the_lock_never_follows_a_link_planted_at_its_predictable_name(tmp_path, monkeypatch):
+    """The lock's name in the shared temporary folder is predictable: a link planted there must not make glowlib
+    create or write a file elsewhere; the download stops with one error naming the lock."""
+    import hashlib
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "shared-tmp"))
+    (tmp_path / "shared-tmp").mkdir()
+    target = tmp_path / "data" / "mnist"
+    digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+    victim = tmp_path / "victim"
+    (tmp_path / "shared-tmp" / f"glowlib-download-{digest}.lock").symlink_to(victim)
+    with pytest.raises(dl.DownloadError, match="cannot open the download lock"):
+        with dl._download_lock(target):
+            pass
+    assert not victim.exists()

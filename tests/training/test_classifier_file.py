@@ -53,3 +53,15 @@ def test_a_classifier_file_of_before_checksums_is_checked_and_rewritten_with_one
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="non-finite"):
         cl.Classifier.load(path)
+
+
+def test_setting_aside_twice_in_one_second_keeps_both_copies(tmp_path, monkeypatch):
+    monkeypatch.setattr(cl.time, "strftime", lambda fmt: "20260101-000000")      # the same second, twice
+    path = tmp_path / "classifier.pt"
+    names = []
+    for content in (b"first", b"second"):
+        path.write_bytes(content)
+        aside = cl.set_aside_name(path)
+        path.replace(aside)
+        names.append(aside)
+    assert names[0] != names[1] and [n.read_bytes() for n in names] == [b"first", b"second"]
