@@ -1,5 +1,5 @@
 """Results as the sample-judging notebooks write them, for the tests of their claims: a gates table, a notebook's
-tables under a results root, and one study's claims decided from them."""
+tables under a results root, training curves of known answers, and one study's claims decided from them."""
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +27,17 @@ def write(root, notebook, **tables):
     (folder / "provenance.json").write_text("{}")
     for name, df in tables.items():
         df.to_csv(folder / f"{name}.csv", index=False)
+
+
+SEED_EFFECT = (0.0, 0.3, -0.2)       # common to every arm of a seed, cancelled by pairing
+
+
+def run(final: float, seed: int, speed: float = 1.0, jitter: float = 0.0) -> pd.DataFrame:
+    """A training run's metrics.csv: three evaluations ending at ``final`` + the seed's effect (+ ``jitter`` on seed
+    1), the clock running ``speed`` times as fast as a reference run's."""
+    end = final + SEED_EFFECT[seed] + (jitter if seed == 1 else 0.0)
+    return pd.DataFrame({"step": [10, 20, 30], "wall_s": [1 / speed, 2 / speed, 3 / speed],
+                         "val_bpd": [end + 0.6, end + 0.2, end], "test_bpd": [end + 0.6, end + 0.2, end]})
 
 
 def claim_of(study, root):

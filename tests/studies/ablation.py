@@ -1,7 +1,6 @@
 """The permutation ablation's claims (glowlib.studies.ablation.CLAIMS), decided by paired tests over training seeds
 from hand-made per-seed tables: every verdict reachable, the basis (equal steps or equal training time) that decides
 named, a claim over several comparisons confirmed only when all are; and the 1x1's profiled time share."""
-import json
 
 import pandas as pd
 import pytest
@@ -10,27 +9,11 @@ from glowlib.analysis.bench_records import conv1x1_time
 from glowlib.analysis.claims import decide_claims
 from glowlib.analysis.paired import decide_all
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, Decision
-from glowlib.results import PROVENANCE
 from glowlib.studies import ablation
+from judged import run, write
 
 SEEDS = (0, 1, 2)
 # per-seed final test bits/dim with a seed effect common to every variant (cancelled by pairing)
-SEED_EFFECT = (0.0, 0.3, -0.2)
-
-
-def run(final: float, seed: int, speed: float = 1.0, jitter: float = 0.0) -> pd.DataFrame:
-    """A metrics.csv of three evaluations ending at ``final`` + the seed effect (+ ``jitter`` on seed 1)."""
-    end = final + SEED_EFFECT[seed] + (jitter if seed == 1 else 0.0)
-    return pd.DataFrame({"step": [10, 20, 30], "wall_s": [1 / speed, 2 / speed, 3 / speed],
-                         "val_bpd": [end + 0.6, end + 0.2, end], "test_bpd": [end + 0.6, end + 0.2, end]})
-
-
-def write(root, notebook: str, tables: dict) -> None:
-    out = root / "smoke" / notebook
-    out.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
-        df.to_csv(out / f"{name}.csv", index=False)
-    (out / PROVENANCE).write_text(json.dumps({"notebook": notebook}))
 
 
 def ablation_pairs(finals: dict, speed: dict | None = None, jitter: dict | None = None) -> pd.DataFrame:
@@ -62,7 +45,7 @@ def ablation_claims(tmp_path, pairs, cost=None, n_seeds=3):
     """{claim id: row of the claims table}, and {claim id: {name: number}}."""
     summary = pd.DataFrame([dict(permutation=p, coupling=c, n_seeds=n_seeds) for p in ORDERED
                             for c in ("additive", "affine")])
-    write(tmp_path, "ablation", {"pairs": pairs, "summary": summary, "conv1x1_cost": cost_table() if cost is None
+    write(tmp_path, "ablation", **{"pairs": pairs, "summary": summary, "conv1x1_cost": cost_table() if cost is None
                                  else cost})
     table, numbers = decide_claims(ablation.CLAIMS, "smoke", tmp_path)
     return ({r["id"]: r for r in table.to_dict("records")},

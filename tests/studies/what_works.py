@@ -1,7 +1,6 @@
 """What makes Glow work (glowlib.studies.what_works): depth variants matched to the reference's parameter count, one
 change at a time from the ablation's model, and its claims (``what_works.CLAIMS``) decided by paired tests over
 training seeds from hand-made per-seed tables, the ablation's read from the ablation page's results."""
-import json
 
 import pandas as pd
 import pytest
@@ -10,12 +9,11 @@ from glowlib.analysis.claims import decide_claims
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, NOT_TESTABLE
 from glowlib.profiles import ablation_config
 from glowlib.profiles import profile as profile_of
-from glowlib.results import PROVENANCE
 from glowlib.studies import ablation, what_works
 from glowlib.studies.base import config_parameters
+from judged import run, write
 
 SEEDS = (0, 1, 2)
-SEED_EFFECT = (0.0, 0.3, -0.2)           # common to every variant of a seed, cancelled by pairing
 
 
 # ---------------------------------------------------------------------------------------------------- variants
@@ -55,21 +53,6 @@ def test_claimed_directions_follow_the_reference_depth():
 
 
 # ---------------------------------------------------------------------------------------------------- claims
-def run(final: float, seed: int, speed: float = 1.0) -> pd.DataFrame:
-    """A metrics.csv of three evaluations ending at ``final`` + the seed effect."""
-    end = final + SEED_EFFECT[seed]
-    return pd.DataFrame({"step": [10, 20, 30], "wall_s": [1 / speed, 2 / speed, 3 / speed],
-                         "val_bpd": [end + 0.6, end + 0.2, end], "test_bpd": [end + 0.6, end + 0.2, end]})
-
-
-def write(root, notebook: str, tables: dict) -> None:
-    out = root / "smoke" / notebook
-    out.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
-        df.to_csv(out / f"{name}.csv", index=False)
-    (out / PROVENANCE).write_text(json.dumps({"notebook": notebook}))
-
-
 ORDERED = {"conv1x1": 3.0, "rotation": 3.1, "shuffle": 3.2, "reverse": 3.4}
 DEPTH, TIME = "what_works.one_change_ablations", "what_works.conv1x1_at_equal_time"
 
@@ -83,11 +66,11 @@ def what_works_claims(tmp_path, variants: dict, conv_speed=1.0, miss=0.005, with
                                               if v != reference])
     summary = pd.DataFrame([dict(variant=v, n_seeds=3, parameters_vs_reference=0.0 if v == reference else miss)
                             for v in variants])
-    write(tmp_path, "what_works", {"pairs": pairs, "summary": summary})
+    write(tmp_path, "what_works", **{"pairs": pairs, "summary": summary})
     if with_ablation:
         ab = {(p, c): {s: run(v - (0.1 if c == "affine" else 0.0), s, conv_speed if p == "conv1x1" else 1.0)
                        for s in SEEDS} for p, v in ORDERED.items() for c in ("additive", "affine")}
-        write(tmp_path, "ablation", {"pairs": ablation.ablation_pairs(ab, list(ORDERED), ["additive", "affine"])})
+        write(tmp_path, "ablation", **{"pairs": ablation.ablation_pairs(ab, list(ORDERED), ["additive", "affine"])})
     table, _ = decide_claims(what_works.CLAIMS, "smoke", tmp_path)
     return {r["id"]: r for r in table.to_dict("records")}
 
