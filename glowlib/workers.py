@@ -35,7 +35,8 @@ from .plan import describe, hours, measured_seconds
 from .plan import longest_first  # noqa: F401  (the order python -m glowlib models deals runs in)
 from .runtime import visible_gpus, worker_threads
 from .training.cache import is_cached, run_dir, train_if_free
-from .training.loop import RunStopped, TrainingFailed, request_stop, stop_requested, training_now
+from .training.loop import TrainingFailed
+from .training.stop import RunStopped, request_stop, stop_requested, training_now
 
 # the signals that stop ``python -m glowlib models`` and its workers cleanly, each run's last.pt saved at a step
 # boundary (a second one stops at once): a service manager's SIGTERM, a closed terminal's SIGHUP, and Ctrl-C's SIGINT,
@@ -184,7 +185,7 @@ def die_with_parent(parent_pid: int) -> None:
 
 def stop_on_signals() -> None:
     """SIGTERM and SIGHUP stop this process's training cleanly: the first one asks the training loop to save
-    ``last.pt`` after its current step and raise ``RunStopped`` (``training.loop.request_stop``); outside a training
+    ``last.pt`` after its current step and raise ``RunStopped`` (``training.stop.request_stop``); outside a training
     loop (waiting for a lock, scoring a finished run), or at a second signal, ``RunStopped`` is raised at once.
     Files are written atomically, so a stop anywhere leaves every file whole."""
     def handler(signum, frame):

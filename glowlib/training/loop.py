@@ -20,7 +20,6 @@ import copy
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,23 +27,25 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data import to_float
+from ..layers.actnorm import ActNorm
 from ..layers.revgrad import check_drift, deferred_drift_checks
 from ..models import Dequantizer, Glow
 from ..objective import bits_per_dim, dequantize
 from ..runtime import tune_allocator
-from .checkpoint import (CheckpointError, build_dequantizer, build_model, load_checkpoint, run_config_of,
-                         save_checkpoint, write_csv)
+from .checkpoint import (build_dequantizer, build_model, check_resumable, load_checkpoint, save_checkpoint,
+                         write_csv)
 from .evaluate import NOISE_STREAM, Splits, evaluate, prepare_splits, seeded
 from .device import resolve_device  # noqa: F401  (glowlib.training's public name)
 from .device import (compile_mode, optimizer_options, place_optimizer, set_deterministic, set_tf32, tf32_state,
                      to_device, training_device)
+from .progress import Progress
 from .run_folder import claim, set_aside
 from .schedule import batch_indices, init_images, lr_factor, warmup_steps  # noqa: F401  (warmup_steps: public)
 from .step import PHASE, FlatGradients, Likelihood, Polyak, Record, StepGuard, log_likelihood
+from .stop import RunStopped, in_training, stop_requested
 
 METRIC_FIELDS = ["step", "epoch", "train_bpd", "train_eval_bpd", "val_bpd", "val_sem", "test_bpd", "test_sem",
                  "lr", "images_per_s", "wall_s", "cpu_s"]
@@ -98,37 +99,6 @@ def training_loss(net, x, y, run: RunConfig, **kwargs) -> tuple[torch.Tensor, to
     bpd = bits_per_dim(net(x, y, **kwargs), run.model.n_dims, run.data.n_bits).mean()   # log p(x) (or the ELBO's
     # integrand log p(x̃) − log q(u | x); bits_per_dim adds the D·n·ln 2 of q's bin units)
     return bpd, bpd
-
-
-class RunStopped(RuntimeError):
-    """A run stopped at a step boundary because the process was asked to stop (SIGTERM, SIGHUP: ``request_stop``),
-    after saving ``last.pt`` at that step; ``signal`` is the signal's number."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signal = signum
-
-
-# The signal that asked this process to stop, if any (``request_stop``): the training loop checks it between steps,
-# where the model, the optimizer and the Polyak copies agree, so that the checkpoint it then saves resumes exactly.
-_stop = {"signal": None, "training": False}
-
-
-def request_stop(signum: int) -> None:
-    """Ask the training loop of this process to save ``last.pt`` and raise ``RunStopped`` after the current step
-    (a signal handler calls this; it does nothing else, so it is safe at any point)."""
-    _stop["signal"] = signum
-
-
-def stop_requested() -> int | None:
-    """The signal that asked this process to stop (``request_stop``), or None."""
-    return _stop["signal"]
-
-
-def training_now() -> bool:
-    """Whether this process is inside ``train``, whose loop checks ``stop_requested`` between steps (a stop asked
-    while the run is set up takes effect at its first step; one asked while it saves its end, when it returns)."""
-    return _stop["training"]
 
 
 class TrainingFailed(RuntimeError):
@@ -197,7 +167,7 @@ class _Run:
     c_start: float = 0.0
     step_at_start: int = 0
     order: tuple = (-1, None)                    # (epoch, its batch order)
-    progress: "_Progress | None" = None
+    progress: Progress | None = None
 
     @property
     def last_path(self) -> Path:
@@ -248,8 +218,7 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
                          "it aside and starts over")
     device = training_device(run.train.device)
     maybe_init_distributed(device)
-    _stop["training"] = True                    # a stop signal from here on waits for the next step boundary
-    try:
+    with in_training():                          # a stop signal from here on waits for the next step boundary
         r = _setup(run, Path(out_dir), device=device)
         folder = claim(r.out_dir) if r.rank == 0 else None      # only rank 0 writes the folder
         try:
@@ -262,8 +231,6 @@ def train(run: RunConfig, out_dir, resume: bool = False, stop_after: int | None 
         finally:
             if folder is not None:
                 folder.release()
-    finally:
-        _stop["training"] = False
 
 
 def session(run: RunConfig, splits: Splits | None = None, device: torch.device | str | None = None) -> _Run:
@@ -279,6 +246,21 @@ def session(run: RunConfig, splits: Splits | None = None, device: torch.device |
     return r
 
 
+def session_without_data(run: RunConfig, splits: Splits, device: torch.device) -> _Run:
+    """A :func:`session` whose ActNorm data-dependent initialisation is marked done instead of run, set up with
+    ``device`` as the default device: for the meta device, where every operation is dispatched with its shapes and
+    nothing is computed, so there are no values to initialise from (``glowlib.plan`` counts a step there)."""
+    with device:
+        r = _setup(run, None, splits, device)
+    for module in list(r.model.modules()) + (list(r.deq.modules()) if r.deq is not None else []):
+        if isinstance(module, ActNorm):
+            module._known_initialized = True
+    _initialise_without_data(r)
+    _prepare_step(r)
+    r.model.train()
+    return r
+
+
 def train_step(r: _Run) -> None:
     """One optimisation step of a :func:`session` (or of a run inside ``train``); never waits for the device."""
     _step(r)
@@ -290,7 +272,7 @@ def _steps(r: _Run, stop_after: int | None, progress) -> None:
     tc = r.run.train
     r.t_start, r.step_at_start = time.perf_counter(), r.step
     r.c_start = time.process_time()
-    r.progress = _Progress(r, progress)
+    r.progress = Progress(r, progress)
     r.window_t = time.perf_counter()
     end = tc.steps if stop_after is None else min(tc.steps, r.step + stop_after)
     r.model.train()
@@ -410,17 +392,7 @@ def _resume_or_initialise(r: _Run, resume: bool) -> None:
         _initialise(r)
         return
     state = load_checkpoint(r.last_path, map_location=r.device, resume=True)   # checked before any use
-    if run_config_of(state, r.last_path).key() != run.key():         # execution-only fields may differ
-        raise CheckpointError(f"{r.last_path} was written by a different config; use another --out or drop "
-                              f"--resume (the file was left as it is)")
-    if state.get("world_size", 1) != r.world:
-        raise CheckpointError(f"{r.last_path} was trained by {state.get('world_size', 1)} process(es), each with "
-                              f"train.batch_size images; resuming with {r.world} would change the global batch. "
-                              f"Resume with the same number of processes (the file was left as it is)")
-    if state["optimizer"] is None:
-        raise CheckpointError(f"{r.last_path} holds no optimizer state (a best.pt kept for evaluation), so it cannot "
-                              f"be resumed; resume from the run's own last.pt, or drop --resume (the file was left "
-                              f"as it is)")
+    check_resumable(state, r.last_path, run, r.world)
     r.model.load_state_dict(state["model"])
     r.optimizer.load_state_dict(state["optimizer"])
     place_optimizer(r.optimizer, r.device)
@@ -616,45 +588,3 @@ def _snapshot(r: _Run, optimizer: bool = True) -> dict:
             "allocator": r.allocator, "rng": {"torch": torch.get_rng_state()}, "world_size": r.world,
             "global_batch": r.global_batch, "good_steps": r.good_steps, "stopped": r.stopped,
             "max_minutes": r.run.train.max_minutes, "tf32": tf32_state()}
-
-
-class _Progress:
-    """What a run shows while it trains: a tqdm bar on a terminal, or one line per evaluation (step, bits/dim,
-    seconds per step, time left) where output goes to a log; nothing when ``mode`` is False."""
-
-    def __init__(self, r: _Run, mode):
-        self.r, self.desc = r, f"{r.run.model_type} {r.run.data.dataset} seed {r.run.train.seed}"
-        show = bool(mode) and r.rank == 0
-        self.lines = show and (mode == "lines" or (mode is True and not sys.stderr.isatty()))
-        self.bar = tqdm(total=r.run.train.steps, initial=r.step, disable=not show or self.lines, mininterval=2.0,
-                        desc=self.desc)
-
-    def update(self) -> None:
-        self.bar.update(1)
-
-    def write(self, message: str) -> None:
-        if self.lines:
-            print(message, flush=True)
-        else:
-            self.bar.write(message)
-
-    def note(self, row: dict) -> None:
-        self.bar.set_postfix(train=f"{row['train_bpd']:.3f}", val=f"{row['val_bpd']:.3f}")
-        if not self.lines:
-            return
-        r, steps = self.r, self.r.run.train.steps
-        done = r.step - r.step_at_start
-        per_step = (time.perf_counter() - r.t_start) / done if done else math.nan
-        left = (steps - r.step) * per_step
-        print(f"{self.desc}: step {r.step:,}/{steps:,} ({r.step / steps:.0%}), train {row['train_bpd']:.3f}, "
-              f"val {row['val_bpd']:.3f} bits/dim, {per_step:.3g} s/step, about {_duration(left)} left",
-              flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "? min"
-    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{max(seconds, 0) / 60:.0f} min"
