@@ -100,7 +100,7 @@ def step_time_ratio(base_run, own_run, rounds: int = 12) -> dict:
     over rounds of the ratio of two timings taken moments apart, which a shared machine's drifting load leaves
     nearly unbiased (``bench/common.paired_ratio``)."""
     from bench.common import alternate, paired_ratio
-    from glowlib.plan import probe_session
+    from glowlib.step_count import probe_session
     from glowlib.training.loop import train_step
     sessions = {"base": probe_session(base_run, base_run.train.batch_size, "cpu"),
                 "own": probe_session(own_run, own_run.train.batch_size, "cpu")}

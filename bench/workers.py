@@ -4,7 +4,7 @@ batch 32) split poorly across threads, so on a few cores several one-thread trai
 more images per second than one training with all the threads.
 
 Both arrangements take real training steps of the same run (the cpu profile's Glow of ``--dataset``, random
-images of its shape: ``glowlib.plan.probe_session``), in rounds that alternate A B B A so that other load on the
+images of its shape: ``glowlib.step_count.probe_session``), in rounds that alternate A B B A so that other load on the
 machine falls on both alike. A round of A is one process with ``--cores`` threads; a round of B is ``--cores``
 processes with one thread each, started together. Each process times ``--steps`` steps after warm-up and reports
 its median step; throughput is images per second summed over the processes of a round. The record gives both,

@@ -10,7 +10,9 @@ Tiers, lowest first (a module may import its own tier and the ones below):
     training                         the loop, checkpoints, evaluation, the trained-model cache
     analysis                         measures on trained models
     studies                          one module per notebook
-    __init__, __main__, plan, workers  the public API, the command line, the plan of a profile, its workers
+    __init__, __main__, plan, step_count, workers
+                                     the public API, the command line, the plan of a profile and the step
+                                     counts it is built on, its workers
 
 Read from the source with ``ast`` (imports inside functions count too), so nothing is imported to check it.
 """
@@ -29,7 +31,7 @@ PACKAGE = ROOT / "glowlib"
 MAX_LINES = 600
 TIERS = [("files", "config", "checksums"), ("layers",), ("models",),
          ("objective", "data", "datafiles", "splits", "profiles", "runtime", "download", "results"),
-         ("training",), ("analysis",), ("studies",), ("__init__", "__main__", "plan", "workers")]
+         ("training",), ("analysis",), ("studies",), ("__init__", "__main__", "plan", "step_count", "workers")]
 TIER = {name: i for i, names in enumerate(TIERS) for name in names}
 # the provenance writer records results; it must not pull in model or training code
 NO_MODEL_CODE = ("glowlib.results", "glowlib.files", "glowlib.config", "glowlib.studies.registry")

@@ -30,7 +30,7 @@ from ..layers import gaussian_log_prob
 STATS_EVERY = 100
 RECORD_FIELDS = ("loss", "grad_norm", "bpd", "finite")
 # which part of the step runs: "objective" during the loss's forward and backward pass (what train.compile compiles),
-# "step" otherwise; read by glowlib.plan's counter to tell the operations a CUDA graph would launch as one
+# "step" otherwise; read by glowlib.step_count's counter to tell the operations a CUDA graph would launch as one
 PHASE = {"name": "step"}
 
 

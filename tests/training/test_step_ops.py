@@ -2,7 +2,7 @@
 
 On a GPU every aten operation is a kernel the host has to queue (some microseconds each), and every read of a
 device value (``.item()``, ``bool(t)``, a copy to the host) stalls the host until the GPU has caught up. These
-tests count both on the CPU with ``plan.StepCounter`` (a ``TorchDispatchMode``) for one step of the paper's
+tests count both on the CPU with ``step_count.StepCounter`` (a ``TorchDispatchMode``) for one step of the paper's
 CIFAR-10 model (L=3, K=32, affine coupling, LU 1x1 convolutions, learned top prior) at batch 2.
 
 Reduction: width 16 instead of 512. The operations a step dispatches do not depend on the coupling networks'
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from glowlib.models import DequantizedModel, Glow, MaCow, RealNVP, make_dequantizer
-from glowlib.plan import StepCounter, count_step
+from glowlib.step_count import StepCounter, count_step
 from glowlib.profiles import profile_config
 from glowlib.training.device import optimizer_options
 from glowlib.training.step import Likelihood, log_likelihood

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glowlib.layers import revgrad
-from glowlib.plan import StepCounter, count_step
+from glowlib.step_count import StepCounter, count_step
 from glowlib.profiles import profile_config
 
 TINY = ["model.depth=2", "model.width=8", "train.batch_size=4", "train.init_batch=8", "train.device='cpu'"]
