@@ -10,7 +10,7 @@ import pytest
 
 import glowlib.plan as plan
 from glowlib.profiles import profile_config
-from glowlib.training import run_dir
+from glowlib.training import run_dir, trained
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,8 +32,7 @@ def two_runs(tmp_path, monkeypatch):
 
 def test_the_plan_measures_each_step_once_and_says_what_is_cached(two_runs, monkeypatch):
     cached, partial, fresh = two_runs
-    run_dir(cached).mkdir(parents=True)
-    (run_dir(cached) / "done.json").write_text("{}")
+    trained(cached, progress=False)                      # a whole cache entry: done.json, metrics, best.pt
     run_dir(partial).mkdir(parents=True)
     (run_dir(partial) / "metrics.csv").write_text("step,val_bpd\n10,3.0\n20,2.9\n")
     p = plan.plan("smoke")
@@ -74,7 +73,7 @@ def test_the_cli_prints_the_plan_and_reproduce_starts_with_it(tmp_path):
     steps = subprocess.run(["make", "-n", "reproduce-steps", "PROFILE=smoke"], capture_output=True, text=True,
                            cwd=ROOT, timeout=60).stdout
     assert "glowlib plan --profile smoke --check-data" in steps
-    assert steps.index("--check-data") < steps.index("make --no-print-directory models")
+    assert steps.index("plan PROFILE=smoke CHECK_DATA=1") < steps.index("make --no-print-directory models")
 
 
 def test_make_models_shows_a_line_per_run_with_its_estimate(two_runs, capsys):
