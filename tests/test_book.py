@@ -507,7 +507,7 @@ def test_prepare_book_writes_intro_placeholders_and_the_toc(tmp_path):
     assert (book / "_toc.yml").read_text() == (ROOT / "book" / "_toc.yml").read_text()
     run = root / "smoke" / "samples"
     run.mkdir(parents=True)
-    (run / "samples.ipynb").write_text("{}")
+    (run / "samples.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     (run / PROVENANCE).write_text(json.dumps({"notebook": "samples", "start_time": "2025-01-01T00:00:00",
                                               "git_sha": "abc", "git_dirty": False, "device": "cpu",
                                               "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2",
