@@ -653,7 +653,7 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
         for cell in nb.get("cells", []):
             for output in cell.get("outputs", []):
                 data = output.get("data", {})
-                if re.search(r"<table class=['\"]claims['\"]", "".join(data.get("text/html", ""))):
+                if re.search(r"<table[^>]*class=['\"][^'\"]*\bclaims\b", "".join(data.get("text/html", ""))):
                     data["text/html"] = claims_table(all_claims)
     cells, defaults, injected = [], {}, {}
     for cell in nb.get("cells", []):
