@@ -17,6 +17,7 @@ import torch
 
 from .config import (PRECISIONS, DataConfig, GlowConfig, MaCowConfig, RunConfig, TrainConfig, check_choice,
                      model_config_class)
+from .data import BIT_DEPTH
 from .layers import bf16_support
 
 PROFILES = ("smoke", "cpu", "gpu", "paper")
@@ -295,6 +296,9 @@ def profile_config(profile: str, dataset: str = "mnist5k", model_type: str = "gl
     model = replace(model, **{k: v for k, v in {"in_channels": channels, "image_size": size,
                                                 **p.dataset_models.get(dataset, {})}.items()
                               if k in own}, precision=default_precision())
+    # never finer than the images carry (data.BIT_DEPTH: the 8x8 digits are 4-bit), else dequantisation leaves
+    # empty bins between the levels and the likelihood runs away on them
+    model = replace(model, n_bits=min(model.n_bits, BIT_DEPTH.get(dataset, 8)))
     n_val = min(p.n_val, VAL_CAP.get(dataset, p.n_val))
     if dataset in p.steps:
         tiered = {"quality": p.quality_steps, "study": p.study_steps}.get(tier, {})

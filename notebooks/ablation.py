@@ -1,5 +1,6 @@
 # %% [markdown]
-# # Permutation ablation (Fig. 3)
+# # Permutation ablation (paper's Fig. 3)
+# % lead figure test_curves
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5.1 and Fig. 3: the learned invertible 1x1
 # convolution against a fixed channel shuffle and the channel reversal of RealNVP {cite}`dinh2017realnvp`, with
@@ -16,8 +17,9 @@
 #
 # Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data
 # order and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at
-# equal epochs, so its claims are decided at equal steps; the same differences at equal training time (both runs of a
-# seed cut at the shorter one's training time) stand beside them. The 1x1 convolution's cost is counted
+# equal epochs, so its claims are decided at equal steps; the same differences at equal compute stand beside them
+# where the two variants' counted FLOPs per step agree within 1% (the permutations do; affine and additive coupling
+# need not, and then have none). The 1x1 convolution's cost is counted
 # (parameters and FLOPs at the paper's configuration) and profiled (`results/bench/profile_*.json`), not read
 # from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
 #
@@ -60,7 +62,10 @@ study.publish(rec, **study.page_values(runs, conv1x1))
 # {glue:text}`n_runs` training runs on {glue:text}`dataset`, {glue:text}`steps` steps each
 # ({glue:text}`images_seen:,` images); test bits/dim on {glue:text}`n_test:,` test images.
 #
-# ## Test bits/dim during training (Fig. 3)
+# ## Test bits/dim during training (paper's Fig. 3)
+# % caption test_curves: Test bits/dim against epochs of training for each way of mixing the channels (reverse,
+# %   shuffle, the learned 1x1 convolution, a fixed random rotation), additive coupling on the left and affine
+# %   on the right: the mean over training seeds, with a band of one standard deviation. Lower is better.
 # Mean over seeds, with a band of ± one standard deviation. The paper's Fig. 3 gives these curves on CIFAR-10
 # (3x32x32, 50,000 training images) and no final numbers in its text, so there is no published value to draw beside
 # ours, and no step count. Our largest variant has {glue:text}`n_parameters:,` parameters against the
@@ -90,6 +95,10 @@ show(summary, "summary", columns=["permutation", "coupling", "test_bpd_mean", "t
 
 # %% [markdown]
 # ## Train and validation curves
+# % caption split_curves: Bits/dim on each split against epochs, one panel per permutation and coupling (mean
+# %   over training seeds, band of one standard deviation): the running training loss, and the averaged weights
+# %   scored on training, validation and test images. Where validation and test stay on the training curve, no
+# %   variant has begun to overfit.
 # `train` is the running training loss of the current weights; `train_eval`, `val` and `test` evaluate the
 # Polyak-averaged weights the same way on training, validation and test images.
 
@@ -99,11 +108,13 @@ fig = study.plot_splits(curves.assign(variant=curves.permutation + " / " + curve
 rec.figure(fig, "split_curves")
 
 # %% [markdown]
-# ## Paired differences at equal steps and at equal training time
+# ## Paired differences at equal steps and at equal compute
+# % caption pairs: Each paired difference a − b in test bits/dim with its 95% interval over training seeds, on
+# %   each basis its legend names (equal steps, and equal training time or equal compute). Left of zero, a is
+# %   better; an interval that crosses zero decides nothing.
 # Each comparison `a - b` per training seed, its mean and 95% t-interval over seeds: at equal steps (each run's
-# best-validation evaluation over its whole training) and at equal training time (each seed's two runs cut at the
-# shorter one's training time, each at its best-validation evaluation up to then). `pairs.csv` holds the per-seed
-# values; the claims read them.
+# best-validation evaluation over its whole training) and at equal compute (the same runs, where both spend the
+# same counted FLOPs within 1%). `pairs.csv` holds the per-seed values; the claims read them.
 
 # %%
 pairs = result.tables["pairs"]

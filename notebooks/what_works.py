@@ -1,5 +1,6 @@
 # %% [markdown]
 # # What makes Glow work? Depth, ActNorm and the learned prior at equal compute
+# % lead figure what_works
 #
 # **Reviewers** of Glow {cite}`kingma2018glow` asked for an ablation of what makes Glow work (depth? ActNorm?
 # permutation?), baselines trained with the same compute, and error bars over seeds. Claims decided here:
@@ -16,10 +17,11 @@
 # Every run has the reference's data, steps, batch and schedule (equal training compute in steps and images).
 # Each variant is compared with the reference **paired by training seed** (the mean of the per-seed differences
 # with its 95% t-interval): at equal steps, which decides (one change at a time, as in the ablation), and at
-# equal training time beside it (each seed's two runs cut at the shorter one's training time, each at its
-# best-validation evaluation up to then). The permutation ablation's recorded comparisons (its page's `pairs.csv`,
-# so that page runs first) are shown again here, their claim decided at equal training time (the reviewers' "same
-# compute"). All logic is in `glowlib.studies.what_works`; models come
+# equal compute beside it where the variant's counted FLOPs per step match the reference's within 1% (a depth
+# variant at the same parameter count may not; its equal-compute value is then left empty rather than made up
+# from a run cut partway through its learning-rate decay). The permutation ablation's recorded comparisons (its
+# page's `pairs.csv`, so that page runs first) are shown again here, their claim decided at equal compute (the
+# reviewers' "same compute"), with the measured training time of every run drawn beside. All logic is in `glowlib.studies.what_works`; models come
 # from the trained-model cache. Like the permutation ablation's, its verdicts are about likelihood only (no samples
 # are judged), so it runs the ablation's model size, smaller than the bits/dim table's where compute is short.
 
@@ -54,6 +56,9 @@ study.publish(rec, n_runs=len(runs), dataset=runs.dataset.iloc[0], steps=int(run
 # the reference is {glue:text}`reference` (the permutation ablation's conv1x1/affine model).
 #
 # ## Final test bits/dim at equal steps
+# % caption what_works: Test bits/dim (left) and training time (right) of each one-change variant of the
+# %   reference Glow (red): half and twice its depth at the same parameter count, no ActNorm, and a
+# %   standard-normal prior; mean ± standard deviation over training seeds. Lower bits/dim is better.
 # Test bits/dim at the best-validation checkpoint, mean over seeds (its std and the wall times are in the CSV);
 # `diff_vs_reference` is the mean of the per-seed differences from the reference (same seed: same data order and noise) and `diff_sem` its standard
 # error. `parameters_vs_reference` shows the depth variants' parameter match; `wall_vs_reference` what the same
@@ -69,10 +74,14 @@ show(summary, "summary", columns=["variant", "K", "width", "test_bpd_mean", "dif
      percent=["parameters_vs_reference", "wall_vs_reference"])
 
 # %% [markdown]
-# ## Each variant against the reference, at equal steps and at equal training time
-# A deeper, narrower model costs more time per step at the same parameter count; at equal training time each seed's
-# two runs are cut at the shorter one's training time. `claimed` is the direction expected were Glow's choices
-# what makes it work (more depth lower; no ActNorm or a standard prior higher).
+# ## Each variant against the reference, at equal steps and at equal compute
+# % caption variant_pairs: Each variant minus the reference, paired by training seed, with 95% intervals on each
+# %   basis its legend names: right of zero, the change made the model worse.
+# % caption variants_vs_wall_time: Test bits/dim against CPU seconds of training for every variant and seed; the
+# %   dashed line is the time at which the pairs were compared.
+# A deeper, narrower model costs more time per step at the same parameter count; the curves against measured time
+# show how much on this machine. `claimed` is the direction expected were Glow's choices what makes it work (more
+# depth lower; no ActNorm or a standard prior higher).
 
 # %%
 pairs = result.tables["pairs"]
@@ -80,21 +89,25 @@ claimed = {(g, a, b): study.claimed_direction(p.profile, a) for g, a, b in zip(p
 pair_summary = study.pair_summary(pairs, claimed)
 rec.figure(study.plot_pairs(pair_summary, f"Each variant minus the reference {reference}, paired by seed"),
            "variant_pairs")
-rec.figure(study.plot_bpd_vs_wall(curves, ["variant"], pairs.time_s.mean()), "variants_vs_wall_time")
+rec.figure(study.plot_bpd_vs_wall(curves, ["variant"]), "variants_vs_wall_time")
 show(pair_summary, "pair_summary", columns=["a", "b", "basis", "n_seeds", "difference", "claimed", "verdict"],
      intervals={"difference": ("ci_low", "ci_high")}, names={"difference": "a - b"}, units={"difference": "bits/dim"})
 
 # %% [markdown]
-# ## The permutation ablation at equal training time
-# The ablation page's recorded runs and comparisons (`results/<profile>/ablation/`), each seed's pair cut at the
-# shorter run's training time: the learned 1x1 convolution costs more per step than a fixed shuffle or reversal, so
-# at equal time it has taken fewer steps.
+# ## The permutation ablation at equal compute
+# % caption ablation_pairs: The permutation ablation's paired differences (a − b, test bits/dim) with 95%
+# %   intervals on each basis its legend names: left of zero, a is better.
+# % caption ablation_vs_wall_time: Test bits/dim of the permutation ablation's runs against CPU seconds of
+# %   training, additive and affine coupling in their own panels.
+# The ablation page's recorded runs and comparisons. A learned 1x1 convolution adds a fraction of a percent to a
+# step's counted FLOPs, so its runs of equal steps are also its runs of equal compute; on a CPU its extra Python
+# dispatch costs more measured time than that, which the curves against time show and which decides nothing.
 
 # %%
 ab_curves, ab_pairs = study.ablation_tables(p.profile)
 ab_summary = study.pair_summary(ab_pairs)
 rec.figure(study.plot_pairs(ab_summary, "Permutation ablation: paired differences (a - b)"), "ablation_pairs")
-rec.figure(study.plot_bpd_vs_wall(ab_curves, ["permutation"], ab_pairs.time_s.mean(), panel="coupling",
+rec.figure(study.plot_bpd_vs_wall(ab_curves, ["permutation"], panel="coupling",
                                   title="Permutation ablation: test bits/dim against training time"),
            "ablation_vs_wall_time")
 show(ab_summary, "ablation_pair_summary", columns=["group", "a", "b", "basis", "n_seeds", "difference", "verdict"],

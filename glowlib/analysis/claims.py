@@ -14,9 +14,11 @@ page are compared by id.
 from __future__ import annotations
 
 import math
+from numbers import Real
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ..results import has_results, read_table, results_dir
@@ -36,9 +38,14 @@ NUMBER_COLUMNS = ("id", "name", "value")
 class Stale(LookupError):
     """A table a claim reads is missing from its notebook's results: they were recorded by an older glowlib."""
 
-    def __init__(self, notebook: str, name: str):
-        super().__init__(f"{notebook}/{name}.csv")
-        self.notebook, self.name = notebook, name
+    def __init__(self, notebook: str, name: str, column: str = ""):
+        super().__init__(f"{notebook}/{name}.csv" + (f" column {column}" if column else ""))
+        self.notebook, self.name, self.column = notebook, name, column
+
+    @property
+    def what(self) -> str:
+        """What the results lack, in words: ``pairs.csv`` or ``the column x of pairs.csv``."""
+        return f"the column {self.column} of {self.name}.csv" if self.column else f"{self.name}.csv"
 
 
 @dataclass(frozen=True)
@@ -82,14 +89,18 @@ class Results:
         self.profile, self.root = profile, root
         self._cache = {}
 
-    def table(self, notebook: str, name: str) -> pd.DataFrame:
-        """A recorded table; :class:`Stale` where the notebook's results predate it."""
+    def table(self, notebook: str, name: str, columns=()) -> pd.DataFrame:
+        """A recorded table; :class:`Stale` where the notebook's results predate it or one of ``columns``."""
         key = (notebook, name)
         if key not in self._cache:
             if not (results_dir(self.profile, notebook, self.root) / f"{name}.csv").is_file():
                 raise Stale(notebook, name)
             self._cache[key] = read_table(self.profile, notebook, name, self.root)
-        return self._cache[key]
+        table = self._cache[key]
+        for column in columns:
+            if len(table) and column not in table:
+                raise Stale(notebook, name, column)
+        return table
 
     def optional(self, notebook: str, name: str) -> pd.DataFrame | None:
         """A recorded table, or None where the notebook's results predate it."""
@@ -122,7 +133,7 @@ def decide_claim(spec: ClaimSpec, profile: str, root=None, left_out: Mapping[str
         try:
             outcome = spec.decide(Results(profile, root))
         except Stale as stale:
-            outcome = not_testable(f"the results of {stale.notebook} predate {stale.name}.csv")
+            outcome = not_testable(f"the results of {stale.notebook} predate {stale.what}")
             stale_nb = stale.notebook
         else:
             stale_nb = spec.study
@@ -134,8 +145,9 @@ def decide_claim(spec: ClaimSpec, profile: str, root=None, left_out: Mapping[str
     row = {"id": spec.id, "claim": spec.text, "source": spec.source, "verdict": d.verdict,
            "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "n_seeds": d.n_seeds,
            "test": d.test, "gate": d.gate, "evidence": evidence, "where": spec.study, "rerun": rerun}
+    # numbers.Real takes numpy's integers too (a count read from a CSV), which (int, float) would drop unseen
     numbers = {k: float(v) for k, v in outcome.numbers.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(float(v))}
+               if isinstance(v, Real) and not isinstance(v, (bool, np.bool_)) and not math.isnan(float(v))}
     return row, numbers
 
 

@@ -1,4 +1,4 @@
-"""Paired comparisons of trained models over training seeds, at equal steps and at equal training time.
+"""Paired comparisons of trained models over training seeds, at equal steps and at equal compute.
 
 A claim such as "the learned 1x1 convolution beats shuffle" compares two arms, each trained with the same seeds
 (the same data order, noise and initialisation stream on both sides), so their difference is paired by seed
@@ -20,16 +20,19 @@ from .stats import (CONFIDENCE, CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, NOT_TESTA
 # Every comparison of two models is made twice, paired by training seed (the same seed: the same data order, noise
 # and initialisation stream on both sides), and both are shown:
 # - at equal steps: each run's whole training, the same steps and batch on both sides;
-# - at equal training time, measured: the two runs of one seed are cut at the shorter run's total training time
-#   (its clock at its last evaluation in metrics.csv, which counts the periodic evaluations that both runs make on
-#   the same images), each reporting what it would have reported had it stopped then (:func:`chosen_at`).
-# The clock (:func:`training_clock`) is the training process's CPU seconds where both runs recorded them (training
-# on a CPU: one worker per core, so CPU seconds are the run's compute, which other processes on the machine cannot
-# stretch as they stretch its wall time), else wall seconds (a GPU, one worker per GPU; or runs of an older glowlib).
+# - at equal compute: each side's run that spends the same budget of counted FLOPs to its end, on its own
+#   learning-rate schedule (``glowlib.budget``: a run of its own where the two differ in FLOPs per step, the
+#   equal-steps run where they do not).
+# The runs' measured clock (:func:`training_clock`: the training process's CPU seconds where both runs recorded
+# them, else wall seconds) is kept beside, as what the FLOPs leave out; it decides nothing, since two runs of
+# identical work spread more in seconds than many differences it would equalise.
 # Each claim's verdict says which of the two decides it, and why.
-BASES = {"equal_steps": "equal steps", "equal_time": "equal training time"}
+BASES = {"equal_steps": "equal steps", "equal_compute": "equal compute (counted FLOPs)"}
 CLOCKS = {"cpu_s": "CPU seconds of the training process", "wall_s": "wall seconds"}
 PAIR_KEYS = ["group", "a", "b", "seed"]
+# the columns of a pairs table recorded by this glowlib that the claims read: an older table lacks one (pass it to
+# ``Results.table(..., columns=PAIR_COLUMNS)``, so that the claim says which notebook to rerun)
+PAIR_COLUMNS = tuple(f"{side}_bpd_{basis}" for basis in ("equal_steps", "equal_compute") for side in "ab")
 # what a pair's value measures: the test bits/dim of the validation-chosen evaluation ("bpd"), or the mean of the
 # test curve over the evaluations (lower: ahead during training, "curve_mean")
 PAIR_METRICS = {"bpd": "test bits/dim of the validation-chosen evaluation",
@@ -72,33 +75,45 @@ def chosen_at(metrics: pd.DataFrame, time_s: float = math.inf, clock: str = "wal
     return out
 
 
-def at_equal_compute(a: dict, b: dict) -> pd.DataFrame:
-    """Two models' runs ({seed: metrics.csv frame} each) compared seed by seed, at equal steps and at the shorter
-    run's total training time (:func:`chosen_at`, on the pair's :func:`training_clock`). One row per seed both
-    have: ``clock``, ``time_s`` (the common time), ``a_total_s``/``b_total_s``, and for each side
-    ``<side>_<value>_<basis>`` for value in ``bpd``, ``step`` (of the chosen evaluation), ``curve_mean`` and basis in
-    :data:`BASES`, with ``<side>_steps`` (the run's steps) and ``<side>_steps_by_time`` (its last step evaluated by
-    the common time)."""
+def at_equal_compute(a: dict, b: dict, a_budget: dict | None = None, b_budget: dict | None = None) -> pd.DataFrame:
+    """Two models' runs compared seed by seed at equal steps (``a``, ``b``: {seed: metrics.csv frame} of the runs
+    of equal steps) and at equal compute (``a_budget``, ``b_budget``: the same of the runs that spend one FLOPs
+    budget; None where a side has none, so its equal-compute values are NaN). A run's value is what it reports at
+    its end (:func:`chosen_at`: its validation-chosen evaluation). One row per seed ``a`` and ``b`` both have: for
+    each side ``<side>_<value>_<basis>`` for value in ``bpd``, ``step`` (of the chosen evaluation), ``curve_mean``
+    and basis in :data:`BASES`; ``<side>_steps`` and ``<side>_steps_equal_compute`` (the runs' steps); and the
+    equal-compute runs' measured training time, ``a_total_s``/``b_total_s`` on ``clock`` (:func:`training_clock`),
+    which decides nothing."""
     rows = []
     for seed in sorted(set(a) & set(b)):
-        clock = training_clock(a[seed], b[seed])
-        total = {side: float(m[clock].astype(float).max()) for side, m in (("a", a[seed]), ("b", b[seed]))}
-        t = min(total.values())
-        row = {"seed": seed, "clock": clock, "time_s": t, "a_total_s": total["a"], "b_total_s": total["b"]}
+        row = {"seed": seed}
+        budget = {"a": (a_budget or {}).get(seed), "b": (b_budget or {}).get(seed)}
+        timed = [m for m in budget.values() if m is not None]
+        clock = training_clock(*timed) if len(timed) == 2 else ""
+        row["clock"] = clock
         for side, m in (("a", a[seed]), ("b", b[seed])):
-            for basis, chosen in (("equal_steps", chosen_at(m)), ("equal_time", chosen_at(m, t, clock))):
-                row.update({f"{side}_{v}_{basis}": chosen[v] for v in ("bpd", "step", "curve_mean")})
-                row[f"{side}_steps" if basis == "equal_steps" else f"{side}_steps_by_time"] = chosen["steps_reached"]
+            whole = chosen_at(m)
+            row.update({f"{side}_{v}_equal_steps": whole[v] for v in ("bpd", "step", "curve_mean")})
+            row[f"{side}_steps"] = whole["steps_reached"]
+            at = chosen_at(budget[side]) if budget[side] is not None else {}
+            row.update({f"{side}_{v}_equal_compute": at.get(v, math.nan) for v in ("bpd", "step", "curve_mean")})
+            row[f"{side}_steps_equal_compute"] = at.get("steps_reached", math.nan)
+            row[f"{side}_total_s"] = (float(budget[side][clock].astype(float).max()) if clock else math.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def paired_table(metrics: dict, comparisons) -> pd.DataFrame:
     """One row per comparison and seed (:data:`PAIR_KEYS`, then :func:`at_equal_compute`'s columns).
-    ``comparisons`` are (group, a, b, key of a, key of b) with ``metrics[key] = {seed: metrics.csv frame}``; one
-    whose runs are not both in ``metrics`` is left out."""
-    frames = [at_equal_compute(metrics[ka], metrics[kb]).assign(group=group, a=a, b=b)
-              for group, a, b, ka, kb in comparisons if ka in metrics and kb in metrics]
+    ``comparisons`` are (group, a, b, key of a, key of b, key of a's run at the budget, key of b's run at the
+    budget) with ``metrics[key] = {seed: metrics.csv frame}``; a budget key is None (or absent) where that side has
+    no run at the shared budget. A comparison whose equal-steps runs are not both in ``metrics`` is left out."""
+    def budget(key):
+        return metrics.get(key) if key is not None else None
+
+    frames = [at_equal_compute(metrics[ka], metrics[kb], budget(kab), budget(kbb)).assign(group=group, a=a, b=b)
+              for group, a, b, ka, kb, kab, kbb in (tuple(c) + (None,) * (7 - len(c)) for c in comparisons)
+              if ka in metrics and kb in metrics]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=PAIR_KEYS)
@@ -109,7 +124,7 @@ def paired_table(metrics: dict, comparisons) -> pd.DataFrame:
 def decide_comparison(pairs: pd.DataFrame, group: str, a: str, b: str, claimed: str, basis: str,
                       metric: str = "bpd") -> Decision:
     """``stats.decide_paired`` on one comparison's per-seed values (``a`` minus ``b``) at ``basis``; not testable,
-    saying why, where the comparison has no runs or a run had no evaluation by the common time."""
+    saying why, where the comparison has no runs (at equal compute: no runs at one FLOPs budget)."""
     if basis not in BASES or metric not in PAIR_METRICS:
         raise ValueError(f"basis={basis!r} must be one of {tuple(BASES)} and metric={metric!r} one of "
                          f"{tuple(PAIR_METRICS)}")
@@ -120,7 +135,7 @@ def decide_comparison(pairs: pd.DataFrame, group: str, a: str, b: str, claimed: 
     missing = ~(np.isfinite(x) & np.isfinite(y))
     if missing.any():
         seeds = rows.seed[missing].tolist()
-        why = (f"seed(s) {seeds} had no evaluation by the shorter run's time" if basis == "equal_time"
+        why = (f"seed(s) {seeds} have no runs of both at one FLOPs budget" if basis == "equal_compute"
                else f"seed(s) {seeds} have no finite evaluation")
         return Decision(NOT_TESTABLE, n_seeds=len(rows), reason=why)
     return decide_paired(x, y, claimed)
@@ -141,27 +156,29 @@ def decide_all(decisions: dict) -> tuple[str, Decision]:
 
 def pair_summary(pairs: pd.DataFrame, claimed="lower", metric: str = "bpd") -> pd.DataFrame:
     """One row per comparison and basis: the mean of each side over seeds, the mean paired difference ``a - b``
-    with its 95% interval, the mean steps each side reached (and the common time, at equal training time), and the
-    verdict for the ``claimed`` direction of ``a - b`` (one for all, or {(group, a, b): direction})."""
+    with its 95% interval, the mean steps each side trained (at equal compute, with its measured training time),
+    and the verdict for the ``claimed`` direction of ``a - b`` (one for all, or {(group, a, b): direction})."""
     rows = []
     for (group, a, b), part in pairs.groupby(["group", "a", "b"], sort=False):
         direction = claimed if isinstance(claimed, str) else claimed.get((group, a, b), "lower")
         for basis in BASES:
             d = decide_comparison(part, group, a, b, direction, basis, metric)
-            steps = "steps" if basis == "equal_steps" else "steps_by_time"
+            steps = "steps" if basis == "equal_steps" else "steps_equal_compute"
+            timed = basis == "equal_compute" and "a_total_s" in part
             rows.append({"group": group, "a": a, "b": b, "basis": basis, "n_seeds": len(part),
                          "a_mean": part[f"a_{metric}_{basis}"].mean(), "b_mean": part[f"b_{metric}_{basis}"].mean(),
                          "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high,
                          "a_steps": part[f"a_{steps}"].mean(), "b_steps": part[f"b_{steps}"].mean(),
-                         "time_s": part.time_s.mean() if basis == "equal_time" else math.nan,
-                         "clock": "/".join(dict.fromkeys(part["clock"])) if basis == "equal_time" and "clock" in part
-                         else "", "claimed": direction, "verdict": d.verdict})
+                         "a_total_s": part.a_total_s.mean() if timed else math.nan,
+                         "b_total_s": part.b_total_s.mean() if timed else math.nan,
+                         "clock": "/".join(c for c in dict.fromkeys(part["clock"]) if c) if timed else "",
+                         "claimed": direction, "verdict": d.verdict})
     return pd.DataFrame(rows)
 
 
 def plot_pairs(summary: pd.DataFrame, title: str = "", unit: str = "bits/dim"):
     """The paired differences ``a - b`` with their 95% intervals over seeds, one row per comparison, at equal
-    steps and at equal training time side by side (:func:`pair_summary`)."""
+    steps and at equal compute side by side (:func:`pair_summary`)."""
     import matplotlib.pyplot as plt
     names = list(dict.fromkeys(f"{r.group}: {r.a} - {r.b}" for r in summary.itertuples()))
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(names) + 1.4))
@@ -177,7 +194,7 @@ def plot_pairs(summary: pd.DataFrame, title: str = "", unit: str = "bits/dim"):
     ax.invert_yaxis()
     ax.set_xlabel(f"a - b, {unit} (mean over seeds, 95% paired t-interval)")
     ax.legend(fontsize="small")
-    fig.suptitle(title or "Paired differences at equal steps and at equal training time")
+    fig.suptitle(title or "Paired differences at equal steps and at equal compute")
     fig.tight_layout()
     return fig
 
@@ -204,8 +221,11 @@ def decide_relation(pairs: pd.DataFrame, groups, a: str, b: str, claimed: str, b
     effects = relation_effects(pairs, groups, a, b, basis, metric)
     if not len(effects):
         return Decision(NOT_TESTABLE, reason=f"no runs of both {a} and {b} in every cell")
-    if not np.isfinite(effects.to_numpy(float)).all():
-        return Decision(NOT_TESTABLE, n_seeds=len(effects), reason=f"a seed of {a} - {b} has no finite value")
+    finite = np.isfinite(effects.to_numpy(float))
+    if not finite.all():
+        seeds = effects.index[~finite].tolist()
+        why = "no runs of both at one FLOPs budget" if basis == "equal_compute" else "no finite value"
+        return Decision(NOT_TESTABLE, n_seeds=len(effects), reason=f"seed(s) {seeds} of {a} - {b} have {why}")
     iv = paired_interval(effects.to_numpy(float), np.zeros(len(effects)), confidence)
     verdict = verdict_of(iv, claimed)
     reason = f"{iv.n} seed(s); the test needs at least {MIN_SEEDS}" if verdict == NOT_TESTABLE else ""

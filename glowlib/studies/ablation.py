@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.claims import ClaimSpec, Outcome, Results
-from ..analysis.paired import paired_outcome, paired_table
+from ..analysis.paired import PAIR_COLUMNS, paired_outcome, paired_table
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
 from ..analysis.stats import MIN_SEEDS, Decision
+from ..budget import same_compute
 from ..data import load_dataset
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, ablation_config
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, cached_model, choice,
@@ -43,7 +44,7 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
 
     Tables: ``runs`` (one row per training run: test bits/dim at the best-validation checkpoint, parameters,
     wall time, steps), ``curves`` (one row per run, evaluation and split) and ``pairs`` (:func:`ablation_pairs`:
-    each comparison the claims make, paired by seed, at equal steps and at equal training time).
+    each comparison the claims make, paired by seed, at equal steps and at equal compute).
     """
     runs, curve_frames, models, n_test, metrics = [], [], {}, {}, {}
     for permutation in permutations:
@@ -66,18 +67,25 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
                              "dataset": tm.run.data.dataset})
                 curve_frames.append(curves(tm, **labels))
     runs = pd.DataFrame(runs)
+    configs = {(p, c): ablation_config(profile, p, c, seed) for p in permutations for c in couplings}
     return Experiment({"runs": runs, "curves": pd.concat(curve_frames, ignore_index=True),
-                       "pairs": ablation_pairs(metrics, permutations, couplings)}, models)
+                       "pairs": ablation_pairs(metrics, permutations, couplings,
+                                               lambda ka, kb: same_compute(configs[ka], configs[kb]))}, models)
 
 
-def ablation_pairs(metrics: dict, permutations, couplings) -> pd.DataFrame:
+def ablation_pairs(metrics: dict, permutations, couplings, same=None) -> pd.DataFrame:
     """The comparisons of Fig. 3's claims (:func:`paired_table`): for each coupling the learned 1x1 against shuffle,
     reverse and the fixed rotation, and shuffle against reverse; for each permutation affine against additive.
-    ``metrics`` maps (permutation, coupling) to {seed: metrics.csv frame}."""
-    comparisons = [(c, a, b, (a, c), (b, c)) for c in couplings
+    ``metrics`` maps (permutation, coupling) to {seed: metrics.csv frame}; ``same(key_a, key_b)`` says whether two
+    variants' runs spend the same FLOPs (``budget.same_compute``), so that they also compare at equal compute
+    (the permutations cost nearly alike: a 1x1 convolution's FLOPs are a fraction of a percent of a coupling's);
+    without it, or where they do not, the pair has no equal-compute value."""
+    def keys(ka, kb):
+        return (ka, kb) + ((ka, kb) if same is not None and same(ka, kb) else (None, None))
+    comparisons = [(c, a, b, *keys((a, c), (b, c))) for c in couplings
                    for a, b in (("conv1x1", "shuffle"), ("shuffle", "reverse"), ("conv1x1", "reverse"),
                                 ("conv1x1", "rotation"))]
-    comparisons += [(p, "affine", "additive", (p, "affine"), (p, "additive")) for p in permutations]
+    comparisons += [(p, "affine", "additive", *keys((p, "affine"), (p, "additive"))) for p in permutations]
     return paired_table(metrics, comparisons)
 
 
@@ -252,20 +260,20 @@ def _cells(pairs, a_b, coupling_groups=True):
 
 def decide_order(results: Results) -> Outcome:
     """1x1 < shuffle < reverse at equal steps, for each coupling (Fig. 3 compares at equal epochs)."""
-    pairs = results.table(NOTEBOOK, "pairs")
+    pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     return paired_outcome(pairs, _cells(pairs, (("conv1x1", "shuffle"), ("shuffle", "reverse"))), "equal_steps")
 
 
 def decide_faster(results: Results) -> Outcome:
     """The learned 1x1's test curve lies below shuffle's and reverse's on average over the evaluations."""
-    pairs = results.table(NOTEBOOK, "pairs")
+    pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     return paired_outcome(pairs, _cells(pairs, (("conv1x1", "shuffle"), ("conv1x1", "reverse"))), "equal_steps",
                           metric="curve_mean")
 
 
 def decide_affine(results: Results) -> Outcome:
     """Affine below additive, for each permutation, at equal steps."""
-    pairs = results.table(NOTEBOOK, "pairs")
+    pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     cells = _cells(pairs, (("affine", "additive"),), coupling_groups=False)
     if not cells:
         return Outcome(Decision(NOT_TESTABLE, reason="the ablation ran one coupling only"))
@@ -275,7 +283,7 @@ def decide_affine(results: Results) -> Outcome:
 def decide_rotation(results: Results) -> Outcome:
     """The learned 1x1 below the fixed random rotation, for each coupling, at equal steps (the two differ only in
     training the weights, which costs little time)."""
-    pairs = results.table(NOTEBOOK, "pairs")
+    pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     return paired_outcome(pairs, _cells(pairs, (("conv1x1", "rotation"),)), "equal_steps")
 
 

@@ -19,6 +19,7 @@ import torch
 from ..analysis import ClassifierSettings, cached_classifier, classifier_path
 from ..analysis.stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS,  # noqa: F401
                               Decision)
+from ..budget import at_budget, run_flops
 from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available
 from ..profiles import PROFILES, profile_config
@@ -345,11 +346,31 @@ def quality_run(profile: str, dataset: str) -> RunConfig | None:
     return None if run.key() == table_run(profile, dataset, "glow", 0).key() else run
 
 
+# The table's rows compared at equal compute each spend the FLOPs of its dataset's Glow row (the paper's model,
+# trained the profile's steps): a row of another cost per step trains its own run of budget / FLOPs-per-step steps
+# (``glowlib.budget``), beside its run of equal steps.
+BUDGET_ROW = "glow"
+
+
+def table_budget(profile: str, dataset: str) -> float:
+    """The FLOPs every row of ``dataset``'s table spends at equal compute: its :data:`BUDGET_ROW`'s whole run."""
+    return run_flops(table_run(profile, dataset, BUDGET_ROW))
+
+
+def table_run_at_budget(profile: str, dataset: str, name: str, seed: int = 0) -> RunConfig:
+    """The row ``name`` trained to spend :func:`table_budget` (``budget.at_budget``: its own steps where they
+    already do, within ``budget.TOLERANCE``)."""
+    return at_budget(table_run(profile, dataset, name, seed), table_budget(profile, dataset))
+
+
 def table_runs(profile: str) -> list[RunConfig]:
     """Every row of the table for seeds 0 .. :data:`TABLE_SEEDS` - 1, seed by seed (each dataset present × the
-    profile's rows for it, :func:`table_models`), then each dataset's :func:`quality_run`."""
-    return [table_run(profile, d, m, s) for s in range(TABLE_SEEDS) for d in table_datasets()
-            for m in table_models(profile, d)] + [r for d in table_datasets() if (r := quality_run(profile, d))]
+    profile's rows for it, :func:`table_models`), each at equal steps and, where that is another run, at equal
+    compute (:func:`table_run_at_budget`); then each dataset's :func:`quality_run`."""
+    runs = [r for s in range(TABLE_SEEDS) for d in table_datasets() for m in table_models(profile, d)
+            for r in (table_run(profile, d, m, s), table_run_at_budget(profile, d, m, s))]
+    runs += [r for d in table_datasets() if (r := quality_run(profile, d))]
+    return list({r.key(): r for r in runs}.values())
 
 
 def datasets_or_auto(name, value):

@@ -1,7 +1,8 @@
 """Bits per dimension (Kingma & Dhariwal 2018, Sec. 5.2, Table 2; MaCow's Tables 2-3): RealNVP, Glow and MaCow,
 with uniform and variational dequantisation, on every dataset present, each row trained with several seeds, beside
 the published numbers, and the claims the table decides (:data:`CLAIMS`): rows compared paired by seed
-(``analysis.paired``) at equal training time, with equal steps beside. The logic of ``notebooks/bpd_table.py``.
+(``analysis.paired``) at equal compute (each row's own run spending the FLOPs of its dataset's Glow row,
+``glowlib.budget``), with equal steps beside. The logic of ``notebooks/bpd_table.py``.
 
 The rows and their runs (``base.table_run``, ``base.table_models``) are shared with the samples page; every row
 trains the same number of steps as the others of its dataset.
@@ -16,13 +17,15 @@ import pandas as pd
 
 from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from ..analysis.paired import chosen_at, paired_outcome, paired_table
+from ..analysis.paired import PAIR_COLUMNS, chosen_at, paired_outcome, paired_table, training_clock
 from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
+from ..budget import TOLERANCE, flops_per_step
 from ..profiles import profile as profile_of
 from ..training import bits_per_image, evaluate, prepare_splits, warmup_steps
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, MODEL_TYPES, NOT_TESTABLE, SEED, TABLE_MODELS,  # noqa: F401
                    Experiment, cached_model, choice, config_parameters, curves, datasets_or_auto, int_in, list_of,
-                   n_parameters, quality_run, scaled_warmup, table_datasets, table_models, table_run, table_runs)
+                   n_parameters, quality_run, scaled_warmup, table_budget, table_datasets, table_models, table_run,
+                   table_run_at_budget, table_runs)
 from .base import TABLE_SEEDS as N_SEEDS
 from .base import device, plot_splits, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
@@ -97,11 +100,12 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
 
     Tables: ``seeds`` (one row per dataset × model × seed, with the compute it used), ``bpd`` (one row per dataset
     × model: mean and 95% t-interval over seeds, :func:`seed_summary`), ``pairs`` (:data:`COMPARISONS` paired by
-    seed at equal steps and at equal training time), ``iw`` (the importance-weighted bound with ``iw_k`` samples per
+    seed at equal steps and at equal compute), ``budget`` (:func:`budget_rows`: each row's FLOPs per step, its
+    steps at equal compute and the measured seconds of both runs), ``iw`` (the importance-weighted bound with ``iw_k`` samples per
     image on the first ``iw_n`` test images beside the ELBO on the same images, for the first seed's models,
     evaluated with noise seed ``seed``), ``curves`` (training curves), ``scale`` (ours vs paper), ``skipped``.
     """
-    rows, iw_rows, scale, curve_frames, models, skipped, metrics = [], [], [], [], {}, [], {}
+    rows, iw_rows, scale, curve_frames, models, skipped, metrics, budget = [], [], [], [], {}, [], {}, []
     k, n_iw = profile_of(profile).iw_samples
     for dataset in datasets:
         for model_type in model_types:
@@ -130,6 +134,10 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
                              "width": tm.run.model.width})
                 curve_frames.append(curves(tm, dataset=dataset, model_type=model_type, seed=s,
                                            model=f"{model_type} {dataset}"))
+                at = table_run_at_budget(profile, dataset, model_type, s)
+                tb = tm if at.key() == tm.run.key() else cached_model(at)
+                metrics.setdefault(("budget", dataset, model_type), {})[s] = tb.metrics
+                budget.append(budget_row(profile, model_type, tm, tb))
                 if s:
                     continue
                 ev = dict(n_bits=tm.run.data.n_bits, batch_size=tm.run.train.eval_batch, seed=seed,
@@ -162,12 +170,39 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
         curve_frames.append(curves(tm, dataset=dataset, model_type="glow (quality run)", seed=run.train.seed,
                                    model=f"glow {dataset} quality run"))
     seeds = pd.DataFrame(rows)
-    comparisons = [(d, a, b, (d, a), (d, b)) for d in datasets for a, b in COMPARISONS]
+    comparisons = [(d, a, b, (d, a), (d, b), ("budget", d, a), ("budget", d, b)) for d in datasets
+                   for a, b in COMPARISONS]
     return Experiment({"seeds": seeds, "bpd": seed_summary(seeds), "pairs": paired_table(metrics, comparisons),
+                       "budget": pd.DataFrame(budget, columns=BUDGET_COLUMNS),
                        "quality": pd.DataFrame(quality, columns=QUALITY_COLUMNS),
                        "iw": pd.DataFrame(iw_rows), "scale": pd.DataFrame(scale),
                        "curves": pd.concat(curve_frames, ignore_index=True),
                        "skipped": pd.DataFrame(skipped, columns=["dataset", "model_type", "why"])}, models)
+
+
+BUDGET_COLUMNS = ["dataset", "model_type", "seed", "flops_per_step", "flops_recounted", "budget_flops", "steps",
+                  "steps_equal_compute", "flops_equal_compute", "clock", "seconds_per_step",
+                  "seconds_per_step_equal_compute"]
+
+
+def budget_row(profile: str, name: str, tm, tb) -> dict:
+    """One row of the ``budget`` table for table row ``name``: the FLOPs per step of ``tm``'s config counted twice
+    (the second count must equal the first: the unit's spread is zero), the dataset's budget
+    (:func:`base.table_budget`), the steps of the run of equal steps (``tm``) and of the run at equal compute
+    (``tb``, the same where its FLOPs are within ``budget.TOLERANCE``), the FLOPs the latter spent, and both runs'
+    measured seconds per step (the training process's CPU seconds where recorded, else wall seconds), which the
+    count is meant to be quieter than."""
+    dataset = tm.run.data.dataset
+    per_step, recount = flops_per_step(tm.run), flops_per_step(tm.run, again=True)
+    clock = training_clock(tm.metrics, tb.metrics)
+
+    def per(t):
+        return float(t.metrics[clock].astype(float).max()) / t.summary["steps"]
+    return {"dataset": dataset, "model_type": name, "seed": tm.run.train.seed, "flops_per_step": per_step,
+            "flops_recounted": recount, "budget_flops": table_budget(profile, dataset), "steps": tm.summary["steps"],
+            "steps_equal_compute": tb.summary["steps"],
+            "flops_equal_compute": flops_per_step(tb.run) * tb.summary["steps"], "clock": clock,
+            "seconds_per_step": per(tm), "seconds_per_step_equal_compute": per(tb)}
 
 
 def mean_interval(values) -> tuple[float, float, float]:
@@ -244,8 +279,9 @@ GLOW_CIFAR = 3.35              # Table 2
 GLOW_CIFAR_TOLERANCE = 0.05    # peer ports reach 3.39-3.49
 CIFAR_TEST = "t-interval over training seeds of the mean minus 3.35 (95%, two-sided)"
 # The families differ in cost per step, and the reviewers asked for baselines at the same compute: at equal steps
-# the model that is slower per step gets more compute, so the table's claims are decided at equal training time.
-DECIDE_ON = "equal_time"
+# the model that is costlier per step gets more compute, so the table's claims are decided at equal compute, each
+# row on its own run that spends its dataset's FLOPs budget to its end (equal steps beside).
+DECIDE_ON = "equal_compute"
 
 
 def _name(*parts) -> str:
@@ -261,9 +297,9 @@ def _present(pairs: pd.DataFrame, wanted) -> list[tuple[str, str, str, str]]:
 
 
 def _families(results: Results, wanted, missing: str) -> Outcome:
-    """Rows ``a`` below rows ``b`` for every dataset with both, paired by seed, decided at equal training time."""
-    found = _present(results.table(NOTEBOOK, "pairs"), wanted)
-    return paired_outcome(results.table(NOTEBOOK, "pairs"), found, DECIDE_ON) if found else not_testable(missing)
+    """Rows ``a`` below rows ``b`` for every dataset with both, paired by seed, decided at equal compute."""
+    found = _present(results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS), wanted)
+    return paired_outcome(results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS), found, DECIDE_ON) if found else not_testable(missing)
 
 
 def decide_glow(results: Results) -> Outcome:
@@ -281,24 +317,42 @@ def decide_vardeq(results: Results) -> Outcome:
 
 
 def decide_compute(results: Results) -> Outcome:
-    """Every compared pair of rows trained the same steps and batch and has an evaluation by the shorter run's
-    time (confirmed; else inconclusive); the numbers: each pair's ratios of measured images/s and parameters."""
-    pairs, _ = results.table(NOTEBOOK, "pairs"), results.table(NOTEBOOK, "seeds")
+    """Every compared pair of rows has runs of equal steps and runs that spend one FLOPs budget to their end, each
+    within ``budget.TOLERANCE`` of it; and the unit is quieter than what it equalises: two counts of one config
+    agree exactly, while the rows' FLOPs per step differ (confirmed; else inconclusive, saying which fails). The
+    numbers: each row's FLOPs at equal steps relative to its dataset's budget, its steps at equal compute, the
+    largest miss of the budget, and the spread of the measured seconds per step between seeds (identical work), the
+    clock's own noise, which the count does not have."""
+    pairs, budget = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS), results.optional(NOTEBOOK, "budget")
     if not len(pairs):
         return not_testable("the table has no pair of rows to compare")
-    rows = results.table(NOTEBOOK, "bpd").set_index(["dataset", "model_type"])
-    numbers, lacking = {}, 0
-    for (d, a, b), g in pairs.groupby(["group", "a", "b"], sort=False):
-        unequal = not (g.a_steps == g.b_steps).all()
-        late = not (np.isfinite(g.a_bpd_equal_time) & np.isfinite(g.b_bpd_equal_time)).all()
-        lacking += unequal + late
-        numbers[_name(d, a, "-", b, "steps")] = g.a_steps.iloc[0]
-        numbers[_name(d, a, "-", b, "steps of", b)] = g.b_steps.iloc[0]
-        if (d, a) in rows.index and (d, b) in rows.index:
-            for column in ("images_per_s", "n_parameters"):
-                numbers[_name(d, a, "/", b, column, "ratio")] = rows.loc[(d, a), column] / rows.loc[(d, b), column]
-    numbers["pairs lacking equal compute"] = lacking
-    return Outcome(Decision(INCONCLUSIVE if lacking else CONFIRMED), numbers, "pairs.csv steps + bpd.csv compute")
+    if budget is None or not len(budget):
+        return Outcome(Decision(INCONCLUSIVE, reason="no run at equal compute was recorded"), {},
+                       "budget.csv")
+    numbers = {}
+    unequal_steps = int((pairs.a_steps != pairs.b_steps).sum())
+    missing = int((~np.isfinite(pairs.a_bpd_equal_compute) | ~np.isfinite(pairs.b_bpd_equal_compute)).sum())
+    # a run trains whole steps: it may miss the budget by half a step's FLOPs, else by at most the tolerance
+    misses = (budget.flops_equal_compute / budget.budget_flops - 1).abs()
+    allowed = np.maximum(TOLERANCE, budget.flops_per_step / budget.budget_flops)
+    miss, over = float(misses.max()), bool((misses > allowed).any())
+    recount = float((budget.flops_recounted / budget.flops_per_step - 1).abs().max())
+    for (d, m), g in budget.groupby(["dataset", "model_type"], sort=False):
+        numbers[_name(d, m, "FLOPs at equal steps / budget")] = float(g.flops_per_step.iloc[0] * g.steps.iloc[0]
+                                                                      / g.budget_flops.iloc[0])
+        numbers[_name(d, m, "steps at equal compute")] = float(g.steps_equal_compute.iloc[0])
+        spt = g.seconds_per_step.to_numpy(float)
+        if len(spt) > 1 and spt.mean() > 0:
+            numbers[_name(d, m, "seconds per step, spread over seeds")] = (spt.max() - spt.min()) / spt.mean()
+    numbers.update({"pairs of unequal steps": unequal_steps, "pairs lacking a run at equal compute": missing,
+                    "largest miss of the budget": miss, "FLOPs recount difference": recount,
+                    "tolerance": TOLERANCE})
+    failed = [why for why, bad in (("a pair trained unequal steps", unequal_steps),
+                                   ("a pair lacks a run at equal compute", missing),
+                                   ("a run misses its budget", over),
+                                   ("two counts of one config differ", recount > 0)) if bad]
+    decision = Decision(INCONCLUSIVE, reason="; ".join(failed)) if failed else Decision(CONFIRMED)
+    return Outcome(decision, numbers, "; ".join(failed) or "budget.csv + pairs.csv steps")
 
 
 def decide_cifar(results: Results) -> Outcome:
@@ -306,7 +360,7 @@ def decide_cifar(results: Results) -> Outcome:
     lies within ± :data:`GLOW_CIFAR_TOLERANCE`, contradicted when it lies wholly outside, inconclusive otherwise.
     Only the paper profile trains the paper's model for the paper's steps."""
     seeds = results.table(NOTEBOOK, "seeds")
-    results.table(NOTEBOOK, "pairs")
+    results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     glow = seeds[(seeds.dataset == "cifar10") & (seeds.model_type == "glow")]
     if not len(glow):
         return not_testable("the CIFAR-10 files are not on this machine")

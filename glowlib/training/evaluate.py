@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import RunConfig
-from ..data import ImageData, load_dataset, split_validation, to_float
+from ..data import ImageData, check_quantisation, load_dataset, split_validation, to_float
 from ..models import Dequantizer, Glow
 from ..objective import bits_per_dim, dequantize, importance_weighted_bits_per_dim
 
@@ -90,6 +90,7 @@ def prepare_splits(run: RunConfig) -> Splits:
     if data.image_shape != expected:
         raise ValueError(f"dataset {run.data.dataset!r} has images of shape {data.image_shape}, but the model "
                          f"config expects {expected}; set model.in_channels/model.image_size to match")
+    check_quantisation(run.data.dataset, data.train_images, run.data.n_bits)
     (tx, ty), (vx, vy) = split_validation(data.train_images, data.train_labels, run.data.n_val, run.train.seed,
                                           run.data.order)
     return Splits(tx, ty, vx, vy, data.test_images, data.test_labels, data)

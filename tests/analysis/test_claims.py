@@ -97,7 +97,7 @@ def pairs_of(cells: dict) -> pd.DataFrame:
     for (group, a, b), diffs in cells.items():
         for seed, d in enumerate(diffs):
             rows.append({"group": group, "a": a, "b": b, "seed": seed, "a_bpd_equal_steps": 3.0 + d,
-                         "b_bpd_equal_steps": 3.0, "a_bpd_equal_time": 3.0 + d, "b_bpd_equal_time": 3.0})
+                         "b_bpd_equal_steps": 3.0, "a_bpd_equal_compute": 3.0 + d, "b_bpd_equal_compute": 3.0})
     return pd.DataFrame(rows)
 
 

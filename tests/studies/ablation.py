@@ -1,5 +1,5 @@
 """The permutation ablation's claims (glowlib.studies.ablation.CLAIMS), decided by paired tests over training seeds
-from hand-made per-seed tables: every verdict reachable, the basis (equal steps or equal training time) that decides
+from hand-made per-seed tables: every verdict reachable, the basis (equal steps or equal compute) that decides
 named, a claim over several comparisons confirmed only when all are; and the 1x1's profiled time share."""
 
 import pandas as pd
@@ -16,11 +16,19 @@ SEEDS = (0, 1, 2)
 # per-seed final test bits/dim with a seed effect common to every variant (cancelled by pairing)
 
 
-def ablation_pairs(finals: dict, speed: dict | None = None, jitter: dict | None = None) -> pd.DataFrame:
+def same_coupling(ka, kb) -> bool:
+    """The FLOPs test of the real runs, as they come out: permutations of one coupling cost alike within 1%;
+    affine and additive coupling do not."""
+    return ka[1] == kb[1]
+
+
+def ablation_pairs(finals: dict, speed: dict | None = None, jitter: dict | None = None,
+                   same=same_coupling) -> pd.DataFrame:
     """The ablation's pairs table from {(permutation, coupling): final bits/dim}."""
     metrics = {key: {s: run(v, s, (speed or {}).get(key, 1.0), (jitter or {}).get(key, 0.0)) for s in SEEDS}
                for key, v in finals.items()}
-    return ablation.ablation_pairs(metrics, ["reverse", "shuffle", "conv1x1", "rotation"], ["additive", "affine"])
+    return ablation.ablation_pairs(metrics, ["reverse", "shuffle", "conv1x1", "rotation"], ["additive", "affine"],
+                                   same)
 
 
 ORDERED = {"conv1x1": 3.0, "rotation": 3.1, "shuffle": 3.2, "reverse": 3.4}
@@ -84,13 +92,19 @@ def test_a_reversed_pair_contradicts_and_a_noisy_one_is_inconclusive(tmp_path):
     assert ablation_claims(tmp_path / "b", noisy)[0][ROTATION]["verdict"] == INCONCLUSIVE
 
 
-def test_a_slower_variant_can_lose_at_equal_time_while_the_steps_verdict_stands(tmp_path):
-    slow = {key: 0.5 for key in finals() if key[0] == "conv1x1"}           # the 1x1 runs at half the speed
-    claims, numbers = ablation_claims(tmp_path, ablation_pairs(finals(), speed=slow))
-    assert claims[ORDER]["verdict"] == CONFIRMED                            # decided at equal steps
-    at_time = numbers[ORDER]
-    assert at_time["equal_time additive: conv1x1 - shuffle difference"] == pytest.approx(0.4)
-    assert at_time["equal_time additive: conv1x1 - shuffle ci_low"] > 0     # contradicted at equal time
+def test_pairs_compare_at_equal_compute_only_where_their_flops_agree(tmp_path):
+    """Variants of equal FLOPs per step compare at equal compute on their own runs; affine against additive,
+    whose FLOPs differ, get no equal-compute value rather than one from a run cut partway, and their claim is
+    decided at equal steps as Fig. 3 compares them."""
+    slow = {key: 0.5 for key in finals() if key[0] == "conv1x1"}           # measured time decides nothing
+    pairs = ablation_pairs(finals(), speed=slow)
+    perms, couplings = pairs[pairs.b != "additive"], pairs[pairs.b == "additive"]
+    assert (perms.a_bpd_equal_compute == perms.a_bpd_equal_steps).all()
+    assert couplings.a_bpd_equal_compute.isna().all() and couplings.b_bpd_equal_compute.isna().all()
+    claims, numbers = ablation_claims(tmp_path, pairs)
+    assert claims[AFFINE]["verdict"] == CONFIRMED and claims[AFFINE]["evidence"].startswith("equal steps")
+    assert numbers[ORDER]["equal_compute additive: conv1x1 - shuffle difference"] == pytest.approx(-0.2)
+    assert "equal_compute additive: affine - additive difference" not in numbers[AFFINE]
 
 
 def test_the_cost_claim_reads_counts_and_profiles(tmp_path):

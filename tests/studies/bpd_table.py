@@ -1,4 +1,4 @@
-"""The bits/dim table (glowlib.studies.bpd_table): the equal-wall-time reader on hand-made curves, the rows' configs
+"""The bits/dim table (glowlib.studies.bpd_table): the equal-compute reader on hand-made curves, the rows' configs
 (equal steps for every model of a dataset, warmup scaled to short runs, three seeds), the summary over seeds, and
 its claims (``bpd_table.CLAIMS``) decided by paired tests over seeds from hand-made per-seed tables, each verdict
 reachable."""
@@ -44,34 +44,36 @@ def test_chosen_at_takes_the_best_validation_evaluation_at_or_before_the_time():
     assert paired.chosen_at(m.iloc[::-1], 3.0)["bpd"] == 4.1
 
 
-def test_at_equal_compute_cuts_both_runs_of_a_seed_at_the_shorter_ones_time():
-    fast = metrics(wall=[1.0, 2.0, 3.0], val=[3.0, 2.5, 2.2])                  # same steps, half the time
-    slow = metrics(wall=[2.0, 4.0, 6.0], val=[3.1, 2.4, 2.0])
-    table = paired.at_equal_compute({0: slow, 1: slow}, {0: fast, 2: fast})    # seed 1 and 2 have no pair
-    assert list(table.seed) == [0]
+def test_at_equal_compute_reads_each_sides_run_at_the_budget_and_equal_steps_from_its_own_run():
+    """Equal steps come from the runs of equal steps; equal compute from each side's own run at the shared FLOPs
+    budget, read at its end (never a run cut partway); a side without such a run has no equal-compute value."""
+    slow = metrics(wall=[2.0, 4.0, 6.0], val=[3.1, 2.4, 2.0])                  # costlier per step, lower at 30 steps
+    fast = metrics(wall=[1.0, 2.0, 3.0], val=[3.0, 2.5, 2.2])
+    slow_budget = metrics(wall=[1.0, 2.0, 3.0], val=[3.2, 2.6, 2.3], step=[5, 10, 15])   # half the steps
+    table = paired.at_equal_compute({0: slow, 1: slow}, {0: fast, 2: fast}, {0: slow_budget}, {0: fast})
+    assert list(table.seed) == [0]                                             # seeds 1 and 2 have no pair
     row = table.iloc[0]
-    assert (row.time_s, row.a_total_s, row.b_total_s) == (3.0, 6.0, 3.0)
     assert (row.a_bpd_equal_steps, row.b_bpd_equal_steps) == (2.0, 2.2)        # slow is lower at equal steps
-    assert (row.a_bpd_equal_time, row.b_bpd_equal_time) == (3.1, 2.2)          # and higher at equal time
-    assert (row.a_steps, row.b_steps, row.a_steps_by_time, row.b_steps_by_time) == (30, 30, 10, 30)
-    assert row.a_step_equal_time == 10 and row.b_step_equal_time == 30 and row.clock == "wall_s"
+    assert (row.a_bpd_equal_compute, row.b_bpd_equal_compute) == (2.3, 2.2)    # and higher at equal compute
+    assert (row.a_steps, row.b_steps, row.a_steps_equal_compute, row.b_steps_equal_compute) == (30, 30, 15, 30)
+    assert row.a_step_equal_compute == 15 and (row.a_total_s, row.b_total_s) == (3.0, 3.0)
+    assert row.clock == "wall_s"
+    lone = paired.at_equal_compute({0: slow}, {0: fast}).iloc[0]               # no runs at a budget
+    assert math.isnan(lone.a_bpd_equal_compute) and math.isnan(lone.b_total_s) and lone.clock == ""
+    with pytest.raises(ValueError, match="clock='gpu_s'"):
+        paired.chosen_at(slow, 2.0, "gpu_s")
 
 
-def test_equal_training_time_is_cpu_seconds_where_both_runs_recorded_them():
-    """On a CPU each run records its process's CPU seconds; a run slowed by other load on the machine took more
-    wall seconds but not more CPU seconds, so the pair is cut on CPU seconds. Runs without them (a GPU, or an
-    older glowlib) are timed on wall seconds, both sides alike."""
+def test_the_measured_clock_beside_equal_compute_is_cpu_seconds_where_both_runs_recorded_them():
+    """On a CPU each run records its process's CPU seconds: the pair's measured time is read on them; runs without
+    them (a GPU, or an older glowlib) are timed on wall seconds, both sides alike. The clock decides nothing."""
     slowed = metrics(wall=[4.0, 8.0, 12.0], val=[3.1, 2.4, 2.0]).assign(cpu_s=[1.0, 2.0, 3.0])
     quiet = metrics(wall=[1.5, 3.0, 4.5], val=[3.0, 2.5, 2.2]).assign(cpu_s=[1.5, 3.0, 4.5])
-    row = paired.at_equal_compute({0: slowed}, {0: quiet}).iloc[0]
-    assert row.clock == "cpu_s" and (row.time_s, row.a_total_s, row.b_total_s) == (3.0, 3.0, 4.5)
-    assert (row.a_bpd_equal_time, row.b_bpd_equal_time) == (2.0, 2.5)         # on wall seconds: 3.1 against 2.2
+    row = paired.at_equal_compute({0: slowed}, {0: quiet}, {0: slowed}, {0: quiet}).iloc[0]
+    assert row.clock == "cpu_s" and (row.a_total_s, row.b_total_s) == (3.0, 4.5)
     older = quiet.assign(cpu_s=[1.5, float("nan"), 4.5])
-    assert paired.at_equal_compute({0: slowed}, {0: older}).iloc[0].clock == "wall_s"
+    assert paired.at_equal_compute({0: slowed}, {0: older}, {0: slowed}, {0: older}).iloc[0].clock == "wall_s"
     assert paired.training_clock(slowed.drop(columns="cpu_s")) == "wall_s"
-    assert paired.chosen_at(slowed, 2.0, "cpu_s")["step"] == 20
-    with pytest.raises(ValueError, match="clock='gpu_s'"):
-        paired.chosen_at(slowed, 2.0, "gpu_s")
 
 
 # ---------------------------------------------------------------------------------------------------- configs
@@ -137,11 +139,25 @@ def test_the_study_tier_is_longer_only_where_the_profile_says():
         profiles.profile_config("smoke", "digits").key()
 
 
-def test_runs_are_three_seeds_of_every_row():
+def test_runs_are_three_seeds_of_every_row_at_equal_steps_and_at_its_datasets_flops_budget():
+    from glowlib import budget
+    from glowlib.studies import base
     runs = bpd_table.runs("smoke")
-    rows = {(r.data.dataset, r.model_type, r.train.dequantization) for r in runs}
-    assert len(runs) == 3 * len(rows) and {r.train.seed for r in runs} == {0, 1, 2}
     assert bpd_table.N_SEEDS == 3 and len({r.key() for r in runs}) == len(runs)
+    for d in base.table_datasets():
+        glow = base.table_run("smoke", d, "glow")
+        for m in base.table_models("smoke", d):
+            steps = [base.table_run("smoke", d, m, s) for s in range(3)]
+            at = [base.table_run_at_budget("smoke", d, m, s) for s in range(3)]
+            assert {r.key() for r in steps + at} <= {r.key() for r in runs}
+            assert {r.train.steps for r in steps} == {glow.train.steps}
+            spent = budget.run_flops(at[0]) / budget.run_flops(glow)
+            # within one step's FLOPs of the budget, and its warmup and evaluations laid over its own length
+            assert abs(spent - 1) <= max(budget.TOLERANCE, 1 / at[0].train.steps)
+            evaluations = glow.train.steps // glow.train.eval_every
+            assert evaluations <= at[0].train.steps // at[0].train.eval_every <= evaluations + 1
+            if m == "glow":
+                assert at[0].key() == steps[0].key()
 
 
 def test_seed_summary_is_the_mean_with_its_t_interval():
@@ -166,21 +182,26 @@ def write(root, tables: dict) -> None:
     (out / PROVENANCE).write_text(json.dumps({"notebook": "bpd_table"}))
 
 
-def pair(a_final, b_final, a_speed=1.0, b_speed=1.0, seeds=(0, 1, 2)) -> tuple[dict, dict]:
-    """Two models' runs over ``seeds``: three evaluations each, the last at ``*_final[seed]``, the earlier ones
-    0.5 and 0.3 bits/dim above it; a run of speed s reaches its evaluations at 1/s, 2/s, 3/s seconds."""
-    def runs(final, speed):
-        return {s: metrics(wall=[(i + 1) / speed for i in range(3)], val=[final[s] + 0.5, final[s] + 0.3, final[s]])
-                for s in seeds}
-    return runs(a_final, a_speed), runs(b_final, b_speed)
+def pair(a_final, b_final, a_budget_cost=0.0, seeds=(0, 1, 2)) -> tuple[dict, dict]:
+    """Two models' runs over ``seeds``, each {"steps": runs of equal steps, "budget": runs at the FLOPs budget}:
+    three evaluations each, the last at ``*_final[seed]``, the earlier ones 0.5 and 0.3 bits/dim above it. ``a``'s
+    run at the budget (fewer steps: it costs more per step) ends ``a_budget_cost`` above its equal-steps run;
+    ``b`` is the budget row, its one run serving both."""
+    def runs(final, shift=0.0):
+        return {s: metrics(wall=[1.0, 2.0, 3.0], val=[final[s] + 0.5 + shift, final[s] + 0.3 + shift,
+                                                      final[s] + shift]) for s in seeds}
+    b = runs(b_final)
+    return {"steps": runs(a_final), "budget": runs(a_final, a_budget_cost)}, {"steps": b, "budget": b}
 
 
 def table_of(comparisons: dict) -> pd.DataFrame:
-    """The pairs table from {(dataset, a, b): (a runs, b runs)}."""
+    """The pairs table from {(dataset, a, b): (a runs, b runs)} (:func:`pair`)."""
     metrics_ = {}
     for (d, a, b), (ra, rb) in comparisons.items():
-        metrics_[(d, a)], metrics_[(d, b)] = ra, rb
-    return paired.paired_table(metrics_, [(d, a, b, (d, a), (d, b)) for d, a, b in comparisons])
+        metrics_[(d, a)], metrics_[(d, b)] = ra["steps"], rb["steps"]
+        metrics_[("budget", d, a)], metrics_[("budget", d, b)] = ra["budget"], rb["budget"]
+    return paired.paired_table(metrics_, [(d, a, b, (d, a), (d, b), ("budget", d, a), ("budget", d, b))
+                                          for d, a, b in comparisons])
 
 
 def bpd_rows(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -191,6 +212,23 @@ def bpd_rows(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return seeds, seeds.groupby(["dataset", "model_type"], as_index=False).first()
 
 
+def budget_of(pairs: pd.DataFrame, flops: dict | None = None, recount: float = 1.0) -> pd.DataFrame:
+    """A budget table for the pairs' rows: each row's FLOPs per step (``flops``, default 1e9), its steps at
+    equal compute spending the budget row's (glow's 30 steps at 1e9) FLOPs, a recount ``recount`` times the count,
+    and measured seconds per step that spread 10% between seeds."""
+    flops = flops or {}
+    models = sorted({(d, m) for d, a, b in zip(pairs.group, pairs.a, pairs.b) for m in (a, b)})
+    rows = []
+    for d, m in models:
+        f = flops.get(m, 1e9)
+        steps = round(30 * 1e9 / f)
+        rows += [dict(dataset=d, model_type=m, seed=s, flops_per_step=f, flops_recounted=f * recount,
+                      budget_flops=30 * 1e9, steps=30, steps_equal_compute=steps, flops_equal_compute=f * steps,
+                      clock="cpu_s", seconds_per_step=0.1 * (1 + 0.1 * s), seconds_per_step_equal_compute=0.1)
+                 for s in range(3)]
+    return pd.DataFrame(rows)
+
+
 def decided(tmp_path) -> dict:
     """{claim id: row of the claims table, with its numbers under "numbers"}."""
     table, numbers = decide_claims(bpd_table.CLAIMS, "smoke", tmp_path)
@@ -198,10 +236,12 @@ def decided(tmp_path) -> dict:
     return {r["id"]: SimpleNamespace(**r, numbers=named.get(r["id"], {})) for r in table.to_dict("records")}
 
 
-def claims_of(tmp_path, comparisons: dict, iw=None) -> dict:
+def claims_of(tmp_path, comparisons: dict, iw=None, budget=None) -> dict:
     pairs = table_of(comparisons)
     seeds, bpd = bpd_rows(pairs)
-    write(tmp_path, {"pairs": pairs, "seeds": seeds, "bpd": bpd, **({"iw": iw} if iw is not None else {})})
+    budget = budget_of(pairs) if budget is None else budget
+    write(tmp_path, {"pairs": pairs, "seeds": seeds, "bpd": bpd, "budget": budget,
+                     **({"iw": iw} if iw is not None else {})})
     return decided(tmp_path)
 
 
@@ -209,27 +249,25 @@ GLOW, COMPUTE, CIFAR = "bpd_table.glow_beats_realnvp", "bpd_table.same_compute",
 MACOW, VARDEQ, IW = "bpd_table.macow_beats_glow", "bpd_table.vardeq_beats_uniform", "bpd_table.iw_bound_tighter"
 
 
-@pytest.mark.parametrize("glow, realnvp, glow_speed, verdict", [
-    ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 1.0, CONFIRMED),         # lower on every seed, the same speed
-    ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 0.5, CONTRADICTED),      # lower at equal steps, but half as fast
-    ([2.0, 2.3, 1.9], [2.2, 2.1, 2.0], 1.0, INCONCLUSIVE),      # the seeds disagree
+@pytest.mark.parametrize("glow, realnvp, glow_cost, verdict", [
+    ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 0.0, CONFIRMED),         # lower on every seed, the same FLOPs
+    ([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], 0.5, CONTRADICTED),      # lower at equal steps, higher on its budget run
+    ([2.0, 2.3, 1.9], [2.2, 2.1, 2.0], 0.0, INCONCLUSIVE),      # the seeds disagree
 ])
-def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_training_time(tmp_path, glow, realnvp, glow_speed,
+def test_glow_against_realnvp_is_decided_paired_by_seed_at_equal_compute(tmp_path, glow, realnvp, glow_cost,
                                                                          verdict):
-    g, r = pair(glow, realnvp, a_speed=glow_speed)
+    g, r = pair(glow, realnvp, a_budget_cost=glow_cost)
     claims = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r)})
     c = claims[GLOW]
     assert c.verdict == verdict and c.n_seeds == 3 and c.test.startswith("paired t-interval over training seeds")
-    assert c.evidence == "equal training time, glow - realnvp"
+    assert c.evidence == "equal compute (counted FLOPs), glow - realnvp"
     assert "equal_steps mnist5k: glow - realnvp difference" in c.numbers          # equal steps beside
-    if glow_speed == 1.0:
-        d = np.subtract(glow, realnvp)
-        half = T95_2 * d.std(ddof=1) / math.sqrt(3)
-        assert (c.difference, c.ci_low, c.ci_high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
-        assert claims[COMPUTE].verdict == CONFIRMED
-    else:                     # glow is cut at 3 s after its first evaluation: 0.5 above its final value
-        assert c.difference == pytest.approx(np.mean(np.add(glow, 0.5) - realnvp))
+    d = np.subtract(glow, realnvp) + glow_cost
+    half = T95_2 * d.std(ddof=1) / math.sqrt(3)
+    assert (c.difference, c.ci_low, c.ci_high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+    if glow_cost:
         assert c.numbers["equal_steps mnist5k: glow - realnvp ci_high"] < 0     # equal steps beside, confirmed
+    assert claims[COMPUTE].verdict == CONFIRMED
     assert claims[CIFAR].verdict == NOT_TESTABLE and claims[MACOW].verdict == NOT_TESTABLE
 
 
@@ -240,10 +278,10 @@ def test_a_claim_over_several_datasets_is_decided_on_their_averaged_effect(tmp_p
     worse_g, worse_r = pair([2.4, 2.5, 2.6], [2.2, 2.3, 2.3])
     c = claims_of(tmp_path, {("mnist5k", "glow", "realnvp"): (g, r),
                              ("digits", "glow", "realnvp"): (worse_g, worse_r)})[GLOW]
-    assert c.verdict == INCONCLUSIVE and c.evidence == "equal training time, glow - realnvp"
+    assert c.verdict == INCONCLUSIVE and c.evidence == "equal compute (counted FLOPs), glow - realnvp"
     assert c.difference == pytest.approx(0.0) and "averaged over 2 cells" in c.test
-    assert c.numbers["equal_time mnist5k: glow - realnvp ci_high"] < 0
-    assert c.numbers["equal_time digits: glow - realnvp ci_low"] > 0
+    assert c.numbers["equal_compute mnist5k: glow - realnvp ci_high"] < 0
+    assert c.numbers["equal_compute digits: glow - realnvp ci_low"] > 0
 
 
 @pytest.mark.parametrize("macow, vardeq_gain, expected", [
@@ -263,8 +301,8 @@ def test_macow_and_dequantisation_claims(tmp_path, macow, vardeq_gain, expected)
                             iw_bpd=3.99, iw_sem=0.01) for m, n in (("glow", 100), ("macow", 37))])
     claims = claims_of(tmp_path, comparisons, iw)
     assert (claims[MACOW].verdict, claims[VARDEQ].verdict) == expected
-    assert "equal_time digits: macow+vardeq - glow+vardeq difference" in claims[MACOW].numbers
-    assert "equal_time digits: glow+vardeq - glow difference" in claims[VARDEQ].numbers
+    assert "equal_compute digits: macow+vardeq - glow+vardeq difference" in claims[MACOW].numbers
+    assert "equal_compute digits: glow+vardeq - glow difference" in claims[VARDEQ].numbers
     bound = claims[IW]
     assert bound.verdict == CONFIRMED and bound.numbers == pytest.approx({"digits glow bound - ELBO": -0.01,
                                                                           "digits macow bound - ELBO": -0.01})
@@ -285,11 +323,32 @@ def test_too_few_seeds_or_unequal_steps_are_named(tmp_path):
     assert claims[GLOW].verdict == NOT_TESTABLE and "2 seed(s); the test needs at least 3" in claims[GLOW].evidence
     assert claims[GLOW].n_seeds == 2
     g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
-    r = {s: m.iloc[:2] for s, m in r.items()}                               # realnvp stopped a step short
+    r["steps"] = {s: m.iloc[:2] for s, m in r["steps"].items()}            # realnvp stopped a step short
     compute = claims_of(tmp_path / "b", {("mnist5k", "glow", "realnvp"): (g, r)})[COMPUTE]
-    assert compute.verdict == INCONCLUSIVE and compute.numbers["pairs lacking equal compute"] == 1
-    assert (compute.numbers["mnist5k glow - realnvp steps"], compute.numbers["mnist5k glow - realnvp steps of realnvp"]) \
-        == (30, 20)
+    assert compute.verdict == INCONCLUSIVE and compute.numbers["pairs of unequal steps"] == 3
+    assert "a pair trained unequal steps" in compute.evidence
+
+
+def test_equal_compute_needs_every_pair_run_at_the_budget_and_a_count_that_does_not_spread(tmp_path):
+    g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1])
+    pairs = table_of({("digits", "glow", "realnvp"): (g, r)})
+    fine = claims_of(tmp_path, {("digits", "glow", "realnvp"): (g, r)},
+                     budget=budget_of(pairs, {"realnvp": 1.333e9}))[COMPUTE]
+    assert fine.verdict == CONFIRMED, fine.numbers
+    assert fine.numbers["digits realnvp steps at equal compute"] == 23, fine.numbers                # 30 * 1e9 / 1.333e9
+    assert fine.numbers["digits realnvp seconds per step, spread over seeds"] == pytest.approx(0.2 / 1.1)
+    assert fine.numbers["FLOPs recount difference"] == 0
+    spread = claims_of(tmp_path / "b", {("digits", "glow", "realnvp"): (g, r)},
+                       budget=budget_of(pairs, recount=1.02))[COMPUTE]
+    assert spread.verdict == INCONCLUSIVE and "two counts of one config differ" in spread.evidence
+    missed = budget_of(pairs)
+    missed.loc[missed.model_type == "realnvp", "flops_equal_compute"] *= 1.05
+    assert claims_of(tmp_path / "c", {("digits", "glow", "realnvp"): (g, r)}, budget=missed)[COMPUTE].verdict \
+        == INCONCLUSIVE
+    r["budget"] = {0: r["budget"][0]}                                       # seeds 1, 2 never trained at the budget
+    lacking = claims_of(tmp_path / "d", {("digits", "glow", "realnvp"): (g, r)})
+    assert lacking[COMPUTE].numbers["pairs lacking a run at equal compute"] == 2
+    assert lacking[GLOW].verdict == NOT_TESTABLE and "one FLOPs budget" in lacking[GLOW].evidence
 
 
 def test_old_results_without_per_seed_tables_say_how_to_remake_them(tmp_path):

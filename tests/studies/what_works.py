@@ -57,9 +57,11 @@ ORDERED = {"conv1x1": 3.0, "rotation": 3.1, "shuffle": 3.2, "reverse": 3.4}
 DEPTH, TIME = "what_works.one_change_ablations", "what_works.conv1x1_at_equal_time"
 
 
-def what_works_claims(tmp_path, variants: dict, conv_speed=1.0, miss=0.005, with_ablation=True) -> dict:
-    """{claim id: row of the claims table} from the variants' final bits/dim and the ablation's runs (the 1x1 at
-    ``conv_speed``), the depth variants ``miss``-ing the reference's parameters."""
+def what_works_claims(tmp_path, variants: dict, conv_flops_agree=True, miss=0.005, with_ablation=True,
+                      conv_gain=0.0) -> dict:
+    """{claim id: row of the claims table} from the variants' final bits/dim and the ablation's runs (the 1x1's
+    FLOPs per step within 1% of the fixed permutations' where ``conv_flops_agree``, the 1x1 ``conv_gain`` above
+    ORDERED), the depth variants ``miss``-ing the reference's parameters."""
     reference = what_works.reference_variant("smoke")
     metrics = {v: {s: run(b, s) for s in SEEDS} for v, b in variants.items()}
     pairs = what_works.paired_table(metrics, [(what_works.GROUP, v, reference, v, reference) for v in variants
@@ -68,9 +70,13 @@ def what_works_claims(tmp_path, variants: dict, conv_speed=1.0, miss=0.005, with
                             for v in variants])
     write(tmp_path, "what_works", **{"pairs": pairs, "summary": summary})
     if with_ablation:
-        ab = {(p, c): {s: run(v - (0.1 if c == "affine" else 0.0), s, conv_speed if p == "conv1x1" else 1.0)
+        ab = {(p, c): {s: run(v - (0.1 if c == "affine" else 0.0) + (conv_gain if p == "conv1x1" else 0.0), s)
                        for s in SEEDS} for p, v in ORDERED.items() for c in ("additive", "affine")}
-        write(tmp_path, "ablation", **{"pairs": ablation.ablation_pairs(ab, list(ORDERED), ["additive", "affine"])})
+
+        def same(ka, kb):
+            return ka[1] == kb[1] and (conv_flops_agree or "conv1x1" not in (ka[0], kb[0]))
+        write(tmp_path, "ablation", **{"pairs": ablation.ablation_pairs(ab, list(ORDERED), ["additive", "affine"],
+                                                                        same)})
     table, _ = decide_claims(what_works.CLAIMS, "smoke", tmp_path)
     return {r["id"]: r for r in table.to_dict("records")}
 
@@ -79,12 +85,15 @@ def test_what_works_claims(tmp_path):
     helps = {"K=1": 3.4, "K=2": 3.0, "K=4": 2.8, "no_actnorm": 3.5, "standard_prior": 3.2}     # smoke: K=2 reference
     claims = what_works_claims(tmp_path, helps)
     assert claims[DEPTH]["verdict"] == CONFIRMED and claims[DEPTH]["evidence"].startswith("equal steps")
-    assert claims[TIME]["verdict"] == CONFIRMED and claims[TIME]["evidence"].startswith("equal training time")
+    assert claims[TIME]["verdict"] == CONFIRMED and claims[TIME]["evidence"].startswith("equal compute")
     hurts = dict(helps, standard_prior=2.9)                      # the standard prior does better
     c = what_works_claims(tmp_path / "b", hurts)[DEPTH]
     assert c["verdict"] == CONTRADICTED and c["evidence"] == "equal steps, standard_prior - K=2"
-    # half as fast: at the shorter run's time the 1x1 has its first evaluation only, 0.6 above its last
-    assert what_works_claims(tmp_path / "c", helps, conv_speed=0.5)[TIME]["verdict"] == CONTRADICTED
+    # the 1x1 worse than shuffle and reverse at equal compute
+    assert what_works_claims(tmp_path / "c", helps, conv_gain=0.6)[TIME]["verdict"] == CONTRADICTED
+    # a 1x1 whose FLOPs are not those of a fixed permutation has no run at their budget: not testable, saying so
+    unequal = what_works_claims(tmp_path / "d", helps, conv_flops_agree=False)[TIME]
+    assert unequal["verdict"] == NOT_TESTABLE and "one FLOPs budget" in unequal["evidence"]
 
 
 def test_a_depth_variant_off_the_reference_parameters_makes_the_claim_not_testable(tmp_path):
