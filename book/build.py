@@ -407,6 +407,425 @@ def code_state(record: dict) -> str:
     return f"glowlib {md_text(version) if version else '(version not recorded)'}, {commit}{dirty}"
 
 
+# ---------------------------------------------------------------------------------------- scale and findings
+# which claims are about Glow and which grade this book's own procedure (or hold by construction): data, with
+# the reason for each, that a reader can check (book/claim_groups.yaml)
+CLAIM_GROUPS = ROOT / "book" / "claim_groups.yaml"
+# each dataset's short name inside a sentence (DATASET_WORDS introduces it once, on the intro)
+DATASET_SHORT = {"mnist5k": "the 5,000 MNIST digits", "digits": "the 8x8 digits", "fashion_mnist": "Fashion-MNIST",
+                 "mnist": "MNIST", "cifar10": "CIFAR-10", "celeba": "CelebA"}
+# what a claim's replicates are, from the test that decided it (claims.csv's test column)
+REPLICATES = (("training seeds", "training seeds"), ("sampling seeds", "sampling seeds"),
+              ("timing repeats", "timing repeats"))
+
+
+def claim_groups(path=None) -> dict:
+    """``book/claim_groups.yaml``: {"groups": {key: title}, "claims": {id: {group, short, reason}}}, checked: every
+    claim names a group of ``groups`` and has a short text and a reason; else a ``ValueError`` naming the entry."""
+    import yaml
+    path = Path(path) if path is not None else CLAIM_GROUPS
+    data = yaml.safe_load(path.read_text()) or {}
+    groups, claims = data.get("groups") or {}, data.get("claims") or {}
+    for key, entry in claims.items():
+        if not isinstance(entry, dict) or entry.get("group") not in groups or not entry.get("short") \
+                or not entry.get("reason"):
+            raise ValueError(f"{path}: claim {key!r} needs a group among {list(groups)}, a short text and a reason")
+        if entry.get("scale") is not None and not isinstance(entry["scale"], str):
+            raise ValueError(f"{path}: claim {key!r}: scale must be a text")
+    return {"groups": groups, "claims": claims}
+
+
+def _read_csv(path: Path):
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def train_sizes(root: Path, profile: str) -> dict:
+    """{dataset: training plus validation images}, from what the bits/dim table recorded: each row's training and
+    validation images (``seeds.csv``), else a longer run's images seen over its epochs (``quality.csv``) plus the
+    validation images of its config. A run's epochs are then its images seen over this less its own validation
+    images."""
+    folder = root / profile / "bpd_table"
+    sizes = {}
+    seeds = _read_csv(folder / "seeds.csv")
+    if seeds is not None and {"dataset", "n_train", "n_val"} <= set(seeds.columns):
+        for row in seeds.itertuples():
+            sizes.setdefault(row.dataset, int(row.n_train + row.n_val))
+    quality = _read_csv(folder / "quality.csv")
+    configs = (provenance(folder) or {}).get("configs") or {}
+    if quality is not None and {"dataset", "images_seen", "epochs"} <= set(quality.columns):
+        for row in quality.itertuples():
+            if row.dataset in sizes or not row.epochs:
+                continue
+            n_val = [c["data"].get("n_val") or 0 for c in configs.values() if _config_dataset(c) == row.dataset
+                     and _images(c) == row.images_seen]
+            sizes[row.dataset] = int(round(row.images_seen / row.epochs)) + (n_val[0] if n_val else 0)
+    return sizes
+
+
+def _config_dataset(config) -> str | None:
+    return config["data"].get("dataset") if isinstance(config, dict) and isinstance(config.get("data"), dict) \
+        else None
+
+
+def _images(config) -> int:
+    train = config.get("train") or {}
+    return int(train.get("steps") or 0) * int(train.get("batch_size") or 0)
+
+
+def _count(n: float, word: str) -> str:
+    return f"{n:,.0f} {word if n != 1 else word.rstrip('s')}"
+
+
+def _epochs(e: float) -> str:
+    return f"{e:.2g} epoch{'s' if e > 1 else ''}"
+
+
+def data_scale(configs: dict, sizes: dict) -> str:
+    """The data and training length of ``configs`` in plain text: per dataset, the images each model saw and what that
+    is in epochs (one phrase per dataset, a range where the models differ)."""
+    by_dataset = {}
+    for config in configs.values():
+        d = _config_dataset(config)
+        if d and _images(config):
+            epochs = None
+            if d in sizes:
+                epochs = _images(config) / (sizes[d] - (config["data"].get("n_val") or 0))
+            by_dataset.setdefault(d, set()).add((_images(config), epochs))
+    phrases = []
+    for d, seen in sorted(by_dataset.items(), key=lambda kv: list(DATASET_SHORT).index(kv[0])
+                          if kv[0] in DATASET_SHORT else len(DATASET_SHORT)):
+        images = sorted({i for i, _ in seen})
+        epochs = sorted({e for _, e in seen if e is not None})
+        amount = (f"{images[0]:,} images" if len(images) == 1 else f"{images[0]:,} to {images[-1]:,} images")
+        if epochs:
+            amount += (f" ({_epochs(epochs[0])})" if len(epochs) == 1 or f"{epochs[0]:.2g}" == f"{epochs[-1]:.2g}"
+                       else f" ({epochs[0]:.2g} to {_epochs(epochs[-1])})")
+        phrases.append(f"{DATASET_SHORT.get(d, d)}, {amount} seen")
+    return "; ".join(phrases)
+
+
+def machine_words(record: dict, bf16: dict | None = None) -> str:
+    """The machine a record was computed on, as precisely as it was recorded, in plain text: the GPU where one was
+    used, else the CPU's model name, its cores, and (``bf16``: {cpu name: what the precision study recorded}) its
+    bf16 path."""
+    hardware = record.get("hardware") or {}
+    if not hardware.get("cpu"):
+        return ""
+    if record.get("device", "").startswith("cuda") and hardware.get("gpu"):
+        return f"{hardware['gpu']} (one GPU, beside {hardware['cpu']})"
+    path = (bf16 or {}).get(hardware["cpu"])
+    bf16_words = f"; bf16: {path}" if path else "; its bf16 path was not recorded"
+    return f"{hardware['cpu']}, {_count(hardware.get('cpu_count') or 0, 'CPU cores')}{bf16_words}"
+
+
+def timing_machines(records: dict, bf16: dict) -> list[str]:
+    """The machines (:func:`machine_words`) of the records that trained or timed something: their numbers depend
+    on the machine (a page that only reads other pages' results, as the claims page, is left out)."""
+    return sorted({machine_words(r, bf16) for r in records.values()
+                   if machine_words(r, bf16) and (r.get("models") or r.get("machine") or r.get("bench_records"))})
+
+
+def bf16_paths(root: Path, profile: str) -> dict:
+    """{cpu name: its bf16 path in words}, as the precision study recorded it (the only study that probes it)."""
+    record = provenance(root / profile / "precision") or {}
+    path, cpu = record.get("bf16_path"), (record.get("hardware") or {}).get("cpu")
+    return {cpu: path} if isinstance(path, str) and cpu else {}
+
+
+def claim_cells(numbers, claim_id: str) -> str:
+    """The names of a claim's recorded numbers (``claim_numbers.csv``), joined: which datasets and runs it read."""
+    if numbers is None:
+        return ""
+    return " ".join(numbers.loc[numbers["id"] == claim_id, "name"].astype(str))
+
+
+def claim_scale(row: dict, record: dict | None, sizes: dict, cells: str = "", bf16=None) -> str:
+    """At what scale a verdict was reached, in plain text: the data and images seen (epochs) of the models of the
+    deciding page that the claim read (the datasets its numbers name; the longer runs only where it names them),
+    and how many replicates decided it. A page without trained models (timings) names the machine instead."""
+    record = record or {}
+    configs = record.get("configs") or {}
+    named = {d for d in {_config_dataset(c) for c in configs.values()} if d and d in cells}
+    if named:
+        configs = {k: c for k, c in configs.items() if _config_dataset(c) in named}
+    if any("quality" not in k for k in configs) and "quality" not in cells:
+        configs = {k: c for k, c in configs.items() if "quality" not in k}
+    scale = data_scale(configs, sizes)
+    if not scale and record.get("hardware"):
+        scale = f"timed on {machine_words(record, bf16)}"
+    test = row.get("test") or ""
+    n = row.get("n_seeds")
+    replicates = next((words for key, words in REPLICATES if key in test), "")
+    if n and replicates:
+        scale += f"{'; ' if scale else ''}{_count(n, replicates)}"
+    return scale
+
+
+def models_used(record: dict) -> str:
+    """The models a page's figures and tables come from, in plain text: each model and coupling with its datasets
+    (so that a figure page says, e.g., that its Glow uses additive coupling)."""
+    kinds = {}
+    for config in (record.get("configs") or {}).values():
+        model = (config.get("model") or {}) if isinstance(config, dict) else {}
+        d = _config_dataset(config)
+        if not d:
+            continue
+        model_type = config.get("model_type") or "glow"
+        name = MODEL_WORDS.get(model_type, model_type)
+        coupling = model.get("coupling")
+        key = f"{name} with {coupling} coupling" if coupling and model_type != "macow" else name
+        kinds.setdefault(key, set()).add(d)
+    order = list(DATASET_SHORT)
+    return "; ".join(f"{k} ({', '.join(DATASET_SHORT.get(d, d) for d in sorted(ds, key=lambda x: (order + [x]).index(x)))})"
+                     for k, ds in kinds.items())
+
+
+def difference_html(r: dict) -> str:
+    """A claim's paired difference and its interval (the claims page's and the intro's cell, written once)."""
+    esc = html.escape
+    if not (r.get("n_seeds") and _number(r.get("difference"))) and not (
+            _number(r.get("difference")) and r.get("ci_low") is not None):
+        return "—"
+
+    def number(value):
+        return f'<span class="number">{esc(_number(value))}</span>'
+    interval = f" [{number(r['ci_low'])}, {number(r['ci_high'])}]" if r.get("ci_low") is not None else ""
+    return f"{number(r['difference'])}{interval}"
+
+
+def findings_table(rows: list[dict], scales: dict) -> str:
+    """The intro's table of a group of claims: the short claim (a link to the page that decides it), its verdict,
+    the paired difference with its interval, and the scale the verdict was reached at (HTML: class book-claims, as
+    the claims page's table, which reads at a laptop's and a phone's width)."""
+    esc = html.escape
+
+    def claim(r):
+        where = r.get("where")
+        return (f'<a href="{esc(where)}.html">{esc(r["short"])}</a>' if isinstance(where, str) and where
+                else esc(r["short"]))
+
+    body = "".join(
+        f"<tr data-claim='{esc(r['id'])}'><td class='claim'>{claim(r)}</td>"
+        f"<td class='verdict verdict-{VERDICTS.index(r['verdict'])}'>{esc(r['verdict'])}</td>"
+        f"<td class='difference'>{difference_html(r)}</td>"
+        f"<td class='scale'><small>{esc(scales.get(r['id'], ''))}</small></td></tr>"
+        for r in rows)
+    return ("<table class='book-claims book-findings'><thead><tr><th>claim (links to its page)</th>"
+            "<th>verdict</th><th>difference [95% interval]</th><th>at what scale</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+FINDINGS_TEMPLATE = ROOT / "book" / "templates" / "findings.md"
+PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# the paper's datasets as published.csv names them, in words
+PUBLISHED_DATA_WORDS = {"cifar10": "CIFAR-10", "imagenet32": "ImageNet 32x32", "imagenet64": "ImageNet 64x64",
+                        "lsun_bedroom": "LSUN bedroom", "lsun_tower": "LSUN tower", "lsun_church": "LSUN church",
+                        "celeba_hq": "CelebA-HQ", "mnist": "MNIST"}
+
+
+def fill(template: str, values: dict, where="a template") -> str:
+    """``template`` with each ``{{ name }}`` replaced by ``values[name]``; a name without a value is a
+    ``ValueError`` naming it (a page never shows an unfilled placeholder)."""
+    missing = sorted(set(PLACEHOLDER.findall(template)) - set(values))
+    if missing:
+        raise ValueError(f"{where} needs the values {missing}, which the build did not compute")
+    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def _range(values, fmt, unit="") -> str:
+    values = sorted(set(values))
+    if not values:
+        return "not recorded"
+    low, high = fmt(values[0]), fmt(values[-1])
+    return f"{low}{unit}" if low == high else f"{low} to {high}{unit}"
+
+
+def _share(x: float) -> str:
+    """A share in percent, two significant digits (the intro's tables and sentences alike)."""
+    return f"{x:.2g}%"
+
+
+def _bpd(mean, low=None, high=None) -> str:
+    """A bits/dim as the pages show it (glowlib.analysis.presentation: three decimals, the interval beside it)."""
+    text = f"{mean:.3f}"
+    if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def headline_table(root: Path, profile: str) -> str:
+    """The intro's headline numbers: each compared row of the bits/dim table (mean test bits/dim over training
+    seeds and its interval, images seen and epochs), each longer run (one seed), and the paper's Table 2 rows for
+    the same models on its own data (``published.csv``)."""
+    folder = root / profile / "bpd_table"
+    lines = ["| data | model | test bits/dim [95% interval] | seeds | images seen (epochs) |",
+             "|---|---|---|---|---|"]
+    bpd = _read_csv(folder / "bpd.csv")
+    models = set()
+    if bpd is not None:
+        for r in bpd.itertuples():
+            models.add(MODEL_WORDS.get(r.model_type, r.model_type))
+            lines.append(f"| {md_text(DATASET_SHORT.get(r.dataset, r.dataset), True)} | "
+                         f"{md_text(MODEL_WORDS.get(r.model_type, r.model_type), True)} | "
+                         f"{_bpd(r.test_bpd, r.test_bpd_ci_low, r.test_bpd_ci_high)} | {int(r.n_seeds)} | "
+                         f"{int(r.images_seen):,} ({r.epochs:.2g}) |")
+    quality = _read_csv(folder / "quality.csv")
+    if quality is not None:
+        for r in quality.itertuples():
+            lines.append(f"| {md_text(DATASET_SHORT.get(r.dataset, r.dataset), True)} | "
+                         f"{md_text(MODEL_WORDS.get(r.model_type, r.model_type), True)}, longer run | "
+                         f"{_bpd(r.test_bpd)} | 1 | {int(r.images_seen):,} ({r.epochs:.2g}) |")
+    published = _read_csv(folder / "published.csv")
+    if published is not None:
+        paper = published[(published["kind"] == "original") & published["model"].isin(models)
+                          & (published["dataset"] == "cifar10")]
+        for r in paper.itertuples():
+            lines.append(f"| paper: {md_text(PUBLISHED_DATA_WORDS.get(r.dataset, r.dataset), True)}, full scale | "
+                         f"{md_text(r.model, True)} | {r.bpd:g} | not reported | not recorded |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else "No bits/dim table was recorded at this scale.\n"
+
+
+def _config_words(config: dict) -> dict:
+    """What a training config says about the model, the recipe and the precision, in words."""
+    model, train = config.get("model") or {}, config.get("train") or {}
+    recipe = [f"{str(train.get('optimizer', '')).capitalize()} at learning rate {train.get('lr'):g}"
+              if train.get("optimizer") and train.get("lr") else "",
+              f"batch {train['batch_size']}" if train.get("batch_size") else "",
+              f"{train['lr_schedule']} schedule" if train.get("lr_schedule") else "",
+              f"warmup over {train['warmup_fraction']:.0%} of the steps" if train.get("warmup_fraction") else "",
+              f"Polyak averaging (decay {train['ema_decay']:g})" if train.get("ema_decay") else "",
+              f"gradient norm clipped at {train['grad_clip']:g}" if train.get("grad_clip") else ""]
+    return {"model": (f"L={model.get('n_levels')}, K={model.get('depth')}, width {model.get('width')}"
+                      if model.get("depth") else ""),
+            "recipe": ", ".join(r for r in recipe if r), "precision": model.get("precision") or ""}
+
+
+def departures_table(root: Path, profile: str, records: dict, bf16: dict) -> str:
+    """Data, model size, images seen and epochs, optimiser and recipe, precision, seeds and machine: this profile's
+    (from the bits/dim table's records) against the paper's where the results record it."""
+    folder = root / profile / "bpd_table"
+    record = records.get("bpd_table") or {}
+    configs = [c for c in (record.get("configs") or {}).values() if isinstance(c, dict)]
+    words = [_config_words(c) for c in configs if (c.get("model_type") or "glow") == "glow"] or \
+        [_config_words(c) for c in configs]
+    scale = _read_csv(folder / "scale.csv")
+    bpd = _read_csv(folder / "bpd.csv")
+    quality = _read_csv(folder / "quality.csv")
+    published = _read_csv(folder / "published.csv")
+    not_recorded = "not recorded"
+    ours_data = sorted({_config_dataset(c) for c in configs if _config_dataset(c)},
+                       key=lambda d: (list(DATASET_SHORT) + [d]).index(d))
+    paper_data = ([PUBLISHED_DATA_WORDS.get(d, d) for d in dict.fromkeys(
+        published.loc[published["source"].str.startswith("Kingma & Dhariwal"), "dataset"])]
+        if published is not None else [])
+    rows = [("data", ", ".join(DATASET_SHORT.get(d, d) for d in ours_data) or not_recorded,
+             ", ".join(paper_data) or not_recorded)]
+    if scale is not None:
+        rows.append(("model size (parameters)",
+                     f"{_range(scale.n_parameters, lambda v: f'{v:,}')}; "
+                     + "; ".join(sorted({w['model'] for w in words if w['model']})),
+                     f"{_range(scale.paper_n_parameters, lambda v: f'{v:,}')} (the paper's architecture on the "
+                     f"same data)"))
+        images = list(scale.images_seen) + (list(quality.images_seen) if quality is not None else [])
+        epochs = (list(bpd.epochs) if bpd is not None else []) + (list(quality.epochs) if quality is not None else [])
+        rows.append(("images seen (epochs)", f"{_range(images, lambda v: f'{int(v):,}')} "
+                                             f"({_range(epochs, lambda v: f'{v:.2g}')} epochs)",
+                     f"{_range(scale.paper_images_seen, lambda v: f'{int(v):,}')} (epochs {not_recorded})"))
+    rows.append(("optimiser and recipe", "; ".join(sorted({w["recipe"] for w in words if w["recipe"]}))
+                 or not_recorded, not_recorded))
+    rows.append(("precision", ", ".join(sorted({w["precision"] for w in words if w["precision"]})) or not_recorded,
+                 not_recorded))
+    if bpd is not None:
+        rows.append(("seeds", f"{_range(bpd.n_seeds, lambda v: f'{int(v)}')} training seeds per compared model; "
+                              f"one per longer run", "no error bars reported"))
+    rows.append(("machine", " and ".join(timing_machines(records, bf16)) or not_recorded, not_recorded))
+    lines = ["| | these results | the paper |", "|---|---|---|"]
+    lines += [f"| **{md_text(a, True)}** | {md_text(b, True)} | {md_text(c, True)} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def claim_scales(claims: list[dict], root: Path, profile: str, records: dict, bf16: dict) -> dict:
+    """{claim id: the scale its verdict was reached at} (:func:`claim_scale`), for the intro and the pages."""
+    sizes = train_sizes(root, profile)
+    numbers = _read_csv(root / profile / "claims" / "claim_numbers.csv")
+    known = claim_groups()["claims"]
+    return {r["id"]: known.get(r["id"], {}).get("scale")
+            or claim_scale(r, records.get(r.get("where")), sizes, claim_cells(numbers, r["id"]), bf16)
+            or "not run at this scale" for r in claims}
+
+
+def findings(profile: str, root: Path, records: dict, claims: list[dict]) -> str:
+    """The intro's "What this reproduction found" and the sections after it (``book/templates/findings.md``),
+    filled from the claims, the bits/dim table and the runs' records."""
+    groups = claim_groups()
+    # a claim the file does not group yet stands in a table of its own, with its full text, until someone who
+    # read it groups it (tests/test_book.py holds the committed results to none)
+    known = {**{r["id"]: {"group": "ungrouped", "short": r["claim"], "reason": "not grouped yet"} for r in claims},
+             **groups["claims"]}
+    groups = {**groups, "groups": {**groups["groups"], "ungrouped": "Not yet grouped"}}
+    bf16 = bf16_paths(root, profile)
+    scales = claim_scales(claims, root, profile, records, bf16)
+    rows = {g: [{**r, "short": known[r["id"]]["short"]} for r in claims if known[r["id"]]["group"] == g]
+            for g in groups["groups"]}
+    values = {}
+    for key in ("glow", "checks"):
+        verdicts = [r["verdict"] for r in rows.get(key, [])]
+        values[f"{key}_n"] = len(verdicts)
+        for v, name in zip(VERDICTS, ("confirmed", "contradicted", "inconclusive", "not_testable")):
+            values[f"{key}_{name}"] = verdicts.count(v)
+        values[f"table_{key}"] = findings_table(rows.get(key, []), scales) if verdicts else "No such claim here."
+    values["table_ungrouped"] = ("### Not yet grouped\n\n" + findings_table(rows["ungrouped"], scales) + "\n"
+                                 if rows.get("ungrouped") else "")
+    values["group_reasons"] = "\n".join(
+        f"- **{md_text(known[r['id']]['short'])}** ({md_text(groups['groups'][known[r['id']]['group']])}): "
+        f"{md_text(known[r['id']]['reason'])}." for r in claims)
+    folder = root / profile / "bpd_table"
+    scale, bpd, quality = (_read_csv(folder / f) for f in ("scale.csv", "bpd.csv", "quality.csv"))
+    paper_images = sorted(set(scale.paper_images_seen)) if scale is not None else []
+    values["images_range"] = _range(scale.images_seen, lambda v: f"{int(v):,}") if scale is not None \
+        else "not recorded"
+    values["epochs_range"] = _range(bpd.epochs, lambda v: f"{v:.2g}", " epochs") if bpd is not None \
+        else "epochs not recorded"
+    values["images_share_range"] = _range(scale.images_seen / scale.paper_images_seen * 100, _share) \
+        if scale is not None else "not recorded"
+    values["paper_images"] = " or ".join(f"{int(v):,}" for v in paper_images) or "not recorded"
+    values["longest_images"] = (" and ".join(f"{int(r.images_seen):,}" for r in quality.itertuples())
+                                + " images (" + " and ".join(_epochs(r.epochs) for r in quality.itertuples())
+                                + ")") if quality is not None and len(quality) else "not recorded"
+    values["params_share_range"] = _range(scale.n_parameters / scale.paper_n_parameters * 100, _share) \
+        if scale is not None else "not recorded"
+    seen = list(scale.images_seen) + (list(quality.images_seen) if quality is not None else []) \
+        if scale is not None else []
+    values["max_images_share"] = _share(max(seen) / max(paper_images) * 100) if seen and paper_images \
+        else "not recorded"
+    values["max_params_share"] = _share(max(scale.n_parameters / scale.paper_n_parameters) * 100) \
+        if scale is not None else "not recorded"
+    values["headline_table"] = headline_table(root, profile)
+    values["departures_table"] = departures_table(root, profile, records, bf16)
+    untestable = [r for r in claims if r["verdict"] == VERDICTS[3]]
+    by_reason = {}
+    for r in untestable:                      # one reason once, after every claim it stops
+        by_reason.setdefault(r["evidence"] or r["gate"] or "no reason recorded", []).append(known[r["id"]]["short"])
+    values["not_testable_list"] = " ".join(
+        f"{md_text('; '.join(shorts))}: {md_text(reason)}." for reason, shorts in by_reason.items()) \
+        if untestable else "Every claim was testable at this scale."
+    gates = _read_csv(root / profile / "samples" / "gates.csv")
+    if gates is not None and {"model", "passed"} <= set(gates.columns):
+        failed = sorted(set(gates.loc[~gates.passed.astype(bool), "model"]))
+        values["gates_summary"] = (
+            f"{len(failed)} of the {gates.model.nunique()} models whose samples are shown fail a sanity gate on "
+            f"their samples ({md_text(', '.join(failed))}): their samples do not yet look like their data, and "
+            f"the claims that judge samples read only the models that pass." if failed else
+            f"All {gates.model.nunique()} models whose samples are shown pass the sanity gates.")
+    else:
+        values["gates_summary"] = "No sanity gates were recorded at this scale."
+    values["machines"] = md_text(" and ".join(timing_machines(records, bf16))) or "a machine that was not recorded"
+    shas = {(str(r.get("git_sha")), r.get("git_dirty") is True) for r in records.values()}
+    values["n_commits"] = len({s for s, _ in shas})
+    values["n_dirty"] = len({s for s, d in shas if d}) or "none"
+    return fill(FINDINGS_TEMPLATE.read_text(), values, FINDINGS_TEMPLATE)
+
+
 def intro(profile: str, root: Path, notebooks) -> str:
     """The book's first page, generated from the provenance of ``<root>/<profile>``: in words, the codes, paths
     and modules folded into "How this was computed"."""
@@ -414,9 +833,9 @@ def intro(profile: str, root: Path, notebooks) -> str:
     lines = ["# Glow, reproduced", "",
              "A reproduction of Kingma & Dhariwal, *Glow: Generative Flow with Invertible 1x1 Convolutions* "
              "(NeurIPS 2018) {cite}`kingma2018glow`, with its RealNVP baseline {cite}`dinh2017realnvp` and its "
-             "follow-up MaCow {cite}`ma2019macow`: the permutation ablation (Fig. 3), the bits/dim table "
-             "(Table 2), samples, temperature, interpolation and manipulation (Sec. 5), plus the nearest-neighbour "
-             "and sample-quality checks its reviewers asked for, and a claims page that gives each claim a computed "
+             "follow-up MaCow {cite}`ma2019macow`: the paper's permutation ablation (its Fig. 3), bits/dim table "
+             "(its Table 2), samples, temperature, interpolation and manipulation (its Sec. 5), plus the "
+             "nearest-neighbour and sample-quality checks its reviewers asked for, each claim with a computed "
              "verdict. Every number and figure in this book was produced by a recorded run; this page is generated "
              "from those runs' records.", ""]
     folded = [f"- These are the results of the `{profile}` profile ({md_text(PROFILE_WORDS.get(profile, ''))}), "
@@ -443,6 +862,9 @@ def intro(profile: str, root: Path, notebooks) -> str:
                             f"{'on the GPU' if str(r.get('device', '')).startswith('cuda') else 'on the CPU'}"
                             for r in records.values()})
     torch_versions = ", ".join(sorted({md_text(r["torch_version"]) for r in records.values()}))
+    claims = read_claims(root / profile / "claims" / "claims.csv", notebooks)
+    if claims:
+        lines += [findings(profile, root, records, claims)]
     lines += ["## These results", "",
               f"- **Scale:** {md_text(PROFILE_WORDS.get(profile, profile))}",
               f"- **Hardware:** {'; '.join(hardware_seen)}",
@@ -475,14 +897,14 @@ def intro(profile: str, root: Path, notebooks) -> str:
     if "bpd_table" in records and scale_csv.is_file():
         lines += ["## How far from the paper's scale", "",
                   "Each model of the bits/dim table beside the model with the paper's settings for the same data "
-                  "(the official CIFAR-10 hyperparameters; the paper's own runs used 8 GPUs):", "",
+                  "(the official CIFAR-10 hyperparameters):", "",
                   "| data | model | parameters (ours / paper) | images seen (ours / paper) | training images (ours / full) |",
                   "|---|---|---|---|---|"]
         for row in scale_rows(scale_csv):
             lines.append(f"| {md_text(row.dataset, True)} | {md_text(MODEL_WORDS.get(row.model_type, row.model_type), True)} "
                          f"| {row.n_parameters:,} / {row.paper_n_parameters:,} "
-                         f"({row.n_parameters / row.paper_n_parameters:.2%}) | {row.images_seen:,} / "
-                         f"{row.paper_images_seen:,} ({row.images_seen / row.paper_images_seen:.2%}) | "
+                         f"({_share(row.n_parameters / row.paper_n_parameters * 100)}) | {row.images_seen:,} / "
+                         f"{row.paper_images_seen:,} ({_share(row.images_seen / row.paper_images_seen * 100)}) | "
                          f"{row.n_train:,} / {row.full_n_train:,} |")
         lines.append("")
         folded.append(f"- The scale table is `results/{profile}/bpd_table/scale.csv`; the paper's models are the "
@@ -562,19 +984,23 @@ def _number(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.3g}"
 
 
-def answer(rows: list[dict]) -> str:
-    """Our answer to the claims a page decides: verdict, paired difference with its interval, and the evidence."""
+def answer(rows: list[dict], scales=None) -> str:
+    """Our answer to the claims a page decides: verdict, paired difference with its interval (as the intro and
+    the claims page show them), the scale the verdict was reached at (``scales``: {id: words}), and the evidence;
+    the claim's id folded away with the other identifiers."""
     if not rows:
         return ""
     lines = ["```{admonition} Our answer", ":class: note", ""]
     for r in rows:
         numbers = ""
-        if r.get("n_seeds") and _number(r.get("difference")):
-            numbers = (f" Difference {_number(r['difference'])} [{_number(r['ci_low'])}, {_number(r['ci_high'])}] "
-                       f"over {int(r['n_seeds'])} seeds ({md_text(r.get('test') or 'paired test')}).")
+        if _number(r.get("difference")) and r.get("ci_low") is not None:
+            seeds = f" over {int(r['n_seeds'])} seeds" if r.get("n_seeds") else ""
+            numbers = (f" Difference {_number(r['difference'])} [{_number(r['ci_low'])}, {_number(r['ci_high'])}]"
+                       f"{seeds} ({md_text(r.get('test') or 'paired test')}).")
         gate = f" Failed gate: {md_text(r['gate'])}." if isinstance(r.get("gate"), str) and r["gate"] else ""
-        lines.append(f"- **{md_text(r['id'])}** {md_text(r['claim'])}: **{md_text(r['verdict'])}**.{numbers}{gate} "
-                     f"{md_text(r['evidence'])}")
+        scale = f" Scale: {md_text((scales or {})[r['id']])}." if (scales or {}).get(r["id"]) else ""
+        evidence = f" Evidence: {md_text(r['evidence'])}." if r.get("evidence") else ""
+        lines.append(f"- {md_text(r['claim'])}: **{md_text(r['verdict'])}**.{numbers}{scale}{gate}{evidence}")
     return "\n".join(lines + ["```", ""])
 
 
@@ -598,10 +1024,39 @@ def csv_links(nb: dict, name: str, tables) -> None:
                 data["text/markdown"] = relink("".join(data["text/markdown"]))
 
 
-def computed_by(record: dict) -> str:
-    """The line under a page's header naming the code that computed its results, and when."""
+def computed_by(record: dict, bf16=None) -> str:
+    """The line naming the code that computed a page's results, when, and on which machine (as precisely as it
+    was recorded, with its bf16 path: every speed and time on the page is that machine's)."""
     when = str(record.get("start_time") or "")[:10]
-    return f"*Computed by {code_state(record)}{f', on {md_text(when)}' if when else ''}.*"
+    machine = machine_words(record, bf16)
+    return (f"*Computed by {code_state(record)}{f', on {md_text(when)}' if when else ''}"
+            f"{f', on {md_text(machine)}' if machine else ''}.*")
+
+
+def rerun(profile: str, notebook: str, record: dict | None, bf16=None) -> str:
+    """How a page ends: the command that reruns it, and what that cost on the machine that computed it (its
+    models' recorded training and the notebook's time), and where the cost on one H100 comes from."""
+    command = f"make notebook NB={notebook} PROFILE={profile}"
+    lines = ["## Rerun this page", "", "```bash", command, "```", ""]
+    if record:
+        trained = training_summary([record])
+        machine = md_text(machine_words(record, bf16) or "a machine that was not recorded")
+        if trained["n_models"]:
+            threads = f", {' or '.join(trained['threads'])} thread(s) each" if trained["threads"] else ""
+            cost = (f"On the machine that computed these results ({machine}), the {trained['n_models']} model(s) "
+                    f"this page reads trained for {trained['train_min']:.1f} minutes in all{threads} (trained "
+                    f"models are cached, and some are shared with other pages), and the notebook then ran for "
+                    f"{record['wall_s'] / 60:.1f} minutes. From a fresh clone the command first creates the "
+                    f"environment and trains those models itself.")
+        else:
+            cost = (f"It trains nothing; on the machine that computed these results ({machine}) the notebook ran "
+                    f"for {record['wall_s'] / 60:.1f} minutes.")
+        lines.append(cost + f" On one H100 this page's cost has not been recorded: `make plan PROFILE={profile}`, "
+                            f"run there, prints what each of its trainings costs on that machine.")
+    else:
+        lines.append(f"It has not been computed at this scale, so its cost was not recorded: "
+                     f"`make plan PROFILE={profile}` prints what each training costs on the machine it runs on.")
+    return "\n".join(lines) + "\n"
 
 
 def claims_table(rows: list[dict]) -> str:
@@ -614,10 +1069,9 @@ def claims_table(rows: list[dict]) -> str:
         return f'<span class="number">{esc(_number(value))}</span>'
 
     def difference(r):
-        if not (r.get("n_seeds") and _number(r.get("difference"))):
-            return "—"
-        interval = f"[{number(r['ci_low'])}, {number(r['ci_high'])}]" if r.get("ci_low") is not None else ""
-        return f"{number(r['difference'])} {interval}<br><small>{int(r['n_seeds'])} seeds</small>"
+        seeds = f"<br><small>{int(r['n_seeds'])} seeds</small>" if r.get("n_seeds") else ""
+        cell = difference_html(r)
+        return cell + seeds if cell != "—" else cell
 
     def details(r):
         parts = [("evidence", r.get("evidence")), ("test", r.get("test")), ("failed gate", r.get("gate"))]
@@ -641,13 +1095,82 @@ def claims_table(rows: list[dict]) -> str:
             f"<tbody>{body}</tbody></table>")
 
 
+# ------------------------------------------------------------------------------------------- the page's words
+# A notebook's markdown says how its page opens and what each figure shows, in MyST comments (lines starting with
+# "%", which a page never shows): "% lead figure NAME" or "% lead table NAME" names the figure (as saved) or the
+# table (as its CSV) that opens the page, and "% caption NAME: text" (continued on lines "%   text") the caption of
+# figure NAME. The build reads them from the notebook's source, so that a caption written after a run still
+# reaches the page of that run; the page's other words are those of the executed notebook.
+DIRECTIVE = re.compile(r"^%\s*(lead|caption)\b\s*(.*)$")
+
+
+def notebook_markdown(notebook: str) -> list[str]:
+    """The markdown cells of ``notebooks/<notebook>.py`` (jupytext percent format), comment marks removed."""
+    path = ROOT / "notebooks" / f"{notebook}.py"
+    if not path.is_file():
+        return []
+    cells = re.split(r"^# %%", path.read_text(), flags=re.M)
+    return ["\n".join(line[2:] for line in c.splitlines()[1:]) for c in cells if c.startswith(" [markdown]")]
+
+
+def page_words(notebook: str) -> dict:
+    """What ``notebooks/<notebook>.py`` says about its page: its title (the first heading), the figure or table
+    that opens it ({"kind": "figure"|"table", "name": ...}) and each figure's caption ({name: text})."""
+    words = {"title": page_title(notebook), "lead": None, "captions": {}}
+    for text in notebook_markdown(notebook):
+        current = None
+        for line in text.splitlines():
+            found = DIRECTIVE.match(line.strip())
+            if found and found.group(1) == "lead":
+                kind, _, name = found.group(2).strip().partition(" ")
+                if kind not in ("figure", "table") or not name.strip():
+                    raise ValueError(f"notebooks/{notebook}.py: '% lead {found.group(2)}' must read '% lead figure "
+                                     f"NAME' or '% lead table NAME'")
+                words["lead"] = {"kind": kind, "name": name.strip()}
+                current = None
+            elif found:
+                name, colon, caption = found.group(2).partition(":")
+                if not colon or not name.strip() or not caption.strip():
+                    raise ValueError(f"notebooks/{notebook}.py: '% caption {found.group(2)}' must read "
+                                     f"'% caption NAME: text'")
+                current = name.strip()
+                words["captions"][current] = caption.strip()
+            elif current and line.startswith("%  "):
+                words["captions"][current] += " " + line[1:].strip()
+            else:
+                current = None
+    return words
+
+
+def _lead_index(cells: list[dict], name: str, lead: dict | None) -> int | None:
+    """The index of the cell that shows the lead figure (by its name) or table (by its CSV link), if any."""
+    if not lead:
+        return None
+    for i, cell in enumerate(cells):
+        if lead["kind"] == "figure":
+            if (cell["metadata"].get("mystnb") or {}).get("figure", {}).get("name") == f"fig-{name}-{lead['name']}":
+                return i
+        elif cell["cell_type"] == "code" and any(
+                re.search(r"\(\.\./" + TABLES + "/[\\w-]+/" + re.escape(lead["name"]) + r"\.csv\)",
+                          "".join(o.get("data", {}).get("text/markdown", ""))) for o in cell.get("outputs", [])):
+            return i
+    return None
+
+
 def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=(), record=None,
-         all_claims=None) -> dict:
+         all_claims=None, words=None, scales=None, notes="", footer="", bf16=None, explorers=()) -> dict:
     """The book's version of an executed notebook (see the module docstring); the input is not changed.
     ``tables``: the CSVs its run wrote (``provenance.json``), whose links are pointed at ``../tables/<name>/``;
     ``record``: its provenance, whose code (version, commit) the page names under its header; ``all_claims``: on
-    the claims page, every claim, shown as :func:`claims_table` in place of the notebook's own claims table."""
+    the claims page, every claim, shown as :func:`claims_table` in place of the notebook's own claims table;
+    ``words``: what the notebook's source says about its page (:func:`page_words`): its title replaces the executed
+    notebook's, its captions the recorded ones, and its lead figure or table opens the page, right under the title,
+    before our answer and the rest of the notebook's header (the claim and the method); ``scales``: the scale of
+    each claim's verdict; ``notes``: Markdown shown under our answer (the models the page's figures come from);
+    ``footer``: Markdown that ends the page (how to rerun it); ``explorers``: (figure name, Markdown) pairs, each an
+    interactive figure placed right after the figure it explores."""
     nb = copy.deepcopy(notebook)
+    words = words or {}
     csv_links(nb, name, tables)
     if all_claims:
         for cell in nb.get("cells", []):
@@ -674,6 +1197,8 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
             # every saved figure shown, or (a cell that also saves a raw image) the matplotlib figures shown
             named = images and (captions(figure_names(source), figures, len(images))
                                 or captions(figure_names(source, ("figure",)), figures, len(images)))
+            if named and words.get("captions"):
+                named = [(n, words["captions"].get(n, c)) for n, c in named]
             if named:
                 # a caption applies to every output of its cell: each figure gets a cell of its own, the code
                 # staying with the cell's other outputs (or with the first figure when there are none)
@@ -693,13 +1218,38 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
                 cells += split
                 continue
         cells.append(cell)
+    for anchor, text in explorers:
+        at = _lead_index(cells, name, {"kind": "figure", "name": anchor})
+        if at is not None:
+            cells.insert(at + 1, _markdown(text, f"book-explore-{anchor}"))
     head = 1 if cells and cells[0]["cell_type"] == "markdown" else 0
-    extra = [_markdown(t, f"book-{what}") for what, t in (("answer", answer(claims)),
-                                                         ("parameters", parameters_table(defaults, injected)
-                                                          if defaults else ""),
-                                                         ("computed-by", computed_by(record) if record else ""))
-             if t]
-    nb["cells"] = cells[:head] + extra + cells[head:]
+    lead = _lead_index(cells, name, words.get("lead"))
+    opening = []
+    if head and (lead is not None or words.get("title")):
+        # the title alone, then the lead figure or table, then the rest of the header under a heading of its own
+        title, _, rest = "".join(cells[0]["source"]).partition("\n")
+        if words.get("title"):
+            title = f"# {words['title']}"
+        opening = [_markdown(title, "book-title")]
+        if lead is not None:
+            opening.append(cells[lead])
+            cells = cells[:lead] + cells[lead + 1:]
+        rest = rest.strip()
+        if rest and lead is not None and not rest.startswith("#"):
+            rest = "## The claim and how it was tested\n\n" + rest
+        cells = ([{**cells[0], "source": rest}] if rest else []) + cells[1:]
+        head = 0
+    found = [_markdown(t, f"book-{what}") for what, t in (("answer", answer(claims, scales)), ("notes", notes)) if t]
+    how = [_markdown(t, f"book-{what}") for what, t in (("parameters", parameters_table(defaults, injected)
+                                                        if defaults else ""),
+                                                       ("computed-by", computed_by(record, bf16) if record
+                                                        else "")) if t]
+    if opening:           # what was found first; how it ran (the values, the code) after the method
+        nb["cells"] = opening + found + cells + how
+    else:
+        nb["cells"] = cells[:head] + found + how + cells[head:]
+    if footer:
+        nb["cells"].append(_markdown(footer, "book-rerun"))
     return nb
 
 
@@ -714,7 +1264,95 @@ def placeholder(profile: str, notebook: str, root=None) -> str:
     how = dropdown("How to compute this page", [
         f"`make notebook NB={notebook} PROFILE={profile}` runs the notebook `notebooks/{notebook}.py` (it trains "
         f"the models it needs first), then `make book PROFILE={profile}` rebuilds the book."])
-    return f"# {md_text(page_title(notebook))} (not run)\n\n{why}\n\n" + "\n".join(how)
+    return f"# {md_text(page_title(notebook))} (not run)\n\n{why}\n\n" + "\n".join(how) + "\n" \
+        + rerun(profile, notebook, None)
+
+
+# ------------------------------------------------------------------------------------------ interactive figures
+# Where a reader would rather explore (the temperature), the page gets a figure to play with, drawn by plotly from
+# the run's recorded images and tables: offline, from one copy of plotly's script beside the pages
+# (generated/_extra/plotly/, the HTML's plotly/), never from the network.
+PLOTLY = "plotly"
+# the theme settles the column's width after the figure was first drawn (the right sidebar appears or not):
+# once the document is parsed, every interactive figure takes its column's width again
+PLOTLY_RESIZE = ('<script>document.addEventListener("DOMContentLoaded", function () { document.querySelectorAll('
+                 '".js-plotly-plot").forEach(function (g) { Plotly.Plots.resize(g); }); });</script>')
+
+
+def plotly_script(out: Path) -> str:
+    """Write plotly's script once into ``<generated>/_extra/plotly/`` (the HTML's ``plotly/``); the tag that loads
+    it from a page in ``generated/``."""
+    from plotly.offline import get_plotlyjs
+    target = out / EXTRA / PLOTLY / "plotly.min.js"
+    script = get_plotlyjs()
+    if not target.is_file() or target.stat().st_size != len(script.encode()):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(target, script)
+    return f'<script src="../{PLOTLY}/plotly.min.js"></script>'
+
+
+def _grey(path: Path) -> list:
+    """A recorded sample grid's pixels (0-255, grey), top row first, for a heatmap."""
+    from PIL import Image
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        width, height = grey.size
+        pixels = list(grey.tobytes())
+    return [pixels[r * width:(r + 1) * width] for r in range(height)]
+
+
+def temperature_explorer(folder: Path, record: dict) -> str | None:
+    """The temperature page's explorer: a slider over the temperatures that ran, showing the recorded sample grid
+    at that temperature (the same draws, scaled by T) above precision and recall against T, the chosen T marked;
+    None where the run recorded no grids or no table."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    grids = sorted((float(m.group(1)), name) for name in (record.get("figures") or {})
+                   if (m := re.fullmatch(r"samples_T([0-9.]+)\.png", name)) and (folder / name).is_file())
+    table = _read_csv(folder / "temperature.csv")
+    if not grids or table is None or not {"source", "temperature", "precision", "recall"} <= set(table.columns):
+        return None
+    # it opens at the temperature the page compares (the run's parameter), else the last
+    chosen = (record.get("parameters") or {}).get("temperature")
+    start = next((i for i, (t, _) in enumerate(grids) if chosen is not None and math.isclose(t, chosen)),
+                 len(grids) - 1)
+    model = table[table.source == "model"].groupby("temperature")[["precision", "recall"]].mean()
+    real = table[table.source != "model"][["precision", "recall"]].mean()
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.62, 0.38], vertical_spacing=0.12,
+                        subplot_titles=(f"samples at T = {grids[start][0]:g}", "precision and recall against T"))
+    def grid(name):                           # grey pixels, drawn square, without a colour bar
+        return go.Heatmap(z=_grey(folder / name), colorscale="gray", zmin=0, zmax=255, showscale=False,
+                          hoverinfo="skip")
+    fig.add_trace(grid(grids[start][1]), row=1, col=1)
+    colours = {"precision": "#1f77b4", "recall": "#d62728"}
+    for measure, colour in colours.items():
+        fig.add_trace(go.Scatter(x=list(model.index), y=list(model[measure]), mode="lines+markers", name=measure,
+                                 line=dict(color=colour)), row=2, col=1)
+        if not math.isnan(real.get(measure, float("nan"))):
+            fig.add_trace(go.Scatter(x=[min(model.index), max(model.index)], y=[real[measure]] * 2, mode="lines",
+                                     name=f"{measure}, real images", line=dict(color=colour, dash="dash")),
+                          row=2, col=1)
+    marker = len(fig.data)
+    fig.add_trace(go.Scatter(x=[grids[start][0]] * 2, y=[0, 1], mode="lines", name="chosen T",
+                             line=dict(color="black", width=1)), row=2, col=1)
+    frames = [go.Frame(name=f"{t:g}", data=[grid(name),
+                                          go.Scatter(x=[t, t], y=[0, 1])],
+                       traces=[0, marker], layout=dict(annotations=[dict(text=f"samples at T = {t:g}")]))
+              for t, name in grids]
+    fig.frames = frames
+    fig.update_layout(
+        height=680, margin=dict(l=40, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.1),
+        sliders=[dict(active=start, currentvalue=dict(prefix="T = "), pad=dict(t=70),
+                      steps=[dict(label=f"{t:g}", method="animate",
+                                  args=[[f"{t:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                                         transition=dict(duration=0))]) for t, _ in grids])])
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=1, col=1)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+                     scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
+    fig.update_xaxes(title_text="temperature T", row=2, col=1)
+    fig.update_yaxes(range=[0, 1], row=2, col=1)
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id="temperature-explorer", auto_play=False,
+                       config={"responsive": True, "displaylogo": False})
 
 
 def copy_tables(source: Path, target: Path, tables) -> None:
@@ -752,6 +1390,9 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
     write(out / "intro.md", intro(profile, root, reg.STUDIES))
     write(out / "costs.md", costs(root, reg.STUDIES))
     claims = read_claims(root / profile / "claims" / "claims.csv", reg.STUDIES)
+    records = {nb: r for nb in reg.STUDIES if (r := provenance(root / profile / nb)) is not None}
+    bf16 = bf16_paths(root, profile)
+    scales = claim_scales(claims, root, profile, records, bf16) if claims else {}
     for nb in reg.STUDIES:
         executed = root / profile / nb / f"{nb}.ipynb"
         for stale in (out / f"{nb}.ipynb", out / f"{nb}.md"):
@@ -760,8 +1401,21 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
             record = provenance(root / profile / nb) or {}
             rows = [r for r in claims if r.get("where") == nb]
             tables = listed_tables(root / profile / nb, record)
+            explorers = []
+            if nb == "temperature":
+                explorer = temperature_explorer(root / profile / nb, record)
+                words = page_words(nb)
+                if explorer:
+                    text = words["captions"].get("temperature_explorer", "")
+                    html_block = "\n".join(line for line in (plotly_script(out) + "\n" + explorer + "\n"
+                                                              + PLOTLY_RESIZE).splitlines() if line.strip())
+                    explorers.append(("samples_by_temperature",
+                                      f"**Explore the temperature.** {text}\n\n{html_block}\n"))
+            used = models_used(record)
+            notes = f"**Models.** The figures and tables of this page come from {md_text(used)}.\n" if used else ""
             built = page(executed_notebook(executed), nb, rows, record.get("figures", {}), tables, record,
-                         claims if nb == "claims" else None)
+                         claims if nb == "claims" else None, words=page_words(nb), scales=scales, notes=notes,
+                         footer=rerun(profile, nb, record, bf16), bf16=bf16, explorers=explorers)
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
         else:

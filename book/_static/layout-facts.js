@@ -1,8 +1,15 @@
 // Records what a reader sees on this page as data attributes of <body>, so that the page checks
 // (tests/test_book.py, headless Chromium at several window widths) can assert the reading experience: code cells
 // shown without a click, tables wider than the article column, figures without a caption, and every element that
-// is wider than the column or sticks out of it. It changes nothing on the page.
+// is wider than the column or sticks out of it. It changes nothing on the page (it only waits until the interactive
+// figures have taken their column's width, as the page's own script has them do).
 window.addEventListener("load", function () {
+  // interactive figures (plotly) take their column's width once the page's layout is final: measure after that
+  var graphs = window.Plotly ? Array.prototype.slice.call(document.querySelectorAll(".js-plotly-plot")) : [];
+  Promise.all(graphs.map(function (g) { return window.Plotly.Plots.resize(g); })).then(measure, measure);
+});
+
+function measure() {
   var article = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
   var width = article.getBoundingClientRect().width;
   // inside a closed <details> an element is not shown, whatever its box says (Chromium lays out hidden content)
@@ -31,8 +38,15 @@ window.addEventListener("load", function () {
   }).join("; "));
   document.body.setAttribute("data-uncaptioned-figures", String(bare));
   document.body.setAttribute("data-article-width", String(Math.round(width)));
+  // each numbered figure's image: its natural and its drawn width (px), from which the page checks work out how
+  // large the figure's text is drawn (tests/test_book.py, test_figure_text_is_legible_at_a_laptops_width)
+  document.body.setAttribute("data-figures", JSON.stringify(Array.prototype.map.call(
+    article.querySelectorAll("figure[id] img"), function (img) {
+      return {id: img.closest("figure").id, natural: img.naturalWidth,
+              drawn: Math.round(img.getBoundingClientRect().width)};
+    })));
   document.body.setAttribute("data-overflow", JSON.stringify(overflow(article)));
-});
+}
 
 // Every table, figure, image, output and code listing of the main column measured, with every folded block
 // (<details>: dropdowns, hidden code) opened, as a reader may open it. For each element wider than the column
