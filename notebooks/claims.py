@@ -1,5 +1,6 @@
 # %% [markdown]
 # # Claims and verdicts
+# % lead table claims
 #
 # At this profile: {glue:text}`n_confirmed` confirmed, {glue:text}`n_contradicted` contradicted,
 # {glue:text}`n_inconclusive` inconclusive and {glue:text}`n_not_testable` not testable at this scale, of
@@ -65,6 +66,8 @@ if not changes.empty:
 
 # %% [markdown]
 # ## Verdicts at a glance
+# % caption verdicts: How many claims of each source (the paper, its reviewers, users of the peer repositories)
+# %   got each verdict.
 
 # %%
 fig = study.plot_verdicts(table)

@@ -1,5 +1,6 @@
 # %% [markdown]
 # # Cost: time per epoch, sampling speed, memory, and how much of the machine we use
+# % lead figure quality_vs_time
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow` report two cost figures: about 130 ms to draw a 256x256
 # sample on an NVIDIA GTX 1080 Ti, and (Sec. 5.1) that the learned 1x1 convolution adds about 7% to the wall time
@@ -39,6 +40,9 @@ Markdown("\n".join(f"- **Note:** {n}" for n in result.notes))
 
 # %% [markdown]
 # ## Quality per hour of training, against a plain port
+# % caption quality_vs_time: Validation bits/dim on Fashion-MNIST against minutes of training, for this book's
+# %   recipe (two lengths) and a plain port of the official recipe, on two machines (one panel each, named in
+# %   its title). Lower is better.
 # Our cpu-profile Glow and the plain reference (the same architecture, trained with the official recipe as the
 # PyTorch ports run it: Adamax at 1e-3 {cite}`kingma2015adam`, a linear warmup, no weight averaging) on the full
 # Fashion-MNIST {cite}`xiao2017fashion`, each for the same minutes of training on the same machine and threads, in
@@ -74,6 +78,9 @@ if recipes is not None:
 
 # %% [markdown]
 # ## Time per epoch
+# % caption epoch_time: Minutes per training epoch (forward, backward and optimiser step) of this book's code
+# %   and of a plain reference implementation, for the paper's CIFAR-10-sized model and for a small model, in
+# %   fp32 and bf16, on the machine named in the title.
 # Seconds per training step (bits/dim, backward, Adamax {cite}`kingma2015adam`) turned into minutes per pass over
 # the training set:
 # 50,000 images for the 3x32x32 config (CIFAR-10 {cite}`krizhevsky2009cifar`), 60,000 for the one-channel 32x32
@@ -87,6 +94,8 @@ if fig is not None:
 
 # %% [markdown]
 # ## Sampling cost against resolution
+# % caption sampling: Milliseconds per sample against the number of dimensions of an image, for this book's code
+# %   and a plain reference, with the paper's reported figure (star) on its own GPU.
 # Milliseconds per sample at T = 0.7 (and ours at T = 0). The star is the paper's figure (from
 # `glowlib/published_speed.csv`): a deeper model (more levels for 256x256) on a GPU, so it sits beside our points
 # to show the scale, not to rank the implementations.
@@ -103,6 +112,8 @@ if sampled is not None and len(sampled):
 
 # %% [markdown]
 # ## Memory against depth
+# % caption memory: Peak training memory against the depth K, with invertible backpropagation, with stored
+# %   activations, and for a plain reference, for the paper's CIFAR-10 width (left) and the small model (right).
 # Peak memory of two training steps for each K: with invertible backprop (only each level's input and output are
 # kept), with autograd storing every activation, and the reference.
 
@@ -113,6 +124,9 @@ if fig is not None:
 
 # %% [markdown]
 # ## Achieved FLOP/s against the machine's peak
+# % caption roofline: Useful floating-point operations per second of a training step, against the peak this
+# %   machine reaches on plain matrix products and convolutions (lines), for this book's code and a plain
+# %   reference (bars; label: share of the peak). Note the logarithmic axis.
 # The model's matmul and convolution FLOPs of one training step (forward and backward with plain autograd,
 # counted by `torch.utils.flop_counter`) times images per second, against the matmul/conv peak measured in the
 # same process (`bench/peak.py`); bar labels are the fraction of that peak. Invertible backprop's recomputation is
@@ -129,6 +143,8 @@ if fig is not None:
 
 # %% [markdown]
 # ## Batch size, and the C allocator
+# % caption batch_sweep: Training throughput against the batch size for each precision, memory option and
+# %   allocator setting: the share of the measured peak (left) and images per second (right).
 # The same training step (`cifar`: 3x32x32, L=3, K=8, width 512) at batches 8 to 64, fp32 and bf16, with and
 # without invertible backprop (`bench/batch_sweep.py`; every point holds the same weights, and all take turns step
 # by step). Left: the model's useful FLOPs per second over the measured peak of the variant's precision (the peak
@@ -149,6 +165,8 @@ if fig is not None:
 
 # %% [markdown]
 # ## Where the time goes
+# % caption profile: Share of a profiled training step's time in each kind of operation, for each model,
+# %   precision and batch size; the coupling networks' convolutions take most of it.
 # Each profiled training step (`bench/profile_ops.py`, `torch.profiler` self time) split into the coupling
 # networks' convolutions, the invertible 1x1 convolutions, ActNorm, elementwise work, the optimizer and the rest.
 # What is not convolution is what keeps a step from the convolutions' own speed; the convolutions themselves run

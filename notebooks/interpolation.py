@@ -1,5 +1,6 @@
 # %% [markdown]
-# # Interpolation between real images (Fig. 5)
+# # Interpolation between real images (paper's Fig. 5)
+# % lead figure interpolation_figure
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 5: two real images encoded, and the points
 # on the line between their latents decoded. Claim decided here: `interpolation.exact_reconstruction`.
@@ -42,6 +43,10 @@ study.publish(rec, **study.page_values(recon))
 
 # %% [markdown]
 # ## Interpolations
+# % caption interpolation_figure: Pairs of real test digits (first and last columns) and the images decoded from
+# %   evenly spaced points on the straight line between their latents (Glow with additive coupling, the 5,000
+# %   MNIST digits): each path turns one digit into the other through blurred in-between shapes, and its ends
+# %   are the real images.
 # One row per pair of test images: the real image a, then the path from z_a to z_b, then the real image b.
 
 # %%
@@ -53,6 +58,9 @@ rec.figure(fig, "interpolation_figure")
 
 # %% [markdown]
 # ## Distance to the endpoints along the path
+# % caption distance_along_path: Mean absolute pixel difference, on the 8-bit scale, of each decoded point to
+# %   the real image a and to the real image b, against the position t along the path: each distance falls to
+# %   zero at its own end.
 # Mean absolute pixel difference (0-255) of each decoded point to the real images a and b.
 
 # %%

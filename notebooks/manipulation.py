@@ -1,5 +1,6 @@
 # %% [markdown]
-# # Attribute manipulation (Fig. 6)
+# # Attribute manipulation (paper's Fig. 6)
+# % lead figure response
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 6: the direction mean z(images with an
 # attribute) − mean z(images without it), found after training from labels the model never saw, added to the latent
@@ -43,6 +44,11 @@ table = result.tables["manipulation"]
 
 # %% [markdown]
 # ## Manipulated test images
+# % caption manipulation_thickness_figure: Test digits (rows) moved along the thickness direction, from its
+# %   negative to its positive end (columns), by Glow with additive coupling: the strokes grow slightly bolder
+# %   from left to right, and the digits keep their identity.
+# % caption manipulation_slant_figure: The same test digits moved along the slant direction, from its negative
+# %   to its positive end: the digits lean a little further from left to right.
 # One figure per attribute: one row per test image, α from −1 (left) to 1 (right); α = 0 is the image itself.
 
 # %%
@@ -54,6 +60,9 @@ for attribute, images in result.images.items():
 
 # %% [markdown]
 # ## Does the measured attribute move the intended way?
+# % caption response: The measured stroke thickness (left) and slant (right) of each manipulated image against
+# %   α, the distance moved along its direction: grey, each image; red, the mean over images. A rising line
+# %   means that the direction changes the attribute it was built for.
 # Grey: each image; red: the mean over images. The image is the unit: the α values of one image share its latent,
 # so the table fits each image's least-squares slope of the measured attribute against α, then gives their mean
 # with its standard error and 95% t-interval over images (`n_slopes`), and the change of the mean from the smallest

@@ -1,5 +1,6 @@
 # %% [markdown]
 # # Nearest neighbours: are the samples copies of training images?
+# % lead figure distances
 #
 # **Reviewers asked** (Glow {cite}`kingma2018glow`, NeurIPS 2018 reviews): a nearest-neighbour analysis in pixel space
 # and in feature
@@ -57,12 +58,18 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 
 # %% [markdown]
 # ## Samples beside their nearest training images
+# % caption neighbours: Each row: a sample of Glow with additive coupling (left), its nearest training image in
+# %   pixels (middle) and in the features of the measuring classifier (right). The samples are blurred strokes,
+# %   and none is a copy of its neighbour.
 
 # %%
 rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
 
 # %% [markdown]
 # ## Distances to the training set: samples vs unseen test images
+# % caption distances: Distance from each sample (blue) and from each real test image (orange, the baseline) to
+# %   its nearest training image, in pixels (left) and in classifier features (right). Samples that copied
+# %   training images would pile up at zero, left of the test images; these lie to their right.
 
 # %%
 rec.figure(study.plot_distances(neighbours), "distances")
@@ -83,6 +90,8 @@ show(result.tables["decision"], "decision", columns=["space", "mean_ratio", "dif
 
 # %% [markdown]
 # ## Train vs test bits/dim during training
+# % caption train_vs_test: Bits/dim on each split while the sampled model trained: where the test curve stays on
+# %   the training curve, the model has not memorised its training images.
 # `train_eval`, `val` and `test` evaluate the same Polyak weights {cite}`polyak1992averaging` the same way on each
 # split; `train` is the running
 # training loss.

@@ -1,5 +1,6 @@
 # %% [markdown]
 # # bf16 against fp32: quality at equal steps, time, and the round trip
+# % lead figure precision
 #
 # **The option** (`GlowConfig(precision="bf16")`, the bfloat16 format of Kalamkar et al. {cite}`kalamkar2019bf16`)
 # for Glow {cite}`kingma2018glow`: the coupling networks, which do almost all of
@@ -80,6 +81,8 @@ comparison = study.compare(table)
 
 # %% [markdown]
 # ## Round trip of the bf16 models
+# % caption precision: Test bits/dim of each training seed (error bar: the standard error over test images) for
+# %   each precision that ran; the text above says which precisions were left out on this machine, and why.
 # Per mode, on the first `n_round_trip` test images at the centres of their bins (so a pixel decodes into another
 # bin only when its error exceeds half a bin, 2e-3 for 8 bits): `fp32` is the bf16-trained
 # weights in a plain float32 model, `bf16` the model as trained, `bf16_flow64` its bf16 networks in a float64 flow,

@@ -1,5 +1,6 @@
 # %% [markdown]
-# # Samples of every model at T = 0.7 and T = 1 (Sec. 5)
+# # Samples of every model at T = 0.7 and T = 1 (paper's Sec. 5)
+# % lead figure all_samples
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 (Figs. 1, 4, 8). **Claim:** Glow's samples are
 # realistic, shown at
@@ -55,8 +56,17 @@ table = result.tables["samples"]
 
 # %% [markdown]
 # ## All grids
+# % caption all_samples: Samples of every model at T = 0.7 and T = 1: one row per dataset, one grid per model
+# %   and temperature. The 5,000 MNIST digits come from Glow with additive coupling (its longer run);
+# %   Fashion-MNIST from RealNVP, Glow, Glow with variational dequantisation, MaCow (all affine coupling, short
+# %   runs) and Glow's longer run; the 8x8 digits from Glow and RealNVP. The longer runs draw rough, blurred
+# %   digit strokes and garment silhouettes; the short Fashion-MNIST runs draw dark, blotchy shapes, nearly
+# %   black at T = 0.7; the 8x8 digits are blocky but legible.
 # One row per dataset; columns: model and temperature. The same seed is used for every grid, so the grids of one
 # model differ by the temperature alone.
+#
+# The data: 5,000 MNIST digits {cite}`lecun1998mnist`, Fashion-MNIST {cite}`xiao2017fashion` and scikit-learn's 8x8
+# digits; each model draws its grids from the same seed.
 
 # %%
 fig = study.plot_grids(result.images, table, rows="dataset", cols=["model_type", "temperature"])

@@ -1,5 +1,6 @@
 # %% [markdown]
-# # Temperature: fidelity against diversity, T = 0.7 against T = 1 (Fig. 8)
+# # Temperature: fidelity against diversity, T = 0.7 against T = 1 (paper's Fig. 8)
+# % lead figure tradeoff
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 8: sampling at a reduced temperature,
 # z ~ N(μ, (T·σ)²) with T = 0.7 rather than T = 1. Claim decided here: `temperature.fidelity_for_diversity`.
@@ -44,7 +45,14 @@ rec.note(classifier=study.classifier_provenance(p.dataset))
 
 # %% [markdown]
 # ## A sample grid per temperature
+# % caption temperature_explorer: Drag the slider to decode the same draws at another temperature and see where
+# %   that temperature sits on the precision and recall curves (means over sampling seeds; dashed: real images).
+# % caption samples_by_temperature: The same standard-normal draws decoded at each temperature T (Glow with
+# %   additive coupling, the 5,000 MNIST digits). At T = 0 every draw is the mean latent, which decodes to a
+# %   black image; at low T the strokes are thin and faint; towards T = 1 they thicken, roughen and break up.
 # The same seed for every T: each grid scales the same standard-normal draws by T.
+#
+# The model is Glow with additive coupling, trained on 5,000 MNIST digits {cite}`lecun1998mnist`.
 
 # %%
 grids = study.sample_grids(trained.model, p.temperatures, p.n_grid, p.seed)
@@ -55,6 +63,8 @@ rec.figure(fig, "samples_by_temperature")
 
 # %% [markdown]
 # ## The compared temperature
+# % caption samples_highlighted: The grid at the compared temperature, enlarged: blurred, rough digit-like
+# %   strokes, few of them legible digits.
 
 # %%
 rec.figure(study.show(grids[p.temperature], f"T = {p.temperature:g}", zoom=3), "samples_highlighted")
@@ -73,6 +83,10 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 
 # %% [markdown]
 # ## Fidelity and diversity against temperature
+# % caption tradeoff: Precision (fidelity), recall (diversity) and Fréchet distance of the samples against
+# %   temperature, measured in the features of a classifier trained on real images: mean ± standard deviation
+# %   over sampling seeds; the dashed lines are real test images against the same reference. Higher precision
+# %   and recall, and a lower distance, are better.
 # Mean ± std over the sampling seeds; the dashed line is real against real.
 
 # %%
