@@ -269,3 +269,36 @@ def paired_outcome(pairs: pd.DataFrame, comparisons, decide_on: str, metric: str
     if len(relations) > 1:
         decision = replace(decision, test=decision.test + f"; {CORRECTION} over {len(relations)} relations")
     return Outcome(decision, numbers, f"{BASES[decide_on]}, {name}")
+
+
+# A claim about final NLL is read from runs that have reached it only if their validation curves have flattened:
+# a run has, by this criterion, when its validation bits/dim fell by less than FLAT_DROP over the last quarter of
+# its steps (a tenth of the smallest differences the claims here resolve, about 0.1 bits/dim). Runs still falling
+# decide a claim about early training, and its verdict says so.
+FLAT_DROP = 0.01
+EARLY = "early training: validation still falling"
+
+
+def still_falling(curves_df: pd.DataFrame, run_keys) -> dict:
+    """How far the runs of a curves table (``base.curves`` rows, ``split`` "val") are from flat: for each run
+    (``run_keys`` plus ``seed``), the drop of its validation bits/dim from its evaluation nearest three quarters of
+    its steps to its last; returns {"runs": n, "runs still falling": count over :data:`FLAT_DROP`, "largest
+    validation drop, last quarter": the largest drop}. A run with a non-finite evaluation in that quarter counts
+    as falling (it has not settled)."""
+    val = curves_df[curves_df.split == "val"]
+    drops = []
+    for _, run in val.groupby(list(run_keys) + ["seed"], sort=False):
+        run = run.sort_values("step")
+        last = run.step.max()
+        start = run.iloc[(run.step - 0.75 * last).abs().argmin()]
+        tail = run[run.step >= start.step].bpd.to_numpy(float)
+        drops.append(float(start.bpd - tail[-1]) if np.isfinite(tail).all() else math.inf)
+    drops = np.asarray(drops, dtype=float)
+    return {"runs": len(drops), "runs still falling": int((drops > FLAT_DROP).sum()),
+            "largest validation drop, last quarter": float(drops.max()) if len(drops) else math.nan}
+
+
+def with_stage(outcome: Outcome, stage: dict) -> Outcome:
+    """``outcome`` with the runs' :func:`still_falling` numbers, its label marked :data:`EARLY` where a run is."""
+    label = outcome.decided_by + ("; " + EARLY if stage.get("runs still falling") else "")
+    return replace(outcome, numbers={**outcome.numbers, **stage}, decided_by=label)

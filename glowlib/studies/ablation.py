@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.claims import ClaimSpec, Outcome, Results
-from ..analysis.paired import PAIR_COLUMNS, paired_outcome, paired_table
+from ..analysis.paired import PAIR_COLUMNS, paired_outcome, paired_table, still_falling, with_stage
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
 from ..analysis.stats import MIN_SEEDS, Decision
 from ..budget import same_compute
 from ..data import load_dataset
-from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, ablation_config
+from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, DATASET_SHAPES, ablation_config
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, cached_model, choice,
                    curves, folder, int_in, list_of, n_parameters)
 from .base import device, plot_splits, publish  # noqa: F401  (the notebook calls them through this module)
@@ -258,10 +258,38 @@ def _cells(pairs, a_b, coupling_groups=True):
     return [(g, a, b, "lower") for g in groups for a, b in a_b]
 
 
+# Fig. 3's order of shuffle and reverse was measured on CIFAR-10, whose first level's couplings see 12 channels
+# (3 colours, squeezed 2x2). On 1-channel images they see 4: a random shuffle of 4 channels leaves the coupling's two
+# halves as they were (so the next coupling transforms the same half, conditioned on the same half, again) in
+# 1 of comb(4, 2) = 6 steps, and 1 of 924 with 12 channels, while reverse swaps the halves in every step. Between
+# shuffle and reverse, 1-channel data then measure how often a shuffle repeats a split, not the paper's comparison.
+MIN_COUPLING_CHANNELS = 12
+FEW_CHANNELS = ("on 1-channel images a first-level coupling sees 4 channels, where a shuffle keeps the coupling's "
+                "halves in 1 of 6 steps and reverse swaps them in every step; shuffle against reverse then measures "
+                "that, not Fig. 3's comparison on CIFAR-10's 12 channels")
+
+
+def first_level_channels(dataset: str) -> int:
+    """The channels a coupling of the first level sees on ``dataset``: its colours, squeezed 2x2 (later levels
+    see twice as many each, after the split and the next squeeze)."""
+    return 4 * DATASET_SHAPES[dataset][0]
+
+
 def decide_order(results: Results) -> Outcome:
-    """1x1 < shuffle < reverse at equal steps, for each coupling (Fig. 3 compares at equal epochs)."""
+    """1x1 < shuffle < reverse at equal steps, for each coupling (Fig. 3 compares at equal epochs); not testable on
+    data whose first level's couplings see fewer than :data:`MIN_COUPLING_CHANNELS` channels, where shuffle
+    against reverse measures an artefact of few channels (the numbers of both relations are kept beside)."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
-    return paired_outcome(pairs, _cells(pairs, (("conv1x1", "shuffle"), ("shuffle", "reverse"))), "equal_steps")
+    outcome = with_stage(paired_outcome(pairs, _cells(pairs, (("conv1x1", "shuffle"), ("shuffle", "reverse"))),
+                                        "equal_steps"), _stage(results))
+    datasets = set(results.table(NOTEBOOK, "runs").dataset)
+    channels = min(first_level_channels(d) for d in datasets) if datasets else MIN_COUPLING_CHANNELS
+    if channels >= MIN_COUPLING_CHANNELS:
+        return outcome
+    numbers = {**outcome.numbers, "first level's coupling channels": channels,
+               "channels needed": MIN_COUPLING_CHANNELS,
+               "share of shuffle steps that keep the halves": 1 / math.comb(channels, channels // 2)}
+    return Outcome(Decision(NOT_TESTABLE, reason=FEW_CHANNELS), numbers, outcome.decided_by)
 
 
 def decide_faster(results: Results) -> Outcome:
@@ -271,20 +299,28 @@ def decide_faster(results: Results) -> Outcome:
                           metric="curve_mean")
 
 
+def _stage(results: Results) -> dict:
+    """:func:`analysis.paired.still_falling` of the ablation's runs ({} where its results predate curves.csv)."""
+    curves_df = results.optional(NOTEBOOK, "curves")
+    return {} if curves_df is None else still_falling(curves_df, ["permutation", "coupling"])
+
+
 def decide_affine(results: Results) -> Outcome:
-    """Affine below additive, for each permutation, at equal steps."""
+    """Affine below additive, for each permutation, at equal steps (about early training where the runs'
+    validation curves are still falling)."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     cells = _cells(pairs, (("affine", "additive"),), coupling_groups=False)
     if not cells:
         return Outcome(Decision(NOT_TESTABLE, reason="the ablation ran one coupling only"))
-    return paired_outcome(pairs, cells, "equal_steps")
+    return with_stage(paired_outcome(pairs, cells, "equal_steps"), _stage(results))
 
 
 def decide_rotation(results: Results) -> Outcome:
     """The learned 1x1 below the fixed random rotation, for each coupling, at equal steps (the two differ only in
     training the weights, which costs little time)."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
-    return paired_outcome(pairs, _cells(pairs, (("conv1x1", "rotation"),)), "equal_steps")
+    return with_stage(paired_outcome(pairs, _cells(pairs, (("conv1x1", "rotation"),)), "equal_steps"),
+                      _stage(results))
 
 
 def decide_error_bars(results: Results) -> Outcome:

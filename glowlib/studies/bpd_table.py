@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from ..analysis.paired import PAIR_COLUMNS, chosen_at, paired_outcome, paired_table, training_clock
+from ..analysis.paired import (PAIR_COLUMNS, chosen_at, paired_outcome, paired_table, still_falling,
+                               training_clock, with_stage)
 from ..analysis.stats import MIN_SEEDS, Decision, paired_interval
 from ..budget import TOLERANCE, flops_per_step
 from ..profiles import profile as profile_of
@@ -50,7 +51,10 @@ def why_left_out(profile: str, dataset: str, model_type: str) -> str:
 
 
 QUALITY_COLUMNS = ["dataset", "model_type", "seed", "test_bpd", "test_sem", "best_val_bpd", "best_step", "steps",
-                   "images_seen", "epochs", "wall_s", "n_test"]
+                   "images_seen", "epochs", "wall_s", "n_test", "n_parameters", "n_train", "paper_n_parameters",
+                   "paper_images_seen", "full_n_train"]
+# the quality run's name in the comparison with the published numbers (one seed: it decides no comparison)
+QUALITY_ROW = "glow (the figures' model)"
 
 
 def test_score(tm, chosen: dict) -> tuple[float, float]:
@@ -147,11 +151,9 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
                 iw_rows.append({"dataset": dataset, "model_type": model_type, "seed": s, "iw_k": k,
                                 "iw_n": len(part), "elbo_iw_images": bits_per_image(tm.model, part, **ev).mean().item(),
                                 "iw_bpd": iw, "iw_sem": iw_sem})
-                paper = table_run("paper", dataset, model_type)
                 scale.append({"dataset": dataset, "model_type": model_type, "n_parameters": rows[-1]["n_parameters"],
-                              "paper_n_parameters": config_parameters(paper), "images_seen": steps * batch,
-                              "paper_images_seen": paper.train.steps * paper.train.batch_size,
-                              "n_train": len(splits.train_x), "full_n_train": FULL_TRAIN_IMAGES[dataset]})
+                              "images_seen": steps * batch, "n_train": len(splits.train_x),
+                              **paper_scale(dataset, model_type)})
     quality = []
     for dataset in datasets:                     # the longer run the figures share, where the profile has one
         run = quality_run(profile, dataset)
@@ -166,7 +168,9 @@ def bpd_table(profile: str, datasets, model_types, n_seeds: int = N_SEEDS, seed:
                         "best_step": chosen["step"], "steps": tm.summary["steps"],
                         "images_seen": tm.summary["steps"] * run.train.batch_size,
                         "epochs": tm.summary["steps"] * run.train.batch_size / len(splits.train_x),
-                        "wall_s": tm.summary["wall_s"], "n_test": len(splits.test_x)})
+                        "wall_s": tm.summary["wall_s"], "n_test": len(splits.test_x),
+                        "n_parameters": n_parameters(tm.model), "n_train": len(splits.train_x),
+                        **paper_scale(dataset)})
         curve_frames.append(curves(tm, dataset=dataset, model_type="glow (quality run)", seed=run.train.seed,
                                    model=f"glow {dataset} quality run"))
     seeds = pd.DataFrame(rows)
@@ -233,17 +237,35 @@ def seed_summary(seeds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def compare_with_published(ours: pd.DataFrame, scale: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """Each of our rows (:func:`seed_summary`: mean over seeds and its 95% interval) beside the paper's number for
-    the same model and data (where there is one), with the gap and its computed reasons: model size, images seen and
-    training-set size relative to the paper's scale."""
+def paper_scale(dataset: str, model_type: str = "glow") -> dict:
+    """The paper profile's scale for ``model_type`` on ``dataset``: its parameters, the images its training sees
+    and the training images of the full dataset behind ours (:data:`FULL_TRAIN_IMAGES`)."""
+    paper = table_run("paper", dataset, model_type)
+    return {"paper_n_parameters": config_parameters(paper),
+            "paper_images_seen": paper.train.steps * paper.train.batch_size,
+            "full_n_train": FULL_TRAIN_IMAGES[dataset]}
+
+
+def compare_with_published(ours: pd.DataFrame, scale: pd.DataFrame, published: pd.DataFrame,
+                           quality: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each of our rows (:func:`seed_summary`: mean over seeds and its 95% interval), and each dataset's quality run
+    (``quality``, one seed: named :data:`QUALITY_ROW`, its interval ± 1.96 standard errors over test images, which
+    says how well the one network is scored, not how another seed would do), beside the published number for the
+    same model and data where there is one (:data:`PUBLISHED_DATASET`: mnist5k's digits against MNIST's), with the
+    gap and its computed reasons: model size, images seen and training-set size relative to the paper's scale."""
     reference = published[published.kind.isin(["original", "later-table", "follow-up"])]
     rows = []
     paper = scale[["dataset", "model_type", "paper_n_parameters", "paper_images_seen", "full_n_train"]]
-    for r in ours.merge(paper, on=["dataset", "model_type"]).itertuples():
+    table = ours.merge(paper, on=["dataset", "model_type"]).assign(published_model=lambda t: t.model_type)
+    if quality is not None and len(quality):
+        q = quality.assign(n_seeds=1, test_bpd_ci_low=quality.test_bpd - 1.96 * quality.test_sem,
+                           test_bpd_ci_high=quality.test_bpd + 1.96 * quality.test_sem,
+                           published_model=quality.model_type, model_type=QUALITY_ROW)
+        table = pd.concat([table, q[[c for c in table.columns if c in q.columns]]], ignore_index=True)
+    for r in table.itertuples():
         target = PUBLISHED_DATASET.get(r.dataset)
         match = reference[(reference.dataset == target) &
-                          (reference.model.str.lower() == PUBLISHED_MODEL.get(r.model_type, ""))]
+                          (reference.model.str.lower() == PUBLISHED_MODEL.get(r.published_model, ""))]
         row = {"dataset": r.dataset, "model_type": r.model_type, "ours": r.test_bpd, "ours_ci_low": r.test_bpd_ci_low,
                "ours_ci_high": r.test_bpd_ci_high, "n_seeds": r.n_seeds,
                "published": match.bpd.iloc[0] if len(match) else np.nan,
@@ -297,9 +319,19 @@ def _present(pairs: pd.DataFrame, wanted) -> list[tuple[str, str, str, str]]:
 
 
 def _families(results: Results, wanted, missing: str) -> Outcome:
-    """Rows ``a`` below rows ``b`` for every dataset with both, paired by seed, decided at equal compute."""
-    found = _present(results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS), wanted)
-    return paired_outcome(results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS), found, DECIDE_ON) if found else not_testable(missing)
+    """Rows ``a`` below rows ``b`` for every dataset with both, paired by seed, decided at equal compute; about
+    early training where those rows' validation curves are still falling (``analysis.paired.still_falling``)."""
+    pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
+    found = _present(pairs, wanted)
+    if not found:
+        return not_testable(missing)
+    outcome = paired_outcome(pairs, found, DECIDE_ON)
+    curves_df = results.optional(NOTEBOOK, "curves")
+    if curves_df is None:
+        return outcome
+    rows = {(d, m) for d, a, b, _ in found for m in (a, b)}
+    compared = curves_df[[(d, m) in rows for d, m in zip(curves_df.dataset, curves_df.model_type)]]
+    return with_stage(outcome, still_falling(compared, ["dataset", "model_type"]))
 
 
 def decide_glow(results: Results) -> Outcome:

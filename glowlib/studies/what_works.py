@@ -16,7 +16,8 @@ import pandas as pd
 from ..config import RunConfig, check_choice, check_range
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
-from ..analysis.paired import CLOCKS, PAIR_COLUMNS, paired_outcome, paired_table, training_clock
+from ..analysis.paired import (CLOCKS, PAIR_COLUMNS, paired_outcome, paired_table, still_falling,
+                               training_clock, with_stage)
 from ..analysis.stats import NOT_TESTABLE, Decision
 from ..budget import same_compute
 from ..profiles import ABLATION_SEEDS, ablation_config
@@ -264,6 +265,9 @@ def decide_one_change(results: Results) -> Outcome:
     comparisons = [(GROUP, v, b, claimed_direction(results.profile, v)) for v, b in dict.fromkeys(zip(pairs.a,
                                                                                                         pairs.b))]
     outcome = paired_outcome(pairs, comparisons, "equal_steps")
+    curves_df = results.optional(NOTEBOOK, "curves")
+    if curves_df is not None:
+        outcome = with_stage(outcome, still_falling(curves_df, ["variant"]))
     numbers = {**outcome.numbers, "depth parameter miss": miss, "parameter tolerance": WIDTH_TOLERANCE}
     if miss > WIDTH_TOLERANCE:
         return Outcome(Decision(NOT_TESTABLE, reason="a depth variant misses the reference's parameter count"),
@@ -278,8 +282,10 @@ def decide_conv1x1_compute(results: Results) -> Outcome:
     of a fixed permutation's; not testable where no such runs were recorded."""
     pairs = results.table("ablation", "pairs", columns=PAIR_COLUMNS)
     couplings = list(dict.fromkeys(pairs[pairs.a != "affine"].group))
-    return paired_outcome(pairs, [(c, "conv1x1", b, "lower") for c in couplings for b in ("shuffle", "reverse")],
-                          "equal_compute")
+    outcome = paired_outcome(pairs, [(c, "conv1x1", b, "lower") for c in couplings
+                                     for b in ("shuffle", "reverse")], "equal_compute")
+    curves_df = results.optional("ablation", "curves")
+    return outcome if curves_df is None else with_stage(outcome, still_falling(curves_df, ["permutation", "coupling"]))
 
 
 CLAIMS = (

@@ -391,3 +391,21 @@ def test_a_left_out_row_says_why_and_every_row_reports_a_standard_error():
     assert bpd_table.test_score(SimpleNamespace(summary={}, metrics=metrics), chosen) == (2.8, 0.03)
     whole = SimpleNamespace(summary={"test_bpd_full": 2.75, "test_sem_full": 0.01}, metrics=metrics)
     assert bpd_table.test_score(whole, chosen) == (2.75, 0.01)
+
+
+def test_the_figures_model_stands_beside_the_published_number_with_its_scale():
+    ours = pd.DataFrame([dict(dataset="fashion_mnist", model_type="glow", test_bpd=3.9, test_bpd_ci_low=3.8,
+                              test_bpd_ci_high=4.0, n_seeds=3, n_parameters=1e6, images_seen=19200, n_train=59000)])
+    scale = pd.DataFrame([dict(dataset="fashion_mnist", model_type="glow", **bpd_table.paper_scale("fashion_mnist"))])
+    quality = pd.DataFrame([dict(dataset="mnist5k", model_type="glow", seed=0, test_bpd=2.28, test_sem=0.01,
+                                 n_parameters=1e6, images_seen=80000, n_train=3500,
+                                 **bpd_table.paper_scale("mnist5k"))])
+    table = bpd_table.compare_with_published(ours, scale, bpd_table.published_bpd(), quality)
+    fashion, digits = table.iloc[0], table.iloc[1]
+    assert np.isnan(fashion.published) and fashion.source == "no published number for this data"
+    assert digits.model_type == bpd_table.QUALITY_ROW and digits.n_seeds == 1
+    assert digits.published == 1.05 and digits.published_dataset == "mnist"        # FFJORD's table, 28x28
+    assert digits.gap == pytest.approx(2.28 - 1.05)
+    assert (digits.ours_ci_low, digits.ours_ci_high) == pytest.approx((2.28 - 0.0196, 2.28 + 0.0196))
+    assert digits.train_images_ratio == pytest.approx(3500 / 60_000)
+    assert 0 < digits.images_seen_ratio < 1 and 0 < digits.parameters_ratio < 1
