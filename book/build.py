@@ -1054,8 +1054,9 @@ def rerun(profile: str, notebook: str, record: dict | None, bf16=None) -> str:
         lines.append(cost + f" On one H100 this page's cost has not been recorded: `make plan PROFILE={profile}`, "
                             f"run there, prints what each of its trainings costs on that machine.")
     else:
-        lines.append(f"It has not been computed at this scale, so its cost was not recorded: "
-                     f"`make plan PROFILE={profile}` prints what each training costs on the machine it runs on.")
+        lines.append(f"It has not been computed at this scale, so its cost was not recorded, on a 2-core machine "
+                     f"or on one H100: `make plan PROFILE={profile}` prints what each training costs on the machine "
+                     f"it runs on.")
     return "\n".join(lines) + "\n"
 
 
@@ -1086,7 +1087,8 @@ def claims_table(rows: list[dict]) -> str:
                 if isinstance(where, str) and where else "—")
 
     body = "".join(
-        f"<tr><td class='claim'>{esc(r['claim'])} <small>({esc(r.get('source') or '')})</small>{details(r)}</td>"
+        f"<tr data-claim='{esc(r['id'])}'><td class='claim'>{esc(r['claim'])} "
+        f"<small>({esc(r.get('source') or '')})</small>{details(r)}</td>"
         f"<td class='verdict verdict-{VERDICTS.index(r['verdict'])}'>{esc(r['verdict'])}</td>"
         f"<td class='difference'>{difference(r)}</td><td class='page'>{link(r.get('where'))}</td></tr>"
         for r in rows)

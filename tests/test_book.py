@@ -832,3 +832,131 @@ def test_time_and_scale_sentences_on_the_intro_and_reproduce_pages_are_computed(
     assert not typed, f"typed time or size figures on the reproduce page: {typed}"
     costs = build["costs"](tmp_path, NOTEBOOKS)
     assert not [m.group(0) for m in quantity.finditer(costs)], "the costs table states its units in its header"
+
+
+# ------------------------------------------------------------------------------------ findings, one truth, captions
+def _claims_of(profile: str) -> pd.DataFrame:
+    return pd.read_csv(RESULTS / profile / "claims" / "claims.csv", dtype=str, keep_default_na=False)
+
+
+def _rows(html_text: str) -> dict:
+    """{claim id: the text of its difference cell} of every table row marked data-claim on a page."""
+    rows = {}
+    for m in re.finditer(r"<tr data-claim='([^']+)'>(.*?)</tr>", html_text, flags=re.S):
+        cell = re.search(r"<td class='difference'>(.*?)</td>", m.group(2), flags=re.S).group(1)
+        rows[m.group(1)] = re.sub(r"<[^>]+>", "", cell.split("<br>")[0]).strip()
+    return rows
+
+
+def test_every_committed_claim_is_grouped_with_a_reason():
+    """book/claim_groups.yaml groups every claim of the committed results, each with a short text and a reason,
+    and names no claim that no results have."""
+    groups = _build()["claim_groups"]()
+    ids = {i for path in RESULTS.glob("*/claims/claims.csv") for i in pd.read_csv(path)["id"]}
+    assert ids, "no committed claims"
+    assert not ids - set(groups["claims"]), f"claims not grouped: {sorted(ids - set(groups['claims']))}"
+    assert not set(groups["claims"]) - ids, f"grouped claims no results have: {set(groups['claims']) - ids}"
+    assert set(groups["groups"]) == {"glow", "checks"}
+
+
+def test_the_intro_opens_with_what_was_found(pages):
+    """The intro's first section is what this reproduction found: every claim once, in its group's table, with
+    its verdict and the scale it was reached at; then the departures from the paper and the limitations."""
+    profile = _built_profile()
+    intro = (GENERATED / "intro.md").read_text()
+    headings = re.findall(r"(?m)^## (.+)$", intro)
+    assert headings[:3] == ["What this reproduction found", "Departures from the paper", "Limitations"], headings
+    html_text = (HTML / "generated" / "intro.html").read_text()
+    claims = _claims_of(profile)
+    shown = re.findall(r"<tr data-claim='([^']+)'>", html_text)
+    assert sorted(shown) == sorted(claims["id"]), "every claim once on the intro"
+    assert "Not yet grouped" not in intro
+    for row in re.findall(r"<tr data-claim='[^']+'>.*?</tr>", html_text, flags=re.S):
+        scale = re.search(r"<td class='scale'><small>(.*?)</small>", row, flags=re.S).group(1)
+        assert scale.strip(), f"a verdict without its scale: {row[:200]}"
+
+
+def test_every_number_shown_for_a_claim_or_a_model_is_the_same_on_every_page(pages):
+    """One truth: each claim's difference and interval read the same on the intro, the claims page and the page
+    that decides it; each bits/dim of the intro's headline table is the one the bits/dim page shows."""
+    profile = _built_profile()
+    intro = _rows((HTML / "generated" / "intro.html").read_text())
+    claims_page = _rows((HTML / "generated" / "claims.html").read_text())
+    assert intro and claims_page
+    for claim in _claims_of(profile).to_dict("records"):
+        assert intro[claim["id"]] == claims_page[claim["id"]], claim["id"]
+        deciding = HTML / "generated" / f"{claim['where']}.html"
+        if intro[claim["id"]] != "—" and deciding.is_file():
+            answer = re.sub(r"<[^>]+>", "", deciding.read_text())
+            assert f"Difference {intro[claim['id']]}" in " ".join(answer.split()), \
+                f"{claim['id']}: the intro says {intro[claim['id']]}, its page does not"
+    bpd_page = (HTML / "generated" / "bpd_table.html").read_text()
+    headline = (GENERATED / "intro.md").read_text().split("### Headline numbers", 1)[1].split("##", 1)[0]
+    for number in re.findall(r"\| (\d+\.\d{3}(?: \[\d+\.\d{3}, \d+\.\d{3}\])?) \|", headline):
+        assert number in bpd_page, f"the intro shows {number}, the bits/dim page does not"
+
+
+def test_captions_say_what_a_figure_shows():
+    """No figure's caption is its file name: each is a sentence from its notebook's markdown."""
+    _built_profile()
+    for path in sorted(GENERATED.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            figure = (cell["metadata"].get("mystnb") or {}).get("figure")
+            if not figure:
+                continue
+            name = figure["name"].split("-", 2)[-1]
+            caption = figure["caption"].replace("\\", "")
+            assert caption not in (name, name.replace("_", " ")), f"{path.name}: {name} is captioned by its name"
+            assert len(caption.split()) >= 8 and caption.rstrip().endswith("."), \
+                f"{path.name}: {name}'s caption says too little: {caption!r}"
+
+
+def test_every_page_ends_with_the_command_that_reruns_it_and_its_cost(pages):
+    profile = _built_profile()
+    for nb in NOTEBOOKS:
+        built = GENERATED / f"{nb}.ipynb"
+        text = "".join(json.loads(built.read_text())["cells"][-1]["source"]) if built.is_file() \
+            else (GENERATED / f"{nb}.md").read_text().split("## Rerun this page", 1)[-1]
+        assert f"make notebook NB={nb} PROFILE={profile}" in text, nb
+        assert "H100" in text, f"{nb}: the page does not say where an H100's cost comes from"
+
+
+# Figures drawn too wide for a laptop's column (text under LEGIBLE_PX), each a plotting function that the studies
+# own: drawn narrower or split into panels there, a figure leaves this list (the test fails while it stays).
+TOO_WIDE = {"fig-samples-all-samples", "fig-temperature-tradeoff", "fig-bpd-table-curves", "fig-ablation-split-curves",
+            "fig-cost-quality-vs-time", "fig-sampling-cost-growth"}
+# the smallest text a reader can take in without zooming, in CSS pixels; and the font size the figures are drawn
+# with where their record gives none (matplotlib's default)
+LEGIBLE_PX, DEFAULT_FONT_PT = 9.0, 10.0
+
+
+def _figure_inches(nb: str, name: str) -> float | None:
+    """The width in inches a figure was drawn at: its saved PNG's pixels over its dpi."""
+    from PIL import Image
+    for path in RESULTS.glob(f"{_built_profile()}/{nb}/*.png"):
+        if path.stem.replace("_", "-") == name:
+            with Image.open(path) as image:
+                dpi = (image.info.get("dpi") or (None,))[0]
+                return image.size[0] / dpi if dpi else None
+    return None
+
+
+def test_figure_text_is_legible_at_a_laptops_width(browsed):
+    """At 1280 and 1536 px, each figure's text is drawn at least LEGIBLE_PX tall: its font (DEFAULT_FONT_PT, the
+    figures record none yet) times the pixels per inch it is drawn at (its drawn width over the inches it was made
+    at). A phone shows a multi-panel figure smaller still; there a reader zooms, and nothing may stick out."""
+    found = {}
+    for width in (1280, 1536):
+        for path, page in browsed[width].items():
+            if path.parent.name != "generated":
+                continue
+            for figure in json.loads(page.layout.get("figures") or "[]"):
+                nb, name = path.stem, figure["id"].removeprefix(f"fig-{path.stem.replace('_', '-')}-")
+                inches = _figure_inches(nb, name)
+                if inches and figure["drawn"]:
+                    px = DEFAULT_FONT_PT / 72 * figure["drawn"] / inches
+                    found.setdefault(figure["id"], []).append(px)
+    assert found, "no figure measured"
+    small = {f for f, px in found.items() if min(px) < LEGIBLE_PX}
+    assert not small - TOO_WIDE, f"figures whose text is drawn under {LEGIBLE_PX} px: {sorted(small - TOO_WIDE)}"
+    assert not (TOO_WIDE & set(found)) - small, f"legible now, remove from TOO_WIDE: {sorted((TOO_WIDE & set(found)) - small)}"
