@@ -102,6 +102,9 @@ def _build_page_commands(tmp_path) -> list[str]:
             "device": "cpu", "hardware": {"cpu": "X", "cpu_count": 2}, "torch_version": "2", "wall_s": 60}))
         texts.append(build["intro"](profile, root, STUDIES))
         texts += [build["placeholder"](profile, nb) for nb in STUDIES]
+        # the end of every page: the command that reruns it, with and without a record of its run
+        record = json.loads((run / "provenance.json").read_text())
+        texts += [build["rerun"](profile, nb, r) for nb in STUDIES for r in (record, None)]
     return [c for t in texts for c in _commands_in_markdown(t)]
 
 
