@@ -36,6 +36,9 @@
 # %% tags=["parameters"]
 profile = "smoke"
 out_dir = ""
+# the verdicts to list changes against: "" the baseline the last run kept (at first, the claims it replaces); a git
+# revision, the claims committed there
+baseline = ""
 
 # %%
 from IPython.display import HTML, Markdown, display
@@ -44,23 +47,25 @@ from glowlib.analysis.presentation import csv_link, show
 from glowlib.results import Recorder
 from glowlib.studies import claims as study
 
-p = study.check_parameters(profile=profile, out_dir=out_dir)
+p = study.check_parameters(profile=profile, out_dir=out_dir, baseline=baseline)
 rec = Recorder("claims", p.out_dir, p.profile, None, vars(p), study.device())
 
 # %%
-previous = study.previous_table(p.profile)
+previous = study.baseline_table(p.profile, p.baseline)
 table, numbers = study.claims_and_numbers(p.profile)
 display(HTML(study.claims_html(table)))
 display(Markdown(csv_link("claims")))
 
 # %% [markdown]
-# ## What changed since the previous run
-# {glue:text}`n_changed` verdicts differ from the ones this page showed before it was rerun; each is listed with how
-# it was decided before and now.
+# ## What changed since the baseline
+# {glue:text}`n_changed` verdicts differ from the baseline's ({glue:text}`baseline_from`); each is listed with how
+# it was decided before and now. The baseline is kept with the results, so a rerun of this page lists the same
+# changes until a new baseline is named (for example `make notebook NB=claims PARAMS="-p baseline HEAD~1"`).
 
 # %%
 changes = study.verdict_changes(previous, table)
-study.publish(rec, **study.verdict_counts(table), **study.correction_counts(numbers), n_changed=len(changes))
+study.publish(rec, **study.verdict_counts(table), **study.correction_counts(numbers), n_changed=len(changes),
+              baseline_from=previous.baseline_from.iloc[0] if previous is not None and len(previous) else "none")
 if not changes.empty:
     show(changes, "changes")
 
@@ -82,4 +87,6 @@ if len(left_out):
     rec.table(left_out, "left_out", keys=["study"])
 if not changes.empty:
     rec.table(changes, "changes", keys=["id"])
+if previous is not None:
+    rec.table(previous, study.BASELINE, keys=["id"])
 wall_s = rec.finish()["wall_s"]

@@ -17,11 +17,25 @@ from .base import device, publish  # noqa: F401  (the notebook calls them throug
 from .base import check_values
 
 NOTEBOOK = "claims"
-PARAMETERS = {}
+BASELINE = "baseline"           # the recorded table of the verdicts a run is compared with (baseline.csv)
+
+
+def revision(name, value):
+    """"" or a git revision (a commit, a tag, ``HEAD~3``): letters, digits and ``~^._/-`` only, so that it can
+    only ever name a revision."""
+    if not isinstance(value, str) or (value and (value.startswith("-") or not all(
+            c.isalnum() or c in "~^._/-" for c in value))):
+        raise ValueError(f"{name}={value!r} must be '' or a git revision such as a commit hash, a tag or HEAD~1")
+    return value
+
+
+# baseline: "" keeps comparing with the baseline the last run recorded (at first: the claims it replaced); a git
+# revision compares with the claims.csv committed there, e.g. "-p baseline v0.3.0"
+PARAMETERS = {"baseline": revision}
 
 
 def check_parameters(**params) -> SimpleNamespace:
-    """The notebook's parameters checked (``base.check_values``): only ``profile`` and ``out_dir``."""
+    """The notebook's parameters checked (``base.check_values``): ``profile``, ``out_dir`` and ``baseline``."""
     return SimpleNamespace(**check_values(NOTEBOOK, PARAMETERS, params))
 
 
@@ -77,6 +91,31 @@ def previous_table(profile: str, root=None) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
+def baseline_table(profile: str, baseline: str = "", root=None) -> pd.DataFrame | None:
+    """The verdicts a run at ``profile`` is compared with, with a ``baseline_from`` column saying where they came
+    from. ``baseline=""``: the baseline the last complete run recorded (``baseline.csv``), so that rerunning the
+    page keeps listing every change since that baseline; where there is none, the claims that run published. A git
+    revision: the ``claims.csv`` committed at it (ValueError naming the revision where git has none there)."""
+    folder = results_dir(profile, NOTEBOOK, root)
+    if not baseline:
+        kept = folder / f"{BASELINE}.csv"
+        if kept.is_file():
+            return pd.read_csv(kept)
+        previous = previous_table(profile, root)
+        return None if previous is None else previous.assign(baseline_from="the run this one replaced")
+    import io
+    import subprocess
+    from ..results import repo_root
+    path = f"results/{profile}/{NOTEBOOK}/claims.csv"
+    found = subprocess.run(["git", "show", f"{baseline}:{path}"], cwd=repo_root(), capture_output=True, text=True)
+    if found.returncode != 0:
+        raise ValueError(f"baseline={baseline!r}: git has no {path} at that revision ({found.stderr.strip()}); "
+                         "name a commit where the claims page was committed, or '' for the last run's baseline")
+    commit = subprocess.run(["git", "rev-parse", "--short=10", baseline], cwd=repo_root(), capture_output=True,
+                            text=True).stdout.strip()
+    return pd.read_csv(io.StringIO(found.stdout)).assign(baseline_from=f"commit {commit}")
+
+
 def _basis(row) -> str:
     """How a verdict was decided, in a few words: the test and its seeds, a failed gate, or the evidence."""
     test = row.get("test")
@@ -95,6 +134,7 @@ def verdict_changes(previous: pd.DataFrame | None, table: pd.DataFrame) -> pd.Da
     columns = ["id", "claim", "before", "after", "decided before by", "decided now by"]
     if previous is None or not {"id", "claim", "verdict"} <= set(previous.columns):
         return pd.DataFrame(columns=columns)
+    previous = previous.drop(columns="baseline_from", errors="ignore")
     positional = previous.id.astype(str).str.fullmatch(r"C\d+").all()
     key = "claim" if positional else "id"
     before = {r[key]: r for r in previous.to_dict("records")}
