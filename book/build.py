@@ -513,9 +513,12 @@ def machine_words(record: dict, bf16: dict | None = None) -> str:
         return ""
     if record.get("device", "").startswith("cuda") and hardware.get("gpu"):
         return f"{hardware['gpu']} (one GPU, beside {hardware['cpu']})"
-    path = (bf16 or {}).get(hardware["cpu"])
+    # a record's own bf16 path and CPU identity (recorded since results.hardware gave them), else the precision
+    # study's word for a CPU of that name
+    path = hardware.get("cpu_bf16_path") or (bf16 or {}).get(hardware["cpu"])
     bf16_words = f"; bf16: {path}" if path else "; its bf16 path was not recorded"
-    return f"{hardware['cpu']}, {_count(hardware.get('cpu_count') or 0, 'CPU cores')}{bf16_words}"
+    ident = f" ({hardware['cpu_id']})" if hardware.get("cpu_id") else ""
+    return f"{hardware['cpu']}{ident}, {_count(hardware.get('cpu_count') or 0, 'CPU cores')}{bf16_words}"
 
 
 def timing_machines(records: dict, bf16: dict) -> list[str]:

@@ -119,12 +119,35 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# the CPU features that decide a figure's speed here: the vector width, and whether bf16 has a hardware path
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_identity() -> dict:
+    """What names this CPU beyond its model name (which a virtual machine may reduce to "Intel(R) Xeon(R)
+    Processor"): vendor, family, model and stepping, and which of :data:`CPU_FLAGS` it has (Linux:
+    /proc/cpuinfo; {} elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    first = text.split("\n\n", 1)[0]
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    ident = " ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
+    return {"cpu_id": f"{fields.get('vendor_id', '')} {ident}".strip(),
+            "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def hardware(device: str) -> dict:
     """What the numbers were computed on: CPU model and count, the GPU's name where one was used, and whether
     float32 matmuls and cuDNN convolutions were allowed TF32 (a 10-bit mantissa on Ampere and later GPUs;
     ``glowlib.training.loop`` turns it off)."""
     import torch
-    info = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    from .layers import bf16_support
+    info = {"cpu": cpu_name(), **cpu_identity(), "cpu_bf16_path": bf16_support("cpu")[1],
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(), "python": platform.python_version()}
     info["tf32"] = {"matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
                     "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}

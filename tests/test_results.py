@@ -5,6 +5,7 @@ No training here: the claims are computed from small hand-made results tables wh
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -188,7 +189,7 @@ COMMON = dict(profile="smoke", seed=0, out_dir="")
 
 def _temperature(**changes):
     params = dict(COMMON, dataset="mnist5k", temperatures=[0.0, 0.7, 1.0], temperature=0.5, n_samples=10,
-                  n_grid=4, n_sampling_seeds=5)
+                  n_grid=4, n_sampling_seeds=5, n_training_seeds=3)
     return check_parameters("temperature", **{**params, **changes})
 
 
@@ -384,3 +385,13 @@ def test_make_notebook_refuses_a_results_folder_it_cannot_replace(tmp_path):
         assert (final / "only_1.csv").exists()
     finally:
         final.chmod(0o755)
+
+
+def test_the_hardware_names_the_cpu_beyond_its_model_name_and_its_bf16_path():
+    from glowlib.results import CPU_FLAGS, hardware
+    info = hardware("cpu")
+    assert isinstance(info["cpu_bf16_path"], str) and info["cpu_bf16_path"]
+    if Path("/proc/cpuinfo").is_file():
+        assert info["cpu_id"].split()[1:2] == ["family"] and set(info["cpu_flags"]) <= set(CPU_FLAGS)
+        flags = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+        assert ("amx_bf16" in info["cpu_flags"]) == (" amx_bf16" in flags)

@@ -2,8 +2,10 @@
 T = 1 and says lower temperatures give better-looking but less diverse samples. Here that is a claim about fidelity
 and diversity measured apart: precision and recall (Kynkäänniemi et al. 2019) in the measuring classifier's
 features, beside the Fréchet distance, each against a random class-balanced real reference, with the real-vs-real
-baseline of two disjoint real draws beside every measure. T = 0.7 is compared with T = 1 over several seeds of
-the sampler; the whole curve over T is shown. The logic of ``notebooks/temperature.py``."""
+baseline of two disjoint real draws beside every measure. T = 0.7 is compared with T = 1 over three training seeds
+of the figures' model (each seed's value the mean over several seeds of its sampler), so that the verdict is about
+Glow trained this way rather than about one network; the whole curve over T is shown for the first.
+The logic of ``notebooks/temperature.py``."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -16,6 +18,8 @@ from ..analysis import sample_quality, samples, temperature_samples_table
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import (decide_over_sampling_seeds, decision_columns, nearest_temperature, paired_values,
                                 table_outcome)
+from ..analysis.stats import decide_paired
+from ..training import trained
 from ..data import load_dataset
 from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
 from .base import classifier_provenance, plot_named_grids, shared_model, show  # noqa: F401  (for the notebook)
@@ -25,7 +29,9 @@ NOTEBOOK = "temperature"
 PAPER_T = 0.7
 PARAMETERS = {**SEED, "dataset": auto_or(available_dataset), "temperatures": list_of(number_in(0.0)),
               "temperature": number_in(0.0, 1.0), "n_samples": int_in(2), "n_sampling_seeds": int_in(1),
-              "n_grid": int_in(1, 400)}
+              "n_grid": int_in(1, 400), "n_training_seeds": int_in(1, 10)}
+# training seeds of the figures' model the claim is decided over (stats.MIN_SEEDS: the paired test needs 3)
+TRAINING_SEEDS = 3
 # the claim: at the lower temperature, precision (fidelity) is higher and recall (diversity) lower than at T = 1
 CLAIMED = {"precision": "higher", "recall": "lower"}
 MEASURES = ("precision", "recall", "frechet")
@@ -39,9 +45,15 @@ def check_parameters(**params) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def runs(profile: str) -> list:
-    """The shared Glow (``base.shared_model``)."""
-    return shared_runs(profile)
+def runs(profile: str, dataset: str | None = None, n: int = TRAINING_SEEDS) -> list:
+    """The shared Glow (``base.shared_model``, seed 0) and the same run with training seeds 1 .. ``n`` - 1."""
+    first = shared_runs(profile, dataset)[0]
+    return [first] + [first.override([f"train.seed={s}"]) for s in range(1, n)]
+
+
+def seed_models(profile: str, dataset: str, n: int) -> dict:
+    """{training seed: trained model} of :func:`runs` beyond seed 0 (seed 0 is ``base.shared_model``)."""
+    return {r.train.seed: trained(r, device(), progress=False) for r in runs(profile, dataset, n)[1:]}
 
 
 def sampling_seeds(seed: int, n: int) -> list[int]:
@@ -56,14 +68,15 @@ def sample_grids(model, temperatures, n: int, seed: int, nrow: int = 6) -> dict:
 
 
 def temperature_table(model, dataset: str, temperatures, n: int, n_sampling_seeds: int, seed: int,
-                      name: str = "") -> Experiment:
+                      name: str = "", more_models: dict | None = None) -> Experiment:
     """Fidelity and diversity against temperature, for ``n_sampling_seeds`` seeds of the sampler.
 
     The real test images are split into two disjoint seeded class-balanced draws of ``n`` images (``n`` is capped
     at half the test split): samples are measured against the first (the reference); the second measured against
-    it is the real-vs-real baseline. Tables: ``temperature`` (one row per T and sampling seed, plus the baseline
-    row), ``gates`` (the sanity gates of the model, ``analysis.check_gates``) and ``decision``
-    (:func:`decisions`).
+    it is the real-vs-real baseline. ``more_models`` ({training seed: model}) are the same model trained with
+    other seeds: each is gated and measured at the compared temperature and T = 1 only. Tables: ``temperature``
+    (one row per training seed, T and sampling seed, plus the baseline row), ``gates`` (the sanity gates of every
+    model, ``analysis.check_gates``) and ``decision`` (:func:`decisions`).
     """
     name = name or f"glow-{dataset}"
     classifier = cached_classifier(dataset, device=device())
@@ -73,7 +86,16 @@ def temperature_table(model, dataset: str, temperatures, n: int, n_sampling_seed
     gates, _ = check_gates(name, model, classifier, reference, n, seed, held=held,
                            temperatures=[nearest_temperature(temperatures, PAPER_T, below_one=True), 1.0])
     table = temperature_samples_table(model, classifier, reference, temperatures, n,
-                                      sampling_seeds(seed, n_sampling_seeds))
+                                      sampling_seeds(seed, n_sampling_seeds)).assign(training_seed=0)
+    low = nearest_temperature(temperatures, PAPER_T, below_one=True)
+    frames = [table]
+    for s, other in (more_models or {}).items():
+        rows, _ = check_gates(f"{name}-seed{s}", other, classifier, reference, n, seed, held=held,
+                              temperatures=[low, 1.0])
+        gates += rows
+        frames.append(temperature_samples_table(other, classifier, reference, [low, 1.0], n,
+                                                sampling_seeds(seed, n_sampling_seeds)).assign(training_seed=s))
+    table = pd.concat(frames, ignore_index=True)
     table.insert(0, "source", "model")
     real = {"source": REAL_VS_REAL, "temperature": np.nan, "sampling_seed": seed,
             **sample_quality(classifier, held, reference), "n": n}
@@ -91,21 +113,42 @@ def compared_temperature(table: pd.DataFrame) -> float:
     return min(below, key=lambda t: abs(t - PAPER_T))
 
 
+def training_seed_means(model: pd.DataFrame, low: float, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values at ``low``, values at T = 1) of ``measure``, one per training seed: the mean over the sampling seeds
+    both temperatures have for that model (a sampling seed's draws are shared by both temperatures)."""
+    a, b = [], []
+    for _, part in model.groupby("training_seed", sort=True):
+        x, y = paired_values(part, "temperature", low, 1.0, "sampling_seed", measure)
+        if len(x):
+            a.append(x.mean())
+            b.append(y.mean())
+    return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
+
 def decisions(table: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
-    """T = 0.7 (or the nearest lower T run) against T = 1, paired by sampling seed: one row per measure with the
-    mean paired difference (low T minus T = 1), its interval, the claimed direction and the verdict
-    (``stats.decide_paired`` over sampling seeds; the Fréchet distance is shown, not claimed: it mixes fidelity
-    and diversity). A failed sanity gate makes every row not testable."""
+    """T = 0.7 (or the nearest lower T run) against T = 1: one row per measure with the mean paired difference
+    (low T minus T = 1), its interval, the claimed direction and the verdict. With several training seeds
+    (``training_seed``), the replicates are the training seeds, each the mean over its sampling seeds
+    (``stats.decide_paired``: the claim is about Glow trained this way); a table of one model (older results)
+    is decided over its sampling seeds, and says so. The Fréchet distance is shown, not claimed: it mixes
+    fidelity and diversity. A failed sanity gate of any model makes every row not testable."""
     model = table[table.source == "model"]
+    if "training_seed" not in model:
+        model = model.assign(training_seed=0)
+    several = model.training_seed.nunique() > 1
     low = compared_temperature(table)
     failed = failed_gates_of(gates)
     rows = []
     for measure in MEASURES:
-        a, b = paired_values(model, "temperature", low, 1.0, "sampling_seed", measure)
+        if several:
+            a, b = training_seed_means(model, low, measure)
+        else:
+            a, b = paired_values(model, "temperature", low, 1.0, "sampling_seed", measure)
         real = table[table.source == REAL_VS_REAL][measure].iloc[0]
         row = {"measure": measure, "t_low": low, "mean_t_low": a.mean(), "mean_t1": b.mean(), "real_vs_real": real}
         if measure in CLAIMED:
-            d = decide_over_sampling_seeds(a, b, CLAIMED[measure], failed)
+            d = (decide_paired(a, b, CLAIMED[measure], failed) if several
+                 else decide_over_sampling_seeds(a, b, CLAIMED[measure], failed))
             row.update(claimed=CLAIMED[measure], **decision_columns(d))
         else:
             row.update(claimed="", verdict="", difference=float(np.mean(a - b)), n=len(a))
@@ -114,10 +157,13 @@ def decisions(table: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_tradeoff(table: pd.DataFrame):
-    """Precision, recall and the Fréchet distance against T (mean ± std over sampling seeds), the real-vs-real
+    """Precision, recall and the Fréchet distance against T (mean ± std over sampling seeds) of the first training
+    seed's model, the real-vs-real
     baseline as a dashed line in each panel; and the fidelity-diversity plane, one point per T."""
     import matplotlib.pyplot as plt
     model, real = table[table.source == "model"], table[table.source == REAL_VS_REAL].iloc[0]
+    if "training_seed" in model:                    # the curve is the first training seed's; the others add 2 T
+        model = model[model.training_seed == model.training_seed.min()]
     stats = model.groupby("temperature")[list(MEASURES)].agg(["mean", "std"])
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     labels = {"precision": "precision (fidelity)", "recall": "recall (diversity)",

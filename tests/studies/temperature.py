@@ -57,3 +57,42 @@ def test_a_failed_gate_makes_the_claim_not_testable_naming_the_gate(tmp_path):
 def test_without_results_the_claim_is_not_testable(tmp_path):
     claim = claim_of(temperature, tmp_path)
     assert claim.verdict == NOT_TESTABLE and claim.rerun == "make notebook NB=temperature PROFILE=smoke"
+
+
+def seeded_rows(offsets, precision_low=0.8, recall_low=0.3, seeds=5, spread=0.01) -> pd.DataFrame:
+    """A table of several training seeds: seed k's values shifted by ``offsets[k]`` at both temperatures (a
+    training seed's own level, cancelled by pairing), seeds beyond the first at 0.7 and 1 only."""
+    frames = []
+    for k, off in enumerate(offsets):
+        rows = temperature_rows(precision_low, recall_low, seeds, spread)
+        rows = rows[rows.source == "model"] if k else rows
+        if k:
+            rows = rows[rows.temperature.isin([0.7, 1.0])]
+        frames.append(rows.assign(training_seed=k, precision=rows.precision + off, recall=rows.recall + off))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_with_several_training_seeds_they_are_the_replicates(tmp_path):
+    table = seeded_rows([0.0, 0.05, -0.05])
+    d = temperature.decisions(table, gates_of("glow-mnist5k")).set_index("measure")
+    assert d.loc["precision", "n"] == 3 and "training seeds" in d.loc["precision", "test"]
+    assert d.loc["precision", "verdict"] == CONFIRMED
+    assert d.loc["precision", "difference"] == pytest.approx(0.3, abs=0.02)
+    a, b = temperature.training_seed_means(table[table.source == "model"], 0.7, "precision")
+    assert len(a) == 3 and a - b == pytest.approx([0.3, 0.3, 0.3], abs=0.02)
+    # one seed whose T = 0.7 lowers precision: the three disagree, and three training seeds decide nothing
+    mixed = seeded_rows([0.0, 0.0, 0.0])
+    mixed.loc[(mixed.training_seed == 2) & (mixed.temperature == 0.7), "precision"] -= 0.7
+    assert temperature.decisions(mixed, gates_of("glow-mnist5k")).set_index("measure").loc[
+        "precision", "verdict"] == INCONCLUSIVE
+    # any seed's failed gate stops the verdict
+    gates = pd.concat([gates_of("glow-mnist5k"), gates_of("glow-mnist5k-seed2", fail=["glow-mnist5k-seed2"])])
+    write(tmp_path, "temperature", temperature=table, gates=gates)
+    assert claim_of(temperature, tmp_path).verdict == NOT_TESTABLE
+
+
+def test_the_runs_are_the_figures_model_with_three_training_seeds():
+    runs = temperature.runs("cpu")
+    assert [r.train.seed for r in runs] == [0, 1, 2] and len({r.key() for r in runs}) == 3
+    assert runs[0].key() == temperature.shared_runs("cpu")[0].key()
+    assert {r.override(["train.seed=0"]).key() for r in runs} == {runs[0].key()}
