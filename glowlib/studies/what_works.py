@@ -1,8 +1,9 @@
 """What makes Glow work: depth K at a fixed parameter count, ActNorm against no normalisation, the learned prior
 against a standard normal, each changed alone from the permutation ablation's 1x1/affine model, at equal training
 compute (same steps and batch; training time recorded), over seeds, each compared with the reference paired by seed
-(``analysis.paired``) at equal steps and at equal training time; and the permutation ablation's recorded pairs
-(``results/<profile>/ablation/``) read and shown at equal training time. Its claims: :data:`CLAIMS`. The logic of
+(``analysis.paired``) at equal steps, and at equal counted FLOPs where those agree; and the permutation ablation's
+recorded pairs (``results/<profile>/ablation/``) read and decided at equal compute. Its claims: :data:`CLAIMS`. The
+logic of
 ``notebooks/what_works.py``.
 """
 from __future__ import annotations
