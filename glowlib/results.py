@@ -2,7 +2,8 @@
 
 ``results/<profile>/<notebook>/`` holds one notebook's run: the executed notebook (written by ``make``), tidy CSVs
 (one row per observation), PNG figures, and ``provenance.json`` (git SHA and dirty flag, profile, the full config
-of every model used, seed, torch version, device, hardware, start time, wall seconds, parameters). Everything is
+of every model used, seed, torch version, device, hardware, start time, wall seconds, parameters, and each
+figure's saved size, dpi and smallest font). Everything is
 written through a temporary file and ``os.replace``, so a killed run never leaves half a file, and a
 :class:`Recorder` only ever writes into a folder that is empty or holds an earlier run of the same notebook.
 
@@ -235,6 +236,36 @@ def _read_provenance(path: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def smallest_font_pt(fig) -> float | None:
+    """The smallest font size (points) of any text ``fig`` draws: titles, axis labels, tick labels, legends,
+    annotations, colour bars; None where it draws no text. Text that is hidden, or inside a hidden artist (an
+    unused panel, the tick labels a shared axis hides), or empty, is not drawn and not counted. Read after the
+    figure was drawn (saved): tick labels get their text when they are drawn."""
+    from matplotlib.text import Text
+    sizes, todo = [], [fig]
+    while todo:
+        artist = todo.pop()
+        if not artist.get_visible():
+            continue
+        if isinstance(artist, Text) and artist.get_text().strip():
+            sizes.append(float(artist.get_fontsize()))
+        todo.extend(artist.get_children())
+    return min(sizes) if sizes else None
+
+
+def figure_facts(fig, png: bytes, dpi: float) -> dict:
+    """What a page needs to know how large a saved figure's text is drawn: ``width_in`` and ``height_in``, the
+    saved PNG's size in inches (its pixels over ``dpi``: ``bbox_inches="tight"`` trims the figure, so this is not
+    its ``figsize``), ``dpi``, and ``min_font_pt`` (:func:`smallest_font_pt`). A figure shown ``W`` px wide draws
+    its smallest text ``min_font_pt / 72 * W / width_in`` px tall."""
+    from PIL import Image
+    with Image.open(io.BytesIO(png)) as image:
+        width, height = image.size
+    smallest = smallest_font_pt(fig)
+    return {"width_in": round(width / dpi, 3), "height_in": round(height / dpi, 3), "dpi": dpi,
+            "min_font_pt": None if smallest is None else round(smallest, 2)}
+
+
 class Recorder:
     """Writes one notebook's outputs into ``out_dir`` and, at :meth:`finish`, its provenance.
 
@@ -330,12 +361,13 @@ class Recorder:
         self.tables[path.name] = {"keys": list(keys), "rows": len(df), "columns": list(df.columns)}
 
     def figure(self, fig, name: str, dpi: int = 120) -> None:
-        """Save a matplotlib figure as ``name.png``."""
+        """Save a matplotlib figure as ``name.png``; the provenance records its saved size, dpi and smallest font
+        (:func:`figure_facts`), from which the book's checks work out how large its text is drawn on a page."""
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
         path = self._path(name, ".png")
         atomic_write_bytes(path, buffer.getvalue())
-        self.figures[path.name] = {"what": fig.get_suptitle() or name}
+        self.figures[path.name] = {"what": fig.get_suptitle() or name, **figure_facts(fig, buffer.getvalue(), dpi)}
 
     def image(self, array, name: str, what: str = "") -> None:
         """Save a uint8 image (H, W) or (H, W, 3), e.g. a sample grid, as ``name.png`` at its own resolution."""

@@ -38,12 +38,49 @@ def test_recorder_writes_tables_figures_and_provenance(tmp_path):
     saved = json.loads((out / PROVENANCE).read_text())
     assert set(REQUIRED_PROVENANCE) <= set(saved)
     assert saved["profile"] == "smoke" and saved["seed"] == 0 and saved["configs"]["model"]["model"]["depth"] == 2
-    assert saved["tables"]["a.csv"]["keys"] == ["k"] and saved["figures"] == {"f.png": {"what": "f"}}
+    assert saved["tables"]["a.csv"]["keys"] == ["k"] and saved["figures"]["f.png"]["what"] == "f"
     assert isinstance(saved["git_dirty"], (bool, str)) and saved["wall_s"] >= 0
     assert pd.read_csv(out / "a.csv").shape == (2, 2)
     assert (out / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*tmp")), "temporary files were left behind"
     assert record["notebook"] == "samples"
+
+
+def test_recorder_records_each_figures_saved_size_dpi_and_smallest_drawn_font(tmp_path):
+    """The sizes the book's legibility check reads: the PNG as saved (trimmed by bbox_inches="tight", so not the
+    figsize), and the smallest font among the texts drawn (a legend's, an annotation's), never a hidden one's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    rec = Recorder("samples", tmp_path / "out", "smoke", 0, {}, "cpu")
+    fig, (a, b, unused) = plt.subplots(1, 3, figsize=(9, 3), sharey=True)
+    a.plot([0, 1], label="line")
+    a.legend(fontsize=7)
+    b.plot([1, 0])
+    b.annotate("point", (0.5, 0.5), fontsize=7.5)
+    b.set_title("title", fontsize=14)
+    unused.text(0.5, 0.5, "never drawn", fontsize=3)
+    unused.set_visible(False)
+    b.set_ylabel("", fontsize=2)                           # empty: draws nothing
+    fig.suptitle("what it shows", fontsize=16)
+    rec.figure(fig, "f", dpi=80)
+    facts = rec.finish()["figures"]["f.png"]
+    with Image.open(tmp_path / "out" / "f.png") as image:
+        width, height = image.size
+    assert facts["what"] == "what it shows" and facts["dpi"] == 80
+    assert facts["width_in"] == pytest.approx(width / 80, abs=1e-3) and facts["width_in"] < 9
+    assert facts["height_in"] == pytest.approx(height / 80, abs=1e-3)
+    assert facts["min_font_pt"] == 7.0
+    a.get_legend().remove()
+    assert results.smallest_font_pt(fig) == 7.5
+    b.texts[0].remove()
+    ticks = matplotlib.font_manager.FontProperties(size=plt.rcParams["xtick.labelsize"]).get_size_in_points()
+    assert results.smallest_font_pt(fig) == pytest.approx(ticks)       # the tick labels', now the smallest
+    plt.close(fig)
+    blank = plt.figure()
+    assert results.smallest_font_pt(blank) is None
+    plt.close(blank)
 
 
 def test_recorder_removes_only_its_own_stale_outputs(tmp_path):
