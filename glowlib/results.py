@@ -367,7 +367,9 @@ class Recorder:
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
         path = self._path(name, ".png")
         atomic_write_bytes(path, buffer.getvalue())
-        self.figures[path.name] = {"what": fig.get_suptitle() or name, **figure_facts(fig, buffer.getvalue(), dpi)}
+        # a title wrapped to fit its figure is one line of words as a caption
+        self.figures[path.name] = {"what": " ".join(fig.get_suptitle().split()) or name,
+                                   **figure_facts(fig, buffer.getvalue(), dpi)}
 
     def image(self, array, name: str, what: str = "") -> None:
         """Save a uint8 image (H, W) or (H, W, 3), e.g. a sample grid, as ``name.png`` at its own resolution."""
