@@ -232,43 +232,64 @@ def curves(trained_model, **labels) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------- plots
+# A notebook shows a figure at matplotlib's figure.dpi (100), and the book's main column is about 944 px wide on a
+# laptop's 1280 px page (tests/test_book.py measures it): a figure up to 9.4 inches wide is shown at its own size
+# there, its 10-point text 14 px tall, while a wider one is shrunk to the column (a 17-inch row of four panels draws
+# 10-point text under 8 px). So the figures are drawn COLUMN_INCHES wide, with room for the column's margins, and
+# take more rows rather than more columns; LEGIBLE_PX is the smallest text a reader takes in without zooming.
+SHOWN_DPI, COLUMN_PX, COLUMN_INCHES, LEGIBLE_PX = 100, 944, 7.5, 9.0
+
+
+def drawn_text_px(facts: dict) -> float:
+    """How tall (px) a recorded figure's smallest text is drawn in the book's column, from the facts its provenance
+    records (``results.figure_facts``: its saved width in inches and smallest font in points)."""
+    shown = min(COLUMN_PX, facts["width_in"] * SHOWN_DPI)
+    return facts["min_font_pt"] / 72 * shown / facts["width_in"]
+
+
 def plot_splits(curves_df: pd.DataFrame, by: str, splits=("train", "train_eval", "val", "test"), title=""):
-    """One panel per value of ``by`` (e.g. the model), one line per split, mean ± std over seeds if any."""
+    """One panel per value of ``by`` (e.g. the model), two a row to fit the book's column (:data:`COLUMN_INCHES`),
+    one line per split, mean ± std over seeds if any; one legend under the panels names the splits for all."""
     import matplotlib.pyplot as plt
     keys = list(dict.fromkeys(curves_df[by]))
-    ncol = min(4, len(keys))
+    ncol = min(2, len(keys))
     nrow = math.ceil(len(keys) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(COLUMN_INCHES * ncol / 2, 2.5 * nrow + 0.7), squeeze=False,
+                             layout="constrained")
+    handles = {}
     for ax, key in zip(axes.flat, keys):
         part = curves_df[curves_df[by] == key]
-        for split in splits:
+        for i, split in enumerate(splits):
             stats = part[part.split == split].groupby("epoch").bpd.agg(["mean", "std"]).reset_index()
             if len(stats):
-                line, = ax.plot(stats.epoch, stats["mean"], marker=".", label=split)
+                line, = ax.plot(stats.epoch, stats["mean"], marker=".", label=split, color=f"C{i}")
                 ax.fill_between(stats.epoch, stats["mean"] - stats["std"].fillna(0),
                                 stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
+                handles.setdefault(split, line)
         ax.set(title=str(key), xlabel="epoch", ylabel="bits/dim")
-        ax.legend(fontsize="small")
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
+    if handles:                 # below the panels: the layout would draw one above them over the title
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=len(handles))
     return fig
 
 
 def plot_named_grids(grids: dict, ncol: int = 4, title: str = ""):
-    """One panel per named uint8 grid, ``ncol`` panels a row."""
+    """One panel per named uint8 grid, ``ncol`` panels a row, the row as wide as the book's column allows
+    (:data:`COLUMN_INCHES`, at most 2.8 inches a panel); each name above its own panel."""
     import matplotlib.pyplot as plt
     ncol = min(ncol, len(grids))
     nrow = math.ceil(len(grids) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.8 * ncol, 3 * nrow), squeeze=False)
+    side = min(2.8, COLUMN_INCHES / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(side * ncol, (side + 0.35) * nrow + (0.4 if title else 0)),
+                             squeeze=False, layout="constrained")
     for ax, (name, grid) in zip(axes.flat, grids.items()):
         ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
-        ax.set_title(name)
+        ax.set_title(name, fontsize="medium")
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
