@@ -19,7 +19,7 @@ from ..data import load_dataset
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, DATASET_SHAPES, ablation_config
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, cached_model, choice,
                    curves, folder, int_in, list_of, n_parameters)
-from .base import device, plot_splits, publish  # noqa: F401  (the notebook calls them through this module)
+from .base import COLUMN_INCHES, device, plot_splits, publish  # noqa: F401  (plot_splits, publish: the notebook's)
 from .base import check_values
 from ..analysis.bench_records import PAPER_CONV1X1, conv1x1_time, profiles
 
@@ -107,19 +107,25 @@ def ablation_summary(runs: pd.DataFrame, curves_df: pd.DataFrame) -> pd.DataFram
 
 
 def plot_ablation(curves_df: pd.DataFrame, split: str = "test"):
-    """Bits/dim vs epochs, mean ± std over seeds, one panel per coupling, one line per permutation (Fig. 3)."""
+    """Bits/dim vs epochs, mean ± std over seeds, one panel per coupling (two a row, to fit the book's column:
+    ``base.COLUMN_INCHES``), one line per permutation (Fig. 3)."""
     import matplotlib.pyplot as plt
     couplings = list(dict.fromkeys(curves_df.coupling))
-    fig, axes = plt.subplots(1, len(couplings), figsize=(5 * len(couplings), 3.6), squeeze=False, sharey=True)
+    ncol = min(2, len(couplings))
+    nrow = -(-len(couplings) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(COLUMN_INCHES * ncol / 2, 3.2 * nrow), squeeze=False,
+                             sharey=True)
     data = curves_df[curves_df.split == split]
-    for ax, coupling in zip(axes[0], couplings):
+    for ax, coupling in zip(axes.flat, couplings):
         for permutation, group in data[data.coupling == coupling].groupby("permutation", sort=False):
             stats = group.groupby("epoch").bpd.agg(["mean", "std", "count"]).reset_index()
             line, = ax.plot(stats.epoch, stats["mean"], marker=".", label=permutation)
             ax.fill_between(stats.epoch, stats["mean"] - stats["std"].fillna(0),
                             stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
         ax.set(title=f"{coupling} coupling", xlabel="epoch", ylabel=f"{split} bits/dim")
-        ax.legend()
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(couplings):]:
+        ax.set_visible(False)
     fig.suptitle(f"{split} bits/dim during training (mean ± std over seeds)")
     fig.tight_layout()
     return fig

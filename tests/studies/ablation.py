@@ -162,3 +162,22 @@ def test_shuffle_against_reverse_is_not_decided_on_one_channel_images(tmp_path):
     assert numbers[ORDER]["share of shuffle steps that keep the halves"] == pytest.approx(1 / 6)
     assert numbers[ORDER]["shuffle - reverse difference"] == pytest.approx(-0.2)
     assert claims[FASTER]["verdict"] == CONFIRMED                  # the 1x1's claims stand on these data
+
+
+def test_the_curves_fit_the_books_column():
+    """The test curves (a panel per coupling) and the split curves (a panel per permutation and coupling, as the
+    notebook draws them) two panels a row, their smallest text drawn at least LEGIBLE_PX tall in the book's
+    column."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px
+    curves = pd.DataFrame([{"permutation": p, "coupling": c, "seed": seed, "step": step, "epoch": step / 10,
+                            "split": split, "bpd": 6.0 - step / 100 + seed / 10}
+                           for p in ablation.ABLATION_PERMUTATIONS for c in ("additive", "affine") for seed in (0, 1)
+                           for step in (10, 20, 30) for split in ("train", "train_eval", "val", "test")])
+    for fig in (ablation.plot_ablation(curves),
+                ablation.plot_splits(curves.assign(variant=curves.permutation + " / " + curves.coupling),
+                                     by="variant")):
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert len({round(ax.get_position().x0, 3) for ax in panels}) == 2
+        assert drawn_px(fig) >= LEGIBLE_PX
+        plt.close(fig)
