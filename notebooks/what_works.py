@@ -58,7 +58,9 @@ study.publish(rec, n_runs=len(runs), dataset=runs.dataset.iloc[0], steps=int(run
 # ## Final test bits/dim at equal steps
 # % caption what_works: Test bits/dim (left) and training time (right) of each one-change variant of the
 # %   reference Glow (red): half and twice its depth at the same parameter count, no ActNorm, and a
-# %   standard-normal prior; mean ± standard deviation over training seeds. Lower bits/dim is better.
+# %   standard-normal prior; mean ± standard deviation over training seeds. Lower bits/dim is better. The
+# %   bits/dim are dots on an axis that does not start at zero (bars would have to, and there the differences
+# %   vanish), the reference's mean dotted; the times are bars from zero.
 # Test bits/dim at the best-validation checkpoint, mean over seeds (its std and the wall times are in the CSV);
 # `diff_vs_reference` is the mean of the per-seed differences from the reference (same seed: same data order and noise) and `diff_sem` its standard
 # error. `parameters_vs_reference` shows the depth variants' parameter match; `wall_vs_reference` what the same

@@ -111,3 +111,22 @@ def test_the_equal_time_claim_reads_the_ablation_pages_results(tmp_path):
     claims = what_works_claims(tmp_path, helps, with_ablation=False)
     assert claims[DEPTH]["verdict"] == CONFIRMED
     assert claims[TIME]["verdict"] == NOT_TESTABLE and claims[TIME]["rerun"] == "make notebook NB=ablation PROFILE=smoke"
+
+
+def test_the_figure_draws_bits_per_dim_as_dots_and_bars_only_from_zero():
+    """A bar that starts anywhere but zero exaggerates a difference: the bits/dim (a few tenths apart near 4 to 6)
+    are dots with their intervals, the wall times bars from zero; the figure fits the book's column legibly."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px, overlapping
+    summary = pd.DataFrame({"variant": ["K=2", "K=4", "K=8", "no_actnorm", "standard_prior"],
+                            "test_bpd_mean": [5.06, 4.48, 4.20, 5.52, 4.61],
+                            "test_bpd_std": [0.09, 0.06, 0.04, 0.07, 0.06],
+                            "n_parameters": [77600, 78032, 77000, 77000, 77000],
+                            "wall_s_mean": [81.0, 95.5, 123.0, 93.0, 87.0], "wall_s_std": [4.4, 2.3, 3.0, 6.0, 2.5]})
+    fig = what_works.plot_what_works(summary, "K=4")
+    bpd, wall = fig.axes
+    assert not bpd.patches and len(bpd.lines) >= len(summary)          # dots (and their interval lines), no bars
+    assert len(wall.patches) == len(summary) and all(p.get_x() == 0 for p in wall.patches)
+    assert wall.get_xlim()[0] == 0
+    assert drawn_px(fig) >= LEGIBLE_PX and not overlapping(bpd.get_yticklabels())
+    plt.close(fig)
