@@ -40,9 +40,10 @@ Markdown("\n".join(f"- **Note:** {n}" for n in result.notes))
 
 # %% [markdown]
 # ## Quality per hour of training, against a plain port
-# % caption quality_vs_time: Validation bits/dim on Fashion-MNIST against minutes of training, for this book's
-# %   recipe (two lengths) and a plain port of the official recipe, on two machines (one panel each, named in
-# %   its title). Lower is better.
+# % caption quality_vs_time: Test bits/dim on a 2,000-image part of Fashion-MNIST's test split against minutes of
+# %   training, for this book's recipe (two lengths) and a plain port of the official recipe, on two machines
+# %   (one panel each, named in its title); a dot marks each run's validation-chosen checkpoint scored on the
+# %   whole test split. Lower is better.
 # Our cpu-profile Glow and the plain reference (the same architecture, trained with the official recipe as the
 # PyTorch ports run it: Adamax at 1e-3 {cite}`kingma2015adam`, a linear warmup, no weight averaging) on the full
 # Fashion-MNIST {cite}`xiao2017fashion`, each for the same minutes of training on the same machine and threads, in
@@ -144,7 +145,7 @@ if fig is not None:
 # %% [markdown]
 # ## Batch size, and the C allocator
 # % caption batch_sweep: Training throughput against the batch size for each precision, memory option and
-# %   allocator setting: the share of the measured peak (left) and images per second (right).
+# %   allocator setting: the share of the measured peak and images per second, a panel each.
 # The same training step (`cifar`: 3x32x32, L=3, K=8, width 512) at batches 8 to 64, fp32 and bf16, with and
 # without invertible backprop (`bench/batch_sweep.py`; every point holds the same weights, and all take turns step
 # by step). Left: the model's useful FLOPs per second over the measured peak of the variant's precision (the peak

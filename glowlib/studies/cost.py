@@ -3,13 +3,14 @@ read by ``glowlib.analysis.bench_records`` (nothing here times anything). The lo
 from __future__ import annotations
 
 import math
+import textwrap
 from types import SimpleNamespace
 
 import pandas as pd
 
 from ..analysis.bench_records import KEYS, conv1x1_time_beside_paper, cost_tables  # noqa: F401  (the notebook calls them here)
 from .base import SEED, folder, publish  # noqa: F401  (publish: the notebook calls it through this module)
-from .base import check_values
+from .base import COLUMN_INCHES, check_values
 
 NOTEBOOK = "cost"
 PARAMETERS = {**SEED, "bench_dir": folder}
@@ -68,36 +69,49 @@ def _label(r) -> str:
     return f"{r.config}: {r.channels}x{r.image_size}x{r.image_size}, L={r.levels}, K={r.depth}, width {r.width}"
 
 
+def _title(text: str) -> str:
+    """A figure's title wrapped to lines that fit the book's column at its font (a machine's long name)."""
+    return textwrap.fill(text, 90)
+
+
+def _config_lines(r) -> str:
+    """A benchmark config in three short lines, to stand under or beside its bars."""
+    return f"{r.config}\n{r.channels}x{r.image_size}x{r.image_size}, L={r.levels}, K={r.depth}\nwidth {r.width}"
+
+
 def plot_epoch_time(df: pd.DataFrame | None):
-    """Minutes per epoch, ours beside the reference, per config (None without data)."""
+    """Minutes per epoch, ours beside the reference, a row of two bars per config (its model, batch and epoch
+    named beside it), as wide as the book's column (``base.COLUMN_INCHES``); None without data."""
     if df is None:
         return None
     import matplotlib.pyplot as plt
     configs = list(dict.fromkeys(df.config))
-    fig, ax = plt.subplots(figsize=(2.2 + 2.2 * len(configs), 3.6))
+    fig, ax = plt.subplots(figsize=(COLUMN_INCHES, 0.85 * len(configs) + 1.5), layout="constrained")
     for k, impl in enumerate(("ours", "reference")):
         part = df[df.implementation == impl].set_index("config")
-        xs = [i + (k - 0.5) * 0.38 for i, c in enumerate(configs) if c in part.index]
-        ys = [part.loc[c, "minutes_per_epoch"] for c in configs if c in part.index]
-        bars = ax.bar(xs, ys, width=0.36, label=IMPLEMENTATION_WORDS[impl])
-        ax.bar_label(bars, fmt="%.1f", fontsize="small")
+        ys = [i + (k - 0.5) * 0.38 for i, c in enumerate(configs) if c in part.index]
+        xs = [part.loc[c, "minutes_per_epoch"] for c in configs if c in part.index]
+        bars = ax.barh(ys, xs, height=0.36, label=IMPLEMENTATION_WORDS[impl])
+        ax.bar_label(bars, fmt="%.1f", fontsize="small", padding=2)
     first = df.drop_duplicates("config").set_index("config")
-    ax.set_xticks(range(len(configs)), [f"{_label(first.loc[[c]].reset_index().iloc[0])}\nbatch "
-                                        f"{first.loc[c, 'batch']}, epoch = {first.loc[c, 'epoch_images']:,} "
-                                        f"({first.loc[c, 'epoch_of']})" for c in configs], fontsize="x-small")
-    ax.set_ylabel("minutes per training epoch")
-    ax.legend(fontsize="small")
-    fig.suptitle(f"Time per epoch (forward, backward, Adamax) on {_hardware(df)}", fontsize="medium")
-    fig.tight_layout()
+    ax.set_yticks(range(len(configs)), [f"{_label(first.loc[[c]].reset_index().iloc[0])}\nbatch "
+                                        f"{first.loc[c, 'batch']}, epoch = {first.loc[c, 'epoch_images']:,}\n"
+                                        f"({first.loc[c, 'epoch_of']})" for c in configs], fontsize="small")
+    ax.invert_yaxis()
+    ax.margins(x=0.12)                           # room for the bar labels
+    ax.set_xlabel("minutes per training epoch")
+    ax.legend(fontsize="small", loc="lower left", bbox_to_anchor=(0, 1), ncol=2, frameon=False)
+    fig.suptitle(_title(f"Time per epoch (forward, backward, Adamax) on {_hardware(df)}"), fontsize="medium")
     return fig
 
 
 def plot_sampling(df: pd.DataFrame | None):
-    """ms per sample against image size, ours and the reference, beside the published figure."""
+    """ms per sample against image size, ours and the reference, beside the published figure; the legend under
+    the axes, where it covers no point."""
     if df is None:
         return None
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(COLUMN_INCHES, 5.4), layout="constrained")
     df = df.assign(dims=df.channels * df.image_size ** 2)
     measured = df[df.source == "measured"]
     for (impl, precision), part in measured.groupby(["implementation", "precision"], sort=False):
@@ -107,51 +121,58 @@ def plot_sampling(df: pd.DataFrame | None):
                 f"{_hardware(part)}")
         if impl == "reference":
             for r in part.itertuples():
-                ax.annotate(f"{r.config}: {r.channels}x{r.image_size}x{r.image_size}, L={r.levels}, K={r.depth}",
-                            (r.dims, r.ms_per_image), fontsize="xx-small", xytext=(4, 2), textcoords="offset points")
+                ax.annotate(f"{r.config}: {r.channels}x{r.image_size}x{r.image_size}\nL={r.levels:.0f}, "
+                            f"K={r.depth:.0f}",
+                            (r.dims, r.ms_per_image), fontsize="x-small", xytext=(-4, 4), textcoords="offset points",
+                            ha="right", va="bottom")
     for r in df[df.source == "published"].itertuples():
         ax.plot([r.dims], [r.ms_per_image], "*", markersize=14, color="black",
                 label=f"paper: ~{r.ms_per_image:.0f} ms, {r.channels}x{r.image_size}x{r.image_size}, {r.device_name}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.margins(x=0.2)                            # room for the labels left of the first points
     ax.set_xlabel("dimensions per sample, C·H·W (resolution)")
     ax.set_ylabel("ms per sample")
-    ax.legend(fontsize="x-small")
+    fig.legend(fontsize="small", loc="outside lower center")
     fig.suptitle("Sampling cost against resolution (published figure: Kingma & Dhariwal 2018)", fontsize="medium")
-    fig.tight_layout()
     return fig
 
 
 def plot_memory(df: pd.DataFrame | None):
-    """Peak memory of a training step against K, per config, with and without invertible backprop."""
+    """Peak memory of a training step against K, per config (two panels a row, as wide as the book's column), with
+    and without invertible backprop."""
     if df is None:
         return None
     import matplotlib.pyplot as plt
     configs = list(dict.fromkeys(df.config))
-    fig, axes = plt.subplots(1, len(configs), figsize=(4.4 * len(configs), 3.6), squeeze=False)
-    for ax, config in zip(axes[0], configs):
+    ncol = min(2, len(configs))
+    nrow = -(-len(configs) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(COLUMN_INCHES * ncol / 2, 3.4 * nrow), squeeze=False,
+                             layout="constrained")
+    for ax in list(axes.flat)[len(configs):]:
+        ax.set_visible(False)
+    for ax, config in zip(axes.flat, configs):
         part = df[df.config == config]
         for variant, rows in part.groupby("variant", sort=False):
             rows = rows.sort_values("depth")
             ax.plot(rows.depth, rows.peak_mb, "o-", label=IMPLEMENTATION_WORDS.get(variant, variant))
         r = part.iloc[0]
-        ax.set_title(f"{_label(r)}, batch {r.batch}", fontsize="x-small")
+        ax.set_title(f"{_label(r)}\nbatch {r.batch}", fontsize="small")
         ax.set_xlabel("depth K (steps per level)")
         ax.set_ylabel(f"peak memory, MiB ({r.measure})")
-        ax.legend(fontsize="x-small")
-    fig.suptitle(f"Training memory against depth on {_hardware(df)}", fontsize="medium")
-    fig.tight_layout()
+        ax.legend(fontsize="small")
+    fig.suptitle(_title(f"Training memory against depth on {_hardware(df)}"), fontsize="medium")
     return fig
 
 
 def plot_roofline(df: pd.DataFrame | None, peaks: pd.DataFrame | None = None):
     """Achieved GFLOP/s per config and implementation against the peak measured in the same process (and the
-    standalone peak entries, when recorded), log scale."""
+    standalone peak entries, when recorded), log scale; the legend under the figure, where it covers no bar."""
     if df is None:
         return None
     import matplotlib.pyplot as plt
     configs = list(dict.fromkeys(df.config))
-    fig, ax = plt.subplots(figsize=(2.6 + 2.4 * len(configs), 4.0))
+    fig, ax = plt.subplots(figsize=(COLUMN_INCHES, 5.6), layout="constrained")
     for k, impl in enumerate(("ours", "reference")):
         part = df[df.implementation == impl].set_index("config")
         xs = [i + (k - 0.5) * 0.38 for i, c in enumerate(configs) if c in part.index]
@@ -162,7 +183,7 @@ def plot_roofline(df: pd.DataFrame | None, peaks: pd.DataFrame | None = None):
                   else r.gflops_per_s for r in rows]
         bars = ax.bar(xs, useful, width=0.36, label=IMPLEMENTATION_WORDS[impl])
         ax.bar_label(bars, labels=["" if pd.isna(r.peak_gflops) else f"{u / r.peak_gflops:.0%}"
-                                   for r, u in zip(rows, useful)], fontsize="x-small")
+                                   for r, u in zip(rows, useful)], fontsize="small")
     first = df.drop_duplicates("config").set_index("config")            # ours' row: its precision's peak
     labelled = set()
     for i, c in enumerate(configs):
@@ -177,13 +198,13 @@ def plot_roofline(df: pd.DataFrame | None, peaks: pd.DataFrame | None = None):
             ax.axhline(part.gflops.max(), color=f"C{j + 2}", linestyle=":", linewidth=1,
                        label=f"peak.json: {precision} best of matmul/conv3x3")
     ax.set_yscale("log")
-    ax.set_xticks(range(len(configs)), [_label(first.loc[[c]].reset_index().iloc[0]) for c in configs],
-                  fontsize="x-small")
-    ax.set_ylabel("useful GFLOP/s (model's matmul + conv FLOPs)")
-    ax.legend(fontsize="x-small")
-    fig.suptitle(f"Training throughput against this machine's peak on {_hardware(df)} (bar labels: fraction of "
-                 f"peak)", fontsize="medium")
-    fig.tight_layout()
+    ax.set_xticks(range(len(configs)), [_config_lines(first.loc[[c]].reset_index().iloc[0]) for c in configs],
+                  fontsize="small")
+    ax.tick_params(axis="y", which="both", labelsize="small")
+    ax.set_ylabel("useful GFLOP/s\n(model's matmul + conv FLOPs)")
+    fig.legend(fontsize="small", loc="outside lower center", ncol=2)
+    fig.suptitle(_title(f"Training throughput against this machine's peak on {_hardware(df)} (bar labels: fraction "
+                        f"of peak)"), fontsize="medium")
     return fig
 
 
@@ -192,12 +213,13 @@ VARIANT_WORDS = {"defaults": "fp32, invertible backprop", "defaults_without_inv_
 
 
 def plot_batch_sweep(df: pd.DataFrame | None):
-    """Useful fraction of peak (left) and images/s (right) against the batch, a line per variant, solid with the
-    allocator as glowlib.training sets it, dashed as it is by default."""
+    """Useful fraction of peak (top) and images/s (bottom) against the batch, a line per variant, solid with the
+    allocator as glowlib.training sets it, dashed as it is by default; the panels one above the other and the
+    legend under them, as wide as the book's column."""
     if df is None:
         return None
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))
+    fig, axes = plt.subplots(2, 1, figsize=(COLUMN_INCHES, 7.6), sharex=True, layout="constrained")
     variants = list(dict.fromkeys(df.variant))
     for (config, variant), part in df.groupby(["config", "variant"], sort=False):
         part = part.sort_values("batch")
@@ -210,62 +232,65 @@ def plot_batch_sweep(df: pd.DataFrame | None):
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(df.batch.unique()), [str(b) for b in sorted(df.batch.unique())])
-        ax.set_xlabel("batch size")
-    axes[0].set_ylabel("useful GFLOP/s / measured peak of its precision")
+    axes[1].set_xlabel("batch size")
+    axes[0].set_ylabel("useful GFLOP/s over the\nmeasured peak of its precision")
     axes[0].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     axes[1].set_ylabel("training images/s")
-    axes[1].legend(fontsize="x-small")
+    axes[1].legend(*axes[1].get_legend_handles_labels(), fontsize="small", loc="upper center", ncol=2,
+                   bbox_to_anchor=(0.5, -0.22))
     first = df.iloc[0]
-    fig.suptitle(f"Training throughput against the batch: {first.channels}x{first.image_size}x{first.image_size}, "
-                 f"L={first.levels}, K={first.depth}, width {first.width} on {_hardware(df)}", fontsize="medium")
-    fig.tight_layout()
+    fig.suptitle(_title(f"Training throughput against the batch: {first.channels}x{first.image_size}x"
+                        f"{first.image_size}, L={first.levels}, K={first.depth}, width {first.width} on "
+                        f"{_hardware(df)}"), fontsize="medium")
     return fig
 
 
 def plot_profile(df: pd.DataFrame | None):
-    """Share of a training step's time per group of ops, a stacked bar per profiled config."""
+    """Share of a training step's time per group of ops, a stacked bar per profiled config (named beside it in
+    two lines), the legend under the bars, as wide as the book's column."""
     if df is None:
         return None
     import matplotlib.pyplot as plt
     configs = list(dict.fromkeys(df.config))
     groups = list(dict.fromkeys(df.group))
-    fig, ax = plt.subplots(figsize=(10.0, 1.6 + 0.45 * len(configs)))
+    fig, ax = plt.subplots(figsize=(COLUMN_INCHES, 2.2 + 0.6 * len(configs)), layout="constrained")
     left = [0.0] * len(configs)
     for j, group in enumerate(groups):
         part = df[df.group == group].set_index("config")
         widths = [float(part.loc[c, "share"]) if c in part.index else 0.0 for c in configs]
         ax.barh(range(len(configs)), widths, left=left, color=f"C{j}", label=group.replace("_", " "))
         for i, (w, l0) in enumerate(zip(widths, left)):
-            if w >= 0.06:
-                ax.text(l0 + w / 2, i, f"{w:.0%}", ha="center", va="center", fontsize="x-small", color="white")
+            if w >= 0.08:                    # a label fits inside its part of the bar
+                ax.text(l0 + w / 2, i, f"{w:.0%}", ha="center", va="center", fontsize="small", color="white")
         left = [a + b for a, b in zip(left, widths)]
     first = df.drop_duplicates("config").set_index("config")
     ax.set_yticks(range(len(configs)), [
         f"{c}: {first.loc[c, 'channels']}x{first.loc[c, 'image_size']}x{first.loc[c, 'image_size']}, width "
-        f"{first.loc[c, 'width']}, batch {first.loc[c, 'batch']}, {first.loc[c, 'precision']}, "
+        f"{first.loc[c, 'width']}, batch {first.loc[c, 'batch']}\n{first.loc[c, 'precision']}, "
         f"{'invertible backprop' if first.loc[c, 'inv_backprop'] else 'stored activations'}"
-        f"{', allocator tuned' if first.loc[c, 'allocator'] == 'tuned' else ''}" for c in configs], fontsize="x-small")
+        f"{', allocator tuned' if first.loc[c, 'allocator'] == 'tuned' else ''}" for c in configs], fontsize="small")
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.set_xlabel("share of a training step's time (torch.profiler self time)")
-    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.suptitle(f"Where a training step's time goes, on {_hardware(df)}", fontsize="medium")
-    fig.tight_layout()
+    fig.legend(fontsize="small", loc="outside lower center", ncol=3)
+    fig.suptitle(_title(f"Where a training step's time goes, on {_hardware(df)}"), fontsize="medium")
     return fig
 
 
 
 def plot_quality_vs_time(chosen: pd.DataFrame | None, curves: pd.DataFrame | None):
     """Test bits/dim (2,000-image part) against minutes of training, a line per run, and each budget's
-    validation-chosen checkpoint on the whole test split as a marker (None without records)."""
+    validation-chosen checkpoint on the whole test split as a marker (None without records); one panel per
+    machine, one above the other, as wide as the book's column (``base.COLUMN_INCHES``)."""
     if chosen is None or curves is None:
         return None
     import matplotlib.pyplot as plt
     machines = list(dict.fromkeys(chosen.device_name))         # one panel per machine: its runs share a clock
-    fig, axes = plt.subplots(1, len(machines), figsize=(7 * len(machines), 4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(len(machines), 1, figsize=(COLUMN_INCHES, 3.2 * len(machines) + 0.5), squeeze=False,
+                             sharey=True, layout="constrained")
     colours = {"ours": "C0", "reference": "C1"}
-    for ax, machine in zip(axes[0], machines):
+    for ax, machine in zip(axes[:, 0], machines):
         here = chosen[chosen.device_name == machine]
         for run, part in curves[curves.run.isin(set(here.run))].groupby("run", sort=False):
             c = part.contender.iloc[0]
@@ -274,13 +299,13 @@ def plot_quality_vs_time(chosen: pd.DataFrame | None, curves: pd.DataFrame | Non
         for r in here.itertuples():
             ax.plot(r.minutes, r.test_bpd, "o", color=colours.get(r.contender, "C2"), markersize=7)
             ax.annotate(f"{r.test_bpd:.3f}", (r.minutes, r.test_bpd), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
-        ax.set(xlabel="minutes of training", ylim=(None, min(6.0, curves.test_curve_bpd.max())),
+                        fontsize="small")
+        ax.set(xlabel="minutes of training", ylabel="test bits/dim",
+               ylim=(None, min(6.0, curves.test_curve_bpd.max())),
                title=f"{machine}, {here.threads.iloc[0]} threads, {here.precision.iloc[0]}")
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("test bits/dim")
+        ax.margins(x=0.06)                       # room for the last checkpoint's label
+        ax.legend(fontsize="small")
     fig.suptitle("Fashion-MNIST: quality against training time")
-    fig.tight_layout()
     return fig
 
 

@@ -87,7 +87,9 @@ def test_records_from_two_machines_stand_side_by_side_and_keep_their_gates(toy):
     amd = chosen[chosen.device_name == "AMD EPYC"].set_index("contender")      # one row per machine and contender
     assert len(chosen) == 4 and len(amd) == 2 and (amd.minutes == 25.0).all()
     assert amd.test_bpd["ours"] == 3.4 and amd.test_bpd["reference"] == 3.9
-    assert len(plot_quality_vs_time(chosen, curves).axes) == 2
+    fig = plot_quality_vs_time(chosen, curves)
+    from legible import LEGIBLE_PX, drawn_px
+    assert len(fig.axes) == 2 and drawn_px(fig) >= LEGIBLE_PX     # a panel a machine, legible in the book's column
     qvt.add_gates()                     # no kept model on this machine: the recorded gates stay
     assert all(json.loads(p.read_text())["gates"] for p in qvt.OUT.glob("ours_*.json"))
 

@@ -524,10 +524,14 @@ def test_cost_tables_from_recorded_benchmarks(tmp_path):
     assert beside.source.tolist()[-1].startswith("paper: Kingma & Dhariwal 2018, Sec. 5.1")
     import matplotlib
     matplotlib.use("Agg")
+    from legible import LEGIBLE_PX, drawn_px, legends_over_bars, overlapping
     for fig in (cost.plot_epoch_time(result.tables["epoch_time"]), cost.plot_sampling(sampling),
                 cost.plot_memory(memory), cost.plot_roofline(throughput, result.tables["peak"]),
                 cost.plot_batch_sweep(sweep), cost.plot_profile(result.tables["profile"])):
         assert fig is not None and fig.axes
+        # the book's column shows the smallest text legibly; no legend hides a bar, no config's name another's
+        assert drawn_px(fig) >= LEGIBLE_PX and not legends_over_bars(fig)
+        assert not any(overlapping(ax.get_xticklabels()) or overlapping(ax.get_yticklabels()) for ax in fig.axes)
 
 
 def test_cost_tables_say_what_is_missing(tmp_path):
