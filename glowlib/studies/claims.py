@@ -149,12 +149,12 @@ def plot_verdicts(table: pd.DataFrame):
     import matplotlib.pyplot as plt
     counts = table.groupby(["source", "verdict"]).size().unstack(fill_value=0)
     counts = counts.reindex(columns=[v for v in VERDICTS if v in counts.columns])
-    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(counts)))
+    fig, ax = plt.subplots(figsize=(6, 1.6 + 0.5 * len(counts)), layout="constrained")
     counts.plot.barh(stacked=True, ax=ax, color=COLOURS)
     ax.set(xlabel="claims", ylabel="")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.get_legend().remove()
+    fig.legend(fontsize="small", loc="outside lower center", ncol=2)   # under the bars, never over one
     fig.suptitle("Verdicts")
-    fig.tight_layout()
     return fig
 
 

@@ -40,3 +40,13 @@ def test_a_named_revision_is_read_from_git_and_a_bad_one_is_named():
     for bad in ("--output=/tmp/x", "HEAD; rm -rf /", 7):
         with pytest.raises(ValueError, match="must be '' or a git revision"):
             claims.check_parameters(profile="cpu", out_dir="", baseline=bad)
+
+
+def test_the_verdicts_legend_covers_no_bar():
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px, legends_over_bars
+    verdicts = ["confirmed"] * 7 + ["contradicted"] * 3 + ["inconclusive"] * 2 + ["not testable at this scale"] * 3
+    rows = table(**{f"p.{i}": v for i, v in enumerate(verdicts)}).assign(source="paper")
+    fig = claims.plot_verdicts(pd.concat([rows, rows.assign(source="reviewers", id=rows.id + "r")]))
+    assert not legends_over_bars(fig) and drawn_px(fig) >= LEGIBLE_PX
+    plt.close(fig)
