@@ -106,18 +106,27 @@ def neighbour_figure(images: dict, n_show: int):
 
 
 def plot_distances(table: pd.DataFrame):
+    """Histograms of the distances to the nearest training image, of samples and of real test images, a panel per
+    space, two a row, as wide as the book's column (``base.COLUMN_INCHES``); one legend under the panels, where it
+    covers no bar."""
     import matplotlib.pyplot as plt
+    from .base import COLUMN_INCHES
     spaces = list(dict.fromkeys(table.space))
-    fig, axes = plt.subplots(1, len(spaces), figsize=(5 * len(spaces), 3.4), squeeze=False)
-    for ax, space in zip(axes[0], spaces):
+    ncol = min(2, len(spaces))
+    nrow = -(-len(spaces) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(COLUMN_INCHES * ncol / 2, 3.0 * nrow + 0.5), squeeze=False,
+                             layout="constrained")
+    for ax in list(axes.flat)[len(spaces):]:
+        ax.set_visible(False)
+    for ax, space in zip(axes.flat, spaces):
         part = table[table.space == space]
         bins = np.histogram_bin_edges(part.distance, bins=30)
-        for kind, label in (("sample", "generated sample → train"), ("test", "real test image → train (baseline)")):
-            ax.hist(part[part["query"] == kind].distance, bins=bins, alpha=0.5, label=label)
-        ax.set(title=f"{space} space", xlabel="distance to the nearest training image", ylabel="images")
-        ax.legend(fontsize="small")
+        for i, (kind, label) in enumerate((("sample", "generated sample → train"),
+                                           ("test", "real test image → train (baseline)"))):
+            ax.hist(part[part["query"] == kind].distance, bins=bins, alpha=0.5, label=label, color=f"C{i}")
+        ax.set(title=f"{space} space", xlabel="distance to the nearest\ntraining image", ylabel="images")
     fig.suptitle("Nearest-neighbour distances to the training set")
-    fig.tight_layout()
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), fontsize="small", loc="outside lower center", ncol=2)
     return fig
 
 

@@ -26,3 +26,16 @@ def test_samples_no_closer_than_test_images_in_both_spaces(tmp_path):
     copies.loc[::2, "ratio"] = 0.32
     write(tmp_path, "nearest_neighbours", summary=copies, gates=gates_of("glow-mnist5k"))
     assert claim_of(nearest_neighbours, tmp_path).verdict == CONTRADICTED
+
+
+def test_the_distances_fit_the_books_column_and_the_legend_covers_no_bar():
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from legible import LEGIBLE_PX, drawn_px, legends_over_bars
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame([{"query": q, "space": sp, "query_index": i, "distance": rng.normal(5 + (q == "sample"), 1),
+                           "train_index": i} for sp in ("pixel", "feature") for q in ("sample", "test")
+                          for i in range(300)])
+    fig = nearest_neighbours.plot_distances(table)
+    assert not legends_over_bars(fig) and drawn_px(fig) >= LEGIBLE_PX
+    plt.close(fig)
