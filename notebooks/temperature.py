@@ -91,7 +91,8 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 # % caption tradeoff: Precision (fidelity), recall (diversity) and Fréchet distance of the samples against
 # %   temperature, measured in the features of a classifier trained on real images: mean ± standard deviation
 # %   over sampling seeds; the dashed lines are real test images against the same reference. Higher precision
-# %   and recall, and a lower distance, are better.
+# %   and recall, and a lower distance, are better. The last panel plots precision against recall, a point per
+# %   temperature, with real against real as a star.
 # The first training seed's model: mean ± std over the sampling seeds; the dashed line is real against real.
 
 # %%

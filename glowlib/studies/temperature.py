@@ -158,33 +158,45 @@ def decisions(table: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
 
 def plot_tradeoff(table: pd.DataFrame):
     """Precision, recall and the Fréchet distance against T (mean ± std over sampling seeds) of the first training
-    seed's model, the real-vs-real
-    baseline as a dashed line in each panel; and the fidelity-diversity plane, one point per T."""
+    seed's model, the real-vs-real baseline as a dashed line in each panel; and the fidelity-diversity plane, one
+    point per T coloured by T, the compared T and T = 1 named; one legend under the panels. Two panels a row, as
+    wide as the book's column (``base.COLUMN_INCHES``)."""
     import matplotlib.pyplot as plt
+    from .base import COLUMN_INCHES
     model, real = table[table.source == "model"], table[table.source == REAL_VS_REAL].iloc[0]
     if "training_seed" in model:                    # the curve is the first training seed's; the others add 2 T
         model = model[model.training_seed == model.training_seed.min()]
     stats = model.groupby("temperature")[list(MEASURES)].agg(["mean", "std"])
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig, axes = plt.subplots(2, 2, figsize=(COLUMN_INCHES, 6.6), layout="constrained")
     labels = {"precision": "precision (fidelity)", "recall": "recall (diversity)",
-              "frechet": "Fréchet distance (classifier features)"}
-    for ax, measure in zip(axes, MEASURES):
+              "frechet": "Fréchet distance\n(classifier features)"}
+    compared = compared_temperature(table)
+    for ax, measure in zip(axes.flat, MEASURES):
         mean, std = stats[measure]["mean"], stats[measure]["std"].fillna(0)
         ax.errorbar(mean.index, mean, yerr=std, marker="o", capsize=3, label="samples")
         ax.axhline(real[measure], color="C3", ls="--", label=REAL_VS_REAL)
-        for t in (compared_temperature(table), 1.0):
+        for t in (compared, 1.0):
             ax.axvline(t, color="0.6", lw=0.8, ls=":")
         ax.set(xlabel="temperature T", ylabel=labels[measure])
-        ax.legend(fontsize="small")
-    plane = axes[3]
-    plane.plot(stats["recall"]["mean"], stats["precision"]["mean"], marker="o")
-    for t, r, p in zip(stats.index, stats["recall"]["mean"], stats["precision"]["mean"]):
-        plane.annotate(f"T={t:g}", (r, p), fontsize="small", textcoords="offset points", xytext=(4, 4))
-    plane.scatter([real.recall], [real.precision], marker="*", s=150, color="C3", label=REAL_VS_REAL)
+    plane = axes.flat[3]
+    recall, precision = stats["recall"]["mean"], stats["precision"]["mean"]
+    plane.plot(recall, precision, color="0.6", lw=1, zorder=1)
+    points = plane.scatter(recall, precision, c=stats.index, cmap="viridis", zorder=2)
+    fig.colorbar(points, ax=plane, label="temperature T")
+    # the two temperatures the claim compares, one named below right and one above: nearby T lie close together
+    for t, offset, align in ((compared, (6, -12), "left"), (1.0, (0, 8), "center")):
+        if t in stats.index:
+            plane.annotate(f"T={t:g}", (recall[t], precision[t]), fontsize="small", textcoords="offset points",
+                           xytext=offset, ha=align)
+    plane.scatter([real.recall], [real.precision], marker="*", s=150, color="C3",
+                  label=f"{REAL_VS_REAL} (recall, precision)")
     plane.set(xlabel="recall (diversity)", ylabel="precision (fidelity)")
-    plane.legend(fontsize="small")
+    plane.margins(y=0.12)                        # room for the label above T = 1
+    # one legend for every panel, under them, where it covers no curve
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    star, star_name = plane.get_legend_handles_labels()
+    fig.legend(handles + star, names + star_name, loc="outside lower center", ncol=3, fontsize="small")
     fig.suptitle("Temperature: fidelity against diversity (mean ± std over sampling seeds)")
-    fig.tight_layout()
     return fig
 
 

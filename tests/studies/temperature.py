@@ -96,3 +96,17 @@ def test_the_runs_are_the_figures_model_with_three_training_seeds():
     assert [r.train.seed for r in runs] == [0, 1, 2] and len({r.key() for r in runs}) == 3
     assert runs[0].key() == temperature.shared_runs("cpu")[0].key()
     assert {r.override(["train.seed=0"]).key() for r in runs} == {runs[0].key()}
+
+
+def test_the_tradeoff_fits_the_books_column_two_panels_a_row():
+    """Four panels, two a row, their smallest text drawn at least LEGIBLE_PX tall in the book's column; one legend
+    under them, and the plane names the two compared temperatures."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px
+    fig = temperature.plot_tradeoff(temperature_rows())
+    panels = [ax for ax in fig.axes if ax.get_xlabel()]                  # the colour bar has no x label
+    assert len(panels) == 4 and len({round(ax.get_position().x0, 2) for ax in panels}) == 2
+    assert drawn_px(fig) >= LEGIBLE_PX
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in panels)
+    assert sorted(t.get_text() for t in panels[3].texts) == ["T=0.7", "T=1"]
+    plt.close(fig)
