@@ -703,9 +703,28 @@ def _config_words(config: dict) -> dict:
             "recipe": ", ".join(r for r in recipe if r), "precision": model.get("precision") or ""}
 
 
+DEPARTURE_COLUMNS = ("aspect", "ours", "paper")
+
+
+def departure_rows(path: Path) -> list[tuple[str, str, str]]:
+    """The settings the bits/dim table recorded beside the paper's (``departures.csv``, written from the profiles by
+    ``glowlib.studies.bpd_table.departures``): (aspect, ours, paper) rows, checked for the columns and for text in
+    each cell; anything else is a ``ValueError`` naming the file."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in DEPARTURE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; rerun its notebook (make notebook NB=bpd_table)")
+    if not len(table) or not table[list(DEPARTURE_COLUMNS)].apply(lambda c: c.str.strip().astype(bool)).all().all():
+        raise ValueError(f"{path}: every row must give an aspect, ours and the paper's; rerun its notebook "
+                         f"(make notebook NB=bpd_table)")
+    return [tuple(r) for r in table[list(DEPARTURE_COLUMNS)].itertuples(index=False)]
+
+
 def departures_table(root: Path, profile: str, records: dict, bf16: dict) -> str:
-    """Data, model size, images seen and epochs, optimiser and recipe, precision, seeds and machine: this profile's
-    (from the bits/dim table's records) against the paper's where the results record it."""
+    """Data, model size, images seen and epochs, the recipe, precision, model, seeds and machine: this profile's
+    against the paper's. The recipe's rows are the bits/dim table's ``departures.csv`` (its runs' settings beside the
+    paper profile's) where it was recorded; results recorded before it give the recipe from the runs' configs, and
+    the paper's as "not recorded"."""
     folder = root / profile / "bpd_table"
     record = records.get("bpd_table") or {}
     configs = [c for c in (record.get("configs") or {}).values() if isinstance(c, dict)]
@@ -734,13 +753,16 @@ def departures_table(root: Path, profile: str, records: dict, bf16: dict) -> str
         rows.append(("images seen (epochs)", f"{_range(images, lambda v: f'{int(v):,}')} "
                                              f"({_range(epochs, lambda v: f'{v:.2g}')} epochs)",
                      f"{_range(scale.paper_images_seen, lambda v: f'{int(v):,}')} (epochs {not_recorded})"))
-    rows.append(("optimiser and recipe", "; ".join(sorted({w["recipe"] for w in words if w["recipe"]}))
-                 or not_recorded, not_recorded))
-    rows.append(("precision", ", ".join(sorted({w["precision"] for w in words if w["precision"]})) or not_recorded,
-                 not_recorded))
-    if bpd is not None:
-        rows.append(("seeds", f"{_range(bpd.n_seeds, lambda v: f'{int(v)}')} training seeds per compared model; "
-                              f"one per longer run", "no error bars reported"))
+    if (folder / "departures.csv").is_file():
+        rows += departure_rows(folder / "departures.csv")
+    else:
+        rows.append(("optimiser and recipe", "; ".join(sorted({w["recipe"] for w in words if w["recipe"]}))
+                     or not_recorded, not_recorded))
+        rows.append(("precision", ", ".join(sorted({w["precision"] for w in words if w["precision"]}))
+                     or not_recorded, not_recorded))
+        if bpd is not None:
+            rows.append(("seeds", f"{_range(bpd.n_seeds, lambda v: f'{int(v)}')} training seeds per compared "
+                                  f"model; one per longer run", "no error bars reported"))
     rows.append(("machine", " and ".join(timing_machines(records, bf16)) or not_recorded, not_recorded))
     lines = ["| | these results | the paper |", "|---|---|---|"]
     lines += [f"| **{md_text(a, True)}** | {md_text(b, True)} | {md_text(c, True)} |" for a, b, c in rows]

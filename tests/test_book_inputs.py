@@ -260,3 +260,33 @@ def test_a_scale_table_the_intro_cannot_read_is_named(build, tmp_path, capsys, d
         assert build["main"](["--profile", "smoke", "--book", str(tmp_path / "book")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {run / 'scale.csv'}") and message in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------- departures
+def test_the_departures_show_the_recorded_settings_beside_the_papers_and_fall_back_without_them(build, tmp_path):
+    """The intro's departures read the bits/dim table's departures.csv (the profiles' settings) where it was
+    recorded; older results give the recipe from their configs with the paper's "not recorded"; a departures.csv
+    the intro cannot read is named."""
+    from glowlib.studies import bpd_table
+    root = tmp_path / "results"
+    run = _run(root, "bpd_table")
+    config = {"model_type": "glow", "data": {"dataset": "digits"},
+              "model": {"n_levels": 2, "depth": 2, "width": 32, "precision": "fp32"},
+              "train": {"optimizer": "adamax", "lr": 0.001, "batch_size": 32}}
+    records = {"bpd_table": {"configs": {"glow-digits": config}}}
+    old = build["departures_table"](root, "smoke", records, {})
+    assert "| **optimiser and recipe** | Adamax at learning rate 0.001, batch 32 | not recorded |" in old
+    departures = bpd_table.departures("smoke", ["digits"])
+    departures.to_csv(run / "departures.csv", index=False)
+    new = build["departures_table"](root, "smoke", records, {})
+    rendered = _render(new)
+    for r in departures.itertuples():
+        assert f"| **{build['md_text'](r.aspect, True)}** | {build['md_text'](r.ours, True)} | " \
+               f"{build['md_text'](r.paper, True)} |" in new
+    assert "optimiser and recipe" not in new and rendered.count("<tr>") == len(departures) + 3  # + data, machine
+    departures.assign(paper="").to_csv(run / "departures.csv", index=False)
+    with pytest.raises(ValueError, match="departures.csv: every row must give an aspect, ours and the paper's"):
+        build["departures_table"](root, "smoke", records, {})
+    departures.drop(columns="paper").to_csv(run / "departures.csv", index=False)
+    with pytest.raises(ValueError, match=r"departures.csv lacks the columns \['paper'\]"):
+        build["departures_table"](root, "smoke", records, {})

@@ -9,6 +9,7 @@ trains the same number of steps as the others of its dataset.
 """
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from types import SimpleNamespace
 
@@ -296,6 +297,71 @@ def plot_curves(curves_df: pd.DataFrame, published: pd.DataFrame, title: str = "
             if len(same):
                 paper_line(fig, same.bpd.iloc[0], f"{same.model.iloc[0]} on {row.dataset}, Table 2 (full scale)", [ax])
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------- departures
+# The paper's own settings are the "paper" profile's (glowlib.profiles: the official code's CIFAR-10 run), its model
+# and recipe read from the preset rather than through profile_config, which would give them this machine's
+# precision and any $GLOWLIB_OVERRIDES; the paper reports one run per number, with no error bars.
+PAPER_PROFILE = "paper"
+PAPER_DATASET = "cifar10"
+PAPER_SEEDS = "one run per reported number (no error bars)"
+DEPARTURE_ASPECTS = ("optimiser and learning rate", "batch", "warmup", "learning-rate schedule",
+                     "Polyak averaging (decay)", "precision", "steps (images seen)", "model (L, K, width)", "coupling",
+                     "training seeds")
+
+
+def _recipe(run) -> dict:
+    """What a run's config says, in words, for each aspect of :data:`DEPARTURE_ASPECTS` but the seeds."""
+    tc, model = run.train, run.model
+    return {"optimiser and learning rate": f"{tc.optimizer.capitalize()}, {tc.lr:g}",
+            "batch": f"{tc.batch_size}",
+            "warmup": (f"{tc.warmup_fraction:.0%} of the steps" if tc.warmup_fraction > 0
+                       else f"{warmup_steps(run):,} steps"),
+            "learning-rate schedule": (tc.lr_schedule if tc.lr_schedule != "cosine" else "cosine, down to 0 at the "
+                                       "last step" if not tc.lr_final_fraction else f"cosine, down to "
+                                       f"{tc.lr_final_fraction:g} of the rate at the last step"),
+            "Polyak averaging (decay)": f"{tc.ema_decay:g}" if tc.ema_decay else "none",
+            "precision": model.precision,
+            "steps (images seen)": f"{tc.steps:,} steps, {tc.steps * tc.batch_size:,} images",
+            "model (L, K, width)": f"L={model.n_levels}, K={model.depth}, width {model.width}",
+            "coupling": getattr(model, "coupling", "")}
+
+
+def _described(named: list, aspect: str) -> str:
+    """One aspect of the runs ``named`` ((name, :func:`_recipe`) pairs): its value where all agree, else each
+    value followed by the names of the runs that have it."""
+    values = list(dict.fromkeys(r[aspect] for _, r in named))
+    if len(values) == 1:
+        return values[0]
+    return "; ".join(f"{v} ({', '.join(n for n, r in named if r[aspect] == v)})" for v in values)
+
+
+def departures(profile: str, datasets=None, n_seeds: int = N_SEEDS) -> pd.DataFrame:
+    """The settings of ``profile``'s bits/dim runs beside the paper's, one row per aspect of
+    :data:`DEPARTURE_ASPECTS`: ``aspect``, ``ours``, ``paper``. Ours are the configs the table trains: Glow's on
+    each of ``datasets`` (default: the table's, ``base.table_datasets``) and each dataset's longer run. The paper's
+    are the "paper" profile's preset: its CIFAR-10 run, and its model on each of ``datasets``. Where runs differ in
+    an aspect, each value is followed by the runs that have it."""
+    datasets = table_datasets() if datasets is None else list(datasets)
+    ours = [(d, table_run(profile, d, "glow")) for d in datasets]
+    ours += [(f"{d} longer run", run) for d in datasets if (run := quality_run(profile, d)) is not None]
+    paper = profile_of(PAPER_PROFILE)
+    theirs = []
+    for d in dict.fromkeys([PAPER_DATASET, *datasets]):
+        model = dataclasses.replace(paper.model, **{k: v for k, v in paper.dataset_models.get(d, {}).items()
+                                                    if k in ("n_levels", "depth", "width", "coupling")})
+        theirs.append((d, SimpleNamespace(model=model, train=paper.train)))
+    named = {"ours": [(n, _recipe(r)) for n, r in ours], "paper": [(n, _recipe(r)) for n, r in theirs]}
+    rows = []
+    for aspect in DEPARTURE_ASPECTS:
+        if aspect == "training seeds":
+            rows.append({"aspect": aspect, "paper": PAPER_SEEDS,
+                         "ours": f"{n_seeds} per compared row" + ("; 1 per longer run" if len(ours) > len(datasets)
+                                                                    else "")})
+        else:
+            rows.append({"aspect": aspect, **{who: _described(runs, aspect) for who, runs in named.items()}})
+    return pd.DataFrame(rows, columns=["aspect", "ours", "paper"])
 
 
 # ---------------------------------------------------------------------------------------------------- claims

@@ -379,6 +379,28 @@ def test_the_curves_draw_the_papers_table_2_number_only_on_the_same_model_and_da
     plt.close(fig)
 
 
+def test_the_curves_fit_the_books_column_two_panels_a_row_under_one_legend_of_the_splits():
+    """Eight panels (the cpu profile's six rows and two longer runs): two a row, their smallest text drawn at least
+    LEGIBLE_PX tall in the book's column, and one legend names the splits for every panel."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px
+    curves = pd.DataFrame([{"model": f"glow {d}", "dataset": d, "model_type": "glow", "seed": seed, "step": step,
+                            "epoch": step / 10, "split": split, "bpd": 5.0 - step / 100 + seed / 10}
+                           for d in ("digits", "fashion_mnist", "mnist5k", "d4", "d5", "d6", "d7", "d8")
+                           for seed in (0, 1) for step in (10, 20, 30)
+                           for split in ("train", "train_eval", "val", "test")])
+    published = pd.DataFrame({"model": ["Glow"], "dataset": ["cifar10"], "bpd": [3.35], "kind": ["original"],
+                              "source": ["a"]})
+    fig = bpd_table.plot_curves(curves, published)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 8 and len({round(ax.get_position().x0, 3) for ax in panels}) == 2
+    assert drawn_px(fig) >= LEGIBLE_PX
+    assert [[t.get_text() for t in legend.get_texts()] for legend in fig.legends] == [
+        ["train", "train_eval", "val", "test"]]
+    assert not any(ax.get_legend() for ax in panels)              # no paper line: Table 2 has none of these data
+    plt.close(fig)
+
+
 def test_a_left_out_row_says_why_and_every_row_reports_a_standard_error():
     from types import SimpleNamespace
     assert "table_left_out" in bpd_table.why_left_out("cpu", "mnist5k", "glow")
@@ -409,3 +431,36 @@ def test_the_figures_model_stands_beside_the_published_number_with_its_scale():
     assert (digits.ours_ci_low, digits.ours_ci_high) == pytest.approx((2.28 - 0.0196, 2.28 + 0.0196))
     assert digits.train_images_ratio == pytest.approx(3500 / 60_000)
     assert 0 < digits.images_seen_ratio < 1 and 0 < digits.parameters_ratio < 1
+
+
+def test_the_departures_set_the_profiles_runs_beside_the_paper_profiles_settings(monkeypatch):
+    """Each aspect once, ours from the configs the table trains and the paper's from the paper profile's preset:
+    neither this machine's precision nor $GLOWLIB_OVERRIDES reaches the paper's column; where our runs differ in an
+    aspect, each value names its runs."""
+    monkeypatch.setenv("GLOWLIB_PRECISION", "bf16")
+    monkeypatch.setenv("GLOWLIB_OVERRIDES", "model.width=16")
+    cpu, paper = profiles.profile("cpu"), profiles.profile("paper")
+    table = bpd_table.departures("cpu", ["mnist5k", "digits"]).set_index("aspect")
+    assert list(table.index) == list(bpd_table.DEPARTURE_ASPECTS) and list(table.columns) == ["ours", "paper"]
+    ours, theirs = table.ours, table.paper
+    assert ours["optimiser and learning rate"] == f"{cpu.train.optimizer.capitalize()}, {cpu.train.lr:g}"
+    assert theirs["optimiser and learning rate"] == f"{paper.train.optimizer.capitalize()}, {paper.train.lr:g}"
+    assert (ours["batch"], theirs["batch"]) == (str(cpu.train.batch_size), str(paper.train.batch_size))
+    assert theirs["warmup"] == f"{paper.train.warmup_steps:,} steps" and ours["warmup"].endswith("of the steps")
+    assert theirs["Polyak averaging (decay)"] == f"{paper.train.ema_decay:g}"
+    assert (ours["precision"], theirs["precision"]) == ("bf16", "fp32")
+    assert ours["model (L, K, width)"] == f"L={cpu.model.n_levels}, K={cpu.model.depth}, width 16"
+    assert theirs["model (L, K, width)"] == (                  # the paper's model on 28x28 images has fewer levels
+        f"L={paper.model.n_levels}, K={paper.model.depth}, width {paper.model.width} (cifar10); "
+        f"L={paper.dataset_models['mnist5k']['n_levels']}, K={paper.model.depth}, width {paper.model.width} "
+        f"(mnist5k, digits)")
+    steps = ours["steps (images seen)"]
+    for name, n in (("mnist5k", cpu.steps["mnist5k"]), ("digits", cpu.steps["digits"]),
+                    ("mnist5k longer run", cpu.quality_steps["mnist5k"])):
+        assert f"{n:,} steps, {n * cpu.train.batch_size:,} images ({name})" in steps
+    assert theirs["steps (images seen)"] == f"{paper.train.steps:,} steps, " \
+                                            f"{paper.train.steps * paper.train.batch_size:,} images"
+    assert ours["coupling"] == "affine (mnist5k, digits); additive (mnist5k longer run)"
+    assert ours["training seeds"] == f"{bpd_table.N_SEEDS} per compared row; 1 per longer run"
+    assert bpd_table.departures("smoke", ["digits"], n_seeds=2).set_index("aspect").ours["training seeds"] == \
+        "2 per compared row"                                        # smoke has no longer run
