@@ -171,7 +171,9 @@ def pair_summary(pairs: pd.DataFrame, claimed="lower", metric: str = "bpd") -> p
                          "a_steps": part[f"a_{steps}"].mean(), "b_steps": part[f"b_{steps}"].mean(),
                          "a_total_s": part.a_total_s.mean() if timed else math.nan,
                          "b_total_s": part.b_total_s.mean() if timed else math.nan,
-                         "clock": "/".join(c for c in dict.fromkeys(part["clock"]) if c) if timed else "",
+                         # an untimed pair's clock is "", NaN once its table was read back from its CSV
+                         "clock": "/".join(c for c in dict.fromkeys(part["clock"]) if isinstance(c, str) and c)
+                         if timed else "",
                          "claimed": direction, "verdict": d.verdict})
     return pd.DataFrame(rows)
 

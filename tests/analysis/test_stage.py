@@ -32,3 +32,25 @@ def test_a_rise_or_a_drop_within_the_criterion_counts_as_flat_and_a_nonfinite_on
     assert still_falling(pd.concat([rising, small]), ["variant"])["runs still falling"] == 0
     broken = curve("a", 2, [5.0, 4.0, 3.5, 3.4, 3.4, 3.4, float("nan"), 3.4])
     assert still_falling(broken, ["variant"])["runs still falling"] == 1
+
+
+def test_a_pairs_table_read_back_from_its_csv_is_summarised_with_its_untimed_pairs(tmp_path):
+    """An equal-compute pair without runs at one budget has no clock: "" in the table, NaN in its CSV read back
+    (the what_works page reads the ablation's pairs.csv); each comparison then names the clock it was timed on,
+    if any."""
+    import math
+    import pandas as pd
+    from glowlib.analysis.paired import pair_summary
+    rows = []
+    for b, clock in (("reverse", "cpu_s"), ("shuffle", "")):
+        for seed in range(3):
+            rows.append({"group": "affine", "a": "conv1x1", "b": b, "seed": seed, "clock": clock,
+                         "a_bpd_equal_steps": 5.0 + seed / 10, "b_bpd_equal_steps": 5.2 + seed / 9,
+                         "a_steps": 30, "b_steps": 30, "a_steps_equal_compute": 30, "b_steps_equal_compute": 30,
+                         "a_bpd_equal_compute": 5.0 + seed / 10 if clock else math.nan,
+                         "b_bpd_equal_compute": 5.2 + seed / 9 if clock else math.nan,
+                         "a_total_s": 10.0 if clock else math.nan, "b_total_s": 12.0 if clock else math.nan})
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    summary = pair_summary(pd.read_csv(tmp_path / "pairs.csv")).set_index(["b", "basis"])
+    assert summary.clock.to_dict() == {("reverse", "equal_steps"): "", ("reverse", "equal_compute"): "cpu_s",
+                                       ("shuffle", "equal_steps"): "", ("shuffle", "equal_compute"): ""}
