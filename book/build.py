@@ -740,12 +740,14 @@ def departures_table(root: Path, profile: str, records: dict, bf16: dict) -> str
     paper_data = ([PUBLISHED_DATA_WORDS.get(d, d) for d in dict.fromkeys(
         published.loc[published["source"].str.startswith("Kingma & Dhariwal"), "dataset"])]
         if published is not None else [])
+    departures = departure_rows(folder / "departures.csv") if (folder / "departures.csv").is_file() else None
     rows = [("data", ", ".join(DATASET_SHORT.get(d, d) for d in ours_data) or not_recorded,
              ", ".join(paper_data) or not_recorded)]
     if scale is not None:
+        # the model's L, K and width: a row of the departures of their own where those were recorded
         rows.append(("model size (parameters)",
-                     f"{_range(scale.n_parameters, lambda v: f'{v:,}')}; "
-                     + "; ".join(sorted({w['model'] for w in words if w['model']})),
+                     _range(scale.n_parameters, lambda v: f"{v:,}") + ("" if departures else "; " + "; ".join(
+                         sorted({w['model'] for w in words if w['model']}))),
                      f"{_range(scale.paper_n_parameters, lambda v: f'{v:,}')} (the paper's architecture on the "
                      f"same data)"))
         images = list(scale.images_seen) + (list(quality.images_seen) if quality is not None else [])
@@ -753,8 +755,8 @@ def departures_table(root: Path, profile: str, records: dict, bf16: dict) -> str
         rows.append(("images seen (epochs)", f"{_range(images, lambda v: f'{int(v):,}')} "
                                              f"({_range(epochs, lambda v: f'{v:.2g}')} epochs)",
                      f"{_range(scale.paper_images_seen, lambda v: f'{int(v):,}')} (epochs {not_recorded})"))
-    if (folder / "departures.csv").is_file():
-        rows += departure_rows(folder / "departures.csv")
+    if departures:
+        rows += departures
     else:
         rows.append(("optimiser and recipe", "; ".join(sorted({w["recipe"] for w in words if w["recipe"]}))
                      or not_recorded, not_recorded))

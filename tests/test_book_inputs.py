@@ -274,8 +274,12 @@ def test_the_departures_show_the_recorded_settings_beside_the_papers_and_fall_ba
               "model": {"n_levels": 2, "depth": 2, "width": 32, "precision": "fp32"},
               "train": {"optimizer": "adamax", "lr": 0.001, "batch_size": 32}}
     records = {"bpd_table": {"configs": {"glow-digits": config}}}
+    pd.DataFrame([dict(dataset="digits", model_type="glow", n_parameters=100, paper_n_parameters=44_000_000,
+                       images_seen=3200, paper_images_seen=25_600_000, n_train=1297, full_n_train=1797)]).to_csv(
+        run / "scale.csv", index=False)
     old = build["departures_table"](root, "smoke", records, {})
     assert "| **optimiser and recipe** | Adamax at learning rate 0.001, batch 32 | not recorded |" in old
+    assert "| **model size (parameters)** | 100; L=2, K=2, width 32 |" in old
     departures = bpd_table.departures("smoke", ["digits"])
     departures.to_csv(run / "departures.csv", index=False)
     new = build["departures_table"](root, "smoke", records, {})
@@ -283,7 +287,9 @@ def test_the_departures_show_the_recorded_settings_beside_the_papers_and_fall_ba
     for r in departures.itertuples():
         assert f"| **{build['md_text'](r.aspect, True)}** | {build['md_text'](r.ours, True)} | " \
                f"{build['md_text'](r.paper, True)} |" in new
-    assert "optimiser and recipe" not in new and rendered.count("<tr>") == len(departures) + 3  # + data, machine
+    # the header, data, size, images seen and machine rows beside the recorded ones; L, K and width shown once
+    assert "optimiser and recipe" not in new and rendered.count("<tr>") == len(departures) + 5
+    assert "| **model size (parameters)** | 100 |" in new
     departures.assign(paper="").to_csv(run / "departures.csv", index=False)
     with pytest.raises(ValueError, match="departures.csv: every row must give an aspect, ours and the paper's"):
         build["departures_table"](root, "smoke", records, {})
