@@ -930,7 +930,8 @@ TOO_WIDE = {"fig-samples-all-samples", "fig-temperature-tradeoff", "fig-bpd-tabl
 # Figures whose plotting functions still draw them too wide for the column, so that a rerun records them too small
 # as well: excused with or without a record until their functions are redrawn (the test fails while a legible one
 # stays).
-NOT_YET_REDRAWN = {"fig-samples-all-samples", "fig-sampling-cost-growth"}
+NOT_YET_REDRAWN = {"fig-samples-all-samples", "fig-sampling-cost-growth", "fig-bits-5v8-quality",
+                   "fig-temperature-validity-validity"}
 # the smallest text a reader can take in without zooming, in CSS pixels; and the font size the figures are drawn
 # with where their record gives none (matplotlib's default)
 LEGIBLE_PX, DEFAULT_FONT_PT = 9.0, 10.0
