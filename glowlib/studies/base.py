@@ -232,12 +232,13 @@ def curves(trained_model, **labels) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------- plots
-# A notebook shows a figure at matplotlib's figure.dpi (100), and the book's main column is about 944 px wide on a
-# laptop's 1280 px page (tests/test_book.py measures it): a figure up to 9.4 inches wide is shown at its own size
-# there, its 10-point text 14 px tall, while a wider one is shrunk to the column (a 17-inch row of four panels draws
-# 10-point text under 8 px). So the figures are drawn COLUMN_INCHES wide, with room for the column's margins, and
-# take more rows rather than more columns; LEGIBLE_PX is the smallest text a reader takes in without zooming.
-SHOWN_DPI, COLUMN_PX, COLUMN_INCHES, LEGIBLE_PX = 100, 944, 7.5, 9.0
+# A notebook shows a figure at matplotlib's figure.dpi (100), and the book's main column is 944 px wide on a laptop's
+# 1280 px page and 877 px on a 1536 px one, where the page's right-hand sidebar takes its share (tests/test_book.py
+# measures both): a figure up to 8.7 inches wide is shown at its own size in either, its 10-point text 14 px tall,
+# while a wider one is shrunk to the column (a 17-inch row of four panels draws 10-point text under 8 px). So the
+# figures are drawn COLUMN_INCHES wide, with room for the column's margins, and take more rows rather than more
+# columns; LEGIBLE_PX is the smallest text a reader takes in without zooming.
+SHOWN_DPI, COLUMN_PX, COLUMN_INCHES, LEGIBLE_PX = 100, 877, 7.5, 9.0
 
 
 def drawn_text_px(facts: dict) -> float:
