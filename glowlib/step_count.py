@@ -1,12 +1,37 @@
 """What one training step does, counted where it runs: the aten operations it dispatches, the host syncs among
 them and the FLOPs of its matrix products and convolutions (:class:`StepCounter`), on a session of the run at a
 given batch on random images of its shape (:func:`probe_session`, :func:`count_step`), or on the meta device, where
-a paper-size step is counted in about a second (:func:`meta_session`, :func:`count_meta`). ``glowlib.plan`` times
-the step and turns these counts into its estimates.
+nothing is computed (:func:`meta_session`, :func:`count_meta`). ``glowlib.plan`` times the step and turns these
+counts into its estimates.
+
+The meta device's kernels are Python (shape rules, no arithmetic), about 0.2 ms an operation, so a step of the
+paper's CIFAR-10 Glow (L=3, K=32: some 20,000 operations and a multi-tensor optimizer over 1,000 parameter tensors)
+takes seconds to count. A Glow's levels are K identical flow steps (``models.glow.Glow.make_level`` builds each with
+``FlowStep(channels, config)``, no index), so every figure of its step, and of its model's size, is a + b·K:
+:func:`by_depth` counts it at depths 1, 2 and 3, checks that the three lie on a line and extends the line to K,
+five times faster than counting at K = 32 and exactly the same figures (``tests/training/test_step_count.py``).
+A RealNVP's step k is a checkerboard or a channel coupling (k < ⌈K/2⌉ or not) of parity k mod 2
+(``models.glow.RealNVP.make_step``): depths 1 to 5 hold these four kinds in proportions that pin down each one's
+cost, and where their five counts lie on a line every kind costs the same (checkerboard-even as channel-odd, the
+other two averaging the same), so every depth lies on that line too.
+
+What a GPU runs is a later step, not the first: the first also creates the optimizer's state and the step guard's
+copies (``training.step.StepGuard``), about five operations per parameter tensor (some 7,000 of a paper Glow's
+28,000; 36,000 of a MaCow's 112,000), and a CPU or meta session reads each parameter's step count on the host,
+where CUDA's capturable optimizer keeps it on the device. So :func:`count_meta` counts the objective (forward and
+backward, the same in every step) in the first step and adds the operations outside it as a later step dispatches
+them without those reads, counted once on the model at its smallest depth (they are multi-tensor updates, one
+operation for all the parameters whatever their number; ``tests/training/test_step_count.py`` checks both).
+Each count is also kept for the rest of the process under :func:`step_key` (what the step's work depends on), which
+:func:`counted_meta` reads: the plan takes the steps the bits/dim table already counted for its FLOPs budgets
+(``glowlib.budget``, while the run list is made) instead of counting them again.
 """
 from __future__ import annotations
 
+import functools
+import json
 from collections import Counter
+from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -14,6 +39,7 @@ from torch.utils.flop_counter import flop_registry
 
 from .config import RunConfig
 from .data import ImageData
+from .training.checkpoint import build_dequantizer, build_model
 from .training.evaluate import Splits
 from .training.loop import session, session_without_data, train_step
 from .training.step import PHASE
@@ -34,7 +60,13 @@ class StepCounter(TorchDispatchMode):
     It also adds up the FLOPs of the matrix products and convolutions with ``torch.utils.flop_counter``'s
     formulas, those of ``FlopCounterMode``, without that mode's module tracking, whose backward hooks fail inside
     the nested ``autograd.grad`` of invertible backprop. Syncs inside torch's own functions count too (the
-    operations they dispatch pass through here: ``LIBRARY_CHECKS``)."""
+    operations they dispatch pass through here: ``LIBRARY_CHECKS``).
+
+    ``answer_reads``: a value read of a meta tensor (which holds no values) is answered with zero (False for a
+    bool), counted in ``reads_answered``, instead of failing. The one read of a training step is the label range
+    check of a class-conditional prior (``y.min() < 0 or y.max() >= n_classes``), for which zero is "in range",
+    so the step goes on as it does on real labels; a read whose zero answer takes an error path raises there.
+    """
 
     SIZE_FROM_VALUES = ("nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive")
     # torch's own checks that read a status back from the device: torch.linalg.inv, cholesky, solve, ... dispatch
@@ -42,8 +74,10 @@ class StepCounter(TorchDispatchMode):
     # variants skip it)
     LIBRARY_CHECKS = ("_linalg_check_errors",)
 
-    def __init__(self, host=()):
+    def __init__(self, host=(), answer_reads: bool = False):
         super().__init__()
+        self.answer_reads, self.reads_answered = answer_reads, 0
+        self.host_reads = 0                     # values read from ``host`` tensors (dispatched, not syncs)
         self.ops, self.syncs = Counter(), Counter()
         self.host = {t.data_ptr() for t in host}
         self.flops = 0
@@ -59,7 +93,10 @@ class StepCounter(TorchDispatchMode):
 
     def _sync(self, name, args, kwargs) -> str | None:
         if name in ("_local_scalar_dense", "item", "is_nonzero", "equal"):
-            return None if args[0].data_ptr() in self.host else "value read"
+            if args[0].device.type == "cpu" and args[0].data_ptr() in self.host:
+                self.host_reads += 1
+                return None
+            return "value read"
         if name in self.LIBRARY_CHECKS:
             return "library error check"
         if name in self.SIZE_FROM_VALUES:
@@ -84,10 +121,33 @@ class StepCounter(TorchDispatchMode):
         kind = self._sync(name, args, kwargs)
         if kind:
             self.syncs[kind] += 1
+        if self.answer_reads and name == "_local_scalar_dense" and args[0].device.type == "meta":
+            self.reads_answered += 1
+            dtype = args[0].dtype
+            return False if dtype == torch.bool else 0.0 if dtype.is_floating_point or dtype.is_complex else 0
         out = func(*args, **kwargs)
         if func.overloadpacket in flop_registry:
             self.flops += flop_registry[func.overloadpacket](*args, **kwargs, out_val=out)
         return out
+
+
+def kernel_seconds(step: Callable[[], None], device) -> float | None:
+    """Seconds a CUDA device spends in the kernels of ``step()``: the durations of the kernels (and copies) torch's
+    profiler records from CUPTI, summed, the gaps between them left out, so a step the host cannot feed fast
+    enough shows the device's own time. None where the profiler records none (no CUPTI)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    if torch.device(device).type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize(device)
+        micro = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
+    except (RuntimeError, AssertionError):
+        return None
+    return micro / 1e6 if micro > 0 else None
 
 
 def optimizer_step_counts(r) -> list[torch.Tensor]:
@@ -137,21 +197,145 @@ def meta_session(run: RunConfig, batch: int | None = None):
     return session_without_data(probe, synthetic_splits(probe, 2 * batch), torch.device("meta"))
 
 
-def count_meta(run: RunConfig) -> dict:
-    """The work of one training step of ``run`` at its batch, counted on the meta device (:func:`meta_session`):
-    FLOPs, dispatched operations and those of the objective's forward and backward pass (what ``train.compile``
-    puts into a graph). The first step is counted (a warm-up step costs as much again on the meta device): it
-    also creates the optimizer's state, a few hundred operations more than a later step. Host syncs are not
-    counted here (the meta device's own kernels read shapes, not values); ``plan.measure`` counts them where the
-    step runs."""
+# depths at which a model's step is counted to find the line a + b·K (module docstring); MaCow's steps come in
+# groups of unequal sizes around its splits, so it is counted at its own depth
+DEPTHS = {"glow": (1, 2, 3), "realnvp": (1, 2, 3, 4, 5)}
+
+
+def by_depth(run: RunConfig, figures: Callable[[RunConfig], dict]) -> dict:
+    """``figures(run)``, a dict of numbers (and other values), for a Glow or RealNVP from ``figures`` at the depths
+    of :data:`DEPTHS` on the line a + b·K (module docstring): every number's values must lie on a line (equal
+    steps from depth to depth) and every other value be the same at each depth, else (and for MaCow or a model no
+    deeper than those depths) ``figures(run)`` itself. ``{}`` from any depth: ``{}``."""
+    depth, depths = run.model.depth, DEPTHS.get(run.model_type)
+    if depths is None or depth <= depths[-1]:
+        return figures(run)
     try:
-        r = meta_session(run)
-        counter = StepCounter()
+        small = [figures(run.override([f"model.depth={k}"])) for k in depths]
+    except ValueError:                          # a config that does not allow a depth this small
+        return figures(run)
+    if not all(small):
+        return {}
+    if any(part.keys() != small[0].keys() for part in small):
+        return figures(run)
+    out = {}
+    for key in small[0]:
+        values = [part[key] for part in small]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        steps = {b - a for a, b in zip(values, values[1:])} if numbers else None
+        if numbers and len(steps) == 1:
+            out[key] = values[0] + steps.pop() * (depth - depths[0])
+        elif all(v == values[0] for v in values):
+            out[key] = values[0]
+        else:
+            return figures(run)
+    return out
+
+
+# train fields that set values, the schedule, the run's length, its evaluations or where and how it runs, none of
+# which changes the operations of a step dispatched on the meta device: left out of :func:`step_key`. Every other
+# field keys the count, a field added later too, so that a count is never shared by steps that differ.
+NOT_COUNTED = ("lr", "warmup_steps", "steps", "init_batch", "ema_decay", "eval_every", "ckpt_every", "n_train_eval",
+               "n_test_eval", "eval_batch", "nonfinite_policy", "max_skips", "device", "seed", "max_minutes",
+               "warmup_fraction", "lr_schedule", "lr_final_fraction", "beta2", "compile", "deterministic")
+_COUNTED: dict[str, dict] = {}              # step_key -> count_meta, this process's counts
+
+
+def step_key(run: RunConfig) -> str:
+    """What a step counted on the meta device depends on, as a string: the model (every field, execution ones
+    included) and the train fields but :data:`NOT_COUNTED` (whether the gradient is clipped and the classification
+    loss weighted, not by how much); not the dataset beyond the image shape the model names."""
+    train = {k: v for k, v in run.to_dict()["train"].items() if k not in NOT_COUNTED}
+    train["grad_clip"], train["y_weight"] = run.train.grad_clip > 0, run.train.y_weight > 0
+    return json.dumps({"model": run.to_dict()["model"], "model_type": run.model_type, "train": train},
+                      sort_keys=True)
+
+
+def counted_meta(run: RunConfig) -> dict:
+    """:func:`count_meta` of ``run``, or of a step with the same :func:`step_key` already counted in this
+    process."""
+    return dict(_COUNTED[step_key(run)]) if step_key(run) in _COUNTED else count_meta(run)
+
+
+def count_meta(run: RunConfig) -> dict:
+    """The work of a training step of ``run`` at its batch as a GPU runs it, counted on the meta device
+    (:func:`meta_session`; a Glow or RealNVP through :func:`by_depth`): FLOPs, the operations a later CUDA step
+    dispatches (``ops_per_step``: the first step's objective and a later step's operations outside it, without
+    reading the optimizer's step counts; module docstring) and those of the objective's forward and backward pass
+    (``objective_ops``: what ``train.compile`` puts into a graph), the first step's operations
+    (``first_step_ops``) and the value reads answered (:class:`StepCounter`). Host syncs are not counted here (the
+    meta device's own kernels read shapes, not values); ``plan.measure`` counts them where the step runs. ``{}``
+    where the step cannot be dispatched there. Always a count of its own (kept for :func:`counted_meta`)."""
+    counts = by_depth(run, _count_meta)
+    outside = _later_step_outside(run) if counts else None
+    if outside is not None:
+        counts["first_step_ops"] = counts["ops_per_step"]
+        counts["ops_per_step"] = counts["objective_ops"] + outside
+    _COUNTED[step_key(run)] = dict(counts)
+    return counts
+
+
+def _later_step_outside(run: RunConfig) -> int | None:
+    """Operations outside the objective of a later step of ``run`` at its smallest depth, less the host reads of the
+    optimizer's step counts (module docstring): after two steps' worth of optimizer updates through the step guard
+    (``StepGuard.step``: the optimizer's state and the guard's copies made, as by two steps), one step counted."""
+    for depth in range(1, run.model.depth + 1):
+        try:
+            small = run.override([f"model.depth={depth}"])
+            break
+        except ValueError:                      # a depth the model does not allow (MaCow's fine_splits)
+            continue
+    try:
+        r = meta_session(small)
+        ok = torch.ones((), dtype=torch.bool, device=r.device)
+        for _ in range(2):
+            r.guard.step(ok)
+        counter = StepCounter(host=optimizer_step_counts(r), answer_reads=True)
         with counter:
             train_step(r)
-    except RuntimeError as e:               # a model that reads values in its step (class labels' range check)
+    except (RuntimeError, ValueError):          # as _count_meta: the first step's count stands
+        return None
+    return counter.n_ops - counter.objective_ops - counter.host_reads
+
+
+def _count_meta(run: RunConfig) -> dict:
+    counter = StepCounter(answer_reads=True)
+    try:
+        r = meta_session(run)
+        with counter:
+            train_step(r)
+    except RuntimeError as e:               # an operation the meta device has no kernel for
         if "meta" not in str(e):
             raise
         return {}
+    except ValueError:                      # a check that failed on an answered read: not a fault of the config
+        if not counter.reads_answered:
+            raise
+        return {}
     return {"flops_per_step": counter.flops, "ops_per_step": counter.n_ops, "syncs_per_step": None, "syncs": {},
-            "objective_ops": counter.objective_ops, "counted_on": "meta"}
+            "objective_ops": counter.objective_ops, "reads_answered": counter.reads_answered, "counted_on": "meta"}
+
+
+def _model_size(run: RunConfig) -> dict:
+    with torch.device("meta"):
+        model, deq = build_model(run), build_dequantizer(run)
+    modules = [m for m in (model, deq) if m is not None]
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "weights": sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values()),
+            "optimizer": sum(2 * p.numel() * p.element_size() for m in modules for p in m.parameters()
+                             if p.requires_grad)}
+
+
+@functools.lru_cache(maxsize=None)
+def _model_size_of(key: str) -> dict:
+    return by_depth(RunConfig.from_dict(json.loads(key)), _model_size)
+
+
+def model_size(run: RunConfig) -> dict:
+    """{"parameters": the model's, "weights": bytes of the model's (and dequantiser's) state dict, "optimizer":
+    bytes of Adam(ax)'s state (each parameter's two moments, in its dtype)}, from the model built on the meta device
+    (no memory, no arithmetic; a Glow or RealNVP at its small depths, :func:`by_depth`), once per model in a
+    process."""
+    what = run.to_dict()
+    what["train"] = {"dequantization": run.train.dequantization}        # all the dequantiser's size depends on
+    return dict(_model_size_of(json.dumps(what, sort_keys=True)))
