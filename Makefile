@@ -138,7 +138,9 @@ reproduce-steps:
 # the plan of PROFILE: one line per training (dataset, model, parameters, steps, batch, FLOPs, operations and host
 # syncs per step, the step's time measured on this machine's device, the time left, cached or not), the total,
 # and every missing data file with how to get it (CHECK_DATA=1: missing data is an error, as reproduce wants it).
-# Measurements are kept in $(GLOWLIB_CACHE)/plan/.
+# Where this machine lacks the device PROFILE is sized for (gpu or paper without a GPU) the steps are counted on
+# the meta device, each distinct one once, and not timed (under a minute for gpu on a 2-core CPU); the H100
+# figures come from those counts. Measurements and counts are kept in $(GLOWLIB_CACHE)/plan/.
 plan: $(STAMP)
 	$(PY) -m glowlib plan --profile $(PROFILE) $(if $(CHECK_DATA),--check-data) $(if $(WORKERS),--workers $(WORKERS))
 
