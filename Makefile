@@ -2,6 +2,12 @@
 # `make test` runs the test suite (CI: .ci/run). Both create .venv first if it is missing.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# Each stage of `make test` and `make reproduce` (set-up, plan, models, each notebook, book, pytest) ends with one
+# line, "== STAGE: done in D (T since the start)", so that a long run says what it has done and how far along it is.
+# The start is the first make's (set before anything below runs); its sub-makes inherit it through the environment.
+ifndef GLOWLIB_STARTED
+export GLOWLIB_STARTED := $(shell date +%s)
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -27,6 +33,22 @@ ifeq ($(PROFILE),smoke)
 # smoke models are too small for a second thread to pay; on a busy 2-core machine it costs 10x
 export OMP_NUM_THREADS ?= 1
 endif
+# Notebooks `make results` runs side by side: smoke's run on one thread each (above), so one per core (nproc, which
+# would answer OMP_NUM_THREADS instead where it is set); a larger profile's notebook uses every core itself, so they
+# run one at a time. NOTEBOOK_JOBS=1 runs them one by one.
+NOTEBOOK_JOBS ?= $(if $(filter smoke,$(PROFILE)),$(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1),1)
+
+# shell: `took T0` prints the time since epoch second T0 as "42 s" or "3 min 5 s"
+TOOK = took() { t=$$(( $$(date +%s) - $$1 )); if [ $$t -ge 60 ]; then echo "$$((t / 60)) min $$((t % 60)) s"; else echo "$$t s"; fi; }
+# $(call stage_done,STAGE): the line that ends STAGE, begun at epoch second $$s (set by the recipe line)
+stage_done = $(TOOK); echo "== $(1): done in $$(took $$s) ($$(took $$GLOWLIB_STARTED) since the start)"
+# $(call position,WORD,LIST): " (3 of 15)" for WORD third of LIST's 15 words; empty when WORD is not in LIST
+position = $(if $(filter $(1),$(2)), ($(words $(call upto,$(1),$(2))) of $(words $(2))))
+upto = $(if $(filter $(1),$(firstword $(2))),$(1),$(firstword $(2)) $(call upto,$(1),$(wordlist 2,$(words $(2)),$(2))))
+# $(call stage_failed,STAGE): the line that ends a failed STAGE, which is also written to $(FAILED_STAGE) when make
+# test names that file, so that its last line can say which stage failed; the recipe line then fails
+stage_failed = $(TOOK); echo "== $(1): FAILED after $$(took $$s) ($$(took $$GLOWLIB_STARTED) since the start)" >&2; \
+  $(if $(FAILED_STAGE),echo "$(1)" >> $(FAILED_STAGE);) exit 1
 
 # stop early, naming the bad value, for a PROFILE or NB that does not exist
 ifneq ($(filter reproduce reproduce-steps plan models results notebook book,$(MAKECMDGOALS)),)
@@ -77,10 +99,12 @@ help:
 
 env: $(STAMP)
 
+# --no-compile: pip would compile every module it installs to bytecode (about 14,000 files, most of them torch's,
+# one after another); Python compiles the ones a run imports when it first imports them, and keeps them
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile -e '.[test]'
 	@$(MAKE) --no-print-directory system-packages
 	@touch $@
 
@@ -114,10 +138,25 @@ system-packages:
 data: $(STAMP)
 	$(PY) -m glowlib.download all
 
-# the whole pipeline at smoke scale (book included), then every test, the book's page checks among them
-test: $(STAMP)
-	@$(MAKE) --no-print-directory reproduce PROFILE=smoke
-	$(PY) -m pytest -q
+# The whole pipeline at smoke scale (book included), then every test, the book's page checks among them. Each stage
+# ends with its line (above); the last line is "make test: passed in ..." or "make test: FAILED (stage) after ...".
+# The set-up is a stage of its own (make env), so that its time is counted; nothing else depends on it here. Each
+# sub-make is given its PROFILE, so that none imports torch to pick one.
+test_failed = $(TOOK); echo "make test: FAILED ($(1)) after $$(took $$GLOWLIB_STARTED)" >&2; exit 1
+# test processes (pytest-xdist), one per core; each takes the next test as it finishes one (worksteal), since the
+# tests' times range from milliseconds to minutes. TEST_JOBS=1 runs them in one worker process
+TEST_JOBS ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)
+test:
+	@echo "== set-up: .venv with glowlib and its packages (make env; nothing to do when pyproject.toml is unchanged)"
+	@s=$$(date +%s); $(MAKE) --no-print-directory env PROFILE=smoke || { $(call test_failed,set-up: make env); }; \
+	$(call stage_done,set-up)
+	@failed=$$(mktemp); $(MAKE) --no-print-directory reproduce PROFILE=smoke FAILED_STAGE=$$failed || \
+	  { stage=$$(head -n 1 $$failed); rm -f $$failed; \
+	    $(call test_failed,make reproduce PROFILE=smoke$${stage:+ at $$stage}); }; rm -f $$failed
+	@echo "== pytest: every test, the book's page checks among them"
+	@s=$$(date +%s); $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal || { $(call test_failed,pytest); }; \
+	$(call stage_done,pytest)
+	@$(TOOK); echo "make test: passed in $$(took $$GLOWLIB_STARTED)"
 
 # A sub-make after $(STAMP), so that the default PROFILE is computed with the environment in place; it hands that
 # PROFILE to each step, so that every step and the last line name the profile that ran. The plan comes first: it
@@ -125,15 +164,17 @@ test: $(STAMP)
 # Each step is a sub-make, so that `make -n reproduce` only prints what would run (make runs a line that names
 # $(MAKE) even under -n, and everything else on that line with it).
 reproduce: $(STAMP)
-	@$(MAKE) --no-print-directory reproduce-steps
+	@$(MAKE) --no-print-directory reproduce-steps REPRODUCE_STARTED=$$(date +%s)
 
 reproduce-steps:
-	@start=$$(date +%s) && \
-	$(MAKE) --no-print-directory plan PROFILE=$(PROFILE) CHECK_DATA=1 && \
-	$(MAKE) --no-print-directory models PROFILE=$(PROFILE) && \
-	$(MAKE) --no-print-directory results PROFILE=$(PROFILE) && \
-	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) && \
-	echo "reproduce (PROFILE=$(PROFILE)) took $$(( $$(date +%s) - start )) s; the book: book/_build/html/index.html"
+	@s=$$(date +%s); $(MAKE) --no-print-directory plan PROFILE=$(PROFILE) CHECK_DATA=1 || { $(call stage_failed,plan); }; \
+	$(call stage_done,plan)
+	@s=$$(date +%s); $(MAKE) --no-print-directory models PROFILE=$(PROFILE) || { $(call stage_failed,models); }; \
+	$(call stage_done,models)
+	@$(MAKE) --no-print-directory results PROFILE=$(PROFILE) -j $(NOTEBOOK_JOBS)
+	@s=$$(date +%s); $(MAKE) --no-print-directory book PROFILE=$(PROFILE) || { $(call stage_failed,book); }; \
+	$(call stage_done,book)
+	@$(TOOK); echo "reproduce (PROFILE=$(PROFILE)) took $$(took $(or $(REPRODUCE_STARTED),$$GLOWLIB_STARTED)); the book: book/_build/html/index.html"
 
 # the plan of PROFILE: one line per training (dataset, model, parameters, steps, batch, FLOPs, operations and host
 # syncs per step, the step's time measured on this machine's device, the time left, cached or not), the total,
@@ -166,7 +207,7 @@ results: $(EXECUTED)
 # handler. Errors in the notebook itself still fail the run with their traceback.
 define execute
 	@$(if $(strip $(2)),$(PY) -m glowlib check-params --profile $(PROFILE) $(1) $(2))
-	@final=$(RESULTS)/$(1) && stage=$(abspath $(RESULTS))/.$(1).staging && previous=$(RESULTS)/.$(1).previous && \
+	@s=$$(date +%s) && final=$(RESULTS)/$(1) && stage=$(abspath $(RESULTS))/.$(1).staging && previous=$(RESULTS)/.$(1).previous && \
 	if [ ! -e $$final ] && [ -d $$previous ]; then mv $$previous $$final; fi && \
 	for d in $(RESULTS) $$final; do \
 	  if [ -e $$d ] && [ ! -w $$d ]; then \
@@ -183,14 +224,15 @@ define execute
 	  if [ ! -f $$stage/provenance.json ]; then \
 	    rm -rf $$stage; \
 	    echo "error: notebook $(1) ran but wrote no provenance.json (its Recorder's finish() was not called); the previous results in $$final/ are kept" >&2; \
-	    exit 1; \
+	    $(call stage_failed,notebook $(1)); \
 	  fi; \
 	  cp $$tmp/$(1).out.ipynb $$stage/$(1).ipynb && \
-	  { [ ! -e $$final ] || mv $$final $$previous; } && mv $$stage $$final && rm -rf $$previous $$tmp; \
+	  { [ ! -e $$final ] || mv $$final $$previous; } && mv $$stage $$final && rm -rf $$previous $$tmp && \
+	  { $(call stage_done,notebook $(1)$(call position,$(1),$(NOTEBOOKS))); }; \
 	else \
 	  rm -rf $$stage; \
 	  echo "error: notebook $(1) failed (the exception is above); the previous results in $$final/ are kept, and the partly executed notebook is $$tmp/$(1).out.ipynb" >&2; \
-	  exit 1; \
+	  $(call stage_failed,notebook $(1)); \
 	fi
 endef
 

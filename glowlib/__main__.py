@@ -31,7 +31,7 @@ from .config import DEQUANTIZATIONS, MODEL_TYPES, check_choice
 from .profiles import DATASET_SHAPES, PROFILES, profile_config
 from .results import repo_root
 from .studies import STUDIES, all_runs, check_parameters
-from .studies.base import classifier_datasets
+from .studies.base import classifier_datasets, classifier_settings
 from .training import (evaluate, load_checkpoint, load_trained_with_dequantizer, prepare_splits, run_config_of,
                        train)
 from .runtime import check_workers, default_workers
@@ -175,10 +175,11 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
                             retry=f"python -m glowlib models --profile {profile} (or make models PROFILE={profile})")
         if status:
             return status
+    settings = classifier_settings(profile)
     for dataset in classifier_datasets(profile):
-        if not classifier_path(dataset).is_file():
+        if not classifier_path(dataset, settings=settings).is_file():
             print(f"training the measuring classifier of {dataset}", flush=True)
-        cached_classifier(dataset)
+        cached_classifier(dataset, settings=settings)
     return 0
 
 

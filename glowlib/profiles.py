@@ -121,6 +121,9 @@ class Profile:
     validity_priors: tuple | None = None
     # sampling_cost's Setup (its fields): heights and model size for the machine the profile runs on
     sampling_cost: dict = field(default_factory=dict)
+    # the measuring classifier's settings that differ from analysis.ClassifierSettings' defaults, for every page of
+    # the profile (studies.base.measuring_classifier)
+    classifier: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_choice("profile", self.name, PROFILES)
@@ -222,12 +225,14 @@ CPU = replace(
     sampling_cost=dict(heights=(8, 16, 32, 64, 128), n_levels=3, depth=4, width=128, batch=4, n_repeats=5),
 )
 
-# smoke: every code path in about a minute, for CI; the numbers mean nothing
+# smoke: every code path in minutes, for CI (`make test`); the numbers mean nothing. Each training is as short as
+# leaves a curve of three evaluations; the evaluations read part of the test split (the chosen checkpoint is scored
+# on all of it once), so that Fashion-MNIST's 10,000 test images are not read at every one of them
 SMOKE = replace(
     CPU, name="smoke", n_val=200,
     model=GlowConfig(n_levels=2, depth=2, width=32, inv_backprop=False),
-    train=TrainConfig(batch_size=32, steps=60, warmup_steps=10, eval_every=20, ckpt_every=20, init_batch=64,
-                      n_train_eval=200, eval_batch=250),
+    train=TrainConfig(batch_size=32, steps=30, warmup_steps=5, eval_every=10, ckpt_every=10, init_batch=64,
+                      n_train_eval=100, n_test_eval=200, eval_batch=250),
     macow=MaCowConfig(n_levels=2, depth=2, width=32, n_units=1),
     steps={}, test_images={}, quality_steps={}, quality_overrides={}, study_steps={}, left_out={},
     table_left_out={},
@@ -238,9 +243,13 @@ SMOKE = replace(
     iw_samples=(4, 100),
     what_works_depths=(1, 2, 4),
     precision_dataset="digits",
-    y_weights=None, validity_priors=None,
+    y_weights=(0.01,),                             # the cpu profile's: the arms that page runs there
+    validity_priors=None,
     # three repeats: with two, the exponent's t-interval is far too wide to say anything
     sampling_cost=dict(heights=(8, 16, 32), n_levels=2, depth=2, width=32, batch=4, n_repeats=3),
+    # a measuring classifier of seconds: every measure runs, none means anything (Fashion-MNIST's 60,000 images
+    # for ClassifierSettings' 10 epochs would take the samples page minutes)
+    classifier=dict(epochs=2, max_images=1_000),
 )
 
 _BY_NAME = {p.name: p for p in (SMOKE, CPU, GPU, PAPER)}

@@ -50,7 +50,7 @@ rec = Recorder("bits_5v8", p.out_dir, p.profile, p.seed, vars(p), study.device()
 result = study.bits_5v8(p.profile, p.bit_depths, p.n_seeds, p.temperatures, p.n_samples, p.n_grid, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
-rec.note(classifier=study.classifier_provenance(study.study_dataset(p.profile)))
+rec.note(classifier=study.classifier_provenance(study.study_dataset(p.profile), p.profile))
 
 # %% [markdown]
 # ## Bits/dim on each scale

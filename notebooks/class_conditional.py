@@ -40,7 +40,7 @@ result = study.class_conditional(p.profile, p.y_weights, p.temperatures, p.n_per
                                  p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
-rec.note(classifier=study.classifier_provenance(study.study_dataset(p.profile)))
+rec.note(classifier=study.classifier_provenance(study.study_dataset(p.profile), p.profile))
 
 # %% [markdown]
 # ## Sanity gates

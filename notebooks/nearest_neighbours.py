@@ -42,7 +42,7 @@ p = study.check_parameters(profile=profile, seed=seed, out_dir=out_dir, dataset=
 rec = Recorder("nearest_neighbours", p.out_dir, p.profile, p.seed, vars(p), study.device())
 trained = study.shared_model(p.profile, p.dataset)
 rec.model(f"glow-{p.dataset}", trained)
-rec.note(classifier=study.classifier_provenance(p.dataset))
+rec.note(classifier=study.classifier_provenance(p.dataset, p.profile))
 
 # %% [markdown]
 # ## Sanity gates
@@ -52,7 +52,7 @@ rec.note(classifier=study.classifier_provenance(p.dataset))
 
 # %%
 result = study.nearest_neighbour_check(trained.model, trained.run, p.temperature, p.n_samples, p.n_sampling_seeds,
-                                       p.seed)
+                                       p.seed, classifier=study.measuring_classifier(p.profile, p.dataset))
 neighbours, summary, gates = (result.tables[k] for k in ("neighbours", "summary", "gates"))
 show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 

@@ -46,7 +46,7 @@ rec.model(f"glow-{p.dataset}", trained)
 others = study.seed_models(p.profile, p.dataset, p.n_training_seeds)
 for s, other in others.items():
     rec.model(f"glow-{p.dataset}-seed{s}", other)
-rec.note(classifier=study.classifier_provenance(p.dataset))
+rec.note(classifier=study.classifier_provenance(p.dataset, p.profile))
 
 # %% [markdown]
 # ## A sample grid per temperature
@@ -82,7 +82,8 @@ rec.figure(study.show(grids[p.temperature], f"T = {p.temperature:g}", zoom=3), "
 
 # %%
 result = study.temperature_table(trained.model, p.dataset, p.temperatures, p.n_samples, p.n_sampling_seeds,
-                                 p.seed, more_models={s: m.model for s, m in others.items()})
+                                 p.seed, more_models={s: m.model for s, m in others.items()},
+                                 classifier=study.measuring_classifier(p.profile, p.dataset))
 table, gates, decision = (result.tables[k] for k in ("temperature", "gates", "decision"))
 show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold", "passed", "n"])
 

@@ -4,7 +4,9 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# At most two threads a test process, and one per core it has to itself: `make test` runs one pytest-xdist worker
+# per core, where two threads each would oversubscribe the cores (and torch's threads spin while they wait).
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 # The tests record results into temporary folders, never into results/, and run on a working tree with edits (that
 # is when they are run): they record from it explicitly (glowlib.results.check_committed); tests/test_citable.py
 # checks the refusal with the override removed. Subprocesses (make notebook) inherit it.

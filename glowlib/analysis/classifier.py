@@ -112,6 +112,10 @@ class ClassifierSettings:
     # train on images with random ink changes (global dimming, grey-scale erosion or dilation, :func:`ink_augment`),
     # so that the features of a thinner or thicker stroke stay near those of the stroke itself
     ink_augmentation: bool = True
+    # train on the first this-many training images only, a class-balanced draw (the splits come in stratified
+    # order: data.load_dataset); None: every one. Fewer images cost less and measure worse: for a profile whose
+    # numbers mean nothing (smoke), not for one whose measures decide claims
+    max_images: int | None = None
 
     def __post_init__(self):
         check_choice("intensity", self.intensity, INTENSITIES)
@@ -121,6 +125,8 @@ class ClassifierSettings:
         check_range("batch_size", self.batch_size, 1)
         check_range("lr", self.lr, 0, kind=float)
         check_range("n_features", self.n_features, 1)
+        if self.max_images is not None:
+            check_range("max_images", self.max_images, 1)
         if len(self.channels) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
                                           for c in self.channels):
             raise ValueError(f"channels={self.channels!r} must be two positive ints (the two conv layers)")
@@ -192,6 +198,8 @@ class Classifier:
             check_choice("setting", key, allowed)
         settings = ClassifierSettings(**settings)
         labels = _check_labels(labels, len(images_uint8), n_classes)
+        if settings.max_images is not None:
+            images_uint8, labels = images_uint8[:settings.max_images], labels[:settings.max_images]
         image_shape = tuple(images_uint8.shape[1:])
         with torch.random.fork_rng(devices=[]):          # seeded initialisation without touching global state
             torch.manual_seed(seed)
@@ -297,10 +305,14 @@ def _check_labels(labels: Tensor, n: int, n_classes: int) -> Tensor:
     return labels.long().cpu()
 
 
-def classifier_path(dataset: str, seed: int = 0) -> Path:
-    """Where :func:`cached_classifier` keeps the classifier of (dataset, seed) at the current settings."""
-    settings = {"version": _CLASSIFIER_VERSION, **dataclasses.asdict(ClassifierSettings())}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+def classifier_path(dataset: str, seed: int = 0, settings: ClassifierSettings | None = None) -> Path:
+    """Where :func:`cached_classifier` keeps the classifier of (dataset, seed) at ``settings`` (default:
+    :class:`ClassifierSettings`'s). The name hashes the settings; ``max_images`` only where it is set, so that the
+    classifiers trained on every image keep the names they had before the field existed."""
+    hashed = {"version": _CLASSIFIER_VERSION, **dataclasses.asdict(settings or ClassifierSettings())}
+    if hashed["max_images"] is None:
+        del hashed["max_images"]
+    key = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root() / "classifiers" / f"{dataset}-{seed}-{key}.pt"
 
 
@@ -314,15 +326,18 @@ def set_aside_name(path: Path) -> Path:
     return aside
 
 
-def cached_classifier(dataset: str, seed: int = 0, device: str = "cpu") -> Classifier:
-    """The classifier of ``dataset``'s real training images (default :class:`ClassifierSettings`), trained the first
-    time and loaded after that; its ``test_accuracy`` on the test split is stored with it.
+def cached_classifier(dataset: str, seed: int = 0, device: str = "cpu",
+                      settings: ClassifierSettings | None = None) -> Classifier:
+    """The classifier of ``dataset``'s real training images at ``settings`` (default: :class:`ClassifierSettings`'s;
+    a profile's own: ``studies.base.measuring_classifier``), trained the first time and loaded after that; its
+    ``test_accuracy`` on the whole test split is stored with it.
 
     Two processes that miss the cache at once both train the same (seeded) classifier; the atomic write makes the
     last one win harmlessly.
     """
     check_range("seed", seed, 0)
-    path = classifier_path(dataset, seed)
+    settings = settings or ClassifierSettings()
+    path = classifier_path(dataset, seed, settings)
     if path.is_file():
         try:
             return Classifier.load(path, device)
@@ -334,7 +349,9 @@ def cached_classifier(dataset: str, seed: int = 0, device: str = "cpu") -> Class
     data = load_dataset(dataset)
     if data.n_classes < 2:
         raise ValueError(f"dataset={dataset!r} has no class labels to train a classifier on; use a labelled one")
-    classifier = Classifier.fit(data.train_images, data.train_labels, data.n_classes, seed, device)
+    default = dataclasses.asdict(ClassifierSettings())
+    changed = {k: v for k, v in dataclasses.asdict(settings).items() if v != default[k]}
+    classifier = Classifier.fit(data.train_images, data.train_labels, data.n_classes, seed, device, **changed)
     classifier.test_accuracy = classifier.accuracy(data.test_images, data.test_labels)
     classifier.save(path)
     return classifier

@@ -209,16 +209,32 @@ def study_config(profile: str, seed: int = 0) -> RunConfig:
 
 
 def classifier_datasets(profile: str) -> list[str]:
-    """The datasets whose measuring classifier the notebooks of ``profile`` use: the shared model's and the
-    reviewers' studies'."""
-    return list(dict.fromkeys([figure_dataset(profile), study_dataset(profile)]))
+    """The datasets whose measuring classifier the notebooks of ``profile`` use: the shared model's, the reviewers'
+    studies' and, where the profile runs the samples page, every dataset of the bits/dim table."""
+    from . import studies_of
+    table = table_datasets() if "samples" in studies_of(profile) else []
+    return list(dict.fromkeys([figure_dataset(profile), study_dataset(profile), *table]))
 
 
-def classifier_provenance(dataset: str) -> dict:
-    """What the measuring classifier of ``dataset`` is, for the provenance: its settings and test accuracy."""
-    classifier = cached_classifier(dataset, device=device())
-    return {"dataset": dataset, "seed": 0, "settings": dataclasses.asdict(ClassifierSettings()),
-            "cache_file": classifier_path(dataset).name, "test_accuracy": classifier.test_accuracy}
+def classifier_settings(profile: str) -> ClassifierSettings:
+    """The measuring classifier's settings at ``profile``: ClassifierSettings' defaults with the profile's own
+    (``Profile.classifier``)."""
+    return ClassifierSettings(**profile_of(profile).classifier)
+
+
+def measuring_classifier(profile: str, dataset: str):
+    """The measuring classifier of ``dataset`` at ``profile``'s settings (:func:`classifier_settings`), from the
+    cache (trained there on first use): every page of a profile measures with the same one."""
+    return cached_classifier(dataset, device=device(), settings=classifier_settings(profile))
+
+
+def classifier_provenance(dataset: str, profile: str) -> dict:
+    """What the measuring classifier of ``dataset`` at ``profile`` is, for the provenance: its settings and test
+    accuracy."""
+    settings = classifier_settings(profile)
+    classifier = measuring_classifier(profile, dataset)
+    return {"dataset": dataset, "seed": 0, "settings": dataclasses.asdict(settings),
+            "cache_file": classifier_path(dataset, settings=settings).name, "test_accuracy": classifier.test_accuracy}
 
 
 def curves(trained_model, **labels) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
+from ..analysis import REAL_VS_REAL, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import reduce_bits as _reduce_bits
 from ..analysis import sample_quality, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
@@ -21,7 +21,7 @@ from ..training import evaluate, prepare_splits
 from .base import (NOT_TESTABLE, SEED, Experiment, cached_model, device, int_in, list_of, n_parameters,
                    sampler_temperatures, study_config)
 from .base import classifier_provenance, study_dataset, plot_named_grids  # noqa: F401  (for the notebook)
-from .base import check_values
+from .base import check_values, measuring_classifier
 
 NOTEBOOK = "bits_5v8"
 BIT_DEPTHS = (5, 8)                          # the paper's CelebA-HQ samples are 5-bit, its tables 8-bit
@@ -111,7 +111,7 @@ def bits_5v8(profile: str, bit_depths, n_seeds: int, temperatures, n_samples: in
                              "test_sem": sem, "method": method, "n_test": len(splits.test_x),
                              "n_parameters": n_parameters(tm.model), "wall_s": tm.summary["wall_s"]})
             if classifier is None:
-                classifier = cached_classifier(tm.run.data.dataset, device=device())
+                classifier = measuring_classifier(profile, tm.run.data.dataset)
                 n_samples = min(n_samples, len(splits.test_x) // 2)
                 reference, held = real_halves(splits.test_x, splits.test_y, n_samples, seed)
                 for shown in bit_depths:

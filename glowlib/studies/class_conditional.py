@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, sample_quality
+from ..analysis import REAL_VS_REAL, check_gates, failed_gates_of, image_grid, sample_quality
 from ..analysis import samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import decision_columns, nearest_temperature, paired_values, real_half_indices, table_outcome
@@ -22,7 +22,7 @@ from ..training import prepare_splits
 from .base import (N_CLASSES, SEED, Experiment, auto_or, cached_model, device, int_in, list_of, n_parameters,
                    number_in, sampler_temperatures, study_config)
 from .base import classifier_provenance, study_dataset, plot_named_grids  # noqa: F401  (for the notebook)
-from .base import check_values
+from .base import check_values, measuring_classifier
 
 NOTEBOOK = "class_conditional"
 Y_WEIGHTS = (0.0, 0.01, 1.0)                 # 0: likelihood only; 0.01: official conditional runs; 1: strong
@@ -99,7 +99,7 @@ def class_conditional(profile: str, y_weights, temperatures, n_per_class: int, n
             n_classes = tm.run.model.n_classes
             y = torch.arange(n_classes).repeat(n_per_class)          # every class in turn: balanced at any prefix
             if classifier is None:
-                classifier = cached_classifier(tm.run.data.dataset, device=device())
+                classifier = measuring_classifier(profile, tm.run.data.dataset)
                 size = min(len(y), len(splits.test_x) // 2)
                 first, second = real_half_indices(splits.test_y, size, seed)
                 reference, held, held_y = splits.test_x[first], splits.test_x[second], splits.test_y[second]

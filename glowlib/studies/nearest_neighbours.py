@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis import cached_classifier, check_gates, failed_gates_of, image_grid, nearest_neighbours, reference_set
+from ..analysis import check_gates, failed_gates_of, image_grid, nearest_neighbours, reference_set
 from ..analysis import samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import SAMPLING_SEEDS_T, decide_non_inferior, decision_columns, table_outcome
 from ..training import prepare_splits
 from .base import SEED, Experiment, available_dataset, device, int_in, number_in, shared_runs, show
-from .base import classifier_provenance, curves, plot_splits, shared_model  # noqa: F401  (for the notebook)
+from .base import classifier_provenance, curves, measuring_classifier, plot_splits, shared_model  # noqa: F401
 from .base import auto_or, check_values, with_figure_dataset
 
 NOTEBOOK = "nearest_neighbours"
@@ -37,9 +37,11 @@ def runs(profile: str) -> list:
     return shared_runs(profile)
 
 
-def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_seeds: int, seed: int) -> Experiment:
+def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_seeds: int, seed: int, *,
+                            classifier) -> Experiment:
     """Memorisation check the reviewers asked for: the nearest training image of each generated sample and of each
-    held-out test image, in pixel space and in the classifier's feature space. Samples no closer to the training
+    held-out test image, in pixel space and in the feature space of ``classifier`` (the profile's measuring
+    classifier of the run's dataset: ``base.measuring_classifier``). Samples no closer to the training
     set than unseen test images are no sign of copying.
 
     Replicate r (sampling seed ``seed + r``) draws n samples and a seeded random class-balanced draw of n test
@@ -50,7 +52,6 @@ def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_s
     training set and the neighbour indices, for the side-by-side figure.
     """
     splits = prepare_splits(run)
-    classifier = cached_classifier(run.data.dataset, device=device())
     n = min(n, len(splits.test_x))
     gates, _ = check_gates(f"glow-{run.data.dataset}", model, classifier,
                            reference_set(splits.test_x, splits.test_y, n, seed), n, seed, temperatures=[temperature])

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
+from ..analysis import REAL_VS_REAL, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import sample_quality, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results, not_testable
 from ..analysis.judging import nearest_temperature
@@ -18,7 +18,7 @@ from ..data import load_dataset
 from .base import (CONFIRMED, NOT_TESTABLE, SEED, TABLE_MODELS, Experiment, cached_model, choice, datasets_or_auto,
                    int_in, list_of, number_in, quality_run, table_models, table_run, table_runs)
 from .base import device  # noqa: F401  (the notebook calls it through this module)
-from .base import check_values
+from .base import check_values, measuring_classifier
 
 NOTEBOOK = "samples"
 PARAMETERS = {**SEED, "datasets": datasets_or_auto, "model_types": list_of(choice(TABLE_MODELS)),
@@ -70,7 +70,7 @@ def sample_grids(profile: str, datasets, model_types, temperatures, n: int, seed
         if not present:
             continue
         data = load_dataset(dataset)
-        classifier = cached_classifier(dataset, device=device())
+        classifier = measuring_classifier(profile, dataset)
         size = min(n_measure, len(data.test_images) // 2)
         reference, held = real_halves(data.test_images, data.test_labels, size, seed)
         quality.append({"dataset": dataset, "source": REAL_VS_REAL, "model_type": "", "temperature": math.nan,

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from ..analysis import REAL_VS_REAL, cached_classifier, check_gates, failed_gates_of, image_grid, real_halves
+from ..analysis import REAL_VS_REAL, check_gates, failed_gates_of, image_grid, real_halves
 from ..analysis import sample_quality, samples, temperature_samples_table
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import (decide_over_sampling_seeds, decision_columns, nearest_temperature, paired_values,
@@ -22,7 +22,7 @@ from ..analysis.stats import decide_paired
 from ..training import trained
 from ..data import load_dataset
 from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
-from .base import classifier_provenance, plot_named_grids, shared_model, show  # noqa: F401  (for the notebook)
+from .base import classifier_provenance, measuring_classifier, plot_named_grids, shared_model, show  # noqa: F401
 from .base import auto_or, check_values, with_figure_dataset
 
 NOTEBOOK = "temperature"
@@ -68,8 +68,9 @@ def sample_grids(model, temperatures, n: int, seed: int, nrow: int = 6) -> dict:
 
 
 def temperature_table(model, dataset: str, temperatures, n: int, n_sampling_seeds: int, seed: int,
-                      name: str = "", more_models: dict | None = None) -> Experiment:
-    """Fidelity and diversity against temperature, for ``n_sampling_seeds`` seeds of the sampler.
+                      name: str = "", more_models: dict | None = None, *, classifier) -> Experiment:
+    """Fidelity and diversity against temperature, for ``n_sampling_seeds`` seeds of the sampler, measured with
+    ``classifier`` (the profile's measuring classifier of ``dataset``: ``base.measuring_classifier``).
 
     The real test images are split into two disjoint seeded class-balanced draws of ``n`` images (``n`` is capped
     at half the test split): samples are measured against the first (the reference); the second measured against
@@ -79,7 +80,6 @@ def temperature_table(model, dataset: str, temperatures, n: int, n_sampling_seed
     model, ``analysis.check_gates``) and ``decision`` (:func:`decisions`).
     """
     name = name or f"glow-{dataset}"
-    classifier = cached_classifier(dataset, device=device())
     data = load_dataset(dataset)
     n = min(n, len(data.test_images) // 2)
     reference, held = real_halves(data.test_images, data.test_labels, n, seed)

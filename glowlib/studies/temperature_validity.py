@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis import cached_classifier, check_gates, failed_gates_of, image_grid, real_halves, samples
+from ..analysis import check_gates, failed_gates_of, image_grid, real_halves, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import decide_non_inferior, decision_columns, nearest_temperature, paired_values, table_outcome
 from ..analysis.stats import NOT_TESTABLE, Decision
@@ -24,7 +24,7 @@ from ..profiles import profile as profile_of
 from .base import (SEED, Experiment, auto_or, cached_model, choice, int_in, list_of, sampler_temperatures,
                    study_dataset)
 from .base import device, plot_named_grids  # noqa: F401  (the notebook calls them through this module)
-from .base import check_values
+from .base import check_values, measuring_classifier
 
 NOTEBOOK = "temperature_validity"
 VALIDITY_COUPLINGS = ("additive", "affine")
@@ -189,7 +189,7 @@ def temperature_validity(profile: str, couplings, priors, temperatures, n: int, 
                 name = model_name(coupling, prior, s)
                 models[name] = tm
                 if classifier is None:
-                    classifier = cached_classifier(tm.run.data.dataset, device=device())
+                    classifier = measuring_classifier(profile, tm.run.data.dataset)
                     splits = prepare_splits(tm.run)
                     n_real = min(n, len(splits.test_x) // 2)
                     reference, held = real_halves(splits.test_x, splits.test_y, n_real, seed)

@@ -65,3 +65,30 @@ def test_setting_aside_twice_in_one_second_keeps_both_copies(tmp_path, monkeypat
         path.replace(aside)
         names.append(aside)
     assert names[0] != names[1] and [n.read_bytes() for n in names] == [b"first", b"second"]
+
+
+def test_max_images_trains_on_the_first_training_images_only():
+    data = load_dataset("digits")
+    x, y = data.train_images, data.train_labels
+    capped = cl.Classifier.fit(x, y, 10, max_images=300)
+    first = cl.Classifier.fit(x[:300], y[:300], 10)
+    probe = data.test_images[:50]
+    assert torch.equal(capped.predict_proba(probe), first.predict_proba(probe))
+    assert capped.settings.max_images == 300
+    with pytest.raises(ValueError, match="max_images"):
+        cl.ClassifierSettings(max_images=0)
+
+
+def test_every_page_of_a_profile_measures_with_the_profile_s_own_classifier():
+    """Profile.classifier sets the measuring classifier of a profile's pages (smoke's is small: its numbers mean
+    nothing); its settings name its cache file, and the default settings keep the name they had before max_images
+    existed, so that no classifier trained on every image is trained again."""
+    from glowlib.studies.base import classifier_provenance, classifier_settings
+    smoke = classifier_settings("smoke")
+    assert smoke.max_images and classifier_settings("cpu") == cl.ClassifierSettings()
+    assert cl.classifier_path("digits").name == "digits-0-5e4a41c57958.pt"
+    record = classifier_provenance("digits", "smoke")
+    path = cl.classifier_path("digits", settings=smoke)
+    assert record["cache_file"] == path.name != cl.classifier_path("digits").name
+    assert record["settings"]["max_images"] == smoke.max_images and record["settings"]["epochs"] == smoke.epochs
+    assert path.is_file() and not cl.classifier_path("digits").is_file()
