@@ -25,7 +25,7 @@
 # real draw of the same size). The 8-bit model's samples are also shown **reduced to 5 bits**: if they then score
 # like the 5-bit model's, the fewer bits explain the look; if the 5-bit model still scores better, training at 5
 # bits does. The comparison is paired by training seed (each seed trains both models), and it is made only when
-# every compared model passes three **sanity gates** on its T = 1 samples.
+# every compared model passes the **sanity gates** on draws of their own.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -50,7 +50,7 @@ rec = Recorder("bits_5v8", p.out_dir, p.profile, p.seed, vars(p), study.device()
 result = study.bits_5v8(p.profile, p.bit_depths, p.n_seeds, p.temperatures, p.n_samples, p.n_grid, p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
-rec.note(classifier=study.classifier_provenance(study.study_dataset(p.profile), p.profile))
+rec.note(classifier=study.classifier_provenance(study.bits_dataset(p.profile), p.profile))
 
 # %% [markdown]
 # ## Bits/dim on each scale

@@ -10,10 +10,11 @@
 # (`TrainConfig.y_weight`; the official conditional runs use 0.01). We train the study model
 # (`conditional_config` in `glowlib.studies.class_conditional`: the bits/dim table's model of the dataset with a
 # conditional prior and additive coupling, as the official conditional runs, `--flow_coupling 0`; its length is
-# the profile's study tier, `glowlib.studies.base.study_config`) for several y_weight and several training seeds,
+# the profile's study tier, `glowlib.studies.base.study_config`; the cpu profile runs it on the 8x8 digits, whose
+# table Glow passes the sample gates at 1,000 steps) for several y_weight and several training seeds,
 # draw samples of each requested class, and ask the measuring classifier (trained on real images only) whether it
 # sees that class; its accuracy on real test images is the baseline beside every number. The model's own classifier head is scored on the real test images
-# too. Every model must first pass three **sanity gates** on its T = 1 samples: a classifier reading faint blobs
+# too. Every model must first pass the **sanity gates** on draws of their own: a classifier reading faint blobs
 # as some class says nothing about conditioning.
 
 # %% tags=["parameters"]
@@ -40,7 +41,7 @@ result = study.class_conditional(p.profile, p.y_weights, p.temperatures, p.n_per
                                  p.seed)
 for name, trained in result.models.items():
     rec.model(name, trained)
-rec.note(classifier=study.classifier_provenance(study.study_dataset(p.profile), p.profile))
+rec.note(classifier=study.classifier_provenance(study.conditional_dataset(p.profile), p.profile))
 
 # %% [markdown]
 # ## Sanity gates

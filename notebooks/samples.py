@@ -14,8 +14,10 @@
 # one ("glow (quality run)": the model the temperature, interpolation, manipulation and nearest-neighbour pages
 # share; every table gives each model's training steps). Each grid is also saved as its own PNG.
 #
-# A grid alone says little (a near-blank grid is still a grid), so every model must first pass three **sanity
-# gates** on its T = 1 samples, and each model's samples are measured in the features of a classifier trained on
+# A grid alone says little (a near-blank grid is still a grid), so every model must first pass the **sanity
+# gates**, on draws of their own (never the grids' or the measures' draws): the claim is judged on the datasets whose
+# rows, the baselines and Glow, all pass every gate; a row that fails is shown, counted and named, not judged. Each
+# model's samples are measured in the features of a classifier trained on
 # the real training images: **precision** (fidelity), **recall** (diversity) {cite}`kynkaanniemi2019precision` and
 # the **Fréchet distance** (the FID's formula {cite}`heusel2017fid` in our classifier's features), against
 # a seeded random class-balanced draw of real test images, beside the **real-vs-real** baseline (a disjoint real

@@ -16,10 +16,12 @@ from ..analysis import sample_quality, samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import decision_columns, nearest_temperature, paired_values, table_outcome
 from ..analysis.stats import Decision, decide_paired
-from ..config import RunConfig, check_range
+from ..config import RunConfig, check_choice, check_range
+from ..profiles import PROFILES, profile_config
+from ..profiles import profile as profile_of
 from ..training import evaluate, prepare_splits
 from .base import (NOT_TESTABLE, SEED, Experiment, cached_model, device, int_in, list_of, n_parameters,
-                   sampler_temperatures, study_config)
+                   sampler_temperatures)
 from .base import classifier_provenance, study_dataset, plot_named_grids  # noqa: F401  (for the notebook)
 from .base import check_values, measuring_classifier
 
@@ -37,10 +39,19 @@ def check_parameters(**params) -> SimpleNamespace:
     return SimpleNamespace(**check_values(NOTEBOOK, PARAMETERS, params))
 
 
+def bits_dataset(profile: str) -> str:
+    """The study's dataset: the profile's ``study_datasets`` entry for it, else ``base.study_dataset``. It must
+    carry the most bits compared: the 8x8 digits carry 4 (``data.BIT_DEPTH``), so no 8-bit arm."""
+    check_choice("profile", profile, PROFILES)
+    return profile_of(profile).study_datasets.get(NOTEBOOK, study_dataset(profile))
+
+
 def bits_config(profile: str, n_bits: int, seed: int = 0) -> RunConfig:
-    """The study model trained on ``n_bits``-bit images (the same images, fewer bits: see ``data.to_float``)."""
+    """The study model (``base.study_config``: additive coupling, the "study" tier of steps) of
+    :func:`bits_dataset`, trained on ``n_bits``-bit images (the same images, fewer bits: see ``data.to_float``)."""
     check_range("n_bits", n_bits, 1, 8)
-    return study_config(profile, seed).override([f"data.n_bits={n_bits}"])
+    return profile_config(profile, bits_dataset(profile), "glow", seed,
+                          ["model.coupling='additive'", f"data.n_bits={n_bits}"], tier="study")
 
 
 def runs(profile: str) -> list[RunConfig]:

@@ -15,12 +15,13 @@ from ..analysis import samples
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import decision_columns, nearest_temperature, paired_values, real_half_indices, table_outcome
 from ..analysis.stats import NOT_TESTABLE, Decision, decide_paired
-from ..config import RunConfig
+from ..config import RunConfig, check_choice
+from ..profiles import PROFILES, profile_config
 from ..profiles import profile as profile_of
 from ..data import to_float
 from ..training import prepare_splits
 from .base import (N_CLASSES, SEED, Experiment, auto_or, cached_model, device, int_in, list_of, n_parameters,
-                   number_in, sampler_temperatures, study_config)
+                   number_in, sampler_temperatures)
 from .base import classifier_provenance, study_dataset, plot_named_grids  # noqa: F401  (for the notebook)
 from .base import check_values, measuring_classifier
 
@@ -38,10 +39,18 @@ def check_parameters(**params) -> SimpleNamespace:
     return SimpleNamespace(**check_values(NOTEBOOK, PARAMETERS, params))
 
 
+def conditional_dataset(profile: str) -> str:
+    """The study's dataset: the profile's ``study_datasets`` entry for it, else ``base.study_dataset``."""
+    check_choice("profile", profile, PROFILES)
+    return profile_of(profile).study_datasets.get(NOTEBOOK, study_dataset(profile))
+
+
 def conditional_config(profile: str, y_weight: float, seed: int = 0) -> RunConfig:
-    """The study model with a class-conditional prior (official ``--ycond``) and classification-loss weight
-    ``y_weight`` (official ``--weight_y``)."""
-    run = study_config(profile, seed)
+    """The study model (``base.study_config``: additive coupling, the "study" tier of steps) of
+    :func:`conditional_dataset`, with a class-conditional prior (official ``--ycond``) and classification-loss
+    weight ``y_weight`` (official ``--weight_y``)."""
+    run = profile_config(profile, conditional_dataset(profile), "glow", seed, ["model.coupling='additive'"],
+                         tier="study")
     return run.override([f"model.n_classes={N_CLASSES[run.data.dataset]}", f"train.y_weight={float(y_weight)!r}"])
 
 

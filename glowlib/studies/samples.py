@@ -138,9 +138,14 @@ SHOWN_T = 0.7                  # the temperature whose measures the claim's numb
 
 
 def decide_baselines(results: Results) -> Outcome:
-    """Every row of the bits/dim table has sample grids, from a model that passes the sanity gates (else not
-    testable, naming the failed gate); the numbers: each model's precision, recall and Fréchet distance at the
-    temperature nearest :data:`SHOWN_T`, beside the real-vs-real baseline, and whether the longer Glow runs pass."""
+    """Every row of the bits/dim table has sample grids (else not testable), and the samples are judged on the
+    models that pass the sanity gates: confirmed where at least one dataset's rows, the baselines with Glow, all
+    pass every gate (each model gated on draws of the gate seed stream, ``analysis.judging.check_gates``, never the
+    draws the grids and measures use), so that the baselines' samples there are shown beside Glow's and measured
+    against real images; not testable, naming the failed gates, where no dataset's rows all pass. A row that fails
+    a gate is counted and named in the numbers' table (its grid is shown, its measures are not judged). The numbers:
+    each judged model's precision, recall and Fréchet distance at the temperature nearest :data:`SHOWN_T`, beside the
+    real-vs-real baseline, the rows failing a gate, and whether the longer Glow runs pass."""
     s = results.table(NOTEBOOK, "samples")
     t = results.table("bpd_table", "bpd")
     gates = results.table(NOTEBOOK, "gates")
@@ -149,19 +154,24 @@ def decide_baselines(results: Results) -> Outcome:
     shown = set(map(tuple, s[["dataset", "model_type"]].values))
     if needed - shown:
         return not_testable("a row of the bits/dim table has no samples: run the samples notebook with every model")
-    failed = failed_gates_of(gates, [m + "-" + d for d, m in sorted(needed)])
+    failed = {(d, m): failed_gates_of(gates, [m + "-" + d]) for d, m in sorted(needed)}
+    # a dataset is judged when its rows include a baseline (a row other than Glow) and every one passes its gates
+    judged = sorted(d for d in {d for d, m in needed if m != "glow"}
+                    if not any(failed[d, m] for dd, m in needed if dd == d))
     longer = sorted(set(gates.model[gates.model.str.startswith(QUALITY_SLUG + "-")]))
-    numbers = {"rows with grids": len(needed), "longer runs failing a gate": len(failed_gates_of(gates, longer))}
+    numbers = {"rows with grids": len(needed), "rows failing a gate": sum(bool(f) for f in failed.values()),
+               "datasets judged": len(judged), "longer runs failing a gate": len(failed_gates_of(gates, longer))}
     if len(q):
         at = q[q.temperature == q.temperature[(q.temperature - SHOWN_T).abs().idxmin()]]
         for r in at.itertuples():
-            for m in MEASURES:
-                numbers[" ".join((r.model_type, r.dataset, m))] = getattr(r, m)
-                numbers[" ".join((r.dataset, m, "real vs real"))] = getattr(r, m + "_real_vs_real")
-    if failed:
-        return Outcome(Decision(NOT_TESTABLE, gate="; ".join(failed), reason="a sanity gate failed"), numbers,
-                       "gates.csv")
-    return Outcome(Decision(CONFIRMED), numbers, "gates.csv + quality.csv")
+            if r.dataset in judged and (r.dataset, r.model_type) in needed:
+                for m in MEASURES:
+                    numbers[" ".join((r.model_type, r.dataset, m))] = getattr(r, m)
+                    numbers[" ".join((r.dataset, m, "real vs real"))] = getattr(r, m + "_real_vs_real")
+    if not judged:
+        return Outcome(Decision(NOT_TESTABLE, gate="; ".join(g for f in failed.values() for g in f),
+                                reason="a sanity gate failed on every dataset"), numbers, "gates.csv")
+    return Outcome(Decision(CONFIRMED), numbers, "gates.csv + quality.csv: judged on " + ", ".join(judged))
 
 
 CLAIMS = (

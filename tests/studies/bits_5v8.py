@@ -66,3 +66,26 @@ def test_bits_5v8_is_paired_over_training_seeds(tmp_path):
     write(tmp_path, "bits_5v8", quality=bits_quality(3).query("model_bits != 8"), bpd=bpd, gates=gates_of(*names))
     claim = claim_of(bits_5v8, tmp_path)
     assert claim.verdict == NOT_TESTABLE and claim.evidence == bits_5v8.TWO_DEPTHS
+
+
+def test_the_cpu_profile_leaves_the_5_bit_study_out_with_its_cost_from_the_plan(monkeypatch):
+    from glowlib import plan, studies
+    assert "bits_5v8" in studies.left_out("cpu") and "bits_5v8" not in studies.studies_of("cpu")
+    own = {r.key() for r in studies.all_runs("cpu")}
+    extra = [r for r in bits_5v8.runs("cpu") if r.key() not in own]
+    assert extra and {r.data.n_bits for r in extra} == {5}          # the 8-bit arm is the profile's own study model
+    # a step cost stated here (the plan's kept measurements are this machine's): 0.5 s a step, 2 GFLOP, 3,000 ops
+    cost = {"s_per_step": 0.5, "setup_s": 1.0, "flops_per_step": 2e9, "ops_per_step": 3000, "objective_ops": 2000}
+    monkeypatch.setattr(plan, "measured", lambda runs, threads=None, timed=True:
+                        {plan.cost_key(r, threads, timed): cost for r in runs})
+    c = studies.left_out_cost("cpu", "bits_5v8")
+    timed = [plan.run_seconds(r, r.train.steps, 0.5, 1.0) for r in extra]
+    counted = [plan.gpu_run_seconds(r, r.train.steps, cost) for r in extra]
+    assert c["trainings"] == len(extra)
+    assert c["serial_seconds"] in (pytest.approx(sum(timed)), pytest.approx(sum(counted)))
+    assert c["seconds"] == pytest.approx(plan.makespan(timed if c["serial_seconds"] == pytest.approx(sum(timed))
+                                                       else counted, c["workers"]))
+    why = studies.costed_left_out("cpu")["bits_5v8"]
+    assert why.startswith(f"costs {c['seconds'] / 3600:.1f} h of training on {c['where']} ({len(extra)} trainings")
+    assert why.endswith(studies.left_out("cpu")["bits_5v8"])
+    assert studies.costed_left_out("smoke") == {}

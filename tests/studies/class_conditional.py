@@ -40,7 +40,8 @@ def test_y_weight_adds_the_classification_loss_and_its_gradient():
         model.class_prior.weight.add_(0.1 * torch.randn_like(model.class_prior.weight))
         model.classifier.weight.add_(0.1 * torch.randn_like(model.classifier.weight))
     loss0, bpd0 = train_module.training_loss(model, x, y, run0)
-    assert torch.equal(loss0, bits_per_dim(model(x, y), run0.model.n_dims, 8).mean())    # the loss as before
+    # the loss as before, at the run's own bit depth (the digits' 4: data.BIT_DEPTH)
+    assert torch.equal(loss0, bits_per_dim(model(x, y), run0.model.n_dims, run0.model.n_bits).mean())
     loss0.backward()
     assert model.classifier.weight.grad is None                                          # the head is untouched
     model.zero_grad(set_to_none=True)

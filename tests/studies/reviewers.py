@@ -7,10 +7,14 @@ from glowlib.studies import bits_5v8, class_conditional, temperature_validity
 from glowlib.profiles import profile_config
 
 
-def test_the_validity_studys_additive_model_is_the_5_bit_studys_8_bit_one_at_smoke():
-    # where the profile has no longer study tier (smoke), the validity study's additive/learned model is the 8-bit one
-    assert temperature_validity.validity_config("smoke", "additive", "learned").key() == \
-        bits_5v8.bits_config("smoke", 8).key()
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "paper"])
+def test_the_5_bit_study_runs_on_images_of_8_bits(profile):
+    # the 8x8 digits carry 4 bits (data.BIT_DEPTH), and a model of them trains at most that: no 8-bit arm there
+    from glowlib.data import BIT_DEPTH
+    for n_bits in bits_5v8.BIT_DEPTHS:
+        run = bits_5v8.bits_config(profile, n_bits)
+        assert BIT_DEPTH.get(run.data.dataset, 8) >= max(bits_5v8.BIT_DEPTHS)
+        assert run.data.n_bits == run.model.n_bits == n_bits
 
 
 # ---------------------------------------------------------------------------------------------------- study models
@@ -20,19 +24,27 @@ def test_study_models_are_at_least_the_table_model_of_their_dataset(profile):
     table = profile_config(profile, study_dataset(profile))
     studied = [bits_5v8.bits_config(profile, 5), temperature_validity.validity_config(profile, "additive", "standard"),
                class_conditional.conditional_config(profile, 0.01)]
+    # each study's dataset: the profile's study_dataset unless its study_datasets names another for the study
+    assert [r.data.dataset for r in studied[1:]] == [temperature_validity.validity_dataset(profile),
+                                                     class_conditional.conditional_dataset(profile)]
     for run in studied:
-        assert run.data.dataset == table.data.dataset
+        table = profile_config(profile, run.data.dataset)
         assert run.model.depth >= table.model.depth and run.model.width >= table.model.width
         assert run.model.n_levels >= table.model.n_levels and run.train.steps >= table.train.steps
     # the models whose samples the 5-bit and class-conditional studies judge have additive coupling, as the
     # official code's qualitative models; the 8-bit arm is the unvaried study model, shared by both studies
     from glowlib.studies.base import study_config
-    assert bits_5v8.bits_config(profile, table.data.n_bits).key() == study_config(profile).key()
+    bits = bits_5v8.bits_config(profile, 8)
+    assert bits.key() == profile_config(profile, bits.data.dataset, "glow", 0, ["model.coupling='additive'"],
+                                        tier="study").key()
+    if bits.data.dataset == study_config(profile).data.dataset:
+        assert bits.key() == study_config(profile).key()
     for run in (bits_5v8.bits_config(profile, 5), class_conditional.conditional_config(profile, 0.01)):
         assert run.model.coupling == "additive" and run.model.learned_prior
     # the validity study keeps the table's length: its affine arm is what it tests
     for coupling in ("additive", "affine"):
         run = temperature_validity.validity_config(profile, coupling, "standard")
+        table = profile_config(profile, run.data.dataset)
         assert run.model.coupling == coupling and run.train.steps == table.train.steps
 
 
@@ -50,12 +62,28 @@ def test_compared_models_are_trained_with_three_seeds():
         assert study.PARAMETERS["n_seeds"]("n_seeds", 3) == 3
 
 
+def test_the_cpu_profile_runs_the_validity_and_conditional_studies_on_the_digits_and_shares_the_table_glow():
+    from glowlib.studies import studies_of
+    from glowlib.studies.base import table_run
+    assert {"temperature_validity", "class_conditional"} <= set(studies_of("cpu"))
+    for run in temperature_validity.runs("cpu") + class_conditional.runs("cpu"):
+        assert run.data.dataset == "digits" and run.train.steps == profile_config("cpu", "digits").train.steps
+    # the affine arm with the learned prior is the bits/dim table's digits Glow itself, seed by seed (the cpu profile
+    # does not decide on that prior, but a run of the notebook with it trains nothing twice)
+    assert [temperature_validity.validity_config("cpu", "affine", "learned", s).key() for s in range(3)] == \
+        [table_run("cpu", "digits", "glow", s).key() for s in range(3)]
+    # where a profile names no dataset for a study, the study model is base.study_config's, as before
+    from glowlib.studies.base import study_config
+    assert class_conditional.conditional_config("smoke", 0.01, 1).key() == \
+        study_config("smoke", 1).override(["model.n_classes=10", "train.y_weight=0.01"]).key()
+
+
 def test_auto_arms_train_only_what_decides_the_claim_at_cpu():
     from glowlib.__main__ import notebook_defaults
     from glowlib.studies import class_conditional, temperature_validity
     cpu = class_conditional.runs("cpu")
     assert {r.train.y_weight for r in cpu} == {class_conditional.OFFICIAL_Y_WEIGHT} and len(cpu) == 3
-    assert {r.train.y_weight for r in class_conditional.runs("smoke")} == set(class_conditional.Y_WEIGHTS)
+    assert {r.train.y_weight for r in class_conditional.runs("paper")} == set(class_conditional.Y_WEIGHTS)
     assert class_conditional.y_weights_of("cpu", [0.0, 1.0]) == [0.0, 1.0]          # an explicit list is kept
     validity = temperature_validity.runs("cpu")
     assert {(r.model.coupling, r.model.learned_prior) for r in validity} == {("additive", False), ("affine", False)}

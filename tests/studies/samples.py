@@ -20,18 +20,19 @@ def test_the_samples_page_shows_the_longer_glow_run_beside_the_tables_rows():
     assert [r.key() for r in samples.runs("smoke")] == [r.key() for r in base.table_runs("smoke")]
 
 
-def sample_tables(tmp_path, fail=(), rows=("glow", "realnvp")):
-    bpd = pd.DataFrame({"dataset": ["digits"] * 2, "model_type": ["glow", "realnvp"]})
+def sample_tables(tmp_path, fail=(), rows=("glow", "realnvp"), datasets=("digits",)):
+    bpd = pd.DataFrame([{"dataset": d, "model_type": m} for d in datasets for m in ("glow", "realnvp")])
     shown = [*rows, samples.QUALITY]
-    grids = pd.DataFrame({"dataset": ["digits"] * len(shown), "model_type": shown,
-                          "steps": [600] * len(rows) + [6000], "temperature": [0.7] * len(shown)})
-    quality = pd.DataFrame([{"dataset": "digits", "source": src, "model_type": m, "temperature": t,
-                             "precision": 0.5, "recall": 0.5, "frechet": 10.0}
+    grids = pd.DataFrame([{"dataset": d, "model_type": m, "steps": 6000 if m == samples.QUALITY else 600,
+                           "temperature": 0.7} for d in datasets for m in shown])
+    quality = pd.DataFrame([{"dataset": d, "source": src, "model_type": m, "temperature": t,
+                             "precision": 0.5 + 0.1 * i, "recall": 0.5, "frechet": 10.0}
+                            for i, d in enumerate(datasets)
                             for src, m, t in ((samples.REAL_VS_REAL, "", float("nan")),
                                               *(("model", m, 0.7) for m in shown))])
     write(tmp_path, "bpd_table", bpd=bpd)
     write(tmp_path, "samples", samples=grids, quality=quality,
-          gates=gates_of("glow-digits", "realnvp-digits", "glow-quality-digits", fail=fail))
+          gates=gates_of(*(f"{m}-{d}" for d in datasets for m in ("glow", "realnvp", "glow-quality")), fail=fail))
     _, numbers = decide_claims(samples.CLAIMS, "smoke", tmp_path)
     return claim_of(samples, tmp_path), dict(zip(numbers.name, numbers.value))
 
@@ -42,6 +43,22 @@ def test_the_samples_claim_names_the_failed_gate_and_counts_the_longer_runs_besi
     assert numbers["longer runs failing a gate"] == 0                       # the longer Glow run passes
     claim, numbers = sample_tables(tmp_path / "b", fail=["glow-digits", "glow-quality-digits"])
     assert claim.verdict == NOT_TESTABLE and numbers["longer runs failing a gate"] == 1
+
+
+def test_the_samples_claim_is_judged_on_the_datasets_whose_rows_all_pass_their_gates(tmp_path):
+    both = ("digits", "fashion_mnist")
+    # Fashion-MNIST's Glow fails a gate: the digits' baselines and Glow pass every gate and decide the claim
+    claim, numbers = sample_tables(tmp_path, fail=["glow-fashion_mnist"], datasets=both)
+    assert claim.verdict == CONFIRMED and claim.evidence.endswith("judged on digits")
+    assert numbers["rows failing a gate"] == 1 and numbers["datasets judged"] == 1 and numbers["rows with grids"] == 4
+    assert numbers["realnvp digits precision"] == 0.5 and "realnvp fashion_mnist precision" not in numbers
+    # a failed baseline takes its dataset out as a failed Glow does; with both datasets out, nothing is judged
+    claim, numbers = sample_tables(tmp_path / "b", fail=["glow-fashion_mnist", "realnvp-digits"], datasets=both)
+    assert claim.verdict == NOT_TESTABLE and numbers["datasets judged"] == 0
+    assert "realnvp-digits: pixel mean" in claim.gate and "glow-fashion_mnist: pixel mean" in claim.gate
+    # the longer Glow run is shown beside the rows but is not a row: its failure decides nothing
+    claim, numbers = sample_tables(tmp_path / "c", fail=["glow-quality-digits"])
+    assert claim.verdict == CONFIRMED and numbers["longer runs failing a gate"] == 1
 
 
 def test_every_row_sampled_and_every_gate_passed_confirms(tmp_path):

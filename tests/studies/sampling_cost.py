@@ -199,13 +199,15 @@ def test_the_ratios_trend_is_read_from_its_interval(ratio, words, sign):
         assert trend.last_change == pytest.approx(2.0 ** sign, rel=0.1)
 
 
-def write_results(root, timings: pd.DataFrame) -> None:
+def write_results(root, timings: pd.DataFrame, paper_speed: pd.DataFrame | None = None) -> None:
     out = root / "smoke" / "sampling_cost"
     out.mkdir(parents=True, exist_ok=True)
     fit = pd.DataFrame([dict(model=m, clock="wall", height_min=8, height_max=64, exponent=1.0, exponent_ci_low=0.9,
                              exponent_ci_high=1.1, conv_calls_exponent=c, flops_exponent=2.0, ms_at_height_max=1.0)
                         for m, c in (("glow", 0.0), ("macow", 1.0))])
     tables = {"fit": fit, "ratios": sc.ratios(timings), "ratio_trend": sc.ratio_trend(timings)}
+    if paper_speed is not None:
+        tables["paper_speed"] = paper_speed
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv", index=False)
     (out / PROVENANCE).write_text('{"notebook": "sampling_cost"}')
@@ -230,7 +232,9 @@ def test_the_wall_clock_claim_is_decided_from_the_per_height_ratios(tmp_path, ra
     if verdict == INCONCLUSIVE:
         assert c.difference == pytest.approx(1.0) and named["deciding height"] == 64
     assert claims.loc["sampling_cost.macow_sequential_passes"].verdict == CONFIRMED
+    # without the paper's model timed (results older than its table) the paper's figure is not decided
     assert claims.loc["sampling_cost.paper_sampling_speed"].verdict == NOT_TESTABLE
+    assert "predate paper_speed.csv" in claims.loc["sampling_cost.paper_sampling_speed"].evidence
 
 
 def test_the_claims_are_not_testable_without_both_models_or_with_older_results(tmp_path):
@@ -243,6 +247,70 @@ def test_the_claims_are_not_testable_without_both_models_or_with_older_results(t
     fit[fit.model == "glow"].to_csv(tmp_path / "smoke" / "sampling_cost" / "fit.csv", index=False)
     claims = decide_claims(sc.CLAIMS, "smoke", tmp_path)[0].set_index("id")
     assert (claims.verdict == NOT_TESTABLE).all()
+
+
+# ---------------------------------------------------------------------------------------------------- the paper's speed
+def test_the_paper_speed_model_is_the_papers_celeba_hq_glow_and_the_stand_in_runs_its_code():
+    paper = sc.paper_speed_config(sc.Setup(heights=(8,), paper_model=True))
+    assert (paper.image_size, paper.n_levels, paper.depth, paper.width, paper.coupling, paper.n_bits,
+            paper.in_channels) == (256, 6, 32, 512, "additive", 5, 3)
+    assert sc.setup("cpu").paper_model and sc.setup("paper").paper_model and not sc.setup("smoke").paper_model
+    assert sc.published_sampling_ms(256) == 130.0
+    assert sc.GTX_1080_TI_FLOPS == pytest.approx(11.34e12, rel=1e-3)
+    with torch.device("meta"):                      # the paper's size, counted without memory or time
+        assert sum(p.numel() for p in sc.Glow(paper).parameters()) > 100e6
+
+
+def test_the_paper_speed_table_carries_each_repeat_to_the_card_by_the_ratio_of_peaks():
+    s = sc.Setup(heights=(8,), n_repeats=3, n_warmup=1)
+    df = sc.measure_paper_speed(s, temperature=0.7, seed=1)
+    check_tidy(df, sc.KEYS["paper_speed"], "paper_speed")
+    assert list(df.repeat) == [0, 1, 2] and not df.paper_model.any() and (df.image_size == 32).all()
+    net = sc.Glow(sc.STAND_IN_SPEED_MODEL)
+    with torch.no_grad():                           # ActNorm started, so that it samples through the fused path
+        net.initialize(torch.rand(1, 3, 32, 32) - 0.5)
+    net.eval()
+    assert (df.flops_per_image == sc.count_work(net)["flops"]).all() and (df.paper_ms == 130.0).all()
+    assert (df.ms_per_image > 0).all() and (df.peak_gflops > 0).all()
+    # the estimate is the time here scaled by this device's peak over the card's, and the share what was reached
+    assert df.estimate_ms.to_numpy() == pytest.approx(df.ms_per_image * df.peak_gflops / df.card_peak_gflops)
+    assert df.share_of_peak.to_numpy() == pytest.approx(df.flops_per_image / (df.ms_per_image / 1e3)
+                                                        / (df.peak_gflops * 1e9))
+
+
+def paper_speed_rows(ratios, paper_model=True):
+    """A paper_speed table whose repeats' estimated card times are ``ratios`` x the paper's 130 ms."""
+    return pd.DataFrame([{"repeat": r, "paper_model": paper_model, "image_size": 256 if paper_model else 32,
+                          "ms_per_image": 3000.0, "peak_gflops": 200.0, "share_of_peak": 0.5,
+                          "flops_per_image": 4.8e11, "card_peak_gflops": 11339.776, "paper_ms": 130.0,
+                          "estimate_ms": 130.0 * x} for r, x in enumerate(ratios)])
+
+
+@pytest.mark.parametrize("ratios, verdict", [
+    ((0.5, 0.6, 0.55), CONFIRMED),                 # well under twice the paper's figure
+    ((1.5, 1.6, 1.55), CONFIRMED),                 # slower than the paper's, but within the factor the estimate allows
+    ((3.0, 3.5, 3.2), CONTRADICTED),               # beyond it at every repeat
+    ((1.0, 4.0, 2.0), INCONCLUSIVE),               # an interval that straddles twice the figure
+    ((0.5, 0.6), NOT_TESTABLE),                    # two repeats
+])
+def test_the_paper_speed_claim_is_decided_from_the_estimated_card_time(tmp_path, ratios, verdict):
+    write_results(tmp_path, paired_timings(lambda h: 20.0), paper_speed_rows(ratios))
+    table, numbers = decide_claims(sc.CLAIMS, "smoke", tmp_path)
+    c = table.set_index("id").loc["sampling_cost.paper_sampling_speed"]
+    assert c.verdict == verdict
+    if verdict != NOT_TESTABLE:
+        geometric = math.exp(np.log(ratios).mean())
+        assert c.difference == pytest.approx(geometric) and c.ci_low < c.difference < c.ci_high
+        assert c.test == sc.PAPER_SPEED_TEST
+        named = numbers[numbers.id == "sampling_cost.paper_sampling_speed"].set_index("name").value
+        assert named["estimate ms"] == pytest.approx(130 * geometric) and named["paper ms"] == 130
+        assert named["card share needed"] == pytest.approx(4.8e11 / (0.13 * 11339.776e9))
+
+
+def test_a_stand_in_decides_nothing(tmp_path):
+    write_results(tmp_path, paired_timings(lambda h: 20.0), paper_speed_rows((0.5, 0.6, 0.55), paper_model=False))
+    c = decide_claims(sc.CLAIMS, "smoke", tmp_path)[0].set_index("id").loc["sampling_cost.paper_sampling_speed"]
+    assert c.verdict == NOT_TESTABLE and "stand-in" in c.evidence
 
 
 # ---------------------------------------------------------------------------------------------------- parameters

@@ -83,7 +83,8 @@ def validity_rows(ess_affine, priors=("standard",)):
                 for t in (0.7, 1.0):
                     ess = 1.0 if coupling == "additive" or t == 1 else ess_affine + 0.01 * s
                     rows.append({"coupling": coupling, "prior": prior, "seed": s, "temperature": t,
-                                 "ess_fraction": ess, "kl_bits_per_dim": 1 - ess})
+                                 "ess_fraction": ess, "kl_bits_per_dim": 1 - ess,
+                                 "exact_by_construction": coupling == "additive" and prior == "standard"})
     return pd.DataFrame(rows)
 
 
@@ -106,3 +107,18 @@ def test_temperature_validity_compares_affine_with_additive_by_seed(tmp_path):
     write(tmp_path, "temperature_validity", validity=validity_rows(0.9).query("coupling == 'affine'"),
           gates=gates_of(*names))
     assert claim_of(temperature_validity, tmp_path).verdict == NOT_TESTABLE
+
+
+def test_a_prior_whose_additive_sampler_is_not_exact_is_not_decided(tmp_path):
+    # with the learned prior both samplers sit at ESS/n's floor of 1/n: a difference of ESS/n within the margin
+    # would "confirm" whatever the samplers do, so that prior gets no verdict, and alone it decides nothing
+    learned = validity_rows(0.001, ("learned",))
+    learned.loc[learned.temperature < 1, "ess_fraction"] = 0.001
+    names = [temperature_validity.model_name(c, "learned", s) for c in ("additive", "affine") for s in range(3)]
+    assert temperature_validity.decisions(learned, gates_of(*names)).empty
+    write(tmp_path, "temperature_validity", validity=learned, gates=gates_of(*names))
+    claim = claim_of(temperature_validity, tmp_path)
+    assert claim.verdict == NOT_TESTABLE and "standard prior" in claim.evidence
+    # the table's own column says which additive models are exact (here: it says the learned prior's are)
+    learned["exact_by_construction"] = learned.coupling == "additive"
+    assert temperature_validity.decisions(learned, gates_of(*names)).verdict.tolist() == [CONFIRMED]
