@@ -146,7 +146,7 @@ def hardware(device: str) -> dict:
     float32 matmuls and cuDNN convolutions were allowed TF32 (a 10-bit mantissa on Ampere and later GPUs;
     ``glowlib.training.loop`` turns it off)."""
     import torch
-    from .layers import bf16_support
+    from .bf16 import bf16_support
     info = {"cpu": cpu_name(), **cpu_identity(), "cpu_bf16_path": bf16_support("cpu")[1],
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(), "python": platform.python_version()}

@@ -62,6 +62,8 @@ show(study.bits_table(result.tables["bpd"]), "bpd", decimals=3)
 
 # %% [markdown]
 # ## Samples side by side
+# % caption samples_side_by_side: Samples of the first training seed's 5-bit and 8-bit models, each shown at its
+# %   own bit depth, one panel per model and temperature, every panel decoded from the same sampling seed.
 # The first training seed's models, each at its own bit depth (the same sampling seed for every model and T).
 
 # %%
@@ -85,6 +87,9 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 # ## The classifier's measures
 # Lower Fréchet distance, higher precision and recall are better; the grey lines are real against real at each bit
 # depth.
+# % caption quality: Fréchet distance, precision and recall of the samples against temperature for each model's
+# %   trained and shown bit depth, mean and standard deviation over training seeds; the grey lines are real test
+# %   images against the same reference at each bit depth.
 
 # %%
 quality = result.tables["quality"]

@@ -44,6 +44,7 @@ baseline = ""
 from IPython.display import HTML, Markdown, display
 
 from glowlib.analysis.presentation import csv_link, show
+from glowlib.left_out import costed_left_out
 from glowlib.results import Recorder
 from glowlib.studies import claims as study
 
@@ -52,7 +53,7 @@ rec = Recorder("claims", p.out_dir, p.profile, None, vars(p), study.device())
 
 # %%
 previous = study.baseline_table(p.profile, p.baseline)
-table, numbers = study.claims_and_numbers(p.profile)
+table, numbers = study.claims_and_numbers(p.profile, left_out_reasons=costed_left_out(p.profile))
 display(HTML(study.claims_html(table)))
 display(Markdown(csv_link("claims")))
 

@@ -67,6 +67,8 @@ show(result.tables["models"], "models", columns=["y_weight", "seed", "test_bpd",
 # %% [markdown]
 # ## Samples per class
 # One row per requested class (first training seed).
+# % caption samples_by_class: Samples of the first training seed's class-conditional Glow, one row per requested
+# %   class, one panel per temperature.
 
 # %%
 rec.figure(study.plot_named_grids({name.removeprefix("samples_"): grid for name, grid in result.images.items()},
@@ -78,6 +80,9 @@ for name, grid in result.images.items():
 # ## Does the measuring classifier see the requested class?
 # Mean over training seeds; the "real test images" row is the measuring classifier on a random class-balanced draw
 # of real test images.
+# % caption accuracy_by_class: The share of samples the measuring classifier assigns to the class they were drawn
+# %   for, per requested class and class weight y_weight, mean and standard deviation over training seeds, one
+# %   panel per temperature; black ticks: the same classifier on real test images of that class.
 
 # %%
 per_class = result.tables["samples"]

@@ -69,6 +69,9 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 # %% [markdown]
 # ## ESS/n and KL against T
 # Mean ± std over training seeds.
+# % caption validity: Effective sample size over n (left) and the estimated KL divergence in bits/dim (right) of
+# %   samples at temperature T against the tempered density p^(1/T²), one line per coupling and prior, mean and
+# %   standard deviation over training seeds; an ESS/n of 1 means the T-samples follow the tempered density.
 
 # %%
 rec.figure(study.plot_validity(table), "validity")
@@ -89,6 +92,8 @@ show(decision, "decision", columns=["prior", "temperature", "ess_affine", "ess_a
 # %% [markdown]
 # ## Samples at the paper's T = 0.7 (first training seed)
 # A lower ESS/n does not mean worse-looking samples: it means they are not draws from p^(1/T²).
+# % caption samples: Samples at the temperature nearest the paper's 0.7 from the first training seed's model of each
+# %   coupling and prior, one panel each.
 
 # %%
 t_show = min(p.temperatures, key=lambda t: abs(t - 0.7))

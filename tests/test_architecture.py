@@ -3,16 +3,17 @@ notebook, and a project that speaks of itself rather than of its development his
 
 Tiers, lowest first (a module may import its own tier and the ones below):
 
-    files, config, checksums         leaves: no glowlib import at all
+    files, config, checksums, bf16   leaves: no glowlib import at all
     layers                           every invertible layer (torch only)
     models                           Glow, RealNVP, MaCow, dequantisers
     objective, data, datafiles, splits, profiles, runtime, download, results
     training                         the loop, checkpoints, evaluation, the trained-model cache
-    analysis                         measures on trained models
+    analysis, step_count, budget      measures on trained models; the work of one training step counted (FLOPs,
+                                     operations) and the equal-compute budgets built on it
     studies                          one module per notebook
-    __init__, __main__, plan, step_count, workers
-                                     the public API, the command line, the plan of a profile and the step
-                                     counts it is built on, its workers
+    __init__, __main__, plan, workers, left_out
+                                     the public API, the command line, the plan of a profile, its workers, and
+                                     what a study the profile leaves out would cost
 
 Read from the source with ``ast`` (imports inside functions count too), so nothing is imported to check it.
 """
@@ -29,9 +30,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "glowlib"
 MAX_LINES = 600
-TIERS = [("files", "config", "checksums"), ("layers",), ("models",),
+TIERS = [("files", "config", "checksums", "bf16"), ("layers",), ("models",),
          ("objective", "data", "datafiles", "splits", "profiles", "runtime", "download", "results"),
-         ("training",), ("analysis",), ("studies",), ("__init__", "__main__", "plan", "step_count", "workers")]
+         ("training",), ("analysis", "step_count", "budget"), ("studies",),
+         ("__init__", "__main__", "plan", "workers", "left_out")]
 TIER = {name: i for i, names in enumerate(TIERS) for name in names}
 # the provenance writer records results; it must not pull in model or training code
 NO_MODEL_CODE = ("glowlib.results", "glowlib.files", "glowlib.config", "glowlib.studies.registry")

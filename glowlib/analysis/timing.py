@@ -84,3 +84,26 @@ def successive_exponents(medians: pd.Series) -> list[tuple[int, int, float]]:
     """(h0, h1, log(t1/t0) / log(h1/h0)) for each pair of successive heights of a Series of times by height."""
     pairs = list(medians.items())
     return [(int(h0), int(h1), math.log(t1 / t0) / math.log(h1 / h0)) for (h0, t0), (h1, t1) in zip(pairs, pairs[1:])]
+
+
+def peak_ops(device="cpu", seed: int = 0) -> dict:
+    """{FLOPs: call} of the two operations this device's float32 peak is taken from, as ``bench/peak.py`` takes it:
+    a 1024-square matmul and a 3x3 convolution of 512 channels on 16x16 images in channels-last layout (Glow's
+    coupling network at CIFAR-10's first level; 4 images, a quarter of bench/peak.py's batch, so that a repeat costs
+    a fraction of a second on a CPU), each called once to warm it up."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = (torch.randn(1024, 1024, generator=g).to(device) for _ in range(2))
+    x = torch.randn(4, 512, 16, 16, generator=g).to(device).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(512, 512, 3, 3, generator=g) / 68).to(device).contiguous(memory_format=torch.channels_last)
+    ops = {2 * 1024 ** 3: lambda: torch.mm(a, b),
+           2 * 4 * 512 * 512 * 9 * 16 * 16: lambda: torch.nn.functional.conv2d(x, w, padding=1)}
+    with torch.inference_mode():
+        for op in ops.values():
+            op()
+    return ops
+
+
+def peak_rate(ops: dict, device="cpu") -> float:
+    """The faster of :func:`peak_ops`' operations, in FLOP/s, each timed once."""
+    with torch.inference_mode():
+        return max(flop / timed(op, device)[0] for flop, op in ops.items())

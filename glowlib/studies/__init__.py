@@ -16,7 +16,7 @@ from types import ModuleType, SimpleNamespace
 from ..config import check_choice
 from .registry import PARTS, STUDIES
 
-__all__ = ["PARTS", "STUDIES", "left_out", "left_out_cost", "costed_left_out", "studies_of", "study",
+__all__ = ["PARTS", "STUDIES", "left_out", "studies_of", "study",
            "check_parameters", "all_runs", "all_claims", "claim_specs"]
 
 
@@ -63,47 +63,11 @@ def claim_specs() -> list:
     return [spec for name in STUDIES for spec in getattr(study(name), "CLAIMS", ())]
 
 
-def left_out_cost(profile: str, name: str) -> dict:
-    """What the study ``name`` would add to the training of ``profile`` were it run: its trainings that the
-    profile's own run list (:func:`all_runs`) does not hold, each from ``glowlib.plan``'s step costs (kept
-    measurements, else measured now on this machine, as `make plan` measures them) and dealt to the workers `make
-    models` starts (``plan.makespan``). Where this machine lacks the profile's device the steps are counted, not
-    timed, and the time is the plan's central H100-class case. {"seconds", "serial_seconds", "trainings",
-    "workers", "where"}."""
-    from .. import plan
-    from ..runtime import default_workers, worker_threads
-    from ..training.loop import training_device
-    own = {run.key() for run in all_runs(profile)}
-    runs = list({run.key(): run for run in study(name).runs(profile) if run.key() not in own}.values())
-    workers, device = default_workers(), training_device("auto")
-    timed = device.type == plan.PROFILE_DEVICE[profile]
-    threads = worker_threads(workers) if device.type == "cpu" else None
-    costs = plan.measured(runs, threads=threads, timed=timed)
-    seconds = []
-    for run in runs:
-        cost = costs[plan.cost_key(run, threads, timed)]
-        seconds.append(plan.run_seconds(run, run.train.steps, cost["s_per_step"], cost.get("setup_s", 0.0))
-                       if timed else plan.gpu_run_seconds(run, run.train.steps, cost))
-    where = plan.device_name(device) if timed else f"{plan.ASSUMED_GPU['name']} (counted, not timed)"
-    return {"seconds": plan.makespan(seconds, workers), "serial_seconds": sum(seconds), "trainings": len(runs),
-            "workers": workers, "where": where}
-
-
-def costed_left_out(profile: str) -> dict:
-    """:func:`left_out` with each reason led by the study's cost (:func:`left_out_cost`): "costs X h of training
-    on <device> (...)". Measures the steps it has no kept measurement of, so it is for the claims, not the listing
-    of notebooks."""
-    out = {}
-    for name, why in left_out(profile).items():
-        c = left_out_cost(profile, name)
-        out[name] = (f"costs {c['seconds'] / 3600:.1f} h of training on {c['where']} ({c['trainings']} trainings "
-                     f"the profile does not hold, {c['workers']} worker(s); glowlib.plan's step costs): {why}")
-    return out
-
-
-def all_claims(profile: str, root=None) -> tuple:
+def all_claims(profile: str, root=None, left_out_reasons: dict | None = None) -> tuple:
     """(claims table, numbers table): every declared claim decided from the results of ``profile`` under ``root``
     (``analysis.claims.decide_claims``), in the book's order; a study the profile leaves out reads "not run at the
-    profile: costs X h ..." (:func:`costed_left_out`)."""
+    profile: <reason>", the reason from ``left_out_reasons`` (``glowlib.plan.costed_left_out``: led by its cost),
+    else :func:`left_out`'s."""
     from ..analysis.claims import decide_claims
-    return decide_claims(claim_specs(), profile, root, costed_left_out(profile))
+    return decide_claims(claim_specs(), profile, root,
+                         left_out(profile) if left_out_reasons is None else left_out_reasons)

@@ -49,16 +49,18 @@ COLUMNS = CLAIM_COLUMNS
 COLOURS = {CONFIRMED: "#1a7f37", CONTRADICTED: "#cf222e", INCONCLUSIVE: "#9a6700", NOT_TESTABLE: "#6e7781"}
 
 
-def claims_table(profile: str, root=None) -> pd.DataFrame:
+def claims_table(profile: str, root=None, left_out_reasons: dict | None = None) -> pd.DataFrame:
     """Every claim of the paper and every reviewer question, each with a verdict computed from the other
     notebooks' results of ``profile``: one row per claim in :data:`COLUMNS`, keyed by its stable id."""
-    return claims_and_numbers(profile, root)[0]
+    return claims_and_numbers(profile, root, left_out_reasons)[0]
 
 
-def claims_and_numbers(profile: str, root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`claims_table` and the numbers each claim rests on (one row per claim and named number)."""
+def claims_and_numbers(profile: str, root=None, left_out_reasons: dict | None = None) -> tuple:
+    """:func:`claims_table` and the numbers each claim rests on (one row per claim and named number); a study the
+    profile leaves out gives its reason from ``left_out_reasons`` (the notebook passes ``glowlib.plan``'s
+    ``costed_left_out``, which leads each with its cost), else ``studies.left_out``'s."""
     check_choice("profile", profile, PROFILES)
-    return all_claims(profile, root)
+    return all_claims(profile, root, left_out_reasons)
 
 
 def verdict_counts(table: pd.DataFrame) -> dict:

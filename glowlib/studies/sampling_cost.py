@@ -32,7 +32,8 @@ from ..config import GlowConfig, MaCowConfig, check_choice, check_range
 from ..models import Glow, MaCow
 from ..profiles import PROFILES
 from ..profiles import profile as profile_of
-from ..analysis.timing import count_work, machine, power_law, successive_exponents, timed
+from ..analysis.timing import (count_work, machine, peak_ops, peak_rate, power_law, successive_exponents,
+                               timed)
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, auto_or, choice, int_in, list_of,
                    number_in)
 from .base import publish  # noqa: F401  (the notebook calls it through this module)
@@ -253,35 +254,12 @@ def published_sampling_ms(image_size: int = 256) -> float:
     return float(row.ms_per_image.iloc[0])
 
 
-def peak_ops(device="cpu", seed: int = 0) -> dict:
-    """{FLOPs: call} of the two operations this device's float32 peak is taken from, as ``bench/peak.py`` takes it:
-    a 1024-square matmul and a 3x3 convolution of 512 channels on 16x16 images in channels-last layout (Glow's
-    coupling network at CIFAR-10's first level; 4 images, a quarter of bench/peak.py's batch, so that a repeat costs
-    a fraction of a second on a CPU), each called once to warm it up."""
-    g = torch.Generator().manual_seed(seed)
-    a, b = (torch.randn(1024, 1024, generator=g).to(device) for _ in range(2))
-    x = torch.randn(4, 512, 16, 16, generator=g).to(device).contiguous(memory_format=torch.channels_last)
-    w = (torch.randn(512, 512, 3, 3, generator=g) / 68).to(device).contiguous(memory_format=torch.channels_last)
-    ops = {2 * 1024 ** 3: lambda: torch.mm(a, b),
-           2 * 4 * 512 * 512 * 9 * 16 * 16: lambda: torch.nn.functional.conv2d(x, w, padding=1)}
-    with torch.inference_mode():
-        for op in ops.values():
-            op()
-    return ops
-
-
-def peak_rate(ops: dict, device="cpu") -> float:
-    """The faster of :func:`peak_ops`' operations, in FLOP/s, each timed once."""
-    with torch.inference_mode():
-        return max(flop / timed(op, device)[0] for flop, op in ops.items())
-
-
 def measure_paper_speed(s: Setup, temperature: float = TEMPERATURE, seed: int = 0, device="cpu") -> pd.DataFrame:
     """The paper's ~130 ms per 256x256 sample (Sec. 5), measured on this device and carried to the GTX 1080 Ti.
 
     The model of :func:`paper_speed_config`, freshly initialised (ActNorm from one random image), samples one image
     at ``temperature`` after ``s.n_warmup`` warm-up samples; each of ``s.n_repeats`` repeats times this device's
-    float32 peak (:func:`peak_rate`) and then one sample, moments apart, so that a change of load falls on both.
+    float32 peak (``analysis.timing.peak_rate``) and then one sample, moments apart, so that a change of load falls on both.
     One row per repeat: wall and process-CPU ms of the sample, its counted FLOPs (``count_work``), the achieved
     rate and its share of the peak, and ``estimate_ms``: the sample's ms at that share of the card's peak
     (:data:`GTX_1080_TI_FLOPS`), ms x peak here / the card's peak; beside it the paper's figure (``paper_ms``)."""

@@ -69,7 +69,7 @@ def test_bits_5v8_is_paired_over_training_seeds(tmp_path):
 
 
 def test_the_cpu_profile_leaves_the_5_bit_study_out_with_its_cost_from_the_plan(monkeypatch):
-    from glowlib import plan, studies
+    from glowlib import left_out, plan, studies
     assert "bits_5v8" in studies.left_out("cpu") and "bits_5v8" not in studies.studies_of("cpu")
     own = {r.key() for r in studies.all_runs("cpu")}
     extra = [r for r in bits_5v8.runs("cpu") if r.key() not in own]
@@ -78,14 +78,14 @@ def test_the_cpu_profile_leaves_the_5_bit_study_out_with_its_cost_from_the_plan(
     cost = {"s_per_step": 0.5, "setup_s": 1.0, "flops_per_step": 2e9, "ops_per_step": 3000, "objective_ops": 2000}
     monkeypatch.setattr(plan, "measured", lambda runs, threads=None, timed=True:
                         {plan.cost_key(r, threads, timed): cost for r in runs})
-    c = studies.left_out_cost("cpu", "bits_5v8")
+    c = left_out.left_out_cost("cpu", "bits_5v8")
     timed = [plan.run_seconds(r, r.train.steps, 0.5, 1.0) for r in extra]
     counted = [plan.gpu_run_seconds(r, r.train.steps, cost) for r in extra]
     assert c["trainings"] == len(extra)
     assert c["serial_seconds"] in (pytest.approx(sum(timed)), pytest.approx(sum(counted)))
     assert c["seconds"] == pytest.approx(plan.makespan(timed if c["serial_seconds"] == pytest.approx(sum(timed))
                                                        else counted, c["workers"]))
-    why = studies.costed_left_out("cpu")["bits_5v8"]
+    why = left_out.costed_left_out("cpu")["bits_5v8"]
     assert why.startswith(f"costs {c['seconds'] / 3600:.1f} h of training on {c['where']} ({len(extra)} trainings")
     assert why.endswith(studies.left_out("cpu")["bits_5v8"])
-    assert studies.costed_left_out("smoke") == {}
+    assert left_out.costed_left_out("smoke") == {}

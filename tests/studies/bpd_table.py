@@ -90,7 +90,8 @@ def test_every_row_of_a_dataset_trains_the_same_steps_and_warms_up_over_a_share_
     # a preset with a fixed warmup: a tenth of a run shorter than 4 warmups
     assert bpd_table.scaled_warmup(3000, 500) == 500 and bpd_table.scaled_warmup(1999, 500) == 199
     assert bpd_table.table_run("cpu", "mnist5k", "glow").key() == profiles.profile_config("cpu", "mnist5k").key()
-    assert bpd_table.table_run("smoke", "digits", "macow").train.warmup_steps == 10
+    # smoke: 30 steps and a fixed warmup of 5, kept since 30 >= 4 x 5
+    assert bpd_table.table_run("smoke", "digits", "macow").train.warmup_steps == 5
 
 
 def test_the_quality_run_is_the_cpu_tables_longer_headline_row_and_the_figures_model():
@@ -154,8 +155,11 @@ def test_runs_are_three_seeds_of_every_row_at_equal_steps_and_at_its_datasets_fl
             spent = budget.run_flops(at[0]) / budget.run_flops(glow)
             # within one step's FLOPs of the budget, and its warmup and evaluations laid over its own length
             assert abs(spent - 1) <= max(budget.TOLERANCE, 1 / at[0].train.steps)
+            # as many evaluations as the Glow run's, or one a step where the budget buys fewer steps than that
+            # (smoke's glow+vardeq: a dequantiser 15x a tiny Glow's step, 2 steps)
             evaluations = glow.train.steps // glow.train.eval_every
-            assert evaluations <= at[0].train.steps // at[0].train.eval_every <= evaluations + 1
+            assert min(evaluations, at[0].train.steps) <= at[0].train.steps // at[0].train.eval_every \
+                <= evaluations + 1
             if m == "glow":
                 assert at[0].key() == steps[0].key()
 

@@ -119,8 +119,8 @@ def test_the_step_computes_exactly_log_prob(model_class, sets):
 def test_the_step_computes_exactly_the_elbo_integrand():
     run = profile_config("smoke", "digits", overrides=["model.depth=2", "model.width=8"])
     torch.manual_seed(0)
-    model, q = Glow(run.model), make_dequantizer("variational", 1)
-    x = torch.randint(0, 256, (6, 1, 8, 8)).float() / 256 - 0.5
-    model.initialize(x + 1 / 512)
+    model, q, bits = Glow(run.model), make_dequantizer("variational", 1), run.data.n_bits
+    x = torch.randint(0, 2 ** bits, (6, 1, 8, 8)).float() / 2 ** bits - 0.5
+    model.initialize(x + 1 / 2 ** (bits + 1))
     noise = q.draw_noise(x, torch.Generator().manual_seed(1))
-    assert torch.equal(Likelihood(model, q, 8)(x, noise=noise), DequantizedModel(model, q, 8)(x, noise=noise))
+    assert torch.equal(Likelihood(model, q, bits)(x, noise=noise), DequantizedModel(model, q, bits)(x, noise=noise))
