@@ -35,6 +35,7 @@ from .plan import describe, hours, measured_seconds
 from .plan import longest_first  # noqa: F401  (the order python -m glowlib models deals runs in)
 from .runtime import visible_gpus, worker_threads
 from .training.cache import is_cached, run_dir, train_if_free
+from .training.device import CUDA_WARNING_SAID, warn_if_cuda_unusable
 from .training.loop import TrainingFailed
 from .training.stop import RunStopped, request_stop, stop_requested, training_now
 
@@ -225,10 +226,13 @@ def _planned(run) -> str:
 def run_workers(runs: list, n_workers: int, progress="lines", retry: str = "the same command") -> int:
     """Train ``runs`` with ``n_workers`` processes (module docstring), worker i pinned to GPU i (with more workers
     than GPUs, worker i to GPU i mod #GPUs: small models can share one), or without GPUs sharing the CPU's cores.
+    Whether CUDA is usable (a GPU that this torch cannot use) is said here, once, and not by each worker.
     SIGTERM or SIGHUP to this process is passed on to every worker, each of which saves its run's ``last.pt`` and
     stops. Returns 0 when every run ended well, 1 when some failed (after a report of them all, with how to retry),
     128 + the signal's number when stopped, else the highest exit status of the workers."""
     gpus = visible_gpus()
+    if any(run.train.device == "auto" for run in runs):
+        warn_if_cuda_unusable()                 # here, once: the workers are told it is said (CUDA_WARNING_SAID)
     with tempfile.TemporaryDirectory() as folder:
         listing = Path(folder) / "runs.json"
         listing.write_text(json.dumps([run.to_dict() for run in runs]))
@@ -242,7 +246,7 @@ def run_workers(runs: list, n_workers: int, progress="lines", retry: str = "the 
         before = {number: signal.signal(number, pass_on) for number in STOP_SIGNALS}
         try:
             for i in range(n_workers):
-                env = dict(os.environ)
+                env = {**os.environ, CUDA_WARNING_SAID: "1"}
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
                 else:

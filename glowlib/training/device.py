@@ -30,6 +30,25 @@ def tf32_state() -> dict:
 
 set_tf32()
 
+# cuBLAS reads CUBLAS_WORKSPACE_CONFIG once, when the process first uses it, so a deterministic run (which needs a
+# fixed workspace) must find it set before any CUDA work of its process, not at its own start: a worker trains
+# several runs in one process, and an earlier run's matmuls would have fixed the workspace already. ":4096:8" is
+# eight 4 MiB buffers (32 MiB), what torch picks by itself on a Hopper GPU, so the other runs lose nothing; a
+# value the user set is kept. Set when this module is imported (before glowlib touches CUDA) and again before
+# each run's device is chosen.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_cublas_workspace() -> str:
+    """``CUBLAS_WORKSPACE_CONFIG`` in this process's environment (:data:`CUBLAS_WORKSPACE` unless set); its value."""
+    return os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+# True where this process used CUDA before it imported glowlib without the variable set: cuBLAS may have fixed its
+# workspace already, and a deterministic run says so (set_deterministic)
+_CUBLAS_MAYBE_FIXED = "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.cuda.is_initialized()
+set_cublas_workspace()
+
 
 def resolve_device(name: str) -> torch.device:
     """``train.device`` as a torch.device ("auto": cuda if available, else cpu); a device this machine does not
@@ -53,9 +72,10 @@ def training_device(name: str) -> torch.device:
     """The device this process trains on: ``resolve_device``, with a GPU index. Under torchrun (WORLD_SIZE > 1)
     each process takes ``cuda:LOCAL_RANK``, so that N processes use N GPUs rather than all cuda:0. The GPU becomes
     the process's current device (``torch.cuda.set_device``), which NCCL and the caching allocator follow."""
+    set_cublas_workspace()                        # before this process's first CUDA call (see above)
     device = resolve_device(name)
     if name == "auto" and device.type == "cpu":
-        _say_once(cuda_unavailable_reason())
+        warn_if_cuda_unusable()
     if device.type != "cuda":
         return device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -71,6 +91,18 @@ def training_device(name: str) -> torch.device:
         device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.set_device(device)
     return device
+
+
+# set in the environment of the processes a command starts (glowlib.workers) once the command has said whether CUDA
+# is usable, so that `make models` says it once, not once per worker
+CUDA_WARNING_SAID = "GLOWLIB_CUDA_WARNING_SAID"
+
+
+def warn_if_cuda_unusable() -> None:
+    """Say :func:`cuda_unavailable_reason` on stderr, if any: once per process, and not at all in a process whose
+    parent said it already (:data:`CUDA_WARNING_SAID` in the environment)."""
+    if not os.environ.get(CUDA_WARNING_SAID):
+        _say_once(cuda_unavailable_reason())
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,14 +168,21 @@ def compile_mode(train_compile: str, device: torch.device, inv_backprop: bool = 
 def set_deterministic(on: bool, device: torch.device) -> dict:
     """Deterministic CUDA kernels when ``on`` (``train.deterministic``): ``torch.use_deterministic_algorithms``
     (an operation without a deterministic kernel raises instead of varying), cuBLAS's fixed workspace
-    (``CUBLAS_WORKSPACE_CONFIG``, which must be set before the first cuBLAS call; set here if unset) and cuDNN
-    without benchmarking (which picks algorithms by timing, so by chance). The CPU kernels glowlib uses are
-    deterministic already. Returns the state, recorded with each run."""
-    if on and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    (``CUBLAS_WORKSPACE_CONFIG``: set when this module is imported, before the process's first CUDA call, since
+    cuBLAS reads it only then; :func:`set_cublas_workspace`) and cuDNN without benchmarking (which picks
+    algorithms by timing, so by chance). The CPU kernels glowlib uses are deterministic already. Not ``on`` (or
+    not CUDA): all three as torch has them by default, so that a run after a deterministic one in the same process
+    (a worker trains several) is not held to it. Returns the state, recorded with each run."""
+    on = on and device.type == "cuda"
+    if on:
+        set_cublas_workspace()
+        if _CUBLAS_MAYBE_FIXED:
+            _say_once("train.deterministic=True, but this process used CUDA before glowlib set "
+                      "CUBLAS_WORKSPACE_CONFIG, so cuBLAS may vary between runs; set CUBLAS_WORKSPACE_CONFIG=:4096:8 "
+                      "in the environment before starting Python (or import glowlib before any CUDA work)")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
     return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_deterministic": torch.backends.cudnn.deterministic,
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
