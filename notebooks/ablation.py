@@ -4,14 +4,12 @@
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5.1 and Fig. 3: the learned invertible 1x1
 # convolution against a fixed channel shuffle and the channel reversal of RealNVP {cite}`dinh2017realnvp`, with
-# affine and additive coupling. Claims decided here: `ablation.permutation_order`,
-# `ablation.conv1x1_converges_faster`, `ablation.affine_beats_additive`, `ablation.conv1x1_cost`,
-# `ablation.learned_beats_rotation`, `ablation.error_bars`.
+# affine and additive coupling.
 #
 # We train every permutation × coupling variant for several seeds (through the trained-model cache: nothing is
 # retrained when this notebook is rerun), plus the *fixed random rotation* the reviewers asked for (a 1x1
-# convolution that is initialised like Glow's but never trained). Data and model sizes follow the profile
-# (`glowlib.profiles.ablation_config`); the paper used CIFAR-10 {cite}`krizhevsky2009cifar` at full scale, and the
+# convolution that is initialised like Glow's but never trained). Data and model sizes follow the profile (each
+# profile names the ablation's dataset and, where compute is short, a smaller model); the paper used CIFAR-10 {cite}`krizhevsky2009cifar` at full scale, and the
 # smaller profiles use MNIST digits {cite}`lecun1998mnist` or Fashion-MNIST {cite}`xiao2017fashion`. Each model is
 # evaluated with its Polyak-averaged weights {cite}`polyak1992averaging`.
 #
@@ -20,13 +18,23 @@
 # equal epochs, so its claims are decided at equal steps; the same differences at equal compute stand beside them
 # where the two variants' counted FLOPs per step agree within 1% (the permutations do; affine and additive coupling
 # need not, and then have none). The 1x1 convolution's cost is counted
-# (parameters and FLOPs at the paper's configuration) and profiled (`results/bench/profile_*.json`), not read
-# from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
+# (parameters and FLOPs at the paper's configuration) and profiled (the benchmarks' operation profiles of a
+# training step), not read from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
 #
 # Every verdict here is about likelihood only: the page shows and judges no samples. That is why its many runs may
-# use a smaller Glow than the bits/dim table's where compute is short (the `cpu` profile's `ablation_config`; the
+# use a smaller Glow than the bits/dim table's where compute is short (the `cpu` profile's ablation model; the
 # line below the first cell gives the runs' steps and images): a small model ranks the variants' likelihoods, while
 # judging samples needs a model that passes the sanity gates of the studies that do.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claims decided here, by the ids the claims page uses: `ablation.permutation_order`,
+#   `ablation.conv1x1_converges_faster`, `ablation.affine_beats_additive`, `ablation.conv1x1_cost`,
+#   `ablation.learned_beats_rotation`, `ablation.error_bars`;
+# - each profile's ablation model and data: `glowlib.profiles.ablation_config`; the study itself:
+#   `glowlib.studies.ablation`;
+# - the profiled training steps behind the 1x1 convolution's share of time: `results/bench/profile_*.json`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

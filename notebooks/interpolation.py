@@ -3,12 +3,19 @@
 # % lead figure interpolation_figure
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 5: two real images encoded, and the points
-# on the line between their latents decoded. Claim decided here: `interpolation.exact_reconstruction`.
+# on the line between their latents decoded.
 #
 # The endpoints are decoded from the encoded latents themselves, so they test the inverse: below, the largest
 # decode error and the endpoint pixels that differ from the real images. The model is the one Glow of the
-# dataset that the samples, manipulation, temperature and nearest-neighbour notebooks share: the profile's
-# (`Profile.figure_dataset`: MNIST digits {cite}`lecun1998mnist` at smoke and cpu, CIFAR-10 {cite}`krizhevsky2009cifar` at gpu and paper).
+# dataset that the samples, manipulation, temperature and nearest-neighbour notebooks share, on the profile's
+# dataset for figures (MNIST digits {cite}`lecun1998mnist` at smoke and cpu, CIFAR-10 {cite}`krizhevsky2009cifar` at gpu and paper).
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `interpolation.exact_reconstruction`;
+# - the figures' dataset of each profile: `Profile.figure_dataset` in `glowlib/profiles.py`; the study:
+#   `glowlib.studies.interpolation`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -4,16 +4,22 @@
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 6: the direction mean z(images with an
 # attribute) − mean z(images without it), found after training from labels the model never saw, added to the latent
-# of an image: decode z + α·direction. Claim decided here: `manipulation.attribute_direction`.
+# of an image: decode z + α·direction.
 #
-# On MNIST-like data {cite}`lecun1998mnist` the attributes are **measured from the images**
-# (`glowlib.analysis.measure_attributes`:
-# stroke thickness and slant), each binarised at its median over the training images used. The claim is then
+# On MNIST-like data {cite}`lecun1998mnist` the attributes are **measured from the images** (stroke thickness
+# and slant), each binarised at its median over the training images used. The claim is then
 # quantified: we measure the same attribute on the manipulated images and plot it against α; it should rise
 # with α. On CelebA {cite}`liu2015celeba` (at gpu and paper, when its files are present) the attribute file gives the
 # labels; without CelebA, CIFAR-10 {cite}`krizhevsky2009cifar` has no attributes, so a class is one (mean z of the class − mean z of the other
 # classes); on both only the images are shown. The table's `direction` column says which. The model is the one
 # shared Glow of the dataset (trained once, cached).
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `manipulation.attribute_direction`;
+# - the measured attributes: `glowlib.analysis.measure_attributes` (`stroke_thickness` and `slant` in
+#   `glowlib/analysis/attributes.py`).
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

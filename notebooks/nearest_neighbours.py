@@ -5,11 +5,10 @@
 # **Reviewers asked** (Glow {cite}`kingma2018glow`, NeurIPS 2018 reviews): a nearest-neighbour analysis in pixel space
 # and in feature
 # space, to judge overfitting; users of the peer repositories ask the related question of train vs test bits/dim.
-# Claim decided here: `nearest_neighbours.not_copies`.
 #
 # For generated samples (at temperature T) we find the nearest training image in pixel space and in the feature
-# space of a classifier trained on the real training images (scikit-learn `NearestNeighbors` through
-# `glowlib.analysis.nearest_neighbours`), and compare the distances with those of held-out test images to the
+# space of a classifier trained on the real training images (Euclidean distance, exact search with
+# scikit-learn), and compare the distances with those of held-out test images to the
 # same training set (the check Theis et al. {cite}`theis2016note` discuss, and its limits): a model that copies
 # its training images would put its samples much closer to them than
 # unseen real images are. The test images are the real baseline beside every sample distance: for each seed of the
@@ -17,6 +16,12 @@
 # seeds (one trained model: the draws are the noise), after the model passes the three sanity gates. Finally, train
 # vs test bits/dim over training, from the model's own metrics. The model is the one shared Glow of the dataset
 # (trained once, cached).
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `nearest_neighbours.not_copies`;
+# - the search: `glowlib.analysis.nearest_neighbours` (scikit-learn's `NearestNeighbors`).
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -2,12 +2,12 @@
 # # bf16 against fp32: quality at equal steps, time, and the round trip
 # % lead figure precision
 #
-# **The option** (`GlowConfig(precision="bf16")`, the bfloat16 format of Kalamkar et al. {cite}`kalamkar2019bf16`)
+# **The option** (bf16 precision, the bfloat16 format of Kalamkar et al. {cite}`kalamkar2019bf16`)
 # for Glow {cite}`kingma2018glow`: the coupling networks, which do almost all of
 # the arithmetic, run in bf16; everything that decides exactness stays in float32: the 1x1 convolutions and their
 # log-determinants, ActNorm, the coupling's scale and shift as applied, the log-det sums and the priors. On
 # hardware with a bf16 path (AMX or AVX512-BF16 on a CPU, tensor cores on a GPU) the profiles train in bf16 by
-# default (`profiles.default_precision`; `GLOWLIB_PRECISION=fp32` overrides it).
+# default (a setting of the environment can ask for fp32 instead).
 #
 # **The test**: after the same number of steps, bf16's test bits/dim must be no worse than fp32's by
 # more than the spread between two fp32 seeds. So the profile's Glow is trained four times, two seeds in each
@@ -17,9 +17,17 @@
 # **The round trip.** A single bf16 coupling is exactly invertible (its network sees the same input both ways),
 # but a whole float32 model is not: decode rebuilds a network's input through the inverses of the layers after it,
 # with their float32 round-off, and where that straddles a bf16 rounding boundary the input rounds the other way
-# and the network's output jumps by a bf16 step. The same bf16 networks inside a float64 flow (`model.double()`:
-# the casts take float64 to bf16) make round-off far too small to flip a rounding. The last table measures all
+# and the network's output jumps by a bf16 step. The same bf16 networks inside a float64 flow (the model
+# cast to float64, whose casts take float64 to bf16) make round-off far too small to flip a rounding. The last table measures all
 # modes on each bf16-trained model's real test images.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - the option: `GlowConfig(precision="bf16")`; the default precision: `glowlib.profiles.default_precision`,
+#   overridden by `GLOWLIB_PRECISION=fp32`;
+# - the float64 flow: `model.double()`; the float64 copy the interpolation and manipulation notebooks run:
+#   `glowlib.analysis.exact_model`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -87,8 +95,7 @@ comparison = study.compare(table)
 # bin only when its error exceeds half a bin, 2e-3 for 8 bits): `fp32` is the bf16-trained
 # weights in a plain float32 model, `bf16` the model as trained, `bf16_flow64` its bf16 networks in a float64 flow,
 # `fp64` everything in float64. `fraction_images_bin_changed` counts images with any pixel decoded into another
-# n-bit bin. The interpolation and manipulation notebooks run a bf16 model as its float64 copy
-# (`analysis.exact_model`) for this reason.
+# n-bit bin. The interpolation and manipulation notebooks run a bf16 model as its float64 copy for this reason.
 
 # %%
 trip = study.round_trip_table(models, p.n_round_trip, device)

@@ -5,7 +5,7 @@
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 (Figs. 1, 4, 8). **Claim:** Glow's samples are
 # realistic, shown at
 # temperature T = 0.7, i.e. z ~ N(μ, (T·σ)²); its reviewers asked to see the baselines' samples too, not only the
-# 5-bit CelebA-HQ {cite}`karras2018progressive` Glow's. Claim decided here: `samples.baselines_sampled`.
+# 5-bit CelebA-HQ {cite}`karras2018progressive` Glow's.
 #
 # So: a grid of samples for Glow **and** RealNVP {cite}`dinh2017realnvp` on every dataset of the bits/dim table, and
 # for MaCow {cite}`ma2019macow` and the variational-dequantisation models {cite}`ho2019flowpp` where the table has
@@ -23,6 +23,12 @@
 # a seeded random class-balanced draw of real test images, beside the **real-vs-real** baseline (a disjoint real
 # draw of the same size measured the same way). Sample quality and likelihood can disagree
 # {cite}`theis2016note`: this page measures the samples, the bits/dim page the likelihood.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `samples.baselines_sampled`; the study:
+#   `glowlib.studies.samples`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -2,9 +2,6 @@
 # # Sampling cost against image height: Glow and MaCow
 # % lead figure growth
 #
-# Claims decided here: `sampling_cost.macow_sequential_passes`, `sampling_cost.macow_wall_clock` and
-# `sampling_cost.paper_sampling_speed`.
-#
 # **Reviewers (MaCow, NeurIPS 2019):** how fast is generation? MaCow (Ma, Kong, Zhang & Hovy 2019
 # {cite}`ma2019macow`) replaces part of Glow's {cite}`kingma2018glow` step with masked convolutional flows:
 # autoregressive maps whose scale and shift at a pixel come from a
@@ -14,22 +11,33 @@
 # whatever H. Both do O(H·W)
 # arithmetic per sample: what differs is how much of it must run in sequence.
 #
-# **Measurement** (`glowlib.studies.sampling_cost`). Glow and MaCow with the same L levels, K steps per level and
+# **Measurement.** Glow and MaCow with the same L levels, K steps per level and
 # coupling width (each MaCow step is a Glow step with masked convolutional flows in front, so MaCow is the bigger
 # model: the table gives both models' parameters and FLOPs), at T = 0.7 as in the paper's samples, on square
 # H×H three-channel images, the architecture fixed as H grows. Models are freshly initialised (ActNorm set from
 # random images, so that Glow samples through its fused path as a trained model does): the work of a sample does
 # not depend on the weights' values, so no training is needed. Per model and height: milliseconds per image of
-# `model.sample` in inference mode after a warm-up, in repeats that sweep every height and model (every other
+# the model's sampler in inference mode after a warm-up, in repeats that sweep every height and model (every other
 # repeat in reverse order, so that other load on the machine falls on both models alike), as wall-clock time and
 # as this process's CPU time (which other processes on a shared machine do not inflate); and, counted rather than
-# timed, the FLOPs (`torch.utils.flop_counter`) and the convolutions one sample runs in sequence.
+# timed, the FLOPs (PyTorch's FLOP counter) and the convolutions one sample runs in sequence.
 #
 # **Growth law.** A least-squares line through log(median ms) against log H gives the exponent b of ms ∝ H^b; its
 # error comes from the repeats (each repeat's sweep fitted alone). A power law rather than a line in H, because
 # the question is the order of growth (H, H² or more), which the exponent states whatever the constant factors
 # are; a line in H would assume the answer. Local exponents between successive heights show whether the growth
 # steepens.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claims decided here, by the ids the claims page uses: `sampling_cost.macow_sequential_passes`,
+#   `sampling_cost.macow_wall_clock` and `sampling_cost.paper_sampling_speed`;
+# - the measurement: `glowlib.studies.sampling_cost` (each model's `sample`; FLOPs by `torch.utils.flop_counter`);
+#   the paper's model: its `PAPER_SPEED_MODEL`, replaced by a 32×32 stand-in where the setup's `paper_model` is
+#   False;
+# - the paper's figure: `glowlib/published_speed.csv`; the peaks: as `bench/peak.py`, whose record
+#   `results/bench/peak.json` shows the factor 2.5; the counts' test: `tests/studies/sampling_cost.py`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -132,17 +140,16 @@ show(local, "local", decimals=2)
 # %% [markdown]
 # ## The paper's ~130 ms per 256×256 sample
 # **Paper (Sec. 5):** a 256×256 sample of its CelebA-HQ {cite}`karras2018progressive` Glow takes about 130 ms on a
-# GTX 1080 Ti (`glowlib/published_speed.csv`). The work of a sample does not depend on the weights, so the paper's
-# model itself (`PAPER_SPEED_MODEL` in `glowlib.studies.sampling_cost`: L = 6, K = 32, width 512, additive coupling,
+# GTX 1080 Ti. The work of a sample does not depend on the weights, so the paper's
+# model itself (L = 6, K = 32, width 512, additive coupling,
 # 5 bits, as the official README trains it), freshly initialised, samples one image at a time here; each repeat also
-# times this device's float32 peak (the faster of a matmul and a 3×3 convolution, as `bench/peak.py`) moments
+# times this device's float32 peak (the faster of a matmul and a 3×3 convolution, as the benchmarks measure it) moments
 # before, so that load on the machine falls on both. A device's time is carried to the card by the ratio of the
 # two peaks (the card's: 3,584 cores × 1,582 MHz × 2 = 11.3 TFLOP/s float32, NVIDIA's specification), which assumes
 # the card reaches the share of its peak that this device does. That share differs by a factor 2.5 between two
-# operations on one CPU (`results/bench/peak.json`), so the claim is decided only beyond a factor of 2: confirmed
+# operations on one CPU (the benchmarks' record of the peaks), so the claim is decided only beyond a factor of 2: confirmed
 # when the 95% interval of the estimated card time lies below twice the paper's 130 ms, contradicted when above.
-# Where a profile times a 32×32 stand-in of the same code (`paper_model` of its setup is False: smoke), nothing is
-# decided.
+# Where a profile times a 32×32 stand-in of the same code (smoke), nothing is decided.
 
 # %%
 paper_speed = study.measure_paper_speed(setup, p.temperature, p.seed, device)
@@ -167,8 +174,8 @@ show(paper_speed, "paper_speed", columns=["repeat", "image_size", "n_levels", "d
 # ## Reading the result
 # - **The structural claim holds by construction and is counted, not timed:** MaCow's sequential convolutions
 #   per sample grow linearly with H and Glow's do not change, while both models' FLOPs grow as H² (the right-hand
-#   panel and the `conv_calls_exponent` and `flops_exponent` columns; `tests/studies/sampling_cost.py` checks the
-#   counts row by row).
+#   panel and the `conv_calls_exponent` and `flops_exponent` columns; a test of the code checks the counts row
+#   by row).
 # - **What that costs in time depends on the device.** On one CPU thread the arithmetic is serial anyway, so both
 #   models tend to H² once the images are large enough that arithmetic outweighs the per-operation overhead; the
 #   ratio of MaCow's time to Glow's then tends to the ratio of their FLOPs times the ratio of their times per

@@ -3,10 +3,10 @@
 # % lead figure tradeoff
 #
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 8: sampling at a reduced temperature,
-# z ~ N(μ, (T·σ)²) with T = 0.7 rather than T = 1. Claim decided here: `temperature.fidelity_for_diversity`.
+# z ~ N(μ, (T·σ)²) with T = 0.7 rather than T = 1.
 #
 # The paper judges this by eye. Here fidelity and diversity are measured apart, in the features of a small
-# classifier trained on the **real** training images (`glowlib.analysis.cached_classifier`): **precision** (the
+# classifier trained on the **real** training images (trained once per profile and kept): **precision** (the
 # share of samples inside the manifold of real images) and **recall** (the share of real images inside the
 # samples' manifold), with k = 3 nearest-neighbour manifolds (Kynkäänniemi et al. 2019
 # {cite}`kynkaanniemi2019precision`), and the Fréchet distance (the FID's formula {cite}`heusel2017fid`) beside them.
@@ -14,6 +14,12 @@
 # disjoint draw of the same size measured the same way is the **real-vs-real** baseline shown beside every number.
 # The claim is decided over several seeds of the sampler, each seed's draws shared by both temperatures.
 # Before any verdict the model must pass three sanity gates (its T = 1 samples against real images).
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `temperature.fidelity_for_diversity`;
+# - the measuring classifier: `glowlib.analysis.cached_classifier`; the study: `glowlib.studies.temperature`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -2,7 +2,7 @@
 # # Is the temperature trick valid? Samples at T against p(x)^(1/T²)
 #
 # **Reviewers (MaCow {cite}`ma2019macow`):** "temperature trick validity beyond additive coupling" (the additive
-# coupling of NICE {cite}`dinh2015nice`); claim decided here: `temperature_validity.beyond_additive`. The Glow
+# coupling of NICE {cite}`dinh2015nice`). The Glow
 # paper {cite}`kingma2018glow` samples at a temperature T by scaling every prior standard deviation by T (Sec. 5):
 # z ~ N(μ, (T·σ)²), x = f⁻¹(z). The
 # distribution this is meant to approximate is π_T(x) ∝ p(x)^(1/T²). The two agree **exactly** only when the
@@ -10,8 +10,8 @@
 # log-dets) and every prior scale σ is constant (a learned *top* prior is fine; split priors predicted from the
 # kept half are not): then log π_T − log q_T is the same for every x.
 #
-# **Measurement.** The sampler's density is computable: log q_T(x) = Σ_l log N(z_l; μ_l, T²σ_l²) + log|det ∂f/∂x|
-# (`log_densities` in `glowlib.studies.temperature_validity`). Drawing n samples from q_T and weighting each by w =
+# **Measurement.** The sampler's density is computable: log q_T(x) = Σ_l log N(z_l; μ_l, T²σ_l²) + log|det ∂f/∂x|,
+# with the same latents and log-determinant as log p(x). Drawing n samples from q_T and weighting each by w =
 # p(x)^(1/T²)/q_T(x) (self-normalised importance sampling; π_T's normaliser cancels) gives the **effective sample
 # size fraction** ESS/n = (Σw)²/(n·Σw²), which is 1 exactly when q_T = π_T and falls as they part; an estimate of
 # **KL(q_T ‖ π_T)** = log mean w − mean log w; and the gap between −E[log p] under the sampler and under the target
@@ -26,9 +26,16 @@
 # is decided only when every compared model passes the **sanity gates** on draws of their own: a model that does
 # not draw images like its data says nothing about the sampler of one that does.
 #
-# **Models** (`validity_config`): the Glow of the bits/dim table at its length, with each coupling and prior (the
+# **Models**: the Glow of the bits/dim table at its length, with each coupling and prior (the
 # affine model with the learned prior is the table's Glow itself). The cpu profile runs them on the 8x8 digits,
 # whose table Glow passes the gates at 1,000 steps, with the standard prior alone: the one that decides.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claim decided here, by the id the claims page uses: `temperature_validity.beyond_additive`;
+# - the two densities: `log_densities` in `glowlib.studies.temperature_validity`; the models: its
+#   `validity_config`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

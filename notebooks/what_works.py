@@ -3,14 +3,13 @@
 # % lead figure what_works
 #
 # **Reviewers** of Glow {cite}`kingma2018glow` asked for an ablation of what makes Glow work (depth? ActNorm?
-# permutation?), baselines trained with the same compute, and error bars over seeds. Claims decided here:
-# `what_works.one_change_ablations`, `what_works.conv1x1_at_equal_time`. The permutation ablation (paper Sec. 5.1,
-# Fig. 3; `ablation.py`) covers the permutation and the coupling; this page changes one other thing at a time in its
+# permutation?), baselines trained with the same compute, and error bars over seeds. The permutation ablation
+# (paper Sec. 5.1, Fig. 3, on its own page) covers the permutation and the coupling; this page changes one other thing at a time in its
 # 1x1/affine model (the *reference*):
 #
 # * **depth K at a fixed parameter count**: K halved and doubled, with the coupling width chosen by counting the
 #   parameters of built models so that every depth has the reference's parameter count (within 2%);
-# * **no normalisation**: ActNorm removed (`GlowConfig.actnorm=False`);
+# * **no normalisation**: ActNorm removed;
 # * **standard-normal prior**: neither the split priors predicted from the kept half (RealNVP's multi-scale
 #   architecture {cite}`dinh2017realnvp`) nor the learned top prior.
 #
@@ -21,9 +20,16 @@
 # variant at the same parameter count may not; its equal-compute value is then left empty rather than made up
 # from a run cut partway through its learning-rate decay). The permutation ablation's recorded comparisons (its
 # page's `pairs.csv`, so that page runs first) are shown again here, their claim decided at equal compute (the
-# reviewers' "same compute"), with the measured training time of every run drawn beside. All logic is in `glowlib.studies.what_works`; models come
-# from the trained-model cache. Like the permutation ablation's, its verdicts are about likelihood only (no samples
+# reviewers' "same compute"), with the measured training time of every run drawn beside. Models come from the
+# trained-model cache. Like the permutation ablation's, its verdicts are about likelihood only (no samples
 # are judged), so it runs the ablation's model size, smaller than the bits/dim table's where compute is short.
+
+# %% [markdown]
+# :::{dropdown} How this was computed
+# - claims decided here, by the ids the claims page uses: `what_works.one_change_ablations`,
+#   `what_works.conv1x1_at_equal_time`;
+# - the study: `glowlib.studies.what_works`; the variant without ActNorm: `GlowConfig.actnorm=False`.
+# :::
 
 # %% tags=["parameters"]
 profile = "smoke"

@@ -380,6 +380,65 @@ def test_the_pages_the_build_writes_speak_a_readers_vocabulary(tmp_path):
         assert f"make notebook NB={nb} PROFILE=cpu" in _folded(texts[f"placeholder {nb}"]), nb
 
 
+# what a notebook's prose names in a reader's place: modules, file paths, environment variables; and in a code span
+# (not a role's such as {glue:text}`x`), a dotted name, a call, a config codename or a constant
+NOTEBOOK_JARGON = re.compile(r"glowlib[./]\w|\b\w+\.(py|json|toml|cff)\b|\b(results|notebooks|book|checkpoints|"
+                             r"bench|tests)/|GLOWLIB_\w+")
+CODE_SPAN = re.compile(r"(?<![}`])`([^`]+)`")
+CODE_WORDS = re.compile(r"\w\.\w|\w\(|\w_config\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")
+
+
+def _notebook_prose(path: Path):
+    """(line number, text) of each prose line of a jupytext percent notebook: its markdown cells' lines outside
+    the folded blocks (``{dropdown}``, or an admonition of class dropdown) and the "%" lines book/build.py reads."""
+    markdown = fence = False
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("# %%"):
+            markdown, fence = "[markdown]" in line, False
+            continue
+        text = line[2:] if line.startswith("# ") else line.lstrip("#")
+        if not markdown or not line.startswith("#") or text.startswith("%"):
+            continue
+        if fence:
+            fence = not re.fullmatch(r":{3,}\s*", text)
+            continue
+        if re.match(r":{3,}\{(dropdown|admonition)\}", text):
+            fence = True
+            continue
+        yield number, text
+
+
+def test_the_notebooks_prose_speaks_a_readers_vocabulary():
+    """A page's own words name no module, function, config codename, file path or environment variable: those
+    are folded into the page's "How this was computed" block. Claim ids, the page's CSV names and `make`
+    commands may stand in the prose; column names in code spans are what the reader sees in the tables."""
+    claim_id = re.compile(r"(%s)\.\w+" % "|".join(NOTEBOOKS))
+    found = []
+    for path in sorted(NOTEBOOK_DIR.glob("*.py")):
+        for number, text in _notebook_prose(path):
+            words = [m.group(0) for m in NOTEBOOK_JARGON.finditer(text)]
+            for span in CODE_SPAN.findall(text):
+                if span.startswith("make ") or claim_id.fullmatch(span) or re.fullmatch(r"[\w*-]+\.csv", span):
+                    continue
+                if CODE_WORDS.search(span):
+                    words.append(span)
+            found += [f"notebooks/{path.name}:{number}: {w}" for w in words]
+    assert not found, "code in the prose; say it in words and fold the pointer into 'How this was computed':\n" + \
+        "\n".join(found)
+
+
+def test_the_notebook_prose_check_finds_code_outside_the_folded_block(tmp_path):
+    notebook = tmp_path / "n.py"
+    notebook.write_text("# %% [markdown]\n# # T\n# % caption x: `glowlib.a`\n# The model (`ablation_config`) and\n"
+                        "# {glue:text}`n_runs` runs, `seeds.csv`, `ablation.error_bars`, `make book PROFILE=cpu`.\n\n"
+                        "# %% [markdown]\n# :::{dropdown} How this was computed\n# - `glowlib.profiles.x`\n# :::\n"
+                        "# See `glowlib/profiles.py`.\n\n# %%\nx = 'glowlib.y'\n")
+    prose = dict(_notebook_prose(notebook))
+    assert sorted(prose) == [2, 4, 5, 11]
+    assert CODE_SPAN.findall(prose[4]) == ["ablation_config"] and CODE_WORDS.search("ablation_config")
+    assert NOTEBOOK_JARGON.search(prose[11]) and not NOTEBOOK_JARGON.search(prose[5])
+
+
 def test_each_notebook_page_names_the_code_that_computed_it_and_the_claims_table_reads(tmp_path):
     """Under its parameters, a page names the version and commit its results were computed by (and says when the
     code had uncommitted changes); the claims page's table has four columns, the evidence folded, every number
