@@ -106,3 +106,25 @@ def test_a_cpu_step_is_measured_at_the_threads_a_worker_gets(two_runs):
     one = plan.plan("smoke", workers=1)
     assert one["workers"] == 1 and one["seconds"] == pytest.approx(one["serial_seconds"])
     assert "1 worker(s)" in plan.format_plan(one)
+
+
+def test_a_run_is_counted_compiled_on_the_gpu_only_where_compiling_pays_for_itself():
+    """The H100 cases in order, optimistic <= central <= pessimistic, for a short run and a long one. A short run
+    (1,000 steps: compiling would take longer than the eager steps it replaces) is counted eager in every case, so
+    its central figure is the eager arithmetic and below the pessimistic one; a long run (100,000 steps) is counted
+    compiled where a case has CUDA graphs, its compile time included."""
+    cost = {"flops_per_step": 0.7e9, "ops_per_step": 3_700, "objective_ops": 3_000}  # a digits Glow's step, roughly
+    for steps in (1_000, 100_000):
+        run = tiny(steps=steps, eval_every=1_000, device="auto")
+        assert plan.compiles_on_gpu(run)
+        cases = {case: plan.gpu_run_seconds(run, steps, cost, case) for case in plan.GPU_SCENARIOS}
+        assert cases["optimistic"] <= cases["central"] <= cases["pessimistic"], (steps, cases)
+        for case, figures in plan.GPU_SCENARIOS.items():
+            eager = plan.run_seconds(run, steps, plan.gpu_step_seconds(cost, case))
+            if figures["graph_launch_s"] is None:
+                assert cases[case] == eager
+                continue
+            compiled = figures["compile_s"] + plan.run_seconds(run, steps, plan.gpu_step_seconds(cost, case, True))
+            assert cases[case] == (eager if steps == 1_000 else compiled) == min(eager, compiled), (steps, case)
+    assert plan.gpu_run_seconds(tiny(compile="off"), 40, cost) == plan.run_seconds(tiny(), 40,
+                                                                                   plan.gpu_step_seconds(cost))
