@@ -195,13 +195,15 @@ def bits_table(bpd: pd.DataFrame) -> pd.DataFrame:
 
 def plot_bits_quality(quality: pd.DataFrame):
     """Fréchet distance, precision and recall against T for each (trained bits, shown bits), mean ± std over
-    training seeds, real against real at each depth as horizontal lines."""
+    training seeds, real against real at each depth as horizontal lines. Two panels a row, as wide as the book's
+    column (``base.COLUMN_INCHES``); the one legend in the fourth place."""
     import matplotlib.pyplot as plt
+    from .base import COLUMN_INCHES
     model, real = quality[quality.source == "model"], quality[quality.source == REAL_VS_REAL]
-    measures = {"frechet": "Fréchet distance (classifier features)", "precision": "precision (fidelity)",
+    measures = {"frechet": "Fréchet distance\n(classifier features)", "precision": "precision (fidelity)",
                 "recall": "recall (diversity)"}
-    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
-    for ax, (measure, label) in zip(axes, measures.items()):
+    fig, axes = plt.subplots(2, 2, figsize=(COLUMN_INCHES, 5.8), layout="constrained")
+    for ax, (measure, label) in zip(axes.flat, measures.items()):
         for i, ((trained, shown), g) in enumerate(model.groupby(["model_bits", "shown_bits"])):
             stats = g.groupby("temperature")[measure].agg(["mean", "std"])
             ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
@@ -210,9 +212,10 @@ def plot_bits_quality(quality: pd.DataFrame):
             ax.axhline(getattr(r, measure), color="0.3", ls=["--", ":", "-."][j % 3], lw=1,
                        label=f"real vs real at {r.shown_bits:g} bits")
         ax.set(xlabel="temperature T", ylabel=label)
-        ax.legend(fontsize="x-small")
-    fig.suptitle("5-bit vs 8-bit: the model or the fewer bits? (mean ± std over training seeds)")
-    fig.tight_layout()
+    legend = axes.flat[3]                           # the panels share their lines: one legend names them for all
+    legend.axis("off")
+    legend.legend(*axes.flat[0].get_legend_handles_labels(), fontsize="small", loc="center")
+    fig.suptitle("5-bit vs 8-bit: the model or the fewer bits?\n(mean ± std over training seeds)")
     return fig
 
 

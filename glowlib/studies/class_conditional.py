@@ -202,25 +202,34 @@ def decisions(per_class: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
 
 def plot_conditional(per_class: pd.DataFrame):
     """Measuring-classifier accuracy per requested class (mean ± std over training seeds), one panel per T, one bar
-    group per y_weight; the classifier's accuracy on real test images of each class as black ticks."""
+    group per y_weight; the classifier's accuracy on real test images of each class as black ticks. Two panels a
+    row, as wide as the book's column (``base.COLUMN_INCHES``), one legend under them."""
     import matplotlib.pyplot as plt
+    from .base import COLUMN_INCHES
     model, real = per_class[per_class.source == "model"], per_class[per_class.source != "model"]
     temps = sorted(set(model.temperature))
     weights = sorted(set(model.y_weight))
-    fig, axes = plt.subplots(1, len(temps), figsize=(5 * len(temps), 3.4), squeeze=False, sharey=True)
+    ncol = min(2, len(temps))
+    nrow = -(-len(temps) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(COLUMN_INCHES, 2.9 * nrow + 1.1), squeeze=False, sharey=True,
+                             layout="constrained")
     width = 0.8 / len(weights)
-    for ax, t in zip(axes[0], temps):
+    for ax, t in zip(axes.flat, temps):
         for i, w in enumerate(weights):
             g = model[(model.temperature == t) & (model.y_weight == w)].groupby("requested_class").accuracy
             stats = g.agg(["mean", "std"])
             ax.bar(stats.index + (i - (len(weights) - 1) / 2) * width, stats["mean"], width,
-                   yerr=stats["std"].fillna(0), label=f"y_weight={w:g}")
-        ax.scatter(real.requested_class, real.accuracy, marker="_", s=300, color="k", label="real test images")
+                   yerr=stats["std"].fillna(0), label=f"y_weight={w:g}", color=f"C{i}")
+        ax.scatter(real.requested_class, real.accuracy, marker="_", s=150, color="k", label="real test images")
         ax.axhline(1 / model.requested_class.nunique(), color="k", ls=":", lw=1, label="chance")
         ax.set(title=f"T = {t:g}", xlabel="requested class", ylabel="classified as requested", ylim=(0, 1.05))
-        ax.legend(fontsize="x-small")
-    fig.suptitle("Does the measuring classifier see the requested class in conditional samples?")
-    fig.tight_layout()
+        ax.set_xticks(sorted(set(model.requested_class)))
+    for ax in list(axes.flat)[len(temps):]:
+        ax.set_visible(False)
+    # one legend for every panel, under them, where it covers no bar
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), fontsize="small", loc="outside lower center",
+               ncol=len(weights) + 2)
+    fig.suptitle("Does the measuring classifier see the requested class\nin conditional samples?")
     return fig
 
 

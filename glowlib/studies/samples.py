@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from ..analysis import REAL_VS_REAL, check_gates, failed_gates_of, image_grid, real_halves
@@ -113,23 +114,28 @@ def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def plot_grids(images: dict, table: pd.DataFrame, rows: str, cols):
-    """A panel per grid: one row per value of ``rows``, one column per combination of ``cols``."""
+def plot_grids(images: dict, table: pd.DataFrame, rows: str, cols, ncol: int = 4):
+    """A panel per grid, grouped by ``rows``: each value of ``rows`` starts a row of its own and fills as many
+    rows of ``ncol`` panels as its grids need, one panel per combination of ``cols`` in the table's order, each
+    titled by its value of ``rows`` and of each of ``cols`` (one a line). As wide as the book's column
+    (``base.COLUMN_INCHES``, sized as ``base.plot_named_grids`` sizes its panels)."""
     import matplotlib.pyplot as plt
-    row_keys = list(dict.fromkeys(table[rows]))
-    col_keys = list(dict.fromkeys(map(tuple, table[list(cols)].values)))
-    fig, axes = plt.subplots(len(row_keys), len(col_keys), figsize=(2.6 * len(col_keys), 2.8 * len(row_keys)),
-                             squeeze=False)
-    for r in table.itertuples():
-        i = row_keys.index(getattr(r, rows))
-        j = col_keys.index(tuple(getattr(r, c) for c in cols))
-        grid = images[r.image.removesuffix(".png")]
-        axes[i, j].imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
-        axes[i, j].set_title(f"{getattr(r, rows)}\n" + ", ".join(f"{c}={getattr(r, c)}" for c in cols),
-                             fontsize="small")
+    from .base import COLUMN_INCHES
+    groups = {key: [r for r in table.itertuples() if getattr(r, rows) == key] for key in dict.fromkeys(table[rows])}
+    ncol = min(ncol, max(map(len, groups.values())))
+    starts = np.cumsum([0] + [math.ceil(len(g) / ncol) for g in groups.values()])   # each group's first row
+    side = min(2.8, COLUMN_INCHES / ncol)
+    fig, axes = plt.subplots(starts[-1], ncol, figsize=(side * ncol, (side + 0.5) * starts[-1]), squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(wspace=0.06)             # room between the titles of neighbouring panels
+    for start, (key, group) in zip(starts, groups.items()):
+        for k, r in enumerate(group):
+            ax = axes[start + k // ncol, k % ncol]
+            grid = images[r.image.removesuffix(".png")]
+            ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_title("\n".join([str(key)] + [f"{c}={getattr(r, c)}" for c in cols]), fontsize="small")
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
     return fig
 
 

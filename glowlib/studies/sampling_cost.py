@@ -442,11 +442,13 @@ def page_values(fit: pd.DataFrame, trend: pd.DataFrame) -> dict:
 
 def plot_growth(timings: pd.DataFrame, fit: pd.DataFrame):
     """Three log-log panels against H: ms per image (each repeat, the medians with their range, the fitted power
-    laws with their exponents; wall time filled, process CPU time hollow), ns per FLOP, and the convolutions one
-    sample runs in sequence."""
+    laws with their exponents; wall time filled, process CPU time hollow), its legend beside it; ns per FLOP, and
+    the convolutions one sample runs in sequence. Two places a row, as wide as the book's column (``COLUMN_INCHES``)."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 4.2))
+    from .base import COLUMN_INCHES
+    fig, axes = plt.subplot_mosaic([["a", "key"], ["b", "c"]], figsize=(COLUMN_INCHES, 6.6), layout="constrained")
+    a, b, c = axes["a"], axes["b"], axes["c"]
     work = per_flop(timings)
     heights = np.array(sorted(timings.height.unique()), float)
     fits = fit.set_index(["model", "clock"])
@@ -469,7 +471,7 @@ def plot_growth(timings: pd.DataFrame, fit: pd.DataFrame):
         b.plot(w.height, w.ns_per_flop, "o-", color=colour, label=name)
         c.plot(w.height, w.conv_calls, "o-", color=colour, label=name)
         for h, n in zip(w.height, w.conv_calls):
-            c.annotate(f"{n}", (h, n), xytext=(0, 5), textcoords="offset points", ha="center", fontsize="x-small")
+            c.annotate(f"{n}", (h, n), xytext=(0, 5), textcoords="offset points", ha="center", fontsize="small")
     low = timings.groupby(["model", "height"])[CLOCKS["wall"]].median().min()
     for power, style in ((1, "--"), (2, "-.")):                  # guides: what H and H² growth look like
         a.plot(heights, low * (heights / heights[0]) ** power, style, color="grey", lw=0.8, label=f"∝ H^{power}")
@@ -480,15 +482,16 @@ def plot_growth(timings: pd.DataFrame, fit: pd.DataFrame):
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(heights, [f"{h:g}" for h in heights])
         ax.set_xlabel("image height H (H×H images)")
-        ax.legend(fontsize="x-small")
-    a.set_ylabel("ms per sample")
-    a.set_title("time per sample, fitted H^b", fontsize="small")
-    b.set_ylabel("ns per FLOP (wall, median)")
-    b.set_title("time per FLOP", fontsize="small")
-    c.set_ylabel("convolutions per sample")
-    c.set_title("convolutions run in sequence", fontsize="small")
+    for ax in (b, c):
+        ax.legend(fontsize="small")
+    axes["key"].axis("off")                                          # panel a's legend, beside it
+    axes["key"].legend(*a.get_legend_handles_labels(), fontsize="small", loc="center", title="time per sample",
+                       title_fontsize="small")
+    c.margins(y=0.15)                                                # room for the counts above the points
+    a.set(ylabel="ms per sample", title="time per sample, fitted H^b")
+    b.set(ylabel="ns per FLOP (wall, median)", title="time per FLOP")
+    c.set(ylabel="convolutions per sample", title="convolutions run in sequence")
     fig.suptitle("Sampling cost against image height: Glow and MaCow")
-    fig.tight_layout()
     return fig
 
 

@@ -266,9 +266,11 @@ def _additive_exact(part: pd.DataFrame, prior: str) -> bool:
 
 
 def plot_validity(table: pd.DataFrame):
-    """ESS/n and the KL estimate against T, one line per (coupling, prior), mean ± std over training seeds."""
+    """ESS/n and the KL estimate against T, one line per (coupling, prior), mean ± std over training seeds; the
+    two panels side by side, as wide as the book's column (``base.COLUMN_INCHES``), one legend under them."""
     import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    from .base import COLUMN_INCHES
+    fig, (a, b) = plt.subplots(1, 2, figsize=(COLUMN_INCHES, 3.9), layout="constrained")
     for i, ((coupling, prior), g) in enumerate(table.groupby(["coupling", "prior"], sort=False)):
         label = f"{coupling} / {prior} prior" + (" (exact by construction)" if g.exact_by_construction.iloc[0]
                                                  else "")
@@ -279,9 +281,8 @@ def plot_validity(table: pd.DataFrame):
     a.set(xlabel="temperature T", ylabel="ESS / n (1: T-samples follow p^(1/T²))", ylim=(-0.02, 1.05))
     b.set(xlabel="temperature T", ylabel="KL(q_T ‖ π_T) estimate, bits/dim")
     b.set_yscale("symlog", linthresh=1e-4)
-    a.legend(fontsize="x-small")
-    fig.suptitle("Are samples at temperature T draws from p(x)^(1/T²)? (mean ± std over training seeds)")
-    fig.tight_layout()
+    fig.legend(*a.get_legend_handles_labels(), fontsize="small", loc="outside lower center", ncol=2)
+    fig.suptitle("Are samples at temperature T draws from p(x)^(1/T²)?\n(mean ± std over training seeds)")
     return fig
 
 

@@ -89,3 +89,18 @@ def test_the_cpu_profile_leaves_the_5_bit_study_out_with_its_cost_from_the_plan(
     assert why.startswith(f"costs {c['seconds'] / 3600:.1f} h of training on {c['where']} ({len(extra)} trainings")
     assert why.endswith(studies.left_out("cpu")["bits_5v8"])
     assert left_out.costed_left_out("smoke") == {}
+
+
+def test_the_quality_figure_fits_the_books_column_two_panels_a_row():
+    """Three panels two a row and one legend in the fourth place, as wide as the book's column, their smallest text
+    drawn at least LEGIBLE_PX tall there (measured as the provenance records it: results.figure_facts)."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px
+    from glowlib.studies.base import COLUMN_INCHES
+    fig = bits_5v8.plot_bits_quality(bits_quality(3))
+    panels = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert len(panels) == 3 and len({round(ax.get_position().x0, 2) for ax in panels}) == 2
+    assert fig.get_size_inches()[0] <= COLUMN_INCHES and drawn_px(fig) >= LEGIBLE_PX
+    assert [ax for ax in fig.axes if ax.get_legend()] == [fig.axes[3]]
+    assert len(fig.axes[3].get_legend().get_texts()) == 5               # 3 (trained, shown) lines, 2 real vs real
+    plt.close(fig)

@@ -123,3 +123,22 @@ def test_class_conditional_is_a_users_claim_decided_over_seeds(tmp_path):
     write(tmp_path, "class_conditional", samples=per_class, gates=gates_of(*names, fail=["y_weight=0.01-seed2"]))
     claim = claim_of(class_conditional, tmp_path)
     assert claim.verdict == NOT_TESTABLE and "y_weight=0.01-seed2" in claim.gate
+
+
+@pytest.mark.parametrize("temperatures", [(0.7,), (0.7, 1.0), (0.5, 0.7, 1.0)])
+def test_the_accuracy_figure_fits_the_books_column_two_panels_a_row(temperatures):
+    """One panel per T, two a row, as wide as the book's column, their smallest text drawn at least LEGIBLE_PX tall
+    there (measured as the provenance records it: results.figure_facts); one legend under them, over no bar."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px, legends_over_bars
+    from glowlib.studies.base import COLUMN_INCHES
+    rows = conditional_rows({0.0: 0.1, 0.01: 0.3, 1.0: 0.5})
+    model = rows[rows.source == "model"]
+    per_class = pd.concat([rows[rows.source != "model"], *(model.assign(temperature=t) for t in temperatures)])
+    fig = class_conditional.plot_conditional(per_class)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [f"T = {t:g}" for t in temperatures]
+    assert len({round(ax.get_position().x0, 2) for ax in panels}) == min(2, len(temperatures))
+    assert fig.get_size_inches()[0] <= COLUMN_INCHES and drawn_px(fig) >= LEGIBLE_PX
+    assert len(fig.legends) == 1 and not legends_over_bars(fig)
+    plt.close(fig)

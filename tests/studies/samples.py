@@ -76,3 +76,29 @@ def test_the_samples_page_uses_only_the_four_verdicts(tmp_path):
         assert "NOT_CONFIRMED" not in text and "not confirmed" not in text.lower()
     table, _ = decide_claims(samples.CLAIMS, "smoke", tmp_path)
     assert set(table.verdict) == {NOT_TESTABLE} and set(table.source) <= {"paper", "reviewers", "users"}
+
+
+def test_the_grids_figure_fits_the_books_column_four_grids_a_row():
+    """Every grid, at most four a row, each dataset starting a row of its own, as wide as the book's column, the
+    smallest text drawn at least LEGIBLE_PX tall there (measured as the provenance records it: results.
+    figure_facts), and no panel's title running into its neighbour's."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from legible import LEGIBLE_PX, drawn_px, overlapping
+    from glowlib.studies.base import COLUMN_INCHES
+    shown = {"mnist5k": [samples.QUALITY], "fashion_mnist": ["glow", "realnvp", samples.QUALITY],
+             "digits": ["glow", "realnvp"]}
+    table = pd.DataFrame([{"dataset": d, "model_type": m, "temperature": t, "image": f"samples_{d}_{m}_T{t:g}.png"}
+                          for d, models in shown.items() for m in models for t in (0.7, 1.0)])
+    images = {name.removesuffix(".png"): np.zeros((58, 58), np.uint8) for name in table.image}
+    fig = samples.plot_grids(images, table, rows="dataset", cols=["model_type", "temperature"])
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == len(table) and fig.axes[0].get_title().splitlines() == [
+        "mnist5k", f"model_type={samples.QUALITY}", "temperature=0.7"]
+    rows = {}
+    for ax in drawn:
+        rows.setdefault(round(ax.get_position().y0, 2), []).append(ax.get_title().splitlines()[0])
+    assert [len(r) for r in rows.values()] == [2, 4, 2, 4] and all(len(set(r)) == 1 for r in rows.values())
+    assert fig.get_size_inches()[0] <= COLUMN_INCHES and drawn_px(fig) >= LEGIBLE_PX
+    assert not overlapping([ax.title for ax in drawn])
+    plt.close(fig)

@@ -364,3 +364,18 @@ def test_library_calls_check_their_arguments():
         sc.measure(TINY, temperature=0.0)
     with pytest.raises(ValueError, match="clock='gpu' is not allowed"):
         sc.fit_growth(synthetic({"glow": 1.0}), clocks=("gpu",))
+
+
+def test_the_growth_figure_fits_the_books_column_two_places_a_row():
+    """The three panels and panel a's legend two a row, as wide as the book's column, their smallest text drawn at
+    least LEGIBLE_PX tall there (measured as the provenance records it: results.figure_facts)."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px
+    from glowlib.studies.base import COLUMN_INCHES
+    df = synthetic({"glow": 1.0, "macow": 2.0}, n_repeats=3)
+    fig = sc.plot_growth(df, sc.fit_growth(df))
+    panels = [ax for ax in fig.axes if ax.get_xlabel()]
+    assert len(panels) == 3 and len({round(ax.get_position().x0, 2) for ax in fig.axes}) == 2
+    assert fig.get_size_inches()[0] <= COLUMN_INCHES and drawn_px(fig) >= LEGIBLE_PX
+    assert len(fig.axes[1].get_legend().get_texts()) == 6                 # a's fits and guides, beside it
+    plt.close(fig)

@@ -122,3 +122,16 @@ def test_a_prior_whose_additive_sampler_is_not_exact_is_not_decided(tmp_path):
     # the table's own column says which additive models are exact (here: it says the learned prior's are)
     learned["exact_by_construction"] = learned.coupling == "additive"
     assert temperature_validity.decisions(learned, gates_of(*names)).verdict.tolist() == [CONFIRMED]
+
+
+def test_the_validity_figure_fits_the_books_column_two_panels_a_row():
+    """ESS/n and the KL estimate side by side, as wide as the book's column, their smallest text drawn at least
+    LEGIBLE_PX tall there (measured as the provenance records it: results.figure_facts); one legend under them."""
+    import matplotlib.pyplot as plt
+    from legible import LEGIBLE_PX, drawn_px
+    from glowlib.studies.base import COLUMN_INCHES
+    fig = temperature_validity.plot_validity(validity_rows(0.8, priors=("standard", "learned")))
+    assert len(fig.axes) == 2 and fig.get_size_inches()[0] <= COLUMN_INCHES and drawn_px(fig) >= LEGIBLE_PX
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    assert len(fig.legends[0].get_texts()) == 4                       # one line per (coupling, prior)
+    plt.close(fig)
