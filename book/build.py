@@ -1298,7 +1298,7 @@ def placeholder(profile: str, notebook: str, root=None) -> str:
 
 
 # ------------------------------------------------------------------------------------------ interactive figures
-# Where a reader would rather explore (the temperature), the page gets a figure to play with, drawn by plotly from
+# Where a reader would rather explore (the temperature, the interpolation path), the page gets a figure to play with, drawn by plotly from
 # the run's recorded images and tables: offline, from one copy of plotly's script beside the pages
 # (generated/_extra/plotly/, the HTML's plotly/), never from the network.
 PLOTLY = "plotly"
@@ -1320,22 +1320,14 @@ def plotly_script(out: Path) -> str:
     return f'<script src="../{PLOTLY}/plotly.min.js"></script>'
 
 
-def _grey(path: Path) -> list:
-    """A recorded sample grid's pixels (0-255, grey), top row first, for a heatmap."""
-    from PIL import Image
-    with Image.open(path) as image:
-        grey = image.convert("L")
-        width, height = grey.size
-        pixels = list(grey.tobytes())
-    return [pixels[r * width:(r + 1) * width] for r in range(height)]
-
-
 def temperature_explorer(folder: Path, record: dict) -> str | None:
     """The temperature page's explorer: a slider over the temperatures that ran, showing the recorded sample grid
     at that temperature (the same draws, scaled by T) above precision and recall against T, the chosen T marked;
     None where the run recorded no grids or no table."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from glowlib.analysis.presentation import add_slider, explorer_html, image_axes, image_pixels, image_trace
     grids = sorted((float(m.group(1)), name) for name in (record.get("figures") or {})
                    if (m := re.fullmatch(r"samples_T([0-9.]+)\.png", name)) and (folder / name).is_file())
     table = _read_csv(folder / "temperature.csv")
@@ -1349,10 +1341,8 @@ def temperature_explorer(folder: Path, record: dict) -> str | None:
     real = table[table.source != "model"][["precision", "recall"]].mean()
     fig = make_subplots(rows=2, cols=1, row_heights=[0.62, 0.38], vertical_spacing=0.12,
                         subplot_titles=(f"samples at T = {grids[start][0]:g}", "precision and recall against T"))
-    def grid(name):                           # grey pixels, drawn square, without a colour bar
-        return go.Heatmap(z=_grey(folder / name), colorscale="gray", zmin=0, zmax=255, showscale=False,
-                          hoverinfo="skip")
-    fig.add_trace(grid(grids[start][1]), row=1, col=1)
+    pixels = {name: image_pixels(folder / name) for _, name in grids}
+    fig.add_trace(image_trace(pixels[grids[start][1]]), row=1, col=1)
     colours = {"precision": "#1f77b4", "recall": "#d62728"}
     for measure, colour in colours.items():
         fig.add_trace(go.Scatter(x=list(model.index), y=list(model[measure]), mode="lines+markers", name=measure,
@@ -1364,24 +1354,37 @@ def temperature_explorer(folder: Path, record: dict) -> str | None:
     marker = len(fig.data)
     fig.add_trace(go.Scatter(x=[grids[start][0]] * 2, y=[0, 1], mode="lines", name="chosen T",
                              line=dict(color="black", width=1)), row=2, col=1)
-    frames = [go.Frame(name=f"{t:g}", data=[grid(name),
-                                          go.Scatter(x=[t, t], y=[0, 1])],
-                       traces=[0, marker], layout=dict(annotations=[dict(text=f"samples at T = {t:g}")]))
-              for t, name in grids]
-    fig.frames = frames
-    fig.update_layout(
-        height=680, margin=dict(l=40, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.1),
-        sliders=[dict(active=start, currentvalue=dict(prefix="T = "), pad=dict(t=70),
-                      steps=[dict(label=f"{t:g}", method="animate",
-                                  args=[[f"{t:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                                         transition=dict(duration=0))]) for t, _ in grids])])
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=1, col=1)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
-                     scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
+    add_slider(fig, [f"{t:g}" for t, _ in grids],
+               [dict(data=[image_trace(pixels[name]), go.Scatter(x=[t, t], y=[0, 1])], traces=[0, marker],
+                     layout=dict(annotations=[dict(text=f"samples at T = {t:g}")])) for t, name in grids],
+               start, "T = ", pad_top=70)
+    fig.update_layout(height=680, margin=dict(l=40, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.1))
+    image_axes(fig, row=1, col=1)
     fig.update_xaxes(title_text="temperature T", row=2, col=1)
     fig.update_yaxes(range=[0, 1], row=2, col=1)
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id="temperature-explorer", auto_play=False,
-                       config={"responsive": True, "displaylogo": False})
+    return explorer_html(fig, "temperature-explorer")
+
+
+def interpolation_explorer(folder: Path, record: dict) -> str | None:
+    """The interpolation page's explorer: a slider over the points of the path from z_a to z_b, showing every
+    pair's recorded decoded image at that point between its real images a and b; None where the run recorded no
+    such images."""
+    from glowlib.analysis.presentation import image_explorer, image_pixels
+    steps = sorted((float(m.group(1)), name) for name in (record.get("figures") or {})
+                   if (m := re.fullmatch(r"interpolation_t([0-9.]+)\.png", name)) and (folder / name).is_file())
+    if not steps:
+        return None
+    return image_explorer([image_pixels(folder / name) for _, name in steps], [f"{t:g}" for t, _ in steps],
+                          "t = ", "real a | decoded at t = {label} | real b", "interpolation-explorer",
+                          start=len(steps) // 2)
+
+
+# which pages have an explorer: its builder, the caption it takes from the notebook, the figure it follows and
+# the words that open it
+EXPLORERS = {"temperature": (temperature_explorer, "temperature_explorer", "samples_by_temperature",
+                             "Explore the temperature."),
+             "interpolation": (interpolation_explorer, "interpolation_explorer", "interpolation_figure",
+                               "Explore the path.")}
 
 
 def copy_tables(source: Path, target: Path, tables) -> None:
@@ -1431,15 +1434,14 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
             rows = [r for r in claims if r.get("where") == nb]
             tables = listed_tables(root / profile / nb, record)
             explorers = []
-            if nb == "temperature":
-                explorer = temperature_explorer(root / profile / nb, record)
-                words = page_words(nb)
+            if nb in EXPLORERS:
+                build_explorer, caption, anchor, opening = EXPLORERS[nb]
+                explorer = build_explorer(root / profile / nb, record)
                 if explorer:
-                    text = words["captions"].get("temperature_explorer", "")
+                    text = page_words(nb)["captions"].get(caption, "")
                     html_block = "\n".join(line for line in (plotly_script(out) + "\n" + explorer + "\n"
                                                               + PLOTLY_RESIZE).splitlines() if line.strip())
-                    explorers.append(("samples_by_temperature",
-                                      f"**Explore the temperature.** {text}\n\n{html_block}\n"))
+                    explorers.append((anchor, f"**{opening}** {text}\n\n{html_block}\n"))
             used = models_used(record)
             notes = f"**Models.** The figures and tables of this page come from {md_text(used)}.\n" if used else ""
             built = page(executed_notebook(executed), nb, rows, record.get("figures", {}), tables, record,

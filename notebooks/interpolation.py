@@ -54,6 +54,8 @@ study.publish(rec, **study.page_values(recon))
 # %   evenly spaced points on the straight line between their latents (Glow with additive coupling, the 5,000
 # %   MNIST digits): each path turns one digit into the other through blurred in-between shapes, and its ends
 # %   are the real images.
+# % caption interpolation_explorer: Drag the slider to move along the path from z_a (t = 0) to z_b (t = 1): each
+# %   row is a pair of real test images with the image decoded at that point between them.
 # One row per pair of test images: the real image a, then the path from z_a to z_b, then the real image b.
 
 # %%
@@ -62,6 +64,11 @@ rows = study.path_grid(x_a, path, x_b)
 rec.image(rows, "interpolation", "real a | decoded path | real b")
 fig = study.show(rows, "real a | decoded path from z_a to z_b | real b", zoom=3)
 rec.figure(fig, "interpolation_figure")
+
+# %%
+# the same path point by point (every pair between its real images), the frames of the page's explorer
+for t, grid in study.path_steps(x_a, path, x_b).items():
+    rec.image(grid, f"interpolation_t{t:.3f}", f"real a | decoded at t = {t:.3f} | real b")
 
 # %% [markdown]
 # ## Distance to the endpoints along the path

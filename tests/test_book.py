@@ -439,6 +439,41 @@ def test_the_notebook_prose_check_finds_code_outside_the_folded_block(tmp_path):
     assert NOTEBOOK_JARGON.search(prose[11]) and not NOTEBOOK_JARGON.search(prose[5])
 
 
+def test_the_explorers_slide_over_the_recorded_images(tmp_path):
+    """The interpolation page's explorer has a frame per recorded point of the path, opening mid-path, in colour
+    where the images have it; the temperature page's a frame per recorded grid, opening at the compared T; with
+    nothing recorded, neither is built."""
+    from PIL import Image
+    build = _build()
+    steps = [0.0, 0.5, 1.0]
+    for t in steps:
+        Image.new("RGB", (6, 3), (int(200 * t), 0, 0)).save(tmp_path / f"interpolation_t{t:.3f}.png")
+        Image.new("L", (4, 4), int(100 * t)).save(tmp_path / f"samples_T{t:g}.png")
+    pd.DataFrame({"source": ["model"] * 3 + ["real"], "temperature": steps + [None],
+                  "precision": [0.1, 0.5, 0.4, 0.9], "recall": [0.0, 0.3, 0.6, 0.9]}).to_csv(
+        tmp_path / "temperature.csv", index=False)
+    record = {"figures": {f"interpolation_t{t:.3f}.png": {} for t in steps} | {f"samples_T{t:g}.png": {}
+                                                                              for t in steps},
+              "parameters": {"temperature": 0.5}}
+
+    def frames(html, div_id):
+        start = html.index(f"Plotly.addFrames('{div_id}', ") + len(f"Plotly.addFrames('{div_id}', ")
+        return json.JSONDecoder().raw_decode(html[start:])[0]
+    path = build["interpolation_explorer"](tmp_path, record)
+    found = frames(path, "interpolation-explorer")
+    assert [f["name"] for f in found] == ["0", "0.5", "1"] and '"active":1' in path
+    assert found[2]["data"][0]["type"] == "image" and found[2]["data"][0]["z"][0][0] == [200, 0, 0]
+    temperature = build["temperature_explorer"](tmp_path, record)
+    found = frames(temperature, "temperature-explorer")
+    assert [f["name"] for f in found] == ["0", "0.5", "1"] and '"active":1' in temperature
+    assert found[1]["data"][0]["type"] == "heatmap" and found[1]["data"][0]["z"][0][0] == 50
+    assert build["interpolation_explorer"](tmp_path, {"figures": {}}) is None
+    assert set(build["EXPLORERS"]) == {"temperature", "interpolation"}
+    for nb, (_, caption, anchor, _) in build["EXPLORERS"].items():
+        words = build["page_words"](nb)
+        assert caption in words["captions"] and anchor in words["captions"], nb
+
+
 def test_each_notebook_page_names_the_code_that_computed_it_and_the_claims_table_reads(tmp_path):
     """Under its parameters, a page names the version and commit its results were computed by (and says when the
     code had uncommitted changes); the claims page's table has four columns, the evidence folded, every number

@@ -8,6 +8,8 @@
 * :func:`show`: both at once in a notebook's display cell, the table without its row index.
 * :func:`paper_line`, :func:`beside_paper`, :func:`scale_words`: the paper's number on our figure or as a row of
   our table, marked as the paper's, with the difference in scale (data, parameters, images seen) said in words.
+* :func:`image_explorer` (with :func:`image_pixels`, :func:`image_trace`, :func:`add_slider`): the book's
+  interactive figures, a plotly slider over recorded images, written into the page as HTML.
 
 Display only: nothing here changes what a study computes or writes. No torch.
 """
@@ -183,3 +185,80 @@ def beside_paper(ours: pd.DataFrame, paper: pd.DataFrame, label: str = "model") 
     both = pd.concat([mine, theirs], ignore_index=True)
     first = [label, "source"] if label in both else ["source"]
     return both[first + [c for c in both.columns if c not in first]]
+
+
+# ------------------------------------------------------------------------------------------ interactive figures
+# The book's explorers (the temperature's, the interpolation's): a slider over recorded images, drawn by plotly
+# from pixels written into the page, so the HTML needs no server (book/build.py loads plotly's script offline).
+
+
+def image_pixels(path) -> list:
+    """A recorded image's pixels (0-255), top row first: rows of grey values, or of [r, g, b] where the image has
+    colour."""
+    from PIL import Image
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        bands = rgb.split()
+        grey = all(band.tobytes() == bands[0].tobytes() for band in bands[1:])
+        return pixel_rows(rgb.convert("L").tobytes() if grey else rgb.tobytes(), rgb.size, 1 if grey else 3)
+
+
+def pixel_rows(data: bytes, size: tuple[int, int], channels: int) -> list:
+    """Raw pixels (row-major, ``channels`` per pixel) of an image of ``size`` (width, height) as nested rows."""
+    width, height = size
+    values = list(data)
+    if channels == 1:
+        return [values[r * width:(r + 1) * width] for r in range(height)]
+    return [[values[(r * width + c) * channels:(r * width + c + 1) * channels] for c in range(width)]
+            for r in range(height)]
+
+
+def image_trace(pixels: list):
+    """The plotly trace of one image from :func:`image_pixels`: a grey heatmap without a colour bar, or an RGB
+    image; drawn square, without hover."""
+    import plotly.graph_objects as go
+    if pixels and pixels[0] and isinstance(pixels[0][0], list):
+        return go.Image(z=pixels, hoverinfo="skip")
+    return go.Heatmap(z=pixels, colorscale="gray", zmin=0, zmax=255, showscale=False, hoverinfo="skip")
+
+
+def add_slider(fig, labels: list[str], frames: list[dict], start: int, prefix: str, pad_top: int = 30) -> None:
+    """Give ``fig`` one animation frame per label (``frames``: the ``go.Frame`` arguments besides the name) and a
+    slider over them that opens at ``start`` and jumps, without transition, to the frame it is dragged to."""
+    import plotly.graph_objects as go
+    fig.frames = [go.Frame(name=label, **frame) for label, frame in zip(labels, frames, strict=True)]
+    fig.update_layout(sliders=[dict(
+        active=start, currentvalue=dict(prefix=prefix), pad=dict(t=pad_top),
+        steps=[dict(label=label, method="animate",
+                    args=[[label], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                        transition=dict(duration=0))]) for label in labels])])
+
+
+def image_axes(fig, row=None, col=None) -> None:
+    """The axes of an image panel: no ticks or grid, the first row at the top, pixels square."""
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", row=row, col=col)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
+                     scaleratio=1, constrain="domain", row=row, col=col)
+
+
+def explorer_html(fig, div_id: str) -> str:
+    """The figure as an HTML fragment for a page that loads plotly's script itself (never from the network)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, auto_play=False,
+                       config={"responsive": True, "displaylogo": False})
+
+
+def image_explorer(images: list, labels: list[str], prefix: str, title: str, div_id: str, start: int = 0,
+                   height: int = 520) -> str:
+    """A slider over precomputed images (each as :func:`image_pixels` gives it), one frame per label, opening at
+    ``start``; the panel's title names the frame shown (``title`` formatted with ``label``)."""
+    import plotly.graph_objects as go
+    if not images or len(images) != len(labels):
+        raise ValueError(f"{len(images)} images for {len(labels)} labels: one image per label is needed")
+    fig = go.Figure(image_trace(images[start]))
+    add_slider(fig, labels, [dict(data=[image_trace(image)], traces=[0],
+                                  layout=dict(title=dict(text=title.format(label=label))))
+                             for image, label in zip(images, labels)], start, prefix)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title=dict(text=title.format(label=labels[start])))
+    image_axes(fig)
+    return explorer_html(fig, div_id)

@@ -63,6 +63,12 @@ def path_grid(x_a: torch.Tensor, path: torch.Tensor, x_b: torch.Tensor):
     return image_grid(torch.cat([x_a[:, None], path, x_b[:, None]], 1).flatten(0, 1), nrow=path.shape[1] + 2)
 
 
+def path_steps(x_a: torch.Tensor, path: torch.Tensor, x_b: torch.Tensor) -> dict[float, np.ndarray]:
+    """The path point by point, for the page's explorer: {t: the grid of every pair's real image a, its decoded
+    image at t, its real image b}, t evenly spaced from 0 (z_a) to 1 (z_b) as in :func:`interpolation`."""
+    return {float(t): path_grid(x_a, path[:, k:k + 1], x_b) for k, t in enumerate(np.linspace(0, 1, path.shape[1]))}
+
+
 def plot_distance_along_path(table: pd.DataFrame):
     """Mean absolute pixel difference of each decoded point to the real images a and b, ± std over pairs."""
     import matplotlib.pyplot as plt
