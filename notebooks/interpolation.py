@@ -5,10 +5,10 @@
 # **Paper:** Kingma & Dhariwal 2018 {cite}`kingma2018glow`, Sec. 5 and Fig. 5: two real images encoded, and the points
 # on the line between their latents decoded.
 #
-# The endpoints are decoded from the encoded latents themselves, so they test the inverse: below, the largest
-# decode error and the endpoint pixels that differ from the real images. The model is the one Glow of the
-# dataset that the samples, manipulation, temperature and nearest-neighbour notebooks share, on the profile's
-# dataset for figures (MNIST digits {cite}`lecun1998mnist` at smoke and cpu, CIFAR-10 {cite}`krizhevsky2009cifar` at gpu and paper).
+# The endpoints are decoded from the encoded latents themselves, so they test the inverse: below, the largest decode
+# error and the endpoint pixels that differ from the real images. The model is the one Glow of the dataset that the
+# samples, manipulation, temperature and nearest-neighbour notebooks share, on the profile's dataset for figures
+# (MNIST digits {cite}`lecun1998mnist` at smoke and cpu, CIFAR-10 {cite}`krizhevsky2009cifar` at gpu and paper).
 
 # %% [markdown]
 # :::{dropdown} How this was computed

@@ -6,13 +6,13 @@
 # attribute) − mean z(images without it), found after training from labels the model never saw, added to the latent
 # of an image: decode z + α·direction.
 #
-# On MNIST-like data {cite}`lecun1998mnist` the attributes are **measured from the images** (stroke thickness
-# and slant), each binarised at its median over the training images used. The claim is then
-# quantified: we measure the same attribute on the manipulated images and plot it against α; it should rise
-# with α. On CelebA {cite}`liu2015celeba` (at gpu and paper, when its files are present) the attribute file gives the
-# labels; without CelebA, CIFAR-10 {cite}`krizhevsky2009cifar` has no attributes, so a class is one (mean z of the class − mean z of the other
-# classes); on both only the images are shown. The table's `direction` column says which. The model is the one
-# shared Glow of the dataset (trained once, cached).
+# On MNIST-like data {cite}`lecun1998mnist` the attributes are **measured from the images** (stroke thickness and
+# slant), each binarised at its median over the training images used. The claim is then quantified: we measure the
+# same attribute on the manipulated images and plot it against α; it should rise with α. On CelebA
+# {cite}`liu2015celeba` (at gpu and paper, when its files are present) the attribute file gives the labels; without
+# CelebA, CIFAR-10 {cite}`krizhevsky2009cifar` has no attributes, so a class is one (mean z of the class − mean z of
+# the other classes); on both only the images are shown. The table's `direction` column says which. The model is the
+# one shared Glow of the dataset (trained once, cached).
 
 # %% [markdown]
 # :::{dropdown} How this was computed

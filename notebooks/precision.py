@@ -16,10 +16,10 @@
 #
 # **The round trip.** A single bf16 coupling is exactly invertible (its network sees the same input both ways),
 # but a whole float32 model is not: decode rebuilds a network's input through the inverses of the layers after it,
-# with their float32 round-off, and where that straddles a bf16 rounding boundary the input rounds the other way
-# and the network's output jumps by a bf16 step. The same bf16 networks inside a float64 flow (the model
-# cast to float64, whose casts take float64 to bf16) make round-off far too small to flip a rounding. The last table measures all
-# modes on each bf16-trained model's real test images.
+# with their float32 round-off, and where that straddles a bf16 rounding boundary the input rounds the other way and
+# the network's output jumps by a bf16 step. The same bf16 networks inside a float64 flow (the model cast to
+# float64, whose casts take float64 to bf16) make round-off far too small to flip a rounding. The last table
+# measures all modes on each bf16-trained model's real test images.
 
 # %% [markdown]
 # :::{dropdown} How this was computed

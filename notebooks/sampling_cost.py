@@ -140,16 +140,16 @@ show(local, "local", decimals=2)
 # %% [markdown]
 # ## The paper's ~130 ms per 256×256 sample
 # **Paper (Sec. 5):** a 256×256 sample of its CelebA-HQ {cite}`karras2018progressive` Glow takes about 130 ms on a
-# GTX 1080 Ti. The work of a sample does not depend on the weights, so the paper's
-# model itself (L = 6, K = 32, width 512, additive coupling,
-# 5 bits, as the official README trains it), freshly initialised, samples one image at a time here; each repeat also
-# times this device's float32 peak (the faster of a matmul and a 3×3 convolution, as the benchmarks measure it) moments
-# before, so that load on the machine falls on both. A device's time is carried to the card by the ratio of the
-# two peaks (the card's: 3,584 cores × 1,582 MHz × 2 = 11.3 TFLOP/s float32, NVIDIA's specification), which assumes
-# the card reaches the share of its peak that this device does. That share differs by a factor 2.5 between two
-# operations on one CPU (the benchmarks' record of the peaks), so the claim is decided only beyond a factor of 2: confirmed
-# when the 95% interval of the estimated card time lies below twice the paper's 130 ms, contradicted when above.
-# Where a profile times a 32×32 stand-in of the same code (smoke), nothing is decided.
+# GTX 1080 Ti. The work of a sample does not depend on the weights, so the paper's model itself (L = 6, K = 32,
+# width 512, additive coupling, 5 bits, as the official README trains it), freshly initialised, samples one image at
+# a time here; each repeat also times this device's float32 peak (the faster of a matmul and a 3×3 convolution, as
+# the benchmarks measure it) moments before, so that load on the machine falls on both. A device's time is carried
+# to the card by the ratio of the two peaks (the card's: 3,584 cores × 1,582 MHz × 2 = 11.3 TFLOP/s float32,
+# NVIDIA's specification), which assumes the card reaches the share of its peak that this device does. That share
+# differs by a factor 2.5 between two operations on one CPU (the benchmarks' record of the peaks), so the claim is
+# decided only beyond a factor of 2: confirmed when the 95% interval of the estimated card time lies below twice the
+# paper's 130 ms, contradicted when above. Where a profile times a 32×32 stand-in of the same code (smoke), nothing
+# is decided.
 
 # %%
 paper_speed = study.measure_paper_speed(setup, p.temperature, p.seed, device)

@@ -3,9 +3,9 @@
 # % lead figure what_works
 #
 # **Reviewers** of Glow {cite}`kingma2018glow` asked for an ablation of what makes Glow work (depth? ActNorm?
-# permutation?), baselines trained with the same compute, and error bars over seeds. The permutation ablation
-# (paper Sec. 5.1, Fig. 3, on its own page) covers the permutation and the coupling; this page changes one other thing at a time in its
-# 1x1/affine model (the *reference*):
+# permutation?), baselines trained with the same compute, and error bars over seeds. The permutation ablation (paper
+# Sec. 5.1, Fig. 3, on its own page) covers the permutation and the coupling; this page changes one other thing at a
+# time in its 1x1/affine model (the *reference*):
 #
 # * **depth K at a fixed parameter count**: K halved and doubled, with the coupling width chosen by counting the
 #   parameters of built models so that every depth has the reference's parameter count (within 2%);
@@ -68,9 +68,9 @@ study.publish(rec, n_runs=len(runs), dataset=runs.dataset.iloc[0], steps=int(run
 # %   bits/dim are dots on an axis that does not start at zero (bars would have to, and there the differences
 # %   vanish), the reference's mean dotted; the times are bars from zero.
 # Test bits/dim at the best-validation checkpoint, mean over seeds (its std and the wall times are in the CSV);
-# `diff_vs_reference` is the mean of the per-seed differences from the reference (same seed: same data order and noise) and `diff_sem` its standard
-# error. `parameters_vs_reference` shows the depth variants' parameter match; `wall_vs_reference` what the same
-# number of steps cost.
+# `diff_vs_reference` is the mean of the per-seed differences from the reference (same seed: same data order and
+# noise) and `diff_sem` its standard error. `parameters_vs_reference` shows the depth variants' parameter match;
+# `wall_vs_reference` what the same number of steps cost.
 
 # %%
 rec.figure(study.plot_what_works(summary, reference), "what_works")
