@@ -1129,7 +1129,10 @@ def claims_table(rows: list[dict]) -> str:
 # "%", which a page never shows): "% lead figure NAME" or "% lead table NAME" names the figure (as saved) or the
 # table (as its CSV) that opens the page, and "% caption NAME: text" (continued on lines "%   text") the caption of
 # figure NAME. The build reads them from the notebook's source, so that a caption written after a run still
-# reaches the page of that run; the page's other words are those of the executed notebook.
+# reaches the page of that run; the page's other words are those of the executed notebook. "% caption NAME (cpu):
+# text" is the caption of that profile's page only: what the figure looks like (blurred strokes, legible digits) is
+# true of one profile's models and not of another's, so a caption that describes the look names its profile, and
+# every other profile's page shows the plain caption, which says what the figure plots.
 DIRECTIVE = re.compile(r"^%\s*(lead|caption)\b\s*(.*)$")
 
 
@@ -1142,10 +1145,15 @@ def notebook_markdown(notebook: str) -> list[str]:
     return ["\n".join(line[2:] for line in c.splitlines()[1:]) for c in cells if c.startswith(" [markdown]")]
 
 
-def page_words(notebook: str) -> dict:
+CAPTION_PROFILE = re.compile(r"^(\w+)(?:\s*\((\w+)\))?$")
+
+
+def page_words(notebook: str, profile: str | None = None) -> dict:
     """What ``notebooks/<notebook>.py`` says about its page: its title (the first heading), the figure or table
-    that opens it ({"kind": "figure"|"table", "name": ...}) and each figure's caption ({name: text})."""
+    that opens it ({"kind": "figure"|"table", "name": ...}) and each figure's caption ({name: text}): the one
+    written for ``profile`` ("% caption NAME (profile): ...") where there is one, else the plain one."""
     words = {"title": page_title(notebook), "lead": None, "captions": {}}
+    own = {}
     for text in notebook_markdown(notebook):
         current = None
         for line in text.splitlines():
@@ -1159,15 +1167,23 @@ def page_words(notebook: str) -> dict:
                 current = None
             elif found:
                 name, colon, caption = found.group(2).partition(":")
-                if not colon or not name.strip() or not caption.strip():
+                named = CAPTION_PROFILE.match(name.strip())
+                if not colon or not named or not caption.strip() or (named.group(2) or "cpu") not in PROFILES:
                     raise ValueError(f"notebooks/{notebook}.py: '% caption {found.group(2)}' must read "
-                                     f"'% caption NAME: text'")
-                current = name.strip()
-                words["captions"][current] = caption.strip()
+                                     f"'% caption NAME: text' or '% caption NAME (PROFILE): text', PROFILE one of "
+                                     f"{', '.join(PROFILES)}")
+                target = words["captions"] if named.group(2) is None else own.setdefault(named.group(2), {})
+                current = (target, named.group(1))
+                target[named.group(1)] = caption.strip()
             elif current and line.startswith("%  "):
-                words["captions"][current] += " " + line[1:].strip()
+                current[0][current[1]] += " " + line[1:].strip()
             else:
                 current = None
+    missing = sorted(n for texts in own.values() for n in texts if n not in words["captions"])
+    if missing:
+        raise ValueError(f"notebooks/{notebook}.py: the figures {missing} have a caption for one profile and none "
+                         f"for the others; add '% caption NAME: text' saying what the figure plots")
+    words["captions"].update(own.get(profile, {}))
     return words
 
 
@@ -1438,14 +1454,14 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
                 build_explorer, caption, anchor, opening = EXPLORERS[nb]
                 explorer = build_explorer(root / profile / nb, record)
                 if explorer:
-                    text = page_words(nb)["captions"].get(caption, "")
+                    text = page_words(nb, profile)["captions"].get(caption, "")
                     html_block = "\n".join(line for line in (plotly_script(out) + "\n" + explorer + "\n"
                                                               + PLOTLY_RESIZE).splitlines() if line.strip())
                     explorers.append((anchor, f"**{opening}** {text}\n\n{html_block}\n"))
             used = models_used(record)
             notes = f"**Models.** The figures and tables of this page come from {md_text(used)}.\n" if used else ""
             built = page(executed_notebook(executed), nb, rows, record.get("figures", {}), tables, record,
-                         claims if nb == "claims" else None, words=page_words(nb), scales=scales, notes=notes,
+                         claims if nb == "claims" else None, words=page_words(nb, profile), scales=scales, notes=notes,
                          footer=rerun(profile, nb, record, bf16), bf16=bf16, explorers=explorers)
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))

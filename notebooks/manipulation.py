@@ -50,11 +50,15 @@ table = result.tables["manipulation"]
 
 # %% [markdown]
 # ## Manipulated test images
-# % caption manipulation_thickness_figure: Test digits (rows) moved along the thickness direction, from its
+# % caption manipulation_thickness_figure: Test images (rows) moved along the thickness direction, from its
+# %   negative to its positive end (columns); the response figure below measures what each step changed.
+# % caption manipulation_thickness_figure (cpu): Test digits (rows) moved along the thickness direction, from its
 # %   negative to its positive end (columns), by Glow with additive coupling: the strokes grow slightly bolder
 # %   from left to right, and the digits keep their identity.
-# % caption manipulation_slant_figure: The same test digits moved along the slant direction, from its negative
-# %   to its positive end: the digits lean a little further from left to right.
+# % caption manipulation_slant_figure: The same test images moved along the slant direction, from its negative
+# %   to its positive end (columns); the response figure below measures what each step changed.
+# % caption manipulation_slant_figure (cpu): The same test digits moved along the slant direction, from its
+# %   negative to its positive end: the digits lean a little further from left to right.
 # One figure per attribute: one row per test image, α from −1 (left) to 1 (right); α = 0 is the image itself.
 
 # %%

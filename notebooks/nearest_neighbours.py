@@ -63,9 +63,11 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 
 # %% [markdown]
 # ## Samples beside their nearest training images
-# % caption neighbours: Each row: a sample of Glow with additive coupling (left), its nearest training image in
-# %   pixels (middle) and in the features of the measuring classifier (right). The samples are blurred strokes,
-# %   and none is a copy of its neighbour.
+# % caption neighbours: Each row: a sample of the model (left), its nearest training image in pixels (middle) and
+# %   in the features of the measuring classifier (right); a copied training image would match its neighbour.
+# % caption neighbours (cpu): Each row: a sample of Glow with additive coupling (left), its nearest training image
+# %   in pixels (middle) and in the features of the measuring classifier (right). The samples are blurred
+# %   strokes, and none is a copy of its neighbour.
 
 # %%
 rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
@@ -74,7 +76,10 @@ rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
 # ## Distances to the training set: samples vs unseen test images
 # % caption distances: Distance from each sample (blue) and from each real test image (orange, the baseline) to
 # %   its nearest training image, in pixels (left) and in classifier features (right). Samples that copied
-# %   training images would pile up at zero, left of the test images; these lie to their right.
+# %   training images would pile up at zero, left of the test images.
+# % caption distances (cpu): Distance from each sample (blue) and from each real test image (orange, the
+# %   baseline) to its nearest training image, in pixels (left) and in classifier features (right). Samples that
+# %   copied training images would pile up at zero, left of the test images; these lie to their right.
 
 # %%
 rec.figure(study.plot_distances(neighbours), "distances")

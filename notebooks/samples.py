@@ -64,13 +64,16 @@ table = result.tables["samples"]
 
 # %% [markdown]
 # ## All grids
-# % caption all_samples: Samples of every model at T = 0.7 and T = 1: one row per dataset, one grid per model
-# %   and temperature. The 5,000 MNIST digits come from Glow with additive coupling (its longer run);
-# %   Fashion-MNIST from RealNVP, Glow, Glow with variational dequantisation, MaCow (all affine coupling, short
-# %   runs) and Glow's longer run; the 8x8 digits from Glow and RealNVP. The longer runs draw rough, blurred
-# %   digit strokes and garment silhouettes; the short Fashion-MNIST runs draw dark, blotchy shapes, nearly
-# %   black at T = 0.7; the 8x8 digits are blocky but legible.
-# One row per dataset; columns: model and temperature. The same seed is used for every grid, so the grids of one
+# % caption all_samples: Samples of every model at T = 0.7 and T = 1, one grid per model and temperature, four
+# %   grids a row, each dataset starting a row of its own; every grid decoded from the same sampling seed.
+# % caption all_samples (cpu): Samples of every model at T = 0.7 and T = 1, one grid per model and temperature,
+# %   four grids a row, each dataset starting a row of its own. The 5,000 MNIST digits come from Glow with
+# %   additive coupling (its longer run); Fashion-MNIST from RealNVP, Glow, Glow with variational dequantisation,
+# %   MaCow (all affine coupling, short runs) and Glow's longer run; the 8x8 digits from Glow and RealNVP. As
+# %   seen in the committed cpu run: the longer runs draw rough, blurred digit strokes and garment silhouettes;
+# %   the short Fashion-MNIST runs draw dark, blotchy shapes, nearly black at T = 0.7; the 8x8 digits are blocky
+# %   but legible.
+# Each dataset starts a row of its own, four grids a row: one grid per model and temperature. The same seed is used for every grid, so the grids of one
 # model differ by the temperature alone.
 #
 # The data: 5,000 MNIST digits {cite}`lecun1998mnist`, Fashion-MNIST {cite}`xiao2017fashion` and scikit-learn's 8x8

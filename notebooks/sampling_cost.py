@@ -84,8 +84,9 @@ show(timings[["device", "device_name", "threads", "torch_version", "load_average
 # %% [markdown]
 # ## Growth with H
 # % caption growth: Sampling cost against image height for Glow and MaCow: time per sample with its fitted power
-# %   of the height (left), time per floating-point operation (middle) and convolutions run one after another
-# %   (right). MaCow's sequential convolutions grow with the height; Glow's stay constant.
+# %   of the height (top left, its legend beside it), time per floating-point operation (bottom left) and
+# %   convolutions run one after another (bottom right). MaCow's sequential convolutions grow with the height;
+# %   Glow's stay constant.
 # Left: ms per sample, each repeat as a small point, medians with their range, and the fitted power laws (wall
 # time filled and solid, CPU time hollow and dotted). Middle: wall time per FLOP. Right: convolutions per sample,
 # all run one after another: constant for Glow, growing with H for MaCow.

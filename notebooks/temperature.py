@@ -58,7 +58,9 @@ rec.note(classifier=study.classifier_provenance(p.dataset, p.profile))
 # ## A sample grid per temperature
 # % caption temperature_explorer: Drag the slider to decode the same draws at another temperature and see where
 # %   that temperature sits on the precision and recall curves (means over sampling seeds; dashed: real images).
-# % caption samples_by_temperature: The same standard-normal draws decoded at each temperature T (Glow with
+# % caption samples_by_temperature: The same standard-normal draws decoded at each temperature T, one grid per
+# %   temperature; at T = 0 every draw is the mean latent, so all its images are one image.
+# % caption samples_by_temperature (cpu): The same standard-normal draws decoded at each temperature T (Glow with
 # %   additive coupling, the 5,000 MNIST digits). At T = 0 every draw is the mean latent, which decodes to a
 # %   black image; at low T the strokes are thin and faint; towards T = 1 they thicken, roughen and break up.
 # The same seed for every T: each grid scales the same standard-normal draws by T.
@@ -74,7 +76,9 @@ rec.figure(fig, "samples_by_temperature")
 
 # %% [markdown]
 # ## The compared temperature
-# % caption samples_highlighted: The grid at the compared temperature, enlarged: blurred, rough digit-like
+# % caption samples_highlighted: The grid at the compared temperature, enlarged, decoded from the same draws as
+# %   the grids above.
+# % caption samples_highlighted (cpu): The grid at the compared temperature, enlarged: blurred, rough digit-like
 # %   strokes, few of them legible digits.
 
 # %%

@@ -474,6 +474,27 @@ def test_the_explorers_slide_over_the_recorded_images(tmp_path):
         assert caption in words["captions"] and anchor in words["captions"], nb
 
 
+def test_a_caption_that_says_how_samples_look_is_shown_only_on_its_profiles_page(tmp_path, monkeypatch):
+    """What samples look like is true of one profile's models: "% caption NAME (cpu): ..." reaches the cpu page
+    only, every other page gets the plain caption; a profile's caption without a plain one is refused."""
+    build = _build()
+    cpu, smoke = build["page_words"]("samples", "cpu"), build["page_words"]("samples", "smoke")
+    assert "blurred" in cpu["captions"]["all_samples"] and "blurred" not in smoke["captions"]["all_samples"]
+    assert build["page_words"]("samples")["captions"] == smoke["captions"]
+    for nb in NOTEBOOKS:                        # every notebook's captions parse, for every profile
+        for profile in build["PROFILES"]:
+            assert set(build["page_words"](nb, profile)["captions"]) == set(build["page_words"](nb)["captions"])
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "x.py").write_text("# %% [markdown]\n# # X\n# % caption grid (cpu): Blurred.\n")
+    page_words = build["page_words"]
+    monkeypatch.setitem(page_words.__globals__, "ROOT", tmp_path)
+    with pytest.raises(ValueError, match="one profile and none"):
+        page_words("x", "cpu")
+    (tmp_path / "notebooks" / "x.py").write_text("# %% [markdown]\n# # X\n# % caption grid (laptop): Blurred.\n")
+    with pytest.raises(ValueError, match="PROFILE one of"):
+        page_words("x", "cpu")
+
+
 def test_each_notebook_page_names_the_code_that_computed_it_and_the_claims_table_reads(tmp_path):
     """Under its parameters, a page names the version and commit its results were computed by (and says when the
     code had uncommitted changes); the claims page's table has four columns, the evidence folded, every number
