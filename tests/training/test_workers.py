@@ -231,12 +231,20 @@ def test_a_stop_signal_stops_every_worker_leaving_resumable_checkpoints(tmp_path
     command = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     seen = []
-    for line in command.stdout:                     # both workers are training
-        seen.append(line)
-        if sum(" training " in x for x in seen) == 2:
-            break
-    workers = _children(command.pid)
-    assert len(workers) == 2
+    import threading
+    # a worker that never says it trains must fail the test, not hang it: the command is killed after 5 minutes
+    # (its workers die with it: PR_SET_PDEATHSIG)
+    deadline = threading.Timer(300, command.kill)
+    deadline.start()
+    try:
+        for line in command.stdout:                 # both workers are training
+            seen.append(line)
+            if sum(" training " in x for x in seen) == 2:
+                break
+        workers = _children(command.pid)
+    finally:
+        deadline.cancel()
+    assert len(workers) == 2, "".join(seen)
     time.sleep(3)                                   # some steps
     command.send_signal(getattr(signal, signal_name))
     try:
