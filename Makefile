@@ -163,7 +163,7 @@ test:
 	  { stage=$$(head -n 1 $$failed); rm -f $$failed; \
 	    $(call test_failed,make reproduce PROFILE=smoke$${stage:+ at $$stage}); }; rm -f $$failed
 	@echo "== pytest: every test, the book's page checks among them"
-	@s=$$(date +%s); $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal || { $(call test_failed,pytest); }; \
+	@s=$$(date +%s); $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal --durations=30 || { $(call test_failed,pytest); }; \
 	$(call stage_done,pytest)
 	@$(TOOK); echo "make test: passed in $$(took $$GLOWLIB_STARTED)"
 
