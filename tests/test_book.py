@@ -1036,17 +1036,6 @@ def test_every_page_ends_with_the_command_that_reruns_it_and_its_cost(pages):
         assert "H100" in text, f"{nb}: the page does not say where an H100's cost comes from"
 
 
-# Figures of results recorded before their provenance gave each figure's size and smallest font, drawn too wide for a
-# laptop's column (text under LEGIBLE_PX at DEFAULT_FONT_PT): their plotting functions are redrawn to the column's
-# width, and a figure leaves this list once its notebook is rerun (the test fails while it stays). A figure whose
-# record gives its sizes is measured from them and never excused by this list.
-TOO_WIDE = {"fig-samples-all-samples", "fig-temperature-tradeoff", "fig-bpd-table-curves", "fig-ablation-split-curves",
-            "fig-cost-quality-vs-time", "fig-sampling-cost-growth"}
-# Figures whose plotting functions still draw them too wide for the column, so that a rerun records them too small
-# as well: excused with or without a record until their functions are redrawn (the test fails while a legible one
-# stays).
-NOT_YET_REDRAWN = {"fig-samples-all-samples", "fig-sampling-cost-growth", "fig-bits-5v8-quality",
-                   "fig-temperature-validity-validity", "fig-class-conditional-accuracy-by-class"}
 # the smallest text a reader can take in without zooming, in CSS pixels; and the font size the figures are drawn
 # with where their record gives none (matplotlib's default)
 LEGIBLE_PX, DEFAULT_FONT_PT = 9.0, 10.0
@@ -1074,7 +1063,7 @@ def test_figure_text_is_legible_at_a_laptops_width(browsed):
     """At 1280 and 1536 px, each figure's text is drawn at least LEGIBLE_PX tall: its smallest font (recorded, else
     DEFAULT_FONT_PT) times the pixels per inch it is drawn at (its drawn width over the inches it was saved at). A
     phone shows a multi-panel figure smaller still; there a reader zooms, and nothing may stick out."""
-    found, recorded = {}, set()
+    found = {}
     for width in (1280, 1536):
         for path, page in browsed[width].items():
             if path.parent.name != "generated":
@@ -1083,16 +1072,8 @@ def test_figure_text_is_legible_at_a_laptops_width(browsed):
                 nb, name = path.stem, figure["id"].removeprefix(f"fig-{path.stem.replace('_', '-')}-")
                 size = _figure_size(nb, name)
                 if size and figure["drawn"]:
-                    inches, font_pt, from_record = size
+                    inches, font_pt, _ = size
                     found.setdefault(figure["id"], []).append(font_pt / 72 * figure["drawn"] / inches)
-                    if from_record:
-                        recorded.add(figure["id"])
     assert found, "no figure measured"
-    small = {f for f, px in found.items() if min(px) < LEGIBLE_PX}
-    too_small = (small & recorded) - NOT_YET_REDRAWN
-    assert not too_small, f"figures whose recorded smallest text is drawn under {LEGIBLE_PX} px: " \
-                          f"{ {f: round(min(found[f]), 1) for f in sorted(too_small)} }"
-    assert not small - TOO_WIDE - NOT_YET_REDRAWN, \
-        f"figures whose text is drawn under {LEGIBLE_PX} px: {sorted(small - TOO_WIDE - NOT_YET_REDRAWN)}"
-    legible = (((TOO_WIDE - recorded) | NOT_YET_REDRAWN) & set(found)) - small
-    assert not legible, f"legible now, remove from TOO_WIDE or NOT_YET_REDRAWN: {sorted(legible)}"
+    small = {f: round(min(px), 1) for f, px in found.items() if min(px) < LEGIBLE_PX}
+    assert not small, f"figures whose smallest text is drawn under {LEGIBLE_PX} px: {small}"
