@@ -65,7 +65,7 @@ rec.note(classifier=study.classifier_provenance(p.dataset, p.profile))
 # %   black image; at low T the strokes are thin and faint; towards T = 1 they thicken, roughen and break up.
 # The same seed for every T: each grid scales the same standard-normal draws by T.
 #
-# The model is Glow with additive coupling, trained on 5,000 MNIST digits {cite}`lecun1998mnist`.
+# The model and the data it was trained on are named at the top of the page, from the run's record.
 
 # %%
 grids = study.sample_grids(trained.model, p.temperatures, p.n_grid, p.seed)

@@ -173,6 +173,12 @@ def figure_dataset(profile: str) -> str:
     return profile_of(profile).figure_dataset
 
 
+def notebook_dataset(profile: str, notebook: str) -> str:
+    """The dataset of a figure notebook's model: the profile's ``study_datasets`` entry for ``notebook`` (a dataset
+    whose shared Glow passes the sample gates where the figures' own does not), else :func:`figure_dataset`."""
+    return profile_of(profile).study_datasets.get(notebook) or figure_dataset(profile)
+
+
 def study_dataset(profile: str) -> str:
     """The dataset of the 5-bit, temperature-validity and class-conditional studies (``Profile.study_dataset``)."""
     return profile_of(profile).study_dataset

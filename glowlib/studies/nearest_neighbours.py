@@ -16,7 +16,7 @@ from ..analysis.judging import SAMPLING_SEEDS_T, decide_non_inferior, decision_c
 from ..training import prepare_splits
 from .base import SEED, Experiment, available_dataset, device, int_in, number_in, shared_runs, show
 from .base import classifier_provenance, curves, measuring_classifier, plot_splits, shared_model  # noqa: F401
-from .base import auto_or, check_values, with_figure_dataset
+from .base import auto_or, check_values, notebook_dataset, with_figure_dataset
 
 NOTEBOOK = "nearest_neighbours"
 PARAMETERS = {**SEED, "dataset": auto_or(available_dataset), "temperature": number_in(0.0), "n_samples": int_in(4),
@@ -29,12 +29,13 @@ MARGIN = 0.1
 
 def check_parameters(**params) -> SimpleNamespace:
     """The notebook's parameters checked (``base.check_values``)."""
-    return SimpleNamespace(**with_figure_dataset(check_values(NOTEBOOK, PARAMETERS, params)))
+    values = check_values(NOTEBOOK, PARAMETERS, params)
+    return SimpleNamespace(**with_figure_dataset(values, notebook_dataset(values["profile"], NOTEBOOK)))
 
 
 def runs(profile: str) -> list:
-    """The shared Glow (``base.shared_model``)."""
-    return shared_runs(profile)
+    """The shared Glow of the notebook's dataset (``base.notebook_dataset``)."""
+    return shared_runs(profile, notebook_dataset(profile, NOTEBOOK))
 
 
 def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_seeds: int, seed: int, *,

@@ -23,7 +23,7 @@ from ..training import trained
 from ..data import load_dataset
 from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
 from .base import classifier_provenance, measuring_classifier, plot_named_grids, shared_model, show  # noqa: F401
-from .base import auto_or, check_values, with_figure_dataset
+from .base import auto_or, check_values, notebook_dataset, with_figure_dataset
 
 NOTEBOOK = "temperature"
 PAPER_T = 0.7
@@ -40,14 +40,16 @@ MEASURES = ("precision", "recall", "frechet")
 def check_parameters(**params) -> SimpleNamespace:
     """The notebook's parameters checked (``base.check_values``); the compared ``temperature`` and T = 1 join
     ``temperatures`` if they are not among them."""
-    values = with_figure_dataset(check_values(NOTEBOOK, PARAMETERS, params))
+    values = check_values(NOTEBOOK, PARAMETERS, params)
+    values = with_figure_dataset(values, notebook_dataset(values["profile"], NOTEBOOK))
     values["temperatures"] = sorted(set(values["temperatures"]) | {values["temperature"], 1.0})
     return SimpleNamespace(**values)
 
 
 def runs(profile: str, dataset: str | None = None, n: int = TRAINING_SEEDS) -> list:
-    """The shared Glow (``base.shared_model``, seed 0) and the same run with training seeds 1 .. ``n`` - 1."""
-    first = shared_runs(profile, dataset)[0]
+    """The shared Glow of ``dataset`` (default: ``base.notebook_dataset``; ``base.shared_model``, seed 0) and the
+    same run with training seeds 1 .. ``n`` - 1."""
+    first = shared_runs(profile, dataset or notebook_dataset(profile, NOTEBOOK))[0]
     return [first] + [first.override([f"train.seed={s}"]) for s in range(1, n)]
 
 

@@ -98,6 +98,18 @@ def test_auto_dataset_is_the_profiles():
     assert p.dataset == "mnist5k"
 
 
+def test_the_sample_judging_notebooks_use_a_dataset_whose_model_passes_the_gates():
+    """cpu: temperature and nearest neighbours judge samples of the digits' Glow (the figures' mnist5k model fails
+    the recall and class-coverage gates at its length); their training seeds are the bits/dim table's digits runs,
+    so the move adds no training."""
+    from glowlib.studies import base, bpd_table, temperature
+    assert {nb: base.notebook_dataset("cpu", nb) for nb in ("temperature", "nearest_neighbours", "interpolation")} \
+        == {"temperature": "digits", "nearest_neighbours": "digits", "interpolation": "mnist5k"}
+    assert base.with_figure_dataset({"profile": "cpu", "dataset": "auto"}, "digits")["dataset"] == "digits"
+    table = {r.key() for r in bpd_table.runs("cpu")}
+    assert {r.key() for r in temperature.runs("cpu")} <= table
+
+
 def test_the_run_keys_are_the_recorded_ones(monkeypatch):
     """Moving the choices into Profile changed no run: smoke's and cpu's keys are the recorded fp32 ones (bf16
     trainings of the precision study, which depend on the machine's bf16 path, left out as where they were
