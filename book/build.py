@@ -614,7 +614,7 @@ def findings_table(rows: list[dict], scales: dict) -> str:
         f"<td class='scale'><small>{esc(scales.get(r['id'], ''))}</small></td></tr>"
         for r in rows)
     return ("<table class='book-claims book-findings'><thead><tr><th>claim (links to its page)</th>"
-            "<th>verdict</th><th>difference [95% interval]</th><th>at what scale</th></tr></thead>"
+            "<th>verdict</th><th>difference [interval]</th><th>at what scale</th></tr></thead>"
             f"<tbody>{body}</tbody></table>")
 
 
@@ -1120,7 +1120,7 @@ def claims_table(rows: list[dict]) -> str:
         f"<td class='difference'>{difference(r)}</td><td class='page'>{link(r.get('where'))}</td></tr>"
         for r in rows)
     return ("<table class='book-claims'><thead><tr><th>claim</th><th>verdict</th>"
-            "<th>difference [95% interval]</th><th>decided on</th></tr></thead>"
+            "<th>difference [interval]</th><th>decided on</th></tr></thead>"
             f"<tbody>{body}</tbody></table>")
 
 

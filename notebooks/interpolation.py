@@ -56,7 +56,8 @@ study.publish(rec, **study.page_values(recon))
 # % caption interpolation_figure (cpu): Pairs of real test digits (first and last columns) and the images decoded
 # %   from evenly spaced points on the straight line between their latents (Glow with additive coupling, the
 # %   5,000 MNIST digits): each path turns one digit into the other through blurred in-between shapes, and its
-# %   ends are the real images.
+# %   ends are the real images. This model fails the samples page's recall and class-coverage gates: the paths
+# %   show what the exact inverse does, not a model judged to draw digits well.
 # % caption interpolation_explorer: Drag the slider to move along the path from z_a (t = 0) to z_b (t = 1): each
 # %   row is a pair of real test images with the image decoded at that point between them.
 # One row per pair of test images: the real image a, then the path from z_a to z_b, then the real image b.

@@ -54,7 +54,8 @@ table = result.tables["manipulation"]
 # %   negative to its positive end (columns); the response figure below measures what each step changed.
 # % caption manipulation_thickness_figure (cpu): Test digits (rows) moved along the thickness direction, from its
 # %   negative to its positive end (columns), by Glow with additive coupling: the strokes grow slightly bolder
-# %   from left to right, and the digits keep their identity.
+# %   from left to right, and the digits keep their identity. This model fails the samples page's recall and
+# %   class-coverage gates, and the direction comes from one training seed.
 # % caption manipulation_slant_figure: The same test images moved along the slant direction, from its negative
 # %   to its positive end (columns); the response figure below measures what each step changed.
 # % caption manipulation_slant_figure (cpu): The same test digits moved along the slant direction, from its

@@ -513,7 +513,7 @@ def test_each_notebook_page_names_the_code_that_computed_it_and_the_claims_table
              "ci_low": -0.0823, "ci_high": -0.0201, "n_seeds": 3.0, "test": "paired t", "gate": "",
              "evidence": "per seed", "where": "ablation", "rerun": "make notebook NB=ablation PROFILE=cpu"}]
     table = build["claims_table"](rows)
-    assert re.findall(r"<th>([^<]*)</th>", table) == ["claim", "verdict", "difference [95% interval]", "decided on"]
+    assert re.findall(r"<th>([^<]*)</th>", table) == ["claim", "verdict", "difference [interval]", "decided on"]
     assert "<b>" not in table and "x &lt;b&gt;y&lt;/b&gt;" in table
     assert '<span class="number">-0.0512</span> [<span class="number">-0.0823</span>, ' in table
     assert "<details><summary>how it was decided</summary>" in table and "per seed" in table
