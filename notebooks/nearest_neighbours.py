@@ -65,9 +65,9 @@ show(gates, "gates", columns=["model", "gate", "value", "reference", "threshold"
 # ## Samples beside their nearest training images
 # % caption neighbours: Each row: a sample of the model (left), its nearest training image in pixels (middle) and
 # %   in the features of the measuring classifier (right); a copied training image would match its neighbour.
-# % caption neighbours (cpu): Each row: a sample of Glow with additive coupling (left), its nearest training image
-# %   in pixels (middle) and in the features of the measuring classifier (right). The samples are blurred
-# %   strokes, and none is a copy of its neighbour.
+# % caption neighbours (cpu): Each row: a sample of Glow on the 8x8 digits (left), its nearest training image in
+# %   pixels (middle) and in the features of the measuring classifier (right). At 8x8 pixels a sample and its
+# %   neighbour can look alike; the distances below say how far apart they are against real test images.
 
 # %%
 rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
@@ -79,7 +79,8 @@ rec.figure(study.neighbour_figure(result.images, p.n_show), "neighbours")
 # %   training images would pile up at zero, left of the test images.
 # % caption distances (cpu): Distance from each sample (blue) and from each real test image (orange, the
 # %   baseline) to its nearest training image, in pixels (left) and in classifier features (right). Samples that
-# %   copied training images would pile up at zero, left of the test images; these lie to their right.
+# %   copied training images would pile up at zero, left of the test images; these lie to their right, in
+# %   features most clearly.
 
 # %%
 rec.figure(study.plot_distances(neighbours), "distances")

@@ -61,8 +61,9 @@ rec.note(classifier=study.classifier_provenance(p.dataset, p.profile))
 # % caption samples_by_temperature: The same standard-normal draws decoded at each temperature T, one grid per
 # %   temperature; at T = 0 every draw is the mean latent, so all its images are one image.
 # % caption samples_by_temperature (cpu): The same standard-normal draws decoded at each temperature T (Glow with
-# %   additive coupling, the 5,000 MNIST digits). At T = 0 every draw is the mean latent, which decodes to a
-# %   black image; at low T the strokes are thin and faint; towards T = 1 they thicken, roughen and break up.
+# %   affine coupling on the 8x8 digits, the bits/dim table's model). At T = 0 every draw is the mean latent,
+# %   which decodes to one blurred, 8-like digit; from T = 0.5 the draws are distinct, mostly legible digits,
+# %   which grow rougher and more broken towards T = 1.
 # The same seed for every T: each grid scales the same standard-normal draws by T.
 #
 # The model and the data it was trained on are named at the top of the page, from the run's record.
@@ -78,8 +79,8 @@ rec.figure(fig, "samples_by_temperature")
 # ## The compared temperature
 # % caption samples_highlighted: The grid at the compared temperature, enlarged, decoded from the same draws as
 # %   the grids above.
-# % caption samples_highlighted (cpu): The grid at the compared temperature, enlarged: blurred, rough digit-like
-# %   strokes, few of them legible digits.
+# % caption samples_highlighted (cpu): The grid at the compared temperature, enlarged: blocky 8x8 digits, most of
+# %   them legible, a few broken.
 
 # %%
 rec.figure(study.show(grids[p.temperature], f"T = {p.temperature:g}", zoom=3), "samples_highlighted")
