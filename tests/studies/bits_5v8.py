@@ -73,7 +73,9 @@ def test_the_cpu_profile_leaves_the_5_bit_study_out_with_its_cost_from_the_plan(
     assert "bits_5v8" in studies.left_out("cpu") and "bits_5v8" not in studies.studies_of("cpu")
     own = {r.key() for r in studies.all_runs("cpu")}
     extra = [r for r in bits_5v8.runs("cpu") if r.key() not in own]
-    assert extra and {r.data.n_bits for r in extra} == {5}          # the 8-bit arm is the profile's own study model
+    # the 5-bit arm, and the 8-bit arm's seeds beyond the figures' model (seed 0), which the profile trains
+    assert extra and 5 in {r.data.n_bits for r in extra}
+    assert all(r.train.seed > 0 for r in extra if r.data.n_bits == 8)
     # a step cost stated here (the plan's kept measurements are this machine's): 0.5 s a step, 2 GFLOP, 3,000 ops
     cost = {"s_per_step": 0.5, "setup_s": 1.0, "flops_per_step": 2e9, "ops_per_step": 3000, "objective_ops": 2000}
     monkeypatch.setattr(plan, "measured", lambda runs, threads=None, timed=True:
