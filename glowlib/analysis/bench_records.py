@@ -89,6 +89,16 @@ def _records(bench_dir: Path, prefix: str, into: BenchTables, benchmarks) -> dic
     return out
 
 
+def uncommitted_note(sources: dict[str, dict]) -> str | None:
+    """One note naming the records made from uncommitted code (``git_dirty``): no commit reproduces them exactly,
+    so the page says so beside its figures rather than presenting them as the committed code's."""
+    dirty = sorted(name for name, source in sources.items() if source.get("git_dirty") is True)
+    if not dirty:
+        return None
+    return (f"{len(dirty)} records were made from uncommitted changes, so no commit reproduces them exactly: "
+            f"{', '.join(f'`{n}`' for n in dirty)}. Rerun their benchmarks from a clean checkout to replace them.")
+
+
 def _model_columns(record: dict) -> dict:
     m = record["config"]["model"]
     return {"channels": m["in_channels"], "image_size": m["image_size"], "levels": m["n_levels"],
@@ -332,6 +342,8 @@ def cost_tables(bench_dir="results/bench") -> BenchTables:
     tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, into)
     tables["recipe"] = recipe(bench_dir, into)
     into.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
+    if (note := uncommitted_note(into.sources)) is not None:
+        into.notes.append(note)
     return into
 
 

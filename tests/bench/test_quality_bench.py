@@ -164,3 +164,15 @@ def test_the_cost_page_records_where_its_quality_and_recipe_records_came_from():
     for folder in ("quality_vs_time", "recipe"):
         names = sorted(p.name for p in (ROOT / "results" / "bench" / folder).glob("*.json"))
         assert names and all(cost.sources[f"{folder}/{n}"]["git_sha"] for n in names), folder
+
+
+def test_records_made_from_uncommitted_code_are_named_on_the_page(tmp_path):
+    """A record whose code was uncommitted gets one note naming it; clean records none."""
+    from glowlib.analysis.bench_records import uncommitted_note
+    sources = {"recipe/adam.json": {"git_sha": "abc", "git_dirty": True},
+               "recipe/cosine.json": {"git_sha": "abc", "git_dirty": False},
+               "train_x.json": {"git_sha": "def", "git_dirty": True}}
+    note = uncommitted_note(sources)
+    assert note.startswith("2 records") and "`recipe/adam.json`" in note and "`train_x.json`" in note
+    assert "cosine" not in note
+    assert uncommitted_note({"a.json": {"git_dirty": False}, "b.json": {"git_dirty": "unknown"}}) is None
