@@ -13,7 +13,7 @@ from glowlib.analysis import (Classifier, attribute_direction, cached_classifier
                               failed_gates_of, frechet_distance, image_grid, interpolate, manipulate,
                               measure_attributes, nearest_neighbours, precision_recall, real_halves, reference_set,
                               sample_quality, samples, slant, stroke_thickness, temperature_samples_table, to_uint8)
-from glowlib.analysis.judging import decide_non_inferior, deciding, reference_indices
+from glowlib.analysis.judging import GATE_DRAWS, decide_non_inferior, deciding, reference_indices
 from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE
 from glowlib.data import load_dataset, to_float
 from flowcheck import perturb
@@ -408,7 +408,8 @@ def test_reference_sets_are_random_class_balanced_draws_not_prefixes():
 # ---------------------------------------------------------------------------------------------------- gates
 class Drawer(torch.nn.Module):
     """A stand-in model whose "samples" are given images (float, on the 8-bit scale): real images fed as samples, or
-    a generator of faint blobs; ``overflow`` of each first draw decode to NaN."""
+    a generator of faint blobs; ``overflow`` of each batch's first draw decode to NaN, none of its redraws (the
+    sampler draws a batch, then redraws its non-finite images once each: calls alternate)."""
 
     def __init__(self, images, overflow=0.0):
         super().__init__()
@@ -421,7 +422,7 @@ class Drawer(torch.nn.Module):
         x = self.images[torch.randint(len(self.images), (n,), generator=generator)].clone()
         if self.first:
             x[: round(self.overflow * n)] = float("nan")
-            self.first = False
+        self.first = not self.first if self.overflow else False
         return x
 
 
@@ -441,6 +442,7 @@ def test_gates_pass_real_images_fed_as_samples(classifier, digits):
                                          "pixel mean of T=1 samples", "recall of T=1 samples",
                                          "classes found among T=1 samples"]
     assert all(r["passed"] for r in rows) and x.shape == (150, 1, 8, 8)
+    assert {r["n"] for r in rows} == {GATE_DRAWS} and GATE_DRAWS > 150   # the gates read more draws than they return
     assert failed_gates_of(pd.DataFrame(rows)) == []
 
 
