@@ -73,8 +73,14 @@ MODEL_WORDS = {"realnvp": "RealNVP", "glow": "Glow", "macow": "MaCow",
 CLAIM_COLUMNS = ("id", "claim", "source", "verdict", "difference", "ci_low", "ci_high", "n_seeds", "test", "gate",
                  "evidence", "where")
 CLAIM_NUMBERS = ("difference", "ci_low", "ci_high", "n_seeds")
-# glowlib.analysis.stats.VERDICTS (tests/test_book_inputs.py compares; importing it would load the package)
-VERDICTS = ("confirmed", "contradicted", "inconclusive", "not testable at this scale")
+# glowlib.analysis.paired.EARLY, the label of a claim decided by runs whose validation curves still fall, and how the
+# scale column says it (tests/test_book_inputs.py compares)
+EARLY = "early training: validation still falling"
+EARLY_WORDS = ("early training: the runs' validation bits/dim still fell over their last quarter, so the verdict "
+               "holds at this point of training, not at convergence")
+# glowlib.analysis.stats.STATES: the four verdicts, then a study not run at the profile (tests/test_book_inputs.py
+# compares; importing it would load the package)
+VERDICTS = ("confirmed", "contradicted", "inconclusive", "not testable at this scale", "not run at this profile")
 # a time, size or scale figure in a sentence (the reproduce and intro pages may only have computed ones)
 QUANTITY = re.compile(r"(?i)(\b\d[\d,.]*\s*|\b(an?|one|few|several|some)\s+)"
                       r"(ms|s|sec|seconds?|mins?|minutes?|h|hrs?|hours?|days?|weeks?|months?|[kMG]i?B|TFLOP/s|"
@@ -561,6 +567,8 @@ def claim_scale(row: dict, record: dict | None, sizes: dict, cells: str = "", bf
     replicates = next((words for key, words in REPLICATES if key in test), "")
     if n and replicates:
         scale += f"{'; ' if scale else ''}{_count(n, replicates)}"
+    if EARLY in (row.get("evidence") or ""):        # beside the verdict, not only in the evidence behind a fold
+        scale += f"{'; ' if scale else ''}{EARLY_WORDS}"
     return scale
 
 
@@ -798,7 +806,7 @@ def findings(profile: str, root: Path, records: dict, claims: list[dict]) -> str
     for key in ("glow", "checks"):
         verdicts = [r["verdict"] for r in rows.get(key, [])]
         values[f"{key}_n"] = len(verdicts)
-        for v, name in zip(VERDICTS, ("confirmed", "contradicted", "inconclusive", "not_testable")):
+        for v, name in zip(VERDICTS, ("confirmed", "contradicted", "inconclusive", "not_testable", "not_run")):
             values[f"{key}_{name}"] = verdicts.count(v)
         values[f"table_{key}"] = findings_table(rows.get(key, []), scales) if verdicts else "No such claim here."
     values["table_ungrouped"] = ("### Not yet grouped\n\n" + findings_table(rows["ungrouped"], scales) + "\n"
@@ -836,6 +844,9 @@ def findings(profile: str, root: Path, records: dict, claims: list[dict]) -> str
     values["not_testable_list"] = " ".join(
         f"{md_text('; '.join(shorts))}: {md_text(reason)}." for reason, shorts in by_reason.items()) \
         if untestable else "Every claim was testable at this scale."
+    not_run = [r for r in claims if r["verdict"] == VERDICTS[4]]
+    values["not_run_list"] = " ".join(f"{md_text(known[r['id']]['short'])}: {md_text(r['evidence'])}."
+                                      for r in not_run) if not_run else "Every study was run at this scale."
     gates = _read_csv(root / profile / "samples" / "gates.csv")
     if gates is not None and {"model", "passed"} <= set(gates.columns):
         failed = sorted(set(gates.loc[~gates.passed.astype(bool), "model"]))
@@ -1303,8 +1314,9 @@ def placeholder(profile: str, notebook: str, root=None) -> str:
     not computed yet; either way, how to compute it (folded)."""
     reason = left_out(profile, root).get(notebook)
     scale = md_text(PROFILE_WORDS.get(profile, profile))
-    why = (f"This scale ({scale}) leaves this study out: {md_text(reason)}. Its claims are therefore not testable "
-           f"at this scale (see the claims page)." if reason else
+    why = (f"This scale ({scale}) leaves this study out: {md_text(reason)}. Its claims therefore have no verdict "
+           f"here: they read \"not run at this profile\", with what running it would cost (see the claims page)."
+           if reason else
            f"This page has no results at this scale ({scale}) yet.")
     how = dropdown("How to compute this page", [
         f"`make notebook NB={notebook} PROFILE={profile}` runs the notebook `notebooks/{notebook}.py` (it trains "

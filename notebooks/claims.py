@@ -4,7 +4,7 @@
 #
 # At this profile: {glue:text}`n_confirmed` confirmed, {glue:text}`n_contradicted` contradicted,
 # {glue:text}`n_inconclusive` inconclusive and {glue:text}`n_not_testable` not testable at this scale, of
-# {glue:text}`n_claims` claims. Each claim is declared once, with a stable id (`<study>.<name>`), in the study of
+# {glue:text}`n_claims` claims; {glue:text}`n_not_run` were not run at this profile, for their cost. Each claim is declared once, with a stable id (`<study>.<name>`), in the study of
 # the page that decides it; the table below gives its verdict, the paired difference with its interval where a
 # comparison decides it, and the command that reruns the deciding page.
 #
@@ -17,6 +17,9 @@
 # - **inconclusive**: the interval contains 0: at this scale and number of seeds we cannot tell;
 # - **not testable at this scale**: the comparison has fewer than 3 seeds, the data are not on this machine, or the
 #   model failed a sanity gate (its samples do not resemble the data); the reason is named.
+#
+# A claim whose study this profile leaves out for its cost has no verdict: it reads **not run at this profile**,
+# with what running it would cost on this machine and the command that runs it.
 #
 # A comparison of models is decided over training seeds, paired by seed (models with the same seed share their data
 # order, noise and initialisation stream), by a Student-t interval of the per-seed differences; the table gives the

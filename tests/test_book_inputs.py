@@ -155,9 +155,10 @@ def test_a_bad_claims_table_stops_the_build_naming_the_file_and_the_row(build, t
 
 
 def test_the_builds_verdicts_and_claim_columns_are_the_packages(build):
-    from glowlib.analysis.stats import VERDICTS
+    from glowlib.analysis.paired import EARLY
+    from glowlib.analysis.stats import STATES
     from glowlib.studies.claims import COLUMNS
-    assert tuple(build["VERDICTS"]) == VERDICTS
+    assert tuple(build["VERDICTS"]) == STATES and build["EARLY"] == EARLY
     assert set(build["CLAIM_COLUMNS"]) <= set(COLUMNS), "the book needs a column the claims page does not write"
 
 
@@ -296,3 +297,11 @@ def test_the_departures_show_the_recorded_settings_beside_the_papers_and_fall_ba
     departures.drop(columns="paper").to_csv(run / "departures.csv", index=False)
     with pytest.raises(ValueError, match=r"departures.csv lacks the columns \['paper'\]"):
         build["departures_table"](root, "smoke", records, {})
+
+
+def test_a_verdict_from_runs_still_falling_says_early_training_beside_it(build):
+    early = {"evidence": "equal compute (counted FLOPs), glow+vardeq - glow; " + build["EARLY"],
+             "test": "paired t-interval over training seeds (95%, two-sided)", "n_seeds": 3}
+    scale = build["claim_scale"](early, None, {})
+    assert scale.endswith(build["EARLY_WORDS"]) and "3 training seeds" in scale
+    assert "early training" not in build["claim_scale"]({**early, "evidence": "equal compute"}, None, {})

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import has_results, read_table, results_dir
-from .stats import NOT_TESTABLE, VERDICTS, Decision
+from .stats import NOT_RUN, NOT_TESTABLE, VERDICTS, Decision
 
 # Where a claim comes from: the Glow or MaCow paper itself, their reviews, or what users of the peer repositories
 # ask for (a question the paper never answered is not the paper's claim)
@@ -120,15 +120,22 @@ def not_testable(reason: str) -> Outcome:
 
 def decide_claim(spec: ClaimSpec, profile: str, root=None, left_out: Mapping[str, str] | None = None) -> tuple:
     """(row of the claims table, {name: number}) for one claim at ``profile``. ``left_out``: the studies the
-    profile does not run, with the reason."""
+    profile does not run, with the reason; a claim whose study is among them and has no results reads
+    ``stats.NOT_RUN``, no verdict."""
     left_out = left_out or {}
     notebooks = (spec.study, *spec.reads)
     missing = [nb for nb in notebooks if not has_results(profile, nb, root)]
+    if missing and missing[0] in left_out:          # no verdict: what running it would cost, and why it was not
+        first = missing[0]
+        row = {**dict.fromkeys(COLUMNS, ""), "id": spec.id, "claim": spec.text, "source": spec.source,
+               "verdict": NOT_RUN, "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": 0,
+               "evidence": f"not run at the {profile} profile: {left_out[first]}", "where": spec.study,
+               "rerun": rerun_command(first, profile)}
+        return row, {}
     if missing:
         first = missing[0]
-        why = (f"not run at the {profile} profile: {left_out[first]}" if first in left_out
-               else f"no results of {first} at the {profile} profile")
-        outcome, rerun = not_testable(why), rerun_command(first, profile)
+        outcome = not_testable(f"no results of {first} at the {profile} profile")
+        rerun = rerun_command(first, profile)
     else:
         try:
             outcome = spec.decide(Results(profile, root))

@@ -11,6 +11,9 @@ noise common to both cancels. The test is a Student-t interval of the paired dif
 - ``inconclusive``: it contains 0;
 - ``not testable at this scale``: fewer than ``MIN_SEEDS`` seeds, or a sanity gate failed (the reason is named).
 
+A claim whose study a profile leaves out for its cost has no verdict: its row reads :data:`NOT_RUN`, with what
+running it would cost (``glowlib.left_out``), so that "not testable" is kept for what the data here cannot decide.
+
 A test set's standard error measures how well one trained network is evaluated, not how much another training run
 would differ (two seeds of one Fashion-MNIST Glow can differ by 0.2 bits/dim while each is evaluated to +-0.008), so
 it never decides alone.
@@ -27,6 +30,8 @@ CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable at this scale"
 VERDICTS = (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
+NOT_RUN = "not run at this profile"
+STATES = VERDICTS + (NOT_RUN,)      # what a row of the claims table may read: a verdict, or no study run
 DIRECTIONS = ("lower", "higher")
 MIN_SEEDS = 3                 # a t-interval from 2 seeds has 1 degree of freedom: 12.7 standard errors wide
 CONFIDENCE = 0.95

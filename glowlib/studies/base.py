@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from ..analysis import ClassifierSettings, cached_classifier, classifier_path
-from ..analysis.stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS,  # noqa: F401
-                              Decision)
+from ..analysis.stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, NOT_TESTABLE, STATES,  # noqa: F401
+                              VERDICTS, Decision)
 from ..budget import at_budget, run_flops
 from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available

@@ -12,7 +12,7 @@ from ..results import results_dir
 from ..profiles import PROFILES
 from ..analysis.claims import COLUMNS as CLAIM_COLUMNS
 from . import all_claims, left_out
-from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS
+from .base import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, NOT_TESTABLE, STATES
 from .base import device, publish  # noqa: F401  (the notebook calls them through this module)
 from .base import check_values
 
@@ -46,7 +46,8 @@ def runs(profile: str) -> list:
 
 CLAIMS = ()          # none of its own: the page gathers every study's (:func:`claims_table`)
 COLUMNS = CLAIM_COLUMNS
-COLOURS = {CONFIRMED: "#1a7f37", CONTRADICTED: "#cf222e", INCONCLUSIVE: "#9a6700", NOT_TESTABLE: "#6e7781"}
+COLOURS = {CONFIRMED: "#1a7f37", CONTRADICTED: "#cf222e", INCONCLUSIVE: "#9a6700", NOT_TESTABLE: "#6e7781",
+           NOT_RUN: "#afb8c1"}
 
 
 def claims_table(profile: str, root=None, left_out_reasons: dict | None = None) -> pd.DataFrame:
@@ -64,10 +65,10 @@ def claims_and_numbers(profile: str, root=None, left_out_reasons: dict | None = 
 
 
 def verdict_counts(table: pd.DataFrame) -> dict:
-    """The page's values: how many claims there are and how many got each verdict."""
+    """The page's values: how many claims there are, how many got each verdict and how many were not run."""
     counts = table.verdict.value_counts()
     names = {CONFIRMED: "n_confirmed", CONTRADICTED: "n_contradicted", INCONCLUSIVE: "n_inconclusive",
-             NOT_TESTABLE: "n_not_testable"}
+             NOT_TESTABLE: "n_not_testable", NOT_RUN: "n_not_run"}
     return {"n_claims": len(table), **{name: int(counts.get(v, 0)) for v, name in names.items()}}
 
 
@@ -150,7 +151,7 @@ def plot_verdicts(table: pd.DataFrame):
     """How many claims of the paper, the reviews and the users' requests got each verdict."""
     import matplotlib.pyplot as plt
     counts = table.groupby(["source", "verdict"]).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=[v for v in VERDICTS if v in counts.columns])
+    counts = counts.reindex(columns=[v for v in STATES if v in counts.columns])
     fig, ax = plt.subplots(figsize=(6, 1.6 + 0.5 * len(counts)), layout="constrained")
     counts.plot.barh(stacked=True, ax=ax, color=COLOURS)
     ax.set(xlabel="claims", ylabel="")

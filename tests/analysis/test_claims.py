@@ -11,7 +11,7 @@ import pytest
 
 from glowlib.analysis.claims import COLUMNS, ClaimSpec, Outcome, Results, decide_claims
 from glowlib.analysis.paired import paired_outcome
-from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, VERDICTS, Decision
+from glowlib.analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, NOT_TESTABLE, VERDICTS, Decision
 from glowlib.studies import STUDIES, claim_specs, study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,10 +50,15 @@ def test_missing_results_make_a_claim_not_testable_naming_the_command(tmp_path):
     assert row.rerun == "make notebook NB=alpha PROFILE=smoke" and numbers.empty
 
 
-def test_a_left_out_study_says_it_was_not_run_and_why(tmp_path):
-    table, _ = decide_claims([SPEC], "cpu", tmp_path, {"alpha": "costs two hours"})
-    assert table.iloc[0].verdict == NOT_TESTABLE
-    assert table.iloc[0].evidence == "not run at the cpu profile: costs two hours"
+def test_a_left_out_study_has_no_verdict_but_says_it_was_not_run_and_why(tmp_path):
+    table, numbers = decide_claims([SPEC], "cpu", tmp_path, {"alpha": "costs two hours"})
+    row = table.iloc[0]
+    assert row.verdict == NOT_RUN and row.verdict not in VERDICTS and numbers.empty
+    assert row.evidence == "not run at the cpu profile: costs two hours" and np.isnan(row.difference)
+    assert row.rerun == "make notebook NB=alpha PROFILE=cpu"
+    # a study left out but run all the same (make notebook) is decided from its results
+    write_results(tmp_path, "cpu", "alpha", {"scores": pd.DataFrame({"score": [1.0, 2.0]})})
+    assert decide_claims([SPEC], "cpu", tmp_path, {"alpha": "costs two hours"})[0].iloc[0].verdict != NOT_RUN
 
 
 def test_results_that_predate_a_table_are_stale_not_an_error(tmp_path):

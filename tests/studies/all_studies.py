@@ -246,11 +246,11 @@ def test_make_refuses_bad_parameters_before_the_notebook_runs(tmp_path, params, 
     assert len(errors) == 1 and match in errors[0], done.stderr
 
 
-def test_every_claim_has_one_of_the_four_verdicts_and_a_known_source(tmp_path):
+def test_every_claim_has_one_of_the_four_verdicts_or_not_run_and_a_known_source(tmp_path):
     """'not confirmed' could mean 'the paper is wrong' or 'we cannot tell': neither the code nor a page uses it."""
-    from glowlib.analysis.stats import VERDICTS
+    from glowlib.analysis.stats import STATES
     from glowlib.analysis.claims import SOURCES
     for path in list((ROOT / "glowlib" / "studies").glob("*.py")) + list((ROOT / "notebooks").glob("*.py")):
         assert "not confirmed" not in path.read_text().lower(), path
     for claim in all_claims("smoke", tmp_path)[0].itertuples():
-        assert claim.verdict in VERDICTS and claim.source in SOURCES, claim
+        assert claim.verdict in STATES and claim.source in SOURCES, claim
