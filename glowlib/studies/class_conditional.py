@@ -4,6 +4,7 @@ judged by the measuring classifier, and the model's own classifier head on real 
 ``notebooks/class_conditional.py``."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,6 +29,8 @@ from .base import check_values, measuring_classifier
 NOTEBOOK = "class_conditional"
 Y_WEIGHTS = (0.0, 0.01, 1.0)                 # 0: likelihood only; 0.01: official conditional runs; 1: strong
 OFFICIAL_Y_WEIGHT = 0.01
+# the test of a weight against chance: the per-seed accuracies' t-interval around the chance rate, which is known
+ONE_SAMPLE_T = "one-sample t-interval over training seeds against chance ({chance}) (95%, two-sided)"
 N_SEEDS = 3                                  # training seeds of each model: the replicates of the comparisons
 PAPER_T = 0.7
 PARAMETERS = {**SEED, "y_weights": auto_or(list_of(number_in(0.0))), "temperatures": sampler_temperatures,
@@ -185,6 +188,8 @@ def decisions(per_class: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
 
     def row(label, a, b, names, w, against):
         d = decide_paired(a, b, "higher", failed_gates_of(gates, names))
+        if against == "chance" and d.test:          # a known constant, not a second arm: the same t-interval
+            d = dataclasses.replace(d, test=ONE_SAMPLE_T.format(chance=f"1/{model.requested_class.nunique()}"))
         rows.append({"comparison": label, "y_weight": w, "against": against, "temperature": t,
                      "accuracy": a.mean(), "baseline": b.mean(), "real_test_images": real, **decision_columns(d)})
 

@@ -119,6 +119,8 @@ def test_class_conditional_is_a_users_claim_decided_over_seeds(tmp_path):
     assert claim.source == "users" and claim.verdict == CONFIRMED and claim.n_seeds == 3
     # decided at the official weight against chance, not by the weaker y_weight = 0 row
     assert claim.evidence == "y_weight=0.01 vs chance"
+    assert claim.test.startswith("one-sample t-interval") and "1/10" in claim.test     # no second arm: one sample
+    assert d.loc["y_weight=0.01 vs y_weight=0", "test"].startswith("paired t-interval")
     assert claim.difference == pytest.approx(d.loc["y_weight=0.01 vs chance", "difference"])
     write(tmp_path, "class_conditional", samples=per_class, gates=gates_of(*names, fail=["y_weight=0.01-seed2"]))
     claim = claim_of(class_conditional, tmp_path)

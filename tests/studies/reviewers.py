@@ -82,7 +82,8 @@ def test_auto_arms_train_only_what_decides_the_claim_at_cpu():
     from glowlib.__main__ import notebook_defaults
     from glowlib.studies import class_conditional, temperature_validity
     cpu = class_conditional.runs("cpu")
-    assert {r.train.y_weight for r in cpu} == {class_conditional.OFFICIAL_Y_WEIGHT} and len(cpu) == 3
+    # the official weight, which decides the claim, and its control: the same model with the label's loss off
+    assert {r.train.y_weight for r in cpu} == {0.0, class_conditional.OFFICIAL_Y_WEIGHT} and len(cpu) == 6
     assert {r.train.y_weight for r in class_conditional.runs("paper")} == set(class_conditional.Y_WEIGHTS)
     assert class_conditional.y_weights_of("cpu", [0.0, 1.0]) == [0.0, 1.0]          # an explicit list is kept
     validity = temperature_validity.runs("cpu")
