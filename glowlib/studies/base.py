@@ -197,6 +197,18 @@ def shared_runs(profile: str, dataset: str | None = None) -> list[RunConfig]:
     return [profile_config(profile, dataset or figure_dataset(profile), "glow", tier="quality")]
 
 
+def shared_seed_runs(profile: str, dataset: str, n: int) -> list[RunConfig]:
+    """The shared Glow of ``dataset`` (:func:`shared_runs`: training seed 0, the figures' model) and the same run
+    with training seeds 1 .. ``n`` - 1: the replicates of a claim about Glow trained this way."""
+    first = shared_runs(profile, dataset)[0]
+    return [first] + [first.override([f"train.seed={s}"]) for s in range(1, n)]
+
+
+def shared_seed_models(profile: str, dataset: str, n: int) -> dict:
+    """{training seed: trained model} of :func:`shared_seed_runs` beyond seed 0 (seed 0 is :func:`shared_model`)."""
+    return {r.train.seed: trained(r, device(), progress=False) for r in shared_seed_runs(profile, dataset, n)[1:]}
+
+
 def study_config(profile: str, seed: int = 0) -> RunConfig:
     """The model of the 5-bit, temperature-validity and class-conditional studies: the Glow of
     :func:`study_dataset` at the profile's size and schedule, its "study" tier of steps

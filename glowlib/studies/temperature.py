@@ -19,9 +19,9 @@ from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import (decide_over_sampling_seeds, decision_columns, nearest_temperature, paired_values,
                                 table_outcome)
 from ..analysis.stats import decide_paired
-from ..training import trained
 from ..data import load_dataset
-from .base import SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_runs
+from .base import (SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_seed_models,
+                   shared_seed_runs)
 from .base import classifier_provenance, measuring_classifier, plot_named_grids, shared_model, show  # noqa: F401
 from .base import auto_or, check_values, notebook_dataset, with_figure_dataset
 
@@ -49,13 +49,12 @@ def check_parameters(**params) -> SimpleNamespace:
 def runs(profile: str, dataset: str | None = None, n: int = TRAINING_SEEDS) -> list:
     """The shared Glow of ``dataset`` (default: ``base.notebook_dataset``; ``base.shared_model``, seed 0) and the
     same run with training seeds 1 .. ``n`` - 1."""
-    first = shared_runs(profile, dataset or notebook_dataset(profile, NOTEBOOK))[0]
-    return [first] + [first.override([f"train.seed={s}"]) for s in range(1, n)]
+    return shared_seed_runs(profile, dataset or notebook_dataset(profile, NOTEBOOK), n)
 
 
 def seed_models(profile: str, dataset: str, n: int) -> dict:
     """{training seed: trained model} of :func:`runs` beyond seed 0 (seed 0 is ``base.shared_model``)."""
-    return {r.train.seed: trained(r, device(), progress=False) for r in runs(profile, dataset, n)[1:]}
+    return shared_seed_models(profile, dataset, n)
 
 
 def sampling_seeds(seed: int, n: int) -> list[int]:

@@ -62,12 +62,13 @@ def test_a_profile_leaves_out_only_named_studies_with_a_reason_and_trains_nothin
     assert studies.studies_of("smoke") == STUDIES          # CI runs every notebook
 
 
-def test_a_left_out_study_is_not_testable_with_the_profile_s_reason(tmp_path):
+def test_a_left_out_study_is_not_run_with_the_profile_s_reason(tmp_path):
     from glowlib.analysis.claims import decide_claims
+    from glowlib.analysis.stats import NOT_RUN
     profile = next(p for p in PROFILES if studies.left_out(p))
     name, why = next(iter(studies.left_out(profile).items()))
     table, _ = decide_claims(study(name).CLAIMS, profile, tmp_path, studies.left_out(profile))
-    assert (table.verdict == NOT_TESTABLE).all() and table.evidence.str.contains(why, regex=False).all()
+    assert (table.verdict == NOT_RUN).all() and table.evidence.str.contains(why, regex=False).all()
     assert (table.rerun == f"make notebook NB={name} PROFILE={profile}").all()
     other = next(s for s in STUDIES if s not in studies.left_out(profile) and study(s).CLAIMS)
     table, _ = decide_claims(study(other).CLAIMS, profile, tmp_path, studies.left_out(profile))

@@ -58,3 +58,51 @@ def test_unmeasurable_attributes_leave_the_claim_not_testable(tmp_path):
     (out / PROVENANCE).write_text(json.dumps({"notebook": "manipulation"}))     # a run without a response table
     [claim] = decide_claims(manipulation.CLAIMS, "smoke", tmp_path)[0].itertuples()
     assert claim.verdict == NOT_TESTABLE and "cannot be measured" in claim.evidence
+
+
+def write_seeds(root, rows):
+    out = root / "smoke" / "manipulation"
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / "seeds.csv", index=False)
+    (out / PROVENANCE).write_text(json.dumps({"notebook": "manipulation"}))
+
+
+@pytest.mark.parametrize("along, random, verdict", [
+    ([0.12, 0.13, 0.125], [0.01, 0.02, 0.0], CONFIRMED),
+    ([0.12, 0.13, 0.125], [0.2, 0.22, 0.21], CONTRADICTED),      # random directions move it more
+    ([0.12, 0.13, 0.125], [0.12, 0.14, 0.11], INCONCLUSIVE),     # as much as random ones: no evidence
+    ([0.12, 0.13], [0.01, 0.02], NOT_TESTABLE)])                # two seeds: no interval
+def test_the_claim_is_decided_over_training_seeds_against_random_directions(tmp_path, along, random, verdict):
+    rows = [{"attribute": a, "training_seed": s, "slope": x + (0.01 if a == "slant" else 0.0), "slope_random": r}
+            for a in ("thickness", "slant") for s, (x, r) in enumerate(zip(along, random))]
+    write_seeds(tmp_path, rows)
+    [claim] = decide_claims(manipulation.CLAIMS, "smoke", tmp_path)[0].itertuples()
+    assert claim.verdict == verdict
+    if verdict == NOT_TESTABLE:
+        return
+    assert claim.n_seeds == 3 and claim.test.startswith(manipulation.SEEDS_T)
+    # two attributes, each must hold: each interval at 97.5%, and the claim's is the lower one (thickness)
+    assert "97.5%" in claim.test and "Bonferroni over 2 attributes" in claim.test
+    diff = np.array(along) - np.array(random)
+    half = t_quantile(0.975, 2) * diff.std(ddof=1) / math.sqrt(3)
+    assert (claim.difference, claim.ci_low, claim.ci_high) == pytest.approx((diff.mean(), diff.mean() - half,
+                                                                             diff.mean() + half))
+    assert claim.evidence.startswith("thickness")
+
+
+def test_a_random_direction_has_the_attributes_length_at_every_level_and_is_seeded():
+    import torch
+    direction = [torch.full((4, 4, 4), 0.5), torch.full((16, 2, 2), -2.0)]
+    r = manipulation.random_direction(direction, seed=3)
+    assert [t.shape for t in r] == [t.shape for t in direction]
+    assert [t.norm().item() for t in r] == pytest.approx([t.norm().item() for t in direction])
+    assert all(torch.equal(a, b) for a, b in zip(r, manipulation.random_direction(direction, seed=3)))
+    assert not torch.equal(r[0], manipulation.random_direction(direction, seed=4)[0])
+    cosine = (r[0].flatten() @ direction[0].flatten()) / (r[0].norm() * direction[0].norm())
+    assert abs(cosine) < 0.6                                     # not the attribute's direction
+
+
+def test_seeds_are_trained_only_where_the_claim_is_decided():
+    assert manipulation.seeds_for("digits", 3) == 3 and manipulation.seeds_for("mnist5k", 3) == 3
+    assert manipulation.seeds_for("cifar10", 3) == 1 and manipulation.seeds_for("celeba", 3) == 1
+    assert len(manipulation.runs("cpu")) == 3 and {r.train.seed for r in manipulation.runs("cpu")} == {0, 1, 2}

@@ -94,7 +94,8 @@ def test_with_several_training_seeds_they_are_the_replicates(tmp_path):
 def test_the_runs_are_the_figures_model_with_three_training_seeds():
     runs = temperature.runs("cpu")
     assert [r.train.seed for r in runs] == [0, 1, 2] and len({r.key() for r in runs}) == 3
-    assert runs[0].key() == temperature.shared_runs("cpu", temperature.notebook_dataset("cpu", "temperature"))[0].key()
+    from glowlib.studies.base import shared_runs
+    assert runs[0].key() == shared_runs("cpu", temperature.notebook_dataset("cpu", "temperature"))[0].key()
     assert {r.override(["train.seed=0"]).key() for r in runs} == {runs[0].key()}
 
 
