@@ -229,14 +229,16 @@ GTX_1080_TI_FLOPS = 3584 * 1.582e9 * 2
 # A device's time is carried to the card by the ratio of the two peaks (:func:`measure_paper_speed`), which assumes
 # that the card runs the sample at the share of its peak that this device does. That share is not one number even on
 # one machine: the 2-core CPU of results/bench/peak.json runs a float32 matmul at 93 and a 3x3 convolution at 228
-# GFLOP/s, a factor 2.5 apart. So the estimate decides the claim only beyond a factor of 2 of the paper's figure
-# (:func:`decide_paper_speed`): confirmed when the card would need no more than twice the paper's 130 ms, contradicted
-# when it would need more than twice.
+# GFLOP/s, a factor 2.5 apart. The faster of the two is the peak a repeat is carried by, which gives the longest
+# estimate (the card assumed to reach the share of its peak that this device reaches of its best operation). So the
+# claim is confirmed only when the whole interval of that estimate lies below the paper's figure itself, and
+# contradicted only when it lies beyond ESTIMATE_FACTOR times it, past what the transfer's own spread could explain;
+# in between it is inconclusive (:func:`decide_paper_speed`).
 ESTIMATE_FACTOR = 2.0
 PAPER_SPEED_TEST = ("t-interval over timing repeats of log(estimated GTX 1080 Ti ms) (95%, two-sided); each "
-                    "repeat's ms carried to the card by this device's measured float32 peak against the card's; "
-                    f"confirmed when the interval lies below {ESTIMATE_FACTOR:g} x the paper's ms, contradicted when "
-                    "above")
+                    "repeat's ms carried to the card by this device's faster float32 peak against the card's; "
+                    f"confirmed when the interval lies below the paper's ms, contradicted when above "
+                    f"{ESTIMATE_FACTOR:g} x it")
 
 
 def paper_speed_config(s: Setup) -> GlowConfig:
@@ -520,8 +522,8 @@ def paper_speed_summary(table: pd.DataFrame) -> dict:
 def decide_paper_speed(results: Results) -> Outcome:
     """The paper's ~130 ms per 256x256 sample on a GTX 1080 Ti, from :func:`measure_paper_speed`'s repeats
     (:func:`paper_speed_summary`): the t-interval of the log of the estimated card time (:data:`PAPER_SPEED_TEST`),
-    reported as its ratio to the paper's figure; confirmed when the whole interval lies below
-    :data:`ESTIMATE_FACTOR` times the figure, contradicted when it lies above, inconclusive when it straddles it.
+    reported as its ratio to the paper's figure; confirmed when the whole interval lies below the figure,
+    contradicted when it lies above :data:`ESTIMATE_FACTOR` times it, inconclusive otherwise.
     Not testable where the run timed the stand-in rather than the paper's model, or with fewer repeats than an
     interval needs."""
     summary = paper_speed_summary(results.table(NOTEBOOK, "paper_speed"))
@@ -534,7 +536,7 @@ def decide_paper_speed(results: Results) -> Outcome:
                        {**numbers, "repeats needed": MIN_SEEDS})
     paper_ms = summary["paper_ms"]
     ratio, low, high = (summary[k] / paper_ms for k in ("estimate_ms", "estimate_ci_low", "estimate_ci_high"))
-    verdict = CONFIRMED if high < ESTIMATE_FACTOR else CONTRADICTED if low > ESTIMATE_FACTOR else INCONCLUSIVE
+    verdict = CONFIRMED if high < 1 else CONTRADICTED if low > ESTIMATE_FACTOR else INCONCLUSIVE
     return Outcome(Decision(verdict, ratio, low, high, 0, PAPER_SPEED_TEST), numbers,
                    "paper_speed.csv: estimated card ms / paper ms")
 

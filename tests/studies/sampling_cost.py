@@ -287,9 +287,10 @@ def paper_speed_rows(ratios, paper_model=True):
 
 
 @pytest.mark.parametrize("ratios, verdict", [
-    ((0.5, 0.6, 0.55), CONFIRMED),                 # well under twice the paper's figure
-    ((1.5, 1.6, 1.55), CONFIRMED),                 # slower than the paper's, but within the factor the estimate allows
-    ((3.0, 3.5, 3.2), CONTRADICTED),               # beyond it at every repeat
+    ((0.5, 0.6, 0.55), CONFIRMED),                 # under the paper's figure at every repeat
+    ((1.5, 1.6, 1.55), INCONCLUSIVE),              # slower than the paper's, within what the transfer could explain
+    ((0.8, 1.1, 0.9), INCONCLUSIVE),               # an interval that reaches above the figure
+    ((3.0, 3.5, 3.2), CONTRADICTED),               # beyond twice it at every repeat
     ((1.0, 4.0, 2.0), INCONCLUSIVE),               # an interval that straddles twice the figure
     ((0.5, 0.6), NOT_TESTABLE),                    # two repeats
 ])
