@@ -16,9 +16,11 @@
 #
 # Every claim is decided by a paired test over training seeds (the same seed gives both variants the same data order
 # and noise): the mean of the per-seed differences with its 95% t-interval. Fig. 3 compares the variants at equal
-# epochs, so its claims are decided at equal steps; the same differences at equal compute stand beside them where
-# the two variants' counted FLOPs per step agree within 1% (the permutations do; affine and additive coupling need
-# not, and then have none). The 1x1 convolution's cost is counted (parameters and FLOPs at the paper's
+# epochs, so its claims are decided at equal steps; the same differences at equal compute stand beside them. The
+# permutations' counted FLOPs per step agree within 1%, so their own runs compare at equal compute too; an affine
+# step costs more than an additive one, so each additive variant is trained again, to its end, on the affine
+# variant's FLOPs budget (more steps, its warmup and learning-rate decay laid over them), and affine against additive
+# at equal compute reads that run. The 1x1 convolution's cost is counted (parameters and FLOPs at the paper's
 # configuration) and profiled (the benchmarks' operation profiles of a training step), not read from the runs' wall
 # times, which vary by more than the cost between identical workloads on a shared machine.
 #
@@ -123,7 +125,8 @@ rec.figure(fig, "split_curves")
 # %   better; an interval that crosses zero decides nothing.
 # Each comparison `a - b` per training seed, its mean and 95% t-interval over seeds: at equal steps (each run's
 # best-validation evaluation over its whole training) and at equal compute (the same runs, where both spend the
-# same counted FLOPs within 1%). `pairs.csv` holds the per-seed values; the claims read them.
+# same counted FLOPs within 1%; for affine against additive, the additive run trained on the affine budget).
+# `pairs.csv` holds the per-seed values; the claims read them.
 
 # %%
 pairs = result.tables["pairs"]

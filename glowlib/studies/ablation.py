@@ -5,6 +5,7 @@ by seed (``analysis.paired``), the 1x1 convolution's cost counted and profiled, 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.paired import PAIR_COLUMNS, paired_outcome, paired_table, still_falling, with_stage
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
 from ..analysis.stats import MIN_SEEDS, Decision
-from ..budget import same_compute
+from ..budget import at_budget, run_flops, same_compute
 from ..data import load_dataset
 from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, DATASET_SHAPES, ablation_config
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, cached_model, choice,
@@ -34,9 +35,22 @@ def check_parameters(**params) -> SimpleNamespace:
 
 
 def runs(profile: str) -> list:
-    """Every variant of the ablation for the profile's seeds."""
-    return [ablation_config(profile, p, c, s) for p in ABLATION_PERMUTATIONS for c in ABLATION_COUPLINGS
-            for s in ABLATION_SEEDS]
+    """Every variant of the ablation for the profile's seeds, then each additive variant again at its affine
+    twin's FLOPs budget (:func:`additive_at_affine_budget`)."""
+    variants = [ablation_config(profile, p, c, s) for p in ABLATION_PERMUTATIONS for c in ABLATION_COUPLINGS
+                for s in ABLATION_SEEDS]
+    if {"affine", "additive"} <= set(ABLATION_COUPLINGS):
+        variants += [additive_at_affine_budget(profile, p, s) for p in ABLATION_PERMUTATIONS for s in ABLATION_SEEDS]
+    return variants
+
+
+def additive_at_affine_budget(profile: str, permutation: str, seed: int):
+    """The additive variant trained to spend the affine variant's FLOPs (``budget.at_budget``: more steps, its
+    warmup and cosine decay laid over them): affine against additive at equal compute, beside equal steps. An
+    affine step costs more (its coupling network outputs a scale as well as a shift, and the scale's logdet is
+    computed), so at equal steps the affine arm has spent more."""
+    affine = ablation_config(profile, permutation, "affine", seed)
+    return at_budget(ablation_config(profile, permutation, "additive", seed), run_flops(affine))
 
 
 def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0) -> Experiment:
@@ -66,6 +80,10 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
                              "images_seen": tm.summary["steps"] * tm.run.train.batch_size,
                              "dataset": tm.run.data.dataset})
                 curve_frames.append(curves(tm, **labels))
+                if coupling == "additive" and "affine" in couplings:
+                    budget_run = additive_at_affine_budget(profile, permutation, s)
+                    if budget_run.key() != tm.run.key():
+                        metrics.setdefault((permutation, BUDGET_ARM), {})[s] = cached_model(budget_run).metrics
     runs = pd.DataFrame(runs)
     configs = {(p, c): ablation_config(profile, p, c, seed) for p in permutations for c in couplings}
     return Experiment({"runs": runs, "curves": pd.concat(curve_frames, ignore_index=True),
@@ -73,19 +91,32 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
                                                lambda ka, kb: same_compute(configs[ka], configs[kb]))}, models)
 
 
+# the metrics key of the additive variant trained at its affine twin's FLOPs budget (:func:`additive_at_affine_budget`)
+BUDGET_ARM = "additive at the affine budget"
+
+
 def ablation_pairs(metrics: dict, permutations, couplings, same=None) -> pd.DataFrame:
     """The comparisons of Fig. 3's claims (:func:`paired_table`): for each coupling the learned 1x1 against shuffle,
-    reverse and the fixed rotation, and shuffle against reverse; for each permutation affine against additive.
+    reverse and the fixed rotation, and shuffle against reverse; for each permutation affine against additive (at
+    equal compute against the additive run at the affine budget, ``metrics[(permutation, BUDGET_ARM)]``, where
+    there is one).
     ``metrics`` maps (permutation, coupling) to {seed: metrics.csv frame}; ``same(key_a, key_b)`` says whether two
     variants' runs spend the same FLOPs (``budget.same_compute``), so that they also compare at equal compute
     (the permutations cost nearly alike: a 1x1 convolution's FLOPs are a fraction of a percent of a coupling's);
     without it, or where they do not, the pair has no equal-compute value."""
     def keys(ka, kb):
         return (ka, kb) + ((ka, kb) if same is not None and same(ka, kb) else (None, None))
+
+    def coupling_keys(p):
+        """Affine against additive; at equal compute against the additive run at the affine budget, if any."""
+        ka, kb = (p, "affine"), (p, "additive")
+        if (p, BUDGET_ARM) in metrics:
+            return ka, kb, ka, (p, BUDGET_ARM)
+        return keys(ka, kb)
     comparisons = [(c, a, b, *keys((a, c), (b, c))) for c in couplings
                    for a, b in (("conv1x1", "shuffle"), ("shuffle", "reverse"), ("conv1x1", "reverse"),
                                 ("conv1x1", "rotation"))]
-    comparisons += [(p, "affine", "additive", *keys((p, "affine"), (p, "additive"))) for p in permutations]
+    comparisons += [(p, "affine", "additive", *coupling_keys(p)) for p in permutations]
     return paired_table(metrics, comparisons)
 
 
@@ -312,13 +343,21 @@ def _stage(results: Results) -> dict:
 
 
 def decide_affine(results: Results) -> Outcome:
-    """Affine below additive, for each permutation, at equal steps (about early training where the runs'
-    validation curves are still falling)."""
+    """Affine below additive, for each permutation, at equal steps, as Fig. 3 compares them (about early training
+    where the runs' validation curves are still falling); the same at equal compute beside it, in its numbers
+    (``equal compute ...``), where the additive runs at the affine budget were trained."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     cells = _cells(pairs, (("affine", "additive"),), coupling_groups=False)
     if not cells:
         return Outcome(Decision(NOT_TESTABLE, reason="the ablation ran one coupling only"))
-    return with_stage(paired_outcome(pairs, cells, "equal_steps"), _stage(results))
+    outcome = with_stage(paired_outcome(pairs, cells, "equal_steps"), _stage(results))
+    rows = pairs[pairs.a == "affine"]
+    if len(rows) and np.isfinite(rows.b_bpd_equal_compute.to_numpy(float)).all():
+        at_compute = paired_outcome(pairs, cells, "equal_compute").decision
+        outcome = replace(outcome, numbers={**outcome.numbers, "equal compute difference": at_compute.difference,
+                                            "equal compute ci_low": at_compute.ci_low,
+                                            "equal compute ci_high": at_compute.ci_high})
+    return outcome
 
 
 def decide_rotation(results: Results) -> Outcome:

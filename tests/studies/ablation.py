@@ -181,3 +181,34 @@ def test_the_curves_fit_the_books_column():
         assert len({round(ax.get_position().x0, 3) for ax in panels}) == 2
         assert drawn_px(fig) >= LEGIBLE_PX
         plt.close(fig)
+
+
+def test_affine_against_additive_at_equal_compute_reads_the_additive_run_at_the_affine_budget(tmp_path):
+    """With the additive runs trained again at the affine budget (more steps), the coupling pairs gain an
+    equal-compute value from those runs, never from a run cut partway; the claim stays decided at equal steps,
+    with the equal-compute interval beside it."""
+    values = finals()
+    metrics = {key: {s: run(v, s) for s in SEEDS} for key, v in values.items()}
+    for p in ORDERED:                                   # longer additive runs: 0.05 lower than at equal steps
+        metrics[(p, ablation.BUDGET_ARM)] = {s: run(values[(p, "additive")] - 0.05, s) for s in SEEDS}
+    pairs = ablation.ablation_pairs(metrics, list(ORDERED), ["additive", "affine"], same_coupling)
+    couplings = pairs[pairs.b == "additive"]
+    assert (couplings.b_bpd_equal_compute < couplings.b_bpd_equal_steps).all()
+    assert (couplings.a_bpd_equal_compute == couplings.a_bpd_equal_steps).all()
+    claims, numbers = ablation_claims(tmp_path, pairs)
+    assert claims[AFFINE]["verdict"] == CONFIRMED and claims[AFFINE]["evidence"].startswith("equal steps")
+    assert claims[AFFINE]["difference"] == pytest.approx(-0.1)
+    assert numbers[AFFINE]["equal compute difference"] == pytest.approx(-0.05)
+
+
+def test_the_cpu_ablation_trains_each_additive_variant_again_at_its_affine_twins_flops():
+    from glowlib.budget import run_flops
+    from glowlib.profiles import ablation_config
+    budget_runs = [r for r in ablation.runs("cpu") if r.train.steps != ablation_config("cpu", "reverse",
+                                                                                          "affine", 0).train.steps]
+    assert {(r.model.permutation, r.model.coupling, r.train.seed) for r in budget_runs} == \
+        {(p, "additive", s) for p in ORDERED for s in SEEDS}
+    for r in budget_runs:
+        affine = ablation_config("cpu", r.model.permutation, "affine", r.train.seed)
+        assert r.train.steps > affine.train.steps and r.train.warmup_fraction == affine.train.warmup_fraction
+        assert abs(run_flops(r) - run_flops(affine)) <= 0.01 * run_flops(affine)
