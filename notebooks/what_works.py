@@ -16,9 +16,10 @@
 # Every run has the reference's data, steps, batch and schedule (equal training compute in steps and images).
 # Each variant is compared with the reference **paired by training seed** (the mean of the per-seed differences
 # with its 95% t-interval): at equal steps, which decides (one change at a time, as in the ablation), and at
-# equal compute beside it where the variant's counted FLOPs per step match the reference's within 1% (a depth
-# variant at the same parameter count may not; its equal-compute value is then left empty rather than made up
-# from a run cut partway through its learning-rate decay). The permutation ablation's recorded comparisons (its
+# equal compute beside it: from the variant's own runs where its counted FLOPs per step match the reference's within
+# 1%, else (the depth variants at the same parameter count) from the variant trained again, to its end, on the
+# reference's FLOPs budget (its steps, warmup and learning-rate decay laid over that budget), never from a run cut
+# partway through its decay. The permutation ablation's recorded comparisons (its
 # page's `pairs.csv`, so that page runs first) are shown again here, their claim decided at equal compute (the
 # reviewers' "same compute"), with the measured training time of every run drawn beside. Models come from the
 # trained-model cache. Like the permutation ablation's, its verdicts are about likelihood only (no samples

@@ -20,7 +20,7 @@ from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the noteb
 from ..analysis.paired import (CLOCKS, PAIR_COLUMNS, paired_outcome, paired_table, still_falling,
                                training_clock, with_stage)
 from ..analysis.stats import NOT_TESTABLE, Decision
-from ..budget import same_compute
+from ..budget import at_budget, run_flops, same_compute
 from ..profiles import ABLATION_SEEDS, ablation_config
 from ..profiles import profile as profile_of
 from ..results import read_table
@@ -122,8 +122,24 @@ def check_parameters(**params) -> SimpleNamespace:
 
 def runs(profile: str) -> list[RunConfig]:
     """Every variant for the ablation's seeds (the K=reference runs are the ablation's conv1x1/affine runs; the
-    ablation's other runs are its own page's, whose recorded tables this page reads)."""
-    return [what_works_config(profile, v, s) for v in what_works_variants(profile) for s in WHAT_WORKS_SEEDS]
+    ablation's other runs are its own page's, whose recorded tables this page reads), then each variant whose
+    FLOPs per step differ from the reference's again at the reference's budget (:func:`at_reference_budget`)."""
+    variants = what_works_variants(profile)
+    return ([what_works_config(profile, v, s) for v in variants for s in WHAT_WORKS_SEEDS]
+            + [at_reference_budget(profile, v, s) for v in variants if needs_budget_run(profile, v)
+               for s in WHAT_WORKS_SEEDS])
+
+
+def needs_budget_run(profile: str, variant: str) -> bool:
+    """Whether ``variant``'s steps cost other FLOPs than the reference's (beyond ``budget.TOLERANCE``), so that
+    equal compute needs a run of its own: the depth variants at a fixed parameter count do."""
+    return not same_compute(what_works_config(profile, variant, 0), what_works_reference(profile, 0))
+
+
+def at_reference_budget(profile: str, variant: str, seed: int) -> RunConfig:
+    """``variant`` trained to its end on the reference's counted FLOPs (``budget.at_budget``: its steps, warmup and
+    cosine decay laid over that budget): the variant at equal compute, beside equal steps."""
+    return at_budget(what_works_config(profile, variant, seed), run_flops(what_works_reference(profile, seed)))
 
 
 def ablation_tables(profile: str, root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,10 +172,17 @@ def what_works(profile: str, variants, n_seeds: int, seed: int = 0) -> Experimen
                          "wall_s": tm.summary["wall_s"], "nonfinite_events": len(tm.summary["nonfinite_events"]),
                          "dataset": tm.run.data.dataset})
             frames.append(curves(tm, variant=variant, seed=s))
+            if needs_budget_run(profile, variant):
+                metrics.setdefault((variant, "budget"), {})[s] = cached_model(
+                    at_reference_budget(profile, variant, s)).metrics
     reference = reference_variant(profile)
-    configs = {v: what_works_config(profile, v, seed) for v in variants}
-    pairs = paired_table(metrics, [(GROUP, v, reference, v, reference)
-                                   + ((v, reference) if same_compute(configs[v], configs[reference]) else ())
+
+    def at_compute(v):
+        """The runs that compare at equal compute: the variant's own where its FLOPs are the reference's, else
+        its run at the reference's budget, if trained."""
+        return (v, reference) if not needs_budget_run(profile, v) else \
+            ((v, "budget"), reference) if (v, "budget") in metrics else ()
+    pairs = paired_table(metrics, [(GROUP, v, reference, v, reference) + at_compute(v)
                                    for v in variants if v != reference])
     return Experiment({"runs": pd.DataFrame(rows), "curves": pd.concat(frames, ignore_index=True), "pairs": pairs},
                       models)
@@ -268,7 +291,8 @@ def plot_bpd_vs_wall(curves_df: pd.DataFrame, by, split: str = "test", panel: st
 def decide_one_change(results: Results) -> Outcome:
     """Each variant against the reference, paired by seed, in its claimed direction (:func:`claimed_direction`),
     decided at equal steps (each variant changes one thing and keeps the reference's steps, batch and data, as the
-    ablation does; equal compute beside where the FLOPs agree). Not testable where a depth variant misses the reference's
+    ablation does); equal compute beside it in its numbers, from the variants' own runs where their FLOPs agree and
+    from their runs at the reference's budget where they do not. Not testable where a depth variant misses the reference's
     parameter count by more than :data:`WIDTH_TOLERANCE`: depth is then not compared at a fixed parameter count."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     summary = results.table(NOTEBOOK, "summary")
@@ -280,6 +304,10 @@ def decide_one_change(results: Results) -> Outcome:
     if curves_df is not None:
         outcome = with_stage(outcome, still_falling(curves_df, ["variant"]))
     numbers = {**outcome.numbers, "depth parameter miss": miss, "parameter tolerance": WIDTH_TOLERANCE}
+    if len(pairs) and np.isfinite(pairs[["a_bpd_equal_compute", "b_bpd_equal_compute"]].to_numpy(float)).all():
+        at_compute = paired_outcome(pairs, comparisons, "equal_compute").decision     # beside, not deciding
+        numbers.update({"equal compute difference": at_compute.difference, "equal compute ci_low": at_compute.ci_low,
+                        "equal compute ci_high": at_compute.ci_high})
     if miss > WIDTH_TOLERANCE:
         return Outcome(Decision(NOT_TESTABLE, reason="a depth variant misses the reference's parameter count"),
                        numbers, outcome.decided_by)

@@ -130,3 +130,31 @@ def test_the_figure_draws_bits_per_dim_as_dots_and_bars_only_from_zero():
     assert wall.get_xlim()[0] == 0
     assert drawn_px(fig) >= LEGIBLE_PX and not overlapping(bpd.get_yticklabels())
     plt.close(fig)
+
+
+def test_depth_variants_are_trained_again_at_the_references_flops_and_compared_there_beside():
+    from glowlib.budget import TOLERANCE, run_flops
+    reference = what_works.what_works_reference("cpu", 0)
+    extra = what_works.runs("cpu")[len(what_works.what_works_variants("cpu")) * len(SEEDS):]
+    assert {(r.model.depth, r.train.seed) for r in extra} == {(2, s) for s in SEEDS} | {(8, s) for s in SEEDS}
+    for r in extra:
+        assert abs(run_flops(r) - run_flops(reference)) <= TOLERANCE * run_flops(reference)
+        assert r.train.steps != reference.train.steps and r.train.warmup_fraction == reference.train.warmup_fraction
+    assert not what_works.needs_budget_run("cpu", "no_actnorm") and what_works.needs_budget_run("cpu", "K=8")
+
+
+def test_the_depth_claim_carries_the_equal_compute_interval_beside_it(tmp_path):
+    helps = {"K=1": 3.4, "K=2": 3.0, "K=4": 2.8, "no_actnorm": 3.5, "standard_prior": 3.2}
+    reference = what_works.reference_variant("smoke")
+    metrics = {v: {s: run(b, s) for s in SEEDS} for v, b in helps.items()}
+    metrics.update({(v, "budget"): {s: run(helps[v] + 0.05, s) for s in SEEDS} for v in ("K=1", "K=4")})
+    at = {v: ((v, "budget"), reference) if v in ("K=1", "K=4") else (v, reference) for v in helps}
+    pairs = what_works.paired_table(metrics, [(what_works.GROUP, v, reference, v, reference) + at[v]
+                                              for v in helps if v != reference])
+    summary = pd.DataFrame([dict(variant=v, n_seeds=3, parameters_vs_reference=0.0) for v in helps])
+    write(tmp_path, "what_works", **{"pairs": pairs, "summary": summary})
+    table, numbers = decide_claims(what_works.CLAIMS, "smoke", tmp_path)
+    claim = table.set_index("id").loc[DEPTH]
+    named = numbers[numbers.id == DEPTH].set_index("name").value
+    assert claim.verdict == CONFIRMED and claim.evidence.startswith("equal steps")
+    assert {"equal compute difference", "equal compute ci_low", "equal compute ci_high"} <= set(named.index)
