@@ -16,6 +16,9 @@ and int64 labels of shape (N,). Where the files live:
                 ``<root>/cifar-10-batches-py/``.
 ``celeba``      ``<root>/celeba/img_align_celeba/`` + ``list_attr_celeba.txt``
                 (+ optional ``list_eval_partition.txt``); centre-cropped, resized.
+``patches``     16x16 RGB patches of the two photographs scikit-learn ships
+                (``sklearn/datasets/images/china.jpg`` and ``flower.jpg``, 427x640, read with pillow);
+                train and test from disjoint regions of each photo (:func:`patch_corners`).
 ==============  ==========================================================================
 
 ``<root>`` is :func:`data_root`: the ``data_root`` argument, else ``$GLOWLIB_DATA``,
@@ -52,7 +55,7 @@ from .datafiles import (CIFAR_FILES, IDX_FILES, IDX_IMAGES_MAGIC, IDX_LABELS_MAG
 from .datafiles import EXPECTED_COUNTS, IDX_CONTENT_SHA256  # noqa: F401
 from .splits import ORDERS, split_validation, stratified_order
 
-DATASETS: tuple[str, ...] = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
+DATASETS: tuple[str, ...] = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba", "patches")
 
 DIGIT_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
 FASHION_MNIST_NAMES: tuple[str, ...] = (
@@ -64,6 +67,16 @@ CELEBA_CROP = 148  # standard centre crop of the 178x218 aligned CelebA images
 CELEBA_DEFAULT_SIZE = 64
 _SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 _CELEBA_FILES = ("img_align_celeba/", "list_attr_celeba.txt")
+# patches: 16x16 like a CIFAR-10 image's first-level squeeze sees 12 channels (3 colours x 2x2); two real RGB
+# photographs are the only colour images a fresh machine has (scikit-learn ships them). The rightmost quarter of each
+# photo's columns is the test region and the rest, less a 16-pixel gap, the training region, so no test pixel is in
+# any training patch; training patches overlap (stride 8) for more of them, test patches do not
+PATCH_PHOTOS: tuple[str, ...] = ("china.jpg", "flower.jpg")   # label = index: 0 china, 1 flower
+PATCH_SHAPE = (427, 640, 3)                                    # both photos, (H, W, C)
+PATCH_SIZE = 16
+PATCH_TRAIN_STRIDE = 8
+PATCH_TEST_COLUMN = 480                                        # the test region: columns 480..639 (the last quarter)
+PATCH_GAP = 16                                                 # training patches end at column 464 at the latest
 _ROOT_HELP = ("The data root is the data_root= argument, else $GLOWLIB_DATA, "
               "else ~/.glowlib/data.")
 
@@ -160,6 +173,8 @@ def is_available(name: str, data_root: str | os.PathLike | None = None) -> bool:
         return _mnist5k_path() is not None
     if name == "digits":
         return importlib.util.find_spec("sklearn") is not None
+    if name == "patches":
+        return importlib.util.find_spec("PIL") is not None and all(p is not None for p in _photo_paths())
     try:
         _LOCATORS[name](_resolve_root(data_root))
     except DataNotFoundError:
@@ -341,6 +356,65 @@ def _load_digits(root: Path, order: str = "stratified") -> ImageData:
                      source="sklearn.datasets.load_digits")
 
 
+def _photo_paths() -> list[Path | None]:
+    """The paths of :data:`PATCH_PHOTOS` in scikit-learn's ``datasets/images`` folder (None where missing)."""
+    if importlib.util.find_spec("sklearn") is None:
+        return [None] * len(PATCH_PHOTOS)
+    folder = Path(str(importlib.resources.files("sklearn.datasets") / "images"))
+    return [folder / f if (folder / f).is_file() else None for f in PATCH_PHOTOS]
+
+
+def patch_corners(split: str) -> list[tuple[int, int]]:
+    """(row, column) of the top-left pixel of every patch of ``split`` ("train" or "test") in a photo of
+    :data:`PATCH_SHAPE`: test patches tile columns :data:`PATCH_TEST_COLUMN` onwards without overlap; training
+    patches lie at a stride of :data:`PATCH_TRAIN_STRIDE` left of ``PATCH_TEST_COLUMN - PATCH_GAP``."""
+    height, width, _ = PATCH_SHAPE
+    if split == "test":
+        rows, cols = range(0, height - PATCH_SIZE + 1, PATCH_SIZE), range(PATCH_TEST_COLUMN, width - PATCH_SIZE + 1,
+                                                                           PATCH_SIZE)
+    elif split == "train":
+        rows = range(0, height - PATCH_SIZE + 1, PATCH_TRAIN_STRIDE)
+        cols = range(0, PATCH_TEST_COLUMN - PATCH_GAP - PATCH_SIZE + 1, PATCH_TRAIN_STRIDE)
+    else:
+        raise ValueError(f"split={split!r}; expected 'train' or 'test'")
+    return [(r, c) for r in rows for c in cols]
+
+
+def _load_patches(root: Path, order: str = "stratified") -> ImageData:
+    """16x16 RGB patches of scikit-learn's two sample photographs (:data:`PATCH_PHOTOS`), labelled by photo:
+    2 x 2,964 training and 2 x 260 test patches from disjoint regions (:func:`patch_corners`), photo by photo in
+    row-major order (``order="stratified"`` then draws them class-balanced)."""
+    paths = _photo_paths()
+    missing = [f for f, p in zip(PATCH_PHOTOS, paths) if p is None]
+    if missing:
+        raise DataNotFoundError(f"patches: scikit-learn's sample photographs {', '.join(missing)} not found "
+                                "(sklearn/datasets/images/); install scikit-learn (pip install scikit-learn), "
+                                "which ships them")
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise DataNotFoundError("patches: reading the photographs needs pillow (pip install pillow)") from e
+    parts = {"train": ([], []), "test": ([], [])}
+    for label, path in enumerate(paths):
+        try:
+            with Image.open(path) as im:
+                photo = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise DataFormatError(f"{path}: cannot read image ({e})") from e
+        if photo.shape != PATCH_SHAPE:
+            raise DataFormatError(f"{path}: expected a {PATCH_SHAPE} photograph, got {photo.shape}")
+        for split, (images, labels) in parts.items():
+            corners = patch_corners(split)
+            images += [photo[r:r + PATCH_SIZE, c:c + PATCH_SIZE] for r, c in corners]
+            labels += [label] * len(corners)
+    splits = []
+    for images, labels in parts.values():
+        splits += [torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),  # (N, 3, 16, 16)
+                   torch.tensor(labels, dtype=torch.int64)]
+    return ImageData("patches", *splits, class_names=tuple(f.removesuffix(".jpg") for f in PATCH_PHOTOS),
+                     source="scikit-learn's sample images: " + ", ".join(str(p) for p in paths))
+
+
 def _locate_cifar(root: Path) -> dict[str, Path]:
     how = ("run `python -m glowlib.download cifar10` (checks its SHA-256), or download "
            "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract "
@@ -477,6 +551,7 @@ _LOADERS = {
     "digits": _load_digits,
     "mnist": lambda root, order: _load_idx_dataset("mnist", root),
     "cifar10": lambda root, order: _load_cifar10(root),
+    "patches": _load_patches,
 }
 _LOCATORS = {
     "fashion_mnist": lambda root: _locate_idx("fashion_mnist", root),

@@ -416,6 +416,60 @@ def test_fashion_mnist_real_data():
     assert d.class_names[0] == "T-shirt/top" and d.class_names[9] == "Ankle boot"
 
 
+def test_patches_are_16x16_rgb_from_both_photos_counted_and_deterministic():
+    """2 x 2,964 training and 2 x 260 test patches, 8-bit RGB, half from each photograph in every split, and in a
+    stratified order whose prefixes alternate the photos; the same tensors on every load."""
+    assert is_available("patches")
+    d = load_dataset("patches")
+    assert d.name == "patches" and d.image_shape == (3, 16, 16) and d.class_names == ("china", "flower")
+    assert d.train_images.shape == (5928, 3, 16, 16) and d.test_images.shape == (520, 3, 16, 16)
+    assert d.train_labels.bincount().tolist() == [2964, 2964] and d.test_labels.bincount().tolist() == [260, 260]
+    assert abs(int(d.train_labels[:100].sum()) - 50) <= 1 and abs(int(d.test_labels[:100].sum()) - 50) <= 1
+    used, spanned = gd.quantisation_gaps(d.train_images, 8)
+    assert used == spanned == 256                         # natural 8-bit photographs: every level is used
+    again = load_dataset("patches")
+    assert torch.equal(d.train_images, again.train_images) and torch.equal(d.test_labels, again.test_labels)
+
+
+def test_patches_are_cut_where_their_corners_say():
+    """In file order, each split is the photos' patches at :func:`patch_corners`, photo by photo."""
+    from sklearn.datasets import load_sample_images
+    photos = load_sample_images().images                     # china.jpg, flower.jpg, as scikit-learn reads them
+    d = load_dataset("patches", order="file")
+    for split in ("train", "test"):
+        corners = gd.patch_corners(split)
+        images, labels = getattr(d, f"{split}_images"), getattr(d, f"{split}_labels")
+        for k in (0, len(corners) - 1, len(corners) + 7):
+            label, (r, c) = k // len(corners), corners[k % len(corners)]
+            assert labels[k] == label
+            assert np.array_equal(images[k].permute(1, 2, 0).numpy(), photos[label][r:r + 16, c:c + 16])
+
+
+def test_no_test_patch_shares_a_pixel_with_a_training_patch():
+    """Train and test come from disjoint regions of each photo, a gap of at least one patch between them; test
+    patches tile their region without overlap and every patch lies inside the photo."""
+    height, width, _ = gd.PATCH_SHAPE
+    train, test = gd.patch_corners("train"), gd.patch_corners("test")
+    covered = np.zeros((height, width), dtype=np.int64)
+    for r, c in train:
+        covered[r:r + 16, c:c + 16] = 1
+    for r, c in test:
+        assert 0 <= r and r + 16 <= height and 0 <= c and c + 16 <= width
+        assert not covered[r:r + 16, c:c + 16].any(), (r, c)
+        covered[r:r + 16, c:c + 16] += 2
+    assert covered.max() == 2 and max(c + 16 for _, c in train) + gd.PATCH_GAP <= min(c for _, c in test)
+    assert min(c for _, c in test) == width - width // 4 and len(train) == 2964 and len(test) == 260
+
+
+def test_missing_photographs_are_a_clear_error(monkeypatch):
+    monkeypatch.setattr(gd, "_photo_paths", lambda: [None, Path("/x/flower.jpg")])
+    assert not is_available("patches")
+    with pytest.raises(DataNotFoundError, match="china.jpg.*scikit-learn"):
+        load_dataset("patches")
+    with pytest.raises(ValueError, match="'val'"):
+        gd.patch_corners("val")
+
+
 def test_image_size_pads_like_official_glow():
     d = load_dataset("mnist5k", image_size=32, max_images=7)
     ref = load_dataset("mnist5k")
@@ -436,7 +490,7 @@ def test_unknown_dataset_name():
     assert "mnist5k" in str(e.value) and "celeba" in str(e.value)
     with pytest.raises(ValueError, match="'imagenet'"):
         is_available("imagenet")
-    assert DATASETS == ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
+    assert DATASETS == ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba", "patches")
 
 
 def test_image_data_validates_dtypes():
