@@ -16,8 +16,11 @@ from ..analysis.paired import PAIR_COLUMNS, paired_outcome, paired_table, still_
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
 from ..analysis.stats import MIN_SEEDS, Decision
 from ..budget import at_budget, run_flops, same_compute
+from .. import config as run_config
 from ..data import load_dataset
-from ..profiles import ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, DATASET_SHAPES, ablation_config
+from ..profiles import (ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, DATASET_SHAPES, ablation_config,
+                        profile_config)
+from ..profiles import profile as get_profile
 from .base import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, SEED, Experiment, cached_model, choice,
                    curves, folder, int_in, list_of, n_parameters)
 from .base import COLUMN_INCHES, device, plot_splits, publish  # noqa: F401  (plot_splits, publish: the notebook's)
@@ -36,12 +39,46 @@ def check_parameters(**params) -> SimpleNamespace:
 
 def runs(profile: str) -> list:
     """Every variant of the ablation for the profile's seeds, then each additive variant again at its affine
-    twin's FLOPs budget (:func:`additive_at_affine_budget`)."""
+    twin's FLOPs budget (:func:`additive_at_affine_budget`), then the order's runs on RGB patches where the
+    ablation's own data have too few channels (:func:`order_runs`)."""
     variants = [ablation_config(profile, p, c, s) for p in ABLATION_PERMUTATIONS for c in ABLATION_COUPLINGS
                 for s in ABLATION_SEEDS]
     if {"affine", "additive"} <= set(ABLATION_COUPLINGS):
         variants += [additive_at_affine_budget(profile, p, s) for p in ABLATION_PERMUTATIONS for s in ABLATION_SEEDS]
-    return variants
+    return variants + order_runs(profile)
+
+
+# ------------------------------------------------------------------------------------- the order on RGB patches
+# Where the profile's ablation data are 1-channel (too few channels for shuffle against reverse: FEW_CHANNELS), the
+# order claim is decided on 16x16 RGB patches of two photographs (``data``'s "patches"), whose first level's
+# couplings see 12 channels as CIFAR-10's do: the permutations of Fig. 3, every coupling of the ablation, its seeds
+# and its model and schedule (``Profile.ablation_overrides``) on those data
+ORDER_DATASET = "patches"
+ORDER_PERMUTATIONS = ("conv1x1", "shuffle", "reverse")
+ORDER_RELATIONS = (("conv1x1", "shuffle"), ("shuffle", "reverse"))
+
+
+def order_config(profile: str, permutation: str, coupling: str, seed: int):
+    """One run of the order on :data:`ORDER_DATASET`: the ablation's model and schedule (its overrides)."""
+    return profile_config(profile, ORDER_DATASET, "glow", seed,
+                          list(get_profile(profile).ablation_overrides)
+                          + [f"model.permutation={permutation!r}", f"model.coupling={coupling!r}"])
+
+
+def needs_order_runs(profile: str) -> bool:
+    """Whether the profile's ablation data leave the order untestable (a first-level coupling sees fewer than
+    :data:`MIN_COUPLING_CHANNELS` channels), so that the order is decided on :data:`ORDER_DATASET` instead. False
+    until the patches are a dataset runs can name (``config.DATASET_NAMES``, ``profiles.DATASET_SHAPES``)."""
+    registered = ORDER_DATASET in run_config.DATASET_NAMES and ORDER_DATASET in DATASET_SHAPES
+    return registered and first_level_channels(get_profile(profile).ablation_dataset) < MIN_COUPLING_CHANNELS
+
+
+def order_runs(profile: str) -> list:
+    """The order's runs on :data:`ORDER_DATASET` (:func:`order_config`) where :func:`needs_order_runs`, else []."""
+    if not needs_order_runs(profile):
+        return []
+    return [order_config(profile, p, c, s) for p in ORDER_PERMUTATIONS for c in ABLATION_COUPLINGS
+            for s in ABLATION_SEEDS]
 
 
 def additive_at_affine_budget(profile: str, permutation: str, seed: int):
@@ -65,20 +102,10 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
         for coupling in couplings:
             for s in range(seed, seed + n_seeds):
                 tm = cached_model(ablation_config(profile, permutation, coupling, s))
-                name = f"{permutation}-{coupling}-seed{s}"
-                dataset = tm.run.data.dataset
-                if dataset not in n_test:
-                    n_test[dataset] = tm.run.train.n_test_eval or len(load_dataset(dataset).test_images)
-                models[name] = tm
+                models[f"{permutation}-{coupling}-seed{s}"] = tm
                 metrics.setdefault((permutation, coupling), {})[s] = tm.metrics
                 labels = dict(permutation=permutation, coupling=coupling, seed=s)
-                runs.append({**labels, "best_val_bpd": tm.summary["best_val_bpd"],
-                             "test_bpd": tm.summary["test_bpd_at_best_val"],
-                             "n_test": n_test[dataset],
-                             "n_parameters": n_parameters(tm.model), "wall_s": tm.summary["wall_s"],
-                             "steps": tm.summary["steps"],
-                             "images_seen": tm.summary["steps"] * tm.run.train.batch_size,
-                             "dataset": tm.run.data.dataset})
+                runs.append(_run_row(tm, labels, n_test))
                 curve_frames.append(curves(tm, **labels))
                 if coupling == "additive" and "affine" in couplings:
                     budget_run = additive_at_affine_budget(profile, permutation, s)
@@ -89,6 +116,46 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
     return Experiment({"runs": runs, "curves": pd.concat(curve_frames, ignore_index=True),
                        "pairs": ablation_pairs(metrics, permutations, couplings,
                                                lambda ka, kb: same_compute(configs[ka], configs[kb]))}, models)
+
+
+def _run_row(tm, labels: dict, n_test: dict) -> dict:
+    """A ``runs`` row of trained model ``tm``; ``n_test`` caches each dataset's evaluated test images."""
+    dataset = tm.run.data.dataset
+    if dataset not in n_test:
+        split = len(load_dataset(dataset).test_images)
+        n_test[dataset] = min(tm.run.train.n_test_eval or split, split)
+    return {**labels, "best_val_bpd": tm.summary["best_val_bpd"], "test_bpd": tm.summary["test_bpd_at_best_val"],
+            "n_test": n_test[dataset], "n_parameters": n_parameters(tm.model), "wall_s": tm.summary["wall_s"],
+            "steps": tm.summary["steps"], "images_seen": tm.summary["steps"] * tm.run.train.batch_size,
+            "dataset": dataset}
+
+
+def order_study(profile: str, couplings, n_seeds: int, seed: int = 0) -> Experiment:
+    """The order's runs on :data:`ORDER_DATASET` (:func:`order_runs`) for seeds ``seed .. seed + n_seeds - 1``:
+    tables ``order_runs``, ``order_curves`` and ``order_pairs`` (1x1 against shuffle and reverse, shuffle against
+    reverse, per coupling, paired by seed), as the ablation's own; no tables where the profile needs none."""
+    if not needs_order_runs(profile):
+        return Experiment({})
+    runs, curve_frames, models, n_test, metrics = [], [], {}, {}, {}
+    for permutation in ORDER_PERMUTATIONS:
+        for coupling in couplings:
+            for s in range(seed, seed + n_seeds):
+                tm = cached_model(order_config(profile, permutation, coupling, s))
+                models[f"{ORDER_DATASET}-{permutation}-{coupling}-seed{s}"] = tm
+                metrics.setdefault((permutation, coupling), {})[s] = tm.metrics
+                labels = dict(permutation=permutation, coupling=coupling, seed=s)
+                runs.append(_run_row(tm, labels, n_test))
+                curve_frames.append(curves(tm, **labels))
+    return Experiment({"order_runs": pd.DataFrame(runs), "order_curves": pd.concat(curve_frames, ignore_index=True),
+                       "order_pairs": order_pairs(metrics, couplings)}, models)
+
+
+def order_pairs(metrics: dict, couplings) -> pd.DataFrame:
+    """The order's comparisons on the patches (:func:`paired_table`), for each coupling: 1x1 against shuffle,
+    shuffle against reverse and 1x1 against reverse, at equal steps and, as the permutations cost alike (within 1%
+    of counted FLOPs), at equal compute on the same runs."""
+    return paired_table(metrics, [(c, a, b, (a, c), (b, c), (a, c), (b, c)) for c in couplings
+                                  for a, b in ORDER_RELATIONS + (("conv1x1", "reverse"),)])
 
 
 # the metrics key of the additive variant trained at its affine twin's FLOPs budget (:func:`additive_at_affine_budget`)
@@ -262,6 +329,21 @@ def page_values(runs: pd.DataFrame, cost: pd.DataFrame) -> dict:
             "parameters_share": runs.n_parameters.max() / paper}
 
 
+def order_values(order_runs_df: pd.DataFrame | None) -> dict:
+    """The numbers the page's words about the RGB patches quote: a first-level coupling's channels on colour and on
+    one-channel images and how many ways a shuffle splits the latter (one of which keeps the halves), the patches'
+    size and counts (``data.patch_corners``, two photographs) and the order's runs on them (0 where the profile
+    trains none)."""
+    from ..data import PATCH_PHOTOS, PATCH_SIZE, patch_corners
+    n = 0 if order_runs_df is None else len(order_runs_df)
+    gray = first_level_channels("mnist")
+    return {"rgb_channels": first_level_channels("cifar10"), "gray_channels": gray,
+            "gray_shuffle_keeps": math.comb(gray, gray // 2), "patch_size": PATCH_SIZE, "patch_photos": len(PATCH_PHOTOS),
+            "patch_train": len(PATCH_PHOTOS) * len(patch_corners("train")),
+            "patch_test": len(PATCH_PHOTOS) * len(patch_corners("test")), "order_runs": n,
+            "order_steps": int(order_runs_df.steps.iloc[0]) if n else 0}
+
+
 # ---------------------------------------------------------------------------------------------------- claims
 COST_FACTOR = 2       # "costs little" holds while ours is at most twice the paper's figure
 COST_TEST = "counted parameters and FLOPs; profiled time shares"
@@ -313,12 +395,13 @@ def first_level_channels(dataset: str) -> int:
 
 
 def decide_order(results: Results) -> Outcome:
-    """1x1 < shuffle < reverse at equal steps, for each coupling (Fig. 3 compares at equal epochs); not testable on
-    data whose first level's couplings see fewer than :data:`MIN_COUPLING_CHANNELS` channels, where shuffle
-    against reverse measures an artefact of few channels (the numbers of both relations are kept beside)."""
+    """1x1 < shuffle < reverse at equal steps, for each coupling (Fig. 3 compares at equal epochs). On data whose
+    first level's couplings see fewer than :data:`MIN_COUPLING_CHANNELS` channels, shuffle against reverse
+    measures an artefact of few channels: there the claim is decided on the runs on RGB patches (``order_pairs``,
+    :func:`order_study`) where they were trained, with the ablation's own numbers beside (``<channels>-channel
+    ...``), and is not testable where they were not (the numbers of both relations kept beside)."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
-    outcome = with_stage(paired_outcome(pairs, _cells(pairs, (("conv1x1", "shuffle"), ("shuffle", "reverse"))),
-                                        "equal_steps"), _stage(results))
+    outcome = with_stage(paired_outcome(pairs, _cells(pairs, ORDER_RELATIONS), "equal_steps"), _stage(results))
     datasets = set(results.table(NOTEBOOK, "runs").dataset)
     channels = min(first_level_channels(d) for d in datasets) if datasets else MIN_COUPLING_CHANNELS
     if channels >= MIN_COUPLING_CHANNELS:
@@ -326,7 +409,17 @@ def decide_order(results: Results) -> Outcome:
     numbers = {**outcome.numbers, "first level's coupling channels": channels,
                "channels needed": MIN_COUPLING_CHANNELS,
                "share of shuffle steps that keep the halves": 1 / math.comb(channels, channels // 2)}
-    return Outcome(Decision(NOT_TESTABLE, reason=FEW_CHANNELS), numbers, outcome.decided_by)
+    patches = results.optional(NOTEBOOK, "order_pairs")
+    if patches is None or not len(patches):
+        return Outcome(Decision(NOT_TESTABLE, reason=FEW_CHANNELS), numbers, outcome.decided_by)
+    if any(c not in patches for c in PAIR_COLUMNS):
+        results.table(NOTEBOOK, "order_pairs", columns=PAIR_COLUMNS)     # raises Stale, naming the column
+    order_curves = results.optional(NOTEBOOK, "order_curves")
+    stage = {} if order_curves is None else still_falling(order_curves, ["permutation", "coupling"])
+    on_patches = with_stage(paired_outcome(patches, _cells(patches, ORDER_RELATIONS), "equal_steps"), stage)
+    beside = {f"{channels // 4}-channel {name}": value for name, value in numbers.items()}
+    return Outcome(on_patches.decision, {**on_patches.numbers, **beside},
+                   f"RGB patches ({ORDER_DATASET}), {on_patches.decided_by}")
 
 
 def decide_faster(results: Results) -> Outcome:

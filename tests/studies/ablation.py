@@ -49,13 +49,14 @@ def cost_table(param_extra=0.0022, time_extras=(0.04, 0.009)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_claims(tmp_path, pairs, cost=None, n_seeds=3, dataset="cifar10"):
-    """{claim id: row of the claims table}, and {claim id: {name: number}}."""
+def ablation_claims(tmp_path, pairs, cost=None, n_seeds=3, dataset="cifar10", **order_tables):
+    """{claim id: row of the claims table}, and {claim id: {name: number}}. ``order_tables``: the order's tables on
+    the RGB patches (``order_pairs``, ``order_curves``), where there are some."""
     summary = pd.DataFrame([dict(permutation=p, coupling=c, n_seeds=n_seeds) for p in ORDERED
                             for c in ("additive", "affine")])
     runs = summary.drop(columns="n_seeds").assign(dataset=dataset)
     write(tmp_path, "ablation", **{"pairs": pairs, "summary": summary, "runs": runs,
-                                 "conv1x1_cost": cost_table() if cost is None else cost})
+                                 "conv1x1_cost": cost_table() if cost is None else cost}, **order_tables)
     table, numbers = decide_claims(ablation.CLAIMS, "smoke", tmp_path)
     return ({r["id"]: r for r in table.to_dict("records")},
             {i: dict(zip(g.name, g.value)) for i, g in numbers.groupby("id")})
@@ -212,3 +213,80 @@ def test_the_cpu_ablation_trains_each_additive_variant_again_at_its_affine_twins
         affine = ablation_config("cpu", r.model.permutation, "affine", r.train.seed)
         assert r.train.steps > affine.train.steps and r.train.warmup_fraction == affine.train.warmup_fraction
         assert abs(run_flops(r) - run_flops(affine)) <= 0.01 * run_flops(affine)
+
+
+# ---------------------------------------------------------------------------------------------------- the order on RGB
+@pytest.fixture
+def patches_registered(monkeypatch):
+    """The patches a dataset runs can name, as config.DATASET_NAMES and profiles.DATASET_SHAPES list it."""
+    from glowlib import config, profiles
+    if "patches" not in config.DATASET_NAMES:
+        monkeypatch.setattr(config, "DATASET_NAMES", config.DATASET_NAMES + ("patches",))
+    monkeypatch.setitem(profiles.DATASET_SHAPES, "patches", (3, 16))
+
+
+def patch_pairs(order=ORDERED, jitter=None) -> pd.DataFrame:
+    """The order's pairs table on the patches from {permutation: final bits/dim} (both couplings alike)."""
+    metrics = {(p, c): {s: run(order[p], s, jitter=(jitter or {}).get(p, 0.0)) for s in SEEDS}
+               for p in ablation.ORDER_PERMUTATIONS for c in ("additive", "affine")}
+    return ablation.order_pairs(metrics, ["additive", "affine"])
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_the_one_channel_profiles_train_the_order_on_rgb_patches(patches_registered, profile):
+    """Where the ablation's data are 1-channel, every permutation of the order with every coupling and seed is
+    trained on the patches (a first-level coupling sees 12 channels), at the ablation's model size and steps."""
+    from glowlib.profiles import ablation_config
+    order = ablation.order_runs(profile)
+    assert order and all(r in ablation.runs(profile) for r in order)
+    assert {(r.model.permutation, r.model.coupling, r.train.seed) for r in order} == \
+        {(p, c, s) for p in ("conv1x1", "shuffle", "reverse") for c in ("additive", "affine") for s in SEEDS}
+    assert len({r.key() for r in ablation.runs(profile)}) == len(ablation.runs(profile))
+    for r in order:
+        own = ablation_config(profile, r.model.permutation, r.model.coupling, r.train.seed)
+        assert r.data.dataset == "patches" and (r.model.in_channels, r.model.image_size) == (3, 16)
+        assert ablation.first_level_channels("patches") == 12
+        assert (r.model.depth, r.model.width, r.model.n_levels, r.train.steps, r.train.eval_every) == \
+            (own.model.depth, own.model.width, own.model.n_levels, own.train.steps, own.train.eval_every)
+        assert 1 <= r.data.n_val < 5928 // 2 and r.model.n_bits == 8
+
+
+def test_no_order_runs_where_the_ablation_has_colour_or_the_patches_are_not_a_dataset_yet(patches_registered,
+                                                                                           monkeypatch):
+    assert ablation.order_runs("gpu") == [] and ablation.order_runs("paper") == []
+    from glowlib import config
+    monkeypatch.setattr(config, "DATASET_NAMES", tuple(d for d in config.DATASET_NAMES if d != "patches"))
+    assert ablation.order_runs("cpu") == [] and ablation.order_study("cpu", ["affine"], 3).tables == {}
+
+
+def test_the_order_is_decided_on_the_rgb_patches_beside_the_one_channel_numbers(tmp_path):
+    """With the patch runs' pairs, the order is decided on them (both relations, Bonferroni), every verdict
+    reachable, the 1-channel runs' numbers kept beside; without them it stays not testable."""
+    one_channel = ablation_pairs(finals(dict(ORDERED, shuffle=3.5)))        # the artefact: shuffle above reverse
+    curves = pd.DataFrame([{"permutation": p, "coupling": c, "seed": s, "step": step, "split": "val",
+                            "bpd": 3.0 + 0.0005 * (30 - step)} for p in ablation.ORDER_PERMUTATIONS
+                           for c in ("additive", "affine") for s in SEEDS for step in (10, 20, 30)])
+    claims, numbers = ablation_claims(tmp_path, one_channel, dataset="fashion_mnist", order_pairs=patch_pairs(),
+                                      order_curves=curves)
+    c = claims[ORDER]
+    assert c["verdict"] == CONFIRMED and c["evidence"].startswith("RGB patches (patches), equal steps")
+    assert c["difference"] == pytest.approx(-0.2)
+    assert numbers[ORDER]["shuffle - reverse difference"] == pytest.approx(-0.2)
+    assert numbers[ORDER]["1-channel shuffle - reverse difference"] == pytest.approx(0.1)
+    assert numbers[ORDER]["1-channel first level's coupling channels"] == 4
+    assert numbers[ORDER]["runs still falling"] == 0 and numbers[ORDER]["relations"] == 2
+    swapped = patch_pairs(dict(ORDERED, shuffle=3.5))
+    c = ablation_claims(tmp_path / "b", one_channel, dataset="fashion_mnist", order_pairs=swapped)[0][ORDER]
+    assert c["verdict"] == CONTRADICTED and c["evidence"].endswith("shuffle - reverse") and c["ci_low"] > 0
+    noisy = patch_pairs(jitter={"shuffle": -0.9})
+    assert ablation_claims(tmp_path / "c", one_channel, dataset="fashion_mnist",
+                           order_pairs=noisy)[0][ORDER]["verdict"] == INCONCLUSIVE
+    assert ablation_claims(tmp_path / "d", one_channel, dataset="fashion_mnist")[0][ORDER]["verdict"] == NOT_TESTABLE
+
+
+def test_the_order_pairs_compare_every_coupling_at_both_bases():
+    pairs = patch_pairs()
+    assert set(zip(pairs.group, pairs.a, pairs.b)) == {(c, a, b) for c in ("additive", "affine") for a, b in
+                                                       (("conv1x1", "shuffle"), ("shuffle", "reverse"),
+                                                        ("conv1x1", "reverse"))}
+    assert (pairs.a_bpd_equal_compute == pairs.a_bpd_equal_steps).all() and len(pairs) == 6 * len(SEEDS)
