@@ -12,11 +12,11 @@ device's time in its kernels measured apart beside it (:func:`_measure_gpu`); on
 proportion to the batch, at a batch of about ``CPU_PROBE_FLOPS`` of work, scaled to the run's. Measurements are
 kept in ``<cache root>/plan/steps.json`` by the step's shape and the device, so a second plan is fast.
 
-Where this machine lacks the device a profile is sized for (:data:`PROFILE_DEVICE`: a GPU profile planned on a
-CPU), the steps are counted on the meta device and not timed (``step_count.count_meta``), each distinct step once
-(:func:`count_key`: what the counted work depends on, so the seeds, lengths and schedules of the runs share one), and
-kept in ``<cache root>/plan/counts.json`` under the step's code (:func:`code_version`). The models' sizes, for the
-parameters and the disk, come from the model built on the meta device once per model
+Where this machine lacks the device a profile is sized for (:data:`PROFILE_DEVICE`: a GPU profile planned on a CPU),
+the steps are counted on the meta device and not timed (``step_count.count_meta``), each distinct step once
+(``step_count.count_key``: what the counted work depends on, so the seeds, lengths and schedules of the runs share
+one), and kept in ``<cache root>/plan/counts.json`` under the step's code (``step_count.code_version``). The models'
+sizes, for the parameters and the disk, come from the model built on the meta device once per model
 (``step_count.model_size``).
 
 Beside the measured time the plan gives the time on an H100-class GPU from the counted work (``ASSUMED_GPU``), the
@@ -43,8 +43,8 @@ from .files import atomic_write_bytes
 from .profiles import PROFILES
 from .results import cpu_name
 from .runtime import check_workers, default_workers, usable_cores, worker_threads
-from .step_count import (StepCounter, count_step, counted_meta, kernel_seconds, model_size, optimizer_step_counts,
-                         probe_session, step_key)
+from .step_count import (StepCounter, count_key, count_step, counted_meta, kernel_seconds, model_size,
+                         optimizer_step_counts, probe_session, read_kept)
 from .studies import all_runs
 from .studies.base import OPTIONAL_DATASETS, classifier_datasets
 from .training import cache_root, run_dir
@@ -198,52 +198,23 @@ def measurements_path() -> Path:
     return cache_root() / "plan" / "steps.json"
 
 
-@functools.cache
-def code_version() -> str:
-    """SHA-256 (16 hex digits) of the code a training step runs: every module of glowlib but the studies', the
-    analysis' and this one's (which only read the counts), so that a count kept under it is counted again after
-    any change to the step's code."""
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root).as_posix()
-        if relative.startswith(("studies/", "analysis/")) or relative == "plan.py":
-            continue
-        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def count_key(run: RunConfig) -> str:
-    """What a step counted on the meta device depends on: ``step_count.step_key`` (the model and the train fields
-    that change the step's operations), torch and :func:`code_version`."""
-    what = [step_key(run), torch.__version__, code_version()]
-    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
-
-
 def counts_path() -> Path:
     return cache_root() / "plan" / "counts.json"
 
 
 def cost_key(run: RunConfig, threads: int | None = None, timed: bool = True) -> str:
     """The key a run's step cost is kept under: :func:`measurement_key` on the device it would train on
-    (``timed``), or :func:`count_key`, where it is only counted."""
+    (``timed``), or ``step_count.count_key``, where it is only counted."""
     return measurement_key(run, _training_device(run.train.device), threads) if timed else count_key(run)
-
-
-def _read_kept(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:                          # a file cut short: measured again, and written whole
-        return {}
 
 
 def measured(runs, remeasure: bool = False, log=None, threads: int | None = None, timed: bool = True) -> dict:
     """{cost key: :func:`measure` of one run with that key} for ``runs``, from ``measurements_path()`` where kept,
     measured (and kept) otherwise; CPU steps at ``threads`` threads (default: this process's). ``timed=False``:
-    counted on the meta device (``step_count.counted_meta``), not timed, each :func:`count_key` once, kept in
+    counted on the meta device (``step_count.counted_meta``), not timed, each ``step_count.count_key`` once, kept in
     ``counts_path()``."""
     path = measurements_path() if timed else counts_path()
-    kept = {} if remeasure else _read_kept(path)
+    kept = {} if remeasure else read_kept(path)
     todo = {}
     for run in runs:
         todo.setdefault(cost_key(run, threads, timed), run)

@@ -23,14 +23,17 @@ backward, the same in every step) in the first step and adds the operations outs
 them without those reads, counted once on the model at its smallest depth (they are multi-tensor updates, one
 operation for all the parameters whatever their number; ``tests/training/test_step_count.py`` checks both).
 Each count is also kept for the rest of the process under :func:`step_key` (what the step's work depends on), which
-:func:`counted_meta` reads: the plan takes the steps the bits/dim table already counted for its FLOPs budgets
-(``glowlib.budget``, while the run list is made) instead of counting them again.
+:func:`counted_meta` reads, and the plan keeps them on disk under :func:`count_key` (the step key, torch and the
+step's code). The FLOPs budgets (``glowlib.budget``) need only a step's FLOPs, which all lie in the objective's
+forward and backward pass: :func:`flops_meta` counts the step up to there, at about half the cost.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -251,6 +254,36 @@ def step_key(run: RunConfig) -> str:
                       sort_keys=True)
 
 
+@functools.cache
+def code_version() -> str:
+    """SHA-256 (16 hex digits) of the code a training step runs: every module of glowlib but the studies', the
+    analysis', the plan's and the budgets' (which only read the counts), so that a count kept under it is counted
+    again after any change to the step's code."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(("studies/", "analysis/")) or relative in ("plan.py", "budget.py"):
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def count_key(run: RunConfig) -> str:
+    """What a step counted on the meta device depends on, as a key for counts kept on disk: :func:`step_key` (the
+    model and the train fields that change the step's operations), torch and :func:`code_version`."""
+    what = [step_key(run), torch.__version__, code_version()]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
+
+
+def read_kept(path: Path) -> dict:
+    """The counts (or measurements) kept in the JSON file ``path`` by key; ``{}`` where there is none."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:                          # a file cut short: counted again, and written whole
+        return {}
+
+
 def counted_meta(run: RunConfig) -> dict:
     """:func:`count_meta` of ``run``, or of a step with the same :func:`step_key` already counted in this
     process."""
@@ -314,6 +347,49 @@ def _count_meta(run: RunConfig) -> dict:
         return {}
     return {"flops_per_step": counter.flops, "ops_per_step": counter.n_ops, "syncs_per_step": None, "syncs": {},
             "objective_ops": counter.objective_ops, "reads_answered": counter.reads_answered, "counted_on": "meta"}
+
+
+class _ObjectiveDone(Exception):
+    """Raised by :class:`_ObjectiveCounter` at the first operation after the objective's forward and backward."""
+
+
+class _ObjectiveCounter(StepCounter):
+    """A :class:`StepCounter` that stops the step at its first operation after the objective (``step.PHASE``): the
+    matrix products and convolutions that carry a step's FLOPs all lie in the objective's forward and backward (the
+    gradient norm, the optimizer and the Polyak update are elementwise and multi-tensor operations, with no FLOPs
+    in ``torch.utils.flop_counter``'s formulas), and the rest of a step costs as much again to dispatch on the meta
+    device (Adamax over every parameter tensor). ``tests/training/test_step_count.py`` checks that the two counts
+    agree."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.objective_ops and PHASE["name"] != "objective":
+            raise _ObjectiveDone
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+def _flops_meta(run: RunConfig) -> dict:
+    counter = _ObjectiveCounter(answer_reads=True)
+    try:
+        r = meta_session(run)
+        with counter:
+            train_step(r)
+    except _ObjectiveDone:
+        return {"flops_per_step": counter.flops}
+    except RuntimeError as e:               # as _count_meta
+        if "meta" not in str(e):
+            raise
+    except ValueError:
+        if not counter.reads_answered:
+            raise
+    return {}
+
+
+def flops_meta(run: RunConfig) -> float | None:
+    """The FLOPs of a training step of ``run`` at its batch, counted on the meta device: ``count_meta(run)
+    ["flops_per_step"]`` at about half its cost (the step is counted up to the end of the objective's backward
+    pass, :class:`_ObjectiveCounter`; a Glow or RealNVP through :func:`by_depth`). None where the step cannot be
+    dispatched there."""
+    return by_depth(run, _flops_meta).get("flops_per_step")
 
 
 def _model_size(run: RunConfig) -> dict:

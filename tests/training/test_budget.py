@@ -1,8 +1,9 @@
-"""Equal compute by counted FLOPs (glowlib.budget): the count is the same on every count, a costlier run gets
-fewer steps with its schedule and evaluations laid over them, and runs within the tolerance are left alone."""
+"""Equal compute by counted FLOPs (glowlib.budget): the count is the same on every count, kept for later processes
+under the step's work and code, a costlier run gets fewer steps with its schedule and evaluations laid over them,
+and runs within the tolerance are left alone."""
 import pytest
 
-from glowlib import budget
+from glowlib import budget, step_count
 from glowlib.profiles import profile_config
 from glowlib.training.schedule import lr_factor, warmup_steps
 
@@ -19,6 +20,23 @@ def test_the_count_is_the_same_on_every_count_and_grows_with_the_model():
     assert budget.flops_per_step(run.override(["train.seed=7"])) == first         # the seed changes no work
     deeper = run.override(["model.depth=2"])
     assert 1.5 < budget.flops_per_step(deeper) / first < 2.5
+
+
+def test_a_count_is_kept_for_later_processes_under_the_step_s_work_and_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOWLIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(budget, "_COUNTED", {})
+    run = tiny()
+    first = budget.flops_per_step(run)
+    assert budget.flops_path().is_file()
+    monkeypatch.setattr(budget, "_COUNTED", {})                                  # a later process
+    monkeypatch.setattr(step_count, "flops_meta", lambda run: pytest.fail("counted again"))
+    assert budget.flops_per_step(run.override(["train.steps=7", "train.lr=0.1"])) == first
+    with pytest.raises(BaseException, match="counted again"):
+        budget.flops_per_step(run, again=True)                                    # a recount is a count
+    monkeypatch.setattr(budget, "_COUNTED", {})
+    monkeypatch.setattr(step_count, "code_version", lambda: "other code")
+    monkeypatch.setattr(step_count, "flops_meta", lambda run: 1.0)
+    assert budget.flops_per_step(run) == 1.0                                      # a count of other code: unread
 
 
 def test_a_costlier_run_spends_the_budget_on_fewer_steps_with_its_own_schedule():

@@ -8,8 +8,8 @@ import pytest
 
 import glowlib.plan as plan
 from glowlib.profiles import profile_config
-from glowlib.step_count import (StepCounter, _count_meta, _model_size, by_depth, count_meta, meta_session,
-                                 model_size, optimizer_step_counts, probe_session)
+from glowlib.step_count import (StepCounter, _count_meta, _model_size, by_depth, count_meta, flops_meta,
+                                 meta_session, model_size, optimizer_step_counts, probe_session)
 from glowlib.studies.base import config_parameters
 from glowlib.training.loop import train_step
 
@@ -55,6 +55,25 @@ def test_the_operations_are_a_later_step_s_as_cuda_dispatches_it(model_type, set
     assert counted["ops_per_step"] == third.n_ops - third.host_reads
     assert counted["objective_ops"] == third.objective_ops and counted["flops_per_step"] == third.flops
     assert counted["first_step_ops"] > counted["ops_per_step"] + 4 * third.host_reads   # the state it creates
+
+
+@pytest.mark.parametrize("model_type, sets", [
+    ("glow", {}), ("glow", {"model.n_classes": 10, "train.y_weight": 0.01, "train.grad_clip": 1.0}),
+    ("glow", {"model.inv_backprop": True}), ("glow", {"train.dequantization": "variational"}), ("realnvp", {}),
+    ("macow", {})])
+def test_the_flops_counted_to_the_end_of_the_objective_are_the_whole_step_s(model_type, sets):
+    """The budgets' count (``flops_meta``) stops the step after the objective's backward pass: what it leaves out
+    (gradient norm and clipping, optimizer, step guard, Polyak update) has no FLOPs, so it is count_meta's figure,
+    and a later step's (the optimizer's state made) too."""
+    run = small(4 if model_type == "macow" else 6, model_type, **sets)
+    r = meta_session(run)
+    for _ in range(2):
+        with StepCounter(answer_reads=True):
+            train_step(r)
+    third = StepCounter(answer_reads=True)
+    with third:
+        train_step(r)
+    assert flops_meta(run) == count_meta(run)["flops_per_step"] == third.flops > 0
 
 
 @pytest.mark.parametrize("model_type, sets", [("glow", {"train.dequantization": "variational"}), ("realnvp", {})])
