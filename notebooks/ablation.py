@@ -153,19 +153,19 @@ show(pair_summary, "pair_summary", columns=["group", "a", "b", "basis", "n_seeds
 # training patches from the rest, a patch's width apart, so no test pixel was seen in training. Two photographs are
 # far less varied than CIFAR-10's photographs of ten classes of objects: the verdict is about these data, on which a
 # coupling sees as many channels as in Fig. 3, and the one-channel runs' differences stand beside it in the claim's
-# numbers. The table is empty where the ablation's own data are in colour and decide the claim themselves.
+# numbers. There is no table where the ablation's own data are in colour and decide the claim themselves.
 
 # %%
 order = study.order_study(p.profile, p.couplings, p.n_seeds, p.seed)
 for name, trained in order.models.items():
     rec.model(name, trained)
-order_runs, order_curves = order.tables.get("order_runs"), order.tables.get("order_curves")
-order_pairs = order.tables.get("order_pairs", pd.DataFrame(columns=pairs.columns))
-order_summary = study.pair_summary(order_pairs) if len(order_pairs) else pair_summary.iloc[:0]
-study.publish(rec, **study.order_values(order_runs))
-show(order_summary, "order_pair_summary", columns=["group", "a", "b", "basis", "n_seeds", "difference", "verdict"],
-     intervals={"difference": ("ci_low", "ci_high")}, names={"group": "coupling", "n_seeds": "seeds",
-                                                             "difference": "a - b"}, units={"difference": "bits/dim"})
+order_summary = study.pair_summary(order.tables["order_pairs"]) if order.tables else None
+study.publish(rec, **study.order_values(order.tables.get("order_runs")))
+if order_summary is not None:
+    show(order_summary, "order_pair_summary", columns=["group", "a", "b", "basis", "n_seeds", "difference", "verdict"],
+         intervals={"difference": ("ci_low", "ci_high")}, names={"group": "coupling", "n_seeds": "seeds",
+                                                                 "difference": "a - b"},
+         units={"difference": "bits/dim"})
 
 # %% [markdown]
 # ## What the 1x1 convolution costs
@@ -188,9 +188,9 @@ rec.table(pair_summary, "pair_summary", keys=["group", "a", "b", "basis"])
 rec.table(conv1x1, "conv1x1_cost", keys=["measure", "source"])
 rec.table(curves, "curves", keys=["permutation", "coupling", "seed", "step", "split"])
 rec.table(summary, "summary", keys=["permutation", "coupling"])
-rec.table(order_pairs, "order_pairs", keys=["group", "a", "b", "seed"])
-rec.table(order_summary, "order_pair_summary", keys=["group", "a", "b", "basis"])
-if order_runs is not None:
-    rec.table(order_runs, "order_runs", keys=["permutation", "coupling", "seed"])
-    rec.table(order_curves, "order_curves", keys=["permutation", "coupling", "seed", "step", "split"])
+if order.tables:
+    rec.table(order.tables["order_runs"], "order_runs", keys=["permutation", "coupling", "seed"])
+    rec.table(order.tables["order_curves"], "order_curves", keys=["permutation", "coupling", "seed", "step", "split"])
+    rec.table(order.tables["order_pairs"], "order_pairs", keys=["group", "a", "b", "seed"])
+    rec.table(order_summary, "order_pair_summary", keys=["group", "a", "b", "basis"])
 wall_s = rec.finish()["wall_s"]

@@ -412,8 +412,7 @@ def decide_order(results: Results) -> Outcome:
     patches = results.optional(NOTEBOOK, "order_pairs")
     if patches is None or not len(patches):
         return Outcome(Decision(NOT_TESTABLE, reason=FEW_CHANNELS), numbers, outcome.decided_by)
-    if any(c not in patches for c in PAIR_COLUMNS):
-        results.table(NOTEBOOK, "order_pairs", columns=PAIR_COLUMNS)     # raises Stale, naming the column
+    patches = results.table(NOTEBOOK, "order_pairs", columns=PAIR_COLUMNS)   # Stale where it predates a column
     order_curves = results.optional(NOTEBOOK, "order_curves")
     stage = {} if order_curves is None else still_falling(order_curves, ["permutation", "coupling"])
     on_patches = with_stage(paired_outcome(patches, _cells(patches, ORDER_RELATIONS), "equal_steps"), stage)
