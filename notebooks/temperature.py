@@ -114,6 +114,20 @@ show(table.groupby(["source", "training_seed", "temperature"], dropna=False)[
      names={"nonfinite_redrawn": "redrawn (non-finite)"}, decimals=3)
 
 # %% [markdown]
+# ## Could the difference be ink?
+# Samples at a lower temperature carry a little more or less ink than at T = 1 (the ratio of their pixel means is
+# in the table). Real test images with their ink changed by that ratio, in two ways that keep the shapes (every
+# pixel scaled; strokes thickened or thinned), are measured against the same reference: how far each measure
+# moves is how much of a temperature effect ink alone could make. A verdict below needs its interval to clear the
+# largest such move.
+
+# %%
+ink = result.tables["ink_control"]
+show(ink, "ink_control", columns=["change", "ink_ratio", "achieved_ink_ratio", "measure", "real", "changed", "move"],
+     names={"ink_ratio": "samples' ink ratio", "achieved_ink_ratio": "ink ratio applied", "real": "real images",
+            "changed": "ink changed"}, decimals=3)
+
+# %% [markdown]
 # ## T = 0.7 against T = 1, over training seeds
 # The replicates are three training seeds of the same model (each seed's value the mean over its sampling seeds,
 # whose draws both temperatures share), so that the verdict is about Glow trained this way, not about one network.
@@ -121,12 +135,14 @@ show(table.groupby(["source", "training_seed", "temperature"], dropna=False)[
 
 # %%
 show(decision, "decision", columns=["measure", "t_low", "mean_t_low", "mean_t1", "real_vs_real", "difference", "n",
-                                    "claimed", "verdict"],
+                                    "ink_move", "claimed", "verdict"],
      intervals={"difference": ("ci_low", "ci_high")}, names={"mean_t_low": "at T low", "mean_t1": "at T = 1",
-                                                             "difference": "T low - T = 1"})
+                                                             "difference": "T low - T = 1",
+                                                             "ink_move": "ink's largest move"})
 
 # %%
 rec.table(table, "temperature", keys=["source", "training_seed", "temperature", "sampling_seed"])
 rec.table(gates, "gates", keys=["model", "gate"])
+rec.table(ink, "ink_control", keys=["change", "measure"])
 rec.table(decision, "decision", keys=["measure"])
 wall_s = rec.finish()["wall_s"]

@@ -8,6 +8,7 @@ Glow trained this way rather than about one network; the whole curve over T is s
 The logic of ``notebooks/temperature.py``."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..analysis import sample_quality, samples, temperature_samples_table
 from ..analysis.claims import ClaimSpec, Outcome, Results
 from ..analysis.judging import (decide_over_sampling_seeds, decision_columns, nearest_temperature, paired_values,
                                 table_outcome)
-from ..analysis.stats import decide_paired
+from ..analysis.stats import CONFIRMED, CONTRADICTED, INCONCLUSIVE, decide_paired
 from ..data import load_dataset
 from .base import (SEED, Experiment, available_dataset, device, int_in, list_of, number_in, shared_seed_models,
                    shared_seed_runs)
@@ -35,6 +36,8 @@ TRAINING_SEEDS = 3
 # the claim: at the lower temperature, precision (fidelity) is higher and recall (diversity) lower than at T = 1
 CLAIMED = {"precision": "higher", "recall": "lower"}
 MEASURES = ("precision", "recall", "frechet")
+INK = ("its interval does not clear the move an ink change as large as the samples' makes on real images "
+       "(the ink_control table)")
 
 
 def check_parameters(**params) -> SimpleNamespace:
@@ -103,7 +106,41 @@ def temperature_table(model, dataset: str, temperatures, n: int, n_sampling_seed
     table = pd.concat([table, pd.DataFrame([real])], ignore_index=True)
     table["classifier_test_accuracy"] = classifier.test_accuracy
     gates = pd.DataFrame(gates)
-    return Experiment({"temperature": table, "gates": gates, "decision": decisions(table, gates)})
+    ink = ink_control(classifier, held, reference, ink_ratio(gates, low))
+    return Experiment({"temperature": table, "gates": gates, "ink_control": ink,
+                       "decision": decisions(table, gates, ink)})
+
+
+def ink_ratio(gates: pd.DataFrame, low: float) -> float:
+    """The samples' ink at the compared temperature over their ink at T = 1: the ratio of the pixel means the
+    sanity gates recorded (their own draws), averaged over the gated models."""
+    means = gates[gates.gate.str.startswith("pixel mean")].groupby(["model", "temperature"]).value.first().unstack()
+    return float((means[low] / means[1.0]).mean())
+
+
+def ink_control(classifier, held, reference, ratio: float) -> pd.DataFrame:
+    """What an ink change as large as the one between the compared temperatures does to the measures on real
+    images: the held real images measured against the reference (the real-vs-real baseline), then the same
+    images with their ink scaled by ``ratio`` in two ways that keep the shapes: every pixel scaled (dimmed, or
+    brightened and clipped) and the strokes thinned or thickened (blended with a 3x3 cross erosion or dilation as
+    far as gives that ink). One row per change and measure, with ``move``, the change of the measure. A
+    temperature effect no larger than the largest move cannot be told from the ink change (:func:`decisions`)."""
+    from ..analysis.classifier import dilate, dim, erode
+    base = sample_quality(classifier, held, reference)
+    ink = held.double().mean()
+    morph = dilate(held, "cross") if ratio >= 1 else erode(held, "cross")
+    gain = morph.double().mean() / ink - 1
+    share = float(min(1.0, max(0.0, (ratio - 1) / gain))) if gain != 0 else 0.0
+    changed = {"pixels scaled": dim(held, ratio),
+               "strokes " + ("thickened" if ratio >= 1 else "thinned"):
+                   ((1 - share) * held.float() + share * morph.float()).round().to(held.dtype)}
+    rows = []
+    for change, x in changed.items():
+        q = sample_quality(classifier, x, reference)
+        achieved = float(x.double().mean() / ink)
+        rows += [{"change": change, "ink_ratio": ratio, "achieved_ink_ratio": achieved, "measure": m,
+                  "real": base[m], "changed": q[m], "move": q[m] - base[m]} for m in CLAIMED]
+    return pd.DataFrame(rows)
 
 
 def compared_temperature(table: pd.DataFrame) -> float:
@@ -126,13 +163,16 @@ def training_seed_means(model: pd.DataFrame, low: float, measure: str) -> tuple[
     return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
 
 
-def decisions(table: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
+def decisions(table: pd.DataFrame, gates: pd.DataFrame, ink: pd.DataFrame | None = None) -> pd.DataFrame:
     """T = 0.7 (or the nearest lower T run) against T = 1: one row per measure with the mean paired difference
     (low T minus T = 1), its interval, the claimed direction and the verdict. With several training seeds
     (``training_seed``), the replicates are the training seeds, each the mean over its sampling seeds
     (``stats.decide_paired``: the claim is about Glow trained this way); a table of one model (older results)
     is decided over its sampling seeds, and says so. The Fréchet distance is shown, not claimed: it mixes
-    fidelity and diversity. A failed sanity gate of any model makes every row not testable."""
+    fidelity and diversity. A failed sanity gate of any model makes every row not testable. With the
+    :func:`ink_control` table, ``ink_move`` is the largest move of the measure under the samples' ink change, and
+    a confirmed or contradicted verdict whose interval does not clear it (its end nearer 0 within ``ink_move`` of
+    0) is inconclusive: the effect could be the ink."""
     model = table[table.source == "model"]
     if "training_seed" not in model:
         model = model.assign(training_seed=0)
@@ -150,6 +190,11 @@ def decisions(table: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
         if measure in CLAIMED:
             d = (decide_paired(a, b, CLAIMED[measure], failed) if several
                  else decide_over_sampling_seeds(a, b, CLAIMED[measure], failed))
+            if ink is not None and len(ink):
+                move = float(ink[ink.measure == measure].move.abs().max())
+                row["ink_move"] = move
+                if d.verdict in (CONFIRMED, CONTRADICTED) and min(abs(d.ci_low), abs(d.ci_high)) <= move:
+                    d = dataclasses.replace(d, verdict=INCONCLUSIVE, reason=INK)
             row.update(claimed=CLAIMED[measure], **decision_columns(d))
         else:
             row.update(claimed="", verdict="", difference=float(np.mean(a - b)), n=len(a))
@@ -205,8 +250,8 @@ def plot_tradeoff(table: pd.DataFrame):
 def decide_trade(results: Results) -> Outcome:
     """Fig. 8's claim from :func:`decisions`: precision higher and recall lower at the compared T than at T = 1,
     both needed (``analysis.judging.table_outcome``); not testable when the model fails a sanity gate."""
-    d = decisions(results.table(NOTEBOOK, "temperature"), results.table(NOTEBOOK, "gates")).set_index("measure",
-                                                                                                       drop=False)
+    d = decisions(results.table(NOTEBOOK, "temperature"), results.table(NOTEBOOK, "gates"),
+                  results.optional(NOTEBOOK, "ink_control")).set_index("measure", drop=False)
     return table_outcome(d, "measure", ("t_low", "mean_t_low", "mean_t1", "real_vs_real"), list(CLAIMED))
 
 

@@ -111,3 +111,42 @@ def test_the_tradeoff_fits_the_books_column_two_panels_a_row():
     assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in panels)
     assert sorted(t.get_text() for t in panels[3].texts) == ["T=0.7", "T=1"]
     plt.close(fig)
+
+
+def ink_table(precision_move, recall_move):
+    return pd.DataFrame([{"change": c, "ink_ratio": 1.05, "achieved_ink_ratio": 1.05, "measure": m, "real": 0.9,
+                          "changed": 0.9 + move, "move": move}
+                         for c in ("pixels scaled", "strokes thickened")
+                         for m, move in (("precision", precision_move), ("recall", recall_move))])
+
+
+def test_an_effect_within_what_the_samples_ink_change_moves_on_real_images_is_inconclusive(tmp_path):
+    gates = gates_of("glow-mnist5k")
+    small = temperature.decisions(temperature_rows(), gates, ink_table(0.01, -0.01)).set_index("measure")
+    assert (small.loc[["precision", "recall"], "verdict"] == CONFIRMED).all()
+    assert small.loc["precision", "ink_move"] == pytest.approx(0.01)
+    # an ink change that moves precision by more than the effect's interval clears: the effect could be the ink
+    large = temperature.decisions(temperature_rows(), gates, ink_table(0.5, -0.01)).set_index("measure")
+    assert large.loc["precision", "verdict"] == INCONCLUSIVE and "ink" in large.loc["precision", "reason"]
+    assert large.loc["recall", "verdict"] == CONFIRMED
+    write(tmp_path, "temperature", temperature=temperature_rows(), gates=gates, ink_control=ink_table(0.5, -0.01))
+    assert claim_of(temperature, tmp_path).verdict == INCONCLUSIVE
+
+
+def test_the_ink_control_changes_real_images_by_the_samples_ink_ratio():
+    import torch
+    from glowlib.analysis import cached_classifier
+    from glowlib.analysis.judging import real_halves
+    from glowlib.data import load_dataset
+    data = load_dataset("digits")
+    reference, held = real_halves(data.test_images, data.test_labels, 150, seed=0)
+    classifier = cached_classifier("digits")
+    ink = temperature.ink_control(classifier, held, reference, 1.05)
+    assert set(ink.change) == {"pixels scaled", "strokes thickened"} and set(ink.measure) == {"precision", "recall"}
+    thick = ink[ink.change == "strokes thickened"].achieved_ink_ratio.iloc[0]
+    assert thick == pytest.approx(1.05, abs=0.01)
+    assert (ink.move.abs() <= 0.1).all()            # the measures follow shapes: a 5% ink change moves them little
+    thin = temperature.ink_control(classifier, held, reference, 0.95)
+    assert set(thin.change) == {"pixels scaled", "strokes thinned"}
+    assert thin[thin.change == "strokes thinned"].achieved_ink_ratio.iloc[0] == pytest.approx(0.95, abs=0.01)
+    assert torch.equal(held, held)                  # the held images are not changed in place
