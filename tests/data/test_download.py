@@ -315,8 +315,9 @@ def test_gzip_fixtures_are_real_idx_files(tmp_path):
 
 def test_every_downloadable_dataset_of_the_gpu_profile_is_fetched_by_make_data():
     """make data runs ``python -m glowlib.download all``: every dataset glowlib reads from files (the gpu profile
-    trains on each) is in the table; mnist5k and digits ship with packages, CelebA is explained, not fetched."""
-    needed = set(gd.DATASETS) - {"mnist5k", "digits", "celeba"}
+    trains on each) is in the table; mnist5k, digits and the photographs' patches ship with packages, CelebA is
+    explained, not fetched."""
+    needed = set(gd.DATASETS) - {"mnist5k", "digits", "celeba", "patches"}
     assert needed == {"mnist", "fashion_mnist", "cifar10"} and needed <= set(dl.DOWNLOADABLE)
 
 

@@ -27,7 +27,7 @@ from glowlib.studies import precision as precision_study
 ROOT = Path(__file__).resolve().parents[2]
 # training images of each dataset as glowlib loads it (celeba: CelebA's train and valid partitions)
 TRAIN_IMAGES = {"mnist5k": 4_000, "fashion_mnist": 60_000, "digits": 1_497, "mnist": 60_000, "cifar10": 50_000,
-                "celeba": 182_637}
+                "celeba": 182_637, "patches": 5_928}
 
 
 @pytest.fixture
