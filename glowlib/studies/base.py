@@ -20,12 +20,13 @@ from ..analysis import ClassifierSettings, cached_classifier, classifier_path
 from ..analysis.stats import (CONFIRMED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, NOT_TESTABLE, STATES,  # noqa: F401
                               VERDICTS, Decision)
 from ..budget import at_budget, run_flops
+from ..step_count import model_size
 from ..config import RunConfig, check_choice, check_range
 from ..data import DATASETS, is_available
 from ..profiles import PROFILES, profile_config
 from ..profiles import profile as profile_of
 from ..results import repo_root, results_dir
-from ..training import build_model, get_model, trained
+from ..training import get_model, trained
 
 N_CLASSES = {"digits": 10, "mnist5k": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 # columns of a training run's metrics.csv, by the split they measure (train: running loss of the training weights)
@@ -158,9 +159,10 @@ def n_parameters(model) -> int:
 
 
 def config_parameters(run: RunConfig) -> int:
-    """Parameter count of a config's model, built on the meta device (no memory, no time)."""
-    with torch.device("meta"):
-        return n_parameters(build_model(run))
+    """Parameter count of a config's model, built on the meta device at a few small depths and extrapolated along
+    the depth (``step_count.model_size``: exact, since every step of a level has the same parameters), once per
+    model in a process: a paper-size model built whole took seconds a count."""
+    return int(model_size(run)["parameters"])
 
 
 def cached_model(run: RunConfig):
