@@ -16,7 +16,6 @@ from ..analysis.paired import PAIR_COLUMNS, paired_outcome, paired_table, still_
 from ..analysis.paired import pair_summary, plot_pairs  # noqa: F401  (the notebook calls them through this module)
 from ..analysis.stats import MIN_SEEDS, Decision
 from ..budget import at_budget, run_flops, same_compute
-from .. import config as run_config
 from ..data import load_dataset
 from ..profiles import (ABLATION_COUPLINGS, ABLATION_PERMUTATIONS, ABLATION_SEEDS, DATASET_SHAPES, ablation_config,
                         profile_config)
@@ -67,10 +66,8 @@ def order_config(profile: str, permutation: str, coupling: str, seed: int):
 
 def needs_order_runs(profile: str) -> bool:
     """Whether the profile's ablation data leave the order untestable (a first-level coupling sees fewer than
-    :data:`MIN_COUPLING_CHANNELS` channels), so that the order is decided on :data:`ORDER_DATASET` instead. False
-    until the patches are a dataset runs can name (``config.DATASET_NAMES``, ``profiles.DATASET_SHAPES``)."""
-    registered = ORDER_DATASET in run_config.DATASET_NAMES and ORDER_DATASET in DATASET_SHAPES
-    return registered and first_level_channels(get_profile(profile).ablation_dataset) < MIN_COUPLING_CHANNELS
+    :data:`MIN_COUPLING_CHANNELS` channels), so that the order is decided on :data:`ORDER_DATASET` instead."""
+    return first_level_channels(get_profile(profile).ablation_dataset) < MIN_COUPLING_CHANNELS
 
 
 def order_runs(profile: str) -> list:

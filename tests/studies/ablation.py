@@ -216,15 +216,6 @@ def test_the_cpu_ablation_trains_each_additive_variant_again_at_its_affine_twins
 
 
 # ---------------------------------------------------------------------------------------------------- the order on RGB
-@pytest.fixture
-def patches_registered(monkeypatch):
-    """The patches a dataset runs can name, as config.DATASET_NAMES and profiles.DATASET_SHAPES list it."""
-    from glowlib import config, profiles
-    if "patches" not in config.DATASET_NAMES:
-        monkeypatch.setattr(config, "DATASET_NAMES", config.DATASET_NAMES + ("patches",))
-    monkeypatch.setitem(profiles.DATASET_SHAPES, "patches", (3, 16))
-
-
 def patch_pairs(order=ORDERED, jitter=None) -> pd.DataFrame:
     """The order's pairs table on the patches from {permutation: final bits/dim} (both couplings alike)."""
     metrics = {(p, c): {s: run(order[p], s, jitter=(jitter or {}).get(p, 0.0)) for s in SEEDS}
@@ -233,7 +224,7 @@ def patch_pairs(order=ORDERED, jitter=None) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
-def test_the_one_channel_profiles_train_the_order_on_rgb_patches(patches_registered, profile):
+def test_the_one_channel_profiles_train_the_order_on_rgb_patches(profile):
     """Where the ablation's data are 1-channel, every permutation of the order with every coupling and seed is
     trained on the patches (a first-level coupling sees 12 channels), at the ablation's model size and steps."""
     from glowlib.profiles import ablation_config
@@ -251,12 +242,9 @@ def test_the_one_channel_profiles_train_the_order_on_rgb_patches(patches_registe
         assert 1 <= r.data.n_val < 5928 // 2 and r.model.n_bits == 8
 
 
-def test_no_order_runs_where_the_ablation_has_colour_or_the_patches_are_not_a_dataset_yet(patches_registered,
-                                                                                           monkeypatch):
+def test_no_order_runs_where_the_ablation_has_colour():
     assert ablation.order_runs("gpu") == [] and ablation.order_runs("paper") == []
-    from glowlib import config
-    monkeypatch.setattr(config, "DATASET_NAMES", tuple(d for d in config.DATASET_NAMES if d != "patches"))
-    assert ablation.order_runs("cpu") == [] and ablation.order_study("cpu", ["affine"], 3).tables == {}
+    assert ablation.order_study("gpu", ["affine"], 3).tables == {}
 
 
 def test_the_order_is_decided_on_the_rgb_patches_beside_the_one_channel_numbers(tmp_path):
