@@ -331,19 +331,29 @@ def _later_step_outside(run: RunConfig) -> int | None:
     return counter.n_ops - counter.objective_ops - counter.host_reads
 
 
-def _count_meta(run: RunConfig) -> dict:
-    counter = StepCounter(answer_reads=True)
+def _counted_step(run: RunConfig, counter: StepCounter, stop=()) -> bool:
+    """One training step of ``run`` dispatched on the meta device under ``counter`` (:func:`meta_session`): True
+    where it ran (or ended early by raising one of ``stop``), False where the meta device cannot dispatch it."""
     try:
         r = meta_session(run)
         with counter:
             train_step(r)
+    except stop:
+        return True
     except RuntimeError as e:               # an operation the meta device has no kernel for
         if "meta" not in str(e):
             raise
-        return {}
+        return False
     except ValueError:                      # a check that failed on an answered read: not a fault of the config
         if not counter.reads_answered:
             raise
+        return False
+    return True
+
+
+def _count_meta(run: RunConfig) -> dict:
+    counter = StepCounter(answer_reads=True)
+    if not _counted_step(run, counter):
         return {}
     return {"flops_per_step": counter.flops, "ops_per_step": counter.n_ops, "syncs_per_step": None, "syncs": {},
             "objective_ops": counter.objective_ops, "reads_answered": counter.reads_answered, "counted_on": "meta"}
@@ -361,26 +371,19 @@ class _ObjectiveCounter(StepCounter):
     device (Adamax over every parameter tensor). ``tests/training/test_step_count.py`` checks that the two counts
     agree."""
 
+    stopped = False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if self.objective_ops and PHASE["name"] != "objective":
+            self.stopped = True
             raise _ObjectiveDone
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 
 def _flops_meta(run: RunConfig) -> dict:
     counter = _ObjectiveCounter(answer_reads=True)
-    try:
-        r = meta_session(run)
-        with counter:
-            train_step(r)
-    except _ObjectiveDone:
+    if _counted_step(run, counter, _ObjectiveDone) and counter.stopped:
         return {"flops_per_step": counter.flops}
-    except RuntimeError as e:               # as _count_meta
-        if "meta" not in str(e):
-            raise
-    except ValueError:
-        if not counter.reads_answered:
-            raise
     return {}
 
 

@@ -94,25 +94,36 @@ def ablation(profile: str, permutations, couplings, n_seeds: int, seed: int = 0)
     wall time, steps), ``curves`` (one row per run, evaluation and split) and ``pairs`` (:func:`ablation_pairs`:
     each comparison the claims make, paired by seed, at equal steps and at equal compute).
     """
+    runs, curve_frames, models, metrics = _trained_variants(
+        permutations, couplings, range(seed, seed + n_seeds),
+        lambda p, c, s: ablation_config(profile, p, c, s), "")
+    for permutation in permutations:
+        for s in range(seed, seed + n_seeds):
+            if "additive" in couplings and "affine" in couplings:
+                budget_run = additive_at_affine_budget(profile, permutation, s)
+                if budget_run.key() != ablation_config(profile, permutation, "additive", s).key():
+                    metrics.setdefault((permutation, BUDGET_ARM), {})[s] = cached_model(budget_run).metrics
+    configs = {(p, c): ablation_config(profile, p, c, seed) for p in permutations for c in couplings}
+    return Experiment({"runs": runs, "curves": curve_frames,
+                       "pairs": ablation_pairs(metrics, permutations, couplings,
+                                               lambda ka, kb: same_compute(configs[ka], configs[kb]))}, models)
+
+
+def _trained_variants(permutations, couplings, seeds, config_of, prefix: str) -> tuple:
+    """Every permutation x coupling x seed run of ``config_of(permutation, coupling, seed)``, trained or found in
+    the cache: (``runs`` table, ``curves`` table, {name: trained model} with names led by ``prefix``,
+    {(permutation, coupling): {seed: metrics}})."""
     runs, curve_frames, models, n_test, metrics = [], [], {}, {}, {}
     for permutation in permutations:
         for coupling in couplings:
-            for s in range(seed, seed + n_seeds):
-                tm = cached_model(ablation_config(profile, permutation, coupling, s))
-                models[f"{permutation}-{coupling}-seed{s}"] = tm
+            for s in seeds:
+                tm = cached_model(config_of(permutation, coupling, s))
+                models[f"{prefix}{permutation}-{coupling}-seed{s}"] = tm
                 metrics.setdefault((permutation, coupling), {})[s] = tm.metrics
                 labels = dict(permutation=permutation, coupling=coupling, seed=s)
                 runs.append(_run_row(tm, labels, n_test))
                 curve_frames.append(curves(tm, **labels))
-                if coupling == "additive" and "affine" in couplings:
-                    budget_run = additive_at_affine_budget(profile, permutation, s)
-                    if budget_run.key() != tm.run.key():
-                        metrics.setdefault((permutation, BUDGET_ARM), {})[s] = cached_model(budget_run).metrics
-    runs = pd.DataFrame(runs)
-    configs = {(p, c): ablation_config(profile, p, c, seed) for p in permutations for c in couplings}
-    return Experiment({"runs": runs, "curves": pd.concat(curve_frames, ignore_index=True),
-                       "pairs": ablation_pairs(metrics, permutations, couplings,
-                                               lambda ka, kb: same_compute(configs[ka], configs[kb]))}, models)
+    return pd.DataFrame(runs), pd.concat(curve_frames, ignore_index=True), models, metrics
 
 
 def _run_row(tm, labels: dict, n_test: dict) -> dict:
@@ -133,17 +144,10 @@ def order_study(profile: str, couplings, n_seeds: int, seed: int = 0) -> Experim
     reverse, per coupling, paired by seed), as the ablation's own; no tables where the profile needs none."""
     if not needs_order_runs(profile):
         return Experiment({})
-    runs, curve_frames, models, n_test, metrics = [], [], {}, {}, {}
-    for permutation in ORDER_PERMUTATIONS:
-        for coupling in couplings:
-            for s in range(seed, seed + n_seeds):
-                tm = cached_model(order_config(profile, permutation, coupling, s))
-                models[f"{ORDER_DATASET}-{permutation}-{coupling}-seed{s}"] = tm
-                metrics.setdefault((permutation, coupling), {})[s] = tm.metrics
-                labels = dict(permutation=permutation, coupling=coupling, seed=s)
-                runs.append(_run_row(tm, labels, n_test))
-                curve_frames.append(curves(tm, **labels))
-    return Experiment({"order_runs": pd.DataFrame(runs), "order_curves": pd.concat(curve_frames, ignore_index=True),
+    runs, curve_frames, models, metrics = _trained_variants(
+        ORDER_PERMUTATIONS, couplings, range(seed, seed + n_seeds),
+        lambda p, c, s: order_config(profile, p, c, s), f"{ORDER_DATASET}-")
+    return Experiment({"order_runs": runs, "order_curves": curve_frames,
                        "order_pairs": order_pairs(metrics, couplings)}, models)
 
 
