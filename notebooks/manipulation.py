@@ -19,7 +19,10 @@
 # Glow trained this way, not one network, so it is decided over training seeds of the shared Glow: for each seed,
 # the mean per-image slope of the attribute against α along its direction minus that along the random directions,
 # with a paired t-interval over seeds for each attribute; the claim needs every attribute to rise, so each
-# interval is widened for their number (Bonferroni).
+# interval is widened for their number (Bonferroni). What this shows is limited: to first order, decoding a latent
+# moved by the difference of two groups' mean latents moves the image towards the difference of the groups' images,
+# for any smooth invertible map, so the claim says that the attribute's direction does more than an arbitrary move
+# of the same length, not that Glow's latent space is organised by the attribute in any deeper way.
 
 # %% [markdown]
 # :::{dropdown} How this was computed
