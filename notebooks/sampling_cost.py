@@ -147,10 +147,12 @@ show(local, "local", decimals=2)
 # the benchmarks measure it) moments before, so that load on the machine falls on both. A device's time is carried
 # to the card by the ratio of the two peaks (the card's: 3,584 cores × 1,582 MHz × 2 = 11.3 TFLOP/s float32,
 # NVIDIA's specification), which assumes the card reaches the share of its peak that this device does. That share
-# differs by a factor 2.5 between two operations on one CPU (the benchmarks' record of the peaks); carrying by the
-# faster peak gives the longest estimate. The claim is confirmed when the 95% interval of that estimate lies below
-# the paper's 130 ms, contradicted only when it lies above twice it (beyond what the transfer could explain), and
-# inconclusive in between. Where a profile times a 32×32 stand-in of the same code (smoke), nothing is decided.
+# differs by a factor 2.5 between two operations on one CPU (the benchmarks' record of the peaks), and nothing here
+# says which share the card reaches. So the estimate is trusted only within that factor: the claim is confirmed
+# when the 95% interval of the estimate lies below 130 ms / 2.5 (the card would make it even at a 2.5th of this
+# device's share), contradicted only when the sample's counted work needs more than the card's whole peak in
+# 130 ms, and inconclusive in between. Where a profile times a 32×32 stand-in of the same code (smoke), nothing is
+# decided.
 
 # %%
 paper_speed = study.measure_paper_speed(setup, p.temperature, p.seed, device)

@@ -386,9 +386,18 @@ def _present(pairs: pd.DataFrame, wanted) -> list[tuple[str, str, str, str]]:
     return [(d, a, b, "lower") for d, a, b in have if (a, b) in wanted]
 
 
+# Early in training, equal compute and equal steps ask different questions (which arm uses a budget better, which
+# learns more per step), and a costlier arm given fewer steps by the budget is further from its end: a claim about
+# final bits/dim read from runs still falling stands only where both bases agree; where they do not, it is
+# inconclusive, with both intervals in its numbers.
+BASES_DISAGREE = ("early training: equal compute and equal steps disagree, so the runs do not say which arm ends "
+                  "lower")
+
+
 def _families(results: Results, wanted, missing: str) -> Outcome:
     """Rows ``a`` below rows ``b`` for every dataset with both, paired by seed, decided at equal compute; about
-    early training where those rows' validation curves are still falling (``analysis.paired.still_falling``)."""
+    early training where those rows' validation curves are still falling (``analysis.paired.still_falling``), and
+    then inconclusive unless equal steps gives the same verdict (:data:`BASES_DISAGREE`)."""
     pairs = results.table(NOTEBOOK, "pairs", columns=PAIR_COLUMNS)
     found = _present(pairs, wanted)
     if not found:
@@ -399,7 +408,18 @@ def _families(results: Results, wanted, missing: str) -> Outcome:
         return outcome
     rows = {(d, m) for d, a, b, _ in found for m in (a, b)}
     compared = curves_df[[(d, m) in rows for d, m in zip(curves_df.dataset, curves_df.model_type)]]
-    return with_stage(outcome, still_falling(compared, ["dataset", "model_type"]))
+    stage = still_falling(compared, ["dataset", "model_type"])
+    outcome = with_stage(outcome, stage)
+    d = outcome.decision
+    if stage.get("runs still falling") and d.verdict in (CONFIRMED, CONTRADICTED):
+        steps = paired_outcome(pairs, found, "equal_steps").decision
+        numbers = {**outcome.numbers, "equal steps difference": steps.difference,
+                   "equal steps ci_low": steps.ci_low, "equal steps ci_high": steps.ci_high}
+        if steps.verdict != d.verdict:
+            disagree = dataclasses.replace(d, verdict=INCONCLUSIVE, reason=BASES_DISAGREE)
+            return Outcome(disagree, numbers, f"{outcome.decided_by}; {BASES_DISAGREE.split(': ')[1]}")
+        outcome = dataclasses.replace(outcome, numbers=numbers)
+    return outcome
 
 
 def decide_glow(results: Results) -> Outcome:

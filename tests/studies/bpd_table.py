@@ -468,3 +468,26 @@ def test_the_departures_set_the_profiles_runs_beside_the_paper_profiles_settings
     assert ours["training seeds"] == f"{bpd_table.N_SEEDS} per compared row; 1 per longer run"
     assert bpd_table.departures("smoke", ["digits"], n_seeds=2).set_index("aspect").ours["training seeds"] == \
         "2 per compared row"                                        # smoke has no longer run
+
+
+def curves_of(pairs: pd.DataFrame, drop: float) -> pd.DataFrame:
+    """Validation curves of every row of ``pairs`` over 40 steps, falling by ``drop`` over the last quarter."""
+    models = {(d, m) for d, a, b in zip(pairs.group, pairs.a, pairs.b) for m in (a, b)}
+    return pd.DataFrame([dict(dataset=d, model_type=m, seed=s, step=step, split="val",
+                              bpd=4.0 + drop * (40 - step) / 10) for d, m in sorted(models) for s in range(3)
+                         for step in (10, 20, 30, 40)])
+
+
+@pytest.mark.parametrize("drop, verdict", [(0.0, CONTRADICTED), (0.2, INCONCLUSIVE)])
+def test_in_early_training_a_verdict_stands_only_where_equal_steps_agrees(tmp_path, drop, verdict):
+    """Lower at equal steps but higher on the costlier arm's shorter budget run: flat curves let equal compute
+    decide; curves still falling make it inconclusive, both intervals kept."""
+    g, r = pair([2.0, 2.1, 1.9], [2.2, 2.4, 2.1], a_budget_cost=0.5)
+    pairs = table_of({("mnist5k", "glow", "realnvp"): (g, r)})
+    seeds, bpd = bpd_rows(pairs)
+    write(tmp_path, {"pairs": pairs, "seeds": seeds, "bpd": bpd, "budget": budget_of(pairs),
+                     "curves": curves_of(pairs, drop)})
+    c = decided(tmp_path)[GLOW]
+    assert c.verdict == verdict and c.difference > 0
+    if drop:
+        assert "disagree" in c.evidence and c.numbers["equal steps ci_high"] < 0
