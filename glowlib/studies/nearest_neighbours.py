@@ -46,8 +46,9 @@ def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_s
     set than unseen test images are no sign of copying.
 
     Replicate r (sampling seed ``seed + r``) draws n samples and a seeded random class-balanced draw of n test
-    images (``analysis.reference_set``; n is capped at the test split's size); the test images' distances are the
-    real baseline beside the samples'. Tables: ``neighbours`` (one row per query image and space, first
+    images (``analysis.reference_set``; n is capped at the test split's size, and where the split has no more
+    than n images every replicate's draw is the whole split, so only the samples vary between replicates); the
+    test images' distances are the real baseline beside the samples'. Tables: ``neighbours`` (one row per query image and space, first
     replicate), ``summary`` (one row per space and replicate: the medians and their ratio), ``gates`` (the
     model's sanity gates) and ``decision`` (:func:`decisions`). Images: the first replicate's samples, the
     training set and the neighbour indices, for the side-by-side figure.
@@ -84,7 +85,8 @@ def nearest_neighbour_check(model, run, temperature: float, n: int, n_sampling_s
 
 def decisions(summary: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     """Per space, the ratio median(sample → train) / median(test → train) against 1, over the replicates
-    (sampling seeds, each with its own test draw): non-inferiority with margin :data:`MARGIN`, i.e. confirmed
+    (sampling seeds, each with its own test draw, the same draw where the test split is no larger than it):
+    non-inferiority with margin :data:`MARGIN`, i.e. confirmed
     when the samples are not closer to the training set than test images by more than 10%, contradicted when the
     whole interval says they are. A failed sanity gate makes it not testable."""
     failed = failed_gates_of(gates)
