@@ -268,11 +268,11 @@ def test_absent_dataset_is_named_with_the_available_ones(monkeypatch):
 
 def test_manipulation_attributes_follow_the_dataset():
     p = check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes="auto", alphas=[-1, 1],
-                            n_images=2, n_direction=10)
+                            n_images=2, n_direction=10, n_training_seeds=3)
     assert p.attributes == ["thickness", "slant"] and p.alphas == [-1.0, 1.0]
     with pytest.raises(ValueError, match="Smiling"):
         check_parameters("manipulation", **COMMON, dataset="mnist5k", attributes=["Smiling"], alphas=[1],
-                            n_images=2, n_direction=10)
+                            n_images=2, n_direction=10, n_training_seeds=3)
 
 
 # ---------------------------------------------------------------------------------------------------- published

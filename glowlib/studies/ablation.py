@@ -417,9 +417,16 @@ def decide_order(results: Results) -> Outcome:
     order_curves = results.optional(NOTEBOOK, "order_curves")
     stage = {} if order_curves is None else still_falling(order_curves, ["permutation", "coupling"])
     on_patches = with_stage(paired_outcome(patches, _cells(patches, ORDER_RELATIONS), "equal_steps"), stage)
-    beside = {f"{channels // 4}-channel {name}": value for name, value in numbers.items()}
-    return Outcome(on_patches.decision, {**on_patches.numbers, **beside},
-                   f"RGB patches ({ORDER_DATASET}), {on_patches.decided_by}")
+    return Outcome(on_patches.decision, {**on_patches.numbers, **_named_by_channels(numbers, channels)},
+                   ON_PATCHES + on_patches.decided_by)
+
+
+ON_PATCHES = f"RGB patches ({ORDER_DATASET}), "     # the label of an order decided on the patches' pairs
+
+
+def _named_by_channels(numbers: dict, channels: int) -> dict:
+    """The 1-channel runs' numbers, each name led by their images' channels ("1-channel ..."), beside the patches'."""
+    return {f"{channels // 4}-channel {name}": value for name, value in numbers.items()}
 
 
 def decide_faster(results: Results) -> Outcome:

@@ -21,9 +21,10 @@ def tiny_runs(n=4):
 
 def trainings(out: str) -> dict[str, list[str]]:
     """{seed: the workers that trained that run}, from the workers' "training" lines (a worker says it only when it
-    holds the run's lock and is about to train)."""
+    holds the run's lock and is about to train). Not anchored at a line's start: the two processes share the
+    captured output, and one's progress line without its newline yet can stand before the other's line."""
     done = {}
-    for worker, seed in re.findall(r"^\[worker (\d)\] (?:\[\d/\d\] )?training .* seed (\d)", out, re.M):
+    for worker, seed in re.findall(r"\[worker (\d)\] (?:\[\d/\d\] )?training [^\n\[]*? seed (\d)", out):
         done.setdefault(seed, []).append(worker)
     return done
 
