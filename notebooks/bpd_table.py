@@ -24,7 +24,10 @@
 # own that trains budget / FLOPs-per-step steps with its warmup and cosine decay laid over them (never a run cut
 # partway through its decay). FLOPs are counted from the config, identically on every count and every machine, while
 # the measured seconds of identical work spread by several percent between seeds (`budget.csv` records both). The
-# claims are decided at equal compute, the reviewers' "same compute"; equal steps stands beside it. The published
+# claims are decided at equal compute, the reviewers' "same compute"; equal steps stands beside it. Where the runs'
+# validation bits/dim is still falling (early training), the two ask different questions, and a costlier arm given
+# fewer steps by the budget is further from its end: a verdict then stands only where equal steps agrees, and is
+# inconclusive where it does not. The published
 # numbers stand beside ours, with our scale as a share of the paper's.
 
 # %% [markdown]
