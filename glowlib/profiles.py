@@ -201,8 +201,8 @@ CPU = replace(
     left_out={"bits_5v8": ("it needs 8-bit images whose model's samples pass the sanity gates, and none here "
                            "has both: the 8x8 digits carry 4 bits (no 8-bit arm), and mnist5k's Glow at the 2,500 "
                            "steps of its study runs fails the recall and class-coverage gates (the samples page), "
-                           "so its five trainings would give a claim that is not testable; runs long enough to pass "
-                           "them would not fit the profile's three hours on a 2-core CPU")},
+                           "so its five trainings would give a claim that is not testable; no run length at which "
+                           "it passes them has been measured, and longer runs are not in this profile")},
     # the digits' Glow and RealNVP of the bits/dim table pass every sample gate at their 1,000 steps (the samples
     # page's gates.csv), a run a few CPU-minutes: three seeds of each arm fit where mnist5k's 2,500-step runs do not.
     # The 5-bit study needs 8-bit images, which the digits (4 bits) lack: mnist5k here, and at smoke, which inherits
