@@ -229,11 +229,10 @@ GTX_1080_TI_FLOPS = 3584 * 1.582e9 * 2
 # A device's time is carried to the card by the ratio of the two peaks (:func:`measure_paper_speed`), which assumes
 # that the card runs the sample at the share of its peak that this device does. That share is not one number even on
 # one machine: the 2-core CPU of results/bench/peak.json runs a float32 matmul at 93 and a 3x3 convolution at 228
-# GFLOP/s, a factor 2.5 apart, and nothing measured here says which share the card reaches. So the estimate is
-# trusted only within that factor: the claim is confirmed when the card would still need no more than the paper's
-# 130 ms at a TRANSFER_SPREAD-th of the share this device reaches (the whole interval of the estimate below
-# 130 / TRANSFER_SPREAD ms), and contradicted only when no share could do it: when the sample's FLOPs would need more
-# than the card's whole peak in 130 ms. Between the two it is inconclusive (:func:`decide_paper_speed`).
+# GFLOP/s, a factor 2.5 apart, and nothing here says which share the card reaches. So the claim is confirmed when
+# the card would make 130 ms even at a TRANSFER_SPREAD-th of this device's share (the estimate's whole interval below
+# 130 / TRANSFER_SPREAD ms), contradicted only when the sample's FLOPs need more than the card's whole peak in 130 ms,
+# and inconclusive between (:func:`decide_paper_speed`).
 TRANSFER_SPREAD = 2.5
 PAPER_SPEED_TEST = ("t-interval over timing repeats of log(estimated GTX 1080 Ti ms) (95%, two-sided); each "
                     "repeat's ms carried to the card by this device's faster float32 peak against the card's; "
