@@ -114,7 +114,7 @@ if "response" in result.tables:
 
 # %%
 if "response" in result.tables:
-    seeds = study.seed_response({0: trained, **others}, p.attributes, p.alphas, p.n_images, p.n_direction, p.seed)
+    seeds = study.seed_response(others, p.attributes, p.alphas, p.n_images, p.n_direction, p.seed, done={0: result})
     show(seeds, "seeds", columns=["attribute", "training_seed", "slope", "slope_random"],
          names={"training_seed": "training seed", "slope": "slope along the direction",
                 "slope_random": "slope along random directions"})

@@ -151,10 +151,7 @@ def manipulation(model, run, attributes, alphas, n_images: int, n_direction: int
                     row.update({f"measured_{m}": values[m].iloc[i * len(alphas) + j] for m in MNIST_ATTRIBUTES})
                 rows.append(row)
         if values is not None:
-            keep = finite.flatten().numpy()        # a decode that overflowed has no attribute to measure
-            y = values[attribute].to_numpy()[keep]
-            x = np.tile(np.asarray(alphas, dtype=float), out.shape[0])[keep]
-            image = np.repeat(np.arange(out.shape[0]), len(alphas))[keep]
+            image, x, y = _points(values[attribute].to_numpy(), finite, alphas)
             per_alpha = pd.DataFrame({"alpha": x, "y": y}).groupby("alpha").y.mean()
             response.append({"attribute": attribute, **image_slopes(image, x, y),
                              "slope_random": _random_slope(model, test_x, direction, attribute, alphas, seed,
@@ -176,21 +173,30 @@ def _random_slope(model, test_x, direction, attribute: str, alphas, seed: int, n
     for k in range(n_random):
         out, finite = manipulate(model, test_x, random_direction(direction, 1_000 * seed + k), alphas,
                                  return_finite=True)
-        keep = finite.flatten().numpy()
-        y = measure_attributes(out.flatten(0, 1))[attribute].to_numpy()[keep]
-        x = np.tile(np.asarray(alphas, dtype=float), out.shape[0])[keep]
-        image = np.repeat(np.arange(out.shape[0]), len(alphas))[keep]
-        slopes.append(image_slopes(image, x, y)["slope"])
+        slopes.append(image_slopes(*_points(measure_attributes(out.flatten(0, 1))[attribute].to_numpy(), finite,
+                                            alphas))["slope"])
     return float(np.nanmean(slopes)) if slopes else math.nan
 
 
-def seed_response(models: dict, attributes, alphas, n_images: int, n_direction: int, seed: int) -> pd.DataFrame:
+def _points(measured, finite, alphas) -> tuple:
+    """(image, alpha, measured value) of every finite decode of an (N, A) manipulation, the values in its
+    flattened order: a decode that overflowed has no attribute to measure."""
+    keep = finite.flatten().numpy()
+    n = finite.shape[0]
+    return (np.repeat(np.arange(n), len(alphas))[keep], np.tile(np.asarray(alphas, dtype=float), n)[keep],
+            np.asarray(measured)[keep])
+
+
+def seed_response(models: dict, attributes, alphas, n_images: int, n_direction: int, seed: int,
+                  done: dict | None = None) -> pd.DataFrame:
     """The claim's replicates: for each training seed's model ({seed: trained model}), :func:`manipulation`'s
     ``response`` rows (slope along the attribute's direction and along random ones), one row per seed and
-    attribute; the same test and direction images for every seed."""
-    frames = []
-    for s, trained_model in models.items():
-        r = manipulation(trained_model.model, trained_model.run, attributes, alphas, n_images, n_direction, seed)
+    attribute; the same test and direction images for every seed. ``done`` ({seed: Experiment}): the seeds'
+    manipulations already made (the figures' model's), read rather than made again."""
+    frames, done = [], done or {}
+    for s in sorted(set(models) | set(done)):
+        r = done.get(s) or manipulation(models[s].model, models[s].run, attributes, alphas, n_images, n_direction,
+                                        seed)
         if "response" in r.tables:
             frames.append(r.tables["response"].assign(training_seed=s))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
