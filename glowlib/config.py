@@ -318,8 +318,9 @@ class TrainConfig:
     lr_final_fraction: float = 0.0  # "cosine": the learning rate at the last step, as a fraction of ``lr``
     beta2: float = 0.999            # Adam(ax)'s second-moment decay (torch's default; official: 1 - 1/steps per epoch)
     # execution only (left out of the cache key, TRAIN_EXECUTION_FIELDS): "auto" compiles the step's objective with
-    # torch.compile where glowlib.training.device.compile_mode says it pays (CUDA; the CPU only where a bench record
-    # measured it faster), "off" runs eager, or a torch.compile mode to force it
+    # torch.compile where it pays: on CUDA where the compile time is less than the CUDA graphs save over the run's
+    # steps left (glowlib.plan.compile_pays, which the plan counts by), on the CPU only where a bench record measured
+    # it faster (glowlib.training.device.compile_mode); "off" runs eager, or a torch.compile mode to force it
     compile: str = "auto"
     # CUDA: deterministic algorithms (torch.use_deterministic_algorithms, cuBLAS workspace, cuDNN without
     # benchmarking), so that a run and its resume repeat bit for bit on the same GPU and software; the CPU always is

@@ -14,13 +14,9 @@ kept in ``<cache root>/plan/steps.json`` by the step's shape and the device, so 
 
 Where this machine lacks the device a profile is sized for (:data:`PROFILE_DEVICE`: a GPU profile planned on a CPU),
 the steps are counted on the meta device and not timed (``step_count.count_meta``), each distinct step once
-(``step_count.count_key``: what the counted work depends on, so the seeds, lengths and schedules of the runs share
-one), and kept in ``<cache root>/plan/counts.json`` under the step's code (``step_count.code_version``). The models'
-sizes, for the parameters and the disk, come from the model built on the meta device once per model
-(``step_count.model_size``).
-
-Beside the measured time the plan gives the time on an H100-class GPU from the counted work (``ASSUMED_GPU``), the
-figure the ``gpu`` profile is sized by (``glowlib.profiles``).
+(``step_count.count_key``), kept in ``<cache root>/plan/counts.json``. The models' sizes, for the parameters and the
+disk, come from the model built on the meta device once per model (``step_count.model_size``). Beside the measured
+time the plan gives the time on an H100-class GPU from the counted work, which the ``gpu`` profile is sized by.
 """
 from __future__ import annotations
 
@@ -38,7 +34,7 @@ import torch
 
 from . import __version__
 from .config import RunConfig, check_choice
-from .data import is_available
+from .data import assuming_present, is_available
 from .files import atomic_write_bytes
 from .profiles import PROFILES
 from .results import cpu_name
@@ -49,6 +45,7 @@ from .studies import all_runs
 from .studies.base import OPTIONAL_DATASETS, classifier_datasets
 from .training import cache_root, run_dir
 from .training.cache import is_cached
+from .training.device import CUDA_COMPILE_MIN_STEPS
 from .training.loop import train_step, training_device
 
 MEASURE_VERSION = 2          # bump when the step changes so much that kept measurements no longer hold
@@ -340,24 +337,31 @@ def gpu_host_seconds(cost: dict, scenario: str = "central", compiled: bool = Fal
     return cost["ops_per_step"] * case["s_per_op"]
 
 
-def compiles_on_gpu(run: RunConfig) -> bool:
+def compiles_on_gpu(run: RunConfig, steps: int | None = None) -> bool:
+    """Whether training compiles ``run``'s objective on CUDA with ``steps`` left (``training.device.compile_mode``:
+    train.compile="auto" compiles runs of at least CUDA_COMPILE_MIN_STEPS)."""
     from .training.device import compile_mode
-    return compile_mode(run.train.compile, torch.device("cuda"), getattr(run.model, "inv_backprop", False)) \
-        is not None
+    return compile_mode(run.train.compile, torch.device("cuda"), getattr(run.model, "inv_backprop", False),
+                        steps) is not None
 
 
 def gpu_run_seconds(run: RunConfig, steps: int, cost: dict, scenario: str = "central") -> float:
     """The run's ``steps`` and evaluations on an H100-class GPU in ``scenario``: compiled (its compile time, then
-    its steps as CUDA graphs) where the run compiles on CUDA and compiling pays for itself, i.e. takes less time
-    than it saves; eager otherwise. So no case counts a short run slower for compiling, and run by run optimistic
-    <= central <= pessimistic (each figure of a case is at least as favourable as the next case's). Training
-    itself compiles every run that train.compile="auto" compiles on CUDA (``training.device.compile_mode``): a
-    run counted eager here may still spend compile_s compiling."""
+    its steps as CUDA graphs) where training compiles it (:func:`compiles_on_gpu`) and the case has CUDA graphs,
+    eager otherwise: the plan counts each run as it trains."""
     eager = run_seconds(run, steps, gpu_step_seconds(cost, scenario))
     case = GPU_SCENARIOS[scenario]
-    if not compiles_on_gpu(run) or case["graph_launch_s"] is None or not steps:
+    if not steps or case["graph_launch_s"] is None or "objective_ops" not in cost \
+            or not compiles_on_gpu(run, steps):
         return eager
-    return min(eager, case["compile_s"] + run_seconds(run, steps, gpu_step_seconds(cost, scenario, compiled=True)))
+    return case["compile_s"] + run_seconds(run, steps, gpu_step_seconds(cost, scenario, compiled=True))
+
+
+def h100_seconds(run: RunConfig) -> dict:
+    """{case: seconds} of the whole of ``run`` on one H100-class GPU by the plan's arithmetic (counted on the meta
+    device, kept in ``counts_path()``, not timed)."""
+    cost = measured([run], timed=False)[count_key(run)]
+    return {case: gpu_run_seconds(run, run.train.steps, cost, case) for case in GPU_SCENARIOS}
 
 
 def status(run: RunConfig) -> tuple[str, int]:
@@ -493,8 +497,8 @@ def format_plan(p: dict) -> str:
         celeba = any(r.run.data.dataset == "celeba" for r in rows)
         out.append(f"on {ASSUMED_GPU['name']} (arithmetic from the counted work, one GPU, not measured; a step is "
                    f"the longer of host and device time; train.compile on CUDA replays the objective as one CUDA "
-                   f"graph, except with invertible backprop; a run is counted compiled only where compiling takes "
-                   f"less time than it saves, else eager):")
+                   f"graph, except with invertible backprop, for runs of at least {CUDA_COMPILE_MIN_STEPS:,} steps (else "
+                   f"eager, as training runs them), its compile time included):")
         for case, a in GPU_SCENARIOS.items():
             without = f"; {hours(p['gpu_cases_without'][case])} without CelebA" if celeba else ""
             out.append(f"  {case:<11} {hours(cases[case]):>7}{without}: {a['flops_per_s'] / 1e12:g} TFLOP/s "
@@ -510,11 +514,27 @@ def format_plan(p: dict) -> str:
     if not p["missing"]:
         out.append("data: every dataset this run list needs is here")
     if p.get("absent_optional"):
-        fetched = [d for d in p["absent_optional"] if d in ("mnist", "cifar10")]
+        fetched = [d for d in p["absent_optional"] if d in FETCHED]
         out.append(f"not in this list: the bits/dim table's rows of {', '.join(p['absent_optional'])}, which it "
                    f"trains only where their files are, so the totals above leave them out"
-                   + (f" (`make data` fetches {' and '.join(fetched)}; then plan again)" if fetched else ""))
+                   + (f" (`make data` fetches {' and '.join(fetched)}: the next line counts them in)" if fetched
+                      else ""))
     return "\n".join(out)
+
+
+# the optional datasets `make data` downloads (CelebA is fetched by hand: python -m glowlib.download celeba)
+FETCHED = ("cifar10", "mnist")
+
+
+def with_fetched(profile: str, fetched, workers: int | None = None, log=None) -> dict:
+    """The profile's trainings (n), H100 arithmetic (cases) and disk once ``make data`` has fetched ``fetched``."""
+    with assuming_present(fetched):
+        runs = all_runs(profile)
+    costs = measured(runs, log=log, timed=False)
+    cases = {case: sum(gpu_run_seconds(run, status(run)[1], costs[count_key(run)], case) for run in runs)
+             for case in GPU_SCENARIOS}
+    return {"n": len(runs), "cases": cases, "fetched": list(fetched),
+            "disk": disk_needed([run_disk(run) for run in runs], default_workers() if workers is None else workers)}
 
 
 def disk_shortfall(profile: str, workers: int | None = None, runs: list | None = None) -> str | None:
@@ -549,9 +569,15 @@ def main(profile: str, check_data: bool = False, measure_steps: bool = True, rem
             return 2
         if missing_data(profile, runs):
             measure_steps = False               # say what is missing in seconds, before measuring anything
-    p = plan(profile, measure_steps, remeasure, log=lambda m: print(m, file=sys.stderr, flush=True), workers=workers,
-             runs=runs)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    p = plan(profile, measure_steps, remeasure, log=log, workers=workers, runs=runs)
     print(format_plan(p), flush=True)
+    fetched = [d for d in p["absent_optional"] if d in FETCHED]
+    if fetched and measure_steps:
+        w = with_fetched(profile, fetched, workers, log)
+        print(f"with {' and '.join(fetched)} present (`make data`): {w['n']} trainings; on an H100-class GPU central "
+              f"{hours(w['cases']['central'])} (optimistic {hours(w['cases']['optimistic'])}, pessimistic "
+              f"{hours(w['cases']['pessimistic'])}), counted as above; {gb(w['disk'])} of disk", flush=True)
     if check_data and p["missing"]:
         print(f"error: data missing for profile {profile}: {', '.join(d for d, _ in p['missing'])}; nothing was "
               f"trained (see the MISSING DATA lines above)", file=sys.stderr)

@@ -147,13 +147,22 @@ COMPILE_ON_CPU = False
 # on CUDA: "reduce-overhead" records the objective's kernels into CUDA graphs, so the host launches one graph
 # instead of queueing each of some 20,000 kernels (the eager step is launch-bound: glowlib.plan)
 CUDA_COMPILE_MODE = "reduce-overhead"
+# ... for runs this long or longer: compiling takes about 90 s (glowlib.plan's central case), which CUDA graphs win
+# back where the eager step waits on the host, after about 1,000 steps of CIFAR-10's paper-size Glow (host ~0.1 s,
+# device ~0.05 s a step); the small datasets' runs at the gpu profile (4,000 steps or fewer, their arithmetic
+# keeping the GPU busy) train eager. The plan counts a compiled run's compile time and credits it no device speed-up
+# (inductor's fused elementwise kernels), so a device-bound run counts ~90 s dearer compiled than eager.
+CUDA_COMPILE_MIN_STEPS = 5_000
 
 
-def compile_mode(train_compile: str, device: torch.device, inv_backprop: bool = False) -> str | None:
+def compile_mode(train_compile: str, device: torch.device, inv_backprop: bool = False,
+                 steps_left: int | None = None) -> str | None:
     """The torch.compile mode a run's objective is compiled with on ``device``, or None for eager: "off" is eager,
-    a mode is that mode, "auto" is :data:`CUDA_COMPILE_MODE` on CUDA, "default" on the CPU where
+    a mode is that mode, "auto" is :data:`CUDA_COMPILE_MODE` on CUDA for a run with at least
+    :data:`CUDA_COMPILE_MIN_STEPS` ``steps_left`` (None: as many), "default" on the CPU where
     :data:`COMPILE_ON_CPU`, else eager. Invertible backprop stays eager under "auto": its backward is a custom
-    autograd function that calls ``autograd.grad`` inside, which torch.compile cannot trace into one graph."""
+    autograd function that calls ``autograd.grad`` inside, which torch.compile cannot trace into one graph. The
+    plan (``glowlib.plan.gpu_run_seconds``) counts each run by this same answer."""
     if train_compile == "off" or device.type not in ("cuda", "cpu"):
         return None
     if train_compile != "auto":
@@ -161,7 +170,8 @@ def compile_mode(train_compile: str, device: torch.device, inv_backprop: bool = 
     if inv_backprop:
         return None
     if device.type == "cuda":
-        return CUDA_COMPILE_MODE
+        short = steps_left is not None and steps_left < CUDA_COMPILE_MIN_STEPS
+        return None if short else CUDA_COMPILE_MODE
     return "default" if COMPILE_ON_CPU else None
 
 

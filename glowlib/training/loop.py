@@ -430,7 +430,8 @@ def _objective(r: _Run) -> torch.nn.Module:
 def _prepare_step(r: _Run) -> None:
     """The objective and the step's machinery (``glowlib.training.step``) for a run set up and initialised."""
     r.net = _objective(r)
-    mode = compile_mode(r.run.train.compile, r.device, getattr(r.run.model, "inv_backprop", False))
+    mode = compile_mode(r.run.train.compile, r.device, getattr(r.run.model, "inv_backprop", False),
+                        r.run.train.steps - r.step)
     if mode is not None:                   # forward and backward compiled; the optimizer's part stays eager
         r.net = torch.compile(r.net, mode=mode)
     r.grads = FlatGradients(r.trainable)

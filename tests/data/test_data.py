@@ -69,6 +69,20 @@ def test_missing_mnist_names_path_and_files(tmp_path):
     assert isinstance(e.value, FileNotFoundError)
 
 
+def test_assuming_a_dataset_present_answers_only_is_available_and_only_inside_the_block(tmp_path, monkeypatch):
+    """What the plan counts once `make data` has run: inside the block the default root's mnist is "present", a
+    root named explicitly is still looked at, loading still fails, and the answer is the real one again after."""
+    from glowlib.data import assuming_present
+    monkeypatch.setenv("GLOWLIB_DATA", str(tmp_path / "empty"))
+    assert not is_available("mnist")
+    with assuming_present(["mnist"]):
+        assert is_available("mnist") and not is_available("cifar10")
+        assert not is_available("mnist", tmp_path)
+        with pytest.raises(DataNotFoundError):
+            load_dataset("mnist")
+    assert not is_available("mnist")
+
+
 def test_partially_present_idx_dir_lists_missing_file(tmp_path):
     make_idx_dir(tmp_path / "mnist", "all")
     (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()

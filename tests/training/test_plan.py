@@ -110,7 +110,8 @@ def test_a_cpu_step_is_measured_at_the_threads_a_worker_gets(two_runs):
 
 def test_a_run_is_counted_compiled_on_the_gpu_only_where_compiling_pays_for_itself():
     """The H100 cases in order, optimistic <= central <= pessimistic, for a short run and a long one. A short run
-    (1,000 steps: compiling would take longer than the eager steps it replaces) is counted eager in every case, so
+    (1,000 steps, below CUDA_COMPILE_MIN_STEPS: compiling would take longer than the eager steps it replaces) is
+    counted eager in every case, so
     its central figure is the eager arithmetic and below the pessimistic one; a long run (100,000 steps) is counted
     compiled where a case has CUDA graphs, its compile time included."""
     cost = {"flops_per_step": 0.7e9, "ops_per_step": 3_700, "objective_ops": 3_000}  # a digits Glow's step, roughly
@@ -128,3 +129,26 @@ def test_a_run_is_counted_compiled_on_the_gpu_only_where_compiling_pays_for_itse
             assert cases[case] == (eager if steps == 1_000 else compiled) == min(eager, compiled), (steps, case)
     assert plan.gpu_run_seconds(tiny(compile="off"), 40, cost) == plan.run_seconds(tiny(), 40,
                                                                                    plan.gpu_step_seconds(cost))
+
+
+def test_every_h100_case_counts_a_run_compiled_exactly_where_training_compiles_it():
+    """Training compiles a run on CUDA by one rule (``training.device.compile_mode`` with its steps left: at least
+    CUDA_COMPILE_MIN_STEPS), and the plan counts every case by that same answer: what training does, not the
+    cheapest thing it could do."""
+    import torch
+    from glowlib.training.device import CUDA_COMPILE_MIN_STEPS, compile_mode
+    cost = {"flops_per_step": 0.7e9, "ops_per_step": 3_700, "objective_ops": 3_000}
+    cuda = torch.device("cuda")
+    for steps in (CUDA_COMPILE_MIN_STEPS - 1, CUDA_COMPILE_MIN_STEPS, 100_000):
+        run = tiny(steps=steps, eval_every=1_000, device="auto")
+        compiles = compile_mode(run.train.compile, cuda, False, steps) is not None
+        assert compiles == (steps >= CUDA_COMPILE_MIN_STEPS) == plan.compiles_on_gpu(run, steps)
+        for case, figures in plan.GPU_SCENARIOS.items():
+            eager = plan.run_seconds(run, steps, plan.gpu_step_seconds(cost, case))
+            compiled = figures["compile_s"] + plan.run_seconds(run, steps, plan.gpu_step_seconds(cost, case, True))
+            counted = compiled if compiles and figures["graph_launch_s"] is not None else eager
+            assert plan.gpu_run_seconds(run, steps, cost, case) == counted, (steps, case)
+    assert compile_mode("auto", cuda, False, None) is not None, "a run of unknown length compiles"
+    assert compile_mode("default", cuda, False, 10) == "default", "a mode asked for is a mode given"
+    assert compile_mode("auto", cuda, True, 100_000) is None, "invertible backprop stays eager"
+    assert not plan.compiles_on_gpu(tiny(steps=100_000, compile="off"), 100_000)

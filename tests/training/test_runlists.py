@@ -153,3 +153,20 @@ def test_the_shrunk_gpu_profile_runs_the_bits_per_dim_notebook_end_to_end(tmp_pa
     assert {study.table_run("gpu", d, m).train.steps for d, m in rows} == {4}
     iw = ns["result"].tables["iw"]                                     # every seed-0 row's importance-weighted bound
     assert len(iw) == len(rows) and (iw.iw_k == profile_of("smoke").iw_samples[0]).all()
+
+
+def test_the_gpu_profile_fits_one_h100_overnight_and_40_gb_with_every_dataset_but_celeba(cuda_machine_with_all_data):
+    """The gpu profile as a GPU box with CIFAR-10 and MNIST (`make data`) trains it, counted as `make plan` counts it
+    (operations and FLOPs on the meta device, the H100 arithmetic of ``plan.GPU_SCENARIOS``, one worker a GPU):
+    at most 16 hours in the central case and 40 GB of disk. CelebA, fetched by hand, adds its rows beyond both."""
+    from glowlib import plan
+    from glowlib.step_count import count_key
+    runs = [r for r in all_runs("gpu") if r.data.dataset != "celeba"]
+    assert {"cifar10", "mnist"} <= {r.data.dataset for r in runs}
+    costs = plan.measured(runs, timed=False)
+    cases = {case: sum(plan.gpu_run_seconds(r, r.train.steps, costs[count_key(r)], case) for r in runs) / 3600
+             for case in plan.GPU_SCENARIOS}
+    assert cases["optimistic"] <= cases["central"] <= 16 < cases["pessimistic"], cases
+    assert plan.disk_needed([plan.run_disk(r) for r in runs], 1) <= 40e9
+    macow = [r for r in runs if r.model_type == "macow" and r.data.dataset == "cifar10"]
+    assert min(r.train.steps for r in macow) == profile_of("gpu").steps["cifar10"], "equal steps means Glow's steps"
