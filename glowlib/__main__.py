@@ -159,12 +159,13 @@ def train_models(profile: str, progress=True, workers: int | None = None, worker
     else one per core (``runtime.default_workers``). ``worker_index``/``n_workers``: this process is one of several
     (say on the nodes of a Slurm array) sharing the cache; ``only_mine``: train only this worker's share. Returns the exit status."""
     check_choice("profile", profile, PROFILES)
-    runs = all_runs(profile)
+    # the arguments are checked in a moment, before the run list (minutes at the gpu profile)
     workers = default_workers() if workers is None else check_workers(workers)
+    if workers > 1 and n_workers > 1:
+        raise ValueError("--workers N starts N workers on this machine; with --n-workers (several machines) "
+                         "start one per machine (--workers 1)")
+    runs = all_runs(profile)
     if workers > 1:
-        if n_workers > 1:
-            raise ValueError("--workers N starts N workers on this machine; with --n-workers (several machines) "
-                             "start one per machine (--workers 1)")
         status = run_workers(planning.longest_first(runs, planning.measured_seconds), workers,
                              progress="lines" if progress else False, retry=f"make models PROFILE={profile}")
         if status:

@@ -292,3 +292,16 @@ def test_check_params_refuses_unbounded_seeds_and_folders_outside_results(args, 
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert main(["check-params", "--profile", "smoke", "cost", "-p", "bench_dir", "results/bench"]) == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [({"workers": 0}, "--workers 0: give at least 1"),
+                                             ({"workers": 2, "n_workers": 3}, "start one per machine")])
+def test_make_models_refuses_a_bad_worker_count_before_building_the_run_list(monkeypatch, kwargs, message):
+    """The run list takes minutes at the gpu profile (counted budgets); a mistyped count is refused before it."""
+    import glowlib.__main__ as cli
+
+    def too_early(profile):
+        raise AssertionError("the run list was built before the worker count was checked")
+    monkeypatch.setattr(cli, "all_runs", too_early)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cli.train_models("gpu", **kwargs)
