@@ -55,8 +55,21 @@ def parser(description: str, **defaults) -> argparse.ArgumentParser:
     return p
 
 
+def refuse_uncommitted() -> None:
+    """Before any work, where the script will write a record: stop (one line, exit status 1) in a checkout with
+    uncommitted changes outside results/, unless GLOWLIB_ALLOW_DIRTY=1 says to record anyway. The records are
+    results the Cost page shows, and only a commit reproduces them (``glowlib.results.check_committed``)."""
+    from glowlib.results import UncommittedChanges, check_committed
+    try:
+        check_committed(git_state(ROOT))
+    except UncommittedChanges as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def setup(args) -> torch.device:
     from glowlib.runtime import tune_allocator
+    if getattr(args, "out", None):
+        refuse_uncommitted()
     args.allocator_state = tune_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -81,6 +81,8 @@ def main(argv=None) -> int:
         return 0
     if not args.variant:
         p.error("give --variant NAME ... or --summary")
+    from bench.common import refuse_uncommitted
+    refuse_uncommitted()
     torch.set_num_threads(args.threads)
     for name in args.variant:
         record = measure(name)

@@ -244,6 +244,9 @@ def main(argv=None) -> int:
     p.add_argument("--summary", action="store_true")
     p.add_argument("--gates", action="store_true", help="add the sanity gates of our kept models to their records")
     args = p.parse_args(argv)
+    if args.gates or args.contender:
+        from bench.common import refuse_uncommitted
+        refuse_uncommitted()
     if args.gates:
         for name, by_budget in add_gates().items():
             for minutes, g in by_budget.items():

@@ -163,6 +163,9 @@ def main(argv=None) -> int:
     p.add_argument("--summary", action="store_true")
     p.add_argument("--gates", nargs="*", metavar="VARIANT", help="add the sanity gates to finished variants")
     args = p.parse_args(argv)
+    if args.variant or args.gates:
+        from bench.common import refuse_uncommitted
+        refuse_uncommitted()
     for name in args.gates or []:
         gates = add_gates(name)["gates"]
         print(name, [(g["gate"], round(g["value"], 3), g["passed"]) for g in gates])

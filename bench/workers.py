@@ -71,6 +71,9 @@ def main(argv=None) -> int:
         return 0
     if args.cores < 2:
         raise SystemExit(f"error: --cores {args.cores}: sharing needs at least 2 cores")
+    if args.out:
+        from bench.common import refuse_uncommitted
+        refuse_uncommitted()
     arrangements = {"one_process": (1, args.cores), "one_per_core": (args.cores, 1)}
     rounds = {name: [] for name in arrangements}
     for r in range(args.rounds):

@@ -68,6 +68,19 @@ class BenchTables:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)
+    uncommitted: list[str] = field(default_factory=list)     # records left out: made from uncommitted code
+
+    def keep(self, name: str, source: dict) -> bool:
+        """Whether the record ``name`` (its ``source``) is shown: not where it was made from uncommitted code
+        (``git_dirty``), which no commit reproduces, unless GLOWLIB_ALLOW_DIRTY=1 says to show it (named in a
+        note, :func:`uncommitted_note`, either way)."""
+        from ..results import dirty_allowed
+        if source.get("git_dirty") is True:
+            self.uncommitted.append(name)
+            if not dirty_allowed():
+                return False
+        self.sources[name] = source
+        return True
 
 
 def _records(bench_dir: Path, prefix: str, into: BenchTables, benchmarks) -> dict[str, dict]:
@@ -82,20 +95,21 @@ def _records(bench_dir: Path, prefix: str, into: BenchTables, benchmarks) -> dic
             continue
         if record.get("benchmark") not in benchmarks:
             continue
-        out[path.stem[len(prefix) + 1:]] = record
         env = record.get("env", {})
-        into.sources[path.name] = {k: env.get(k) for k in ("device_name", "threads", "git_sha", "git_dirty", "time",
-                                                           "command", "load_average")}
+        if into.keep(path.name, {k: env.get(k) for k in ("device_name", "threads", "git_sha", "git_dirty", "time",
+                                                         "command", "load_average")}):
+            out[path.stem[len(prefix) + 1:]] = record
     return out
 
 
-def uncommitted_note(sources: dict[str, dict]) -> str | None:
-    """One note naming the records made from uncommitted code (``git_dirty``): no commit reproduces them exactly,
-    so the page says so beside its figures rather than presenting them as the committed code's."""
-    dirty = sorted(name for name, source in sources.items() if source.get("git_dirty") is True)
+def uncommitted_note(names, shown: bool = False) -> str | None:
+    """One note naming the records made from uncommitted code: no commit reproduces them, so they are left out of
+    the page's tables and figures (``shown``: kept, as GLOWLIB_ALLOW_DIRTY=1 asked) and named here."""
+    dirty = sorted(names)
     if not dirty:
         return None
-    return (f"{len(dirty)} records were made from uncommitted changes, so no commit reproduces them exactly: "
+    fate = "shown as GLOWLIB_ALLOW_DIRTY=1 asked" if shown else "left out of the tables and figures"
+    return (f"{len(dirty)} records were made from uncommitted changes, so no commit reproduces them, and are {fate}: "
             f"{', '.join(f'`{n}`' for n in dirty)}. Rerun their benchmarks from a clean checkout to replace them.")
 
 
@@ -342,7 +356,8 @@ def cost_tables(bench_dir="results/bench") -> BenchTables:
     tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, into)
     tables["recipe"] = recipe(bench_dir, into)
     into.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
-    if (note := uncommitted_note(into.sources)) is not None:
+    from ..results import dirty_allowed
+    if (note := uncommitted_note(into.uncommitted, dirty_allowed())) is not None:
         into.notes.append(note)
     return into
 
@@ -358,11 +373,11 @@ def _read(folder: Path, into: BenchTables) -> list[tuple[str, dict]]:
         except (OSError, ValueError) as e:
             into.notes.append(f"`{path.name}` could not be read ({e}); it is left out.")
             continue
-        out.append((path.stem, record))
-        into.sources[f"{folder.name}/{path.name}"] = {
-            "device_name": record.get("machine"), "threads": record.get("threads"), "git_sha": record.get("git_sha"),
-            "git_dirty": record.get("git_dirty"), "time": record.get("time"),
-            "load_average": record.get("load_average_end")}
+        if into.keep(f"{folder.name}/{path.name}", {
+                "device_name": record.get("machine"), "threads": record.get("threads"),
+                "git_sha": record.get("git_sha"), "git_dirty": record.get("git_dirty"), "time": record.get("time"),
+                "load_average": record.get("load_average_end")}):
+            out.append((path.stem, record))
     return out
 
 

@@ -163,16 +163,50 @@ def test_the_cost_page_records_where_its_quality_and_recipe_records_came_from():
     cost = cost_tables(ROOT / "results" / "bench")
     for folder in ("quality_vs_time", "recipe"):
         names = sorted(p.name for p in (ROOT / "results" / "bench" / folder).glob("*.json"))
-        assert names and all(cost.sources[f"{folder}/{n}"]["git_sha"] for n in names), folder
+        assert names, folder
+        for n in names:                 # each shown with its commit, or named as made from uncommitted code
+            assert f"{folder}/{n}" in cost.uncommitted or cost.sources[f"{folder}/{n}"]["git_sha"], (folder, n)
 
 
-def test_records_made_from_uncommitted_code_are_named_on_the_page(tmp_path):
-    """A record whose code was uncommitted gets one note naming it; clean records none."""
-    from glowlib.analysis.bench_records import uncommitted_note
-    sources = {"recipe/adam.json": {"git_sha": "abc", "git_dirty": True},
-               "recipe/cosine.json": {"git_sha": "abc", "git_dirty": False},
-               "train_x.json": {"git_sha": "def", "git_dirty": True}}
-    note = uncommitted_note(sources)
+def test_records_made_from_uncommitted_code_are_left_out_and_named_on_the_page(monkeypatch):
+    """A record whose code was uncommitted is left out of the tables and named in one note (shown, and still
+    named, where GLOWLIB_ALLOW_DIRTY=1 asks); clean records and those made outside git are kept."""
+    from glowlib.analysis.bench_records import BenchTables, uncommitted_note
+    from glowlib.results import ALLOW_DIRTY_ENV
+    monkeypatch.delenv(ALLOW_DIRTY_ENV, raising=False)
+    into = BenchTables()
+    kept = {name: into.keep(name, {"git_sha": "abc", "git_dirty": dirty}) for name, dirty in
+            [("recipe/adam.json", True), ("recipe/cosine.json", False), ("train_x.json", True),
+             ("b.json", "unknown")]}
+    assert kept == {"recipe/adam.json": False, "recipe/cosine.json": True, "train_x.json": False, "b.json": True}
+    assert set(into.sources) == {"recipe/cosine.json", "b.json"}
+    note = uncommitted_note(into.uncommitted)
     assert note.startswith("2 records") and "`recipe/adam.json`" in note and "`train_x.json`" in note
-    assert "cosine" not in note
-    assert uncommitted_note({"a.json": {"git_dirty": False}, "b.json": {"git_dirty": "unknown"}}) is None
+    assert "left out" in note and "cosine" not in note
+    assert uncommitted_note([]) is None
+    monkeypatch.setenv(ALLOW_DIRTY_ENV, "1")
+    shown = BenchTables()
+    assert shown.keep("recipe/adam.json", {"git_dirty": True}) and shown.uncommitted == ["recipe/adam.json"]
+    assert "GLOWLIB_ALLOW_DIRTY=1" in uncommitted_note(shown.uncommitted, shown=True)
+
+
+@pytest.mark.parametrize("script, argv", [(recipe, ["--variant", "cosine", "--threads", "1"]),
+                                          (qvt, ["--contender", "ours", "--minutes", "1"])])
+def test_a_benchmark_refuses_uncommitted_code_before_it_trains(script, argv, monkeypatch, capsys):
+    """Its records are results the Cost page shows: in a checkout with uncommitted changes it stops before any
+    work, in one line saying how to go on, unless GLOWLIB_ALLOW_DIRTY=1 says to record anyway."""
+    import bench.common as common
+    from glowlib.results import ALLOW_DIRTY_ENV
+    monkeypatch.setattr(common, "git_state", lambda root=None: {"git_sha": "abc", "git_dirty": True})
+    monkeypatch.delenv(ALLOW_DIRTY_ENV, raising=False)
+    trained = []
+    monkeypatch.setattr(script, "run_variant" if script is recipe else "run_ours",
+                        lambda *a, **k: trained.append(a) or {}, raising=False)
+    with pytest.raises(SystemExit, match="GLOWLIB_ALLOW_DIRTY=1") as e:
+        script.main(argv)
+    assert str(e.value).startswith("error: ") and "\n" not in str(e.value) and trained == []
+    monkeypatch.setattr(common, "git_state", lambda root=None: {"git_sha": "abc", "git_dirty": False})
+    common.refuse_uncommitted()                              # a clean checkout goes on
+    monkeypatch.setattr(common, "git_state", lambda root=None: {"git_sha": "abc", "git_dirty": True})
+    monkeypatch.setenv(ALLOW_DIRTY_ENV, "1")
+    common.refuse_uncommitted()                              # and so does one told to
