@@ -81,6 +81,7 @@ EARLY_WORDS = ("early training: the runs' validation bits/dim still fell over th
                "holds at this point of training, not at convergence")
 # glowlib.analysis.stats.STATES: the four verdicts, then a study not run at the profile (tests/test_book_inputs.py
 # compares; importing it would load the package)
+H100_CASES = ("optimistic", "central", "pessimistic")   # glowlib.plan.GPU_SCENARIOS (tests/test_book.py compares)
 VERDICTS = ("confirmed", "contradicted", "inconclusive", "not testable at this scale", "not run at this profile")
 # a time, size or scale figure in a sentence (the reproduce and intro pages may only have computed ones)
 QUANTITY = re.compile(r"(?i)(\b\d[\d,.]*\s*|\b(an?|one|few|several|some)\s+)"
@@ -1080,9 +1081,10 @@ def computed_by(record: dict, bf16=None) -> str:
             f"{f', on {md_text(machine)}' if machine else ''}.*")
 
 
-def rerun(profile: str, notebook: str, record: dict | None, bf16=None) -> str:
+def rerun(profile: str, notebook: str, record: dict | None, bf16=None, h100: dict | None = None) -> str:
     """How a page ends: the command that reruns it, and what that cost on the machine that computed it (its
-    models' recorded training and the notebook's time), and where the cost on one H100 comes from."""
+    models' recorded training and the notebook's time), and on one H100 by the plan (``h100``: the page's row of
+    :func:`page_costs`)."""
     command = f"make notebook NB={notebook} PROFILE={profile}"
     lines = ["## Rerun this page", "", "```bash", command, "```", ""]
     if record:
@@ -1098,13 +1100,47 @@ def rerun(profile: str, notebook: str, record: dict | None, bf16=None) -> str:
         else:
             cost = (f"It trains nothing; on the machine that computed these results ({machine}) the notebook ran "
                     f"for {record['wall_s'] / 60:.1f} minutes.")
-        lines.append(cost + f" On one H100 this page's cost has not been recorded: `make plan PROFILE={profile}`, "
-                            f"run there, prints what each of its trainings costs on that machine.")
+        lines.append(cost + " " + h100_cost(h100, profile))
     else:
-        lines.append(f"It has not been computed at this scale, so its cost was not recorded, on a 2-core machine "
-                     f"or on one H100: `make plan PROFILE={profile}` prints what each training costs on the machine "
-                     f"it runs on.")
+        lines.append(f"It has not been computed at this scale, so its cost on a 2-core machine was not recorded: "
+                     f"`make plan PROFILE={profile}` prints what each training costs on the machine it runs on. "
+                     + h100_cost(h100, profile))
     return "\n".join(lines) + "\n"
+
+
+PAGE_COSTS = ("cost", "page_costs.csv")         # glowlib.left_out.page_h100_costs, recorded by the Cost page
+PAGE_COST_COLUMNS = ("notebook", "trainings") + tuple(f"h100_{case}_min" for case in H100_CASES)
+
+
+def page_costs(root: Path, profile: str) -> dict:
+    """{notebook: its row of the Cost page's table of each page's trainings on one H100} ({} where the Cost page
+    has not been computed at ``profile``); a table the book cannot read is a ``ValueError`` naming it."""
+    path = root / profile / PAGE_COSTS[0] / PAGE_COSTS[1]
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path)
+    missing = [c for c in PAGE_COST_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; rerun its notebook (make notebook NB=cost)")
+    for c in PAGE_COST_COLUMNS[1:]:
+        if not all(map(_finite, table[c])):
+            raise ValueError(f"{path}: column {c!r} must hold numbers of at least 0; rerun its notebook "
+                             f"(make notebook NB=cost)")
+    return {row["notebook"]: row for row in table.to_dict("records")}
+
+
+def h100_cost(row: dict | None, profile: str) -> str:
+    """What the page's trainings would take on one H100 by the plan's arithmetic (its row of :func:`page_costs`)."""
+    if row is None:
+        return (f"On one H100 its cost was not recorded with these results (the Cost page's table gives each "
+                f"page's): `make plan PROFILE={profile}` prints what each training would cost there.")
+    if not row["trainings"]:
+        return "On one H100 it trains nothing either."
+    return (f"On one H100 the plan puts its {row['trainings']} training(s) at this scale at about "
+            f"{row['h100_central_min']:.1f} min ({row['h100_optimistic_min']:.1f} to "
+            f"{row['h100_pessimistic_min']:.1f} min in its optimistic and pessimistic cases: arithmetic from each "
+            f"step's counted operations and FLOPs, not a timing; `make plan PROFILE={profile}` states the "
+            f"assumptions), plus the notebook's own time, which the plan does not estimate.")
 
 
 def claims_table(rows: list[dict]) -> str:
@@ -1331,7 +1367,8 @@ def placeholder(profile: str, notebook: str, root=None) -> str:
         f"`make notebook NB={notebook} PROFILE={profile}` runs the notebook `notebooks/{notebook}.py` (it trains "
         f"the models it needs first), then `make book PROFILE={profile}` rebuilds the book."])
     return f"# {md_text(page_title(notebook))} (not run)\n\n{why}\n\n" + "\n".join(how) + "\n" \
-        + rerun(profile, notebook, None)
+        + rerun(profile, notebook, None,
+                h100=page_costs(Path(root if root is not None else results_root()), profile).get(notebook))
 
 
 # ------------------------------------------------------------------------------------------ interactive figures
@@ -1462,6 +1499,7 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
     records = {nb: r for nb in reg.STUDIES if (r := provenance(root / profile / nb)) is not None}
     bf16 = bf16_paths(root, profile)
     scales = claim_scales(claims, root, profile, records, bf16) if claims else {}
+    h100 = page_costs(root, profile)
     for nb in reg.STUDIES:
         executed = root / profile / nb / f"{nb}.ipynb"
         for stale in (out / f"{nb}.ipynb", out / f"{nb}.md"):
@@ -1483,7 +1521,7 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
             notes = f"**Models.** The figures and tables of this page come from {md_text(used)}.\n" if used else ""
             built = page(executed_notebook(executed), nb, rows, record.get("figures", {}), tables, record,
                          claims if nb == "claims" else None, words=page_words(nb, profile), scales=scales, notes=notes,
-                         footer=rerun(profile, nb, record, bf16), bf16=bf16, explorers=explorers)
+                         footer=rerun(profile, nb, record, bf16, h100.get(nb)), bf16=bf16, explorers=explorers)
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, tables)
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
         else:

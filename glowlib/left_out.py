@@ -1,6 +1,7 @@
-"""What a study the profile leaves out would cost were it run: its trainings the profile does not hold, timed or
-counted by :mod:`glowlib.plan` as `make plan` does. The claims page leads each left-out study's reason with it, so a
-reader sees what "not run at this profile" would take."""
+"""What a study costs in training, by :mod:`glowlib.plan` as `make plan` counts it: a study the profile leaves out,
+were it run (its trainings the profile does not hold, timed or counted; the claims page leads each left-out study's
+reason with it, so a reader sees what "not run at this profile" would take), and each page's trainings on one H100
+(counted: the Cost page's table, which each page's rerun footer quotes)."""
 from __future__ import annotations
 
 from . import plan, studies
@@ -8,7 +9,7 @@ from .runtime import default_workers, worker_threads
 from .studies import all_runs
 from .training.loop import training_device
 
-__all__ = ["left_out_cost", "costed_left_out"]
+__all__ = ["left_out_cost", "costed_left_out", "page_h100_costs"]
 
 
 def left_out_cost(profile: str, name: str) -> dict:
@@ -44,3 +45,29 @@ def costed_left_out(profile: str) -> dict:
         out[name] = (f"costs {c['seconds'] / 3600:.1f} h of training on {c['where']} ({c['trainings']} trainings "
                      f"the profile does not hold, {c['workers']} worker(s); glowlib.plan's step costs): {why}")
     return out
+
+
+def _page_title(name: str) -> str:
+    """The page's title: the first heading of ``notebooks/<name>.py`` (as the book's build reads it), else the name."""
+    from .results import repo_root
+    path = repo_root() / "notebooks" / f"{name}.py"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return next((line[4:].strip() for line in lines if line.startswith("# # ")), name)
+
+
+def page_h100_costs(profile: str):
+    """One row per page (every study, in the book's order, those the profile leaves out too): its trainings at
+    ``profile`` (``study.runs``, each once, shared ones included) and their minutes on one H100-class GPU in each of
+    the plan's cases (``plan.h100_seconds``: counted operations and FLOPs, not timed)."""
+    import pandas as pd
+    rows = []
+    for name in studies.STUDIES:
+        runs = list({run.key(): run for run in studies.study(name).runs(profile)}.values())
+        minutes = dict.fromkeys(plan.GPU_SCENARIOS, 0.0)
+        for run in runs:
+            for case, seconds in plan.h100_seconds(run).items():
+                minutes[case] += seconds / 60
+        rows.append({"notebook": name, "page": _page_title(name), "trainings": len(runs),
+                     "run": name not in studies.left_out(profile),
+                     **{f"h100_{case}_min": m for case, m in minutes.items()}})
+    return pd.DataFrame(rows)

@@ -57,9 +57,9 @@ Markdown("\n".join(f"- **Note:** {n}" for n in result.notes))
 # %% [markdown]
 # ## Quality per hour of training, against a plain port
 # % caption quality_vs_time: Test bits/dim on a 2,000-image part of Fashion-MNIST's test split against minutes of
-# %   training, for this book's recipe (two lengths) and a plain port of the official recipe, on two machines
-# %   (one panel each, named in its title); a dot marks each run's validation-chosen checkpoint scored on the
-# %   whole test split. Lower is better.
+# %   training, for this book's recipe (two lengths) and a plain port of the official recipe, a panel per machine
+# %   recorded (named in its title); a dot marks each run's validation-chosen checkpoint scored on the whole test
+# %   split. Lower is better.
 # Our cpu-profile Glow and the plain reference (the same architecture, trained with the official recipe as the
 # PyTorch ports run it: Adamax at 1e-3 {cite}`kingma2015adam`, a linear warmup, no weight averaging) on the full
 # Fashion-MNIST {cite}`xiao2017fashion`, each for the same minutes of training on the same machine and threads, in
@@ -212,7 +212,26 @@ if len(time_1x1):
 else:
     display(Markdown("No profiler record: the 1x1 convolution's share of a step is not measured here."))
 
+# %% [markdown]
+# ## What each page's trainings cost on one H100
+# The trainings each page reads at this profile (shared ones counted on every page that reads them), and their
+# minutes on one H100-class GPU in the plan's three cases: arithmetic from each step's counted operations and FLOPs
+# (`make plan` states the assumptions), not a timing. Each page's closing section quotes its row beside what its
+# trainings took on the machine that computed it.
+
+# %%
+from glowlib.left_out import page_h100_costs
+
+page_costs = page_h100_costs(p.profile)
+show(page_costs, "page_costs", columns=["page", "trainings", "run", "h100_optimistic_min", "h100_central_min",
+                                        "h100_pessimistic_min"],
+     names={"run": "run at this profile", "h100_optimistic_min": "optimistic",
+            "h100_central_min": "central", "h100_pessimistic_min": "pessimistic"},
+     units={"h100_optimistic_min": "min", "h100_central_min": "min", "h100_pessimistic_min": "min"},
+     decimals={"h100_optimistic_min": 1, "h100_central_min": 1, "h100_pessimistic_min": 1})
+
 # %%
 for name, table in result.tables.items():
     rec.table(table, name, keys=study.KEYS[name])
+rec.table(page_costs, "page_costs", keys=["notebook"])
 wall_s = rec.finish()["wall_s"]

@@ -1034,6 +1034,40 @@ def test_every_page_ends_with_the_command_that_reruns_it_and_its_cost(pages):
             else (GENERATED / f"{nb}.md").read_text().split("## Rerun this page", 1)[-1]
         assert f"make notebook NB={nb} PROFILE={profile}" in text, nb
         assert "H100" in text, f"{nb}: the page does not say where an H100's cost comes from"
+        costs = RESULTS / profile / "cost" / "page_costs.csv"
+        if costs.is_file():
+            import pandas as pd
+            row = pd.read_csv(costs).set_index("notebook").loc[nb]
+            words = (f"its {row.trainings} training(s) at this scale at about {row.h100_central_min:.1f} min"
+                     if row.trainings else "On one H100 it trains nothing")
+            assert words in text, (nb, words)
+
+
+def test_the_book_names_the_plans_h100_cases():
+    from glowlib import plan
+    assert tuple(_build()["H100_CASES"]) == tuple(plan.GPU_SCENARIOS)
+
+
+def test_a_page_gives_its_trainings_h100_cost_from_the_cost_pages_table(tmp_path):
+    build = _build()
+    folder = tmp_path / "cpu" / "cost"
+    folder.mkdir(parents=True)
+    (folder / "page_costs.csv").write_text(
+        "notebook,page,trainings,run,h100_optimistic_min,h100_central_min,h100_pessimistic_min\n"
+        "temperature,Temperature,3,True,0.6,1.4,3.2\nclaims,Claims,0,True,0,0,0\n")
+    rows = build["page_costs"](tmp_path, "cpu")
+    words = build["h100_cost"](rows["temperature"], "cpu")
+    assert "its 3 training(s) at this scale at about 1.4 min (0.6 to 3.2 min in its optimistic" in words, words
+    assert "trains nothing" in build["h100_cost"](rows["claims"], "cpu")
+    assert "was not recorded" in build["h100_cost"](rows.get("samples"), "cpu")
+    assert build["page_costs"](tmp_path, "gpu") == {}
+    (folder / "page_costs.csv").write_text("notebook,trainings\ntemperature,3\n")
+    with pytest.raises(ValueError, match="lacks the columns .*h100_central_min.*make notebook NB=cost"):
+        build["page_costs"](tmp_path, "cpu")
+    (folder / "page_costs.csv").write_text(
+        "notebook,trainings,h100_optimistic_min,h100_central_min,h100_pessimistic_min\ntemperature,3,1,-2,3\n")
+    with pytest.raises(ValueError, match="'h100_central_min' must hold numbers of at least 0"):
+        build["page_costs"](tmp_path, "cpu")
 
 
 # the smallest text a reader can take in without zooming, in CSS pixels; and the font size the figures are drawn

@@ -93,6 +93,27 @@ def test_the_cpu_profile_leaves_the_5_bit_study_out_with_its_cost_from_the_plan(
     assert left_out.costed_left_out("smoke") == {}
 
 
+def test_each_pages_h100_cost_sums_its_own_trainings_once_each(monkeypatch):
+    """The Cost page's table that each page's footer quotes: a row per page in the book's order (left-out pages
+    too, marked), its trainings at the profile counted once each, and each case's minutes the sum of the plan's
+    arithmetic over them (``plan.h100_seconds``, here on a stated cost per step)."""
+    from glowlib import left_out, plan, studies
+    cost = {"flops_per_step": 2e9, "ops_per_step": 3000, "objective_ops": 2000}
+    monkeypatch.setattr(plan, "measured", lambda runs, threads=None, timed=True, **k:
+                        {plan.cost_key(r, threads, timed): cost for r in runs})
+    table = left_out.page_h100_costs("cpu").set_index("notebook")
+    assert list(table.index) == list(studies.STUDIES)
+    assert not table.loc["bits_5v8", "run"] and table.loc["temperature", "run"]
+    assert table.loc["temperature", "page"].startswith("Temperature")
+    for name in ("temperature", "bits_5v8", "claims"):
+        runs = list({r.key(): r for r in studies.study(name).runs("cpu")}.values())
+        assert table.loc[name, "trainings"] == len(runs)
+        for case in plan.GPU_SCENARIOS:
+            expected = sum(plan.gpu_run_seconds(r, r.train.steps, cost, case) for r in runs) / 60
+            assert table.loc[name, f"h100_{case}_min"] == pytest.approx(expected)
+    assert table.loc["claims", "trainings"] == 0 and table.loc["temperature", "h100_central_min"] > 0
+
+
 def test_the_quality_figure_fits_the_books_column_two_panels_a_row():
     """Three panels two a row and one legend in the fourth place, as wide as the book's column, their smallest text
     drawn at least LEGIBLE_PX tall there (measured as the provenance records it: results.figure_facts)."""
