@@ -517,8 +517,9 @@ def format_plan(p: dict) -> str:
         fetched = [d for d in p["absent_optional"] if d in FETCHED]
         out.append(f"not in this list: the bits/dim table's rows of {', '.join(p['absent_optional'])}, which it "
                    f"trains only where their files are, so the totals above leave them out"
-                   + (f" (`make data` fetches {' and '.join(fetched)}: the next line counts them in)" if fetched
-                      else ""))
+                   + (f" (`make data` fetches {' and '.join(fetched)}: "
+                      + ("the next line counts them in)" if PROFILE_DEVICE[p["profile"]] == "cuda" else
+                         "then plan again)") if fetched else ""))
     return "\n".join(out)
 
 
@@ -573,7 +574,7 @@ def main(profile: str, check_data: bool = False, measure_steps: bool = True, rem
     p = plan(profile, measure_steps, remeasure, log=log, workers=workers, runs=runs)
     print(format_plan(p), flush=True)
     fetched = [d for d in p["absent_optional"] if d in FETCHED]
-    if fetched and measure_steps:
+    if fetched and measure_steps and PROFILE_DEVICE[profile] == "cuda":     # the GPU profiles need them
         w = with_fetched(profile, fetched, workers, log)
         print(f"with {' and '.join(fetched)} present (`make data`): {w['n']} trainings; on an H100-class GPU central "
               f"{hours(w['cases']['central'])} (optimistic {hours(w['cases']['optimistic'])}, pessimistic "

@@ -152,3 +152,41 @@ def test_every_h100_case_counts_a_run_compiled_exactly_where_training_compiles_i
     assert compile_mode("default", cuda, False, 10) == "default", "a mode asked for is a mode given"
     assert compile_mode("auto", cuda, True, 100_000) is None, "invertible backprop stays eager"
     assert not plan.compiles_on_gpu(tiny(steps=100_000, compile="off"), 100_000)
+
+
+@pytest.mark.parametrize("profile, counted", [("gpu", True), ("smoke", False)])
+def test_the_gpu_plan_also_counts_the_datasets_make_data_fetches(monkeypatch, capsys, profile, counted):
+    """Without CIFAR-10 and MNIST the run list lacks the bits/dim table's rows of them, which a GPU box trains (it
+    needs CIFAR-10 anyway): the gpu plan adds one line with them counted in; a CPU profile says to plan again."""
+    import glowlib.data as data
+    monkeypatch.setattr(plan, "all_runs", lambda profile: [])
+    monkeypatch.setattr(data, "_LOCATORS", {**data._LOCATORS, "cifar10": _absent, "mnist": _absent})
+    asked = []
+    monkeypatch.setattr(plan, "with_fetched", lambda profile, fetched, workers, log: asked.append(fetched) or
+                        {"n": 7, "cases": {"optimistic": 3600.0, "central": 7200.0, "pessimistic": 36000.0},
+                         "disk": 2e9, "fetched": fetched})
+    assert plan.main(profile, measure_steps=True) == 0
+    out = capsys.readouterr().out
+    line = "with cifar10 and mnist present (`make data`): 7 trainings; on an H100-class GPU central 2.0 h " \
+           "(optimistic 60 min, pessimistic 10.0 h)"
+    assert (line in out) == counted and asked == ([["cifar10", "mnist"]] if counted else [])
+    assert ("the next line counts them in" in out) == counted and ("then plan again" in out) != counted
+
+
+def _absent(root):
+    from glowlib.data import DataNotFoundError
+    raise DataNotFoundError("absent")
+
+
+def test_with_fetched_builds_the_run_list_as_if_the_data_were_there_and_sums_it(monkeypatch):
+    from glowlib.data import is_available
+    runs = [tiny(seed=s, steps=40) for s in range(2)]
+    seen = []
+    monkeypatch.setattr(plan, "all_runs", lambda profile: seen.append(is_available("cifar10")) or runs)
+    cost = {"flops_per_step": 1e9, "ops_per_step": 2_000, "objective_ops": 1_500}
+    monkeypatch.setattr(plan, "measured", lambda runs, log=None, timed=True: {plan.count_key(r): cost for r in runs})
+    w = plan.with_fetched("gpu", ["cifar10"], workers=1)
+    assert seen == [True] and w["n"] == 2 and w["fetched"] == ["cifar10"]
+    for case in plan.GPU_SCENARIOS:
+        assert w["cases"][case] == pytest.approx(sum(plan.gpu_run_seconds(r, 40, cost, case) for r in runs))
+    assert w["disk"] == plan.disk_needed([plan.run_disk(r) for r in runs], 1)
