@@ -164,8 +164,9 @@ GPU = replace(
     # cover them many times over
     steps={"cifar10": 8_000, "celeba": 8_000, "fashion_mnist": 4_000, "mnist": 4_000, "mnist5k": 1_500,
            "digits": 1_000},
-    # the cpu profile's stand-ins keep its model size: a paper-size model (44M parameters, 0.5 GB a finished run)
-    # on 3,500 or 1,497 training images overfits within its first epochs, and their 12 runs would fill 6 GB
+    # the cpu profile's stand-ins keep its model size: a paper-size model (44M parameters) on 3,500 or 1,497
+    # training images overfits within its first epochs, and its 12 finished runs would fill disk the CIFAR-10 runs
+    # need (make plan PROFILE=gpu prints each run's)
     dataset_models={**_FULL_SIZE_DATASET_MODELS, "mnist5k": dict(n_levels=2, depth=8, width=128),
                     "digits": dict(n_levels=2, depth=8, width=128)},
     table_dequant_datasets=("cifar10",),
