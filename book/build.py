@@ -1354,9 +1354,10 @@ def page(notebook: dict, name: str, claims: list[dict], figures: dict, tables=()
     return nb
 
 
-def placeholder(profile: str, notebook: str, root=None) -> str:
+def placeholder(profile: str, notebook: str, root=None, h100: dict | None = None) -> str:
     """The page of a notebook without results: left out by the profile (:func:`left_out`, with the reason) or
-    not computed yet; either way, how to compute it (folded)."""
+    not computed yet; either way, how to compute it (folded), and its trainings' H100 cost (``h100``: its row of
+    :func:`page_costs`)."""
     reason = left_out(profile, root).get(notebook)
     scale = md_text(PROFILE_WORDS.get(profile, profile))
     why = (f"This scale ({scale}) leaves this study out: {md_text(reason)}. Its claims therefore have no verdict "
@@ -1367,8 +1368,7 @@ def placeholder(profile: str, notebook: str, root=None) -> str:
         f"`make notebook NB={notebook} PROFILE={profile}` runs the notebook `notebooks/{notebook}.py` (it trains "
         f"the models it needs first), then `make book PROFILE={profile}` rebuilds the book."])
     return f"# {md_text(page_title(notebook))} (not run)\n\n{why}\n\n" + "\n".join(how) + "\n" \
-        + rerun(profile, notebook, None,
-                h100=page_costs(Path(root if root is not None else results_root()), profile).get(notebook))
+        + rerun(profile, notebook, None, h100=h100)
 
 
 # ------------------------------------------------------------------------------------------ interactive figures
@@ -1526,7 +1526,7 @@ def prepare_book(profile: str, book_dir=None, root=None) -> Path:
             write(out / f"{nb}.ipynb", json.dumps(built, indent=1))
         else:
             copy_tables(root / profile / nb, out / EXTRA / TABLES / nb, [])
-            write(out / f"{nb}.md", placeholder(profile, nb, root))
+            write(out / f"{nb}.md", placeholder(profile, nb, root, h100.get(nb)))
     write(out / "profile.json", json.dumps({"profile": profile, "results": str(root)}))
     write(book_dir / "_toc.yml", toc(reg.PARTS))
     return out

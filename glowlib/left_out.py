@@ -48,7 +48,8 @@ def costed_left_out(profile: str) -> dict:
 
 
 def _page_title(name: str) -> str:
-    """The page's title: the first heading of ``notebooks/<name>.py`` (as the book's build reads it), else the name."""
+    """The page's title: the first heading of ``notebooks/<name>.py``, else the name; as ``book/build.py``'s
+    ``page_title``, which cannot import glowlib (it loads torch): tests/test_book.py holds the two to one answer."""
     from .results import repo_root
     path = repo_root() / "notebooks" / f"{name}.py"
     lines = path.read_text().splitlines() if path.is_file() else []
@@ -63,11 +64,7 @@ def page_h100_costs(profile: str):
     rows = []
     for name in studies.STUDIES:
         runs = list({run.key(): run for run in studies.study(name).runs(profile)}.values())
-        minutes = dict.fromkeys(plan.GPU_SCENARIOS, 0.0)
-        for run in runs:
-            for case, seconds in plan.h100_seconds(run).items():
-                minutes[case] += seconds / 60
         rows.append({"notebook": name, "page": _page_title(name), "trainings": len(runs),
                      "run": name not in studies.left_out(profile),
-                     **{f"h100_{case}_min": m for case, m in minutes.items()}})
+                     **{f"h100_{case}_min": s / 60 for case, s in plan.h100_seconds(runs).items()}})
     return pd.DataFrame(rows)

@@ -357,11 +357,13 @@ def gpu_run_seconds(run: RunConfig, steps: int, cost: dict, scenario: str = "cen
     return case["compile_s"] + run_seconds(run, steps, gpu_step_seconds(cost, scenario, compiled=True))
 
 
-def h100_seconds(run: RunConfig) -> dict:
-    """{case: seconds} of the whole of ``run`` on one H100-class GPU by the plan's arithmetic (counted on the meta
-    device, kept in ``counts_path()``, not timed)."""
-    cost = measured([run], timed=False)[count_key(run)]
-    return {case: gpu_run_seconds(run, run.train.steps, cost, case) for case in GPU_SCENARIOS}
+def h100_seconds(runs, left: bool = False, log=None) -> dict:
+    """{case: seconds} of ``runs`` on one H100-class GPU by the plan's arithmetic (counted on the meta device, kept
+    in ``counts_path()``, not timed): their whole trainings, or with ``left`` the steps the cache still lacks."""
+    costs = measured(runs, log=log, timed=False)
+    steps = [status(run)[1] if left else run.train.steps for run in runs]
+    return {case: sum(gpu_run_seconds(run, n, costs[count_key(run)], case) for run, n in zip(runs, steps))
+            for case in GPU_SCENARIOS}
 
 
 def status(run: RunConfig) -> tuple[str, int]:
@@ -531,10 +533,7 @@ def with_fetched(profile: str, fetched, workers: int | None = None, log=None) ->
     """The profile's trainings (n), H100 arithmetic (cases) and disk once ``make data`` has fetched ``fetched``."""
     with assuming_present(fetched):
         runs = all_runs(profile)
-    costs = measured(runs, log=log, timed=False)
-    cases = {case: sum(gpu_run_seconds(run, status(run)[1], costs[count_key(run)], case) for run in runs)
-             for case in GPU_SCENARIOS}
-    return {"n": len(runs), "cases": cases, "fetched": list(fetched),
+    return {"n": len(runs), "cases": h100_seconds(runs, left=True, log=log), "fetched": list(fetched),
             "disk": disk_needed([run_disk(run) for run in runs], default_workers() if workers is None else workers)}
 
 

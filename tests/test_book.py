@@ -1043,6 +1043,14 @@ def test_every_page_ends_with_the_command_that_reruns_it_and_its_cost(pages):
             assert words in text, (nb, words)
 
 
+def test_the_cost_pages_table_names_each_page_by_the_title_the_book_gives_it():
+    """glowlib.left_out reads the titles for the Cost page's table as book/build.py does (which cannot import it)."""
+    from glowlib.left_out import _page_title
+    build = _build()
+    for nb in NOTEBOOKS:
+        assert _page_title(nb) == build["page_title"](nb) != nb, nb
+
+
 def test_the_book_names_the_plans_h100_cases():
     from glowlib import plan
     assert tuple(_build()["H100_CASES"]) == tuple(plan.GPU_SCENARIOS)

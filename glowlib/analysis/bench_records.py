@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import repo_root
+from ..results import dirty_allowed, repo_root
 
 # (channels, image size) -> (training images per epoch, the data set it stands for): 50,000 for 3x32x32
 # (CIFAR-10), 60,000 for one-channel 28x28 or 32x32 (MNIST / Fashion-MNIST, padded to 32x32 in the benchmark configs)
@@ -74,7 +74,6 @@ class BenchTables:
         """Whether the record ``name`` (its ``source``) is shown: not where it was made from uncommitted code
         (``git_dirty``), which no commit reproduces, unless GLOWLIB_ALLOW_DIRTY=1 says to show it (named in a
         note, :func:`uncommitted_note`, either way)."""
-        from ..results import dirty_allowed
         if source.get("git_dirty") is True:
             self.uncommitted.append(name)
             if not dirty_allowed():
@@ -356,7 +355,6 @@ def cost_tables(bench_dir="results/bench") -> BenchTables:
     tables["quality_vs_time"], tables["quality_curves"] = quality_vs_time(bench_dir, into)
     tables["recipe"] = recipe(bench_dir, into)
     into.tables = {name: df for name, df in tables.items() if df is not None and len(df)}
-    from ..results import dirty_allowed
     if (note := uncommitted_note(into.uncommitted, dirty_allowed())) is not None:
         into.notes.append(note)
     return into
